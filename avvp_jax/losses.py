@@ -1,0 +1,207 @@
+"""Training losses of HAN and LEAP: `compute_loss(config.loss, outputs, batch) -> (loss, terms)`.
+
+`outputs` is a model's output dict (see `avvp_jax.models`), `batch` the batch dict of CONTRACT.md. Every
+loss is the mean over the real clips of the batch (weighted by `batch["mask"]` when present), computed in
+float32 whatever the model's dtype, with no Python loop over clips, and is jittable. Probabilities are
+clamped to `[clamp_eps, 1 - clamp_eps]` before any log, as both official codes do.
+
+HAN (Tian, Li and Xu, ECCV 2020; YapengTian/AVVP-ECCV20 `main_avvp.py:train`):
+  BCE(video_prob, y) + BCE(audio_prob, s_a y + (1 - s_a) / 2) + BCE(visual_prob, s_v y + (1 - s_v) / 2)
+  with the label smoothing of individual guided learning, s_a = 1.0 and s_v = 0.9.
+
+LEAP (Zhou et al., ECCV 2024; jasongief/LEAP `main_leap.py:train`, `avss_loss`):
+  L_basic = BCE(video_prob, y)
+          + BCE(audio_prob, pa) + BCE(visual_prob, pv)                  video level, per modality
+          + segment_weight * [BCE(segment_audio_prob, Pa) + BCE(segment_visual_prob, Pv)]
+  L = L_basic + avss_weight * MSE(relu(cos(audio_embedding_i, visual_embedding_j)), target_ij).
+  With VALOR's segment pseudo labels in the batch (`avvp_jax.data.pseudo_labels` batch keys), Pa / Pv
+  are those and pa / pv their maximum over time. Without them the video-level targets are the smoothed
+  weak labels (as the official data loader does), the segment term is off (reported as 0), and the avss
+  target is built from the model's own segment predictions, thresholded at 0.5 and kept only for classes
+  whose video-level probability of that modality is at least 0.5 (the official `use_pseudo_label=False`
+  path). The avss target from segment labels Pa, Pv `[T, C]`:
+    "official": x_ij = <Pa_i, Pv_j> / max(max_i |Pa_i|, max_j |Pv_j|), target = x / (1 + x) + avss_eps
+                (the official sigmoid(log x) + eps; 0 + eps when neither modality has an event);
+    "paper":    target = |Pa_i & Pv_j| / |Pa_i | Pv_j|, the per-pair event IoU (0 when both are empty).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from avvp_jax.data import pseudo_labels
+from avvp_jax.errors import InputError
+
+Array = jax.Array
+Terms = dict[str, Array]
+
+PREDICTION_THRESHOLD = 0.5  # the official threshold of the avss fallback's segment predictions
+NORMALIZE_EPS = 1e-12  # smallest norm in the cosine similarity (torch F.normalize's default)
+AVSS_TARGETS = ("official", "paper")
+
+
+def _f32(x: Array) -> Array:
+  return jnp.asarray(x, jnp.float32)
+
+
+def _clamp(prob: Array, eps: float) -> Array:
+  return jnp.clip(_f32(prob), eps, 1.0 - eps)
+
+
+def _per_clip_mean(values: Array) -> Array:
+  """`[B, ...]` -> `[B]` mean over all but the leading axis."""
+  return values.reshape(values.shape[0], -1).mean(axis=1)
+
+
+def _bce_per_clip(prob: Array, target: Array) -> Array:
+  """Binary cross-entropy of clamped `prob` and `target` (same shape `[B, ...]`), averaged per clip `[B]`."""
+  target = jax.lax.stop_gradient(_f32(target))
+  return _per_clip_mean(-(target * jnp.log(prob) + (1.0 - target) * jnp.log1p(-prob)))
+
+
+def _batch_mean(per_clip: Array, batch: Mapping[str, Any]) -> Array:
+  """Mean of `[B]` values over the real clips (`batch["mask"]`, when present)."""
+  if "mask" not in batch:
+    return per_clip.mean()
+  mask = _f32(batch["mask"])
+  return (per_clip * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+
+
+def smooth(label: Array, smoothing: float) -> Array:
+  """Label smoothing toward 0.5: `s * y + (1 - s) * 0.5`."""
+  return smoothing * _f32(label) + (1.0 - smoothing) * 0.5
+
+
+def cosine_similarity(audio_embedding: Array, visual_embedding: Array) -> Array:
+  """`[B, T, D]` x `[B, T, D]` -> `[B, T, T]` cosine similarity of audio segment i and visual segment j."""
+  def unit(x):
+    x = _f32(x)
+    # max(|x|, eps) written so that a zero vector has a zero gradient, not NaN.
+    squared = jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), NORMALIZE_EPS**2)
+    return x * jax.lax.rsqrt(squared)
+  return jnp.einsum("bid,bjd->bij", unit(audio_embedding), unit(visual_embedding))
+
+
+def avss_target(audio_segments: Array, visual_segments: Array, kind: str = "official",
+                eps: float = 0.01) -> Array:
+  """The EIoU target `[B, T, T]` of the avss loss from 0/1 segment labels `[B, T, C]`.
+
+  Args:
+    audio_segments: `[B, T, C]` audio events of each segment.
+    visual_segments: `[B, T, C]` visual events of each segment.
+    kind: "official" (LEAP's released code) or "paper" (per-pair IoU); see the module docstring.
+    eps: added to the official target; unused by "paper".
+
+  Returns:
+    `[B, T, T]` float32, entry (i, j) pairing audio segment i with visual segment j.
+  """
+  audio_segments = _f32(audio_segments)
+  visual_segments = _f32(visual_segments)
+  shared = jnp.einsum("bic,bjc->bij", audio_segments, visual_segments)  # |Pa_i & Pv_j|
+  if kind == "official":
+    most_audio = audio_segments.sum(axis=-1).max(axis=-1)  # [B] most events in one audio segment
+    most_visual = visual_segments.sum(axis=-1).max(axis=-1)
+    most = jnp.maximum(most_audio, most_visual)
+    ratio = shared / jnp.where(most > 0, most, 1.0)[:, None, None]  # shared is 0 wherever most is 0
+    return ratio / (1.0 + ratio) + eps
+  if kind == "paper":
+    union = (audio_segments.sum(axis=-1)[:, :, None] + visual_segments.sum(axis=-1)[:, None, :]
+             - shared)
+    return jnp.where(union > 0, shared / jnp.where(union > 0, union, 1.0), 0.0)
+  raise InputError(f"config.loss.avss_target {kind!r} is unknown: use one of {AVSS_TARGETS}.")
+
+
+def han_loss(config: ml_collections.ConfigDict, outputs: Mapping[str, Array],
+             batch: Mapping[str, Any]) -> tuple[Array, Terms]:
+  """HAN's loss: video BCE plus the smoothed audio and visual guided BCEs (module docstring)."""
+  eps = config.clamp_eps
+  label = _f32(batch["label"])
+  terms = {
+      "video": _batch_mean(_bce_per_clip(_clamp(outputs["video_prob"], eps), label), batch),
+      "audio": _batch_mean(_bce_per_clip(_clamp(outputs["audio_prob"], eps),
+                                         smooth(label, config.audio_smoothing)), batch),
+      "visual": _batch_mean(_bce_per_clip(_clamp(outputs["visual_prob"], eps),
+                                          smooth(label, config.visual_smoothing)), batch),
+  }
+  return terms["video"] + terms["audio"] + terms["visual"], terms
+
+
+def _fallback_segments(segment_prob: Array, video_prob: Array) -> Array:
+  """The model's own 0/1 segment predictions `[B, T, C]`, kept where its video-level prob is >= 0.5."""
+  segment = (_f32(segment_prob) >= PREDICTION_THRESHOLD).astype(jnp.float32)
+  video = (_f32(video_prob) >= PREDICTION_THRESHOLD).astype(jnp.float32)
+  return jax.lax.stop_gradient(segment * video[:, None, :])
+
+
+def leap_loss(config: ml_collections.ConfigDict, outputs: Mapping[str, Array],
+              batch: Mapping[str, Any]) -> tuple[Array, Terms]:
+  """LEAP's loss: L_basic + avss_weight * L_avss (module docstring)."""
+  eps = config.clamp_eps
+  label = _f32(batch["label"])
+  audio_key, visual_key = pseudo_labels.AUDIO_BATCH_KEY, pseudo_labels.VISUAL_BATCH_KEY
+  has_audio, has_visual = audio_key in batch, visual_key in batch
+  if has_audio != has_visual:
+    raise InputError(f"the batch holds only one of {audio_key!r} and {visual_key!r}: the LEAP loss "
+                     "needs both modalities' pseudo labels or neither.")
+  segment_audio_prob = _clamp(outputs["segment_audio_prob"], eps)
+  segment_visual_prob = _clamp(outputs["segment_visual_prob"], eps)
+
+  if has_audio:
+    audio_segments = _f32(batch[audio_key])
+    visual_segments = _f32(batch[visual_key])
+    audio_target = audio_segments.max(axis=1)
+    visual_target = visual_segments.max(axis=1)
+    audio_segment = _batch_mean(_bce_per_clip(segment_audio_prob, audio_segments), batch)
+    visual_segment = _batch_mean(_bce_per_clip(segment_visual_prob, visual_segments), batch)
+  else:
+    audio_target = smooth(label, config.audio_smoothing)
+    visual_target = smooth(label, config.visual_smoothing)
+    audio_segments = _fallback_segments(outputs["segment_audio_prob"], outputs["audio_prob"])
+    visual_segments = _fallback_segments(outputs["segment_visual_prob"], outputs["visual_prob"])
+    audio_segment = visual_segment = jnp.zeros((), jnp.float32)
+
+  target = jax.lax.stop_gradient(
+      avss_target(audio_segments, visual_segments, config.avss_target, config.avss_eps))
+  similarity = jax.nn.relu(cosine_similarity(outputs["audio_embedding"], outputs["visual_embedding"]))
+  terms = {
+      "video": _batch_mean(_bce_per_clip(_clamp(outputs["video_prob"], eps), label), batch),
+      "audio": _batch_mean(_bce_per_clip(_clamp(outputs["audio_prob"], eps), audio_target), batch),
+      "visual": _batch_mean(_bce_per_clip(_clamp(outputs["visual_prob"], eps), visual_target), batch),
+      "audio_segment": audio_segment,
+      "visual_segment": visual_segment,
+      "avss": _batch_mean(_per_clip_mean((similarity - target) ** 2), batch),
+  }
+  loss = (terms["video"] + terms["audio"] + terms["visual"]
+          + config.segment_weight * (terms["audio_segment"] + terms["visual_segment"])
+          + config.avss_weight * terms["avss"])
+  return loss, terms
+
+
+LossFn = Callable[[ml_collections.ConfigDict, Mapping[str, Array], Mapping[str, Any]],
+                  tuple[Array, Terms]]
+LOSSES: dict[str, LossFn] = {"han": han_loss, "leap": leap_loss}
+
+
+def compute_loss(config: ml_collections.ConfigDict, outputs: Mapping[str, Array],
+                 batch: Mapping[str, Any]) -> tuple[Array, Terms]:
+  """The loss named by `config.name` (a key of `LOSSES`).
+
+  Args:
+    config: `config.loss`.
+    outputs: the model's output dict (`video_prob [B, C]`, `audio_prob`, `visual_prob [B, C]`,
+      `segment_audio_prob`, `segment_visual_prob [B, T, C]`, `audio_embedding`, `visual_embedding
+      [B, T, D]`), any float dtype.
+    batch: the batch dict; uses `label [B, C]`, `mask [B]` when present, and for LEAP the pseudo-label
+      keys of `avvp_jax.data.pseudo_labels` when present.
+
+  Returns:
+    `(loss, terms)`: the float32 scalar to minimise and a dict of its named float32 scalar terms
+    (unweighted): HAN `video`, `audio`, `visual`; LEAP also `audio_segment`, `visual_segment`, `avss`.
+  """
+  if config.name not in LOSSES:
+    raise InputError(f"config.loss.name {config.name!r} is unknown: use one of {sorted(LOSSES)}.")
+  return LOSSES[config.name](config, outputs, batch)

