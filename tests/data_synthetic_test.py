@@ -31,7 +31,7 @@ class ShapesTest(parameterized.TestCase):
   def test_feature_shape_constants(self):
     self.assertEqual(synthetic.FEATURE_SHAPES["official"],
                      {"audio": (10, 128), "frames": (80, 2048), "motion": (10, 512)})
-    self.assertEqual(synthetic.FEATURE_SHAPES["clip_clap"], {"audio": (10, 512), "frames": (10, 768)})
+    self.assertEqual(synthetic.FEATURE_SHAPES["clip_clap"], {"audio": (10, 768), "frames": (10, 768)})
     self.assertEqual(synthetic.feature_shapes("official", "pooled")["frames"], (10, 2048))
     self.assertEqual(set(synthetic.FEATURE_DIRS["official"].values()), {"vggish", "res152", "r2plus1d_18"})
 

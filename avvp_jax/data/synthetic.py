@@ -65,6 +65,7 @@ from typing import Sequence
 import numpy as np
 
 from avvp_jax.data import annotations
+from avvp_jax.data import features
 from avvp_jax.errors import InputError
 
 NAME = "synthetic"  # what every output of this module calls the data
@@ -72,20 +73,14 @@ T = annotations.NUM_SECONDS  # 10 one-second segments
 C = annotations.NUM_CLASSES  # 25 classes
 FRAMES_PER_SECOND = 8  # ResNet-152 frames are extracted at 8 fps (80 per clip)
 
-# Per-clip feature shapes as stored on disk, per layout (frames raw; "pooled" frames are [T, Df]).
-FEATURE_SHAPES = {
-    # VGGish audio, ResNet-152 frames at 8 fps, R(2+1)D-18 motion (AVVP-ECCV20's features).
-    "official": {"audio": (T, 128), "frames": (T * FRAMES_PER_SECOND, 2048), "motion": (T, 512)},
-    # VALOR's CLAP audio and CLIP (ViT-L/14) frames, one per second, no motion stream.
-    "clip_clap": {"audio": (T, 512), "frames": (T, 768)},
-}
-LAYOUTS = tuple(FEATURE_SHAPES)
+# Per-clip feature shapes as generated, per layout (frames raw at 8 fps; "pooled" frames are [T, Df]),
+# and the sub-folders holding `<clip id>.npy` per modality: both from `features.LAYOUTS`, the one source.
+# On disk, VALOR's CLAP audio is a [64, 768] feature map per clip, which `features` reads as [T, 768].
+LAYOUTS = tuple(features.LAYOUTS)
+FEATURE_SHAPES = {layout: features.output_shapes(layout, "raw") for layout in LAYOUTS}
 FRAME_MODES = ("raw", "pooled")
-# Sub-folders of a features folder holding `<clip id>.npy` per modality, per layout.
-FEATURE_DIRS = {
-    "official": {"audio": "vggish", "frames": "res152", "motion": "r2plus1d_18"},
-    "clip_clap": {"audio": "CLAP/features", "frames": "CLIP/features"},
-}
+FEATURE_DIRS = {layout: {modality: folder for modality, (folder, _) in features.LAYOUTS[layout].items()}
+                for layout in LAYOUTS}
 # Training clips of the default synthetic run (a seeded subset of the 10,000 real ones).
 DEFAULT_NUM_TRAIN_CLIPS = 2000
 MARKER_FILE = "SYNTHETIC.txt"  # written into every folder `launch/make_synthetic.py` fills
@@ -132,7 +127,7 @@ MODALITY_SPECS = {
                                latent_noise=1.1),
     },
     "clip_clap": {
-        "audio": ModalitySpec(dim=512, activation="l2", scale=1.0, mean=0.0, salience=(0.5, 1.0),
+        "audio": ModalitySpec(dim=768, activation="l2", scale=1.0, mean=0.0, salience=(0.5, 1.0),
                               latent_noise=0.8),
         "frames": ModalitySpec(dim=768, activation="l2", scale=1.0, mean=0.0, salience=(0.6, 1.0),
                                latent_noise=0.9),
@@ -514,6 +509,8 @@ def write_features(data: SyntheticLLP, output_dir: str | pathlib.Path, split: st
   for index in indices:
     clip = split_data.clip_ids[index]
     for modality, value in stored.features(split, int(index)).items():
+      if data.layout == "clip_clap" and modality == "audio":
+        value = features.clap_maps_from_segments(value)  # VALOR stores [64, 768] CLAP maps per clip
       np.save(folders[modality] / f"{clip}.npy", value)
   return len(indices)
 
