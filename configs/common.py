@@ -13,11 +13,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
 
   config.seed = 0  # initialisation, dropout and data order all derive from it
-  config.num_epochs = 40  # passes over the training split
+  config.num_epochs = 40  # passes over the training split (real features)
+  # Passes over the training split when `data.features_dir` is empty (the embedded synthetic data): the
+  # reduced recipe that lets a default run finish on 2 CPU cores in minutes. 0: use `num_epochs`.
+  config.synthetic_num_epochs = 0
   config.batch_size = 16  # global training batch, over all devices of all hosts
   config.eval_batch_size = 64  # global evaluation batch; the last one is padded and masked
-  config.log_every_steps = 50  # loss/lr/throughput lines and summaries
+  config.log_every_steps = 50  # loss/lr/throughput lines and summaries (device metrics fetched only then)
+  config.eval_every_epochs = 1  # validation (all 10 metrics) every this many epochs, and after the last
   config.compute_dtype = "float32"  # "bfloat16" on GPU/TPU: matmuls in bf16, params and loss in float32
+  # Test hooks, off (0 / -1) in every real run.
+  config.debug = ml_collections.ConfigDict()
+  # After this many training steps: wait for pending checkpoint writes, then SIGKILL the own process
+  # (simulates a crash; the resume test uses it). 0: never.
+  config.debug.kill_after_steps = 0
+  # Replace the training loss by NaN at this step (0-based) to exercise the non-finite stop. -1: never.
+  config.debug.nan_loss_at_step = -1
 
   # --- data -----------------------------------------------------------------------------------------
   config.data = ml_collections.ConfigDict()
@@ -37,9 +48,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Accept annotation copies from before the 2024-04-16 upstream correction (scored as the official
   # code did, dropping the three broken rows). Off: such copies are refused with an explanation.
   config.data.legacy_annotations = False
-  # VALOR's segment-level pseudo labels (a file), used by the LEAP loss when given. Empty: none.
+  # VALOR's segment-level pseudo labels, used by the LEAP loss when given: the folder where VALOR's
+  # CLAP.zip and CLIP.zip were unpacked (CLAP/segment_pseudo_labels/<clip id>.npy and
+  # CLIP/segment_pseudo_labels/<clip id>.npy, [10, 25] each; see avvp_jax/data/pseudo_labels.py).
+  # Empty: none.
   config.data.pseudo_labels = ""
-  config.data.shuffle_buffer = 10_000  # training clips shuffled per epoch (LLP train has 10,000)
+  # Training clips in the shuffle buffer (LLP train has 10,000): the order of an epoch depends only on
+  # (seed, epoch), so a resumed run sees exactly the same batches. Decoded clips are held in memory (~105 KB
+  # each with pooled frames, ~680 KB raw): lower it for raw frames on small hosts.
+  config.data.shuffle_buffer = 10_000
+  # The embedded SYNTHETIC data (`features_dir` empty): training clips (a seeded subset of the 10,000 real
+  # ones), the generator's seed, and how many of the first validation / test clips to keep (0: all 649 /
+  # 1,200). A build is keyed by these, so changing them builds anew.
+  config.data.synthetic_train_clips = 2000
+  config.data.synthetic_seed = 0
+  config.data.synthetic_eval_clips = 0
 
   # --- model ----------------------------------------------------------------------------------------
   config.model = ml_collections.ConfigDict()
@@ -48,19 +71,137 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Input feature widths; motion = 0 means no motion stream (the clip_clap layout).
   config.model.input_dims = ml_collections.ConfigDict(dict(audio=128, frames=2048, motion=512))
   config.model.hidden_dim = 512  # width of the embedded segments and of the encoder
+  # HAN encoder (avvp_jax/models/han.py); defaults are the official model's (YapengTian/AVVP-ECCV20).
+  config.model.han = ml_collections.ConfigDict()
+  config.model.han.num_layers = 1
+  config.model.han.num_heads = 1
+  config.model.han.ffn_dim = 0  # feed-forward hidden width; 0: hidden_dim (official 512)
+  config.model.han.dropout = 0.1  # on the attention outputs, inside and after the feed-forward block
+  config.model.han.attention_dropout = 0.1  # on the attention weights
+  # "official": every layer reads the embedded inputs, so only the last layer counts (parity);
+  # "stacked": each layer reads the previous layer's output.
+  config.model.han.stacking = "official"
+  config.model.han.share_modalities = True  # official: the same layer weights update audio and visual
+  # LEAP decoder (avvp_jax/models/leap.py); defaults are the official code's (jasongief/LEAP).
+  config.model.leap = ml_collections.ConfigDict()
+  config.model.leap.num_blocks = 2  # N label-to-segment blocks per modality
+  config.model.leap.num_heads = 8
+  config.model.leap.ffn_dim = 0  # feed-forward hidden width; 0: hidden_dim (official 512)
+  config.model.leap.dropout = 0.2  # on the sublayer outputs and inside the feed-forward block
+  config.model.leap.attention_dropout = 0.1  # on the attention weights
+  # "official": pre-norm sublayers, segment logits from a second attention pass of the updated queries
+  # (the released code behind the paper's numbers); "paper": post-norm, logits of the block's own pass.
+  config.model.leap.variant = "official"
+  # Class-name embeddings: "packaged" (all-MiniLM-L6-v2 sentence embeddings of the class names, [25, 384],
+  # shipped with avvp_jax), "learned" (a trainable table), a [25, D] .npy path, or a GloVe text file path
+  # (the paper: glove.6B.300d.txt; multi-word names average their words' vectors).
+  config.model.leap.label_embeddings = "packaged"
+  config.model.leap.learned_label_dim = 384  # width of the "learned" table
+  # Which video-level probabilities gate segment predictions: "union" (official: the thresholded audio OR
+  # visual prediction, for both modalities) or "modality" (each modality its own).
+  config.model.leap.filter = "union"
+  # MM-Pyramid encoder (avvp_jax/models/mmpyramid.py); defaults are the official LEAP code's (jasongief/LEAP).
+  config.model.mmpyramid = ml_collections.ConfigDict()
+  config.model.mmpyramid.num_levels = 4  # pyramid levels L; level i has dilation 2^i
+  config.model.mmpyramid.num_heads = 8  # heads of every attention (official --mmp_head 8)
+  config.model.mmpyramid.ffn_dim = 0  # feed-forward hidden width; 0: hidden_dim (official 512)
+  config.model.mmpyramid.dropout = 0.2  # on the sublayer outputs and inside the feed-forward blocks
+  config.model.mmpyramid.attention_dropout = 0.1  # on the attention weights
+  config.model.mmpyramid.kernel_size = 3  # of the dilated temporal convolutions
+  config.model.mmpyramid.windowed = True  # level i attends within +-2^i segments (official); False: all
+  # LINK encoder and PLSIM (avvp_jax/models/link.py): TSAM -> CMIM -> HAN (config.model.han) -> PLSIM.
+  config.model.link = ml_collections.ConfigDict()
+  config.model.link.tsam = True  # temporal-spatial attention per modality (eq. 1-3); False: skipped
+  config.model.link.cmim = True  # cross-modal interaction with learnable alpha/beta (eq. 4-6); False: skipped
+  config.model.link.plsim = True  # pseudo-label FiLM of the segments before the decoder (eq. 13-17)
+  # TSAM's temporal MLP: "across_time" (the T pooled values -> hidden -> T weights, CBAM's channel attention with
+  # segments as channels) or "per_segment" (1 -> hidden -> 1 on each segment's pooled values, no mixing).
+  config.model.link.tsam_temporal_mlp = "across_time"
+  config.model.link.tsam_temporal_hidden = 0  # hidden width of that MLP; 0: T ("across_time") or 4
+  # TSAM's spatial (channel) attention: "pool" (sigmoid(mean_t + max_t), the paper's form) or "mlp" (a shared
+  # D -> D/4 -> D MLP on both pooled maps first, as CBAM's channel attention).
+  config.model.link.tsam_spatial = "pool"
+  config.model.link.cmim_alpha_init = 0.0  # initial alpha1, alpha2 (beta1, beta2 start at 1)
+  config.model.link.mu_init = 0.0  # initial mu of S-LOSS's eq. 11 weight (a model parameter)
+  # PLSIM's class-name text embeddings per modality: "packaged" (MiniLM, shipped) or a [25, L] .npy (the
+  # paper: CLAP "This is a sound of ..." for audio, CLIP "A photo of ..." for visual).
+  config.model.link.plsim_audio_label_embeddings = "packaged"
+  config.model.link.plsim_visual_label_embeddings = "packaged"
+  config.model.link.plsim_hidden_dim = 0  # hidden width of PLSIM's four MLPs; 0: hidden_dim
+  config.model.link.plsim_threshold = 0.5  # own segment predictions >= this are PLSIM's labels
+  # In training, keep the own-prediction labels only for the clip's weak-label classes (when the trainer passes
+  # them); at test time the own predictions are used ungated.
+  config.model.link.plsim_train_gate = True
 
   # --- loss -----------------------------------------------------------------------------------------
   config.loss = ml_collections.ConfigDict()
   config.loss.name = "han"  # key of avvp_jax.losses.LOSSES
+  # Probabilities are clamped to [clamp_eps, 1 - clamp_eps] before the BCEs (both official codes).
+  config.loss.clamp_eps = 1e-7
+  # Label smoothing toward 0.5 of the audio / visual video-level targets, s * y + (1 - s) * 0.5: HAN's
+  # individual guided learning, and LEAP's targets when no pseudo labels are given (official 1.0 / 0.9).
+  config.loss.audio_smoothing = 1.0  # s_a (official 1.0: no smoothing)
+  config.loss.visual_smoothing = 0.9  # s_v (official 0.9)
+  # LEAP only. Weight of the segment-level BCEs against VALOR's pseudo labels (off without them).
+  config.loss.segment_weight = 1.0
+  # LEAP only. Weight of the audio-visual semantic similarity (avss) loss, and its EIoU target:
+  # "official" (the released code: x / (1 + x) + avss_eps, x = shared events / most events in a
+  # segment) or "paper" (per-pair event IoU). Official run card: weights 1, eps 0.01.
+  config.loss.avss_weight = 1.0  # lambda of L = L_basic + lambda * L_avss (official run script: 1)
+  config.loss.avss_target = "official"  # "official" | "paper"
+  config.loss.avss_eps = 0.01  # added to the "official" target (official run script: 0.01)
+  # LINK only. The similarity term (weight avss_weight): "weighted" (S-LOSS, eq. 11 weights with the model's
+  # learnable mu), "plain" (LEAP's avss loss) or "off" (the paper's ablation without S-LOSS).
+  config.loss.link_similarity = "weighted"
+  # LINK with PLSIM only. Weight of the video-level BCEs of the un-modulated first pass (its segment
+  # predictions are PLSIM's labels at test time); 0: not trained directly.
+  config.loss.link_first_pass_weight = 1.0
 
   # --- optimizer ------------------------------------------------------------------------------------
   config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.learning_rate = 3e-4  # Adam
-  config.optimizer.decay_every_epochs = 10  # step decay: lr x decay_factor every this many epochs
-  config.optimizer.decay_factor = 0.1
+  config.optimizer.name = "adam"  # "adam" (both papers), "adamw", or "sgd" (plain; tests)
+  config.optimizer.learning_rate = 3e-4  # peak (initial) learning rate
+  # Step decay as PyTorch's StepLR stepped per epoch: lr x decay_factor every this many epochs; 0: constant.
+  config.optimizer.decay_every_epochs = 10
+  config.optimizer.decay_factor = 0.1  # the StepLR gamma
+  config.optimizer.weight_decay = 0.0  # decoupled weight decay (adamw only)
+  config.optimizer.grad_clip_norm = 0.0  # clip the global gradient norm to this; 0: no clipping
 
   # --- checkpoints ----------------------------------------------------------------------------------
   config.checkpoint = ml_collections.ConfigDict()
-  config.checkpoint.every_epochs = 1  # full-state save (params, optimizer, step, data position)
+  # Full-state save (params, optimizer state, step, data position) into WORKDIR/checkpoints every this many
+  # epochs, and after the last one. A run restarted on the same workdir resumes from the latest save.
+  config.checkpoint.every_epochs = 1
+  # Also save every this many steps inside an epoch (resume then skips the batches already seen); 0: never.
+  config.checkpoint.every_steps = 0
+  config.checkpoint.keep = 1  # latest saves kept in WORKDIR/checkpoints
+  # Validation metric that selects the separate full-state "best" save in WORKDIR/best (higher is better).
+  config.checkpoint.best_metric = "segment/type"
 
+  return config
+
+
+PRESETS = ("tiny",)
+
+
+def apply_preset(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """Applies the preset named after the colon of `--config=configs/X.py:PRESET` (None: the full recipe).
+
+  tiny: a micro model on a few synthetic clips for one epoch, batch 8 (divisible by 1, 2, 4 and 8
+        devices), logging every step. Tests train a step with it; it finishes in seconds on a CPU.
+  """
+  if not arg:
+    return config
+  if arg not in PRESETS:
+    raise ValueError(f"unknown preset {arg!r}: use one of {PRESETS} (or none).")
+  if arg == "tiny":
+    config.num_epochs = 1
+    config.synthetic_num_epochs = 1
+    config.batch_size = 8
+    config.eval_batch_size = 16
+    config.log_every_steps = 1
+    config.model.hidden_dim = 16  # micro model: every width 16, 2 LEAP heads
+    config.model.leap.num_heads = 2
+    config.data.synthetic_train_clips = 64  # 8 steps per epoch
+    config.data.synthetic_eval_clips = 40  # the first 40 val / test clips: 2 full batches and a padded one
   return config

@@ -1,0 +1,230 @@
+"""Checkpoints: full training state with Orbax, the run's config as JSON, and params-only exports.
+
+Workdir layout written by `avvp_jax.train.train_and_evaluate`:
+
+  WORKDIR/config.json        the run's config (`save_config` / `load_config`), enough to rebuild the model
+  WORKDIR/checkpoints/<step>/ latest full-state saves: items `state` (a `TrainState`: step, params,
+                              optimizer state) and `progress` (JSON: epoch, batches done in it, best score)
+  WORKDIR/best/<step>/        the full-state save with the highest validation `config.checkpoint.best_metric`
+                              (items `state`, `progress`, and `metrics`: JSON of the 10 validation metrics)
+
+Params-only layout (what `save_params_checkpoint` writes; `avvp_jax.convert` writes converted official
+checkpoints with it):
+
+  DIR/config.json            the config the params belong to
+  DIR/params/                an Orbax StandardCheckpointer save of the params tree
+
+`restore_params(path) -> (config, params)` reads any of them: a workdir (its best save, else its latest),
+one step folder of a workdir, or a params-only folder. `launch/evaluate.py --checkpoint=PATH` uses it.
+
+Saves are asynchronous: always `close()` a `Checkpointer` (it waits for pending writes) - the trainer does so
+in a `finally`, so neither an error nor a normal exit loses a save.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from absl import logging
+from etils import epath
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from avvp_jax.errors import InputError
+
+CONFIG_FILENAME = "config.json"
+LATEST_DIRNAME = "checkpoints"
+BEST_DIRNAME = "best"
+PARAMS_DIRNAME = "params"
+
+
+# --- config ---------------------------------------------------------------------------------------
+
+
+def absolute(path: str) -> str:
+  """`path` made absolute; URLs such as gs://bucket/dir (a TPU pod's shared workdir) are kept as given."""
+  return path if "://" in path else os.path.abspath(os.path.expanduser(path))
+
+
+def save_config(directory: str, config: ml_collections.ConfigDict) -> str:
+  """Writes `config` as JSON to `directory/config.json` (process 0 only); returns the path."""
+  path = epath.Path(absolute(directory)) / CONFIG_FILENAME
+  if jax.process_index() == 0:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+  return str(path)
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+  """Reads a config written by `save_config`; `path` is the JSON file or the folder holding it."""
+  path = epath.Path(absolute(path))
+  if path.is_dir():
+    path = path / CONFIG_FILENAME
+  if not path.is_file():
+    raise InputError(f"No {CONFIG_FILENAME} at {path}: point to a workdir or checkpoint folder written by "
+                     "avvp_jax (or pass --config).")
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+# --- full training state --------------------------------------------------------------------------
+
+
+def _manager(directory: str, keep: int, *, read_only: bool = False) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(
+      preservation_policy=ocp.checkpoint_managers.LatestN(n=keep),
+      create=not read_only,
+      read_only=read_only,
+      enable_async_checkpointing=not read_only,
+  )
+  return ocp.CheckpointManager(directory, options=options)
+
+
+class Checkpointer:
+  """The latest saves (`WORKDIR/checkpoints`) and the best save (`WORKDIR/best`) of one training run.
+
+  Every process must call `save` (Orbax writes each process's shards and synchronises); only process 0
+  writes metadata. Use as a context manager, or call `close()`, so asynchronous saves are finished.
+  """
+
+  def __init__(self, workdir: str, *, keep: int = 1):
+    self.workdir = absolute(workdir)
+    self.latest = _manager(os.path.join(self.workdir, LATEST_DIRNAME), keep)
+    self.best = _manager(os.path.join(self.workdir, BEST_DIRNAME), 1)
+
+  def __enter__(self) -> "Checkpointer":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+  def latest_step(self) -> int | None:
+    return self.latest.latest_step()
+
+  def save(self, step: int, state: Any, progress: dict[str, Any], *,
+           best_metrics: dict[str, float] | None = None) -> None:
+    """Saves the full `state` at `step`; with `best_metrics`, also replaces the best save with it.
+
+    Args:
+      step: the global training step (the save's folder name).
+      state: the `TrainState` (jax.Arrays; `step` inside it as an array).
+      progress: JSON-able data position and bookkeeping (epoch, batches done, best score so far).
+      best_metrics: the validation metrics that made this state the best so far, or None.
+    """
+    progress = _jsonable(progress)
+    self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                   progress=ocp.args.JsonSave(progress)))
+    if best_metrics is not None:
+      self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                   progress=ocp.args.JsonSave(progress),
+                                                   metrics=ocp.args.JsonSave(_jsonable(best_metrics))))
+
+  def restore_latest(self, abstract_state: Any) -> tuple[Any, dict[str, Any]] | None:
+    """Restores (state, progress) of the latest save onto `abstract_state`'s shardings, or None if none."""
+    step = self.latest.latest_step()
+    if step is None:
+      return None
+    restored = self.latest.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), progress=ocp.args.JsonRestore()))
+    return restored["state"], dict(restored["progress"])
+
+  def wait_until_finished(self) -> None:
+    self.latest.wait_until_finished()
+    self.best.wait_until_finished()
+
+  def close(self) -> None:
+    """Waits for pending asynchronous saves and releases the managers."""
+    self.latest.close()
+    self.best.close()
+
+
+def _jsonable(tree: dict[str, Any]) -> dict[str, Any]:
+  return json.loads(json.dumps(tree, default=lambda x: np.asarray(x).tolist()))
+
+
+# --- params for inference -------------------------------------------------------------------------
+
+
+def save_params_checkpoint(directory: str, config: ml_collections.ConfigDict, params: Any) -> str:
+  """Writes `config` and a params tree as a params-only checkpoint that `restore_params` reads.
+
+  This is the layout for converted official checkpoints (`avvp_jax.convert`) and for exports:
+  `DIR/config.json` + `DIR/params/`. Blocks until the write is complete. Returns `directory`.
+  """
+  directory = absolute(directory)
+  save_config(directory, config)
+  params_dir = os.path.join(directory, PARAMS_DIRNAME)
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(params_dir, params, force=True)
+    checkpointer.wait_until_finished()
+  return directory
+
+
+def _abstract_params(config: ml_collections.ConfigDict) -> Any:
+  from avvp_jax import train  # pylint: disable=g-import-not-at-top  (train imports this module)
+  return train.abstract_params(config)
+
+
+def _restore_state_params(step_dir: str, config: ml_collections.ConfigDict) -> Any:
+  from avvp_jax import train  # pylint: disable=g-import-not-at-top
+  abstract_state = train.abstract_train_state(config)
+  with ocp.StandardCheckpointer() as checkpointer:
+    state = checkpointer.restore(os.path.join(step_dir, "state"), abstract_state)
+  return state.params
+
+
+def _step_dirs(directory: str) -> list[int]:
+  directory = epath.Path(directory)
+  if not directory.is_dir():
+    return []
+  return sorted(int(child.name) for child in directory.iterdir()
+                if child.name.isdigit() and (child / "state").is_dir())
+
+
+def find_state_checkpoint(workdir: str, which: str = "best") -> str | None:
+  """The step folder of a workdir's best (`which="best"`, falling back to latest) or latest save."""
+  order = (BEST_DIRNAME, LATEST_DIRNAME) if which == "best" else (LATEST_DIRNAME,)
+  for sub in order:
+    steps = _step_dirs(os.path.join(workdir, sub))
+    if steps:
+      return os.path.join(workdir, sub, str(steps[-1]))
+  return None
+
+
+def restore_params(path: str, config: ml_collections.ConfigDict | None = None
+                   ) -> tuple[ml_collections.ConfigDict, Any]:
+  """Params for inference from a workdir, a step folder of one, or a params-only checkpoint.
+
+  Args:
+    path: a training workdir (its best save, else its latest), a step folder such as
+      `WORKDIR/best/1234`, or a folder written by `save_params_checkpoint`.
+    config: the config to rebuild the model with; None: the `config.json` stored with the checkpoint.
+
+  Returns:
+    (config, params), the params replicated over all devices.
+
+  Raises:
+    InputError: when `path` holds no checkpoint avvp_jax can read.
+  """
+  path = absolute(path)
+  if not epath.Path(path).is_dir():
+    raise InputError(f"Checkpoint path {path} does not exist: pass a workdir, a step folder or a params "
+                     "checkpoint folder.")
+  if (epath.Path(path) / PARAMS_DIRNAME).is_dir():
+    config = config if config is not None else load_config(path)
+    with ocp.StandardCheckpointer() as checkpointer:
+      params = checkpointer.restore(os.path.join(path, PARAMS_DIRNAME), _abstract_params(config))
+    return config, params
+  if (epath.Path(path) / "state").is_dir():  # one step folder: WORKDIR/{best,checkpoints}/STEP
+    step_dir, workdir = path, os.path.dirname(os.path.dirname(path))
+  else:
+    step_dir, workdir = find_state_checkpoint(path), path
+    if step_dir is None:
+      raise InputError(f"No checkpoint in {path}: train first (launch/train.py --workdir={path}) or pass "
+                       "--checkpoint=PATH to a params checkpoint.")
+  config = config if config is not None else load_config(workdir)
+  logging.info("Restoring params from %s", step_dir)
+  return config, _restore_state_params(step_dir, config)

@@ -1,0 +1,83 @@
+r"""Scores a trained model on a whole split: `python launch/evaluate.py --workdir=DIR --split=test`.
+
+Flags:
+  --config      optional config file[:preset] with `--config.x=y` overrides (e.g. the same data flags as in
+                training); default: DIR/config.json written by the trainer (or the checkpoint's own).
+  --workdir     the training workdir; default `./workdir/<config name>` when --config is given.
+  --split       val or test.
+  --checkpoint  optional: another checkpoint to score (a step folder such as DIR/best/1234, another workdir,
+                or a params-only folder, e.g. a converted official checkpoint); default: DIR's best save.
+
+Prints the 10 official metrics and writes them, per-class F1s and a `data` note (synthetic or the features
+folder) to DIR/eval_<split>.json. Bad input prints one line `error: ...` to stderr and exits with status 2.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Optional config file[:preset]; default DIR/config.json.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir; default ./workdir/<config name>.")
+_SPLIT = flags.DEFINE_enum("split", "val", ["val", "test"], "Split to score.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Another checkpoint to score (default: DIR's best save).")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (multi-host runs).")
+
+
+def fail(message: str, status: int = 2) -> None:
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(status)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    fail(" ".join(str(error).split()))
+  except Exception as error:  # pylint: disable=broad-except  (a config override that does not apply)
+    fail(f"bad --config flag: {' '.join(str(error).split())}")
+  return []
+
+
+def loaded_config():
+  """The --config ConfigDict, None when not given; a file that failed to load is a one-line error."""
+  config = _CONFIG.value
+  error = getattr(config, "_error", None)  # ml_collections keeps a load failure until first use
+  if error is not None:
+    fail(f"--config could not be loaded: {' '.join(str(error).split())}")
+  return config
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    fail(f"unexpected arguments {argv[1:]}: pass everything as --flags.")
+  from avvp_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from avvp_jax import metrics  # pylint: disable=g-import-not-at-top
+  from avvp_jax import train  # pylint: disable=g-import-not-at-top
+  from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  config = loaded_config()
+  workdir = _WORKDIR.value
+  if workdir is None:
+    if config is None:
+      fail("--workdir is required (or --config, for the default ./workdir/<config name>).")
+    workdir = train.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
+  try:
+    train.setup_runtime(multihost=_MULTIHOST.value)
+    report = evaluate.evaluate_checkpoint(config, workdir, _SPLIT.value, _CHECKPOINT.value)
+  except InputError as error:
+    fail(str(error))
+  print(f"{_SPLIT.value} ({report['num_clips']} clips; {report['data']}):")
+  for key in metrics.KEYS:
+    print(f"  {key:22s} {report[key]:6.2f}")
+  print(f"wrote {os.path.join(os.path.abspath(workdir), f'eval_{_SPLIT.value}.json')}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

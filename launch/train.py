@@ -1,0 +1,92 @@
+r"""Trains an AVVP model: `python launch/train.py --config=configs/han.py [--workdir=DIR]`.
+
+Flags:
+  --config        a config file, optionally with a preset (`configs/leap.py:tiny`); override any field with
+                  `--config.optimizer.learning_rate=1e-4`, `--config.data.features_dir=/data/llp` (the config
+                  is locked, so a misspelt field is an error).
+  --workdir       checkpoints, config.json, TensorBoard summaries; default `./workdir/<config name>` (with the
+                  preset appended: `./workdir/leap_tiny`). Rerunning on the same workdir resumes.
+  --multihost     join the other hosts with `jax.distributed.initialize()` (Cloud TPU pods find the
+                  coordinator themselves; elsewhere also give --coordinator_address, --num_processes and
+                  --process_id, or JAX's environment variables). Implied by JAX_COORDINATOR_ADDRESS.
+
+On a TPU pod slice (every host runs the same command):
+
+  gcloud compute tpus tpu-vm ssh $TPU --zone=$ZONE --worker=all --command="cd avvp_jax && \
+    python launch/train.py --config=configs/leap.py --config.data.features_dir=$FEATURES \
+    --workdir=gs://$BUCKET/leap --multihost"
+
+Bad input (a missing features folder, a wrong config value) prints one line `error: ...` to stderr and
+exits with status 2; a non-finite loss exits with status 1 after keeping the last good checkpoint.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:preset], e.g. configs/leap.py:tiny.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder; default ./workdir/<config name>[_<preset>].")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (multi-host runs).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id (multi-host).")
+
+
+def fail(message: str, status: int = 2) -> None:
+  """Prints one line to stderr and exits."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(status)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing, with a one-line error instead of usage text."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    fail(" ".join(str(error).split()))
+  except Exception as error:  # pylint: disable=broad-except  (a config override that does not apply)
+    fail(f"bad --config flag: {' '.join(str(error).split())}")
+  return []
+
+
+def loaded_config():
+  """The --config ConfigDict, None when not given; a file that failed to load is a one-line error."""
+  config = _CONFIG.value
+  error = getattr(config, "_error", None)  # ml_collections keeps a load failure until first use
+  if error is not None:
+    fail(f"--config could not be loaded: {' '.join(str(error).split())}")
+  return config
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    fail(f"unexpected arguments {argv[1:]}: pass everything as --flags.")
+  config = loaded_config()
+  if config is None:
+    fail("--config is required, e.g. --config=configs/han.py.")
+  from avvp_jax import train  # pylint: disable=g-import-not-at-top
+  from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  workdir = _WORKDIR.value or train.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
+  try:
+    train.setup_runtime(multihost=_MULTIHOST.value, coordinator_address=_COORDINATOR.value,
+                        num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+    train.resolve_config(config)  # bad values fail here, before the long log lines
+    logging.info("Config:\n%s", config)
+    train.train_and_evaluate(config, workdir)
+  except InputError as error:
+    fail(str(error))
+  except train.NonFiniteLossError as error:
+    fail(str(error), status=1)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,108 @@
+"""Every config in configs/ loads, documents its fields, locks, and its tiny preset trains end to end."""
+
+import glob
+import importlib
+import os
+import re
+import sys
+
+from absl import flags
+from absl.testing import absltest
+from absl.testing import parameterized
+from ml_collections import config_flags
+
+from avvp_jax import metrics
+from avvp_jax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+CONFIG_NAMES = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
+                      if os.path.basename(p) not in ("common.py", "__init__.py"))
+
+
+def _load(name, arg=None):
+  return importlib.import_module(f"configs.{name}").get_config(arg)
+
+
+def _leaves(config, prefix=""):
+  for key, value in config.items():
+    if hasattr(value, "items"):
+      yield from _leaves(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}"
+
+
+class ConfigsTest(parameterized.TestCase):
+
+  def test_the_papers_configs_exist(self):
+    self.assertContainsSubset(["han", "leap"], CONFIG_NAMES)
+
+  @parameterized.parameters(*CONFIG_NAMES)
+  def test_loads_with_and_without_preset(self, name):
+    for arg in (None, "tiny"):
+      config = _load(name, arg)
+      self.assertGreater(config.num_epochs, 0)
+      self.assertGreater(config.batch_size, 0)
+      self.assertIn(config.checkpoint.best_metric, metrics.KEYS)
+    with self.assertRaisesRegex(ValueError, "preset"):
+      _load(name, "no_such_preset")
+
+  def test_paper_recipes(self):
+    han, leap = _load("han"), _load("leap")
+    self.assertEqual((han.optimizer.name, han.optimizer.learning_rate, han.batch_size, han.num_epochs),
+                     ("adam", 3e-4, 16, 40))
+    self.assertEqual((han.optimizer.decay_every_epochs, han.optimizer.decay_factor), (10, 0.1))
+    self.assertEqual((leap.optimizer.name, leap.optimizer.learning_rate, leap.batch_size, leap.num_epochs),
+                     ("adam", 1e-4, 32, 20))
+
+  @parameterized.parameters(*CONFIG_NAMES)
+  def test_every_field_is_documented(self, name):
+    """Each field is set somewhere in configs/ with a comment on its line or above its block of lines."""
+    lines = "\n".join(open(p).read() for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))).splitlines()
+
+    def documented(i):
+      if "#" in lines[i]:
+        return True
+      while i > 0 and lines[i - 1].strip() and not lines[i - 1].strip().startswith("#"):
+        i -= 1  # up through the block of assignments this line belongs to
+      return i > 0 and lines[i - 1].strip().startswith("#")
+
+    for leaf in _leaves(_load(name)):
+      field = leaf.split(".")[-1]
+      pattern = re.compile(rf"\b{re.escape(field)}\s*=[^=]")
+      self.assertTrue(any(pattern.search(line) and documented(i) for i, line in enumerate(lines)),
+                      f"configs/{name}.py: field {leaf} has no comment where it is set")
+
+  @parameterized.parameters(*CONFIG_NAMES)
+  def test_locked_through_config_flags(self, name):
+    path = os.path.join(ROOT, "configs", f"{name}.py")
+
+    def parse(*overrides):
+      argv = ["prog", f"--config={path}:tiny", *overrides]
+      flag_values = flags.FlagValues()
+      config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True,
+                                      sys_argv=argv)
+      flag_values(argv)
+      return flag_values.config
+
+    config = parse("--config.optimizer.learning_rate=0.5")
+    self.assertEqual(config.optimizer.learning_rate, 0.5)
+    with self.assertRaises(AttributeError):
+      config.optimizer.learnin_rate = 1.0
+    with self.assertRaisesRegex((flags.Error, AttributeError), "learnin_rate"):
+      parse("--config.optimizer.learnin_rate=0.5")
+
+  @parameterized.parameters(*CONFIG_NAMES)
+  def test_tiny_preset_trains_end_to_end(self, name):
+    config = _load(name, "tiny")
+    workdir = self.create_tempdir().full_path
+    scores = train.train_and_evaluate(config, workdir)
+    for key in metrics.KEYS:
+      self.assertBetween(scores[key], 0.0, 100.0)
+    self.assertTrue(os.path.isfile(os.path.join(workdir, "config.json")))
+    self.assertNotEmpty(os.listdir(os.path.join(workdir, "checkpoints")))
+
+
+if __name__ == "__main__":
+  absltest.main()

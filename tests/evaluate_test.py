@@ -1,0 +1,112 @@
+"""Evaluation: padded masked batches equal one whole-split scoring; launch/evaluate.py writes eval_<split>.json."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+import jax
+import numpy as np
+
+from avvp_jax import checkpoint
+from avvp_jax import evaluate
+from avvp_jax import metrics
+from avvp_jax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from configs import han  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+TIMEOUT_S = 240
+
+
+def _env() -> dict[str, str]:
+  env = dict(os.environ)
+  env.pop("XLA_FLAGS", None)
+  env.update(PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="2",
+             JAX_PLATFORMS="cpu")
+  return env
+
+
+class EvaluateTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.config = han.get_config("tiny")
+    # A fresh folder: a workdir left by an earlier run would resume instead of training.
+    cls.workdir = os.path.join(tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir()), "evaluate_tiny")
+    train.train_and_evaluate(cls.config, cls.workdir)
+
+  def _launch(self, *flags):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "launch", "evaluate.py"), *flags], cwd=ROOT,
+                          env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+
+  def test_batched_masked_sums_equal_whole_split_scores(self):
+    config = train.resolve_config(self.config)
+    _, params = checkpoint.restore_params(self.workdir)
+    data = train.TrainingData(config, train=False)
+    mesh = train.make_mesh()
+    model = train.build_model(config)
+    batches = list(data.eval_batches("val"))
+    num_clips = data.num_eval_clips("val")
+    self.assertGreater(len(batches) * config.eval_batch_size, num_clips)  # the last batch is padded
+    got = evaluate.run_evaluation(evaluate.make_eval_step(config, model, mesh), params, batches, mesh,
+                                  num_clips=num_clips)
+    # Oracle: the real rows of every batch, scored in one call.
+    whole = {key: np.concatenate([np.asarray(b[key]) for b in batches])
+             for key in batches[0] if np.asarray(batches[0][key]).dtype.kind in "fiub"}
+    real = whole["mask"] > 0
+    self.assertEqual(int(real.sum()), num_clips)
+    self.assertLen(set(whole["index"][real].tolist()), num_clips)  # every clip exactly once
+    whole = {key: jax.numpy.asarray(value[real]) for key, value in whole.items()}
+    outputs = train.apply_model(model, params, whole, train=False)
+    preds = metrics.segment_predictions(outputs["segment_audio_prob"], outputs["segment_visual_prob"],
+                                        outputs["audio_filter_prob"], outputs["visual_filter_prob"])
+    expected = metrics.parsing_scores(*preds, whole["audio_label"], whole["visual_label"])
+    for key in metrics.KEYS:
+      self.assertAlmostEqual(got[key], expected[key], delta=1e-4, msg=key)
+    self.assertEqual(got["num_clips"], num_clips)
+
+  def test_launcher_writes_eval_json_from_workdir(self):
+    result = self._launch(f"--workdir={self.workdir}", "--split=test")
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    with open(os.path.join(self.workdir, "eval_test.json")) as f:
+      report = json.load(f)
+    self.assertContainsSubset(metrics.KEYS, report)
+    for key in metrics.KEYS:
+      self.assertBetween(report[key], 0.0, 100.0)
+    self.assertIn("synthetic", report["data"].lower())
+    self.assertEqual(report["split"], "test")
+    self.assertContainsSubset(["segment/audio", "segment/visual"], report["per_class"])
+    self.assertIn("segment/type", result.stdout)
+
+  def test_params_only_checkpoint(self):
+    config, params = checkpoint.restore_params(self.workdir)
+    export = self.create_tempdir().full_path
+    checkpoint.save_params_checkpoint(export, config, params)
+    _, restored = checkpoint.restore_params(export)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(restored)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    out_dir = self.create_tempdir().full_path
+    report = evaluate.evaluate_checkpoint(None, out_dir, "val", checkpoint=export)
+    expected = evaluate.evaluate_checkpoint(None, self.workdir, "val")
+    for key in metrics.KEYS:
+      self.assertEqual(report[key], expected[key])
+    self.assertTrue(os.path.isfile(os.path.join(out_dir, "eval_val.json")))
+
+  def test_missing_checkpoint_is_one_line_error(self):
+    empty = self.create_tempdir().full_path
+    result = self._launch("--config=configs/han.py:tiny", f"--workdir={empty}", "--split=val")
+    self.assertEqual(result.returncode, 2, result.stderr[-3000:])
+    lines = result.stderr.strip().splitlines()
+    self.assertNotIn("Traceback", result.stderr)
+    self.assertRegex(lines[-1], r"^error: No checkpoint in ")
+    self.assertLen([line for line in lines if line.startswith("error:")], 1, result.stderr)
+
+
+if __name__ == "__main__":
+  absltest.main()

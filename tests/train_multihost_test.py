@@ -1,0 +1,98 @@
+"""Data parallelism of the train step: 8 simulated devices, and two real processes on loopback.
+
+Both run `tests/train_parallel_worker.py` in fresh processes (the device count must be set before JAX
+starts) and compare against a single-device run of the same global batches: the 8-device test within the
+worker (a 1-device and an 8-device mesh), the 2-process test against a run in this process. The steps use
+plain SGD so params compare at 1e-5 (see `train_parallel_worker.make_config` for why not Adam).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+
+from absl.testing import absltest
+import jax
+import numpy as np
+
+import train_parallel_worker as worker
+from avvp_jax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "tests", "train_parallel_worker.py")
+TIMEOUT_S = 240
+
+
+def _env(**extra: str) -> dict[str, str]:
+  env = dict(os.environ)
+  env.pop("XLA_FLAGS", None)
+  env.update(PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="2",
+             JAX_PLATFORMS="cpu", **extra)
+  return env
+
+
+def _free_port() -> int:
+  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+class TrainDataParallelTest(absltest.TestCase):
+
+  def test_eight_devices_equal_one_device(self):
+    out = os.path.join(self.create_tempdir().full_path, "params.npz")
+    result = subprocess.run([sys.executable, WORKER, "devices", f"--out={out}"], cwd=ROOT,
+                            env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"),
+                            capture_output=True, text=True, timeout=TIMEOUT_S)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    arrays = np.load(out)
+    one = {k[len("one/"):]: arrays[k] for k in arrays.files if k.startswith("one/")}
+    eight = {k[len("eight/"):]: arrays[k] for k in arrays.files if k.startswith("eight/")}
+    self.assertNotEmpty(one)
+    self.assertEqual(sorted(one), sorted(eight))
+    np.testing.assert_allclose(arrays["eight_losses"], arrays["one_losses"], rtol=1e-5, atol=1e-6)
+    self.assertFalse(np.allclose(arrays["one_losses"][0], arrays["one_losses"][-1]))  # the steps learn
+    for key in one:
+      np.testing.assert_allclose(eight[key], one[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+  def test_two_processes_equal_one_process(self):
+    out = os.path.join(self.create_tempdir().full_path, "params.npz")
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, WORKER, "multihost", f"--out={out}", f"--process_id={i}",
+                               f"--port={port}"], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+      outputs = [p.communicate(timeout=TIMEOUT_S) for p in procs]
+    finally:
+      for p in procs:
+        if p.poll() is None:
+          p.kill()
+          p.wait()
+    for i, (p, (_, stderr)) in enumerate(zip(procs, outputs)):
+      self.assertEqual(p.returncode, 0, f"process {i}: {stderr[-3000:]}")
+
+    config = worker.make_config()
+    ref_params, ref_losses = worker.run_steps(config, train.make_mesh(jax.devices()[:1]))
+    arrays = np.load(out)
+    np.testing.assert_allclose(arrays["losses"], ref_losses, rtol=1e-5, atol=1e-6)
+    ref = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(ref_params)}
+    got = {k[len("params/"):]: arrays[k] for k in arrays.files if k.startswith("params/")}
+    self.assertEqual(sorted(got), sorted(ref))
+    for key in ref:
+      np.testing.assert_allclose(got[key], ref[key], rtol=1e-5, atol=1e-5, err_msg=key)
+    # The steps changed the params (the comparison is not of two untouched initialisations).
+    init_params, _ = _initial_params(config)
+    self.assertTrue(any(not np.allclose(ref[k], init_params[k]) for k in ref))
+
+
+def _initial_params(config):
+  model = train.build_model(config)
+  tx, _ = train.make_optimizer(config, 2)
+  init_rng, _ = jax.random.split(jax.random.key(config.seed))
+  state, _ = train.create_train_state(config, model, tx, train.make_mesh(jax.devices()[:1]), init_rng)
+  return {jax.tree_util.keystr(p): np.asarray(v)
+          for p, v in jax.tree_util.tree_leaves_with_path(state.params)}, state
+
+
+if __name__ == "__main__":
+  absltest.main()

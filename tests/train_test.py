@@ -1,0 +1,208 @@
+"""The trainer: schedule, bf16 step, kill-and-resume bit-exactness, non-finite stop, summaries, launcher errors.
+
+Runs on the embedded synthetic data with the `configs/han.py:tiny` preset (a micro model, few clips).
+"""
+
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+import jax
+import numpy as np
+
+from avvp_jax import checkpoint
+from avvp_jax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from configs import han  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+TIMEOUT_S = 240
+
+
+def tiny_config(**overrides):
+  config = han.get_config("tiny")
+  config.unlock()
+  for key, value in overrides.items():
+    target = config
+    *parents, leaf = key.split(".")
+    for parent in parents:
+      target = target[parent]
+    target[leaf] = value
+  return config
+
+
+def _env() -> dict[str, str]:
+  env = dict(os.environ)
+  env.pop("XLA_FLAGS", None)
+  env.update(PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="2",
+             JAX_PLATFORMS="cpu")
+  return env
+
+
+def _config_flags(config, keys):
+  """`--config.a.b=value` flags reproducing `config`'s values at `keys` on the command line."""
+  flags = []
+  for key in keys:
+    value = config
+    for part in key.split("."):
+      value = value[part]
+    flags.append(f"--config.{key}={value}")
+  return flags
+
+
+def _latest_params(workdir):
+  step_dir = checkpoint.find_state_checkpoint(workdir, which="latest")
+  _, params = checkpoint.restore_params(step_dir)
+  return int(os.path.basename(step_dir)), jax.tree.map(np.asarray, params)
+
+
+class ScheduleTest(absltest.TestCase):
+
+  def test_step_decay_matches_per_epoch_steplr(self):
+    config = tiny_config(**{"optimizer.learning_rate": 3e-4, "optimizer.decay_every_epochs": 10,
+                            "optimizer.decay_factor": 0.1})
+    schedule = train.learning_rate_schedule(config, steps_per_epoch=7)
+    # PyTorch StepLR(10, 0.1) stepped after each epoch: epochs 0-9 at 3e-4, 10-19 at 3e-5, ...
+    for epoch, expected in ((0, 3e-4), (9, 3e-4), (10, 3e-5), (19, 3e-5), (20, 3e-6)):
+      for step in (epoch * 7, epoch * 7 + 6):
+        self.assertAlmostEqual(float(schedule(step)), expected, delta=expected * 1e-5, msg=(epoch, step))
+
+  def test_constant_without_decay(self):
+    config = tiny_config(**{"optimizer.decay_every_epochs": 0})
+    schedule = train.learning_rate_schedule(config, steps_per_epoch=7)
+    self.assertEqual(float(schedule(0)), float(schedule(10_000)))
+
+
+class TrainStepTest(absltest.TestCase):
+
+  def _step(self, config):
+    model = train.build_model(config)
+    tx, _ = train.make_optimizer(config, 2)
+    mesh = train.make_mesh()
+    state, abstract = train.create_train_state(config, model, tx, mesh, jax.random.key(0))
+    before = jax.tree.map(np.asarray, state.params)
+    step_fn = train.jit_train_step(train.make_train_step(config, model, tx), mesh, abstract)
+    audio, frames, motion = train.dummy_inputs(config, batch_size=config.batch_size)
+    rng = np.random.default_rng(0)
+    batch = {"audio": rng.normal(size=audio.shape), "frames": rng.normal(size=frames.shape),
+             "label": (rng.random((config.batch_size, 25)) < 0.2)}
+    if motion is not None:
+      batch["motion"] = rng.normal(size=motion.shape)
+    batch = {k: np.asarray(v, np.float32) for k, v in batch.items()}
+    state, metrics = step_fn(state, train.global_batch(mesh, batch), jax.random.key(1))
+    return before, state, jax.device_get(metrics)
+
+  def test_bfloat16_compute_keeps_float32_params(self):
+    config = tiny_config(compute_dtype="bfloat16")
+    before, state, metrics = self._step(config)
+    self.assertTrue(np.isfinite(metrics["loss"]))
+    self.assertEqual(int(state.step), 1)
+    for leaf in jax.tree.leaves(state.params):
+      self.assertEqual(leaf.dtype, np.float32)
+    changed = [not np.array_equal(a, np.asarray(b)) for a, b in zip(jax.tree.leaves(before),
+                                                                     jax.tree.leaves(state.params))]
+    self.assertTrue(any(changed))
+
+  def test_unknown_compute_dtype_is_input_error(self):
+    from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+    with self.assertRaisesRegex(InputError, "compute_dtype"):
+      train.resolve_config(tiny_config(compute_dtype="float8"))
+
+
+class TrainAndEvaluateTest(absltest.TestCase):
+  """One uninterrupted tiny run (2 epochs), shared by the resume and non-finite tests."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())  # fresh: a reused workdir resumes
+    cls.config = tiny_config(num_epochs=2, synthetic_num_epochs=2)
+    cls.workdir = os.path.join(cls.root, "uninterrupted")
+    cls.scores = train.train_and_evaluate(cls.config, cls.workdir)
+    cls.steps_per_epoch = train.TrainingData(train.resolve_config(cls.config)).steps_per_epoch
+
+  def test_run_writes_config_checkpoints_and_summaries(self):
+    from avvp_jax import metrics  # pylint: disable=g-import-not-at-top
+    for key in metrics.KEYS:
+      self.assertBetween(self.scores[key], 0.0, 100.0)
+    self.assertTrue(os.path.isfile(os.path.join(self.workdir, "config.json")))
+    restored = checkpoint.load_config(self.workdir)
+    self.assertEqual(restored.model.to_dict(), self.config.model.to_dict())
+    step, _ = _latest_params(self.workdir)
+    self.assertEqual(step, 2 * self.steps_per_epoch)
+    self.assertIsNotNone(checkpoint.find_state_checkpoint(self.workdir, which="best"))
+    events = glob.glob(os.path.join(self.workdir, "events.out.tfevents.*"))
+    self.assertLen(events, 1)
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tags = {value.tag for event in tf.compat.v1.train.summary_iterator(events[0]) for value in event.summary.value}
+    self.assertContainsSubset({"train/loss", "train/learning_rate", "val/segment/type"}, tags)
+
+  def test_killed_and_resumed_run_equals_uninterrupted_run_bit_for_bit(self):
+    workdir = os.path.join(self.root, "killed")
+    kill_after = self.steps_per_epoch + 1  # after epoch 1's checkpoint, inside epoch 2
+    command = [sys.executable, os.path.join(ROOT, "launch", "train.py"), "--config=configs/han.py:tiny",
+               f"--workdir={workdir}", "--config.num_epochs=2", "--config.synthetic_num_epochs=2",
+               f"--config.debug.kill_after_steps={kill_after}"]
+    result = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    self.assertEqual(result.returncode, -9, result.stderr[-3000:])  # SIGKILL: no clean shutdown
+    self.assertEqual(checkpoint.Checkpointer(workdir).latest_step(), self.steps_per_epoch)
+
+    resumed_scores = train.train_and_evaluate(self.config, workdir)  # resumes in this process
+    step, resumed = _latest_params(workdir)
+    _, uninterrupted = _latest_params(self.workdir)
+    self.assertEqual(step, 2 * self.steps_per_epoch)
+    for path, a, b in zip(jax.tree_util.tree_leaves_with_path(uninterrupted), jax.tree.leaves(uninterrupted),
+                          jax.tree.leaves(resumed)):
+      np.testing.assert_array_equal(b, a, err_msg=jax.tree_util.keystr(path[0]))
+    self.assertEqual(resumed_scores, self.scores)
+
+  def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(self):
+    workdir = os.path.join(self.root, "nan")
+    bad_step = self.steps_per_epoch + 1
+    config = tiny_config(num_epochs=2, synthetic_num_epochs=2, **{"debug.nan_loss_at_step": bad_step})
+    with self.assertRaisesRegex(train.NonFiniteLossError, rf"at step {bad_step} .*clips \[\S+"):
+      train.train_and_evaluate(config, workdir)
+    step, params = _latest_params(workdir)
+    self.assertEqual(step, self.steps_per_epoch)  # epoch 1's save, nothing after the bad step
+    for leaf in jax.tree.leaves(params):
+      self.assertTrue(np.all(np.isfinite(leaf)))
+
+
+class LauncherTest(absltest.TestCase):
+
+  def assertOneErrorLine(self, stderr, pattern):  # pylint: disable=invalid-name
+    """The message is one line, the last of stderr (log lines may come before it), with no traceback."""
+    lines = stderr.strip().splitlines()
+    self.assertNotIn("Traceback", stderr)
+    self.assertRegex(lines[-1], pattern)
+    self.assertLen([line for line in lines if line.startswith("error:")], 1, stderr)
+
+  def _run(self, *flags):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "launch", "train.py"), *flags], cwd=ROOT,
+                          env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+
+  def test_missing_features_dir_is_one_line_error(self):
+    workdir = self.create_tempdir().full_path
+    result = self._run("--config=configs/han.py:tiny", f"--workdir={workdir}",
+                       "--config.data.features_dir=/nonexistent/llp_features")
+    self.assertEqual(result.returncode, 2, result.stderr[-3000:])
+    self.assertOneErrorLine(result.stderr, r"^error: .*features_dir.*/nonexistent/llp_features")
+
+  def test_misspelt_config_field_is_one_line_error(self):
+    result = self._run("--config=configs/han.py:tiny", "--config.optimizer.learnin_rate=1e-4",
+                       f"--workdir={self.create_tempdir().full_path}")
+    self.assertNotEqual(result.returncode, 0)
+    self.assertOneErrorLine(result.stderr, r"^error: .*learnin_rate")
+
+  def test_default_workdir(self):
+    self.assertEqual(train.default_workdir("configs/leap.py"), os.path.join(".", "workdir", "leap"))
+    self.assertEqual(train.default_workdir("configs/leap.py:tiny"), os.path.join(".", "workdir", "leap_tiny"))
+
+
+if __name__ == "__main__":
+  absltest.main()
