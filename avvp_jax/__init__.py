@@ -2,6 +2,37 @@
 
 The package import is light: it pulls in neither TensorFlow nor the models. Import submodules as needed,
 e.g. `from avvp_jax import metrics`, `from avvp_jax.data import annotations`.
+
+Inference entry points, imported on first use (`avvp_jax.parse`):
+
+  parser = avvp_jax.load_parser("workdir/han")   # a workdir or a checkpoint folder
+  parser.predict(audio, frames, motion)          # probabilities
+  parser.parse(audio, frames, motion)            # events in seconds
+  avvp_jax.predict(config, params, audio, frames, motion)   # functional, jitted
 """
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+# Public name -> the submodule defining it; loaded lazily by `__getattr__` so `import avvp_jax` stays light.
+_LAZY_EXPORTS = {
+    "load_parser": "avvp_jax.parse",
+    "predict": "avvp_jax.parse",
+    "Parser": "avvp_jax.parse",
+}
+
+__all__ = ["__version__", *_LAZY_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+  if name in _LAZY_EXPORTS:
+    value = getattr(importlib.import_module(_LAZY_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+  raise AttributeError(f"module 'avvp_jax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(_LAZY_EXPORTS))

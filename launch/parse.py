@@ -1,0 +1,122 @@
+r"""Parses clips into audio, visual and audio-visual events with a trained model.
+
+  python launch/parse.py --checkpoint=DIR --features=PATH --out=events.json [--plot=timeline.png]
+
+Flags:
+  --checkpoint   a training workdir (its best save, else its latest), a step folder of one, or a params-only
+                 checkpoint folder (e.g. a converted official HAN).
+  --features     a features folder in either layout (official: vggish/ res152/ r2plus1d_18/; clip_clap:
+                 CLAP/features/ CLIP/features/; each with <clip id>.npy), or one .npz file holding `audio`,
+                 `frames` (or `visual`) and, for models with a motion stream, `motion`: one clip ([T, D]
+                 arrays) or several ([N, T, D]; optional `clip_ids` [N] strings).
+  --clips, --clip_list   which clips of a folder (comma-separated ids, or a file with one id per line);
+                 default: every clip of the folder's audio sub-folder, in name order.
+  --out          the JSON file to write: a list with one record per clip, {"clip", "events": [{"modality",
+                 "label", "onset", "offset", "score"}], "video_labels": [{"label", "score", "audio",
+                 "visual"}]}; a name ending in .jsonl writes one record per line instead.
+  --threshold, --gate_threshold, --class_thresholds   segment / video-level thresholds (default 0.5, the
+                 official rule) and per-class overrides, e.g. --class_thresholds=Speech=0.4,Dog=0.6.
+  --plot         a PNG of the timelines of the clips named by --plot_clips (default: the first --plot_max);
+  --plot_dir     a folder for one PNG per such clip (<clip id>.png).
+  --labels_dir, --split   ground truth drawn beside the prediction: the dense labels of `--split` (val or
+                 test) in --labels_dir (default: the packaged LLP files); --split=auto (default) looks each
+                 clip up in val then test; --split=none draws no ground truth.
+
+Clips are read in batches of --batch_size (features loaded on worker threads while the previous batch
+runs), each batch goes through one jitted call, and a tqdm bar shows progress on a terminal. Bad input
+prints one line `error: ...` to stderr and exits with status 2.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from absl import logging
+
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Workdir or checkpoint folder of a trained model.")
+_FEATURES = flags.DEFINE_string("features", None, "Features folder (either layout) or one .npz file.")
+_OUT = flags.DEFINE_string("out", None, "JSON file to write (.jsonl: one record per line).")
+_CLIPS = flags.DEFINE_list("clips", None, "Clip ids to parse from a features folder (default: all).")
+_CLIP_LIST = flags.DEFINE_string("clip_list", None, "File with one clip id per line (instead of --clips).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Clips per jitted call.")
+_THRESHOLD = flags.DEFINE_float("threshold", 0.5, "Segment probability threshold (official 0.5).")
+_GATE_THRESHOLD = flags.DEFINE_float("gate_threshold", None, "Video-level gate threshold; default --threshold.")
+_CLASS_THRESHOLDS = flags.DEFINE_list("class_thresholds", [], "Per-class segment (and gate) thresholds, "
+                                      "CLASS=VALUE,...")
+_PLOT = flags.DEFINE_string("plot", None, "PNG with the timelines of the plotted clips.")
+_PLOT_DIR = flags.DEFINE_string("plot_dir", None, "Folder for one timeline PNG per plotted clip.")
+_PLOT_CLIPS = flags.DEFINE_list("plot_clips", None, "Clip ids to plot (default: the first --plot_max).")
+_PLOT_MAX = flags.DEFINE_integer("plot_max", 4, "Clips plotted when --plot_clips is not given.")
+_LABELS_DIR = flags.DEFINE_string("labels_dir", None, "Folder with AVVP_*.csv (default: the packaged LLP files).")
+_SPLIT = flags.DEFINE_enum("split", "auto", ["auto", "val", "test", "none"],
+                           "Dense labels drawn as ground truth: auto looks clips up in val, then test.")
+_TITLE = flags.DEFINE_string("title", None, "Title of the --plot picture.")
+
+
+def fail(message: str, status: int = 2) -> None:
+  print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+  sys.exit(status)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    fail(str(error))
+  return []
+
+
+def _class_thresholds():
+  """--threshold with --class_thresholds applied: a float or a {class: value} mapping (library form)."""
+  if not _CLASS_THRESHOLDS.value:
+    return _THRESHOLD.value
+  from avvp_jax.data import annotations  # pylint: disable=g-import-not-at-top
+  from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  values = [_THRESHOLD.value] * annotations.NUM_CLASSES
+  for item in _CLASS_THRESHOLDS.value:
+    name, sep, value = item.partition("=")
+    try:
+      number = float(value)
+    except ValueError:
+      number = None
+    if not sep or number is None:
+      raise InputError(f"--class_thresholds entry {item!r} is not CLASS=VALUE: write e.g. Speech=0.4.")
+    if name not in annotations.CLASS_INDEX:
+      raise InputError(f"--class_thresholds names unknown class {name!r}: use LLP class names such as Speech, "
+                       "Dog, Violin_fiddle.")
+    values[annotations.CLASS_INDEX[name]] = number
+  return values
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    fail(f"unexpected arguments {argv[1:]}: pass everything as --flags.")
+  for flag in (_CHECKPOINT, _FEATURES, _OUT):
+    if not flag.value:
+      fail(f"--{flag.name} is required (see python launch/parse.py --help).")
+  if _CLIPS.value and _CLIP_LIST.value:
+    fail("pass either --clips or --clip_list, not both.")
+  if _BATCH_SIZE.value < 1:
+    fail(f"--batch_size={_BATCH_SIZE.value} must be positive.")
+  from avvp_jax import parse as parse_lib  # pylint: disable=g-import-not-at-top
+  from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  try:
+    summary = parse_lib.parse_files(
+        checkpoint=_CHECKPOINT.value, features=_FEATURES.value, out=_OUT.value, clips=_CLIPS.value,
+        clip_list=_CLIP_LIST.value, batch_size=_BATCH_SIZE.value, threshold=_class_thresholds(),
+        gate_threshold=_GATE_THRESHOLD.value, plot=_PLOT.value, plot_dir=_PLOT_DIR.value,
+        plot_clips=_PLOT_CLIPS.value, plot_max=_PLOT_MAX.value, labels_dir=_LABELS_DIR.value,
+        split=_SPLIT.value, title=_TITLE.value)
+  except InputError as error:
+    fail(str(error))
+  logging.info("%s", summary)
+  print(summary)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)
