@@ -23,6 +23,12 @@ LEAP (Zhou et al., ECCV 2024; jasongief/LEAP `main_leap.py:train`, `avss_loss`):
     "official": x_ij = <Pa_i, Pv_j> / max(max_i |Pa_i|, max_j |Pv_j|), target = x / (1 + x) + avss_eps
                 (the official sigmoid(log x) + eps; 0 + eps when neither modality has an event);
     "paper":    target = |Pa_i & Pv_j| / |Pa_i | Pv_j|, the per-pair event IoU (0 when both are empty).
+
+LINK (Wang et al., arXiv 2412.20872, eq. 7-12): LEAP's L_basic (video, per-modality and pseudo-label terms,
+with the same fallbacks) + avss_weight * S-LOSS, where S-LOSS is the avss loss above with each pair's squared
+error weighted by eq. 11 (`similarity_weight`, with the model's learnable `similarity_mu`). With PLSIM the model
+also returns its un-modulated first pass (`first_pass_*`), whose video-level BCEs are added with weight
+`link_first_pass_weight` (an addition of avvp_jax: its segment predictions are PLSIM's test-time labels).
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ Terms = dict[str, Array]
 PREDICTION_THRESHOLD = 0.5  # the official threshold of the avss fallback's segment predictions
 NORMALIZE_EPS = 1e-12  # smallest norm in the cosine similarity (torch F.normalize's default)
 AVSS_TARGETS = ("official", "paper")
+LINK_SIMILARITIES = ("weighted", "plain", "off")
+S_LOSS_LOW = -0.2  # LINK eq. 11: pairs less similar than this get weight 1
 
 
 def _f32(x: Array) -> Array:
@@ -137,16 +145,16 @@ def _fallback_segments(segment_prob: Array, video_prob: Array) -> Array:
   return jax.lax.stop_gradient(segment * video[:, None, :])
 
 
-def leap_loss(config: ml_collections.ConfigDict, outputs: Mapping[str, Array],
-              batch: Mapping[str, Any]) -> tuple[Array, Terms]:
-  """LEAP's loss: L_basic + avss_weight * L_avss (module docstring)."""
+def _basic_terms(config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
+                 ) -> tuple[Terms, Array, Array]:
+  """L_basic's terms of LEAP (and LINK) and the 0/1 segment labels `[B, T, C]` the similarity target uses."""
   eps = config.clamp_eps
   label = _f32(batch["label"])
   audio_key, visual_key = pseudo_labels.AUDIO_BATCH_KEY, pseudo_labels.VISUAL_BATCH_KEY
   has_audio, has_visual = audio_key in batch, visual_key in batch
   if has_audio != has_visual:
-    raise InputError(f"the batch holds only one of {audio_key!r} and {visual_key!r}: the LEAP loss "
-                     "needs both modalities' pseudo labels or neither.")
+    raise InputError(f"the batch holds only one of {audio_key!r} and {visual_key!r}: the {config.name.upper()} "
+                     "loss needs both modalities' pseudo labels or neither.")
   segment_audio_prob = _clamp(outputs["segment_audio_prob"], eps)
   segment_visual_prob = _clamp(outputs["segment_visual_prob"], eps)
 
@@ -164,26 +172,80 @@ def leap_loss(config: ml_collections.ConfigDict, outputs: Mapping[str, Array],
     visual_segments = _fallback_segments(outputs["segment_visual_prob"], outputs["visual_prob"])
     audio_segment = visual_segment = jnp.zeros((), jnp.float32)
 
-  target = jax.lax.stop_gradient(
-      avss_target(audio_segments, visual_segments, config.avss_target, config.avss_eps))
-  similarity = jax.nn.relu(cosine_similarity(outputs["audio_embedding"], outputs["visual_embedding"]))
   terms = {
       "video": _batch_mean(_bce_per_clip(_clamp(outputs["video_prob"], eps), label), batch),
       "audio": _batch_mean(_bce_per_clip(_clamp(outputs["audio_prob"], eps), audio_target), batch),
       "visual": _batch_mean(_bce_per_clip(_clamp(outputs["visual_prob"], eps), visual_target), batch),
       "audio_segment": audio_segment,
       "visual_segment": visual_segment,
-      "avss": _batch_mean(_per_clip_mean((similarity - target) ** 2), batch),
   }
+  if "first_pass_video_prob" in outputs:  # LINK with PLSIM: the un-modulated pass, same video-level targets
+    first = lambda key, target: _batch_mean(_bce_per_clip(_clamp(outputs[f"first_pass_{key}"], eps), target),
+                                            batch)
+    terms["first_pass"] = (first("video_prob", label) + first("audio_prob", audio_target)
+                           + first("visual_prob", visual_target))
+  return terms, audio_segments, visual_segments
+
+
+def leap_loss(config: ml_collections.ConfigDict, outputs: Mapping[str, Array],
+              batch: Mapping[str, Any]) -> tuple[Array, Terms]:
+  """LEAP's loss: L_basic + avss_weight * L_avss (module docstring)."""
+  terms, audio_segments, visual_segments = _basic_terms(config, outputs, batch)
+  terms.pop("first_pass", None)
+  target = jax.lax.stop_gradient(
+      avss_target(audio_segments, visual_segments, config.avss_target, config.avss_eps))
+  similarity = jax.nn.relu(cosine_similarity(outputs["audio_embedding"], outputs["visual_embedding"]))
+  terms["avss"] = _batch_mean(_per_clip_mean((similarity - target) ** 2), batch)
   loss = (terms["video"] + terms["audio"] + terms["visual"]
           + config.segment_weight * (terms["audio_segment"] + terms["visual_segment"])
           + config.avss_weight * terms["avss"])
   return loss, terms
 
 
+def similarity_weight(similarity: Array, mu: Array) -> Array:
+  """LINK's eq. 11: the S-LOSS weight of each segment pair from its cosine similarity s and the learnable mu.
+
+  w = 1 for s <= -0.2;  e^|1 - mu| for -0.2 < s < 0;  e^|1 - mu| + (1 - e^|1 - mu|) s for s >= 0.
+  Any shape; `mu` a scalar. The weight passes gradient to mu only (s enters as a constant coefficient).
+  """
+  s = jax.lax.stop_gradient(_f32(similarity))
+  peak = jnp.exp(jnp.abs(1.0 - _f32(mu)))
+  return jnp.where(s <= S_LOSS_LOW, 1.0, jnp.where(s < 0.0, peak, peak + (1.0 - peak) * s))
+
+
+def link_loss(config: ml_collections.ConfigDict, outputs: Mapping[str, Array],
+              batch: Mapping[str, Any]) -> tuple[Array, Terms]:
+  """LINK's loss (eq. 7-12): L_basic (as LEAP's) + avss_weight * S-LOSS [+ first_pass_weight * first pass].
+
+  S-LOSS (`config.link_similarity`): "weighted" is the avss loss with each pair's squared error weighted by
+  `similarity_weight(s, outputs["similarity_mu"])`; "plain" is LEAP's unweighted avss loss; "off" drops it.
+  """
+  if config.link_similarity not in LINK_SIMILARITIES:
+    raise InputError(f"config.loss.link_similarity {config.link_similarity!r} is unknown: use one of "
+                     f"{LINK_SIMILARITIES}.")
+  terms, audio_segments, visual_segments = _basic_terms(config, outputs, batch)
+  loss = (terms["video"] + terms["audio"] + terms["visual"]
+          + config.segment_weight * (terms["audio_segment"] + terms["visual_segment"]))
+  if "first_pass" in terms:
+    loss = loss + config.link_first_pass_weight * terms["first_pass"]
+  if config.link_similarity != "off":
+    target = jax.lax.stop_gradient(
+        avss_target(audio_segments, visual_segments, config.avss_target, config.avss_eps))
+    cosine = cosine_similarity(outputs["audio_embedding"], outputs["visual_embedding"])
+    squared_error = (jax.nn.relu(cosine) - target) ** 2
+    if config.link_similarity == "weighted":
+      if "similarity_mu" not in outputs:
+        raise InputError("config.loss.link_similarity is 'weighted' but the model has no 'similarity_mu' "
+                         "output: use config.model.encoder = 'link' or link_similarity = 'plain'.")
+      squared_error = similarity_weight(cosine, outputs["similarity_mu"]) * squared_error
+    terms["similarity"] = _batch_mean(_per_clip_mean(squared_error), batch)
+    loss = loss + config.avss_weight * terms["similarity"]
+  return loss, terms
+
+
 LossFn = Callable[[ml_collections.ConfigDict, Mapping[str, Array], Mapping[str, Any]],
                   tuple[Array, Terms]]
-LOSSES: dict[str, LossFn] = {"han": han_loss, "leap": leap_loss}
+LOSSES: dict[str, LossFn] = {"han": han_loss, "leap": leap_loss, "link": link_loss}
 
 
 def compute_loss(config: ml_collections.ConfigDict, outputs: Mapping[str, Array],
@@ -191,7 +253,7 @@ def compute_loss(config: ml_collections.ConfigDict, outputs: Mapping[str, Array]
   """The loss named by `config.name` (a key of `LOSSES`).
 
   Args:
-    config: `config.loss`.
+    config: `config.loss`; `config.name` in {"han", "leap", "link"}.
     outputs: the model's output dict (`video_prob [B, C]`, `audio_prob`, `visual_prob [B, C]`,
       `segment_audio_prob`, `segment_visual_prob [B, T, C]`, `audio_embedding`, `visual_embedding
       [B, T, D]`), any float dtype.
@@ -200,7 +262,9 @@ def compute_loss(config: ml_collections.ConfigDict, outputs: Mapping[str, Array]
 
   Returns:
     `(loss, terms)`: the float32 scalar to minimise and a dict of its named float32 scalar terms
-    (unweighted): HAN `video`, `audio`, `visual`; LEAP also `audio_segment`, `visual_segment`, `avss`.
+    (unweighted): HAN `video`, `audio`, `visual`; LEAP also `audio_segment`, `visual_segment`, `avss`;
+    LINK `video`, `audio`, `visual`, `audio_segment`, `visual_segment`, `similarity` (unless off) and
+    `first_pass` (with PLSIM).
   """
   if config.name not in LOSSES:
     raise InputError(f"config.loss.name {config.name!r} is unknown: use one of {sorted(LOSSES)}.")

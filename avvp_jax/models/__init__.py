@@ -18,8 +18,13 @@ with audio [B, T, Da], frames [B, T, Df] (pooled) or [B, 8T, Df] (raw), motion [
   segment_*_logits, *_label_embedding).
 
 Registries map a config name to a builder `(model_config, dtype) -> nn.Module`; a new encoder or decoder is
-one module plus one line here. Encoders map (audio [B, T, D], visual [B, T, D], train) to the same shapes;
-decoders map them to the output dict above (without the embeddings, which `AVVPModel` adds).
+one module plus one line here. Encoders map (audio [B, T, D], visual [B, T, D], train) to the same shapes
+(optionally plus a dict of extra outputs); decoders map them to the output dict above (without the embeddings,
+which `AVVPModel` adds). Encoders: "han" (han.py), "mmpyramid" (mmpyramid.py), "link" (link.py: TSAM, CMIM,
+HAN; with `config.model.link.plsim` the model also gets LINK's PLSIM as its `refiner`, which runs the decoder
+twice and adds `first_pass_*`, `plsim_*_label` and `similarity_mu` outputs). Training-time extras for a
+refiner: `model.apply(..., segment_labels=(audio [B, T, C], visual [B, T, C]), video_label=[B, C])`, ignored
+by models without one.
 
 Compute dtype: `build_model(config.model, dtype=jnp.bfloat16)` (or `config.model.compute_dtype`, when set)
 runs the Dense layers and attention products in bfloat16 while params stay float32; softmax, sigmoid and all
@@ -39,7 +44,9 @@ from avvp_jax.errors import InputError
 from avvp_jax.models import embed
 from avvp_jax.models import han
 from avvp_jax.models import leap
+from avvp_jax.models import link
 from avvp_jax.models import mmil
+from avvp_jax.models import mmpyramid
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -55,6 +62,35 @@ def _han_encoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Modu
   return han.HANEncoder(num_layers=cfg.num_layers, num_heads=cfg.num_heads, ffn_dim=_ffn_dim(model_config, cfg),
                         dropout=cfg.dropout, attention_dropout=cfg.attention_dropout, stacking=cfg.stacking,
                         share_modalities=cfg.share_modalities, dtype=dtype)
+
+
+def _mmpyramid_encoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
+  cfg = model_config.mmpyramid
+  return mmpyramid.MMPyramidEncoder(num_levels=cfg.num_levels, num_heads=cfg.num_heads,
+                                    ffn_dim=_ffn_dim(model_config, cfg), dropout=cfg.dropout,
+                                    attention_dropout=cfg.attention_dropout, kernel_size=cfg.kernel_size,
+                                    windowed=cfg.windowed, dtype=dtype)
+
+
+def _link_encoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
+  cfg, han_cfg = model_config.link, model_config.han
+  return link.LINKEncoder(tsam=cfg.tsam, cmim=cfg.cmim, tsam_temporal_hidden=cfg.tsam_temporal_hidden,
+                          tsam_temporal_mlp=cfg.tsam_temporal_mlp, tsam_spatial=cfg.tsam_spatial,
+                          cmim_alpha_init=cfg.cmim_alpha_init, num_layers=han_cfg.num_layers,
+                          num_heads=han_cfg.num_heads, ffn_dim=_ffn_dim(model_config, han_cfg),
+                          dropout=han_cfg.dropout, attention_dropout=han_cfg.attention_dropout,
+                          stacking=han_cfg.stacking, share_modalities=han_cfg.share_modalities,
+                          mu_init=cfg.mu_init, dtype=dtype)
+
+
+def _plsim_refiner(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module | None:
+  """LINK's PLSIM when `config.model.encoder == "link"` and `link.plsim` is on; else None."""
+  if model_config.encoder != "link" or not model_config.link.plsim:
+    return None
+  cfg = model_config.link
+  return link.PLSIM(audio_label_embeddings=cfg.plsim_audio_label_embeddings,
+                    visual_label_embeddings=cfg.plsim_visual_label_embeddings, hidden_dim=cfg.plsim_hidden_dim,
+                    threshold=cfg.plsim_threshold, train_gate=cfg.plsim_train_gate, dtype=dtype)
 
 
 def _mmil_decoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
@@ -73,6 +109,8 @@ def _leap_decoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Mod
 
 ENCODERS: dict[str, Builder] = {
     "han": _han_encoder,
+    "mmpyramid": _mmpyramid_encoder,
+    "link": _link_encoder,
 }
 DECODERS: dict[str, Builder] = {
     "mmil": _mmil_decoder,
@@ -81,16 +119,37 @@ DECODERS: dict[str, Builder] = {
 
 
 class AVVPModel(nn.Module):
-  """Embedding, encoder and decoder composed; returns the output dict (see the package docstring)."""
+  """Embedding, encoder, optional refiner and decoder composed; returns the output dict (package docstring).
+
+  An encoder may return a third element, a dict of extra outputs (LINK: `similarity_mu`). A `refiner` (LINK's
+  PLSIM) modulates the encoded segments with segment labels before the decoder: the given `segment_labels`, or
+  else the decoder's own predictions on the un-modulated segments (a first decoder pass, same weights, whose
+  outputs are returned as `first_pass_<key>`). `audio_embedding` / `visual_embedding` are the encoder's outputs.
+  """
   embed: nn.Module
   encoder: nn.Module
   decoder: nn.Module
+  refiner: nn.Module | None = None
 
   def __call__(self, audio: jax.Array, frames: jax.Array, motion: jax.Array | None = None, *,
-               train: bool = False) -> dict[str, jax.Array]:
+               train: bool = False, segment_labels: tuple[jax.Array, jax.Array] | None = None,
+               video_label: jax.Array | None = None) -> dict[str, jax.Array]:
+    """`segment_labels` ((audio, visual) [B, T, C] pseudo labels) and `video_label` ([B, C] weak labels) are
+    training-time inputs of a refiner; models without one ignore them."""
     audio_BxTxD, visual_BxTxD = self.embed(audio, frames, motion)
-    audio_BxTxD, visual_BxTxD = self.encoder(audio_BxTxD, visual_BxTxD, train=train)
-    outputs = dict(self.decoder(audio_BxTxD, visual_BxTxD, train=train))
+    encoded = self.encoder(audio_BxTxD, visual_BxTxD, train=train)
+    audio_BxTxD, visual_BxTxD = encoded[0], encoded[1]
+    extras = dict(encoded[2]) if len(encoded) > 2 else {}
+    decoder_audio, decoder_visual = audio_BxTxD, visual_BxTxD
+    if self.refiner is not None:
+      first_pass = self.decoder(audio_BxTxD, visual_BxTxD, train=train)
+      extras.update({f"first_pass_{key}": value for key, value in first_pass.items()})
+      decoder_audio, decoder_visual, refiner_extras = self.refiner(
+          audio_BxTxD, visual_BxTxD, first_pass, train=train, segment_labels=segment_labels,
+          video_label=video_label)
+      extras.update(refiner_extras)
+    outputs = dict(self.decoder(decoder_audio, decoder_visual, train=train))
+    outputs.update(extras)
     outputs["audio_embedding"] = audio_BxTxD
     outputs["visual_embedding"] = visual_BxTxD
     return {key: value.astype(jnp.float32) for key, value in outputs.items()}
@@ -117,4 +176,5 @@ def build_model(model_config: ml_collections.ConfigDict, dtype: Any = None) -> A
   embedding = embed.InputEmbedding(hidden_dim=model_config.hidden_dim, audio_dim=dims.audio,
                                    frames_dim=dims.frames, motion_dim=dims.motion, dtype=dtype)
   return AVVPModel(embed=embedding, encoder=ENCODERS[model_config.encoder](model_config, dtype),
-                   decoder=DECODERS[model_config.decoder](model_config, dtype))
+                   decoder=DECODERS[model_config.decoder](model_config, dtype),
+                   refiner=_plsim_refiner(model_config, dtype))

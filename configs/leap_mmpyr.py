@@ -1,0 +1,70 @@
+r"""MM-Pyramid + LEAP: the official LEAP model (Zhou et al., "Label-anticipated Event Disentanglement for
+Audio-Visual Video Parsing", ECCV 2024): the MM-Pyramid encoder (Yu et al., ACM MM 2022) and the LEAP decoder.
+
+Run card
+  Command:   python launch/train.py --config=configs/leap_mmpyr.py [--workdir=./workdir/leap_mmpyr]
+             (real features: add --config.data.features_dir=/path/to/llp_features and VALOR's segment pseudo
+             labels with --config.data.pseudo_labels=/path/to/valor, as the official run script trains with them)
+  Recipe:    the official run script (jasongief/LEAP run_leap_train.sh): Adam 1e-4, x0.1 every 10 epochs,
+             batch 32, 30 epochs, segment-level and avss loss weights 1, avss eps 0.01, 8 heads in MM-Pyramid
+             (4 levels, width 512) and in the 2 LEAP blocks per modality.
+  Hardware:  real features: one GPU/TPU core (10,000 training clips, 312 steps per epoch).
+             Embedded synthetic data: 2 CPU cores.
+  Wall time: real features: see bench/bench_models.py for the measured step time of this CPU.
+             Synthetic (default, features_dir empty): SYNTHETIC_WALL_TIME on 2 CPU cores, dataset build
+             included.
+  Expected:  paper (LLP test, real features with VALOR pseudo labels), percent, LEAP with MM-Pyramid
+             (Table 1 of the paper): reproduce with the command above on real features.
+             synthetic data, default run (validation, last epoch), percent:
+               SYNTHETIC_NUMBERS
+  Evaluate:  python launch/evaluate.py --workdir=./workdir/leap_mmpyr --split=test
+
+Presets (the string after the colon):
+  tiny       a micro model (1 pyramid level, 2 heads) on a few synthetic clips for one epoch (tests train a
+             step with it).
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The MM-Pyramid + LEAP config; `arg` picks a preset ("tiny") or None for the official recipe."""
+  config = common.get_config()
+
+  # --- top level: the official recipe ----------------------------------------------------------------
+  config.seed = 0
+  config.num_epochs = 30  # official run script: --epochs 30
+  config.batch_size = 32  # official run script: --batch_size 32
+  config.eval_batch_size = 64  # padded and masked: every validation/test clip counts exactly once
+  # Synthetic data (no features_dir): 2 epochs instead of 30 (see the run card's wall time).
+  config.synthetic_num_epochs = 2
+
+  # --- model -----------------------------------------------------------------------------------------
+  config.model.encoder = "mmpyramid"  # multimodal pyramid attentional encoder
+  config.model.decoder = "leap"  # label-query cross-attention blocks per modality
+  config.model.hidden_dim = 512  # official --hid_dim 512
+  config.model.mmpyramid.num_levels = 4  # official --levels 4
+  config.model.mmpyramid.num_heads = 8  # official --mmp_head 8
+  config.model.mmpyramid.dropout = 0.2  # official MM-Pyramid dropout
+  config.model.leap.num_blocks = 2  # official --la_layer_num 2 --lv_layer_num 2
+  config.model.leap.num_heads = 8  # official --avl_head 8
+
+  # --- loss ------------------------------------------------------------------------------------------
+  config.loss.name = "leap"
+  config.loss.segment_weight = 1.0  # official --loss_temporal_wei 1
+  config.loss.avss_weight = 1.0  # official --loss_avss_wei 1
+  config.loss.avss_eps = 0.01  # official --eps 0.01
+
+  # --- optimizer -------------------------------------------------------------------------------------
+  config.optimizer.name = "adam"
+  config.optimizer.learning_rate = 1e-4  # official --lr 1e-4
+  config.optimizer.decay_every_epochs = 10  # official StepLR(step_size=10, gamma=0.1)
+  config.optimizer.decay_factor = 0.1
+
+  config = common.apply_preset(config, arg)
+  if arg == "tiny":
+    config.model.mmpyramid.num_levels = 1  # micro pyramid (one level): compiles fast
+    config.model.mmpyramid.num_heads = 2
+  return config
