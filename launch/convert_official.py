@@ -28,46 +28,27 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from ml_collections import config_flags
 
+from avvp_jax import cli  # pylint: disable=g-import-not-at-top
+
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Official MMIL_Net state_dict (.pt).")
 _OUT = flags.DEFINE_string("out", None, "Folder to write OUT/config.json and OUT/params/ into.")
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Optional base config file[:preset]; default "
                                           "configs/han.py.", lock_config=True)
 
 
-def fail(message: str, status: int = 2) -> None:
-  """Prints one line to stderr and exits."""
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(status)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing, with a one-line error instead of usage text."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as error:
-    fail(" ".join(str(error).split()))
-  except Exception as error:  # pylint: disable=broad-except  (a config file that fails to load)
-    fail(f"--config could not be loaded: {' '.join(str(error).split())}")
-  return []
-
-
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}: pass everything as --flags.")
+  cli.no_arguments(argv)
   if not _CHECKPOINT.value or not _OUT.value:
-    fail("--checkpoint (the official .pt file) and --out (the folder to write) are both required.")
-  config = _CONFIG.value
-  error = getattr(config, "_error", None)  # ml_collections keeps a load failure until first use
-  if error is not None:
-    fail(f"--config could not be loaded: {' '.join(str(error).split())}")
+    cli.fail("--checkpoint (the official .pt file) and --out (the folder to write) are both required.")
+  config = cli.loaded_config(_CONFIG)
   from avvp_jax import convert  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
   try:
     out = convert.convert_official_han(_CHECKPOINT.value, _OUT.value, config)
   except InputError as error:
-    fail(str(error))
+    cli.fail(str(error))
   print(f"wrote {out}/config.json and {out}/params/")
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -23,6 +23,8 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from ml_collections import config_flags
 
+from avvp_jax import cli  # pylint: disable=g-import-not-at-top
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Optional config file[:preset]; default DIR/config.json.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir; default ./workdir/<config name>.")
@@ -31,48 +33,23 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Another checkpoint to sco
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (multi-host runs).")
 
 
-def fail(message: str, status: int = 2) -> None:
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(status)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as error:
-    fail(" ".join(str(error).split()))
-  except Exception as error:  # pylint: disable=broad-except  (a config override that does not apply)
-    fail(f"bad --config flag: {' '.join(str(error).split())}")
-  return []
-
-
-def loaded_config():
-  """The --config ConfigDict, None when not given; a file that failed to load is a one-line error."""
-  config = _CONFIG.value
-  error = getattr(config, "_error", None)  # ml_collections keeps a load failure until first use
-  if error is not None:
-    fail(f"--config could not be loaded: {' '.join(str(error).split())}")
-  return config
-
-
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}: pass everything as --flags.")
+  cli.no_arguments(argv)
   from avvp_jax import evaluate  # pylint: disable=g-import-not-at-top
   from avvp_jax import metrics  # pylint: disable=g-import-not-at-top
   from avvp_jax import train  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
-  config = loaded_config()
+  config = cli.loaded_config(_CONFIG)
   workdir = _WORKDIR.value
   if workdir is None:
     if config is None:
-      fail("--workdir is required (or --config, for the default ./workdir/<config name>).")
+      cli.fail("--workdir is required (or --config, for the default ./workdir/<config name>).")
     workdir = train.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
   try:
     train.setup_runtime(multihost=_MULTIHOST.value)
     report = evaluate.evaluate_checkpoint(config, workdir, _SPLIT.value, _CHECKPOINT.value)
   except InputError as error:
-    fail(str(error))
+    cli.fail(str(error))
   print(f"{_SPLIT.value} ({report['num_clips']} clips; {report['data']}):")
   for key in metrics.KEYS:
     print(f"  {key:22s} {report[key]:6.2f}")
@@ -80,4 +57,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -36,6 +36,8 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
 
+from avvp_jax import cli  # pylint: disable=g-import-not-at-top
+
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder to write the synthetic features into.")
 _NUM_TRAIN_CLIPS = flags.DEFINE_integer("num_train_clips", 2000,
                                         "Training clips (seeded subset of the real ones); -1: all.")
@@ -45,21 +47,6 @@ _LAYOUT = flags.DEFINE_string("layout", "official", "official or clip_clap.")
 _SEED = flags.DEFINE_integer("seed", 0, "Dataset seed.")
 _LABELS_DIR = flags.DEFINE_string("labels_dir", "", "Real AVVP_*.csv files; empty: the packaged ones.")
 _WRITE_LABELS = flags.DEFINE_bool("write_labels", True, "Also write OUT/labels/ for exactly these clips.")
-
-
-def fail(message: str, status: int = 2) -> None:
-  """Prints one line to stderr and exits."""
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(status)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing, with a one-line error instead of usage text."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as error:
-    fail(" ".join(str(error).split()))
-  return []
 
 
 def make_synthetic() -> None:
@@ -114,14 +101,13 @@ def make_synthetic() -> None:
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}: pass everything as --flags.")
+  cli.no_arguments(argv)
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
   try:
     make_synthetic()
   except InputError as error:
-    fail(str(error))
+    cli.fail(str(error))
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

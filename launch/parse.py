@@ -38,6 +38,8 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
 
+from avvp_jax import cli  # pylint: disable=g-import-not-at-top
+
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Workdir or checkpoint folder of a trained model.")
 _FEATURES = flags.DEFINE_string("features", None, "Features folder (either layout) or one .npz file.")
 _OUT = flags.DEFINE_string("out", None, "JSON file to write (.jsonl: one record per line).")
@@ -56,19 +58,6 @@ _LABELS_DIR = flags.DEFINE_string("labels_dir", None, "Folder with AVVP_*.csv (d
 _SPLIT = flags.DEFINE_enum("split", "auto", ["auto", "val", "test", "none"],
                            "Dense labels drawn as ground truth: auto looks clips up in val, then test.")
 _TITLE = flags.DEFINE_string("title", None, "Title of the --plot picture.")
-
-
-def fail(message: str, status: int = 2) -> None:
-  print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
-  sys.exit(status)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as error:
-    fail(str(error))
-  return []
 
 
 def _class_thresholds():
@@ -94,15 +83,14 @@ def _class_thresholds():
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}: pass everything as --flags.")
+  cli.no_arguments(argv)
   for flag in (_CHECKPOINT, _FEATURES, _OUT):
     if not flag.value:
-      fail(f"--{flag.name} is required (see python launch/parse.py --help).")
+      cli.fail(f"--{flag.name} is required (see python launch/parse.py --help).")
   if _CLIPS.value and _CLIP_LIST.value:
-    fail("pass either --clips or --clip_list, not both.")
+    cli.fail("pass either --clips or --clip_list, not both.")
   if _BATCH_SIZE.value < 1:
-    fail(f"--batch_size={_BATCH_SIZE.value} must be positive.")
+    cli.fail(f"--batch_size={_BATCH_SIZE.value} must be positive.")
   from avvp_jax import parse as parse_lib  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
   try:
@@ -113,10 +101,10 @@ def main(argv: list[str]) -> None:
         plot_clips=_PLOT_CLIPS.value, plot_max=_PLOT_MAX.value, labels_dir=_LABELS_DIR.value,
         split=_SPLIT.value, title=_TITLE.value)
   except InputError as error:
-    fail(str(error))
+    cli.fail(str(error))
   logging.info("%s", summary)
   print(summary)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

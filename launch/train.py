@@ -32,6 +32,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from avvp_jax import cli  # pylint: disable=g-import-not-at-top
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:preset], e.g. configs/leap.py:tiny.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder; default ./workdir/<config name>[_<preset>].")
@@ -41,38 +43,11 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processe
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id (multi-host).")
 
 
-def fail(message: str, status: int = 2) -> None:
-  """Prints one line to stderr and exits."""
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(status)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing, with a one-line error instead of usage text."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as error:
-    fail(" ".join(str(error).split()))
-  except Exception as error:  # pylint: disable=broad-except  (a config override that does not apply)
-    fail(f"bad --config flag: {' '.join(str(error).split())}")
-  return []
-
-
-def loaded_config():
-  """The --config ConfigDict, None when not given; a file that failed to load is a one-line error."""
-  config = _CONFIG.value
-  error = getattr(config, "_error", None)  # ml_collections keeps a load failure until first use
-  if error is not None:
-    fail(f"--config could not be loaded: {' '.join(str(error).split())}")
-  return config
-
-
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}: pass everything as --flags.")
-  config = loaded_config()
+  cli.no_arguments(argv)
+  config = cli.loaded_config(_CONFIG)
   if config is None:
-    fail("--config is required, e.g. --config=configs/han.py.")
+    cli.fail("--config is required, e.g. --config=configs/han.py.")
   from avvp_jax import train  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
   workdir = _WORKDIR.value or train.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
@@ -83,10 +58,10 @@ def main(argv: list[str]) -> None:
     logging.info("Config:\n%s", config)
     train.train_and_evaluate(config, workdir)
   except InputError as error:
-    fail(str(error))
+    cli.fail(str(error))
   except train.NonFiniteLossError as error:
-    fail(str(error), status=1)
+    cli.fail(str(error), status=1)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

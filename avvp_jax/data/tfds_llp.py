@@ -239,6 +239,10 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
       sizes = ", ".join(f"{name} {len(s)}" for name, s in splits.items())
       description = (f"LLP features from {features_dir} ({config.layout} layout, {config.frames} frames; clips "
                      f"{sizes}), labels from {self._labels_dir}")
+      from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+      marker = features_dir / synthetic.MARKER_FILE
+      if marker.exists():  # a folder written by launch/make_synthetic.py: say so in every output
+        description = f"SYNTHETIC features written by launch/make_synthetic.py (marker {marker}): {description}"
       self._source = features_dir
     self.info.metadata["description"] = description
     self.info.metadata["filenames"] = {name: list(split.filenames) for name, split in splits.items()}
