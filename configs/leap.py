@@ -13,8 +13,8 @@ Run card
              input, so an epoch of 10,000 clips takes ~230 s (extrapolated from 30 steps) and 20 epochs ~77 min.
              Synthetic (default, features_dir empty): 4 min 57 s on 2 shared CPU cores (measured, dataset
              build reused from an earlier run; a first build adds ~40 s): 248 steps at ~30 clips/s.
-  Expected:  paper (LLP test, real features with VALOR pseudo labels), percent: see Table 1 of the paper
-             (LEAP with the MM-Pyramid encoder); reproduce with the command above on real features.
+  Expected:  paper (LLP test, real features with VALOR pseudo labels), percent: see Table 1 of the paper;
+             its best numbers use the MM-Pyramid encoder, which is configs/leap_mmpyr.py (this card: HAN).
              SYNTHETIC data, default run (4 epochs of 2,000 clips; validation, 649 clips), percent:
                segment: audio 28.88, visual 12.48, audio-visual 13.03, Type@AV 18.13, Event@AV 19.62
                event:   audio 24.53, visual  9.85, audio-visual 11.01, Type@AV 15.13, Event@AV 18.64
@@ -46,7 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.synthetic_num_epochs = 4
 
   # --- model -----------------------------------------------------------------------------------------
-  # The HAN encoder (the official LEAP code also offers MM-Pyramid; avvp_jax has HAN) + the LEAP decoder.
+  # The HAN encoder + the LEAP decoder (LEAP on the MM-Pyramid encoder, the paper's best: configs/leap_mmpyr.py).
   config.model.encoder = "han"
   config.model.decoder = "leap"  # label-query cross-attention blocks per modality
   config.model.hidden_dim = 512  # official: 512

@@ -13,7 +13,6 @@ import sys
 import tempfile
 
 from absl.testing import absltest
-from absl.testing import parameterized
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +29,7 @@ def _launch(script, *flags):
                         capture_output=True, text=True, timeout=TIMEOUT_S)
 
 
-class OfficialLayoutTest(parameterized.TestCase):
+class OfficialLayoutTest(absltest.TestCase):
 
   @classmethod
   def setUpClass(cls):
@@ -56,10 +55,9 @@ class OfficialLayoutTest(parameterized.TestCase):
       self.assertLen(files, NUM_TRAIN + 2 * NUM_EVAL)
       self.assertEqual(np.load(os.path.join(self.features_dir, folder, files[0])).shape, shape)
 
-  @parameterized.parameters("han", "link")
-  def test_train_and_evaluate_on_a_features_folder(self, config_name):
+  def test_train_and_evaluate_on_a_features_folder(self):
     workdir = self.create_tempdir().full_path
-    trained = _launch("train.py", f"--config=configs/{config_name}.py:tiny", f"--workdir={workdir}",
+    trained = _launch("train.py", "--config=configs/han.py:tiny", f"--workdir={workdir}",
                       *self.data_flags)
     self.assertEqual(trained.returncode, 0, trained.stderr[-3000:])
     self.assertIn(f"LLP features from {self.features_dir}", trained.stderr)  # read from the folder ...
