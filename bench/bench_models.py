@@ -17,19 +17,14 @@ import argparse
 import importlib
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top
-import numpy as np
 
-from avvp_jax import train  # pylint: disable=g-import-not-at-top
-from avvp_jax.data import pseudo_labels  # pylint: disable=g-import-not-at-top
-
-LLP_TRAIN_CLIPS = 10_000
+import bench_train  # pylint: disable=g-import-not-at-top  (bench/ is the script's folder)
 DESCRIPTIONS = {
     "han": "HAN + MMIL",
     "leap": "HAN + LEAP",
@@ -46,44 +41,6 @@ def _config(name, batch_size):
   return config
 
 
-def _random_batch(config, rng):
-  audio, frames, motion = train.dummy_inputs(config, batch_size=config.batch_size)
-  size = config.batch_size
-  batch = {"audio": rng.normal(size=audio.shape), "frames": rng.normal(size=frames.shape),
-           "label": rng.random((size, 25)) < 0.1, "index": np.arange(size),
-           pseudo_labels.AUDIO_BATCH_KEY: rng.random((size, 10, 25)) < 0.05,
-           pseudo_labels.VISUAL_BATCH_KEY: rng.random((size, 10, 25)) < 0.05}
-  if motion is not None:
-    batch["motion"] = rng.normal(size=motion.shape)
-  return {k: np.asarray(v, np.int32 if k == "index" else np.float32) for k, v in batch.items()}
-
-
-def time_step(config, steps):
-  """Compile time and median step time of `config`'s jitted train step on random device-resident batches."""
-  mesh = train.make_mesh()
-  model = train.build_model(config)
-  tx, _ = train.make_optimizer(config, LLP_TRAIN_CLIPS // config.batch_size)
-  state, abstract = train.create_train_state(config, model, tx, mesh, jax.random.key(0))
-  step_fn = train.jit_train_step(train.make_train_step(config, model, tx), mesh, abstract)
-  num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
-  rng = np.random.default_rng(0)
-  batches = [train.global_batch(mesh, _random_batch(config, rng)) for _ in range(2)]
-  key = jax.random.key(1)
-  start = time.perf_counter()
-  state, metrics = step_fn(state, batches[0], key)
-  jax.block_until_ready(metrics)
-  compile_s = time.perf_counter() - start
-  times = []
-  for i in range(steps):
-    start = time.perf_counter()
-    state, metrics = step_fn(state, batches[i % len(batches)], key)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - start)
-  step_s = float(np.median(times))
-  return dict(params_m=num_params / 1e6, compile_s=compile_s, step_ms=1e3 * step_s,
-              clips_s=config.batch_size / step_s, epoch_s=LLP_TRAIN_CLIPS / (config.batch_size / step_s))
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--configs", default=",".join(DESCRIPTIONS))
@@ -95,7 +52,8 @@ def main():
   rows = []
   for name in args.configs.split(","):
     for batch_size in (int(b) for b in args.batches.split(",")):
-      row = dict(config=name, batch=batch_size, **time_step(_config(name, batch_size), args.steps))
+      row = dict(config=name, batch=batch_size, **bench_train.time_step(_config(name, batch_size), args.steps,
+                                                                              with_pseudo_labels=True))
       rows.append(row)
       print(row, flush=True)
   print()
@@ -103,7 +61,7 @@ def main():
   print("|---|---|---|---|---|---|---|---|")
   for r in rows:
     print(f"| {r['config']} | {DESCRIPTIONS.get(r['config'], r['config'])} | {r['params_m']:.2f}M | {r['batch']} "
-          f"| {r['compile_s']:.1f} s | {r['step_ms']:.0f} ms | {r['clips_s']:.0f} | {r['epoch_s']:.0f} s |")
+          f"| {r['compile_s']:.1f} s | {r['step_ms']:.0f} ms | {r['step_clips_s']:.0f} | {r['epoch_s']:.0f} s |")
 
 
 if __name__ == "__main__":

@@ -47,20 +47,26 @@ def _setup(config):
   return mesh, state, step_fn, num_params
 
 
-def _random_batch(config, rng):
+def random_batch(config, rng, with_pseudo_labels=False):
+  """A host batch of random features in the config's input shapes (and VALOR-style pseudo labels)."""
   audio, frames, motion = train.dummy_inputs(config, batch_size=config.batch_size)
   batch = {"audio": rng.normal(size=audio.shape), "frames": rng.normal(size=frames.shape),
            "label": (rng.random((config.batch_size, 25)) < 0.1),
            "index": np.arange(config.batch_size)}
+  if with_pseudo_labels:
+    from avvp_jax.data import pseudo_labels  # pylint: disable=g-import-not-at-top
+    for key in (pseudo_labels.AUDIO_BATCH_KEY, pseudo_labels.VISUAL_BATCH_KEY):
+      batch[key] = rng.random((config.batch_size, 10, 25)) < 0.05
   if motion is not None:
     batch["motion"] = rng.normal(size=motion.shape)
   return {k: np.asarray(v, np.int32 if k == "index" else np.float32) for k, v in batch.items()}
 
 
-def time_step(config, steps):
+def time_step(config, steps, with_pseudo_labels=False):
+  """Compile time and median time of `config`'s jitted train step on device-resident random batches."""
   mesh, state, step_fn, num_params = _setup(config)
   rng = np.random.default_rng(0)
-  batches = [train.global_batch(mesh, _random_batch(config, rng)) for _ in range(4)]
+  batches = [train.global_batch(mesh, random_batch(config, rng, with_pseudo_labels)) for _ in range(4)]
   key = jax.random.key(1)
   start = time.perf_counter()
   state, metrics = step_fn(state, batches[0], key)
@@ -74,7 +80,8 @@ def time_step(config, steps):
     times.append(time.perf_counter() - start)
   step_s = float(np.median(times))
   return dict(params_m=num_params / 1e6, compile_s=compile_s, step_ms=1e3 * step_s,
-              step_clips_s=config.batch_size / step_s)
+              step_clips_s=config.batch_size / step_s,
+              epoch_s=LLP_TRAIN_CLIPS / (config.batch_size / step_s))
 
 
 def time_input_epoch(config, steps):

@@ -48,6 +48,8 @@ def main(argv: list[str]) -> None:
   config = cli.loaded_config(_CONFIG)
   if config is None:
     cli.fail("--config is required, e.g. --config=configs/han.py.")
+  import jax  # pylint: disable=g-import-not-at-top
+  from avvp_jax import metrics  # pylint: disable=g-import-not-at-top
   from avvp_jax import train  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
   workdir = _WORKDIR.value or train.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
@@ -56,11 +58,18 @@ def main(argv: list[str]) -> None:
                         num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
     train.resolve_config(config)  # bad values fail here, before the long log lines
     logging.info("Config:\n%s", config)
-    train.train_and_evaluate(config, workdir)
+    scores = train.train_and_evaluate(config, workdir)
   except InputError as error:
     cli.fail(str(error))
   except train.NonFiniteLossError as error:
     cli.fail(str(error), status=1)
+  if jax.process_index() == 0:
+    data = "SYNTHETIC data (avvp_jax.data.synthetic)" if train.is_synthetic(config) else config.data.features_dir
+    print(f"validation, last epoch ({scores['num_clips']} clips; {data}):")
+    for key in metrics.KEYS:
+      print(f"  {key:22s} {scores[key]:6.2f}")
+    print(f"workdir {os.path.abspath(workdir)}; test split: python launch/evaluate.py --workdir={workdir} "
+          "--split=test")
 
 
 if __name__ == "__main__":
