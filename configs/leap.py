@@ -11,16 +11,17 @@ Run card
              Embedded synthetic data: 2 CPU cores.
   Wall time: real features, 2 CPU cores (bench/bench_train.py): train step 48 clips/s, 43 clips/s with
              input, so an epoch of 10,000 clips takes ~230 s (extrapolated from 30 steps) and 20 epochs ~77 min.
-             Synthetic (default, features_dir empty): 4 min 57 s on 2 shared CPU cores (measured, dataset
-             build reused from an earlier run; a first build adds ~40 s): 248 steps at ~30 clips/s.
+             Synthetic (default, features_dir empty): 3 min 14 s on 2 CPU cores for the whole quick-start
+             command on a fresh clone (venv install ~1 min, dataset build, 248 steps in 1 min 50 s).
   Expected:  paper (LLP test, real features with VALOR pseudo labels), percent: see Table 1 of the paper;
              its best numbers use the MM-Pyramid encoder, which is configs/leap_mmpyr.py (this card: HAN).
              SYNTHETIC data, default run (4 epochs of 2,000 clips; validation, 649 clips), percent:
                segment: audio 28.88, visual 12.48, audio-visual 13.03, Type@AV 18.13, Event@AV 19.62
                event:   audio 24.53, visual  9.85, audio-visual 11.01, Type@AV 15.13, Event@AV 18.64
-             (predicting nothing scores segment Type@AV 8.58 / Event@AV 0.00 here; LEAP learns slowly in
-             248 steps without VALOR pseudo labels - after epoch 1 it still predicts nothing - and a 5x
-             learning rate for 5 epochs did not help: Type@AV 16.51).
+             (predicting nothing scores segment Type@AV 8.58 / Event@AV 0.00 here. Without VALOR pseudo
+             labels LEAP's segment logits are unsupervised: the video-level losses see them only through a
+             softmax over time, blind to their absolute level, which the 0.5 threshold needs. It plateaus:
+             12 epochs reach Type@AV ~18 too, and a 5x learning rate for 5 epochs gave 16.51.)
   Evaluate:  python launch/evaluate.py --workdir=./workdir/leap --split=test
 
 Presets (the string after the colon):
