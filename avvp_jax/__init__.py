@@ -9,6 +9,7 @@ Inference entry points, imported on first use (`avvp_jax.parse`):
   parser.predict(audio, frames, motion)          # probabilities
   parser.parse(audio, frames, motion)            # events in seconds
   avvp_jax.predict(config, params, audio, frames, motion)   # functional, jitted
+  avvp_jax.predict_ensemble(config, stacked_params, audio, frames, motion)  # mean over seeds
 """
 
 import importlib
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 _LAZY_EXPORTS = {
     "load_parser": "avvp_jax.parse",
     "predict": "avvp_jax.parse",
+    "predict_ensemble": "avvp_jax.parse",
     "Parser": "avvp_jax.parse",
 }
 

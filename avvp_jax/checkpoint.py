@@ -3,19 +3,23 @@
 Workdir layout written by `avvp_jax.train.train_and_evaluate`:
 
   WORKDIR/config.json        the run's config (`save_config` / `load_config`), enough to rebuild the model
-  WORKDIR/checkpoints/<step>/ latest full-state saves: items `state` (a `TrainState`: step, params,
-                              optimizer state) and `progress` (JSON: epoch, batches done in it, best score)
-  WORKDIR/best/<step>/        the full-state save with the highest validation `config.checkpoint.best_metric`
-                              (items `state`, `progress`, and `metrics`: JSON of the 10 validation metrics)
+  WORKDIR/checkpoints/<step>/ latest full-state saves: items `state` (a `TrainState` of `config.num_seeds`
+                              replicas, every leaf `[S, ...]`: step, params, optimizer state, dropout key)
+                              and `progress` (JSON: epoch, batches done in it, each replica's best score)
+  WORKDIR/best/<step>/        the best state of every replica by its own validation
+                              `config.checkpoint.best_metric`, each from its own best epoch (items `state`,
+                              `progress`, and `metrics`: JSON, per replica its seed, step and 10 metrics)
 
 Params-only layout (what `save_params_checkpoint` writes; `avvp_jax.convert` writes converted official
 checkpoints with it):
 
   DIR/config.json            the config the params belong to
-  DIR/params/                an Orbax StandardCheckpointer save of the params tree
+  DIR/params/                an Orbax StandardCheckpointer save of the seed-stacked params tree
 
-`restore_params(path) -> (config, params)` reads any of them: a workdir (its best save, else its latest),
-one step folder of a workdir, or a params-only folder. `launch/evaluate.py --checkpoint=PATH` uses it.
+Params are always seed-stacked: every leaf has a leading `[num_seeds]` axis (1 for a 1-seed run or a
+converted official model); `select_seed` takes one replica out. `restore_params(path) -> (config, params)`
+reads any of the layouts: a workdir (its best save, else its latest), one step folder of a workdir, or a
+params-only folder. `launch/evaluate.py --checkpoint=PATH` and `avvp_jax.load_parser` use it.
 
 Saves are asynchronous: always `close()` a `Checkpointer` (it waits for pending writes) - the trainer does so
 in a `finally`, so neither an error nor a normal exit loses a save.
@@ -104,30 +108,44 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.latest.latest_step()
 
-  def save(self, step: int, state: Any, progress: dict[str, Any], *,
-           best_metrics: dict[str, float] | None = None) -> None:
-    """Saves the full `state` at `step`; with `best_metrics`, also replaces the best save with it.
+  def save(self, step: int, state: Any, progress: dict[str, Any]) -> None:
+    """Saves the full `state` at `step` among the latest saves.
 
     Args:
       step: the global training step (the save's folder name).
-      state: the `TrainState` (jax.Arrays; `step` inside it as an array).
-      progress: JSON-able data position and bookkeeping (epoch, batches done, best score so far).
-      best_metrics: the validation metrics that made this state the best so far, or None.
+      state: the seed-stacked `TrainState` (jax.Arrays).
+      progress: JSON-able data position and bookkeeping (epoch, batches done, best scores so far).
     """
-    progress = _jsonable(progress)
     self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                   progress=ocp.args.JsonSave(progress)))
-    if best_metrics is not None:
-      self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                   progress=ocp.args.JsonSave(progress),
-                                                   metrics=ocp.args.JsonSave(_jsonable(best_metrics))))
+                                                   progress=ocp.args.JsonSave(_jsonable(progress))))
+
+  def save_best(self, step: int, best_state: Any, progress: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Replaces the best save with `best_state` (each replica's best), saved at `step`.
+
+    Args:
+      step: the global step when a replica last improved (the save's folder name).
+      best_state: the seed-stacked `TrainState` whose replica s is replica s's best state.
+      progress: as in `save`.
+      metrics: JSON-able: per replica its seed, the step of its best state and its validation metrics.
+    """
+    self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(best_state),
+                                                 progress=ocp.args.JsonSave(_jsonable(progress)),
+                                                 metrics=ocp.args.JsonSave(_jsonable(metrics))))
 
   def restore_latest(self, abstract_state: Any) -> tuple[Any, dict[str, Any]] | None:
     """Restores (state, progress) of the latest save onto `abstract_state`'s shardings, or None if none."""
-    step = self.latest.latest_step()
+    return self._restore(self.latest, abstract_state)
+
+  def restore_best(self, abstract_state: Any) -> tuple[Any, dict[str, Any]] | None:
+    """Restores (best state, progress) of the best save onto `abstract_state`'s shardings, or None."""
+    return self._restore(self.best, abstract_state)
+
+  @staticmethod
+  def _restore(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple[Any, dict[str, Any]] | None:
+    step = manager.latest_step()
     if step is None:
       return None
-    restored = self.latest.restore(step, args=ocp.args.Composite(
+    restored = manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state), progress=ocp.args.JsonRestore()))
     return restored["state"], dict(restored["progress"])
 
@@ -149,11 +167,18 @@ def _jsonable(tree: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_params_checkpoint(directory: str, config: ml_collections.ConfigDict, params: Any) -> str:
-  """Writes `config` and a params tree as a params-only checkpoint that `restore_params` reads.
+  """Writes `config` and seed-stacked params as a params-only checkpoint that `restore_params` reads.
 
   This is the layout for converted official checkpoints (`avvp_jax.convert`) and for exports:
-  `DIR/config.json` + `DIR/params/`. Blocks until the write is complete. Returns `directory`.
+  `DIR/config.json` + `DIR/params/`. `params` has a leading `[config.num_seeds]` axis on every leaf, as
+  `restore_params` returns it (`stack_seeds` adds it to one model's params). Blocks until the write is
+  complete. Returns `directory`.
   """
+  num_seeds = int(config.get("num_seeds", 1))
+  shapes = {leaf.shape[:1] for leaf in jax.tree.leaves(params)}
+  if shapes != {(num_seeds,)}:
+    raise InputError(f"params to save must have a leading seed axis of config.num_seeds={num_seeds} on every "
+                     f"leaf (found leading sizes {sorted(shapes)}): pass stack_seeds(params) for one model.")
   directory = absolute(directory)
   save_config(directory, config)
   params_dir = os.path.join(directory, PARAMS_DIRNAME)
@@ -161,6 +186,31 @@ def save_params_checkpoint(directory: str, config: ml_collections.ConfigDict, pa
     checkpointer.save(params_dir, params, force=True)
     checkpointer.wait_until_finished()
   return directory
+
+
+def stack_seeds(*params: Any) -> Any:
+  """One or more models' params (same structure) stacked on a new leading seed axis: `[S, ...]` leaves."""
+  return jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *params)
+
+
+def run_seeds(config: ml_collections.ConfigDict) -> list[int]:
+  """The seeds of a run's replicas: `config.seed`, ..., `config.seed + config.num_seeds - 1`."""
+  first = int(config.get("seed", 0))
+  return [first + k for k in range(int(config.get("num_seeds", 1)))]
+
+
+def select_seed(config: ml_collections.ConfigDict, params: Any, seed: int) -> Any:
+  """The params of the replica trained with `seed` (one of `run_seeds(config)`), without the seed axis.
+
+  Raises:
+    InputError: when no replica of the run has that seed.
+  """
+  seeds = run_seeds(config)
+  if int(seed) not in seeds:
+    raise InputError(f"seed={seed} is not a replica of this run, which trained seeds {seeds[0]}..{seeds[-1]}: "
+                     "pick one of those, or leave the seed unset for the ensemble.")
+  index = seeds.index(int(seed))
+  return jax.tree.map(lambda x: x[index], params)
 
 
 def _abstract_params(config: ml_collections.ConfigDict) -> Any:
@@ -204,7 +254,8 @@ def restore_params(path: str, config: ml_collections.ConfigDict | None = None
     config: the config to rebuild the model with; None: the `config.json` stored with the checkpoint.
 
   Returns:
-    (config, params), the params replicated over all devices.
+    (config, params): params seed-stacked (a leading `[config.num_seeds]` axis on every leaf, 1 for a
+    1-seed run) and laid out on the default `("seed", "data")` mesh.
 
   Raises:
     InputError: when `path` holds no checkpoint avvp_jax can read.

@@ -206,6 +206,8 @@ def official_han_config(dims: Mapping[str, int],
   model.han.ffn_dim = 0 if dims["ffn"] == dims["hidden"] else dims["ffn"]
   model.han.stacking = "official"
   model.han.share_modalities = True
+  with config.unlocked():
+    config.num_seeds = 1  # one model: a params checkpoint of one replica
   return config
 
 
@@ -262,6 +264,6 @@ def convert_official_han(path: str | os.PathLike[str], out_dir: str | os.PathLik
   """
   from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top
   config, params = load_official_han(path, config)
-  out_dir = checkpoint.save_params_checkpoint(os.fspath(out_dir), config, params)
+  out_dir = checkpoint.save_params_checkpoint(os.fspath(out_dir), config, checkpoint.stack_seeds(params))
   logging.info("Wrote the converted checkpoint to %s", out_dir)
   return out_dir

@@ -1,24 +1,28 @@
-"""Evaluation over a whole split: padded, masked batches through a jitted predict step.
+"""Evaluation over a whole split: padded, masked batches through a jitted predict step, per seed.
 
-Per batch, the jitted step runs the model, thresholds its probabilities the official way
-(`metrics.segment_predictions`), scores every clip (`metrics.clip_scores`) and reduces them to masked
-sums (`metrics.masked_clip_sums`) on the device; padding rows (`mask == 0`) count for nothing. The sums
-stay on the device until the split is done; they are then added up on the host in float64 and reported as
-100 * sum / count, the official numbers. Per-class F1s (a diagnostic, pooled over the split) come from
-the 0/1 predictions gathered at the end.
+Params are seed-stacked (`[S, ...]`, see `avvp_jax.checkpoint`). Per batch, the jitted step runs the model
+of every replica (`jax.vmap` over the seed axis), thresholds its probabilities the official way
+(`metrics.segment_predictions`), scores every clip (`metrics.clip_scores`) and reduces them to masked sums
+(`metrics.masked_clip_sums`) and per-class counts (`metrics.per_class_counts`) on the device; padding rows
+(`mask == 0`) count for nothing. With `ensemble`, the same is done once more for the seed ensemble: the
+probabilities averaged over the replicas before thresholding. The sums stay on the device until the split
+is done; they are then added up on the host in float64 and reported as 100 * sum / count, the official
+numbers, with per-class F1s (a diagnostic) from the pooled counts of every host.
 
-`evaluate_params(config, params, split)` does it all for one split; `launch/evaluate.py` and the trainer
-use it.
+`seed_report` turns the per-seed scores into what the trainer logs and `evaluate_checkpoint` writes to
+`eval_<split>.json`: one seed's scores as they are; for several seeds the mean over seeds under the 10
+metric keys, plus `std` (sample standard deviation), `per_seed` and `ensemble`.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from absl import logging
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh
@@ -30,90 +34,128 @@ from avvp_jax.data import annotations
 PyTree = Any
 
 
-def make_eval_step(config: ml_collections.ConfigDict, model: nn.Module, mesh: Mesh) -> Callable:
-  """Jitted `(params, batch) -> (masked sums dict, pred_audio [B, T, C], pred_visual [B, T, C])`."""
+def _batch_sums(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array]) -> dict[str, Any]:
+  """Masked metric sums and per-class counts of one model's outputs on a batch."""
+  pred_audio, pred_visual = metrics_lib.segment_predictions(
+      outputs["segment_audio_prob"], outputs["segment_visual_prob"],
+      outputs["audio_filter_prob"], outputs["visual_filter_prob"])
+  true = (batch["audio_label"], batch["visual_label"])
+  scores = metrics_lib.clip_scores(pred_audio, pred_visual, *true)
+  return {"sums": metrics_lib.masked_clip_sums(scores, batch["mask"]),
+          "class_counts": metrics_lib.per_class_counts(pred_audio, pred_visual, *true, batch["mask"])}
+
+
+def make_eval_step(config: ml_collections.ConfigDict, model: nn.Module, mesh: Mesh, *,
+                   ensemble: bool = False) -> Callable:
+  """Jitted `(params [S, ...], batch [B, ...]) -> {"seeds": sums [S], "ensemble": sums}` on `mesh`.
+
+  "seeds" holds every replica's masked sums and per-class counts (a leading `[S]` axis); "ensemble"
+  (only with `ensemble`) those of the probabilities averaged over the replicas.
+  """
+  del config  # the model carries everything; kept for a uniform signature with make_train_step
 
   def eval_step(params: PyTree, batch: Mapping[str, jax.Array]):
-    outputs = train_lib.apply_model(model, params, batch, train=False)
-    pred_audio, pred_visual = metrics_lib.segment_predictions(
-        outputs["segment_audio_prob"], outputs["segment_visual_prob"],
-        outputs["audio_filter_prob"], outputs["visual_filter_prob"])
-    scores = metrics_lib.clip_scores(pred_audio, pred_visual, batch["audio_label"], batch["visual_label"])
-    sums = metrics_lib.masked_clip_sums(scores, batch["mask"])
-    return sums, pred_audio.astype(np.uint8), pred_visual.astype(np.uint8)
+    outputs = jax.vmap(lambda p: train_lib.apply_model(model, p, batch, train=False))(params)
+    out = {"seeds": jax.vmap(_batch_sums, in_axes=(0, None))(outputs, batch)}
+    if ensemble:
+      out["ensemble"] = _batch_sums({key: jnp.mean(value, axis=0) for key, value in outputs.items()}, batch)
+    return out
 
-  return jax.jit(eval_step,
-                 in_shardings=(train_lib.replicated(mesh), train_lib.data_sharded(mesh)),
-                 out_shardings=(train_lib.replicated(mesh), train_lib.data_sharded(mesh),
-                                train_lib.data_sharded(mesh)))
+  return jax.jit(eval_step, in_shardings=(train_lib.seed_sharded(mesh), train_lib.data_sharded(mesh)))
 
 
-def _process_local(array: jax.Array) -> np.ndarray:
-  """This process's rows of a data-sharded global array, in order."""
-  if jax.process_count() == 1:
-    return np.asarray(jax.device_get(array))
-  shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
-  rows, seen = [], set()
-  for shard in shards:
-    start = shard.index[0].start or 0
-    if start not in seen:
-      seen.add(start)
-      rows.append(np.asarray(shard.data))
-  return np.concatenate(rows, axis=0)
-
-
-def run_evaluation(eval_step: Callable, params: PyTree, host_batches: Iterable[Mapping[str, Any]],
-                   mesh: Mesh, num_clips: int | None = None) -> dict[str, Any]:
-  """Runs `eval_step` over padded host batches; returns the 10 metrics and per-class F1s.
-
-  Args:
-    eval_step: from `make_eval_step`.
-    params: replicated params.
-    host_batches: this host's slices of the padded global batches (with `mask`, `index`, dense labels).
-    mesh: the data mesh.
-    num_clips: expected number of real clips in the split (checked when given).
-
-  Returns:
-    dict: the keys of `metrics.KEYS` -> percent; "per_class" -> {key: {class: F1 percent}} (classes
-    absent everywhere are left out); "num_clips" -> number of real clips scored.
-  """
-  pending = []
-  local_preds = []
-  for host_batch in host_batches:
-    batch = train_lib.global_batch(mesh, host_batch)
-    sums, pred_audio, pred_visual = eval_step(params, batch)
-    pending.append(sums)
-    local_preds.append((pred_audio, pred_visual, host_batch))
-  totals = {key: 0.0 for key in metrics_lib.KEYS}
-  count = 0.0
-  for sums in jax.device_get(pending):  # float64 accumulation on the host
-    for key in metrics_lib.KEYS:
-      totals[key] += float(sums[key])
-    count += float(sums["count"])
-  if num_clips is not None and jax.process_count() == 1 and int(count) != num_clips:
-    raise RuntimeError(f"evaluation scored {int(count)} clips, expected {num_clips}")
+def _scores(totals: Mapping[str, np.ndarray], class_counts: Mapping[str, np.ndarray]) -> dict[str, Any]:
+  """The 10 metrics (percent), per-class F1s and the clip count from split-wide float64 sums."""
+  count = float(totals["count"])
   if count == 0:
     raise RuntimeError("evaluation saw no clips")
-  scores: dict[str, Any] = {key: 100.0 * totals[key] / count for key in metrics_lib.KEYS}
+  scores: dict[str, Any] = {key: 100.0 * float(totals[key]) / count for key in metrics_lib.KEYS}
   for level in metrics_lib.LEVELS:  # the official formula: the mean of the three means
     scores[f"{level}/type"] = sum(scores[f"{level}/{m}"] for m in metrics_lib.MODALITIES) / 3.0
   scores["num_clips"] = int(count)
-  # Per-class F1s from the predictions of this host's clips (all clips on a single host).
-  pred_audio = np.concatenate([_process_local(a) for a, _, _ in local_preds])
-  pred_visual = np.concatenate([_process_local(v) for _, v, _ in local_preds])
-  true_audio = np.concatenate([np.asarray(b["audio_label"]) for _, _, b in local_preds])
-  true_visual = np.concatenate([np.asarray(b["visual_label"]) for _, _, b in local_preds])
-  mask = np.concatenate([np.asarray(b["mask"]) for _, _, b in local_preds])
-  per_class = metrics_lib.per_class_f1(pred_audio, pred_visual, true_audio, true_visual, mask)
+  per_class = metrics_lib.f1_from_counts(class_counts)
   scores["per_class"] = {
       key: {name: float(value) for name, value in zip(annotations.CLASSES, values) if np.isfinite(value)}
       for key, values in per_class.items()}
   return scores
 
 
-def summary_line(scores: Mapping[str, Any]) -> str:
-  """The 10 metrics on one line, in the papers' order."""
-  return ", ".join(f"{key}={scores[key]:.2f}" for key in metrics_lib.KEYS)
+def run_evaluation(eval_step: Callable, params: PyTree, host_batches: Iterable[Mapping[str, Any]],
+                   mesh: Mesh, num_clips: int | None = None) -> dict[str, Any]:
+  """Runs `eval_step` over padded host batches; returns every replica's scores (and the ensemble's).
+
+  Args:
+    eval_step: from `make_eval_step`.
+    params: seed-stacked params on `mesh`.
+    host_batches: this host's slices of the padded global batches (with `mask`, `index`, dense labels).
+    mesh: the `("seed", "data")` mesh.
+    num_clips: expected number of real clips in the split (checked when given).
+
+  Returns:
+    {"per_seed": one dict per replica, "ensemble": a dict or None (without `ensemble` in the step)}. Each
+    dict: the keys of `metrics.KEYS` -> percent; "per_class" -> {key: {class: F1 percent}} (classes absent
+    everywhere are left out); "num_clips" -> number of real clips scored.
+  """
+  pending = [eval_step(params, train_lib.global_batch(mesh, host_batch)) for host_batch in host_batches]
+  if not pending:
+    raise RuntimeError("evaluation saw no batches")
+  # float64 accumulation on the host: {"seeds": {...: [S, ...]}, "ensemble": {...}} summed over batches
+  totals = jax.tree.map(lambda *xs: np.sum([np.asarray(x, np.float64) for x in xs], axis=0),
+                        *jax.device_get(pending))
+  seeds = totals["seeds"]
+  per_seed = [_scores({k: v[s] for k, v in seeds["sums"].items()}, {k: v[s] for k, v in seeds["class_counts"].items()})
+              for s in range(len(seeds["sums"]["count"]))]
+  ensemble = _scores(totals["ensemble"]["sums"], totals["ensemble"]["class_counts"]) if "ensemble" in totals else None
+  if num_clips is not None and per_seed[0]["num_clips"] != num_clips:
+    raise RuntimeError(f"evaluation scored {per_seed[0]['num_clips']} clips, expected {num_clips}")
+  return {"per_seed": per_seed, "ensemble": ensemble}
+
+
+def seed_report(results: Mapping[str, Any], seeds: Sequence[int]) -> dict[str, Any]:
+  """The report of a run's replicas: for one seed its scores; for several, mean, std, per seed, ensemble.
+
+  Args:
+    results: from `run_evaluation`.
+    seeds: the seed of each replica.
+
+  Returns:
+    One seed: its scores (`metrics.KEYS`, "per_class", "num_clips"). Several: `metrics.KEYS` -> the mean
+    over the seeds; "std" -> {key: sample standard deviation}; "per_seed" -> [{"seed": s, **scores}];
+    "ensemble" -> the ensemble's scores (when evaluated); "num_clips".
+  """
+  per_seed = results["per_seed"]
+  if len(per_seed) != len(seeds):
+    raise ValueError(f"{len(per_seed)} replicas scored for {len(seeds)} seeds")
+  if len(per_seed) == 1:
+    return dict(per_seed[0])
+  values = {key: np.array([scores[key] for scores in per_seed], np.float64) for key in metrics_lib.KEYS}
+  report: dict[str, Any] = {key: float(v.mean()) for key, v in values.items()}
+  report["std"] = {key: float(v.std(ddof=1)) for key, v in values.items()}
+  report["per_seed"] = [{"seed": int(seed), **scores} for seed, scores in zip(seeds, per_seed)]
+  if results.get("ensemble") is not None:
+    report["ensemble"] = results["ensemble"]
+  report["num_clips"] = per_seed[0]["num_clips"]
+  return report
+
+
+def summary_line(report: Mapping[str, Any]) -> str:
+  """The 10 metrics on one line, in the papers' order (mean ± std over seeds for a multi-seed report)."""
+  std = report.get("std")
+  return ", ".join(f"{key}={report[key]:.2f}" + (f"±{std[key]:.2f}" if std else "") for key in metrics_lib.KEYS)
+
+
+def report_lines(report: Mapping[str, Any]) -> list[str]:
+  """A table of the 10 metrics for a terminal: one column, or mean ± std and the ensemble for seeds."""
+  if "std" not in report:
+    return [f"  {key:22s} {report[key]:6.2f}" for key in metrics_lib.KEYS]
+  seeds = ", ".join(str(entry["seed"]) for entry in report["per_seed"])
+  lines = [f"  {'':22s} {'mean ± std over seeds ' + seeds:>30s}" + ("   ensemble" if "ensemble" in report else "")]
+  for key in metrics_lib.KEYS:
+    line = f"  {key:22s} {report[key]:22.2f} ± {report['std'][key]:5.2f}"
+    if "ensemble" in report:
+      line += f"   {report['ensemble'][key]:8.2f}"
+    lines.append(line)
+  return lines
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str, split: str = "val",
@@ -128,8 +170,11 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str, 
       converted official checkpoint written by `avvp_jax.checkpoint.save_params_checkpoint`).
 
   Returns:
-    The report written: the 10 metric keys (percent), "per_class", "num_clips", "split", "checkpoint",
-    "data" (a note saying synthetic when it is).
+    The report written (`seed_report`, plus "split", "checkpoint" and "data", a note saying synthetic when
+    it is). One seed: the 10 metric keys (percent), "per_class", "num_clips". A multi-seed workdir: the 10
+    keys hold the mean over the seeds, plus "std" (sample standard deviation, same keys), "per_seed" (one
+    dict per seed, with its "seed") and "ensemble" (the 10 metrics of the probabilities averaged over the
+    seeds before thresholding).
   """
   import json  # pylint: disable=g-import-not-at-top
   from avvp_jax import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
@@ -149,18 +194,18 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str, 
   if checkpoint is None and checkpoint_lib.find_state_checkpoint(workdir) is None:
     raise InputError(f"No checkpoint in {workdir}: train first (launch/train.py --workdir={workdir}) or pass "
                      "--checkpoint=PATH.")
-  mesh = train_lib.make_mesh()
+  seeds = train_lib.run_seeds(config)
+  mesh = train_lib.make_mesh(num_seeds=len(seeds))
   data = train_lib.TrainingData(config, train=False)
   _, params = checkpoint_lib.restore_params(source, config)
-  params = jax.device_put(params, train_lib.replicated(mesh))
+  params = jax.device_put(params, train_lib.seed_sharded(mesh))
   model = train_lib.build_model(config)
-  eval_step = make_eval_step(config, model, mesh)
+  eval_step = make_eval_step(config, model, mesh, ensemble=len(seeds) > 1)
   start = time.time()
-  scores = run_evaluation(eval_step, params, data.eval_batches(split), mesh, num_clips=data.num_eval_clips(split))
-  logging.info("%s (%d clips, %.1fs): %s", split, scores["num_clips"], time.time() - start, summary_line(scores))
-  report = {key: scores[key] for key in metrics_lib.KEYS}
-  report.update(per_class=scores["per_class"], num_clips=scores["num_clips"], split=split,
-                checkpoint=source, data=data.description)
+  results = run_evaluation(eval_step, params, data.eval_batches(split), mesh, num_clips=data.num_eval_clips(split))
+  report = seed_report(results, seeds)
+  logging.info("%s (%d clips, %.1fs): %s", split, report["num_clips"], time.time() - start, summary_line(report))
+  report.update(split=split, checkpoint=source, data=data.description)
   path = epath.Path(workdir) / f"eval_{split}.json"
   if jax.process_index() == 0:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ the clip counts on the host in float64, and report 100 * sum / count.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -337,7 +337,17 @@ def parsing_scores(pred_audio, pred_visual, true_audio, true_visual, mask=None) 
 
 
 @jax.jit
-def _per_class_counts(pred_audio, pred_visual, true_audio, true_visual, mask) -> dict[str, jax.Array]:
+def per_class_counts(pred_audio, pred_visual, true_audio, true_visual, mask) -> dict[str, jax.Array]:
+  """Per-class (TP, FP, FN) summed over the real clips, for `f1_from_counts`; jitted, batch by batch.
+
+  Args:
+    pred_audio, pred_visual, true_audio, true_visual: [N, T, C] 0/1.
+    mask: [N], nonzero for real clips.
+
+  Returns:
+    dict with the keys of `PER_CLASS_KEYS` -> float32 [3, C]: TP, FP and FN per class (seconds at segment
+    level, events as in the official event-level rule at event level).
+  """
   labels = _modality_labels(pred_audio, pred_visual, true_audio, true_visual)
   real_N1 = (jnp.asarray(mask) != 0)[:, None]
   out = {}
@@ -345,6 +355,20 @@ def _per_class_counts(pred_audio, pred_visual, true_audio, true_visual, mask) ->
     for m in MODALITIES:
       counts = count_fn(*labels[m])
       out[f"{level}/{m}"] = jnp.stack([jnp.sum(jnp.where(real_N1, c, 0.0), axis=0) for c in counts])
+  return out
+
+
+def f1_from_counts(counts: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """Per-class F1 in percent from `per_class_counts` (summed over batches): 100 * 2TP / (2TP + FP + FN).
+
+  A class that is neither predicted nor true anywhere gets NaN. Returns `PER_CLASS_KEYS` -> float64 [C].
+  """
+  out = {}
+  for key in PER_CLASS_KEYS:
+    tp, fp, fn = np.asarray(counts[key], np.float64)
+    denominator = 2.0 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+      out[key] = np.where(denominator > 0, 100.0 * 2.0 * tp / denominator, np.nan)
   return out
 
 
@@ -362,11 +386,4 @@ def per_class_f1(pred_audio, pred_visual, true_audio, true_visual, mask=None) ->
     dict with the keys of `PER_CLASS_KEYS` (`segment/audio`, ..., `event/audio_visual`) -> float64 [C].
   """
   arrays, mask = _validated(pred_audio, pred_visual, true_audio, true_visual, mask)
-  counts = jax.device_get(_per_class_counts(*arrays, mask))
-  out = {}
-  for key in PER_CLASS_KEYS:
-    tp, fp, fn = np.asarray(counts[key], np.float64)
-    denominator = 2.0 * tp + fp + fn
-    with np.errstate(invalid="ignore", divide="ignore"):
-      out[key] = np.where(denominator > 0, 100.0 * 2.0 * tp / denominator, np.nan)
-  return out
+  return f1_from_counts(jax.device_get(per_class_counts(*arrays, mask)))

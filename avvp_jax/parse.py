@@ -7,6 +7,11 @@ Library API (also exported from `avvp_jax`):
   events = parser.parse(audio, frames, motion)         # per clip: a list of event dicts
 
   probs = avvp_jax.predict(config, params, audio, frames, motion)   # functional, jitted, jax.Arrays
+  probs = avvp_jax.predict_ensemble(config, stacked_params, audio, frames, motion)  # [S, ...] params
+
+Multi-seed workdirs (`config.num_seeds > 1`): `load_parser(path)` gives the seed ensemble, whose
+probabilities are the mean of the replicas' (what `launch/evaluate.py` scores as "ensemble");
+`load_parser(path, seed=k)` gives the replica trained with seed k alone.
 
 Inputs are one clip (`audio [T, Da]`, `frames [T, Df]` or raw `[8T, Df]`, `motion [T, Dm]`) or a batch of
 clips (a leading `[B]` axis on each). Models without a motion stream (CLIP/CLAP features,
@@ -218,6 +223,33 @@ def predict(config: ml_collections.ConfigDict, params: PyTree, audio: Any, frame
   return outputs if batched else {key: value[0] for key, value in outputs.items()}
 
 
+@functools.partial(jax.jit, static_argnames=("model_key",))
+def _apply_ensemble(params: PyTree, audio: jax.Array, frames: jax.Array, motion: jax.Array | None, *,
+                    model_key: str) -> dict[str, jax.Array]:
+  """The mean over the replicas of `_apply`'s probabilities (params `[S, ...]`)."""
+  outputs = jax.vmap(lambda p: _apply(p, audio, frames, motion, model_key=model_key))(params)
+  return {key: jnp.mean(value, axis=0) for key, value in outputs.items()}
+
+
+def predict_ensemble(config: ml_collections.ConfigDict, params: PyTree, audio: Any, frames: Any,
+                     motion: Any = None) -> dict[str, jax.Array]:
+  """The seed ensemble's probabilities: every output of `predict` averaged over the replicas.
+
+  Args:
+    config: the run config the params belong to.
+    params: seed-stacked params, a leading `[S]` axis on every leaf (as `checkpoint.restore_params`
+      returns them).
+    audio, frames, motion: one clip or a batch (see `validate_inputs`).
+
+  Returns:
+    As `predict`. The video-level gates and the segment probabilities are both means, so thresholding them
+    is the ensemble's official evaluation.
+  """
+  audio, frames, motion, batched = validate_inputs(config, audio, frames, motion)
+  outputs = _apply_ensemble(params, audio, frames, motion, model_key=_model_key(config))
+  return outputs if batched else {key: value[0] for key, value in outputs.items()}
+
+
 # --- thresholds and events ------------------------------------------------------------------------
 
 
@@ -348,17 +380,20 @@ def video_labels(probs: Mapping[str, Any], threshold: Any = DEFAULT_THRESHOLD) -
 
 
 class Parser:
-  """A trained model ready for inference: its config and params, `predict` and `parse`.
+  """A trained model (or a seed ensemble of replicas) ready for inference: `predict` and `parse`.
 
   Attributes:
     config: the run config (`config.model` rebuilds the model).
-    params: the model's params.
+    params: one model's params, or with `seeds` the seed-stacked params (`[S, ...]`) of an ensemble.
+    seeds: None for one model; the replicas' seeds for an ensemble, whose probabilities are averaged.
     source: where they were loaded from (None when built from memory).
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, params: PyTree, source: str | None = None):
+  def __init__(self, config: ml_collections.ConfigDict, params: PyTree, source: str | None = None, *,
+               seeds: Sequence[int] | None = None):
     self.config = config
     self.params = params
+    self.seeds = None if seeds is None else [int(s) for s in seeds]
     self.source = source
 
   @property
@@ -372,7 +407,8 @@ class Parser:
 
   def predict(self, audio: Any, frames: Any, motion: Any = None) -> dict[str, np.ndarray]:
     """Probabilities of one clip or a batch (see the module docstring), as numpy float32 arrays."""
-    return jax.device_get(predict(self.config, self.params, audio, frames, motion))
+    predict_fn = predict if self.seeds is None else predict_ensemble
+    return jax.device_get(predict_fn(self.config, self.params, audio, frames, motion))
 
   def parse(self, audio: Any, frames: Any, motion: Any = None, *, threshold: Any = DEFAULT_THRESHOLD,
             gate_threshold: Any = None) -> list[Event] | list[list[Event]]:
@@ -391,18 +427,31 @@ class Parser:
     return events if batched else events[0]
 
 
-def load_parser(path: str | os.PathLike[str]) -> Parser:
+def load_parser(path: str | os.PathLike[str], seed: int | None = None) -> Parser:
   """A `Parser` from a training workdir (its best save, else its latest), a step folder of one, or a
   params-only checkpoint folder (`checkpoint.save_params_checkpoint`, e.g. a converted official HAN).
 
+  Args:
+    path: the workdir or checkpoint folder.
+    seed: for a multi-seed run, the seed of the one replica to use; None: the seed ensemble (the mean of
+      the replicas' probabilities). A 1-seed run has one model either way.
+
   Raises:
-    InputError: when `path` holds no checkpoint avvp_jax can read.
+    InputError: when `path` holds no checkpoint avvp_jax can read, or `seed` is not one of its replicas.
   """
   from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top  (orbax, only when loading)
   path = os.path.abspath(os.path.expanduser(os.fspath(path)))
   config, params = checkpoint.restore_params(path)
-  logging.info("Loaded %s/%s params from %s.", config.model.encoder, config.model.decoder, path)
-  return Parser(config, params, source=path)
+  seeds = checkpoint.run_seeds(config)
+  if seed is not None or len(seeds) == 1:
+    chosen = seeds[0] if seed is None else seed
+    params = checkpoint.select_seed(config, params, chosen)
+    logging.info("Loaded %s/%s params (seed %d) from %s.", config.model.encoder, config.model.decoder,
+                 chosen, path)
+    return Parser(config, params, source=path)
+  logging.info("Loaded the %s/%s ensemble of seeds %s from %s.", config.model.encoder, config.model.decoder,
+               ", ".join(map(str, seeds)), path)
+  return Parser(config, params, source=path, seeds=seeds)
 
 
 # --- timelines ------------------------------------------------------------------------------------
@@ -643,7 +692,8 @@ def parse_files(checkpoint: str, features: str, out: str, *, clips: Sequence[str
                 clip_list: str | None = None, batch_size: int = 64, threshold: Any = DEFAULT_THRESHOLD,
                 gate_threshold: Any = None, plot: str | None = None, plot_dir: str | None = None,
                 plot_clips: Sequence[str] | None = None, plot_max: int = 4, labels_dir: str | None = None,
-                split: str = "auto", title: str | None = None, progress: bool | None = None) -> str:
+                split: str = "auto", title: str | None = None, progress: bool | None = None,
+                seed: int | None = None) -> str:
   """What `launch/parse.py` does: parse a features folder or .npz, write JSON records and timelines.
 
   Args:
@@ -659,6 +709,7 @@ def parse_files(checkpoint: str, features: str, out: str, *, clips: Sequence[str
     title: the title of the `plot` picture; default names the checkpoint (and says synthetic when the
       folder holds the synthetic data marker).
     progress: a tqdm bar; None: only on a terminal.
+    seed: for a multi-seed checkpoint, the replica to use; None: the seed ensemble (`load_parser`).
 
   Returns:
     A one-line summary of what was written.
@@ -676,7 +727,7 @@ def parse_files(checkpoint: str, features: str, out: str, *, clips: Sequence[str
   thresholds = class_thresholds(threshold, "threshold")
   gates = thresholds if gate_threshold is None else class_thresholds(gate_threshold, "gate_threshold")
   truth_table = ground_truth(labels_dir, split) if (plot or plot_dir) and split != "none" else {}
-  parser = load_parser(checkpoint)
+  parser = load_parser(checkpoint, seed=seed)
   config = parser.config
 
   synthetic_data = False

@@ -1,16 +1,26 @@
 """Training: state, the data-parallel train step, and `train_and_evaluate(config, workdir)`.
 
-Data parallelism is `jax.jit` over a 1-D mesh of every device of every host
-(`Mesh(np.array(jax.devices()), ("data",))`): the train state is replicated (`P()`), each batch is split
-along its first axis (`P("data")`), and XLA inserts the gradient all-reduce. The loss is the mean over the
-global batch, so a step on N devices equals the step on one device with the same global batch. Each host
-reads its own slice of every global batch (`avvp_jax.data.pipeline`), and `global_batch` assembles the
-global `jax.Array` with `jax.make_array_from_process_local_data`.
+Seeds: a run trains `config.num_seeds` independent replicas (seeds `config.seed`, `config.seed + 1`, ...)
+in one jitted step. Every leaf of the train state (step, params, optimizer state, dropout key) has a
+leading seed axis `[S]`, the per-replica step is `jax.vmap`ped over it, and every replica reads its own
+batches (`[S, B, ...]`, row s in the order a 1-seed run with seed s would see). Replica s therefore is the
+run a separate process with seed s would train: same initialisation, dropout stream and data order. A
+1-seed run is the same program with S = 1.
+
+Parallelism is `jax.jit` over a 2-D mesh `("seed", "data")` of every device of every host (`make_mesh`):
+the state is split along its seed axis (`P("seed")`), each batch along its seed and clip axes
+(`P("seed", "data")`), and XLA inserts the gradient all-reduce over "data". The seed axis has
+gcd(num_seeds, devices per host) devices, so a GPU or a TPU slice runs seeds side by side while every
+host keeps all seeds of its own clips. The loss is the mean over the global batch, so a step on N devices
+equals the step on one device with the same global batch. Each host reads its own slice of every global
+batch (`avvp_jax.data.pipeline`), and `global_batch` assembles the global `jax.Array` with
+`jax.make_array_from_process_local_data`.
 
 A run resumes automatically from `WORKDIR/checkpoints` (see `avvp_jax.checkpoint` for the layout): step,
-params, optimizer state and the data position are restored, and the data order and the per-step dropout
-keys (`fold_in(key, step)`) depend only on the seed, the epoch and the step, so a resumed run continues
-exactly as an uninterrupted one would.
+params, optimizer state, dropout keys and the data position are restored, and the data order and the
+per-step dropout keys (`fold_in(key, step)`) depend only on the seed, the epoch and the step, so a resumed
+run continues exactly as an uninterrupted one would. Each replica keeps its own best state (by its own
+validation `config.checkpoint.best_metric`); the best save holds them all, each from its own best epoch.
 
 Synthetic data: with `config.data.features_dir` empty the embedded LLP-structured synthetic dataset is
 used with a reduced recipe (`config.synthetic_num_epochs` epochs, and the synthetic set's own training
@@ -42,6 +52,7 @@ from avvp_jax.errors import InputError
 Batch = dict[str, Any]
 PyTree = Any
 
+SEED_AXIS = "seed"
 DATA_AXIS = "data"
 # Batch entries that go to the device; everything else (clip ids, strings) stays on the host.
 MODEL_INPUT_KEYS = ("audio", "frames", "motion")
@@ -53,19 +64,38 @@ class NonFiniteLossError(RuntimeError):
 
 
 class TrainState(flax.struct.PyTreeNode):
-  """Everything a training step changes: the step counter, the params and the optimizer state."""
+  """Everything a training step changes, for one replica; the trainer stacks S of them (`[S, ...]` leaves)."""
   step: jax.Array  # int32 scalar: number of steps taken
   params: PyTree
   opt_state: PyTree
+  rng: jax.Array  # uint32 raw key data (`jax.random.key_data`) of the replica's dropout stream
+
+
+run_seeds = checkpoint_lib.run_seeds  # the seeds of a run's replicas: seed, ..., seed + num_seeds - 1
 
 
 # --- mesh and global batches -----------------------------------------------------------------------
 
 
-def make_mesh(devices: Iterable[jax.Device] | None = None) -> Mesh:
-  """A 1-D data-parallel mesh over `devices` (default: every device of every host)."""
+def seed_axis_size(num_seeds: int, devices: Iterable[jax.Device] | None = None) -> int:
+  """Devices along the mesh's seed axis: gcd(num_seeds, devices of one host among `devices`)."""
   devices = jax.devices() if devices is None else list(devices)
-  return Mesh(np.array(devices), (DATA_AXIS,))
+  per_host = sum(d.process_index == devices[0].process_index for d in devices)
+  return math.gcd(int(num_seeds), per_host)
+
+
+def make_mesh(devices: Iterable[jax.Device] | None = None, num_seeds: int = 1) -> Mesh:
+  """The `("seed", "data")` mesh over `devices` (default: every device of every host).
+
+  The seed axis has `seed_axis_size(num_seeds)` devices, the data axis the rest. Device `[s, d]` is
+  `devices[d * seeds + s]`: a host's devices (contiguous in `jax.devices()`) form whole columns, so each
+  host holds every seed of its own data slice and feeds only its own clips.
+  """
+  devices = jax.devices() if devices is None else list(devices)
+  seeds = seed_axis_size(num_seeds, devices)
+  grid = np.empty(len(devices), dtype=object)
+  grid[:] = devices
+  return Mesh(grid.reshape(-1, seeds).T, (SEED_AXIS, DATA_AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -73,7 +103,18 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def data_sharded(mesh: Mesh) -> NamedSharding:
+  """`[B, ...]`: evaluation batches, the same clips for every seed."""
   return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def seed_sharded(mesh: Mesh) -> NamedSharding:
+  """`[S, ...]`: the train state and per-seed values."""
+  return NamedSharding(mesh, P(SEED_AXIS))
+
+
+def seed_data_sharded(mesh: Mesh) -> NamedSharding:
+  """`[S, B, ...]`: training batches, one row of clips per seed."""
+  return NamedSharding(mesh, P(SEED_AXIS, DATA_AXIS))
 
 
 def device_batch(batch: Mapping[str, Any]) -> Batch:
@@ -86,14 +127,27 @@ def device_batch(batch: Mapping[str, Any]) -> Batch:
   return out
 
 
-def global_batch(mesh: Mesh, host_batch: Mapping[str, Any]) -> Batch:
-  """Assembles the global batch from this host's slice (`[B / process_count, ...]` per entry).
+def global_batch(mesh: Mesh, host_batch: Mapping[str, Any], *, seeds: bool = False) -> Batch:
+  """Assembles the global batch from this host's slice of it.
 
-  The global array's rows are the hosts' slices in process order, split over the mesh's devices.
+  Args:
+    mesh: from `make_mesh`.
+    host_batch: this host's rows, `[B / process_count, ...]` per entry, or with `seeds`
+      `[S, B / process_count, ...]` (training batches of S replicas).
+    seeds: whether the entries have the leading seed axis.
+
+  Returns:
+    The numeric entries as global `jax.Array`s, the clip axis made of the hosts' slices in process order
+    and split over the mesh's data axis (and the seed axis over the seed axis).
   """
-  sharding = data_sharded(mesh)
-  return {key: jax.make_array_from_process_local_data(sharding, value)
-          for key, value in device_batch(host_batch).items()}
+  sharding = seed_data_sharded(mesh) if seeds else data_sharded(mesh)
+  clip_axis = 1 if seeds else 0
+  out = {}
+  for key, value in device_batch(host_batch).items():
+    shape = list(value.shape)
+    shape[clip_axis] *= jax.process_count()
+    out[key] = jax.make_array_from_process_local_data(sharding, value, tuple(shape))
+  return out
 
 
 # --- model and optimizer ---------------------------------------------------------------------------
@@ -150,11 +204,15 @@ def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
 
 def _init_fn(config: ml_collections.ConfigDict, model: nn.Module, tx: optax.GradientTransformation
              ) -> Callable[[jax.Array], TrainState]:
-  def init(rng: jax.Array) -> TrainState:
-    params_rng, dropout_rng = jax.random.split(rng)
-    variables = model.init({"params": params_rng, "dropout": dropout_rng}, *dummy_inputs(config), train=False)
+  """`init(seed) -> TrainState` of one replica: key(seed) splits into (init, dropout-stream) keys."""
+  def init(seed: jax.Array) -> TrainState:
+    init_rng, dropout_rng = jax.random.split(jax.random.key(seed))
+    params_rng, init_dropout_rng = jax.random.split(init_rng)
+    variables = model.init({"params": params_rng, "dropout": init_dropout_rng}, *dummy_inputs(config),
+                           train=False)
     params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      rng=jax.random.key_data(dropout_rng))
   return init
 
 
@@ -163,28 +221,31 @@ def _with_sharding(abstract: PyTree, sharding: NamedSharding) -> PyTree:
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module, tx: optax.GradientTransformation,
-                       mesh: Mesh, rng: jax.Array) -> tuple[TrainState, PyTree]:
-  """Initialises the replicated train state on `mesh`; returns (state, abstract state with shardings).
+                       mesh: Mesh, seeds: Iterable[int]) -> tuple[TrainState, PyTree]:
+  """Initialises one replica per seed on `mesh`; returns (state, abstract state with shardings).
 
-  Shapes come from `jax.eval_shape`; the state is then created by `jax.jit(init, out_shardings=...)`.
+  Every leaf has a leading `[S]` axis split over the mesh's seed axis; replica s is what `init(seeds[s])`
+  gives alone. Shapes come from `jax.eval_shape`, the state from `jax.jit(vmap(init), out_shardings=...)`.
   """
-  init = _init_fn(config, model, tx)
-  abstract = jax.eval_shape(init, rng)
-  sharding = jax.tree.map(lambda _: replicated(mesh), abstract)
-  state = jax.jit(init, out_shardings=sharding)(rng)
-  return state, _with_sharding(abstract, replicated(mesh))
+  init = jax.vmap(_init_fn(config, model, tx))
+  seeds = jnp.asarray(list(seeds), jnp.int32)
+  abstract = jax.eval_shape(init, seeds)
+  state = jax.jit(init, out_shardings=seed_sharded(mesh))(seeds)
+  return state, _with_sharding(abstract, seed_sharded(mesh))
 
 
 def abstract_train_state(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> TrainState:
-  """Shapes, dtypes and (replicated) shardings of a full train state of `config`, for restoring."""
-  mesh = make_mesh() if mesh is None else mesh
+  """Shapes, dtypes and shardings of a full `[num_seeds]`-stacked train state of `config`, for restoring."""
+  num_seeds = len(run_seeds(config))
+  mesh = make_mesh(num_seeds=num_seeds) if mesh is None else mesh
   tx, _ = make_optimizer(config, 1)
-  abstract = jax.eval_shape(_init_fn(config, build_model(config), tx), jax.random.key(0))
-  return _with_sharding(abstract, replicated(mesh))
+  init = jax.vmap(_init_fn(config, build_model(config), tx))
+  abstract = jax.eval_shape(init, jax.ShapeDtypeStruct((num_seeds,), jnp.int32))
+  return _with_sharding(abstract, seed_sharded(mesh))
 
 
 def abstract_params(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> PyTree:
-  """Shapes, dtypes and (replicated) shardings of the params of `config`'s model, for restoring."""
+  """Shapes, dtypes and shardings of the `[num_seeds]`-stacked params of `config`'s model, for restoring."""
   return abstract_train_state(config, mesh).params
 
 
@@ -215,16 +276,16 @@ def apply_model(model: nn.Module, params: PyTree, batch: Mapping[str, jax.Array]
 
 
 def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: optax.GradientTransformation
-                    ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
-  """The pure train step `(state, batch, rng) -> (state, metrics)` (not jitted; see `jit_train_step`).
+                    ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
+  """The pure train step of one replica, `(state, batch) -> (state, metrics)` (see `jit_train_step`).
 
-  Dropout uses `fold_in(rng, state.step)`. `metrics` holds the loss, its terms and the gradient norm.
+  Dropout uses `fold_in(state.rng, state.step)`. `metrics` holds the loss, its terms and the gradient norm.
   """
   from avvp_jax import losses  # pylint: disable=g-import-not-at-top
   nan_at_step = config.debug.nan_loss_at_step
 
-  def train_step(state: TrainState, batch: Batch, rng: jax.Array):
-    step_rng = jax.random.fold_in(rng, state.step)
+  def train_step(state: TrainState, batch: Batch):
+    step_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
     def loss_fn(params):
       outputs = apply_model(model, params, batch, train=True, rng=step_rng)
@@ -244,12 +305,23 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
 
 
 def jit_train_step(train_step: Callable, mesh: Mesh, abstract_state: PyTree) -> Callable:
-  """`jax.jit` with replicated state/rng, data-sharded batch, donated state."""
+  """The step of all replicas at once: `jax.vmap(train_step)` over the seed axis, jitted on `mesh`.
+
+  `(state [S, ...], batch [S, B, ...]) -> (state, metrics [S])`; the state is donated.
+  """
   state_sharding = jax.tree.map(lambda x: x.sharding, abstract_state)
-  return jax.jit(train_step,
-                 in_shardings=(state_sharding, data_sharded(mesh), replicated(mesh)),
-                 out_shardings=(state_sharding, replicated(mesh)),
+  return jax.jit(jax.vmap(train_step),
+                 in_shardings=(state_sharding, seed_data_sharded(mesh)),
+                 out_shardings=(state_sharding, seed_sharded(mesh)),
                  donate_argnums=0)
+
+
+@jax.jit
+def _keep_best(improved: jax.Array, state: PyTree, best: PyTree) -> PyTree:
+  """Per replica: `state` where `improved[s]`, else `best` (every leaf `[S, ...]`)."""
+  def pick(new, old):
+    return jnp.where(improved.reshape(improved.shape + (1,) * (new.ndim - 1)), new, old)
+  return jax.tree.map(pick, state, best)
 
 
 # --- logging ---------------------------------------------------------------------------------------
@@ -354,12 +426,16 @@ def is_synthetic(config: ml_collections.ConfigDict) -> bool:
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """An unlocked copy of `config`, checked; raises InputError on values that cannot work."""
   config = ml_collections.ConfigDict(config.to_dict())
-  num_devices = jax.device_count()
+  if "num_seeds" not in config:  # configs written before seeds existed
+    config.num_seeds = 1
+  if config.num_seeds < 1:
+    raise InputError(f"config.num_seeds={config.num_seeds} must be at least 1.")
+  data_devices = jax.device_count() // seed_axis_size(config.num_seeds)
   for name in ("batch_size", "eval_batch_size"):
     value = config[name]
-    if value <= 0 or value % num_devices:
-      raise InputError(f"config.{name}={value} must be a positive multiple of the {num_devices} devices: "
-                       f"set --config.{name} to a multiple of {num_devices}.")
+    if value <= 0 or value % data_devices:
+      raise InputError(f"config.{name}={value} must be a positive multiple of the {data_devices} devices of "
+                       f"the mesh's data axis: set --config.{name} to a multiple of {data_devices}.")
   if config.compute_dtype not in COMPUTE_DTYPES:
     raise InputError(f"config.compute_dtype {config.compute_dtype!r} is unknown: use one of "
                      f"{sorted(COMPUTE_DTYPES)}.")
@@ -413,12 +489,14 @@ class TrainingData:
 
   A thin adapter over `avvp_jax.data.pipeline.prepare` (TFDS build + tf.data per-host batches) that also
   adds VALOR's segment pseudo labels to training batches when `config.data.pseudo_labels` is set and
-  checks that the features match `config.model.input_dims`. The training order of an epoch depends only on
-  (config.seed, epoch, host), which makes resumption exact.
+  checks that the features match `config.model.input_dims`. Training batches carry a leading seed axis:
+  row s is in the order of seed `run_seeds(config)[s]`, which depends only on (that seed, epoch, host),
+  which makes resumption exact.
   """
 
   def __init__(self, config: ml_collections.ConfigDict, *, train: bool = True):
     from avvp_jax.data import pipeline  # pylint: disable=g-import-not-at-top  (TensorFlow)
+    self.seeds = run_seeds(config)
     self._llp = pipeline.prepare(config.data, batch_size=config.batch_size,
                                  eval_batch_size=config.eval_batch_size, seed=config.seed)
     expected = dict(config.model.input_dims)
@@ -455,8 +533,9 @@ class TrainingData:
     return self._llp.train_clip_ids(index)
 
   def train_batches(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
-    """This host's training batches of `epoch` from batch `skip` on (pseudo labels added when given)."""
-    for batch in self._llp.train_batches(epoch, skip):
+    """This host's training batches of `epoch` from batch `skip` on, `[S, B, ...]` per entry (one row per
+    seed of the run; pseudo labels added when given)."""
+    for batch in self._llp.seed_train_batches(self.seeds, epoch, skip):
       if self._pseudo_labels is not None:
         batch.update(self._pseudo_labels.batch(batch["index"]))
       yield batch
@@ -466,34 +545,51 @@ class TrainingData:
     return self._llp.eval_batches(split)
 
 
-def _nonfinite_message(step: int, clip_ids: list[str], value: float) -> str:
+def _nonfinite_message(step: int, seed: int, clip_ids: list[str], value: float, num_seeds: int) -> str:
   shown = ", ".join(clip_ids[:8]) + (", ..." if len(clip_ids) > 8 else "")
-  return (f"training loss is {value} at step {step} (0-based) on the batch of clips [{shown}]; the last good "
-          "checkpoint is kept: lower the learning rate or check those clips' features.")
+  replica = f" of the replica with seed {seed}" if num_seeds > 1 else ""
+  return (f"training loss{replica} is {value} at step {step} (0-based) on the batch of clips [{shown}]; the "
+          "last good checkpoint is kept: lower the learning rate or check those clips' features.")
+
+
+def _mean_std(values: np.ndarray, fmt: str) -> str:
+  """`mean` for one value, `mean ± std` (sample std) for several."""
+  values = np.asarray(values, np.float64)
+  if values.size == 1:
+    return format(float(values[0]), fmt)
+  return f"{format(float(values.mean()), fmt)} ± {format(float(values.std(ddof=1)), fmt)}"
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains `config` in `workdir` (resuming from its latest checkpoint), validating every epoch.
 
+  Trains `config.num_seeds` replicas at once (see the module docstring); each keeps its own best state.
+
   Args:
     config: a run config (see `configs/`).
-    workdir: where checkpoints, `config.json`, TensorBoard summaries and `eval_*.json` go.
+    workdir: where checkpoints, `config.json`, TensorBoard summaries and `eval_*.json` go. With several
+      seeds, `workdir/seed_<k>/` holds each replica's own summaries (TensorBoard overlays them as runs).
 
   Returns:
-    The last validation metrics (the 10 keys of `avvp_jax.metrics.KEYS`, percent, and "per_class").
+    The last validation report (`avvp_jax.evaluate.seed_report`): for one seed the 10 keys of
+    `avvp_jax.metrics.KEYS` (percent), "per_class" and "num_clips"; for several, the 10 keys hold the mean
+    over the seeds, plus "std", "per_seed" and "num_clips".
 
   Raises:
     InputError: bad config values or data.
     NonFiniteLossError: the loss became NaN/inf; the last good checkpoint stays in `workdir`.
   """
   from avvp_jax import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  keys = evaluate_lib.metrics_lib.KEYS
 
   config = resolve_config(config)
   workdir = checkpoint_lib.absolute(workdir)
-  mesh = make_mesh()
-  logging.info("Process %d/%d, %d local / %d global devices (%s); workdir %s", jax.process_index(),
+  seeds = run_seeds(config)
+  num_seeds = len(seeds)
+  mesh = make_mesh(num_seeds=num_seeds)
+  logging.info("Process %d/%d, %d local / %d global devices (%s), mesh %s; workdir %s", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(), jax.devices()[0].platform,
-               workdir)
+               dict(mesh.shape), workdir)
 
   data = TrainingData(config)
   num_epochs = num_train_epochs(config)
@@ -510,73 +606,100 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   model = build_model(config)
   tx, schedule = make_optimizer(config, steps_per_epoch)
-  rng = jax.random.key(config.seed)
-  init_rng, dropout_rng = jax.random.split(rng)
-  state, abstract_state = create_train_state(config, model, tx, mesh, init_rng)
-  num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
-  logging.info("Model %s/%s: %.2fM params, compute dtype %s.", config.model.encoder, config.model.decoder,
-               num_params / 1e6, config.compute_dtype)
+  state, abstract_state = create_train_state(config, model, tx, mesh, seeds)
+  num_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state.params))
+  logging.info("Model %s/%s: %.2fM params, compute dtype %s; %d seed(s): %s.", config.model.encoder,
+               config.model.decoder, num_params / 1e6, config.compute_dtype, num_seeds,
+               ", ".join(map(str, seeds)))
   checkpoint_lib.save_config(workdir, config)
 
   train_step = jit_train_step(make_train_step(config, model, tx), mesh, abstract_state)
   eval_step = evaluate_lib.make_eval_step(config, model, mesh)
   writer = SummaryWriter(workdir)
+  seed_writers = [SummaryWriter(os.path.join(workdir, f"seed_{seed}")) for seed in seeds] if num_seeds > 1 else []
   progress_bar = None
   with checkpoint_lib.Checkpointer(workdir, keep=config.checkpoint.keep) as checkpointer:
     try:
-      start_epoch, batches_done, best_score = 0, 0, -math.inf
+      start_epoch, batches_done = 0, 0
+      # Each replica's best: score, step, validation metrics, and (best_state) its train state.
+      best_scores, best_steps = [-math.inf] * num_seeds, [-1] * num_seeds
+      best_metrics: list[dict[str, float] | None] = [None] * num_seeds
+      best_state = None  # created at the first validation, restored on resume
       restored = checkpointer.restore_latest(abstract_state)
       if restored is not None:
         state, position = restored
         start_epoch, batches_done = int(position["epoch"]), int(position["batches_done"])
-        best_score = float(position.get("best_score", -math.inf))
         logging.info("Resumed from %s at step %d (epoch %d, batch %d).", checkpointer.latest.directory,
-                     int(state.step), start_epoch + 1, batches_done)
-      step = int(jax.device_get(state.step))
+                     int(state.step[0]), start_epoch + 1, batches_done)
+        restored_best = checkpointer.restore_best(abstract_state)
+        if restored_best is not None:  # the best save's own bookkeeping matches its state
+          best_state, best_position = restored_best
+          best_scores = [float(x) for x in best_position["best_scores"]]
+          best_steps = [int(x) for x in best_position["best_steps"]]
+          best_metrics = list(best_position["best_metrics"])
+      step = int(jax.device_get(state.step)[0])
       if step != start_epoch * steps_per_epoch + batches_done:
         raise InputError(f"the checkpoint in {workdir} is at step {step}, which does not match this config's "
                          f"{steps_per_epoch} steps per epoch: use a fresh --workdir for a changed config.")
 
-      val_scores: dict[str, Any] = {}
+      def progress(epoch: int, batches: int) -> dict[str, Any]:
+        return dict(epoch=epoch, batches_done=batches, best_scores=best_scores, best_steps=best_steps,
+                    best_metrics=best_metrics)
+
+      val_report: dict[str, Any] = {}
       progress_bar = _Progress(total_steps, step)
       run_start, run_start_step = time.time(), step
       window_start, window_step = time.time(), step
       pending: list[tuple[int, dict[str, jax.Array], np.ndarray]] = []
 
-      def flush_metrics(epoch: int) -> dict[str, float]:
+      def flush_metrics(epoch: int) -> None:
         """Fetches the pending per-step metrics (one transfer); raises on a non-finite loss."""
         nonlocal window_start, window_step
         if not pending:
-          return {}
+          return
         fetched = jax.device_get([m for _, m, _ in pending])
         for (pending_step, _, index), values in zip(pending, fetched):
-          loss = float(values["loss"])
-          if not math.isfinite(loss):
-            clip_ids = data.train_clip_ids(index)
-            raise NonFiniteLossError(_nonfinite_message(pending_step, clip_ids, loss))
-        means = {key: float(np.mean([v[key] for v in fetched])) for key in fetched[0]}
+          losses = np.asarray(values["loss"])
+          for k in np.flatnonzero(~np.isfinite(losses)):
+            raise NonFiniteLossError(_nonfinite_message(pending_step, seeds[k], data.train_clip_ids(index[k]),
+                                                        float(losses[k]), num_seeds))
+        per_seed = {key: np.mean([v[key] for v in fetched], axis=0) for key in fetched[0]}  # [S] each
         pending.clear()
         now = time.time()
-        clips_per_s = (step - window_step) * config.batch_size / max(now - window_start, 1e-9)
+        clips_per_s = (step - window_step) * config.batch_size * num_seeds / max(now - window_start, 1e-9)
         done_rate = (step - run_start_step) / max(now - run_start, 1e-9)
         eta = (total_steps - step) / done_rate if done_rate > 0 else float("nan")
-        means["learning_rate"] = float(schedule(step - 1))
-        means["clips_per_second"] = clips_per_s
-        writer.scalars(step, {f"train/{k}": v for k, v in means.items()})
-        line = (f"epoch {epoch + 1}/{num_epochs} step {step}/{total_steps}: loss {means['loss']:.4f}, "
-                f"lr {means['learning_rate']:.2e}, {clips_per_s:.0f} clips/s, ETA {_format_duration(eta)}")
+        learning_rate = float(schedule(step - 1))
+        shared = {"train/learning_rate": learning_rate, "train/clips_per_second": clips_per_s}
+        writer.scalars(step, {**{f"train/{k}": float(np.mean(v)) for k, v in per_seed.items()}, **shared})
+        for k, seed_writer in enumerate(seed_writers):
+          seed_writer.scalars(step, {f"train/{key}": float(v[k]) for key, v in per_seed.items()})
+        loss = _mean_std(per_seed["loss"], ".4f")
         if progress_bar.interactive:
-          progress_bar.write(f"loss {means['loss']:.4f} lr {means['learning_rate']:.1e} {clips_per_s:.0f} clips/s")
+          progress_bar.write(f"loss {loss} lr {learning_rate:.1e} {clips_per_s:.0f} clips/s")
         else:
-          logging.info("%s", line)
+          logging.info("epoch %d/%d step %d/%d: loss %s, lr %.2e, %.0f clips/s, ETA %s", epoch + 1, num_epochs,
+                       step, total_steps, loss, learning_rate, clips_per_s, _format_duration(eta))
         window_start, window_step = now, step
-        return means
+
+      def validate() -> dict[str, Any]:
+        eval_start = time.time()
+        results = evaluate_lib.run_evaluation(eval_step, state.params, data.eval_batches("val"), mesh,
+                                              num_clips=data.num_eval_clips("val"))
+        report = evaluate_lib.seed_report(results, seeds)
+        logging.info("validation (%d clips, %.1fs): %s", report["num_clips"], time.time() - eval_start,
+                     evaluate_lib.summary_line(report))
+        if num_seeds > 1:
+          metric = config.checkpoint.best_metric
+          logging.info("validation %s per seed: %s", metric,
+                       ", ".join(f"{e['seed']}={e[metric]:.2f}" for e in report["per_seed"]))
+        return report
 
       for epoch in range(start_epoch, num_epochs):
         skip = batches_done if epoch == start_epoch else 0
         for batch_in_epoch, host_batch in enumerate(data.train_batches(epoch, skip=skip), start=skip):
-          batch = global_batch(mesh, host_batch)
-          state, metrics = train_step(state, batch, dropout_rng)
+          batch = global_batch(mesh, host_batch, seeds=True)
+          state, metrics = train_step(state, batch)
           pending.append((step, metrics, np.asarray(host_batch["index"])))
           step += 1
           progress_bar.update()
@@ -585,8 +708,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           if (config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0
               and batch_in_epoch + 1 < steps_per_epoch):
             flush_metrics(epoch)
-            checkpointer.save(step, state, dict(epoch=epoch, batches_done=batch_in_epoch + 1,
-                                                best_score=best_score))
+            checkpointer.save(step, state, progress(epoch, batch_in_epoch + 1))
           if config.debug.kill_after_steps and step >= config.debug.kill_after_steps:
             checkpointer.wait_until_finished()
             logging.warning("debug.kill_after_steps=%d: killing this process.", config.debug.kill_after_steps)
@@ -594,32 +716,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             os.kill(os.getpid(), signal.SIGKILL)
         flush_metrics(epoch)
         last = epoch + 1 == num_epochs
-        best_metrics = None
+        improved = np.zeros(num_seeds, bool)
         if (epoch + 1) % config.eval_every_epochs == 0 or last:
-          eval_start = time.time()
-          val_scores = evaluate_lib.run_evaluation(eval_step, state.params, data.eval_batches("val"), mesh,
-                                                   num_clips=data.num_eval_clips("val"))
-          logging.info("epoch %d/%d validation (%d clips, %.1fs): %s", epoch + 1, num_epochs,
-                       val_scores["num_clips"], time.time() - eval_start, evaluate_lib.summary_line(val_scores))
-          writer.scalars(step, {f"val/{k}": val_scores[k] for k in evaluate_lib.metrics_lib.KEYS})
-          score = val_scores[config.checkpoint.best_metric]
-          if score > best_score:
-            best_score = score
-            best_metrics = {k: val_scores[k] for k in evaluate_lib.metrics_lib.KEYS}
-            logging.info("New best %s: %.2f at step %d.", config.checkpoint.best_metric, score, step)
-        writer.flush()
-        if (epoch + 1) % config.checkpoint.every_epochs == 0 or last or best_metrics is not None:
-          checkpointer.save(step, state, dict(epoch=epoch + 1, batches_done=0, best_score=best_score),
-                            best_metrics=best_metrics)
-      if not val_scores:  # resumed after the last epoch: nothing left to train
+          logging.info("epoch %d/%d:", epoch + 1, num_epochs)
+          val_report = validate()
+          per_seed = val_report.get("per_seed", [val_report])
+          writer.scalars(step, {f"val/{k}": val_report[k] for k in keys})
+          for scores, seed_writer in zip(per_seed, seed_writers):
+            seed_writer.scalars(step, {f"val/{k}": scores[k] for k in keys})
+          for k, scores in enumerate(per_seed):
+            score = scores[config.checkpoint.best_metric]
+            if score > best_scores[k]:
+              improved[k] = True
+              best_scores[k], best_steps[k] = float(score), step
+              best_metrics[k] = {key: float(scores[key]) for key in keys}
+          if improved.any():  # fresh buffers (the train step donates `state`)
+            best_state = _keep_best(improved, state, state if best_state is None else best_state)
+            logging.info("New best %s at step %d for seed(s) %s: %s.", config.checkpoint.best_metric, step,
+                         ", ".join(str(seeds[k]) for k in np.flatnonzero(improved)),
+                         ", ".join(f"{best_scores[k]:.2f}" for k in np.flatnonzero(improved)))
+        for w in (writer, *seed_writers):
+          w.flush()
+        if (epoch + 1) % config.checkpoint.every_epochs == 0 or last or improved.any():
+          checkpointer.save(step, state, progress(epoch + 1, 0))
+        if improved.any():
+          checkpointer.save_best(step, best_state, progress(epoch + 1, 0), {
+              "best_metric": config.checkpoint.best_metric,
+              "per_seed": [{"seed": seed, "step": best_steps[k], **(best_metrics[k] or {})}
+                           for k, seed in enumerate(seeds)]})
+      if not val_report:  # resumed after the last epoch: nothing left to train
         logging.info("Already trained for %d epochs in %s; validating the latest state.", num_epochs, workdir)
-        val_scores = evaluate_lib.run_evaluation(eval_step, state.params, data.eval_batches("val"), mesh,
-                                                 num_clips=data.num_eval_clips("val"))
-        logging.info("validation: %s", evaluate_lib.summary_line(val_scores))
+        val_report = validate()
       logging.info("Training done: %d steps in %s (this run).", step - run_start_step,
                    _format_duration(time.time() - run_start))
-      return val_scores
+      return val_report
     finally:
       if progress_bar is not None:
         progress_bar.close()
-      writer.close()
+      for w in (writer, *seed_writers):
+        w.close()

@@ -38,12 +38,13 @@ def _config(name):
 
 
 def _setup(config):
-  mesh = train.make_mesh()
+  seeds = train.run_seeds(config)
+  mesh = train.make_mesh(num_seeds=len(seeds))
   model = train.build_model(config)
   tx, _ = train.make_optimizer(config, LLP_TRAIN_CLIPS // config.batch_size)
-  state, abstract = train.create_train_state(config, model, tx, mesh, jax.random.key(0))
+  state, abstract = train.create_train_state(config, model, tx, mesh, seeds)
   step_fn = train.jit_train_step(train.make_train_step(config, model, tx), mesh, abstract)
-  num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+  num_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state.params))
   return mesh, state, step_fn, num_params
 
 
@@ -62,25 +63,31 @@ def random_batch(config, rng, with_pseudo_labels=False):
   return {k: np.asarray(v, np.int32 if k == "index" else np.float32) for k, v in batch.items()}
 
 
+def _stack(batches):
+  """Per-seed host batches stacked on a leading seed axis."""
+  return {key: np.stack([b[key] for b in batches]) for key in batches[0]}
+
+
 def time_step(config, steps, with_pseudo_labels=False):
   """Compile time and median time of `config`'s jitted train step on device-resident random batches."""
   mesh, state, step_fn, num_params = _setup(config)
   rng = np.random.default_rng(0)
-  batches = [train.global_batch(mesh, random_batch(config, rng, with_pseudo_labels)) for _ in range(4)]
-  key = jax.random.key(1)
+  num_seeds = len(train.run_seeds(config))
+  batches = [train.global_batch(mesh, _stack([random_batch(config, rng, with_pseudo_labels)
+                                              for _ in range(num_seeds)]), seeds=True) for _ in range(4)]
   start = time.perf_counter()
-  state, metrics = step_fn(state, batches[0], key)
+  state, metrics = step_fn(state, batches[0])
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - start
   times = []
   for i in range(steps):
     start = time.perf_counter()
-    state, metrics = step_fn(state, batches[i % len(batches)], key)
+    state, metrics = step_fn(state, batches[i % len(batches)])
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - start)
   step_s = float(np.median(times))
   return dict(params_m=num_params / 1e6, compile_s=compile_s, step_ms=1e3 * step_s,
-              step_clips_s=config.batch_size / step_s,
+              step_clips_s=config.batch_size * num_seeds / step_s,  # over all replicas
               epoch_s=LLP_TRAIN_CLIPS / (config.batch_size / step_s))
 
 
@@ -88,15 +95,14 @@ def time_input_epoch(config, steps):
   """Steps through the real input path; returns measured clips/s and the extrapolated 10k-clip epoch."""
   mesh, state, step_fn, _ = _setup(config)
   data = train.TrainingData(train.resolve_config(config))
-  key = jax.random.key(1)
   iterator = data.train_batches(0)
-  state, metrics = step_fn(state, train.global_batch(mesh, next(iterator)), key)  # compile + first read
+  state, metrics = step_fn(state, train.global_batch(mesh, next(iterator), seeds=True))  # compile + first read
   jax.block_until_ready(metrics)
   done, start = 0, time.perf_counter()
   epoch = 0
   while done < steps:
     for host_batch in iterator:
-      state, metrics = step_fn(state, train.global_batch(mesh, host_batch), key)
+      state, metrics = step_fn(state, train.global_batch(mesh, host_batch, seeds=True))
       done += 1
       if done >= steps:
         break

@@ -13,6 +13,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
 
   config.seed = 0  # initialisation, dropout and data order all derive from it
+  # Independent replicas trained side by side in one jitted program, with seeds seed, ..., seed + N - 1:
+  # replica s is the run `--config.seed=s` would train alone. Every metric is then reported as mean ± std
+  # over the seeds, and evaluation adds the seed ensemble (see avvp_jax/train.py).
+  config.num_seeds = 1
   config.num_epochs = 40  # passes over the training split (real features)
   # Passes over the training split when `data.features_dir` is empty (the embedded synthetic data): the
   # reduced recipe that lets a default run finish on 2 CPU cores in minutes. 0: use `num_epochs`.

@@ -36,7 +36,6 @@ _MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initial
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
   from avvp_jax import evaluate  # pylint: disable=g-import-not-at-top
-  from avvp_jax import metrics  # pylint: disable=g-import-not-at-top
   from avvp_jax import train  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
   config = cli.loaded_config(_CONFIG)
@@ -51,8 +50,7 @@ def main(argv: list[str]) -> None:
   except InputError as error:
     cli.fail(str(error))
   print(f"{_SPLIT.value} ({report['num_clips']} clips; {report['data']}):")
-  for key in metrics.KEYS:
-    print(f"  {key:22s} {report[key]:6.2f}")
+  print("\n".join(evaluate.report_lines(report)))
   print(f"wrote {os.path.join(os.path.abspath(workdir), f'eval_{_SPLIT.value}.json')}")
 
 

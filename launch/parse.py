@@ -5,6 +5,8 @@ r"""Parses clips into audio, visual and audio-visual events with a trained model
 Flags:
   --checkpoint   a training workdir (its best save, else its latest), a step folder of one, or a params-only
                  checkpoint folder (e.g. a converted official HAN).
+  --seed         a multi-seed checkpoint's replica to use (the seed it was trained with); default: the seed
+                 ensemble, the mean of the replicas' probabilities.
   --features     a features folder in either layout (official: vggish/ res152/ r2plus1d_18/; clip_clap:
                  CLAP/features/ CLIP/features/; each with <clip id>.npy), or one .npz file holding `audio`,
                  `frames` (or `visual`) and, for models with a motion stream, `motion`: one clip ([T, D]
@@ -58,6 +60,7 @@ _LABELS_DIR = flags.DEFINE_string("labels_dir", None, "Folder with AVVP_*.csv (d
 _SPLIT = flags.DEFINE_enum("split", "auto", ["auto", "val", "test", "none"],
                            "Dense labels drawn as ground truth: auto looks clips up in val, then test.")
 _TITLE = flags.DEFINE_string("title", None, "Title of the --plot picture.")
+_SEED = flags.DEFINE_integer("seed", None, "Multi-seed checkpoint: the replica to use (default: the seed ensemble).")
 
 
 def _class_thresholds():
@@ -99,7 +102,7 @@ def main(argv: list[str]) -> None:
         clip_list=_CLIP_LIST.value, batch_size=_BATCH_SIZE.value, threshold=_class_thresholds(),
         gate_threshold=_GATE_THRESHOLD.value, plot=_PLOT.value, plot_dir=_PLOT_DIR.value,
         plot_clips=_PLOT_CLIPS.value, plot_max=_PLOT_MAX.value, labels_dir=_LABELS_DIR.value,
-        split=_SPLIT.value, title=_TITLE.value)
+        split=_SPLIT.value, title=_TITLE.value, seed=_SEED.value)
   except InputError as error:
     cli.fail(str(error))
   logging.info("%s", summary)

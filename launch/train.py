@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
   if config is None:
     cli.fail("--config is required, e.g. --config=configs/han.py.")
   import jax  # pylint: disable=g-import-not-at-top
-  from avvp_jax import metrics  # pylint: disable=g-import-not-at-top
+  from avvp_jax import evaluate  # pylint: disable=g-import-not-at-top
   from avvp_jax import train  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
   workdir = _WORKDIR.value or train.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
@@ -66,8 +66,7 @@ def main(argv: list[str]) -> None:
   if jax.process_index() == 0:
     data = "SYNTHETIC data (avvp_jax.data.synthetic)" if train.is_synthetic(config) else config.data.features_dir
     print(f"validation, last epoch ({scores['num_clips']} clips; {data}):")
-    for key in metrics.KEYS:
-      print(f"  {key:22s} {scores[key]:6.2f}")
+    print("\n".join(evaluate.report_lines(scores)))
     print(f"workdir {os.path.abspath(workdir)}; test split: python launch/evaluate.py --workdir={workdir} "
           "--split=test")
 

@@ -180,7 +180,7 @@ class ParityTest(absltest.TestCase):
 
   def test_params_tree_matches_the_model(self):
     from avvp_jax import train  # pylint: disable=g-import-not-at-top
-    expected = jax.tree.map(lambda x: (x.shape, x.dtype), train.abstract_params(self.config))
+    expected = jax.tree.map(lambda x: (x.shape[1:], x.dtype), train.abstract_params(self.config))  # [1, ...]
     got = jax.tree.map(lambda x: (x.shape, x.dtype), self.params)
     self.assertEqual(jax.tree_util.tree_structure(got), jax.tree_util.tree_structure(expected))
     self.assertEqual(jax.tree.leaves(got), jax.tree.leaves(expected))
@@ -191,7 +191,8 @@ class ParityTest(absltest.TestCase):
     convert.convert_official_han(self.path, out)
     self.assertTrue(os.path.isfile(os.path.join(out, "config.json")))
     config, params = checkpoint.restore_params(out)
-    self._compare(config, params)
+    self.assertEqual(checkpoint.run_seeds(config), [config.seed])  # one model: one replica
+    self._compare(config, checkpoint.select_seed(config, params, config.seed))
 
 
 class LauncherTest(absltest.TestCase):
@@ -210,6 +211,7 @@ class LauncherTest(absltest.TestCase):
                      "--config.data.features_dir=/data/llp")
     self.assertEqual(done.returncode, 0, done.stderr)
     config, params = checkpoint.restore_params(out)
+    params = checkpoint.select_seed(config, params, config.seed)
     self.assertEqual(config.data.features_dir, "/data/llp")
     _, expected = convert.load_official_han(path)
     jax.tree.map(np.testing.assert_array_equal, params, expected)

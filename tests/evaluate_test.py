@@ -1,4 +1,5 @@
-"""Evaluation: padded masked batches equal one whole-split scoring; launch/evaluate.py writes eval_<split>.json."""
+"""Evaluation: padded masked batches equal one whole-split scoring, for every replica of a 2-seed run and
+for their ensemble; launch/evaluate.py writes eval_<split>.json with mean, std, per seed and ensemble."""
 
 import json
 import os
@@ -14,6 +15,7 @@ from avvp_jax import checkpoint
 from avvp_jax import evaluate
 from avvp_jax import metrics
 from avvp_jax import train
+from avvp_jax.data import annotations
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -37,6 +39,8 @@ class EvaluateTest(absltest.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.config = han.get_config("tiny")
+    cls.config.unlock()
+    cls.config.num_seeds = 2  # replicas with seeds 0 and 1
     # A fresh folder: a workdir left by an earlier run would resume instead of training.
     cls.workdir = os.path.join(tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir()), "evaluate_tiny")
     train.train_and_evaluate(cls.config, cls.workdir)
@@ -49,27 +53,39 @@ class EvaluateTest(absltest.TestCase):
     config = train.resolve_config(self.config)
     _, params = checkpoint.restore_params(self.workdir)
     data = train.TrainingData(config, train=False)
-    mesh = train.make_mesh()
+    mesh = train.make_mesh(num_seeds=2)
     model = train.build_model(config)
     batches = list(data.eval_batches("val"))
     num_clips = data.num_eval_clips("val")
     self.assertGreater(len(batches) * config.eval_batch_size, num_clips)  # the last batch is padded
-    got = evaluate.run_evaluation(evaluate.make_eval_step(config, model, mesh), params, batches, mesh,
-                                  num_clips=num_clips)
-    # Oracle: the real rows of every batch, scored in one call.
+    got = evaluate.run_evaluation(evaluate.make_eval_step(config, model, mesh, ensemble=True), params, batches,
+                                  mesh, num_clips=num_clips)
+    # Oracle: the real rows of every batch, scored in one call, each replica's model applied on its own.
     whole = {key: np.concatenate([np.asarray(b[key]) for b in batches])
              for key in batches[0] if np.asarray(batches[0][key]).dtype.kind in "fiub"}
     real = whole["mask"] > 0
     self.assertEqual(int(real.sum()), num_clips)
     self.assertLen(set(whole["index"][real].tolist()), num_clips)  # every clip exactly once
     whole = {key: jax.numpy.asarray(value[real]) for key, value in whole.items()}
-    outputs = train.apply_model(model, params, whole, train=False)
-    preds = metrics.segment_predictions(outputs["segment_audio_prob"], outputs["segment_visual_prob"],
-                                        outputs["audio_filter_prob"], outputs["visual_filter_prob"])
-    expected = metrics.parsing_scores(*preds, whole["audio_label"], whole["visual_label"])
-    for key in metrics.KEYS:
-      self.assertAlmostEqual(got[key], expected[key], delta=1e-4, msg=key)
-    self.assertEqual(got["num_clips"], num_clips)
+    replica_outputs = [train.apply_model(model, checkpoint.select_seed(config, params, seed), whole, train=False)
+                       for seed in (0, 1)]
+    ensemble_outputs = {key: (replica_outputs[0][key] + replica_outputs[1][key]) / 2 for key in replica_outputs[0]}
+    self.assertLen(got["per_seed"], 2)
+    for scores, outputs in ((got["per_seed"][0], replica_outputs[0]), (got["per_seed"][1], replica_outputs[1]),
+                            (got["ensemble"], ensemble_outputs)):
+      preds = metrics.segment_predictions(outputs["segment_audio_prob"], outputs["segment_visual_prob"],
+                                          outputs["audio_filter_prob"], outputs["visual_filter_prob"])
+      expected = metrics.parsing_scores(*preds, whole["audio_label"], whole["visual_label"])
+      for key in metrics.KEYS:
+        self.assertAlmostEqual(scores[key], expected[key], delta=1e-4, msg=key)
+      self.assertEqual(scores["num_clips"], num_clips)
+      per_class = metrics.per_class_f1(*preds, whole["audio_label"], whole["visual_label"])
+      for key, values in per_class.items():
+        expected_classes = {name: v for name, v in zip(annotations.CLASSES, values) if np.isfinite(v)}
+        self.assertEqual(sorted(scores["per_class"][key]), sorted(expected_classes))
+        for name, value in expected_classes.items():
+          self.assertAlmostEqual(scores["per_class"][key][name], value, delta=1e-6, msg=(key, name))
+    self.assertNotEqual(got["per_seed"][0]["segment/type"], got["per_seed"][1]["segment/type"])
 
   def test_launcher_writes_eval_json_from_workdir(self):
     result = self._launch(f"--workdir={self.workdir}", "--split=test")
@@ -77,12 +93,22 @@ class EvaluateTest(absltest.TestCase):
     with open(os.path.join(self.workdir, "eval_test.json")) as f:
       report = json.load(f)
     self.assertContainsSubset(metrics.KEYS, report)
-    for key in metrics.KEYS:
-      self.assertBetween(report[key], 0.0, 100.0)
+    self.assertEqual([entry["seed"] for entry in report["per_seed"]], [0, 1])
+    for key in metrics.KEYS:  # the top-level keys: mean over the seeds; std: the sample standard deviation
+      values = [entry[key] for entry in report["per_seed"]]
+      self.assertAlmostEqual(report[key], np.mean(values), delta=1e-9, msg=key)
+      self.assertAlmostEqual(report["std"][key], abs(values[0] - values[1]) / np.sqrt(2), delta=1e-9, msg=key)
+      self.assertBetween(report["ensemble"][key], 0.0, 100.0)
     self.assertIn("synthetic", report["data"].lower())
     self.assertEqual(report["split"], "test")
-    self.assertContainsSubset(["segment/audio", "segment/visual"], report["per_class"])
-    self.assertIn("segment/type", result.stdout)
+    self.assertContainsSubset(["segment/audio", "segment/visual"], report["per_seed"][1]["per_class"])
+    self.assertRegex(result.stdout, r"segment/type +\d+\.\d\d ± +\d+\.\d\d +\d+\.\d\d")
+
+  def test_one_seed_report_is_the_seeds_scores(self):
+    scores = {**{key: float(i) for i, key in enumerate(metrics.KEYS)}, "per_class": {}, "num_clips": 3}
+    report = evaluate.seed_report({"per_seed": [scores], "ensemble": None}, [7])
+    self.assertEqual(report, scores)  # no std / per_seed / ensemble keys for one seed
+    self.assertEqual(evaluate.report_lines(report)[3].split(), ["segment/type", "3.00"])
 
   def test_params_only_checkpoint(self):
     config, params = checkpoint.restore_params(self.workdir)
@@ -96,6 +122,7 @@ class EvaluateTest(absltest.TestCase):
     expected = evaluate.evaluate_checkpoint(None, self.workdir, "val")
     for key in metrics.KEYS:
       self.assertEqual(report[key], expected[key])
+    self.assertEqual(report["ensemble"], expected["ensemble"])
     self.assertTrue(os.path.isfile(os.path.join(out_dir, "eval_val.json")))
 
   def test_missing_checkpoint_is_one_line_error(self):

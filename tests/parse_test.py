@@ -325,7 +325,7 @@ class PredictTest(parameterized.TestCase):
 
 
 class TrainedRoundTripTest(absltest.TestCase):
-  """A real tiny training workdir -> load_parser -> parse on the embedded synthetic validation clips."""
+  """A real tiny 2-seed training workdir -> load_parser (ensemble or one seed) -> parse on synthetic clips."""
 
   @classmethod
   def setUpClass(cls):
@@ -336,6 +336,7 @@ class TrainedRoundTripTest(absltest.TestCase):
     config = han.get_config("tiny")
     config.unlock()
     config.synthetic_num_epochs = 1
+    config.seed, config.num_seeds = 3, 2  # replicas with seeds 3 and 4
     train.train_and_evaluate(config, cls.workdir)
     from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
     data = synthetic.SyntheticLLP(num_train_clips=8, layout="official", frames="pooled")
@@ -366,12 +367,35 @@ class TrainedRoundTripTest(absltest.TestCase):
     parser = avvp_jax.load_parser(self.workdir)
     step_dir = checkpoint.find_state_checkpoint(self.workdir, which="best")
     exported = checkpoint.save_params_checkpoint(os.path.join(self.root, "exported"), parser.config,
-                                                 parser.params)
+                                                 parser.params)  # the ensemble's seed-stacked params
     expected = parser.predict(self.inputs["audio"], self.inputs["frames"], self.inputs["motion"])
     for path in (step_dir, exported):
       got = avvp_jax.load_parser(path).predict(self.inputs["audio"], self.inputs["frames"], self.inputs["motion"])
       for key in parse.OUTPUT_KEYS:
         np.testing.assert_array_equal(got[key], expected[key], err_msg=f"{path}: {key}")
+
+  def test_default_is_the_seed_ensemble_and_seed_picks_one_replica(self):
+    from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top
+    inputs = (self.inputs["audio"], self.inputs["frames"], self.inputs["motion"])
+    ensemble = avvp_jax.load_parser(self.workdir)
+    self.assertEqual(ensemble.seeds, [3, 4])
+    singles = {seed: avvp_jax.load_parser(self.workdir, seed=seed) for seed in (3, 4)}
+    stacked = jax.tree.leaves(ensemble.params)
+    for seed, parser in singles.items():
+      self.assertIsNone(parser.seeds)
+      for leaf, whole in zip(jax.tree.leaves(parser.params), stacked):  # replica `seed` of the stacked params
+        np.testing.assert_array_equal(np.asarray(leaf), np.asarray(whole)[seed - 3])
+    probs = {seed: parser.predict(*inputs) for seed, parser in singles.items()}
+    self.assertFalse(np.allclose(probs[3]["segment_audio"], probs[4]["segment_audio"]))  # two models
+    got = ensemble.predict(*inputs)
+    functional = avvp_jax.predict_ensemble(ensemble.config, ensemble.params, *inputs)
+    for key in parse.OUTPUT_KEYS:  # every probability, gates included, is the mean over the replicas
+      np.testing.assert_allclose(got[key], (probs[3][key] + probs[4][key]) / 2, rtol=1e-6, atol=1e-7, err_msg=key)
+      np.testing.assert_array_equal(np.asarray(functional[key]), got[key])
+    one = avvp_jax.predict(ensemble.config, checkpoint.select_seed(ensemble.config, ensemble.params, 4), *inputs)
+    np.testing.assert_array_equal(np.asarray(one["video"]), probs[4]["video"])
+    with self.assertRaisesRegex(InputError, r"seed=7 is not a replica of this run, which trained seeds 3\.\.4"):
+      avvp_jax.load_parser(self.workdir, seed=7)
 
   def test_unknown_checkpoint_path(self):
     with self.assertRaisesRegex(InputError, "does not exist"):

@@ -2,8 +2,9 @@
 
 Both run `tests/train_parallel_worker.py` in fresh processes (the device count must be set before JAX
 starts) and compare against a single-device run of the same global batches: the 8-device test within the
-worker (a 1-device and an 8-device mesh), the 2-process test against a run in this process. The steps use
-plain SGD so params compare at 1e-5 (see `train_parallel_worker.make_config` for why not Adam).
+worker (a 1-device and an 8-device mesh, for one seed and for two seeds on a 2 seed x 4 data mesh), the
+2-process test (two seeds on a 2 x 2 mesh) against a run in this process. The steps use plain SGD so params
+compare at 1e-5 (see `train_parallel_worker.make_config` for why not Adam).
 """
 
 import os
@@ -46,14 +47,18 @@ class TrainDataParallelTest(absltest.TestCase):
                             capture_output=True, text=True, timeout=TIMEOUT_S)
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     arrays = np.load(out)
-    one = {k[len("one/"):]: arrays[k] for k in arrays.files if k.startswith("one/")}
-    eight = {k[len("eight/"):]: arrays[k] for k in arrays.files if k.startswith("eight/")}
-    self.assertNotEmpty(one)
-    self.assertEqual(sorted(one), sorted(eight))
-    np.testing.assert_allclose(arrays["eight_losses"], arrays["one_losses"], rtol=1e-5, atol=1e-6)
-    self.assertFalse(np.allclose(arrays["one_losses"][0], arrays["one_losses"][-1]))  # the steps learn
-    for key in one:
-      np.testing.assert_allclose(eight[key], one[key], rtol=1e-5, atol=1e-5, err_msg=key)
+    for single, sharded in (("one", "eight"), ("seeds_one", "seeds_eight")):
+      one = {k[len(single) + 1:]: arrays[k] for k in arrays.files if k.startswith(single + "/")}
+      eight = {k[len(sharded) + 1:]: arrays[k] for k in arrays.files if k.startswith(sharded + "/")}
+      self.assertNotEmpty(one)
+      self.assertEqual(sorted(one), sorted(eight))
+      np.testing.assert_allclose(arrays[f"{sharded}_losses"], arrays[f"{single}_losses"], rtol=1e-5, atol=1e-6)
+      losses = arrays[f"{single}_losses"]  # [steps, seeds]
+      self.assertFalse(np.allclose(losses[0], losses[-1]))  # the steps learn
+      for key in one:
+        np.testing.assert_allclose(eight[key], one[key], rtol=1e-5, atol=1e-5, err_msg=f"{sharded} {key}")
+    # The two replicas differ (their own initialisation and batches).
+    self.assertFalse(np.allclose(arrays["seeds_one_losses"][:, 0], arrays["seeds_one_losses"][:, 1]))
 
   def test_two_processes_equal_one_process(self):
     out = os.path.join(self.create_tempdir().full_path, "params.npz")
@@ -72,7 +77,8 @@ class TrainDataParallelTest(absltest.TestCase):
       self.assertEqual(p.returncode, 0, f"process {i}: {stderr[-3000:]}")
 
     config = worker.make_config()
-    ref_params, ref_losses = worker.run_steps(config, train.make_mesh(jax.devices()[:1]))
+    ref_params, ref_losses = worker.run_steps(config, train.make_mesh(jax.devices()[:1], num_seeds=2),
+                                              seeds=worker.SEEDS)
     arrays = np.load(out)
     np.testing.assert_allclose(arrays["losses"], ref_losses, rtol=1e-5, atol=1e-6)
     ref = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(ref_params)}
@@ -88,8 +94,8 @@ class TrainDataParallelTest(absltest.TestCase):
 def _initial_params(config):
   model = train.build_model(config)
   tx, _ = train.make_optimizer(config, 2)
-  init_rng, _ = jax.random.split(jax.random.key(config.seed))
-  state, _ = train.create_train_state(config, model, tx, train.make_mesh(jax.devices()[:1]), init_rng)
+  state, _ = train.create_train_state(config, model, tx, train.make_mesh(jax.devices()[:1], num_seeds=2),
+                                      worker.SEEDS)
   return {jax.tree_util.keystr(p): np.asarray(v)
           for p, v in jax.tree_util.tree_leaves_with_path(state.params)}, state
 

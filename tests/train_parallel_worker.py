@@ -1,11 +1,13 @@
 """Subprocess worker for tests/train_multihost_test.py: train steps on fixed global batches.
 
 Modes (the test sets the device count in the environment before this process starts JAX):
-  devices    8 simulated CPU devices in one process: K steps on a 1-device mesh and on the 8-device mesh,
-             from the same initial state and global batches; writes both param trees.
+  devices    8 simulated CPU devices in one process: K steps on a 1-device mesh and on the 8-device mesh
+             (one seed: 1 x 8 data devices; SEEDS: 2 seed x 4 data devices), from the same initial states
+             and global batches; writes the param trees.
   multihost  one of two processes on loopback (`jax.distributed.initialize`, gloo collectives, 2 CPU
-             devices each): every process feeds its half of each global batch through
-             `jax.make_array_from_process_local_data`; process 0 writes the params.
+             devices each) training the SEEDS replicas on a 2 seed x 2 data mesh: every process feeds its
+             half of each global batch (for both seeds) through `jax.make_array_from_process_local_data`;
+             process 0 writes the params.
 
 `run_steps` is also imported by the test for the single-process reference.
 """
@@ -19,6 +21,7 @@ sys.path.insert(0, ROOT)
 
 NUM_STEPS = 3
 GLOBAL_BATCH = 8
+SEEDS = (5, 6)  # the multi-seed runs' replicas (not starting at 0, so seed and replica index differ)
 
 
 def make_config(name: str = "han", optimizer: str = "sgd"):
@@ -40,11 +43,21 @@ def make_config(name: str = "han", optimizer: str = "sgd"):
   return config
 
 
-def global_batches(config, num_steps: int = NUM_STEPS, batch_size: int = GLOBAL_BATCH):
-  """Deterministic random global batches of the config's input shapes (numpy, host)."""
+def global_batches(config, seeds=(0,), num_steps: int = NUM_STEPS, batch_size: int = GLOBAL_BATCH):
+  """Deterministic random global batches `[S, B, ...]` of the config's input shapes (numpy, host).
+
+  Replica s's rows depend only on its seed, so a 1-seed run of seed k sees replica k's batches.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  per_seed = [_seed_batches(config, seed, num_steps, batch_size) for seed in seeds]
+  return [{key: np.stack([batches[step][key] for batches in per_seed]) for key in per_seed[0][step]}
+          for step in range(num_steps)]
+
+
+def _seed_batches(config, seed, num_steps, batch_size):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from avvp_jax import train  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(1234)
+  rng = np.random.default_rng([1234, seed])
   shapes = {key: x.shape[1:] for key, x in zip(("audio", "frames", "motion"), train.dummy_inputs(config))
             if x is not None}
   batches = []
@@ -57,21 +70,23 @@ def global_batches(config, num_steps: int = NUM_STEPS, batch_size: int = GLOBAL_
   return batches
 
 
-def run_steps(config, mesh, host_slice=slice(None)):
-  """Initialises the state on `mesh` and takes NUM_STEPS steps; returns (params as numpy, losses)."""
+def run_steps(config, mesh, host_slice=slice(None), seeds=(0,)):
+  """Initialises one replica per seed on `mesh` and takes NUM_STEPS steps.
+
+  Returns (seed-stacked params as numpy, losses [NUM_STEPS, S]); `host_slice` picks this host's clips.
+  """
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from avvp_jax import train  # pylint: disable=g-import-not-at-top
   model = train.build_model(config)
   tx, _ = train.make_optimizer(config, steps_per_epoch=2)
-  init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
-  state, abstract_state = train.create_train_state(config, model, tx, mesh, init_rng)
+  state, abstract_state = train.create_train_state(config, model, tx, mesh, seeds)
   step_fn = train.jit_train_step(train.make_train_step(config, model, tx), mesh, abstract_state)
   losses = []
-  for batch in global_batches(config):
-    host_batch = {key: value[host_slice] for key, value in batch.items()}
-    state, metrics = step_fn(state, train.global_batch(mesh, host_batch), dropout_rng)
-    losses.append(float(metrics["loss"]))
+  for batch in global_batches(config, seeds):
+    host_batch = {key: value[:, host_slice] for key, value in batch.items()}
+    state, metrics = step_fn(state, train.global_batch(mesh, host_batch, seeds=True))
+    losses.append(np.asarray(jax.device_get(metrics["loss"])))
   params = jax.tree.map(lambda x: np.asarray(jax.device_get(x)), state.params)
   return params, np.asarray(losses)
 
@@ -102,17 +117,24 @@ def main() -> None:
   config = make_config(args.config)
   if args.mode == "devices":
     assert jax.device_count() == 8, jax.devices()
-    params_1, losses_1 = run_steps(config, train.make_mesh(jax.devices()[:1]))
-    params_8, losses_8 = run_steps(config, train.make_mesh())
-    arrays = {f"one/{k}": v for k, v in _flat(params_1).items()}
-    arrays.update({f"eight/{k}": v for k, v in _flat(params_8).items()})
-    arrays.update({"one_losses": losses_1, "eight_losses": losses_8})
+    runs = {"one": dict(mesh=train.make_mesh(jax.devices()[:1])),
+            "eight": dict(mesh=train.make_mesh()),
+            "seeds_one": dict(mesh=train.make_mesh(jax.devices()[:1], num_seeds=len(SEEDS)), seeds=SEEDS),
+            "seeds_eight": dict(mesh=train.make_mesh(num_seeds=len(SEEDS)), seeds=SEEDS)}
+    assert dict(runs["seeds_eight"]["mesh"].shape) == {"seed": 2, "data": 4}, runs["seeds_eight"]["mesh"]
+    arrays = {}
+    for name, kwargs in runs.items():
+      params, losses = run_steps(config, **kwargs)
+      arrays.update({f"{name}/{k}": v for k, v in _flat(params).items()})
+      arrays[f"{name}_losses"] = losses
     np.savez(args.out, **arrays)
   else:
     assert jax.process_count() == 2 and jax.device_count() == 4, (jax.process_count(), jax.devices())
     per_host = GLOBAL_BATCH // jax.process_count()
     rows = slice(jax.process_index() * per_host, (jax.process_index() + 1) * per_host)
-    params, losses = run_steps(config, train.make_mesh(), rows)
+    mesh = train.make_mesh(num_seeds=len(SEEDS))
+    assert dict(mesh.shape) == {"seed": 2, "data": 2}, mesh
+    params, losses = run_steps(config, mesh, rows, seeds=SEEDS)
     if jax.process_index() == 0:
       np.savez(args.out, losses=losses, **{f"params/{k}": v for k, v in _flat(params).items()})
     jax.distributed.shutdown()

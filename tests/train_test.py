@@ -1,4 +1,5 @@
-"""The trainer: schedule, bf16 step, kill-and-resume bit-exactness, non-finite stop, summaries, launcher errors.
+"""The trainer: schedule, bf16 step, seeds (replicas equal separate runs), kill-and-resume bit-exactness of a
+2-seed run, non-finite stop, summaries, launcher errors.
 
 Runs on the embedded synthetic data with the `configs/han.py:tiny` preset (a micro model, few clips).
 """
@@ -55,10 +56,18 @@ def _config_flags(config, keys):
   return flags
 
 
-def _latest_params(workdir):
-  step_dir = checkpoint.find_state_checkpoint(workdir, which="latest")
+def _latest_params(workdir, which="latest"):
+  """(step, seed-stacked params as numpy) of a workdir's latest (or best) save."""
+  step_dir = checkpoint.find_state_checkpoint(workdir, which=which)
   _, params = checkpoint.restore_params(step_dir)
   return int(os.path.basename(step_dir)), jax.tree.map(np.asarray, params)
+
+
+def _event_tags(folder):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  events = glob.glob(os.path.join(folder, "events.out.tfevents.*"))
+  assert len(events) == 1, (folder, events)
+  return {value.tag for event in tf.compat.v1.train.summary_iterator(events[0]) for value in event.summary.value}
 
 
 class ScheduleTest(absltest.TestCase):
@@ -84,7 +93,7 @@ class TrainStepTest(absltest.TestCase):
     model = train.build_model(config)
     tx, _ = train.make_optimizer(config, 2)
     mesh = train.make_mesh()
-    state, abstract = train.create_train_state(config, model, tx, mesh, jax.random.key(0))
+    state, abstract = train.create_train_state(config, model, tx, mesh, [0])
     before = jax.tree.map(np.asarray, state.params)
     step_fn = train.jit_train_step(train.make_train_step(config, model, tx), mesh, abstract)
     audio, frames, motion = train.dummy_inputs(config, batch_size=config.batch_size)
@@ -93,15 +102,15 @@ class TrainStepTest(absltest.TestCase):
              "label": (rng.random((config.batch_size, 25)) < 0.2)}
     if motion is not None:
       batch["motion"] = rng.normal(size=motion.shape)
-    batch = {k: np.asarray(v, np.float32) for k, v in batch.items()}
-    state, metrics = step_fn(state, train.global_batch(mesh, batch), jax.random.key(1))
+    batch = {k: np.asarray(v, np.float32)[None] for k, v in batch.items()}  # one seed: [1, B, ...]
+    state, metrics = step_fn(state, train.global_batch(mesh, batch, seeds=True))
     return before, state, jax.device_get(metrics)
 
   def test_bfloat16_compute_keeps_float32_params(self):
     config = tiny_config(compute_dtype="bfloat16")
     before, state, metrics = self._step(config)
-    self.assertTrue(np.isfinite(metrics["loss"]))
-    self.assertEqual(int(state.step), 1)
+    self.assertTrue(np.isfinite(metrics["loss"]).all())
+    self.assertEqual(state.step.tolist(), [1])
     for leaf in jax.tree.leaves(state.params):
       self.assertEqual(leaf.dtype, np.float32)
     changed = [not np.array_equal(a, np.asarray(b)) for a, b in zip(jax.tree.leaves(before),
@@ -114,17 +123,32 @@ class TrainStepTest(absltest.TestCase):
       train.resolve_config(tiny_config(compute_dtype="float8"))
 
 
+# Plain SGD for the runs compared across seeds layouts. With Adam, a param whose gradient is zero in exact
+# arithmetic (the biases under a softmax that a shift cannot change: MMIL's attention biases, the attention
+# key biases) gets float noise of either sign, computed in a different order by the vmapped 2-seed step
+# than by the 1-seed step, and Adam turns that noise into +-lr steps: those biases then differ by ~1e-4
+# while every other param agrees to 1e-7 and the validation metrics are identical (measured). SGD keeps
+# the update linear in the gradient, so all params compare at 1e-5.
+SGD = {"optimizer.name": "sgd", "optimizer.learning_rate": 0.5}
+
+
 class TrainAndEvaluateTest(absltest.TestCase):
-  """One uninterrupted tiny run (2 epochs), shared by the resume and non-finite tests."""
+  """Uninterrupted tiny runs (2 epochs): seed 0, seed 1, and both as one 2-seed run; shared by the tests."""
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
     cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())  # fresh: a reused workdir resumes
-    cls.config = tiny_config(num_epochs=2, synthetic_num_epochs=2)
+    cls.config = tiny_config(num_epochs=2, synthetic_num_epochs=2, **SGD)
     cls.workdir = os.path.join(cls.root, "uninterrupted")
     cls.scores = train.train_and_evaluate(cls.config, cls.workdir)
     cls.steps_per_epoch = train.TrainingData(train.resolve_config(cls.config)).steps_per_epoch
+    cls.seed1_config = tiny_config(num_epochs=2, synthetic_num_epochs=2, seed=1, **SGD)
+    cls.seed1_workdir = os.path.join(cls.root, "seed1")
+    cls.seed1_scores = train.train_and_evaluate(cls.seed1_config, cls.seed1_workdir)
+    cls.seeds_config = tiny_config(num_epochs=2, synthetic_num_epochs=2, num_seeds=2, **SGD)
+    cls.seeds_workdir = os.path.join(cls.root, "seeds")
+    cls.seeds_scores = train.train_and_evaluate(cls.seeds_config, cls.seeds_workdir)
 
   def test_run_writes_config_checkpoints_and_summaries(self):
     from avvp_jax import metrics  # pylint: disable=g-import-not-at-top
@@ -136,41 +160,84 @@ class TrainAndEvaluateTest(absltest.TestCase):
     step, _ = _latest_params(self.workdir)
     self.assertEqual(step, 2 * self.steps_per_epoch)
     self.assertIsNotNone(checkpoint.find_state_checkpoint(self.workdir, which="best"))
-    events = glob.glob(os.path.join(self.workdir, "events.out.tfevents.*"))
-    self.assertLen(events, 1)
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tags = {value.tag for event in tf.compat.v1.train.summary_iterator(events[0]) for value in event.summary.value}
-    self.assertContainsSubset({"train/loss", "train/learning_rate", "val/segment/type"}, tags)
+    self.assertContainsSubset({"train/loss", "train/learning_rate", "val/segment/type"}, _event_tags(self.workdir))
+    self.assertNotIn("std", self.scores)  # one seed: its own scores, as before seeds existed
+    self.assertIn("per_class", self.scores)
+    self.assertFalse(os.path.exists(os.path.join(self.workdir, "seed_0")))
 
-  def test_killed_and_resumed_run_equals_uninterrupted_run_bit_for_bit(self):
+  def test_replicas_equal_separate_one_seed_runs(self):
+    self.assertEqual([entry["seed"] for entry in self.seeds_scores["per_seed"]], [0, 1])
+    for which in ("latest", "best"):
+      _, stacked = _latest_params(self.seeds_workdir, which)
+      for k, workdir in enumerate((self.workdir, self.seed1_workdir)):
+        _, alone = _latest_params(workdir, which)
+        for path, a, b in zip(jax.tree_util.tree_leaves_with_path(alone), jax.tree.leaves(alone),
+                              jax.tree.leaves(stacked)):
+          self.assertEqual(a.shape[0], 1)
+          np.testing.assert_allclose(b[k], a[0], rtol=1e-5, atol=1e-5,
+                                     err_msg=f"{which} replica {k}: {jax.tree_util.keystr(path[0])}")
+    for k, alone in enumerate((self.scores, self.seed1_scores)):
+      for key in metrics_keys():
+        self.assertAlmostEqual(self.seeds_scores["per_seed"][k][key], alone[key], delta=1e-4, msg=(k, key))
+    _, seed0 = _latest_params(self.workdir)
+    _, seed1 = _latest_params(self.seed1_workdir)
+    self.assertFalse(np.allclose(seed0["decoder"]["fc_prob"]["kernel"], seed1["decoder"]["fc_prob"]["kernel"]))
+    for key in metrics_keys():
+      self.assertAlmostEqual(self.seeds_scores[key], (self.scores[key] + self.seed1_scores[key]) / 2, delta=1e-4)
+
+  def test_replicas_read_the_batches_of_their_seeds(self):
+    together = train.TrainingData(train.resolve_config(self.seeds_config))
+    alone = [train.TrainingData(train.resolve_config(c)) for c in (self.config, self.seed1_config)]
+    for epoch in (0, 1):
+      for stacked, *single in zip(together.train_batches(epoch), *(d.train_batches(epoch) for d in alone)):
+        for key in ("index", "audio", "label"):
+          for k in (0, 1):
+            np.testing.assert_array_equal(stacked[key][k], single[k][key][0], err_msg=f"{epoch} {key} {k}")
+        self.assertFalse(np.array_equal(stacked["index"][0], stacked["index"][1]))
+
+  def test_seed_summaries(self):
+    root = _event_tags(self.seeds_workdir)
+    self.assertContainsSubset({"train/loss", "train/learning_rate", "val/segment/type"}, root)  # means
+    for seed in (0, 1):
+      self.assertContainsSubset({"train/loss", "val/segment/type"},
+                                _event_tags(os.path.join(self.seeds_workdir, f"seed_{seed}")))
+
+  def test_killed_and_resumed_two_seed_run_equals_uninterrupted_run_bit_for_bit(self):
     workdir = os.path.join(self.root, "killed")
     kill_after = self.steps_per_epoch + 1  # after epoch 1's checkpoint, inside epoch 2
     command = [sys.executable, os.path.join(ROOT, "launch", "train.py"), "--config=configs/han.py:tiny",
                f"--workdir={workdir}", "--config.num_epochs=2", "--config.synthetic_num_epochs=2",
-               f"--config.debug.kill_after_steps={kill_after}"]
+               "--config.num_seeds=2", f"--config.debug.kill_after_steps={kill_after}",
+               *(f"--config.{key}={value}" for key, value in SGD.items())]
     result = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
     self.assertEqual(result.returncode, -9, result.stderr[-3000:])  # SIGKILL: no clean shutdown
     self.assertEqual(checkpoint.Checkpointer(workdir).latest_step(), self.steps_per_epoch)
 
-    resumed_scores = train.train_and_evaluate(self.config, workdir)  # resumes in this process
-    step, resumed = _latest_params(workdir)
-    _, uninterrupted = _latest_params(self.workdir)
-    self.assertEqual(step, 2 * self.steps_per_epoch)
-    for path, a, b in zip(jax.tree_util.tree_leaves_with_path(uninterrupted), jax.tree.leaves(uninterrupted),
-                          jax.tree.leaves(resumed)):
-      np.testing.assert_array_equal(b, a, err_msg=jax.tree_util.keystr(path[0]))
-    self.assertEqual(resumed_scores, self.scores)
+    resumed_scores = train.train_and_evaluate(self.seeds_config, workdir)  # resumes in this process
+    for which in ("latest", "best"):  # the best save holds each replica's own best
+      step, resumed = _latest_params(workdir, which)
+      expected_step, uninterrupted = _latest_params(self.seeds_workdir, which)
+      self.assertEqual(step, expected_step)
+      for path, a, b in zip(jax.tree_util.tree_leaves_with_path(uninterrupted), jax.tree.leaves(uninterrupted),
+                            jax.tree.leaves(resumed)):
+        np.testing.assert_array_equal(b, a, err_msg=f"{which} {jax.tree_util.keystr(path[0])}")
+    self.assertEqual(resumed_scores, self.seeds_scores)
 
   def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(self):
     workdir = os.path.join(self.root, "nan")
     bad_step = self.steps_per_epoch + 1
-    config = tiny_config(num_epochs=2, synthetic_num_epochs=2, **{"debug.nan_loss_at_step": bad_step})
+    config = tiny_config(num_epochs=2, synthetic_num_epochs=2, **SGD, **{"debug.nan_loss_at_step": bad_step})
     with self.assertRaisesRegex(train.NonFiniteLossError, rf"at step {bad_step} .*clips \[\S+"):
       train.train_and_evaluate(config, workdir)
     step, params = _latest_params(workdir)
     self.assertEqual(step, self.steps_per_epoch)  # epoch 1's save, nothing after the bad step
     for leaf in jax.tree.leaves(params):
       self.assertTrue(np.all(np.isfinite(leaf)))
+
+
+def metrics_keys():
+  from avvp_jax import metrics  # pylint: disable=g-import-not-at-top
+  return metrics.KEYS
 
 
 class LauncherTest(absltest.TestCase):

@@ -23,7 +23,9 @@ tf.data with a buffer of `min(config.data.shuffle_buffer, slice size)` clips and
 batches (the same on every host). It is a pure function of (seed, epoch, process index/count): a run
 resumed at batch k of epoch e calls `train_batches(e, skip=k)`, which yields the same batches an
 uninterrupted run would have seen from k on (the skipped batches are read and discarded, which takes a
-fraction of a second per thousand clips). Every epoch draws a new order. Memory: the buffer holds decoded
+fraction of a second per thousand clips). Every epoch draws a new order. `seed_train_batches(seeds, e, k)`
+zips one such stream per seed into batches with a leading `[S]` axis, for replicas trained side by side
+(`config.num_seeds`). Memory: the buffer holds decoded
 clips (~105 KB each with pooled official features, ~680 KB raw); lower `shuffle_buffer` for raw frames on
 small hosts (a smaller buffer shuffles less uniformly but stays deterministic).
 
@@ -323,12 +325,13 @@ class LLPData:
 
     return decode
 
-  def train_dataset(self, epoch: int, skip: int = 0) -> tf.data.Dataset:
-    """The tf.data pipeline behind `train_batches` (batches without `mask`)."""
+  def train_dataset(self, epoch: int, skip: int = 0, seed: int | None = None) -> tf.data.Dataset:
+    """The tf.data pipeline behind `train_batches` (batches without `mask`); `seed` None: `self.seed`."""
     if not 0 <= skip <= self.steps_per_epoch:
       raise InputError(f"cannot skip {skip} batches of an epoch of {self.steps_per_epoch}.")
+    seed = self.seed if seed is None else seed
     buffer = max(1, min(int(self.shuffle_buffer), self.host_num_clips("train")))
-    dataset = self._serialized("train").shuffle(buffer, seed=_epoch_seed(self.seed, epoch, self.process_index),
+    dataset = self._serialized("train").shuffle(buffer, seed=_epoch_seed(seed, epoch, self.process_index),
                                                 reshuffle_each_iteration=False)
     dataset = dataset.batch(self.host_batch_size, drop_remainder=True).take(self.steps_per_epoch).skip(skip)
     return dataset.map(self._decoder("train"), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -341,6 +344,24 @@ class LLPData:
     """
     ones = np.ones(self.host_batch_size, np.float32)
     for batch in self.train_dataset(epoch, skip).as_numpy_iterator():
+      batch["mask"] = ones.copy()
+      yield batch
+
+  def seed_train_batches(self, seeds: Sequence[int], epoch: int, skip: int = 0
+                         ) -> Iterator[dict[str, np.ndarray]]:
+    """The training batches of several seeds side by side, each entry stacked on a leading `[S]` axis.
+
+    Row `s` of every entry is exactly the batch `train_batches` yields for `seed=seeds[s]` (one shuffled
+    stream per seed, zipped in tf.data): replicas trained together see what separate runs would. Memory:
+    one shuffle buffer per seed.
+    """
+    if not seeds:
+      raise InputError("seed_train_batches needs at least one seed.")
+    streams = tuple(self.train_dataset(epoch, skip, seed=seed) for seed in seeds)
+    stacked = tf.data.Dataset.zip(streams).map(
+        lambda *batches: {key: tf.stack([b[key] for b in batches]) for key in batches[0]})
+    ones = np.ones((len(seeds), self.host_batch_size), np.float32)
+    for batch in stacked.prefetch(2).as_numpy_iterator():
       batch["mask"] = ones.copy()
       yield batch
 

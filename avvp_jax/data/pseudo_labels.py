@@ -65,9 +65,9 @@ class PseudoLabels:
     return self.visual.max(axis=1)
 
   def batch(self, index: np.ndarray) -> dict[str, np.ndarray]:
-    """The batch entries of rows `index` (`[B]` int); rows of -1 (padding) get zeros."""
+    """The batch entries of rows `index` (`[B]` or `[S, B]` int); rows of -1 (padding) get zeros."""
     index = np.asarray(index)
-    valid = (index >= 0)[:, None, None]
+    valid = (index >= 0)[..., None, None]
     rows = np.where(index >= 0, index, 0)
     return {AUDIO_BATCH_KEY: np.where(valid, self.audio[rows], 0.0).astype(np.float32),
             VISUAL_BATCH_KEY: np.where(valid, self.visual[rows], 0.0).astype(np.float32)}
