@@ -207,8 +207,9 @@ def select_seed(config: ml_collections.ConfigDict, params: Any, seed: int) -> An
   """
   seeds = run_seeds(config)
   if int(seed) not in seeds:
-    raise InputError(f"seed={seed} is not a replica of this run, which trained seeds {seeds[0]}..{seeds[-1]}: "
-                     "pick one of those, or leave the seed unset for the ensemble.")
+    trained = f"seed {seeds[0]} only" if len(seeds) == 1 else f"seeds {seeds[0]}..{seeds[-1]}"
+    raise InputError(f"seed={seed} is not a replica of this run, which trained {trained}: pick one of those, or "
+                     "leave the seed unset (the ensemble of a multi-seed run).")
   index = seeds.index(int(seed))
   return jax.tree.map(lambda x: x[index], params)
 

@@ -20,7 +20,8 @@ A run resumes automatically from `WORKDIR/checkpoints` (see `avvp_jax.checkpoint
 params, optimizer state, dropout keys and the data position are restored, and the data order and the
 per-step dropout keys (`fold_in(key, step)`) depend only on the seed, the epoch and the step, so a resumed
 run continues exactly as an uninterrupted one would. Each replica keeps its own best state (by its own
-validation `config.checkpoint.best_metric`); the best save holds them all, each from its own best epoch.
+validation `config.checkpoint.best_metric`); the best save holds them all, each from its own best epoch, and
+the trainer keeps them in device memory (a second copy of the train state) to merge later improvements.
 
 Synthetic data: with `config.data.features_dir` empty the embedded LLP-structured synthetic dataset is
 used with a reduced recipe (`config.synthetic_num_epochs` epochs, and the synthetic set's own training

@@ -1,9 +1,24 @@
-"""pytest glue for absltest-style tests: absl flags are parsed once so `self.create_tempdir()` works."""
+"""pytest glue: absl flags are parsed once so `self.create_tempdir()` works, and one JAX compilation cache
+serves the whole session.
 
+Many tests train the same tiny programs (in this process and in launcher subprocesses, which inherit the
+environment); a persistent compilation cache in a fresh folder per session compiles each only once. The
+folder is new every session, so no executable outlives the code it was compiled from.
+"""
+
+import atexit
+import functools
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _CACHE = tempfile.mkdtemp(prefix="avvp_jax_test_xla_cache_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+  atexit.register(functools.partial(shutil.rmtree, _CACHE, ignore_errors=True))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 from absl import flags  # pylint: disable=g-import-not-at-top
 

@@ -50,7 +50,8 @@ def _env():
 
 @functools.lru_cache(maxsize=1)
 def _fixture():
-  """A params-only checkpoint of an untrained tiny HAN and synthetic val features, shared by the tests."""
+  """Params-only checkpoints of untrained tiny HANs (one model; two seeds, the first of them that model) and
+  synthetic val features, shared by the tests."""
   from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from avvp_jax import models  # pylint: disable=g-import-not-at-top
   root = os.path.join(absltest.get_default_test_tmpdir(), "parse_cli_fixture")
@@ -58,14 +59,19 @@ def _fixture():
   dims = config.model.input_dims
   dummy = (np.zeros((1, 10, dims.audio), np.float32), np.zeros((1, 10, dims.frames), np.float32),
            np.zeros((1, 10, dims.motion), np.float32))
-  params = jax.jit(lambda key: models.build_model(config.model).init(key, *dummy)["params"])(jax.random.key(1))
-  ckpt = checkpoint.save_params_checkpoint(os.path.join(root, "params_ckpt"), config, params)
+  init = jax.jit(lambda key: models.build_model(config.model).init(key, *dummy)["params"])
+  params = init(jax.random.key(1))
+  ckpt = checkpoint.save_params_checkpoint(os.path.join(root, "params_ckpt"), config, checkpoint.stack_seeds(params))
+  two_seeds = config.copy_and_resolve_references()
+  two_seeds.seed, two_seeds.num_seeds = 5, 2
+  seeds_ckpt = checkpoint.save_params_checkpoint(os.path.join(root, "seeds_ckpt"), two_seeds,
+                                                 checkpoint.stack_seeds(params, init(jax.random.key(2))))
   data = synthetic.SyntheticLLP(num_train_clips=8, layout="official", frames="raw")
   features = os.path.join(root, "features")
   synthetic.write_features(data, features, "val", range(NUM_CLIPS))
   with open(os.path.join(features, synthetic.MARKER_FILE), "w") as f:
     f.write("SYNTHETIC\n")
-  return types.SimpleNamespace(root=root, checkpoint=ckpt, features=features,
+  return types.SimpleNamespace(root=root, checkpoint=ckpt, seeds_checkpoint=seeds_ckpt, features=features,
                                clip_ids=sorted(data.split("val").clip_ids[:NUM_CLIPS]))
 
 
@@ -116,6 +122,26 @@ class ParseFilesTest(absltest.TestCase):
     for record, clip_events in zip(records, expected):
       self.assertEventsEqual(record["events"], clip_events)
     self.assertTrue(any(r["events"] for r in records))
+
+  def test_seed_of_a_multi_seed_checkpoint(self):
+    seeds_checkpoint = _fixture().seeds_checkpoint
+    records = {}
+    for name, path, seed in (("alone", self.checkpoint, None), ("replica", seeds_checkpoint, 5),
+                             ("ensemble", seeds_checkpoint, None)):
+      out = self._out(f"{name}.json")
+      parse.parse_files(path, self.features, out, seed=seed)
+      with open(out) as f:
+        records[name] = json.load(f)
+    for got, expected in zip(records["replica"], records["alone"]):  # replica seed 5 is the one-model checkpoint
+      self.assertEventsEqual(got["events"], expected["events"])
+    ensemble = avvp_jax.load_parser(seeds_checkpoint)
+    self.assertEqual(ensemble.seeds, [5, 6])
+    expected = ensemble.parse(self.inputs["audio"], self.inputs["frames"], self.inputs["motion"])
+    for record, clip_events in zip(records["ensemble"], expected):
+      self.assertEventsEqual(record["events"], clip_events)
+    self.assertNotEqual(records["ensemble"], records["alone"])
+    with self.assertRaisesRegex(InputError, "seed=4 is not a replica"):
+      parse.parse_files(seeds_checkpoint, self.features, self._out("bad.json"), seed=4)
 
   def test_jsonl_and_clip_selection(self):
     out = self._out("events.jsonl")
@@ -246,6 +272,8 @@ class LauncherTest(absltest.TestCase):
     common = (f"--checkpoint={self.fixture.checkpoint}", f"--features={self.fixture.features}", out)
     self.assertOneErrorLine(self._run(*common, "--clips=Missing0000"), "Missing0000.npy.* is missing")
     self.assertOneErrorLine(self._run(*common, "--class_thresholds=Speech:0.4"), "not CLASS=VALUE")
+    self.assertOneErrorLine(self._run(*common, "--seed=3"), r"seed=3 is not a replica of this run, which trained "
+                            r"seed 0 only")
 
 
 if __name__ == "__main__":
