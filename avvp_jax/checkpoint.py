@@ -245,6 +245,19 @@ def find_state_checkpoint(workdir: str, which: str = "best") -> str | None:
   return None
 
 
+def _checked_config(config: ml_collections.ConfigDict | None, directory: str) -> ml_collections.ConfigDict:
+  """`config`, or the one stored in `directory`; a given config must have the stored run's number of seeds."""
+  stored_path = epath.Path(directory) / CONFIG_FILENAME
+  if config is None or not stored_path.is_file():
+    return config if config is not None else load_config(directory)
+  stored = run_seeds(load_config(directory))
+  if len(run_seeds(config)) != len(stored):
+    raise InputError(f"the checkpoint in {directory} holds {len(stored)} replica(s) (seeds {stored}), but the given "
+                     f"config has num_seeds={len(run_seeds(config))}: pass --config.num_seeds={len(stored)} "
+                     f"--config.seed={stored[0]}, or leave --config out to use the stored config.")
+  return config
+
+
 def restore_params(path: str, config: ml_collections.ConfigDict | None = None
                    ) -> tuple[ml_collections.ConfigDict, Any]:
   """Params for inference from a workdir, a step folder of one, or a params-only checkpoint.
@@ -266,7 +279,7 @@ def restore_params(path: str, config: ml_collections.ConfigDict | None = None
     raise InputError(f"Checkpoint path {path} does not exist: pass a workdir, a step folder or a params "
                      "checkpoint folder.")
   if (epath.Path(path) / PARAMS_DIRNAME).is_dir():
-    config = config if config is not None else load_config(path)
+    config = _checked_config(config, path)
     with ocp.StandardCheckpointer() as checkpointer:
       params = checkpointer.restore(os.path.join(path, PARAMS_DIRNAME), _abstract_params(config))
     return config, params
@@ -277,6 +290,6 @@ def restore_params(path: str, config: ml_collections.ConfigDict | None = None
     if step_dir is None:
       raise InputError(f"No checkpoint in {path}: train first (launch/train.py --workdir={path}) or pass "
                        "--checkpoint=PATH to a params checkpoint.")
-  config = config if config is not None else load_config(workdir)
+  config = _checked_config(config, workdir)
   logging.info("Restoring params from %s", step_dir)
   return config, _restore_state_params(step_dir, config)

@@ -125,6 +125,13 @@ class EvaluateTest(absltest.TestCase):
     self.assertEqual(report["ensemble"], expected["ensemble"])
     self.assertTrue(os.path.isfile(os.path.join(out_dir, "eval_val.json")))
 
+  def test_config_with_other_seeds_is_an_input_error(self):
+    from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+    one_seed = han.get_config("tiny")
+    with self.assertRaisesRegex(InputError, r"holds 2 replica\(s\) \(seeds \[0, 1\]\), but the given config has "
+                                r"num_seeds=1: pass --config.num_seeds=2 --config.seed=0"):
+      checkpoint.restore_params(self.workdir, one_seed)
+
   def test_missing_checkpoint_is_one_line_error(self):
     empty = self.create_tempdir().full_path
     result = self._launch("--config=configs/han.py:tiny", f"--workdir={empty}", "--split=val")
