@@ -52,11 +52,12 @@ def make_eval_step(config: ml_collections.ConfigDict, model: nn.Module, mesh: Me
   "seeds" holds every replica's masked sums and per-class counts (a leading `[S]` axis); "ensemble"
   (only with `ensemble`) those of the probabilities averaged over the replicas.
   """
-  del config  # the model carries everything; kept for a uniform signature with make_train_step
+  num_seeds = len(train_lib.run_seeds(config))
 
   def eval_step(params: PyTree, batch: Mapping[str, jax.Array]):
-    outputs = jax.vmap(lambda p: train_lib.apply_model(model, p, batch, train=False))(params)
-    out = {"seeds": jax.vmap(_batch_sums, in_axes=(0, None))(outputs, batch)}
+    outputs = train_lib.map_seeds(lambda p, b: train_lib.apply_model(model, p, b, train=False), num_seeds,
+                                  (0, None))(params, batch)
+    out = {"seeds": train_lib.map_seeds(_batch_sums, num_seeds, (0, None))(outputs, batch)}
     if ensemble:
       out["ensemble"] = _batch_sums({key: jnp.mean(value, axis=0) for key, value in outputs.items()}, batch)
     return out

@@ -135,7 +135,7 @@ def main():
   print("| config | params | batch | compile | step | step clips/s | with input clips/s | 10k-clip epoch |")
   print("|---|---|---|---|---|---|---|---|")
   for r in rows:
-    epoch = (f"{r['epoch_s']:.0f} s (extrapolated from {r['input_steps']} steps)" if "epoch_s" in r else "-")
+    epoch = (f"{r['epoch_s']:.0f} s (extrapolated from {r['input_steps']} steps)" if "input_steps" in r else "-")
     with_input = f"{r['input_clips_s']:.0f}" if "input_clips_s" in r else "-"
     print(f"| {r['config']} | {r['params_m']:.2f}M | {r['batch']} | {r['compile_s']:.1f} s | {r['step_ms']:.1f} ms "
           f"| {r['step_clips_s']:.0f} | {with_input} | {epoch} |")
