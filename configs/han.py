@@ -17,8 +17,8 @@ Run card
                segment: audio 80.09, visual 60.34, audio-visual 56.50, Type@AV 65.65, Event@AV 71.77
                event:   audio 72.40, visual 56.48, audio-visual 50.01, Type@AV 59.63, Event@AV 66.27
              (these measure the code path, not the paper: the synthetic features are easier than real ones).
-             Five seeds (--config.num_seeds=5, one process, 5 min 15 s): validation segment Type@AV
-             65.77 ± 0.77, test 65.84 ± 0.70, the seed ensemble 66.50 on test (README, Results).
+             Five seeds (--config.num_seeds=5, one process, 4 min 24 s): validation segment Type@AV
+             65.75 ± 0.89, test 65.81 ± 0.67, the seed ensemble 66.41 on test (README, Results).
   Evaluate:  python launch/evaluate.py --workdir=./workdir/han --split=test
 
 Presets (the string after the colon):
