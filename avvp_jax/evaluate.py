@@ -1,7 +1,7 @@
 """Evaluation over a whole split: padded, masked batches through a jitted predict step, per seed.
 
 Params are seed-stacked (`[S, ...]`, see `avvp_jax.checkpoint`). Per batch, the jitted step runs the model
-of every replica (`jax.vmap` over the seed axis), thresholds its probabilities the official way
+of every replica (`train.map_seeds` over the seed axis), thresholds its probabilities the official way
 (`metrics.segment_predictions`), scores every clip (`metrics.clip_scores`) and reduces them to masked sums
 (`metrics.masked_clip_sums`) and per-class counts (`metrics.per_class_counts`) on the device; padding rows
 (`mask == 0`) count for nothing. With `ensemble`, the same is done once more for the seed ensemble: the

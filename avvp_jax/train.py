@@ -2,10 +2,11 @@
 
 Seeds: a run trains `config.num_seeds` independent replicas (seeds `config.seed`, `config.seed + 1`, ...)
 in one jitted step. Every leaf of the train state (step, params, optimizer state, dropout key) has a
-leading seed axis `[S]`, the per-replica step is `jax.vmap`ped over it, and every replica reads its own
-batches (`[S, B, ...]`, row s in the order a 1-seed run with seed s would see). Replica s therefore is the
-run a separate process with seed s would train: same initialisation, dropout stream and data order. A
-1-seed run is the same program with S = 1.
+leading seed axis `[S]`, the per-replica step is mapped over it (`map_seeds`: `jax.vmap` for several
+seeds, the plain step on the one row for S = 1), and every replica reads its own batches (`[S, B, ...]`,
+row s in the order a 1-seed run with seed s would see). Replica s therefore is the run a separate process
+with seed s would train: same initialisation, dropout stream and data order. A 1-seed run uses the same
+state layout, checkpoints and reports with S = 1.
 
 Parallelism is `jax.jit` over a 2-D mesh `("seed", "data")` of every device of every host (`make_mesh`):
 the state is split along its seed axis (`P("seed")`), each batch along its seed and clip axes
