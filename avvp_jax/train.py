@@ -454,7 +454,8 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   if "num_seeds" not in config:  # configs written before seeds existed
     config.num_seeds = 1
   if config.num_seeds < 1:
-    raise InputError(f"config.num_seeds={config.num_seeds} must be at least 1: set --config.num_seeds=1 for one run, N for N seeds.")
+    raise InputError(f"config.num_seeds={config.num_seeds} must be at least 1: set --config.num_seeds=1 for one "
+                     "run, N for N seeds.")
   data_devices = jax.device_count() // seed_axis_size(config.num_seeds)
   for name in ("batch_size", "eval_batch_size"):
     value = config[name]
