@@ -20,6 +20,7 @@ import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from absl import logging
+from etils import epath
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -27,9 +28,11 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
+from avvp_jax import checkpoint as checkpoint_lib
 from avvp_jax import metrics as metrics_lib
 from avvp_jax import train as train_lib
 from avvp_jax.data import annotations
+from avvp_jax.errors import InputError
 
 PyTree = Any
 
@@ -159,13 +162,25 @@ def report_lines(report: Mapping[str, Any]) -> list[str]:
   return lines
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str, split: str = "val",
+def report_dir(workdir: str | None, checkpoint: str | None) -> str:
+  """Where `evaluate_checkpoint` writes its report: `workdir`; without one, the checkpoint's workdir (for a step
+  folder WORKDIR/best/STEP) or the checkpoint folder itself (a params-only or converted checkpoint)."""
+  if workdir is not None:
+    return checkpoint_lib.absolute(workdir)
+  if not checkpoint:
+    raise InputError("neither a workdir nor a checkpoint to evaluate was given: pass --workdir or --checkpoint.")
+  source = epath.Path(checkpoint_lib.absolute(checkpoint))
+  return str(source.parent.parent if (source / "state").is_dir() else source)
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str | None, split: str = "val",
                         checkpoint: str | None = None) -> dict[str, Any]:
   """Scores a checkpoint on a whole split and writes `workdir/eval_<split>.json`.
 
   Args:
     config: the run config (data and model); None: the workdir's (or the checkpoint's) `config.json`.
-    workdir: the training workdir; its best save (else latest) is scored unless `checkpoint` is given.
+    workdir: the training workdir; its best save (else latest) is scored unless `checkpoint` is given. None:
+      `report_dir(None, checkpoint)`, e.g. a converted checkpoint's own folder.
     split: "val" or "test".
     checkpoint: another checkpoint (a step folder, another workdir, or a params-only folder such as a
       converted official checkpoint written by `avvp_jax.checkpoint.save_params_checkpoint`).
@@ -178,13 +193,10 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str, 
     seeds before thresholding).
   """
   import json  # pylint: disable=g-import-not-at-top
-  from avvp_jax import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
-  from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
 
   if split not in ("val", "test"):
     raise InputError(f"--split={split!r} is not an evaluation split: use val or test.")
-  from etils import epath  # pylint: disable=g-import-not-at-top
-  workdir = checkpoint_lib.absolute(workdir)
+  workdir = report_dir(workdir, checkpoint)
   source = checkpoint_lib.absolute(checkpoint) if checkpoint else workdir
   if config is None:
     config_dir = source if (epath.Path(source) / checkpoint_lib.CONFIG_FILENAME).is_file() else workdir

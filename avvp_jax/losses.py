@@ -49,6 +49,11 @@ PREDICTION_THRESHOLD = 0.5  # the official threshold of the avss fallback's segm
 NORMALIZE_EPS = 1e-12  # smallest norm in the cosine similarity (torch F.normalize's default)
 AVSS_TARGETS = ("official", "paper")
 LINK_SIMILARITIES = ("weighted", "plain", "off")
+# The official LEAP flags, as `config.loss` booleans (official run script: all on): `{audio,visual}_pseudo_labels`
+# (--a_pseudo_flag / --v_pseudo_flag), `{audio,visual}_segment_loss` (--temporal_a_loss_flag / --temporal_v_loss_flag)
+# and `avss_from_pseudo_labels` (--use_pseudo_label).
+PSEUDO_LABEL_FLAGS = ("audio_pseudo_labels", "visual_pseudo_labels", "audio_segment_loss", "visual_segment_loss",
+                      "avss_from_pseudo_labels")
 S_LOSS_LOW = -0.2  # LINK eq. 11: pairs less similar than this get weight 1
 
 
@@ -145,46 +150,73 @@ def _fallback_segments(segment_prob: Array, video_prob: Array) -> Array:
   return jax.lax.stop_gradient(segment * video[:, None, :])
 
 
+def _pseudo_label_flags(config: ml_collections.ConfigDict) -> dict[str, bool]:
+  """The official loss flags of `config` (see `configs/common.py`, loss section)."""
+  return {name: bool(config.get(name, False)) for name in PSEUDO_LABEL_FLAGS}
+
+
+def needs_pseudo_labels(config: ml_collections.ConfigDict) -> list[str]:
+  """The `config.loss` flags (LEAP and LINK losses) that read segment pseudo labels; empty: none does."""
+  if config.name not in ("leap", "link"):
+    return []
+  flags = _pseudo_label_flags(config)
+  used = [name for name in ("audio_pseudo_labels", "visual_pseudo_labels") if flags[name]]
+  if config.avss_weight and flags["avss_from_pseudo_labels"] and not (config.name == "link"
+                                                                      and config.link_similarity == "off"):
+    used.append("avss_from_pseudo_labels")
+  return used
+
+
 def _basic_terms(config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
                  ) -> tuple[Terms, Array, Array]:
-  """L_basic's terms of LEAP (and LINK) and the 0/1 segment labels `[B, T, C]` the similarity target uses."""
+  """L_basic's terms of LEAP (and LINK) and the 0/1 segment labels `[B, T, C]` the similarity target uses.
+
+  Per modality m, as the official flags do (jasongief/LEAP `main_leap.py`, `dataloader_leap_add_label.py`):
+  with `m_pseudo_labels` the video-level target is the maximum over time of the segment pseudo labels and
+  the segment target the pseudo labels themselves; without it both are the smoothed weak label (the segment
+  target its per-second copy). `m_segment_loss` switches the segment BCE. The avss target is built from the
+  pseudo labels with `avss_from_pseudo_labels`, else from the model's own thresholded predictions.
+  """
   eps = config.clamp_eps
+  flags = _pseudo_label_flags(config)
   label = _f32(batch["label"])
-  audio_key, visual_key = pseudo_labels.AUDIO_BATCH_KEY, pseudo_labels.VISUAL_BATCH_KEY
-  has_audio, has_visual = audio_key in batch, visual_key in batch
-  if has_audio != has_visual:
-    raise InputError(f"the batch holds only one of {audio_key!r} and {visual_key!r}: the {config.name.upper()} "
-                     "loss needs both modalities' pseudo labels or neither.")
-  segment_audio_prob = _clamp(outputs["segment_audio_prob"], eps)
-  segment_visual_prob = _clamp(outputs["segment_visual_prob"], eps)
-
-  if has_audio:
-    audio_segments = _f32(batch[audio_key])
-    visual_segments = _f32(batch[visual_key])
-    audio_target = audio_segments.max(axis=1)
-    visual_target = visual_segments.max(axis=1)
-    audio_segment = _batch_mean(_bce_per_clip(segment_audio_prob, audio_segments), batch)
-    visual_segment = _batch_mean(_bce_per_clip(segment_visual_prob, visual_segments), batch)
+  keys = {"audio": pseudo_labels.AUDIO_BATCH_KEY, "visual": pseudo_labels.VISUAL_BATCH_KEY}
+  needed = {"audio_pseudo_labels": [keys["audio"]], "visual_pseudo_labels": [keys["visual"]],
+            "avss_from_pseudo_labels": list(keys.values())}
+  missing = [name for name in needs_pseudo_labels(config) if not all(k in batch for k in needed[name])]
+  if missing:
+    raise InputError(f"config.loss.{missing[0]} is True but the batch has no segment pseudo labels: set "
+                     "--config.data.pseudo_labels (VALOR's folder, one made by launch/make_pseudo_labels.py, or "
+                     f"'simulated' on the embedded synthetic data), or set --config.loss.{missing[0]}=False.")
+  smoothing = {"audio": config.audio_smoothing, "visual": config.visual_smoothing}
+  terms = {"video": _batch_mean(_bce_per_clip(_clamp(outputs["video_prob"], eps), label), batch)}
+  own_segments = {}
+  for m in ("audio", "visual"):
+    if flags[f"{m}_pseudo_labels"]:
+      segment_target = _f32(batch[keys[m]])
+      video_target = segment_target.max(axis=1)
+    else:
+      video_target = smooth(label, smoothing[m])
+      segment_target = jnp.broadcast_to(video_target[:, None, :], outputs[f"segment_{m}_prob"].shape)
+    terms[m] = _batch_mean(_bce_per_clip(_clamp(outputs[f"{m}_prob"], eps), video_target), batch)
+    if flags[f"{m}_segment_loss"]:
+      terms[f"{m}_segment"] = _batch_mean(_bce_per_clip(_clamp(outputs[f"segment_{m}_prob"], eps),
+                                                        segment_target), batch)
+    else:
+      terms[f"{m}_segment"] = jnp.zeros((), jnp.float32)
+    if "first_pass_video_prob" in outputs:  # LINK with PLSIM: the un-modulated pass, same video-level targets
+      first = _batch_mean(_bce_per_clip(_clamp(outputs[f"first_pass_{m}_prob"], eps), video_target), batch)
+      terms["first_pass"] = terms.get("first_pass", 0.0) + first
+    own_segments[m] = _fallback_segments(outputs[f"segment_{m}_prob"], outputs[f"{m}_prob"])
+  if "first_pass_video_prob" in outputs:
+    terms["first_pass"] = terms["first_pass"] + _batch_mean(
+        _bce_per_clip(_clamp(outputs["first_pass_video_prob"], eps), label), batch)
+  if flags["avss_from_pseudo_labels"] and all(k in batch for k in keys.values()):  # else avss is unused
+    audio_segments, visual_segments = _f32(batch[keys["audio"]]), _f32(batch[keys["visual"]])
   else:
-    audio_target = smooth(label, config.audio_smoothing)
-    visual_target = smooth(label, config.visual_smoothing)
-    audio_segments = _fallback_segments(outputs["segment_audio_prob"], outputs["audio_prob"])
-    visual_segments = _fallback_segments(outputs["segment_visual_prob"], outputs["visual_prob"])
-    audio_segment = visual_segment = jnp.zeros((), jnp.float32)
-
-  terms = {
-      "video": _batch_mean(_bce_per_clip(_clamp(outputs["video_prob"], eps), label), batch),
-      "audio": _batch_mean(_bce_per_clip(_clamp(outputs["audio_prob"], eps), audio_target), batch),
-      "visual": _batch_mean(_bce_per_clip(_clamp(outputs["visual_prob"], eps), visual_target), batch),
-      "audio_segment": audio_segment,
-      "visual_segment": visual_segment,
-  }
-  if "first_pass_video_prob" in outputs:  # LINK with PLSIM: the un-modulated pass, same video-level targets
-    first = lambda key, target: _batch_mean(_bce_per_clip(_clamp(outputs[f"first_pass_{key}"], eps), target),
-                                            batch)
-    terms["first_pass"] = (first("video_prob", label) + first("audio_prob", audio_target)
-                           + first("visual_prob", visual_target))
-  return terms, audio_segments, visual_segments
+    audio_segments, visual_segments = own_segments["audio"], own_segments["visual"]
+  ordered = ("video", "audio", "visual", "audio_segment", "visual_segment", "first_pass")
+  return {k: terms[k] for k in ordered if k in terms}, audio_segments, visual_segments
 
 
 def leap_loss(config: ml_collections.ConfigDict, outputs: Mapping[str, Array],

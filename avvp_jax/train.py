@@ -36,7 +36,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from absl import logging
 import flax
@@ -49,6 +49,10 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from avvp_jax import checkpoint as checkpoint_lib
+from avvp_jax import losses as losses_lib
+from avvp_jax.data import annotations
+from avvp_jax.data import pseudo_labels
+from avvp_jax.data import synthetic as synthetic_lib
 from avvp_jax.errors import InputError
 
 Batch = dict[str, Any]
@@ -167,7 +171,6 @@ def build_model(config: ml_collections.ConfigDict) -> nn.Module:
 def dummy_inputs(config: ml_collections.ConfigDict, batch_size: int = 1
                  ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
   """Zero (audio, frames, motion) of the shapes the config's data produce, for initialisation."""
-  from avvp_jax.data import annotations  # pylint: disable=g-import-not-at-top
   num_seconds = annotations.NUM_SECONDS
   dims = config.model.input_dims
   frame_steps = num_seconds * 8 if config.data.get("frames", "pooled") == "raw" else num_seconds
@@ -177,12 +180,20 @@ def dummy_inputs(config: ml_collections.ConfigDict, batch_size: int = 1
   return audio, frames, motion
 
 
+def peak_learning_rate(config: ml_collections.ConfigDict) -> float:
+  """`config.synthetic_learning_rate` on the embedded synthetic data when set, else `optimizer.learning_rate`."""
+  if is_synthetic(config) and config.get("synthetic_learning_rate", 0.0) > 0:
+    return float(config.synthetic_learning_rate)
+  return float(config.optimizer.learning_rate)
+
+
 def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
   """Adam's learning rate per step: PyTorch's per-epoch StepLR (x decay_factor every N epochs)."""
   opt = config.optimizer
+  peak = peak_learning_rate(config)
   if opt.decay_every_epochs <= 0:
-    return optax.constant_schedule(opt.learning_rate)
-  return optax.exponential_decay(opt.learning_rate, transition_steps=opt.decay_every_epochs * steps_per_epoch,
+    return optax.constant_schedule(peak)
+  return optax.exponential_decay(peak, transition_steps=opt.decay_every_epochs * steps_per_epoch,
                                  decay_rate=opt.decay_factor, staircase=True)
 
 
@@ -269,7 +280,6 @@ def apply_model(model: nn.Module, params: PyTree, batch: Mapping[str, jax.Array]
   Dense layers and attention products run in bfloat16 while the params, softmaxes and outputs stay
   float32, so losses and metrics always see float32.
   """
-  from avvp_jax.data import pseudo_labels  # pylint: disable=g-import-not-at-top
   inputs = [batch.get(key) for key in MODEL_INPUT_KEYS]
   rngs = {"dropout": rng} if train else None
   guidance = {}
@@ -287,7 +297,6 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
 
   Dropout uses `fold_in(state.rng, state.step)`. `metrics` holds the loss, its terms and the gradient norm.
   """
-  from avvp_jax import losses  # pylint: disable=g-import-not-at-top
   nan_at_step = config.debug.nan_loss_at_step
 
   def train_step(state: TrainState, batch: Batch):
@@ -295,7 +304,7 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
 
     def loss_fn(params):
       outputs = apply_model(model, params, batch, train=True, rng=step_rng)
-      loss, terms = losses.compute_loss(config.loss, outputs, batch)
+      loss, terms = losses_lib.compute_loss(config.loss, outputs, batch)
       if nan_at_step >= 0:  # test hook, traced only when enabled
         loss = jnp.where(state.step == nan_at_step, jnp.nan, loss)
       return loss, terms
@@ -467,6 +476,17 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
                      f"{sorted(COMPUTE_DTYPES)}.")
   if config.num_epochs <= 0:
     raise InputError(f"config.num_epochs={config.num_epochs} must be positive.")
+  if is_synthetic(config) and config.get("synthetic_label_embeddings", ""):
+    config.model.leap.label_embeddings = config.synthetic_label_embeddings  # recorded so in config.json
+  if config.data.pseudo_labels == synthetic_lib.SIMULATED and not is_synthetic(config):
+    raise InputError("config.data.pseudo_labels='simulated' exists only for the embedded synthetic data (it "
+                     "simulates a teacher from the set's hidden dense labels): with real features point it at "
+                     "VALOR's pseudo-label folder or at one made by launch/make_pseudo_labels.py.")
+  needed = losses_lib.needs_pseudo_labels(config.loss)
+  if needed and not config.data.pseudo_labels:
+    raise InputError(f"config.loss.{needed[0]} is True but config.data.pseudo_labels is empty: give segment pseudo "
+                     "labels (VALOR's folder, one made by launch/make_pseudo_labels.py, or 'simulated' on the "
+                     f"embedded synthetic data), or set --config.loss.{'=False --config.loss.'.join(needed)}=False.")
   features_dir = config.data.features_dir
   if features_dir and not os.path.isdir(os.path.expanduser(features_dir)):
     raise InputError(f"config.data.features_dir {features_dir!r} does not exist: point it at the folder "
@@ -510,6 +530,33 @@ class _Progress:
       self._bar.close()
 
 
+def _training_pseudo_labels(config: ml_collections.ConfigDict, filenames: Sequence[str]):
+  """The segment pseudo labels of the training clips `filenames` named by `config.data.pseudo_labels`."""
+  source = config.data.pseudo_labels
+  if source != synthetic_lib.SIMULATED:
+    weak = annotations.load_split("train", config.data.labels_dir or None)[0]
+    row = {name: i for i, name in enumerate(weak.filenames)}
+    weak_labels = weak.weak_labels[[row[name] for name in filenames]] if all(n in row for n in filenames) else None
+    labels = pseudo_labels.load_pseudo_labels(source, filenames, weak_labels=weak_labels)
+    logging.info("Segment pseudo labels for training: %s.", labels.describe())
+    return labels
+  data = synthetic_lib.SyntheticLLP(num_train_clips=config.data.synthetic_train_clips,
+                                    seed=config.data.synthetic_seed, layout=config.data.layout,
+                                    labels_dir=config.data.labels_dir or None)
+  simulated = data.simulated_pseudo_labels(("train",))
+  logging.info("%s", simulated.summary())
+  audio, visual = simulated.labels["train"]
+  row = {name: i for i, name in enumerate(data.split("train").filenames)}
+  missing = [name for name in filenames if name not in row]
+  if missing:
+    raise InputError(f"{len(missing)} training clips of the synthetic build (e.g. {missing[0]}) are not in the "
+                     "synthetic dataset the pseudo labels were simulated for: delete the stale build in "
+                     "config.data.data_dir.")
+  order = np.array([row[name] for name in filenames], np.int64)
+  return pseudo_labels.PseudoLabels(clip_ids=tuple(annotations.clip_id(f) for f in filenames),
+                                    audio=audio[order], visual=visual[order])
+
+
 class TrainingData:
   """This host's view of the data of a run: per-epoch training batches and padded evaluation batches.
 
@@ -532,9 +579,7 @@ class TrainingData:
                        f"(layout {config.data.layout!r}).")
     self._pseudo_labels = None
     if train and config.data.pseudo_labels:
-      from avvp_jax.data import pseudo_labels  # pylint: disable=g-import-not-at-top
-      self._pseudo_labels = pseudo_labels.load_pseudo_labels(config.data.pseudo_labels,
-                                                             self._llp.filenames("train"))
+      self._pseudo_labels = _training_pseudo_labels(config, self._llp.filenames("train"))
 
   @property
   def description(self) -> str:
@@ -752,7 +797,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             seed_writer.scalars(step, {f"val/{k}": scores[k] for k in keys})
           for k, scores in enumerate(per_seed):
             score = scores[config.checkpoint.best_metric]
-            if score > best_scores[k]:
+            if score >= best_scores[k]:  # the official rule: a tie keeps the later epoch
               improved[k] = True
               best_scores[k], best_steps[k] = float(score), step
               best_metrics[k] = {key: float(scores[key]) for key in keys}

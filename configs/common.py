@@ -21,6 +21,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Passes over the training split when `data.features_dir` is empty (the embedded synthetic data): the
   # reduced recipe that lets a default run finish on 2 CPU cores in minutes. 0: use `num_epochs`.
   config.synthetic_num_epochs = 0
+  # Peak learning rate when `data.features_dir` is empty (the synthetic reduced recipe). 0: optimizer.learning_rate.
+  config.synthetic_learning_rate = 0.0
+  # LEAP's model.leap.label_embeddings when `data.features_dir` is empty (recorded as such in the workdir's
+  # config.json, so evaluation and parsing rebuild the same model). Empty: model.leap.label_embeddings.
+  config.synthetic_label_embeddings = ""
   config.batch_size = 16  # global training batch, over all devices of all hosts
   config.eval_batch_size = 64  # global evaluation batch; the last one is padded and masked
   config.log_every_steps = 50  # loss/lr/throughput lines and summaries (device metrics fetched only then)
@@ -56,11 +61,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # CLAP.zip and CLIP.zip were unpacked (CLAP/segment_pseudo_labels/<clip id>.npy and
   # CLIP/segment_pseudo_labels/<clip id>.npy, [10, 25] each; see avvp_jax/data/pseudo_labels.py).
   # Empty: none.
+  # "simulated": on the embedded synthetic data only, SIMULATED VALOR-like pseudo labels made from the set's
+  # hidden dense labels (avvp_jax/data/synthetic.py; official segment F1 audio 80.5, visual 71.0).
   config.data.pseudo_labels = ""
   # Training clips in the shuffle buffer (LLP train has 10,000): the order of an epoch depends only on
   # (seed, epoch), so a resumed run sees exactly the same batches. Decoded clips are held in memory (~105 KB
   # each with pooled frames, ~680 KB raw): lower it for raw frames on small hosts.
   config.data.shuffle_buffer = 10_000
+  # Train on the last, smaller batch of each epoch too (padded and masked), as the official loaders do
+  # (PyTorch DataLoader drop_last=False: 313 steps of 32 over LLP's 10,000 clips). False: drop it (312).
+  config.data.keep_partial_batch = True
   # The embedded SYNTHETIC data (`features_dir` empty): training clips (a seeded subset of the 10,000 real
   # ones), the generator's seed, and how many of the first validation / test clips to keep (0: all 649 /
   # 1,200). A build is keyed by these, so changing them builds anew.
@@ -83,7 +93,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.han.dropout = 0.1  # on the attention outputs, inside and after the feed-forward block
   config.model.han.attention_dropout = 0.1  # on the attention weights
   # "official": every layer reads the embedded inputs, so only the last layer counts (parity);
-  # "stacked": each layer reads the previous layer's output.
+  # "stacked": each layer reads the previous layer's output (JoMoLD); "sequential": stacked, and the visual
+  # update attends to the audio its own layer has just updated (VALOR's encoder).
   config.model.han.stacking = "official"
   config.model.han.share_modalities = True  # official: the same layer weights update audio and visual
   # LEAP decoder (avvp_jax/models/leap.py); defaults are the official code's (jasongief/LEAP).
@@ -146,8 +157,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # individual guided learning, and LEAP's targets when no pseudo labels are given (official 1.0 / 0.9).
   config.loss.audio_smoothing = 1.0  # s_a (official 1.0: no smoothing)
   config.loss.visual_smoothing = 0.9  # s_v (official 0.9)
-  # LEAP only. Weight of the segment-level BCEs against VALOR's pseudo labels (off without them).
-  config.loss.segment_weight = 1.0
+  # LEAP and LINK. What the segment pseudo labels (config.data.pseudo_labels) feed: the official LEAP flags,
+  # independent of each other (jasongief/LEAP main_leap.py; its run script turns every one on).
+  # Video-level target of a modality = max over time of its pseudo labels, and its segment target = the pseudo
+  # labels (--a_pseudo_flag / --v_pseudo_flag); False: the smoothed weak label and its per-second copy.
+  config.loss.audio_pseudo_labels = True
+  config.loss.visual_pseudo_labels = True
+  # The segment-level BCEs (--temporal_a_loss_flag / --temporal_v_loss_flag), weighted by segment_weight.
+  config.loss.audio_segment_loss = True
+  config.loss.visual_segment_loss = True
+  # The avss target from the pseudo labels (--use_pseudo_label); False: from the model's own thresholded
+  # segment predictions, kept where its video-level probability is >= 0.5.
+  config.loss.avss_from_pseudo_labels = True
+  config.loss.segment_weight = 1.0  # weight of the segment-level BCEs (official run script: 1)
   # LEAP only. Weight of the audio-visual semantic similarity (avss) loss, and its EIoU target:
   # "official" (the released code: x / (1 + x) + avss_eps, x = shared events / most events in a
   # segment) or "paper" (per-pair event IoU). Official run card: weights 1, eps 0.01.

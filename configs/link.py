@@ -63,6 +63,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss.link_similarity = "weighted"  # S-LOSS; "plain": LEAP's avss loss; "off": none
   config.loss.avss_weight = 1.0  # weight of S-LOSS
   config.loss.link_first_pass_weight = 1.0  # trains the un-modulated pass that gives PLSIM's test labels
+  # The recipe the run card's figures were measured with: no segment pseudo labels (video-level targets the
+  # smoothed weak labels, no segment BCE, the similarity target from the model's own predictions). With
+  # pseudo labels (--config.data.pseudo_labels=DIR, or =simulated on the synthetic data) turn these on.
+  config.loss.audio_pseudo_labels = False
+  config.loss.visual_pseudo_labels = False
+  config.loss.audio_segment_loss = False
+  config.loss.visual_segment_loss = False
+  config.loss.avss_from_pseudo_labels = False
 
   # --- optimizer -------------------------------------------------------------------------------------
   config.optimizer.name = "adam"

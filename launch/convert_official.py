@@ -1,17 +1,26 @@
-r"""Converts an official PyTorch HAN checkpoint into an avvp_jax checkpoint.
+r"""Converts an official PyTorch checkpoint (HAN, VALOR/VALOR+/VALOR++, JoMoLD or LEAP) into an avvp_jax one.
 
   python launch/convert_official.py --checkpoint=models/MMIL_Net.pt --out=./workdir/han_official
-  python launch/evaluate.py --config=configs/han.py --config.data.features_dir=/data/llp \
-      --workdir=./workdir/han_official --checkpoint=./workdir/han_official --split=test
+  python launch/convert_official.py --checkpoint=MMPyr_LEAP_pretrained.pt \
+      --label_embeddings=llp_label_glove_embeddings.pt --out=./workdir/leap_official
+  python launch/evaluate.py --checkpoint=./workdir/leap_official --split=test   # writes its eval_test.json
 
 Flags:
-  --checkpoint  the state_dict saved by YapengTian/AVVP-ECCV20's main_avvp.py (`MMIL_Net`).
-  --out         the folder to write: OUT/config.json (the config of the converted model) and OUT/params/
-                (an Orbax StandardCheckpointer save of the Flax params), the params-only layout of
-                `avvp_jax.checkpoint` that launch/evaluate.py and launch/parse.py accept via --checkpoint.
-  --config      optional base config file[:preset] with `--config.x=y` overrides (e.g. the data fields to
-                store in OUT/config.json); default configs/han.py. Its model section is replaced by the
-                architecture read off the checkpoint.
+  --checkpoint        the .pt file the official training script saved: YapengTian/AVVP-ECCV20's MMIL_Net.pt,
+                      Franklin905/VALOR's checkpoint_best.pt, MCG-NJU/JoMoLD's JoMoLD.pt (its "model" entry) or
+                      jasongief/LEAP's MMPyr_LEAP_pretrained.pt.
+  --out               the folder to create (new or empty): OUT/config.json (the converted model's config),
+                      OUT/params/ (an Orbax save of the Flax params) and, for LEAP, OUT/label_embeddings.npy.
+                      Written to a temporary folder and renamed when complete: an error leaves no OUT.
+  --model             han, leap, valor, jomold, or auto (default: from the file's keys). A checkpoint of
+                      another model than the one named is refused.
+  --label_embeddings  LEAP only, required: its class-name table, which the state_dict does not hold: the
+                      official glove/6B/300d/llp_label_glove_embeddings.pt, or that table as .npy.
+  --num_heads         attention heads, which the files do not record: VALOR and LEAP only; default 8, the
+                      official runs' (--nhead 8; --mmp_head 8 --avl_head 8).
+  --config            optional base config file[:preset] with `--config.x=y` overrides (e.g. the data fields to
+                      store in OUT/config.json); default configs/han.py, or configs/leap_mmpyr.py for LEAP.
+                      Its model section is replaced by the architecture read off the checkpoint.
 
 Needs torch (the `parity` extra: pip install -e '.[parity]'). Bad input prints one line `error: ...` to
 stderr and exits with status 2.
@@ -30,10 +39,15 @@ from ml_collections import config_flags
 
 from avvp_jax import cli  # pylint: disable=g-import-not-at-top
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Official MMIL_Net state_dict (.pt).")
-_OUT = flags.DEFINE_string("out", None, "Folder to write OUT/config.json and OUT/params/ into.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Official state_dict file (.pt).")
+_OUT = flags.DEFINE_string("out", None, "New folder to write OUT/config.json and OUT/params/ into.")
+_MODEL = flags.DEFINE_enum("model", "auto", ["auto", "han", "leap", "valor", "jomold"],
+                           "Which official model the checkpoint is; auto: from its keys.")
+_LABEL_EMBEDDINGS = flags.DEFINE_string("label_embeddings", None, "LEAP: its class-name table "
+                                        "(llp_label_glove_embeddings.pt or a [25, D] .npy).")
+_NUM_HEADS = flags.DEFINE_integer("num_heads", None, "VALOR and LEAP: attention heads (default 8).")
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Optional base config file[:preset]; default "
-                                          "configs/han.py.", lock_config=True)
+                                          "configs/han.py (configs/leap_mmpyr.py for LEAP).", lock_config=True)
 
 
 def main(argv: list[str]) -> None:
@@ -41,10 +55,11 @@ def main(argv: list[str]) -> None:
   if not _CHECKPOINT.value or not _OUT.value:
     cli.fail("--checkpoint (the official .pt file) and --out (the folder to write) are both required.")
   config = cli.loaded_config(_CONFIG)
-  from avvp_jax import convert  # pylint: disable=g-import-not-at-top
+  from avvp_jax import convert  # pylint: disable=g-import-not-at-top  (after flag parsing: JAX loads late)
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
   try:
-    out = convert.convert_official_han(_CHECKPOINT.value, _OUT.value, config)
+    out = convert.convert_official(_CHECKPOINT.value, _OUT.value, _MODEL.value, config,
+                                   label_embeddings=_LABEL_EMBEDDINGS.value, num_heads=_NUM_HEADS.value)
   except InputError as error:
     cli.fail(str(error))
   print(f"wrote {out}/config.json and {out}/params/")

@@ -3,7 +3,8 @@ r"""Scores a trained model on a whole split: `python launch/evaluate.py --workdi
 Flags:
   --config      optional config file[:preset] with `--config.x=y` overrides (e.g. the same data flags as in
                 training); default: DIR/config.json written by the trainer (or the checkpoint's own).
-  --workdir     the training workdir; default `./workdir/<config name>` when --config is given.
+  --workdir     the training workdir; default `./workdir/<config name>` when --config is given, else the
+                folder of --checkpoint (so `--checkpoint=DIR` alone scores a converted checkpoint).
   --split       val or test.
   --checkpoint  optional: another checkpoint to score (a step folder such as DIR/best/1234, another workdir,
                 or a params-only folder, e.g. a converted official checkpoint); default: DIR's best save.
@@ -40,10 +41,10 @@ def main(argv: list[str]) -> None:
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
   config = cli.loaded_config(_CONFIG)
   workdir = _WORKDIR.value
-  if workdir is None:
-    if config is None:
-      cli.fail("--workdir is required (or --config, for the default ./workdir/<config name>).")
+  if workdir is None and config is not None:
     workdir = train.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
+  elif workdir is None and not _CHECKPOINT.value:
+    cli.fail("--workdir is required (or --checkpoint, or --config for the default ./workdir/<config name>).")
   try:
     train.setup_runtime(multihost=_MULTIHOST.value)
     report = evaluate.evaluate_checkpoint(config, workdir, _SPLIT.value, _CHECKPOINT.value)
@@ -51,7 +52,7 @@ def main(argv: list[str]) -> None:
     cli.fail(str(error))
   print(f"{_SPLIT.value} ({report['num_clips']} clips; {report['data']}):")
   print("\n".join(evaluate.report_lines(report)))
-  print(f"wrote {os.path.join(os.path.abspath(workdir), f'eval_{_SPLIT.value}.json')}")
+  print(f"wrote {os.path.join(evaluate.report_dir(workdir, _CHECKPOINT.value), f'eval_{_SPLIT.value}.json')}")
 
 
 if __name__ == "__main__":

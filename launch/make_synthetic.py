@@ -7,10 +7,15 @@ Writes, for every clip of the chosen splits (the same clips and features `avvp_j
 the trainer when no features are configured):
   official layout:  OUT/vggish/<id>.npy [10, 128], OUT/res152/<id>.npy [80, 2048],
                     OUT/r2plus1d_18/<id>.npy [10, 512]
-  clip_clap layout: OUT/CLAP/features/<id>.npy [10, 512], OUT/CLIP/features/<id>.npy [10, 768]
+  clip_clap layout: OUT/CLAP/features/<id>.npy [64, 768] (VALOR's CLAP maps), OUT/CLIP/features/<id>.npy
+                    [10, 768]
 float32, `<id>` the first 11 characters of the clip's filename; OUT/labels/ with the real annotation rows
 of exactly those clips (unless --nowrite_labels); and OUT/SYNTHETIC.txt, OUT/labels/SYNTHETIC.txt saying
-that the features are synthetic. Then train on the real-data path with
+that the features are synthetic; and (unless --nopseudo_labels) SIMULATED VALOR-like segment pseudo labels of
+the same clips in VALOR's layout, OUT/CLAP/segment_pseudo_labels/<id>.npy (audio) and
+OUT/CLIP/segment_pseudo_labels/<id>.npy (visual), [10, 25] int64 0/1, with their precision, recall and F1 against
+the dense labels in OUT/pseudo_label_quality.json (see avvp_jax/data/synthetic.py). Then train on the real-data
+path with
 `--config.data.features_dir=OUT --config.data.labels_dir=OUT/labels`.
 
 Flags:
@@ -22,6 +27,7 @@ Flags:
   --seed             the dataset seed (training subset, drawn training labels, every feature).
   --labels_dir       the real annotation files to start from; empty: the packaged ones.
   --write_labels     also write OUT/labels/ (default true).
+  --pseudo_labels    also write the SIMULATED pseudo labels (default true).
 
 Bad input prints one line `error: ...` to stderr and exits with status 2.
 """
@@ -47,6 +53,8 @@ _LAYOUT = flags.DEFINE_string("layout", "official", "official or clip_clap.")
 _SEED = flags.DEFINE_integer("seed", 0, "Dataset seed.")
 _LABELS_DIR = flags.DEFINE_string("labels_dir", "", "Real AVVP_*.csv files; empty: the packaged ones.")
 _WRITE_LABELS = flags.DEFINE_bool("write_labels", True, "Also write OUT/labels/ for exactly these clips.")
+_PSEUDO_LABELS = flags.DEFINE_bool("pseudo_labels", True, "Also write SIMULATED VALOR-like segment pseudo labels "
+                                   "(OUT/CLAP/segment_pseudo_labels/, OUT/CLIP/segment_pseudo_labels/).")
 
 
 def make_synthetic() -> None:
@@ -87,6 +95,8 @@ def make_synthetic() -> None:
   counts = {split: len(names) for split, names in written.items()}
   (output_dir / synthetic.MARKER_FILE).write_text(
       synthetic.marker_text(data, counts, "Synthetic features"))
+  if _PSEUDO_LABELS.value:
+    write_simulated_pseudo_labels(data, output_dir, written)
   if _WRITE_LABELS.value:
     labels_out = output_dir / "labels"
     rows = synthetic.write_labels(data, labels_out, written)
@@ -98,6 +108,39 @@ def make_synthetic() -> None:
                  "--config.data.labels_dir=%s --config.data.layout=%s", output_dir, labels_out, data.layout)
   else:
     logging.info("SYNTHETIC data ready in %s (layout %s).", output_dir, data.layout)
+
+
+def write_simulated_pseudo_labels(data, output_dir, written) -> None:
+  """Writes the SIMULATED pseudo labels of the written clips in VALOR's layout, with their quality."""
+  import json  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from avvp_jax.data import pseudo_labels  # pylint: disable=g-import-not-at-top
+  from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+
+  start = time.perf_counter()
+  simulated = data.simulated_pseudo_labels(tuple(written))
+  ids, audio, visual, report = [], [], [], {"synthetic": True, "data": f"SIMULATED: {data.description}",
+                                            "targets": synthetic.PSEUDO_LABEL_TARGET_F1}
+  for split, names in written.items():
+    count = len(names)
+    split_audio, split_visual = (x[:count] for x in simulated.labels[split])
+    ids += list(names)
+    audio.append(split_audio)
+    visual.append(split_visual)
+    truth = data.dense_labels(split)
+    report[split] = {"clips": count, **pseudo_labels.quality(split_audio, split_visual, truth[0][:count],
+                                                             truth[1][:count])}
+  logging.info("%s", simulated.summary())
+  counts = {split: len(names) for split, names in written.items()}
+  root = pseudo_labels.write_pseudo_labels(
+      output_dir, ids, np.concatenate(audio), np.concatenate(visual),
+      marker_text=synthetic.marker_text(data, counts, "SIMULATED segment pseudo labels (a synthetic VALOR-like "
+                                        "teacher on the hidden dense labels)"),
+      extra_files={"pseudo_label_quality.json": json.dumps(report, indent=2) + "\n"})
+  logging.info("SIMULATED (SYNTHETIC) pseudo labels of %d clips written to %s/{%s,%s} in %.1f s (quality: "
+               "%s/pseudo_label_quality.json); train LEAP on them with --config.data.pseudo_labels=%s",
+               len(ids), root, pseudo_labels.AUDIO_SUBDIR, pseudo_labels.VISUAL_SUBDIR,
+               time.perf_counter() - start, root, root)
 
 
 def main(argv: list[str]) -> None:

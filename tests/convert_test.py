@@ -1,5 +1,7 @@
 """Parity of avvp_jax.convert with a PyTorch HAN written to the official parameter names and forward.
 
+(The LEAP, VALOR and JoMoLD converters have their own tests/convert_{leap,valor,jomold}_test.py.)
+
 The reference below is our own PyTorch transcription of the official model (YapengTian/AVVP-ECCV20,
 `nets/net_audiovisual.py`, `MMIL_Net`): the same module names and shapes, so its `state_dict()` has exactly
 the official keys, including the never-used `audio_encoder`, `visual_encoder` and `cmt_encoder`. The
@@ -16,6 +18,7 @@ facts it follows:
 torch is the `parity` extra (`pip install -e .[test,parity]`), required here.
 """
 
+import json
 import os
 import pathlib
 import subprocess
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import avvp_jax
 from avvp_jax import convert
 from avvp_jax.errors import InputError
 
@@ -220,6 +224,27 @@ class LauncherTest(absltest.TestCase):
     self.assertEqual(bad.returncode, 2)
     self.assertRegex(bad.stderr.strip().splitlines()[-1], r"^error: .*nope\.pt")
 
+  def test_converted_checkpoint_evaluates_without_a_workdir_and_parses(self):
+    directory = self.create_tempdir().full_path
+    reference, path = _reference_and_checkpoint(directory, seed=5)
+    out = os.path.join(directory, "han_official")
+    done = self._run(f"--checkpoint={path}", f"--out={out}", "--config=configs/han.py:tiny")
+    self.assertEqual(done.returncode, 0, done.stderr)
+    root = pathlib.Path(__file__).resolve().parents[1]
+    evaluated = subprocess.run([sys.executable, str(root / "launch" / "evaluate.py"), f"--checkpoint={out}",
+                                "--split=test"], capture_output=True, text=True, cwd=root, timeout=300, check=False)
+    self.assertEqual(evaluated.returncode, 0, evaluated.stderr)
+    self.assertIn(f"wrote {out}/eval_test.json", evaluated.stdout)
+    with open(os.path.join(out, "eval_test.json")) as file:
+      self.assertEqual(json.load(file)["num_clips"], 40)  # the tiny preset's first 40 test clips
+    parser = avvp_jax.load_parser(out)
+    audio, frames, motion = _inputs()
+    with torch.no_grad():
+      expected = reference(*map(torch.from_numpy, (audio, frames, motion)))
+    probs = parser.predict(audio, frames, motion)
+    for key in ("video", "audio", "visual", "segment_audio", "segment_visual"):
+      np.testing.assert_allclose(probs[key], expected[f"{key}_prob"].numpy(), atol=1e-5, rtol=1e-5, err_msg=key)
+
 
 class BadCheckpointTest(absltest.TestCase):
 
@@ -256,6 +281,17 @@ class BadCheckpointTest(absltest.TestCase):
       convert.load_official_han(str(path))
     with self.assertRaisesRegex(InputError, "does not exist"):
       convert.load_official_han(os.path.join(self.directory, "nope.pt"))
+
+  def test_detected_and_wrong_model_refused(self):
+    path = self._save(self.state)
+    self.assertEqual(convert.load_official(path).model, "han")
+    for model in ("leap", "valor", "jomold"):
+      with self.assertRaisesRegex(InputError, rf"is a HAN \(MMIL_Net\) checkpoint \(it has audio_encoder\..*"
+                                  rf"--model=han or --model=auto") as raised:
+        convert.load_official(path, model)
+      self.assertNotIn("\n", str(raised.exception))
+    with self.assertRaisesRegex(InputError, r"one attention head"):
+      convert.load_official(path, num_heads=8)
 
   def test_wrapped_state_dict_and_module_prefix(self):
     # A {"state_dict": ...} wrapper and DataParallel's "module." prefix are accepted.

@@ -60,32 +60,41 @@ class PipelineTest(parameterized.TestCase):
     super().tearDownClass()
 
   def host(self, index: int, count: int, **kwargs) -> pipeline.LLPData:
+    config = {**self.config, "keep_partial_batch": kwargs.pop("keep_partial_batch", True)}
     args = dict(batch_size=4, eval_batch_size=6, seed=7, process_index=index, process_count=count)
     args.update(kwargs)
-    return pipeline.prepare(self.config, **args)
+    return pipeline.prepare(config, **args)
 
-  def test_train_batches_hold_the_files(self):
-    batches = list(self.data.train_batches(0))
-    self.assertLen(batches, 23 // 4)
-    self.assertEqual(self.data.steps_per_epoch, 5)
+  @parameterized.parameters(True, False)
+  def test_train_batches_hold_the_files(self, keep_partial_batch):
+    data = self.data if keep_partial_batch else self.host(0, 1, keep_partial_batch=False)
+    batches = list(data.train_batches(0))
+    # 23 clips in batches of 4: 5 full ones and (the official default) a sixth with 3 clips and 1 padding row.
+    self.assertLen(batches, 6 if keep_partial_batch else 5)
+    self.assertEqual(data.steps_per_epoch, len(batches))
     labels = annotations.load_split("train", self.labels_dir)[0]
-    for batch in batches:
+    for number, batch in enumerate(batches):
       self.assertEqual(set(batch), {"audio", "frames", "motion", "label", "index", "mask"})
       self.assertEqual(batch["frames"].shape, (4, 10, 2048))
       self.assertEqual(batch["index"].dtype, np.int32)
       self.assertEqual(batch["mask"].dtype, np.float32)
-      np.testing.assert_array_equal(batch["mask"], np.ones(4))
-      rows = batch["index"]
-      np.testing.assert_array_equal(batch["audio"], self.stored["train"]["audio"][rows])
-      np.testing.assert_array_equal(batch["motion"], self.stored["train"]["motion"][rows])
-      np.testing.assert_allclose(batch["frames"], self.stored["train"]["frames"][rows].reshape(4, 10, 8, 2048).mean(2),
+      real = 3 if number == 5 else 4
+      np.testing.assert_array_equal(batch["mask"], [1.0] * real + [0.0] * (4 - real))
+      np.testing.assert_array_equal(batch["index"][real:], -1)
+      self.assertEqual(batch["audio"][real:].sum(), 0.0)
+      rows = batch["index"][:real]
+      np.testing.assert_array_equal(batch["audio"][:real], self.stored["train"]["audio"][rows])
+      np.testing.assert_array_equal(batch["motion"][:real], self.stored["train"]["motion"][rows])
+      np.testing.assert_allclose(batch["frames"][:real],
+                                 self.stored["train"]["frames"][rows].reshape(real, 10, 8, 2048).mean(2),
                                  rtol=1e-6, atol=1e-6)
-      np.testing.assert_array_equal(batch["label"], labels.weak_labels[rows])
-    seen = np.concatenate([b["index"] for b in batches])
-    self.assertLen(set(seen.tolist()), 20)  # no clip twice in an epoch
-    self.assertEqual(self.data.clip_ids("train"), labels.clip_ids)
-    self.assertEqual(self.data.train_clip_ids(np.array([2, -1, 0])), [labels.clip_ids[2], labels.clip_ids[0]])
-    self.assertEqual(self.data.input_dims, {"audio": 128, "frames": 2048, "motion": 512})
+      np.testing.assert_array_equal(batch["label"][:real], labels.weak_labels[rows])
+    seen = [i for b in batches for i in b["index"].tolist() if i >= 0]
+    self.assertLen(seen, 23 if keep_partial_batch else 20)
+    self.assertLen(set(seen), len(seen))  # no clip twice in an epoch
+    self.assertEqual(data.clip_ids("train"), labels.clip_ids)
+    self.assertEqual(data.train_clip_ids(np.array([2, -1, 0])), [labels.clip_ids[2], labels.clip_ids[0]])
+    self.assertEqual(data.input_dims, {"audio": 128, "frames": 2048, "motion": 512})
 
   def test_shuffle_is_a_function_of_seed_and_epoch(self):
     def order(data, epoch):
@@ -127,7 +136,12 @@ class PipelineTest(parameterized.TestCase):
     slices = [set(np.concatenate([b["index"] for b in h.train_batches(0)]).tolist()) for h in hosts]
     self.assertEqual([h.host_batch_size for h in hosts], [2, 2])
     self.assertEqual(hosts[0].steps_per_epoch, hosts[1].steps_per_epoch)
-    self.assertEqual(hosts[0].steps_per_epoch, 11 // 2)  # slices of 12 and 11 clips
+    self.assertEqual(hosts[0].steps_per_epoch, 6)  # slices of 12 and 11 clips: the second one's last batch padded
+    self.assertEqual(slices[0], set(range(12)))  # every clip of each slice, once
+    self.assertEqual(slices[1] - {-1}, set(range(12, 23)))
+    dropping = [self.host(i, 2, keep_partial_batch=False) for i in range(2)]
+    self.assertEqual([h.steps_per_epoch for h in dropping], [11 // 2] * 2)  # the smallest slice decides
+    slices = [set(np.concatenate([b["index"] for b in h.train_batches(0)]).tolist()) for h in dropping]
     self.assertEqual(slices[0] & slices[1], set())
     all_rows = set()
     for h in hosts:  # the slices as stored (before the per-epoch cut) cover the split
@@ -190,7 +204,8 @@ class PipelineTest(parameterized.TestCase):
     with self.assertRaisesRegex(InputError, "batch_size=5 must be a positive multiple of the 2"):
       self.host(0, 2, batch_size=5)
     with self.assertRaisesRegex(InputError, "fewer than the per-host batch"):
-      self.host(0, 1, batch_size=64)
+      self.host(0, 1, batch_size=64, keep_partial_batch=False)
+    self.assertEqual(self.host(0, 1, batch_size=64).steps_per_epoch, 1)  # one padded batch of all 23 clips
     with self.assertRaisesRegex(InputError, "cannot skip 9"):
       next(self.data.train_batches(0, skip=9))
     with self.assertRaisesRegex(InputError, "is not a folder"):

@@ -295,3 +295,112 @@ class WriteTest(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+def _official_segment_f1(pseudo: np.ndarray, truth: np.ndarray) -> float:
+  """An independent float64 transcription of the official segment-level F1 (percent) of one modality:
+  per clip, the mean F1 over the classes present in the labels or the truth (1 when none is), then the
+  mean over clips."""
+  values = []
+  for p_clip, t_clip in zip(pseudo > 0, truth > 0):
+    f1s = []
+    for c in range(p_clip.shape[1]):
+      tp = int((p_clip[:, c] & t_clip[:, c]).sum())
+      fp = int((p_clip[:, c] & ~t_clip[:, c]).sum())
+      fn = int((~p_clip[:, c] & t_clip[:, c]).sum())
+      if tp + fp + fn:
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+    values.append(np.mean(f1s) if f1s else 1.0)
+  return 100.0 * float(np.mean(values))
+
+
+class SimulatedPseudoLabelsTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.data = synthetic.SyntheticLLP(num_train_clips=1000, seed=3)
+    cls.simulated = cls.data.simulated_pseudo_labels(("train", "test"))
+
+  def test_weak_label_filter_and_values(self):
+    for split in ("train", "test"):
+      weak = self.data.split(split).weak_labels > 0
+      for labels in self.simulated.labels[split]:
+        self.assertEqual(labels.shape, (len(weak), T, C))
+        self.assertEqual(labels.dtype, np.float32)
+        self.assertTrue(np.isin(labels, (0.0, 1.0)).all())
+        self.assertFalse(labels[np.broadcast_to(~weak[:, None, :], labels.shape)].any(), split)
+
+  def test_f1_against_the_hidden_dense_labels_hits_the_targets(self):
+    audio, visual = self.simulated.labels["train"]
+    dense_audio, dense_visual = self.data.dense_train_labels
+    for modality, pseudo, truth in (("audio", audio, dense_audio), ("visual", visual, dense_visual)):
+      f1 = _official_segment_f1(pseudo, truth)
+      self.assertAlmostEqual(f1, synthetic.PSEUDO_LABEL_TARGET_F1[modality], delta=2.0, msg=modality)
+      self.assertAlmostEqual(f1, self.simulated.f1["train"][modality], delta=1e-3, msg=modality)
+    self.assertIn("SIMULATED", self.simulated.summary())
+
+  def test_every_kind_of_teacher_error_occurs(self):
+    audio, visual = self.simulated.labels["train"]
+    dense_audio, dense_visual = (x > 0 for x in self.data.dense_train_labels)
+    for pseudo, truth, other in ((audio > 0, dense_audio, dense_visual), (visual > 0, dense_visual, dense_audio)):
+      present, labelled = truth.any(axis=1), pseudo.any(axis=1)  # [N, C]
+      self.assertGreater((present & ~labelled).sum(), 0)  # whole events missed
+      self.assertGreater((pseudo & ~truth).sum(), 0)  # spurious seconds
+      self.assertGreater((truth & ~pseudo).sum(), 0)  # missed seconds
+      leaked = ~present & labelled  # labelled where only the other modality has the class
+      self.assertGreater(leaked.sum(), 0)
+      leaked_seconds = pseudo & leaked[:, None, :]
+      self.assertGreater((leaked_seconds & other).sum(), 0.8 * leaked_seconds.sum())  # on the other's seconds
+    # The visual teacher errs more than the audio one, as VALOR's CLIP labels do on LLP.
+    self.assertGreater(self.simulated.f1["train"]["audio"], self.simulated.f1["train"]["visual"])
+
+  def test_deterministic_and_per_clip(self):
+    again = synthetic.SyntheticLLP(num_train_clips=1000, seed=3).simulated_pseudo_labels(("test",))
+    for first, second in zip(self.simulated.labels["test"], again.labels["test"]):
+      np.testing.assert_array_equal(first, second)
+    other_seed = synthetic.SyntheticLLP(num_train_clips=1000, seed=4).simulated_pseudo_labels(("test",))
+    self.assertFalse(np.array_equal(self.simulated.labels["test"][0], other_seed.labels["test"][0]))
+
+  def test_hand_worked_teacher(self):
+    # One clip, weak labels {0, 1, 2}: class 0 audible in seconds 2-5, class 1 visible only (seconds 0-9),
+    # class 2 audible in 7-8; class 3 (not weak) audible everywhere and never labelled.
+    audio, visual = np.zeros((1, T, C), np.float32), np.zeros((1, T, C), np.float32)
+    audio[0, 2:6, 0] = 1
+    visual[0, :, 1] = 1
+    audio[0, 7:9, 2] = 1
+    audio[0, :, 3] = 1
+    weak = np.zeros((1, C), np.float32)
+    weak[0, :3] = 1
+    draws = np.full((1, synthetic._NUM_DRAWS, T, C), 0.99, np.float32)  # pylint: disable=protected-access
+    errors = synthetic.TeacherErrors(missed_event=0.5, jitter=0.5, missed_second=0.5, spurious_second=0.5,
+                                     leaked_event=0.5)
+    clean = synthetic.simulate_teacher(audio, visual, weak, draws, errors, severity=1.0)
+    expected = audio * weak[:, None, :]
+    np.testing.assert_array_equal(clean, expected)  # no draw below any rate: the weak-filtered truth
+    fields = range(synthetic._NUM_DRAWS)  # pylint: disable=protected-access
+    u_event, u_onset, u_offset, d_onset, d_offset, u_second, u_spurious, u_leak = fields
+    draws[0, u_onset, 2, 0], draws[0, d_onset, 2, 0] = 0.1, 0.1  # onset of class 0 one second earlier
+    draws[0, u_offset, 2, 0], draws[0, d_offset, 2, 0] = 0.1, 0.9  # its offset one second later
+    draws[0, u_event, 7, 2] = 0.1  # the class-2 event (onset 7) missed whole
+    draws[0, u_leak, 0, 1] = 0.1  # class 1 (visible only) leaks into audio on its visual seconds
+    draws[0, u_second, 9, 1] = 0.1  # ... minus second 9
+    draws[0, u_spurious, 0, 2] = 0.1  # a spurious second of class 2 at second 0
+    draws[0, u_spurious, 0, 3] = 0.1  # ... and of class 3, which the weak filter removes
+    noisy = synthetic.simulate_teacher(audio, visual, weak, draws, errors, severity=1.0)
+    expected = np.zeros((1, T, C), np.float32)
+    expected[0, 1:7, 0] = 1
+    expected[0, :9, 1] = 1
+    expected[0, 0, 2] = 1
+    np.testing.assert_array_equal(noisy, expected)
+    # Severity 0: every rate is 0, whatever the draws.
+    np.testing.assert_array_equal(synthetic.simulate_teacher(audio, visual, weak, draws, errors, 0.0),
+                                  audio * weak[:, None, :])
+
+  def test_unreachable_target(self):
+    dense_audio, dense_visual = self.data.dense_train_labels
+    train = self.data.split("train")
+    draws = synthetic._teacher_draws(3, "audio", train.filenames)  # pylint: disable=protected-access
+    with self.assertRaisesRegex(InputError, "cannot reach"):
+      synthetic.calibrate_severity(dense_audio, dense_visual, train.weak_labels, draws,
+                                   synthetic.TEACHER_ERRORS["audio"], 100.5)

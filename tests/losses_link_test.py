@@ -140,8 +140,10 @@ class LINKLossTest(parameterized.TestCase):
 
   def test_without_pseudo_labels_falls_back_like_leap(self):
     outputs, batch = _outputs(first_pass=False), _batch(with_pseudo=False)
-    _, terms = losses.compute_loss(_config(link_similarity="plain"), outputs, batch)
-    leap_config = _config()
+    off = {flag: False for flag in losses.PSEUDO_LABEL_FLAGS}  # configs/link.py's recipe
+    _, terms = losses.compute_loss(_config(link_similarity="plain", **off), outputs, batch)
+    self.assertEqual(float(terms["audio_segment"]), 0.0)
+    leap_config = _config(**off)
     leap_config.name = "leap"
     _, leap_terms = losses.compute_loss(leap_config, outputs, batch)
     for key in ("video", "audio", "visual", "audio_segment"):

@@ -223,33 +223,64 @@ class LeapLossTest(parameterized.TestCase):
              + 0.7 * (expected["audio_segment"] + expected["visual_segment"]) + 1.3 * expected["avss"])
     np.testing.assert_allclose(float(loss), total, rtol=1e-5)
 
-  def test_fallback_without_pseudo_labels(self):
+  def _no_pseudo_label_config(self, segment_loss):
+    config = _config("leap")
+    config.audio_pseudo_labels = config.visual_pseudo_labels = config.avss_from_pseudo_labels = False
+    config.audio_segment_loss = config.visual_segment_loss = segment_loss
+    return config
+
+  @parameterized.parameters(False, True)
+  def test_without_pseudo_labels(self, segment_loss):
     outputs, batch = _random_case(11)
-    # Make the fallback non-trivial: a few confident video-level and segment predictions.
+    # Make the own-prediction avss target non-trivial: a few confident video-level and segment predictions.
     outputs["audio_prob"][:, :5] = 0.9
     outputs["visual_prob"][:, 3:8] = 0.8
-    loss, terms = losses.compute_loss(_config("leap"), outputs, batch)
+    loss, terms = losses.compute_loss(self._no_pseudo_label_config(segment_loss), outputs, batch)
     label = batch["label"]
     pa = _np_fallback_segments(outputs["segment_audio_prob"], outputs["audio_prob"])
     pv = _np_fallback_segments(outputs["segment_visual_prob"], outputs["visual_prob"])
     self.assertGreater(pa.sum(), 0)
     self.assertGreater(pv.sum(), 0)
+    per_second = lambda y: np.repeat(y[:, None, :], T, axis=1)  # the official per-second copy
     expected = {
         "video": _np_bce(outputs["video_prob"], label),
         "audio": _np_bce(outputs["audio_prob"], label),  # smoothing 1.0
         "visual": _np_bce(outputs["visual_prob"], 0.9 * label + 0.05),
-        "audio_segment": 0.0,
-        "visual_segment": 0.0,
+        "audio_segment": _np_bce(outputs["segment_audio_prob"], per_second(label)) if segment_loss else 0.0,
+        "visual_segment": (_np_bce(outputs["segment_visual_prob"], per_second(0.9 * label + 0.05))
+                           if segment_loss else 0.0),
         "avss": _np_avss(outputs, pa, pv, "official"),
     }
     for name, value in expected.items():
       np.testing.assert_allclose(float(terms[name]), value, rtol=1e-5, atol=1e-7, err_msg=name)
     np.testing.assert_allclose(float(loss), sum(expected.values()), rtol=1e-5)
 
-  def test_one_modality_of_pseudo_labels_is_refused(self):
+  def test_flags_are_independent(self):
+    # Pseudo labels for the BCEs, the avss target from the model's own predictions (one official combination).
+    outputs, batch = _random_case(13, with_pseudo_labels=True)
+    outputs["audio_prob"][:, :5] = 0.9
+    config = _config("leap")
+    config.avss_from_pseudo_labels = False
+    config.visual_pseudo_labels = False
+    _, terms = losses.compute_loss(config, outputs, batch)
+    pa_own = _np_fallback_segments(outputs["segment_audio_prob"], outputs["audio_prob"])
+    pv_own = _np_fallback_segments(outputs["segment_visual_prob"], outputs["visual_prob"])
+    pa = batch[pseudo_labels.AUDIO_BATCH_KEY]
+    np.testing.assert_allclose(float(terms["avss"]), _np_avss(outputs, pa_own, pv_own, "official"), rtol=1e-5)
+    np.testing.assert_allclose(float(terms["audio"]), _np_bce(outputs["audio_prob"], pa.max(axis=1)), rtol=1e-5)
+    np.testing.assert_allclose(float(terms["visual"]), _np_bce(outputs["visual_prob"], 0.9 * batch["label"] + 0.05),
+                               rtol=1e-5)
+    self.assertEqual(losses.needs_pseudo_labels(config), ["audio_pseudo_labels"])
+    self.assertEqual(losses.needs_pseudo_labels(self._no_pseudo_label_config(True)), [])
+    self.assertEqual(losses.needs_pseudo_labels(_config("han")), [])
+
+  def test_missing_pseudo_labels_are_refused_naming_the_flag(self):
     outputs, batch = _random_case(12, with_pseudo_labels=True)
     del batch[pseudo_labels.VISUAL_BATCH_KEY]
-    with self.assertRaisesRegex(InputError, "pseudo labels"):
+    with self.assertRaisesRegex(InputError, "visual_pseudo_labels is True.*pseudo labels"):
+      losses.compute_loss(_config("leap"), outputs, batch)
+    outputs, batch = _random_case(12)
+    with self.assertRaisesRegex(InputError, "config.loss.audio_pseudo_labels"):
       losses.compute_loss(_config("leap"), outputs, batch)
 
 
@@ -259,6 +290,8 @@ class TransformTest(parameterized.TestCase):
   def test_jit_matches_eager_and_gradient_is_finite(self, name, with_pseudo_labels):
     outputs, batch = _random_case(20, with_pseudo_labels)
     config = _config(name)
+    if not with_pseudo_labels:
+      config.audio_pseudo_labels = config.visual_pseudo_labels = config.avss_from_pseudo_labels = False
 
     def loss_fn(outs):
       return losses.compute_loss(config, outs, batch)[0]

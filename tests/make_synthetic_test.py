@@ -1,5 +1,6 @@
 """Tests of launch/make_synthetic.py, run as a user would (a subprocess)."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -10,6 +11,7 @@ import numpy as np
 
 from avvp_jax.data import annotations
 from avvp_jax.data import features
+from avvp_jax.data import pseudo_labels
 from avvp_jax.data import synthetic
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -57,6 +59,20 @@ class MakeSyntheticTest(absltest.TestCase):
     for folder in synthetic.FEATURE_DIRS["clip_clap"].values():
       self.assertLen(list((out / folder).glob("*.npy")), 8)
     self.assertFalse((out / "vggish").exists())
+    # SIMULATED pseudo labels of exactly the written clips, in VALOR's layout, as the simulation gives them.
+    simulated = data.simulated_pseudo_labels(("train", "test"))
+    for split, count in (("train", 5), ("test", 3)):
+      loaded = pseudo_labels.load_pseudo_labels(out, data.split(split).filenames[:count],
+                                                weak_labels=data.split(split).weak_labels[:count])
+      np.testing.assert_array_equal(loaded.audio, simulated.labels[split][0][:count])
+      np.testing.assert_array_equal(loaded.visual, simulated.labels[split][1][:count])
+      self.assertEqual(loaded.positives_outside_weak, 0)
+    self.assertLen(list((out / pseudo_labels.AUDIO_SUBDIR).glob("*.npy")), 8)
+    quality = json.loads((out / "pseudo_label_quality.json").read_text())
+    self.assertTrue(quality["synthetic"])
+    self.assertIn("SIMULATED", quality["data"])
+    self.assertEqual((quality["train"]["clips"], quality["test"]["clips"]), (5, 3))
+    self.assertTrue(any("SIMULATED pseudo labels" in line for line in log_lines))
 
   def test_official_layout_files(self):
     out = pathlib.Path(self.create_tempdir().full_path)

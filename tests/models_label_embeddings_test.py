@@ -1,14 +1,27 @@
-"""Tests of avvp_jax.models.label_embeddings: the packaged asset, .npy and GloVe-text loaders."""
+"""Tests of avvp_jax.models.label_embeddings: the packaged asset, .npy, LEAP's .pt table and GloVe-text loaders."""
 
 import ast
+import collections
 import os
+import subprocess
+import sys
+from unittest import mock
 
 from absl.testing import absltest
 import numpy as np
+import torch
 
 from avvp_jax.data import annotations
 from avvp_jax.errors import InputError
 from avvp_jax.models import label_embeddings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The keys of jasongief/LEAP's glove/6B/300d/llp_label_glove_embeddings.pt, in its order, copied from the file.
+LEAP_KEYS = ("Speech", "Car", "Cheering", "Dog", "Cat", "Fry food", "Basketball bounce", "Fire alarm", "Chainsaw",
+             "Cello", "Banjo", "Singing", "Chicken rooster", "Violin fiddle", "Vacuum cleaner", "Baby laughter",
+             "Accordion", "Lawn mower", "Motorcycle", "Helicopter", "Acoustic guitar", "Telephone bell ringing",
+             "Baby cry infancy cry", "Blender", "Clapping")
 
 
 def _cosine(x, y):
@@ -61,13 +74,16 @@ class FileTest(absltest.TestCase):
     with self.assertRaisesRegex(InputError, "does not exist"):
       label_embeddings.load_label_embeddings(os.path.join(self.directory, "missing.npy"))
 
-  def test_class_words(self):
-    self.assertEqual(label_embeddings.class_words("Frying_(food)"), ("frying", "food"))
+  def test_class_words_are_those_of_the_official_keys(self):
+    self.assertEqual(label_embeddings.OFFICIAL_KEYS, LEAP_KEYS)
+    self.assertEqual(label_embeddings.class_words("Frying_(food)"), ("fry", "food"))
     self.assertEqual(label_embeddings.class_words("Violin_fiddle"), ("violin", "fiddle"))
-    self.assertEqual(label_embeddings.class_words("Baby_cry_infant_cry"), ("baby", "cry", "infant"))
+    self.assertEqual(label_embeddings.class_words("Baby_cry_infant_cry"), ("baby", "cry", "infancy", "cry"))
+    for name, key in zip(annotations.CLASSES, LEAP_KEYS):
+      self.assertEqual(label_embeddings.class_words(name), tuple(key.lower().split()), name)
 
   def _write_glove(self, skip=()):
-    words = sorted({w for name in annotations.CLASSES for w in label_embeddings.class_words(name)} - set(skip))
+    words = sorted({w for key in LEAP_KEYS for w in key.lower().split()} - set(skip))
     vectors = {word: np.random.default_rng(i).normal(size=4).round(4) for i, word in enumerate(words)}
     path = os.path.join(self.directory, f"glove_{len(skip)}.txt")
     with open(path, "w") as file:
@@ -82,9 +98,13 @@ class FileTest(absltest.TestCase):
     self.assertEqual(table.shape, (25, 4))
     index = annotations.CLASS_INDEX
     np.testing.assert_allclose(table[index["Dog"]], vectors["dog"], rtol=1e-6)
-    np.testing.assert_allclose(table[index["Frying_(food)"]], (vectors["frying"] + vectors["food"]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(table[index["Frying_(food)"]], (vectors["fry"] + vectors["food"]) / 2, rtol=1e-6)
+    # The official key "Baby cry infancy cry": "cry" written twice counts twice.
     np.testing.assert_allclose(table[index["Baby_cry_infant_cry"]],
-                               (vectors["baby"] + vectors["cry"] + vectors["infant"]) / 3, rtol=1e-6)
+                               (vectors["baby"] + 2 * vectors["cry"] + vectors["infancy"]) / 4, rtol=1e-6)
+    np.testing.assert_allclose(table[index["Telephone_bell_ringing"]],
+                               (vectors["telephone"] + vectors["bell"] + vectors["ringing"]) / 3, rtol=1e-6)
+    self.assertNotIn("frying", vectors)  # our class names' words are not what the official table averages
 
   def test_glove_missing_words(self):
     path, vectors = self._write_glove(skip=("fiddle",))
@@ -93,6 +113,89 @@ class FileTest(absltest.TestCase):
     path, _ = self._write_glove(skip=("dog",))
     with self.assertRaisesRegex(InputError, "Dog"):
       label_embeddings.load_label_embeddings(path)
+
+
+def _official_table(dim=300, seed=0, keys=LEAP_KEYS):
+  """A dict in the format of LEAP's llp_label_glove_embeddings.pt: key -> float32 [dim] tensor, file order."""
+  generator = torch.Generator().manual_seed(seed)
+  return collections.OrderedDict((key, torch.randn(dim, generator=generator)) for key in keys)
+
+
+class OfficialTableTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.directory = self.create_tempdir().full_path
+
+  def _save(self, table, name="llp_label_glove_embeddings.pt"):
+    path = os.path.join(self.directory, name)
+    torch.save(table, path)
+    return path
+
+  def test_reads_the_official_format_exactly(self):
+    table = _official_table()
+    got = label_embeddings.load_label_embeddings(self._save(table))
+    self.assertEqual(got.shape, (25, 300))
+    self.assertEqual(got.dtype, np.float32)
+    np.testing.assert_array_equal(got, np.stack([value.numpy() for value in table.values()]))
+    # The official loader's rows are the values in file order; the file is in our class order.
+    self.assertEqual(annotations.CLASS_INDEX["Baby_cry_infant_cry"], list(table).index("Baby cry infancy cry"))
+
+  def test_rows_are_matched_by_key_and_extensionless_files_are_recognised(self):
+    table = _official_table(dim=7)
+    shuffled = collections.OrderedDict(reversed(list(table.items())))
+    got = label_embeddings.load_label_embeddings(self._save(shuffled, "table_without_suffix"))
+    np.testing.assert_array_equal(got[annotations.CLASS_INDEX["Frying_(food)"]], table["Fry food"].numpy())
+    np.testing.assert_array_equal(got, np.stack([value.numpy() for value in table.values()]))
+    ours = collections.OrderedDict(zip(annotations.CLASSES, table.values()))  # our class names as keys
+    np.testing.assert_array_equal(label_embeddings.load_label_embeddings(self._save(ours, "ours.pt")), got)
+
+  def test_bad_tables_are_one_line_errors(self):
+    table = _official_table(dim=5)
+    cases = {
+        "count": (collections.OrderedDict(list(table.items())[:24]), r"hold 24 entries, expected one per class"),
+        "unknown": (collections.OrderedDict([("Frying food", v) if k == "Fry food" else (k, v)
+                                             for k, v in table.items()]), r"key 'Frying food'"),
+        "twice": (collections.OrderedDict([("Frying_(food)", v) if k == "Speech" else (k, v)
+                                           for k, v in table.items()]), r"'Frying_\(food\)' twice"),
+        "dim": (collections.OrderedDict([(k, torch.zeros(4)) if k == "Cello" else (k, v)
+                                         for k, v in table.items()]), r"'Cello' has 4 values"),
+        "matrix": (collections.OrderedDict([(k, torch.zeros(2, 5)) if k == "Dog" else (k, v)
+                                            for k, v in table.items()]), r"\(2, 5\) tensor under 'Dog'"),
+        "stacked": (torch.zeros(25, 5), r"not a dict of tensors"),
+    }
+    for name, (bad, pattern) in cases.items():
+      path = self._save(bad, f"{name}.pt")
+      with self.assertRaisesRegex(InputError, pattern, msg=name) as raised:
+        label_embeddings.load_label_embeddings(path)
+      self.assertNotIn("\n", str(raised.exception))
+      self.assertIn(path, str(raised.exception))
+    junk = os.path.join(self.directory, "junk.pt")
+    with open(junk, "w") as file:
+      file.write("not a torch file")
+    with self.assertRaisesRegex(InputError, r"junk\.pt could not be read by torch\.load"):
+      label_embeddings.load_label_embeddings(junk)
+
+  def test_without_torch_says_what_to_do(self):
+    path = self._save(_official_table(dim=3, seed=5), "no_torch.pt")
+    with mock.patch.dict(sys.modules, {"torch": None}):  # `import torch` now raises ImportError
+      with self.assertRaisesRegex(InputError, r"torch is not installed: install the parity extra .* \.npy"):
+        label_embeddings.load_label_embeddings(path)
+
+  def test_launcher_converts_once_to_npy(self):
+    table = _official_table(dim=6, seed=2)
+    source = self._save(table)
+    output = os.path.join(self.directory, "out", "llp_glove.npy")
+    script = os.path.join(ROOT, "launch", "make_label_embeddings.py")
+    done = subprocess.run([sys.executable, script, f"--source={source}", f"--output={output}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    self.assertEqual(done.returncode, 0, done.stderr)
+    np.testing.assert_array_equal(np.load(output), np.stack([value.numpy() for value in table.values()]))
+    np.testing.assert_array_equal(label_embeddings.load_label_embeddings(output), np.load(output))
+    bad = subprocess.run([sys.executable, script, f"--source={source}"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, check=False)
+    self.assertEqual(bad.returncode, 2)
+    self.assertRegex(bad.stderr.strip().splitlines()[-1], r"^error: --source needs --output")
 
 
 class ScriptTest(absltest.TestCase):
@@ -108,6 +211,7 @@ class ScriptTest(absltest.TestCase):
     self.assertEqual(set(texts), set(annotations.CLASSES))
     self.assertEqual(texts["Violin_fiddle"], "Violin, fiddle")
     self.assertIn("label_embeddings_minilm.npy", label_embeddings.PACKAGED_PATH)
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -117,6 +117,29 @@ class TrainStepTest(absltest.TestCase):
                                                                      jax.tree.leaves(state.params))]
     self.assertTrue(any(changed))
 
+  def test_synthetic_recipe_and_pseudo_label_checks(self):
+    from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+    from configs import leap  # pylint: disable=g-import-not-at-top
+    config = leap.get_config("tiny")
+    resolved = train.resolve_config(config)  # the synthetic recipe: learned label table, its learning rate
+    self.assertEqual(resolved.model.leap.label_embeddings, "learned")
+    self.assertEqual(train.peak_learning_rate(resolved), 3e-4)
+    config.data.features_dir = self.create_tempdir().full_path  # real features: the paper's recipe
+    config.data.pseudo_labels = config.data.features_dir
+    resolved = train.resolve_config(config)
+    self.assertEqual(resolved.model.leap.label_embeddings, "packaged")
+    self.assertEqual(train.peak_learning_rate(resolved), 1e-4)
+    config.data.pseudo_labels = ""
+    with self.assertRaisesRegex(InputError, "config.loss.audio_pseudo_labels is True but config.data.pseudo_labels "
+                                "is empty"):
+      train.resolve_config(config)
+    for flag in ("audio_pseudo_labels", "visual_pseudo_labels", "avss_from_pseudo_labels"):
+      config.loss[flag] = False
+    train.resolve_config(config)  # nothing needs them now
+    config.data.pseudo_labels = "simulated"
+    with self.assertRaisesRegex(InputError, "only for the embedded synthetic data"):
+      train.resolve_config(config)
+
   def test_unknown_compute_dtype_is_input_error(self):
     from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
     with self.assertRaisesRegex(InputError, "compute_dtype"):

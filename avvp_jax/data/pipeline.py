@@ -19,8 +19,11 @@ key are tolerated (the first to finish wins), but building once beforehand saves
 
 Training order (exactly resumable by design): epoch `e` of host `p` is this host's slice, shuffled by
 tf.data with a buffer of `min(config.data.shuffle_buffer, slice size)` clips and the seed
-`hash(seed, e, p)`, batched to `batch_size // P` with `drop_remainder`, and cut to `steps_per_epoch`
-batches (the same on every host). It is a pure function of (seed, epoch, process index/count): a run
+`hash(seed, e, p)`, batched to `batch_size // P` and cut to `steps_per_epoch` batches (the same on every
+host). With `config.data.keep_partial_batch` (the default, as the official PyTorch loaders' `drop_last=False`)
+the last, smaller batch is trained on too, padded to the batch size with `mask` 0 (the losses average over
+real clips only; hosts with shorter slices add whole padding batches); without it the remainder is dropped
+and the smallest slice sets the steps. It is a pure function of (seed, epoch, process index/count): a run
 resumed at batch k of epoch e calls `train_batches(e, skip=k)`, which yields the same batches an
 uninterrupted run would have seen from k on (the skipped batches are read and discarded, which takes a
 fraction of a second per thousand clips). Every epoch draws a new order. `seed_train_batches(seeds, e, k)`
@@ -183,6 +186,8 @@ class LLPData:
     seed: training order seed.
     shuffle_buffer: training shuffle buffer (clips), capped at the host's slice.
     process_index, process_count: this host and the number of hosts.
+    keep_partial_batch: train on the last, smaller batch of an epoch too, padded and masked (as the official
+      PyTorch loaders do, `drop_last=False`); False: drop it.
   """
   builder: tfds_llp.AvvpLlp
   batch_size: int
@@ -191,6 +196,7 @@ class LLPData:
   shuffle_buffer: int = 10_000
   process_index: int = 0
   process_count: int = 1
+  keep_partial_batch: bool = True
 
   def __post_init__(self):
     if not 0 <= self.process_index < self.process_count:
@@ -281,9 +287,12 @@ class LLPData:
 
   @property
   def steps_per_epoch(self) -> int:
-    """Training steps per epoch, the same on every host (the smallest slice decides)."""
-    smallest = min(self.host_num_clips("train", p) for p in range(self.process_count))
-    return smallest // self.host_batch_size
+    """Training steps per epoch, the same on every host: with `keep_partial_batch` the largest slice decides
+    (the last batch padded and masked, shorter slices add whole padding batches), else the smallest."""
+    sizes = [self.host_num_clips("train", p) for p in range(self.process_count)]
+    if self.keep_partial_batch:
+      return -(-max(sizes) // self.host_batch_size)
+    return min(sizes) // self.host_batch_size
 
   def num_eval_batches(self, split: str) -> int:
     """Evaluation batches per host, the same on every host (the largest slice decides)."""
@@ -333,8 +342,9 @@ class LLPData:
     buffer = max(1, min(int(self.shuffle_buffer), self.host_num_clips("train")))
     dataset = self._serialized("train").shuffle(buffer, seed=_epoch_seed(seed, epoch, self.process_index),
                                                 reshuffle_each_iteration=False)
-    dataset = dataset.batch(self.host_batch_size, drop_remainder=True).take(self.steps_per_epoch).skip(skip)
-    return dataset.map(self._decoder("train"), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(self.host_batch_size, drop_remainder=not self.keep_partial_batch)
+    dataset = self._padded(dataset, "train", self.host_batch_size, self.steps_per_epoch)
+    return dataset.take(self.steps_per_epoch).skip(skip).prefetch(tf.data.AUTOTUNE)
 
   def train_batches(self, epoch: int, skip: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """This host's training batches of `epoch` (0-based), from batch `skip` on.
@@ -342,10 +352,7 @@ class LLPData:
     Yields `steps_per_epoch - skip` dicts: `audio`, `frames`, (`motion`), `label`, `index` [B] int32 (rows
     of the training split) and `mask` [B] float32 ones, with B = `batch_size // process_count`.
     """
-    ones = np.ones(self.host_batch_size, np.float32)
-    for batch in self.train_dataset(epoch, skip).as_numpy_iterator():
-      batch["mask"] = ones.copy()
-      yield batch
+    yield from self.train_dataset(epoch, skip).as_numpy_iterator()
 
   def seed_train_batches(self, seeds: Sequence[int], epoch: int, skip: int = 0
                          ) -> Iterator[dict[str, np.ndarray]]:
@@ -360,14 +367,11 @@ class LLPData:
     streams = tuple(self.train_dataset(epoch, skip, seed=seed) for seed in seeds)
     stacked = tf.data.Dataset.zip(streams).map(
         lambda *batches: {key: tf.stack([b[key] for b in batches]) for key in batches[0]})
-    ones = np.ones((len(seeds), self.host_batch_size), np.float32)
-    for batch in stacked.prefetch(2).as_numpy_iterator():
-      batch["mask"] = ones.copy()
-      yield batch
+    yield from stacked.prefetch(2).as_numpy_iterator()
 
-  def eval_dataset(self, split: str) -> tf.data.Dataset:
-    """The tf.data pipeline behind `eval_batches`."""
-    size = self.host_eval_batch_size
+  def _padded(self, batches: tf.data.Dataset, split: str, size: int, num_batches: int) -> tf.data.Dataset:
+    """Decodes `[<= size]` batches of serialized examples and pads each to `size` clips: `mask` 1 on real
+    clips, 0 on padding (zeros, `index` -1); whole padding batches follow until there are `num_batches`."""
     decode = self._decoder(split)
 
     def pad(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -379,12 +383,18 @@ class LLPData:
       out["mask"] = tf.concat([tf.ones([n], tf.float32), tf.zeros([missing], tf.float32)], axis=0)
       return {k: tf.ensure_shape(v, [size, *v.shape[1:]]) for k, v in out.items()}
 
-    dataset = self._serialized(split).batch(size).map(pad, num_parallel_calls=tf.data.AUTOTUNE)
-    extra = self.num_eval_batches(split) - -(-self.host_num_clips(split) // size)
-    if extra:  # this host's slice is shorter: whole padding batches keep every host in step
+    dataset = batches.map(pad, num_parallel_calls=tf.data.AUTOTUNE)
+    extra = num_batches - -(-self.host_num_clips(split) // size)
+    if extra > 0:  # this host's slice is shorter: whole padding batches keep every host in step
       blank = tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype), dataset.element_spec)
       blank["index"] = -tf.ones([size], tf.int32)
       dataset = dataset.concatenate(tf.data.Dataset.from_tensors(blank).repeat(extra))
+    return dataset
+
+  def eval_dataset(self, split: str) -> tf.data.Dataset:
+    """The tf.data pipeline behind `eval_batches`."""
+    size = self.host_eval_batch_size
+    dataset = self._padded(self._serialized(split).batch(size), split, size, self.num_eval_batches(split))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
   def eval_batches(self, split: str) -> Iterator[dict[str, np.ndarray]]:
@@ -419,4 +429,5 @@ def prepare(data_config: Mapping[str, Any], *, batch_size: int, eval_batch_size:
   builder = ensure_built(data_config)
   return LLPData(builder=builder, batch_size=int(batch_size), eval_batch_size=int(eval_batch_size), seed=int(seed),
                  shuffle_buffer=int(_get(data_config, "shuffle_buffer", 10_000)), process_index=int(process_index),
-                 process_count=int(process_count))
+                 process_count=int(process_count),
+                 keep_partial_batch=bool(_get(data_config, "keep_partial_batch", True)))

@@ -13,7 +13,9 @@ kept here by default:
   * ONE layer's weights serve both modalities: the encoder calls the same layer on (audio, visual) and on
     (visual, audio) (`share_modalities=True`);
   * every layer is fed the embedded inputs, not the previous layer's output, so with several layers only the
-    last one counts (`stacking="official"`); `stacking="stacked"` chains them as a usual transformer does;
+    last one counts (`stacking="official"`); `stacking="stacked"` chains them as a usual transformer does
+    (JoMoLD); `stacking="sequential"` chains them too, and within a layer the visual update attends to the
+    audio that the same layer has just updated (VALOR, Franklin905/VALOR `main_network.py` `Encoder`);
   * the encoder's own `norm1`/`norm2` exist in the checkpoint but are never applied (norm=None): not
     created here.
 
@@ -28,7 +30,7 @@ import jax
 from avvp_jax.errors import InputError
 from avvp_jax.models import layers
 
-STACKINGS = ("official", "stacked")
+STACKINGS = ("official", "stacked", "sequential")
 
 
 class HANLayer(nn.Module):
@@ -67,8 +69,9 @@ class HANEncoder(nn.Module):
   Attributes:
     num_layers: HAN layers (official 1).
     num_heads, ffn_dim, dropout, attention_dropout: per layer, see `HANLayer`.
-    stacking: "official" (each layer reads the embedded inputs; the last layer's output is returned) or
-      "stacked" (each layer reads the previous layer's outputs).
+    stacking: "official" (each layer reads the embedded inputs; the last layer's output is returned),
+      "stacked" (each layer reads the previous layer's outputs) or "sequential" (as "stacked", but the visual
+      update reads the audio the same layer has just updated: VALOR).
     share_modalities: one set of layer weights for both modalities (official) or one per modality.
     dtype: computation dtype.
   """
@@ -102,5 +105,5 @@ class HANEncoder(nn.Module):
       else:
         audio_in, visual_in = audio_out, visual_out
       audio_out = audio_layer(audio_in, visual_in, train=train)
-      visual_out = visual_layer(visual_in, audio_in, train=train)
+      visual_out = visual_layer(visual_in, audio_out if self.stacking == "sequential" else audio_in, train=train)
     return audio_out, visual_out

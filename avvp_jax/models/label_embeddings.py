@@ -8,16 +8,27 @@
                    `launch/make_label_embeddings.py`, see `assets/README.md`);
   "learned"        a trainable [25, leap.learned_label_dim] table, initialised N(0, 1) (handled by the decoder);
   "/path/file.npy" any [25, D] array (e.g. the paper's GloVe vectors or BERT embeddings saved with numpy);
+  "/path/file.pt"  LEAP's official table (jasongief/LEAP `glove/6B/300d/llp_label_glove_embeddings.pt`, what
+                   its run script trains and tests with): a torch.save'd OrderedDict of 25 float32 [300]
+                   tensors keyed by `OFFICIAL_KEYS` (e.g. 'Fry food', 'Baby cry infancy cry'). The official
+                   loader (`dataloader_leap_add_label.py`) stacks the values in insertion order; here each key
+                   is matched to its class, so rows are in `annotations.CLASSES` order whatever the file's
+                   order, and a missing, unknown or repeated key, a count other than 25 or rows of unequal
+                   width are refused. Needs torch (the `parity` extra); without it, convert the file once to
+                   .npy (`launch/make_label_embeddings.py --source=FILE.pt --output=FILE.npy`);
   "/path/glove.txt" a GloVe-style text file ("word v1 v2 ... vD" per line, e.g. glove.6B.300d.txt as in the
-                   paper). A class name is lower-cased and split into words at "_", spaces, commas and
-                   parentheses ("Frying_(food)" -> frying, food; "Baby_cry_infant_cry" -> baby, cry, infant,
-                   with repeated words counted once); its embedding is the mean of the vectors of those words
-                   that the file has. Words it lacks are logged and skipped; a class with none is an error.
+                   paper). Each class embeds the words of its official LEAP key, lower-cased
+                   (`class_words`: "Frying_(food)" -> fry, food; "Baby_cry_infant_cry" -> baby, cry, infancy,
+                   cry), as the mean of the vectors of those words that the file has, a word written twice in
+                   the key counting twice. (The script that built the official table is not released; this
+                   reads its keys literally.) Words the file lacks are logged and skipped; a class with none is
+                   an error.
 """
 
 import functools
 import os
 import re
+from typing import Mapping
 
 from absl import logging
 import numpy as np
@@ -29,26 +40,40 @@ PACKAGED = "packaged"
 LEARNED = "learned"
 PACKAGED_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "label_embeddings_minilm.npy")
 PACKAGED_DIM = 384
+# Leading bytes of a torch.save file: a zip archive (torch >= 1.6) or a bare pickle (older saves).
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80\x02")
+
+# The keys of LEAP's official label table, in `annotations.CLASSES` order: the class names with spaces for
+# underscores, except two that the LEAP authors reworded ("Frying_(food)" and "Baby_cry_infant_cry").
+OFFICIAL_KEYS: tuple[str, ...] = tuple({"Frying_(food)": "Fry food", "Baby_cry_infant_cry": "Baby cry infancy cry"}
+                                       .get(name, name.replace("_", " ")) for name in annotations.CLASSES)
+_OFFICIAL_KEY = dict(zip(annotations.CLASSES, OFFICIAL_KEYS))
+
+
+def official_key(name: str) -> str:
+  """The key of class `name` in LEAP's official table: "Frying_(food)" -> "Fry food"."""
+  return _OFFICIAL_KEY.get(name, " ".join(word for word in re.split(r"[_\s,()]+", name) if word))
 
 
 def class_words(name: str) -> tuple[str, ...]:
-  """The distinct lower-case words of a class name, in order: "Violin_fiddle" -> ("violin", "fiddle")."""
-  words = [word for word in re.split(r"[_\s,()]+", name.lower()) if word]
-  return tuple(dict.fromkeys(words))
+  """The lower-case words of the class's official key, in order and repeats kept: "Frying_(food)" -> ("fry",
+  "food"), "Baby_cry_infant_cry" -> ("baby", "cry", "infancy", "cry")."""
+  return tuple(official_key(name).lower().split())
 
 
 def load_label_embeddings(source: str, class_names: tuple[str, ...] = annotations.CLASSES) -> np.ndarray:
-  """The [len(class_names), D] float32 embeddings named by `source` ("packaged", a .npy or a GloVe file).
+  """The [len(class_names), D] float32 embeddings named by `source` ("packaged", a .npy, LEAP's official .pt
+  or a GloVe text file; see the module docstring).
 
   Results are cached per (file, modification time, size, class_names); a model reads them once per trace.
   """
   if source == LEARNED:
     raise InputError("label embeddings 'learned' are parameters of the model, not a file: load_label_embeddings "
-                     "takes 'packaged', a .npy path or a GloVe text path.")
+                     "takes 'packaged', a .npy path, LEAP's .pt table or a GloVe text path.")
   path = PACKAGED_PATH if source == PACKAGED else os.path.expanduser(source)
   if not os.path.isfile(path):
     raise InputError(f"label embeddings file {source!r} does not exist: set config.model.leap.label_embeddings "
-                     "to 'packaged', 'learned', a [25, D] .npy file or a GloVe text file.")
+                     "to 'packaged', 'learned', a [25, D] .npy file, LEAP's .pt table or a GloVe text file.")
   stat = os.stat(path)
   return _load_cached(source, path, stat.st_mtime_ns, stat.st_size, tuple(class_names)).copy()
 
@@ -59,6 +84,8 @@ def _load_cached(source: str, path: str, mtime_ns: int, size: int, class_names: 
   del mtime_ns, size
   if path.endswith(".npy"):
     embeddings = _load_npy(path, len(class_names))
+  elif _is_torch_file(path):
+    embeddings = _load_torch_table(path, class_names)
   else:
     embeddings = _load_glove_text(path, class_names)
   if not np.all(np.isfinite(embeddings)):
@@ -76,6 +103,61 @@ def _load_npy(path: str, num_classes: int) -> np.ndarray:
     raise InputError(f"label embeddings in {path} have shape {embeddings.shape}: expected [{num_classes}, D], "
                      "one row per class in the standard LLP class order.")
   return embeddings.astype(np.float32)
+
+
+def _is_torch_file(path: str) -> bool:
+  if path.endswith((".pt", ".pth")):
+    return True
+  with open(path, "rb") as file:
+    return file.read(4).startswith(_TORCH_MAGIC)
+
+
+def _load_torch_table(path: str, class_names: tuple[str, ...]) -> np.ndarray:
+  """LEAP's official table: a torch.save'd dict {official key: [D] tensor}, rows matched to classes by key."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top  (lazy: keeps the core install free of torch)
+  except ImportError as error:
+    raise InputError(f"label embeddings {path} are a PyTorch file and torch is not installed: install the parity "
+                     "extra (pip install -e '.[parity]') or convert the file once to .npy elsewhere "
+                     f"(python launch/make_label_embeddings.py --source={path} --output=labels.npy).") from error
+  try:
+    table = torch.load(path, map_location="cpu", weights_only=True)
+  except Exception as error:  # pylint: disable=broad-except  (torch raises many types for a bad file)
+    raise InputError(f"label embeddings {path} could not be read by torch.load ({type(error).__name__}): pass "
+                     "LEAP's llp_label_glove_embeddings.pt, a dict of class name -> [D] tensor.") from error
+  if not isinstance(table, Mapping) or not all(isinstance(v, torch.Tensor) for v in table.values()):
+    raise InputError(f"label embeddings {path} are not a dict of tensors: pass LEAP's "
+                     "llp_label_glove_embeddings.pt (a dict of class name -> [D] tensor).")
+  if len(table) != len(class_names):
+    raise InputError(f"label embeddings {path} hold {len(table)} entries, expected one per class "
+                     f"({len(class_names)}): pass LEAP's 25-class llp_label_glove_embeddings.pt.")
+  # A key may be the official one ("Fry food") or our class name ("Frying_(food)").
+  class_of = {official_key(name): name for name in class_names}
+  class_of.update({name: name for name in class_names})
+  rows: dict[str, np.ndarray] = {}
+  for key, value in table.items():
+    name = class_of.get(key) if isinstance(key, str) else None
+    if name is None:
+      raise InputError(f"label embeddings {path} have key {key!r}, which names no LLP class: use the official "
+                       f"keys ({', '.join(repr(official_key(n)) for n in class_names[:3])}, ...).")
+    if name in rows:
+      raise InputError(f"label embeddings {path} hold class {name!r} twice (key {key!r}): keep one entry per "
+                       "class.")
+    if value.ndim != 1:
+      raise InputError(f"label embeddings {path} hold a {tuple(value.shape)} tensor under {key!r}: each class "
+                       "needs one [D] vector.")
+    rows[name] = value.detach().to(torch.float32).numpy()
+  widths = {name: row.shape[0] for name, row in rows.items()}
+  if len(set(widths.values())) != 1:
+    first = class_names[0]
+    odd = next(name for name in class_names if widths[name] != widths[first])
+    raise InputError(f"label embeddings {path} have rows of unequal width: {official_key(odd)!r} has "
+                     f"{widths[odd]} values, {official_key(first)!r} {widths[first]}; every class needs a [D] vector "
+                     "of one D.")
+  if list(rows) != list(class_names):
+    logging.warning("Label embeddings %s are not stored in the LLP class order; rows are matched to classes by key "
+                    "(the official loader would stack them in file order).", path)
+  return np.stack([rows[name] for name in class_names]).astype(np.float32)
 
 
 def _load_glove_text(path: str, class_names: tuple[str, ...]) -> np.ndarray:
@@ -103,13 +185,14 @@ def _load_glove_text(path: str, class_names: tuple[str, ...]) -> np.ndarray:
         break
   rows = []
   for name in class_names:
-    found = [vectors[word] for word in class_words(name) if word in vectors]
-    missing = [word for word in class_words(name) if word not in vectors]
+    words = class_words(name)
+    found = [vectors[word] for word in words if word in vectors]
+    missing = sorted({word for word in words if word not in vectors})
     if not found:
-      raise InputError(f"no word of class {name!r} ({', '.join(class_words(name))}) is in {path}: use a "
-                       "vocabulary that covers the LLP class names, or a .npy file.")
+      raise InputError(f"no word of class {name!r} ({', '.join(words)}) is in {path}: use a vocabulary that "
+                       "covers the LLP class names, or a .npy file.")
     if missing:
       logging.warning("Label embeddings: %s lacks %s; class %s uses %s.", path, missing, name,
-                      [word for word in class_words(name) if word in vectors])
+                      [word for word in words if word in vectors])
     rows.append(np.mean(found, axis=0))
   return np.stack(rows).astype(np.float32)
