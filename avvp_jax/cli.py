@@ -38,3 +38,19 @@ def no_arguments(argv: list[str]) -> None:
   """Launchers take flags only."""
   if len(argv) > 1:
     fail(f"unexpected arguments {argv[1:]}: pass everything as --flags.")
+
+
+def class_value(item: str, flag: str = "--class_thresholds") -> tuple[int, float]:
+  """`CLASS=VALUE` (an entry of a per-class flag) -> (the class's index, the value); bad entries are InputErrors."""
+  from avvp_jax.data import annotations  # pylint: disable=g-import-not-at-top  (keeps launcher start-up light)
+  from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  name, sep, value = item.partition("=")
+  try:
+    number = float(value)
+  except ValueError:
+    number = None
+  if not sep or number is None:
+    raise InputError(f"{flag} entry {item!r} is not CLASS=VALUE: write e.g. Speech=0.4.")
+  if name not in annotations.CLASS_INDEX:
+    raise InputError(f"{flag} names unknown class {name!r}: use LLP class names such as Speech, Dog, Violin_fiddle.")
+  return annotations.CLASS_INDEX[name], number

@@ -80,19 +80,9 @@ def thresholds_from_flags() -> dict[str, list[float]]:
       if prefix not in ("audio", "visual"):
         raise InputError(f"--class_thresholds entry {item!r} has prefix {prefix!r}: use audio: or visual: (or none).")
       modalities, item = (prefix,), rest
-    name, sep, value = item.partition("=")
-    try:
-      number = float(value)
-    except ValueError:
-      number = None
-    if not sep or number is None:
-      raise InputError(f"--class_thresholds entry {item!r} is not CLASS=VALUE: write e.g. Speech=0.4 or "
-                       "visual:Speech=0.7.")
-    if name not in annotations.CLASS_INDEX:
-      raise InputError(f"--class_thresholds names unknown class {name!r}: use LLP class names such as Speech, Dog, "
-                       "Violin_fiddle.")
+    index, number = cli.class_value(item)
     for modality in modalities:
-      values[modality][annotations.CLASS_INDEX[name]] = number
+      values[modality][index] = number
   return values
 
 

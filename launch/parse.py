@@ -68,20 +68,10 @@ def _class_thresholds():
   if not _CLASS_THRESHOLDS.value:
     return _THRESHOLD.value
   from avvp_jax.data import annotations  # pylint: disable=g-import-not-at-top
-  from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
   values = [_THRESHOLD.value] * annotations.NUM_CLASSES
   for item in _CLASS_THRESHOLDS.value:
-    name, sep, value = item.partition("=")
-    try:
-      number = float(value)
-    except ValueError:
-      number = None
-    if not sep or number is None:
-      raise InputError(f"--class_thresholds entry {item!r} is not CLASS=VALUE: write e.g. Speech=0.4.")
-    if name not in annotations.CLASS_INDEX:
-      raise InputError(f"--class_thresholds names unknown class {name!r}: use LLP class names such as Speech, "
-                       "Dog, Violin_fiddle.")
-    values[annotations.CLASS_INDEX[name]] = number
+    index, number = cli.class_value(item)
+    values[index] = number
   return values
 
 

@@ -29,34 +29,14 @@ import avvp_jax
 from avvp_jax import convert
 from avvp_jax import models
 from avvp_jax.errors import InputError
-
-
-class _HANLayer(nn.Module):
-
-  def __init__(self, d_model=512, nhead=1, dim_feedforward=512, dropout=0.1):
-    super().__init__()
-    self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
-    self.cm_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
-    self.linear1 = nn.Linear(d_model, dim_feedforward)
-    self.dropout = nn.Dropout(dropout)
-    self.linear2 = nn.Linear(dim_feedforward, d_model)
-    self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-    self.dropout11, self.dropout12, self.dropout2 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
-
-  def forward(self, src_q, src_v):
-    src_q, src_v = src_q.permute(1, 0, 2), src_v.permute(1, 0, 2)
-    src1 = self.cm_attn(src_q, src_v, src_v)[0]
-    src2 = self.self_attn(src_q, src_q, src_q)[0]
-    src_q = self.norm1(src_q + self.dropout11(src1) + self.dropout12(src2))
-    src_q = self.norm2(src_q + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(src_q))))))
-    return src_q.permute(1, 0, 2)
+import torch_oracles
 
 
 class _Encoder(nn.Module):
 
   def __init__(self, num_layers):
     super().__init__()
-    self.layers = nn.ModuleList([_HANLayer() for _ in range(num_layers)])
+    self.layers = nn.ModuleList([torch_oracles.HANLayer() for _ in range(num_layers)])
     self.num_layers = num_layers
     self.norm1, self.norm2 = nn.LayerNorm(512), nn.LayerNorm(512)  # norm=None: never applied
 

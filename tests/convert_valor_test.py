@@ -33,33 +33,12 @@ from avvp_jax import convert
 from avvp_jax import models
 from avvp_jax.data import features
 from avvp_jax.errors import InputError
+import torch_oracles
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 VALOR = dict(hidden_dim=512, num_layers=1, input_a_dim=128, input_v_dim=2048)
 VALOR_PLUS = dict(hidden_dim=256, num_layers=4, input_a_dim=128, input_v_dim=2048)
 VALOR_PLUS_PLUS = dict(hidden_dim=256, num_layers=4, input_a_dim=768, input_v_dim=768)
-
-
-class _HANLayer(nn.Module):
-  """VALOR's HANLayer, post_norm branch."""
-
-  def __init__(self, d_model, nhead, dim_feedforward, dropout=0.1):
-    super().__init__()
-    self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
-    self.cm_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
-    self.linear1 = nn.Linear(d_model, dim_feedforward)
-    self.dropout = nn.Dropout(dropout)
-    self.linear2 = nn.Linear(dim_feedforward, d_model)
-    self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-    self.dropout11, self.dropout12, self.dropout2 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
-
-  def forward(self, src_q, src_v):
-    src_q, src_v = src_q.permute(1, 0, 2), src_v.permute(1, 0, 2)
-    src1 = self.cm_attn(src_q, src_v, src_v)[0]
-    src2 = self.self_attn(src_q, src_q, src_q)[0]
-    src_q = self.norm1(src_q + self.dropout11(src1) + self.dropout12(src2))
-    src_q = self.norm2(src_q + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(src_q))))))
-    return src_q.permute(1, 0, 2)
 
 
 class _Encoder(nn.Module):
@@ -89,7 +68,7 @@ class ReferenceValor(nn.Module):
     self.fc_v = nn.Linear(args.input_v_dim, args.hidden_dim)
     self.fc_st = nn.Linear(512, args.hidden_dim)
     self.fc_fusion = nn.Linear(args.hidden_dim * 2, args.hidden_dim)
-    self.hat_encoder = _Encoder(_HANLayer(args.hidden_dim, args.nhead, args.ff_dim), args.num_layers,
+    self.hat_encoder = _Encoder(torch_oracles.HANLayer(args.hidden_dim, args.nhead, args.ff_dim), args.num_layers,
                                 args.hidden_dim)
     self.input_a_dim, self.hidden_dim = args.input_a_dim, args.hidden_dim
 
