@@ -554,7 +554,8 @@ def _training_pseudo_labels(config: ml_collections.ConfigDict, filenames: Sequen
                      "config.data.data_dir.")
   order = np.array([row[name] for name in filenames], np.int64)
   return pseudo_labels.PseudoLabels(clip_ids=tuple(annotations.clip_id(f) for f in filenames),
-                                    audio=audio[order], visual=visual[order])
+                                    audio=audio[order], visual=visual[order], weak_labels_checked=True,
+                                    synthetic=True)  # simulated within the weak labels: none outside them
 
 
 class TrainingData:
