@@ -476,7 +476,8 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
                      f"{sorted(COMPUTE_DTYPES)}.")
   if config.num_epochs <= 0:
     raise InputError(f"config.num_epochs={config.num_epochs} must be positive.")
-  if is_synthetic(config) and config.get("synthetic_label_embeddings", ""):
+  if (is_synthetic(config) and config.get("synthetic_label_embeddings", "")
+      and config.model.leap.label_embeddings == "packaged"):  # an explicitly chosen table is kept
     config.model.leap.label_embeddings = config.synthetic_label_embeddings  # recorded so in config.json
   if config.data.pseudo_labels == synthetic_lib.SIMULATED and not is_synthetic(config):
     raise InputError("config.data.pseudo_labels='simulated' exists only for the embedded synthetic data (it "

@@ -23,8 +23,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.synthetic_num_epochs = 0
   # Peak learning rate when `data.features_dir` is empty (the synthetic reduced recipe). 0: optimizer.learning_rate.
   config.synthetic_learning_rate = 0.0
-  # LEAP's model.leap.label_embeddings when `data.features_dir` is empty (recorded as such in the workdir's
-  # config.json, so evaluation and parsing rebuild the same model). Empty: model.leap.label_embeddings.
+  # LEAP's model.leap.label_embeddings when `data.features_dir` is empty, in place of the "packaged" default
+  # only (any other table given is kept); recorded as such in the workdir's config.json, so evaluation and
+  # parsing rebuild the same model. Empty: model.leap.label_embeddings.
   config.synthetic_label_embeddings = ""
   config.batch_size = 16  # global training batch, over all devices of all hosts
   config.eval_batch_size = 64  # global evaluation batch; the last one is padded and masked

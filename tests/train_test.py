@@ -124,6 +124,9 @@ class TrainStepTest(absltest.TestCase):
     resolved = train.resolve_config(config)  # the synthetic recipe: learned label table, its learning rate
     self.assertEqual(resolved.model.leap.label_embeddings, "learned")
     self.assertEqual(train.peak_learning_rate(resolved), 3e-4)
+    chosen = config.copy_and_resolve_references()
+    chosen.model.leap.label_embeddings = "/some/table.npy"  # an explicit table (e.g. a converted LEAP's) is kept
+    self.assertEqual(train.resolve_config(chosen).model.leap.label_embeddings, "/some/table.npy")
     config.data.features_dir = self.create_tempdir().full_path  # real features: the paper's recipe
     config.data.pseudo_labels = config.data.features_dir
     resolved = train.resolve_config(config)
