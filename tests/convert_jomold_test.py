@@ -13,7 +13,6 @@ torch is the `parity` extra (`pip install -e .[test,parity]`), required here.
 """
 
 import copy
-import math
 import os
 import random
 
@@ -82,17 +81,7 @@ def _reference(num_layers=1, seed=0):
   """Every parameter drawn anew: LayerNorm scale 1 +- 0.2 and bias +-0.2, weights +-1/sqrt(fan_in), biases +-0.1."""
   torch.manual_seed(seed)
   model = ReferenceJoMoLD(num_layers)
-  generator = torch.Generator().manual_seed(seed)
-  draw = lambda shape: torch.rand(shape, generator=generator) * 2 - 1
-  with torch.no_grad():
-    for name, param in model.named_parameters():
-      if "norm" in name:
-        param.copy_((1.0 if name.endswith("weight") else 0.0) + 0.2 * draw(param.shape))
-      elif param.ndim == 2:
-        param.copy_(draw(param.shape) / math.sqrt(param.shape[1]))
-      else:
-        param.copy_(0.1 * draw(param.shape))
-  return model.eval()
+  return torch_oracles.randomize(model, seed)
 
 
 def _save_as_main_py(directory, model, name="JoMoLD.pt"):

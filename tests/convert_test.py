@@ -286,7 +286,7 @@ class BadCheckpointTest(absltest.TestCase):
     path = self._save(self.state)
     self.assertEqual(convert.load_official(path).model, "han")
     for model in ("leap", "valor", "jomold"):
-      with self.assertRaisesRegex(InputError, rf"is a HAN \(MMIL_Net\) checkpoint \(it has audio_encoder\..*"
+      with self.assertRaisesRegex(InputError, r"is a HAN \(MMIL_Net\) checkpoint \(it has audio_encoder\..*"
                                   rf"--model=han or --model=auto") as raised:
         convert.load_official(path, model)
       self.assertNotIn("\n", str(raised.exception))

@@ -15,7 +15,6 @@ CLAP 768 audio, CLIP 768 frames, R(2+1)D 512 motion). torch is the `parity` extr
 
 import argparse
 import copy
-import math
 import os
 import pathlib
 import subprocess
@@ -107,17 +106,7 @@ def _reference(sizes, seed=0, nhead=8):
   bias +-0.2, weights uniform in +-1/sqrt(fan_in), other biases +-0.1."""
   torch.manual_seed(seed)
   model = ReferenceValor(_args(sizes, nhead))
-  generator = torch.Generator().manual_seed(seed)
-  draw = lambda shape: torch.rand(shape, generator=generator) * 2 - 1
-  with torch.no_grad():
-    for name, param in model.named_parameters():
-      if "norm" in name:
-        param.copy_((1.0 if name.endswith("weight") else 0.0) + 0.2 * draw(param.shape))
-      elif param.ndim == 2:
-        param.copy_(draw(param.shape) / math.sqrt(param.shape[1]))
-      else:
-        param.copy_(0.1 * draw(param.shape))
-  return model.eval()
+  return torch_oracles.randomize(model, seed)
 
 
 def _inputs(sizes, seed=1, batch=2, clap_maps=False):

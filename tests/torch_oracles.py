@@ -1,6 +1,9 @@
 """PyTorch transcriptions shared by the converter tests (the `parity` extra): independent oracles of the
 official forwards, written with the official parameter names so a random state_dict maps one to one."""
 
+import math
+
+import torch
 from torch import nn
 from torch.nn import functional as F
 
@@ -26,3 +29,20 @@ class HANLayer(nn.Module):
     src_q = self.norm1(src_q + self.dropout11(src1) + self.dropout12(src2))
     src_q = self.norm2(src_q + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(src_q))))))
     return src_q.permute(1, 0, 2)
+
+
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+  """Draws every parameter of `model` anew, so that no parameter keeps a default a converter could get right by
+  chance: LayerNorm scale 1 +- 0.2 and bias +-0.2, weights uniform in +-1/sqrt(fan_in), other biases +-0.1.
+  Returns the model in eval mode."""
+  generator = torch.Generator().manual_seed(seed)
+  draw = lambda shape: torch.rand(shape, generator=generator) * 2 - 1
+  with torch.no_grad():
+    for name, param in model.named_parameters():
+      if "norm" in name:
+        param.copy_((1.0 if name.endswith("weight") else 0.0) + 0.2 * draw(param.shape))
+      elif param.ndim == 2:
+        param.copy_(draw(param.shape) / math.sqrt(param.shape[1]))
+      else:
+        param.copy_(0.1 * draw(param.shape))
+  return model.eval()
