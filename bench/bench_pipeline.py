@@ -102,7 +102,7 @@ def main(argv):
       print(f"{frames}: {data.description}", flush=True)
     finally:
       shutil.rmtree(root, ignore_errors=True)
-  print(f"\nbatch {_BATCH.value} (train, drop remainder), {_EVAL_BATCH.value} (eval, padded); 1 process\n")
+  print(f"\nbatch {_BATCH.value} (train, last batch padded and masked), {_EVAL_BATCH.value} (eval, padded); 1 process\n")
   print("| source    | frames | phase      |  clips |    secs |   clips/s |     MB/s |")
   print("|-----------|--------|------------|--------|----------|-----------|----------|")
   print("\n".join(rows))
