@@ -38,6 +38,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from avvp_jax import state as state_lib
 from avvp_jax.errors import InputError
 
 CONFIG_FILENAME = "config.json"
@@ -193,19 +194,13 @@ def stack_seeds(*params: Any) -> Any:
   return jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *params)
 
 
-def run_seeds(config: ml_collections.ConfigDict) -> list[int]:
-  """The seeds of a run's replicas: `config.seed`, ..., `config.seed + config.num_seeds - 1`."""
-  first = int(config.get("seed", 0))
-  return [first + k for k in range(int(config.get("num_seeds", 1)))]
-
-
 def select_seed(config: ml_collections.ConfigDict, params: Any, seed: int) -> Any:
-  """The params of the replica trained with `seed` (one of `run_seeds(config)`), without the seed axis.
+  """The params of the replica trained with `seed` (one of `state_lib.run_seeds(config)`), without the seed axis.
 
   Raises:
     InputError: when no replica of the run has that seed.
   """
-  seeds = run_seeds(config)
+  seeds = state_lib.run_seeds(config)
   if int(seed) not in seeds:
     trained = f"seed {seeds[0]} only" if len(seeds) == 1 else f"seeds {seeds[0]}..{seeds[-1]}"
     raise InputError(f"seed={seed} is not a replica of this run, which trained {trained}: pick one of those, or "
@@ -215,13 +210,11 @@ def select_seed(config: ml_collections.ConfigDict, params: Any, seed: int) -> An
 
 
 def _abstract_params(config: ml_collections.ConfigDict) -> Any:
-  from avvp_jax import train  # pylint: disable=g-import-not-at-top  (train imports this module)
-  return train.abstract_params(config)
+  return state_lib.abstract_params(config)
 
 
 def _restore_state_params(step_dir: str, config: ml_collections.ConfigDict) -> Any:
-  from avvp_jax import train  # pylint: disable=g-import-not-at-top
-  abstract_state = train.abstract_train_state(config)
+  abstract_state = state_lib.abstract_train_state(config)
   with ocp.StandardCheckpointer() as checkpointer:
     state = checkpointer.restore(os.path.join(step_dir, "state"), abstract_state)
   return state.params
@@ -250,10 +243,10 @@ def _checked_config(config: ml_collections.ConfigDict | None, directory: str) ->
   stored_path = epath.Path(directory) / CONFIG_FILENAME
   if config is None or not stored_path.is_file():
     return config if config is not None else load_config(directory)
-  stored = run_seeds(load_config(directory))
-  if len(run_seeds(config)) != len(stored):
+  stored = state_lib.run_seeds(load_config(directory))
+  if len(state_lib.run_seeds(config)) != len(stored):
     raise InputError(f"the checkpoint in {directory} holds {len(stored)} replica(s) (seeds {stored}), but the given "
-                     f"config has num_seeds={len(run_seeds(config))}: pass --config.num_seeds={len(stored)} "
+                     f"config has num_seeds={len(state_lib.run_seeds(config))}: pass --config.num_seeds={len(stored)} "
                      f"--config.seed={stored[0]}, or leave --config out to use the stored config.")
   return config
 

@@ -1,12 +1,15 @@
-"""What every launcher in `launch/` shares: one-line errors instead of tracebacks or usage text.
+"""What every launcher in `launch/` shares: one-line errors instead of tracebacks or usage text, the default
+workdir, and the runtime set-up (TensorFlow kept off the accelerators, the hosts joined).
 
 Light on purpose (absl only): launchers import it before JAX or TensorFlow.
 """
 
+import os
 import sys
 from typing import NoReturn
 
 from absl import flags
+from absl import logging
 
 
 def fail(message: str, status: int = 2) -> NoReturn:
@@ -54,3 +57,44 @@ def class_value(item: str, flag: str = "--class_thresholds") -> tuple[int, float
   if name not in annotations.CLASS_INDEX:
     raise InputError(f"{flag} names unknown class {name!r}: use LLP class names such as Speech, Dog, Violin_fiddle.")
   return annotations.CLASS_INDEX[name], number
+
+
+def default_workdir(config_arg: str) -> str:
+  """`./workdir/<config name>[_<preset>]` for a `--config` value such as `configs/leap.py:tiny`."""
+  path, _, preset = config_arg.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0] or "run"
+  if preset:
+    name += "_" + "".join(c if c.isalnum() else "_" for c in preset)
+  return os.path.join(".", "workdir", name)
+
+
+def _quiet_orbax(record) -> bool:
+  """absl log filter: Orbax's per-save INFO lines are left out (its warnings and errors stay)."""
+  return record.levelno >= 30 or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def setup_runtime(*, multihost: bool = False, coordinator_address: str | None = None,
+                  num_processes: int | None = None, process_id: int | None = None) -> None:
+  """Launcher start-up: hides accelerators from TensorFlow, joins the other hosts, logs the devices.
+
+  With `multihost` (or `JAX_COORDINATOR_ADDRESS` in the environment) this calls
+  `jax.distributed.initialize` before anything touches a device; on Cloud TPU pod slices it finds the
+  coordinator itself, elsewhere pass the coordinator address, the number of processes and this process's
+  id (or set them in the environment variables jax reads).
+  """
+  import jax  # pylint: disable=g-import-not-at-top  (cli stays light: launchers import it before parsing flags)
+  logging.get_absl_handler().addFilter(_quiet_orbax)
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.set_visible_devices([], "GPU")  # tf.data only: TF must not grab GPU memory
+    tf.config.set_visible_devices([], "TPU")
+  except (ImportError, RuntimeError, ValueError):
+    pass
+  if multihost or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+    kwargs = {key: value for key, value in dict(coordinator_address=coordinator_address,
+                                                num_processes=num_processes, process_id=process_id).items()
+              if value is not None}
+    jax.distributed.initialize(**kwargs)
+  logging.info("JAX %s: process %d of %d; %d local devices of %d: %s", jax.__version__, jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count(),
+               ", ".join(str(d) for d in jax.local_devices()))

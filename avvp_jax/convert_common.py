@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 
 from avvp_jax import checkpoint
-from avvp_jax import train
+from avvp_jax import state as state_lib
 from avvp_jax.errors import InputError
 
 PyTree = Any
@@ -198,7 +198,7 @@ def base_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
 
 def check_tree(params: PyTree, config: ml_collections.ConfigDict, model: str) -> None:
   """The converted tree must have exactly the structure and shapes of the model's own params."""
-  abstract = train.abstract_params(config)  # seed-stacked: [S, ...]
+  abstract = state_lib.abstract_params(config)  # seed-stacked: [S, ...]
   expected = {jax.tree_util.keystr(p): tuple(x.shape[1:]) for p, x in jax.tree_util.tree_leaves_with_path(abstract)}
   got = {jax.tree_util.keystr(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(params)}
   if expected != got:

@@ -1,7 +1,7 @@
 """Evaluation over a whole split: padded, masked batches through a jitted predict step, per seed.
 
 Params are seed-stacked (`[S, ...]`, see `avvp_jax.checkpoint`). Per batch, the jitted step runs the model
-of every replica (`train.map_seeds` over the seed axis), thresholds its probabilities the official way
+of every replica (`sharding.map_seeds` over the seed axis), thresholds its probabilities the official way
 (`metrics.segment_predictions`), scores every clip (`metrics.clip_scores`) and reduces them to masked sums
 (`metrics.masked_clip_sums`) and per-class counts (`metrics.per_class_counts`) on the device; padding rows
 (`mask == 0`) count for nothing. With `ensemble`, the same is done once more for the seed ensemble: the
@@ -16,6 +16,7 @@ metric keys, plus `std` (sample standard deviation), `per_seed` and `ensemble`.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -30,7 +31,9 @@ from jax.sharding import Mesh
 
 from avvp_jax import checkpoint as checkpoint_lib
 from avvp_jax import metrics as metrics_lib
-from avvp_jax import train as train_lib
+from avvp_jax import sharding
+from avvp_jax import state as state_lib
+from avvp_jax.data import run_data
 from avvp_jax.data import annotations
 from avvp_jax.errors import InputError
 
@@ -55,17 +58,17 @@ def make_eval_step(config: ml_collections.ConfigDict, model: nn.Module, mesh: Me
   "seeds" holds every replica's masked sums and per-class counts (a leading `[S]` axis); "ensemble"
   (only with `ensemble`) those of the probabilities averaged over the replicas.
   """
-  num_seeds = len(train_lib.run_seeds(config))
+  num_seeds = len(state_lib.run_seeds(config))
 
   def eval_step(params: PyTree, batch: Mapping[str, jax.Array]):
-    outputs = train_lib.map_seeds(lambda p, b: train_lib.apply_model(model, p, b, train=False), num_seeds,
+    outputs = sharding.map_seeds(lambda p, b: state_lib.apply_model(model, p, b, train=False), num_seeds,
                                   (0, None))(params, batch)
-    out = {"seeds": train_lib.map_seeds(_batch_sums, num_seeds, (0, None))(outputs, batch)}
+    out = {"seeds": sharding.map_seeds(_batch_sums, num_seeds, (0, None))(outputs, batch)}
     if ensemble:
       out["ensemble"] = _batch_sums({key: jnp.mean(value, axis=0) for key, value in outputs.items()}, batch)
     return out
 
-  return jax.jit(eval_step, in_shardings=(train_lib.seed_sharded(mesh), train_lib.data_sharded(mesh)))
+  return jax.jit(eval_step, in_shardings=(sharding.seed_sharded(mesh), sharding.data_sharded(mesh)))
 
 
 def _scores(totals: Mapping[str, np.ndarray], class_counts: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -100,7 +103,7 @@ def run_evaluation(eval_step: Callable, params: PyTree, host_batches: Iterable[M
     dict: the keys of `metrics.KEYS` -> percent; "per_class" -> {key: {class: F1 percent}} (classes absent
     everywhere are left out); "num_clips" -> number of real clips scored.
   """
-  pending = [eval_step(params, train_lib.global_batch(mesh, host_batch)) for host_batch in host_batches]
+  pending = [eval_step(params, sharding.global_batch(mesh, host_batch)) for host_batch in host_batches]
   if not pending:
     raise RuntimeError("evaluation saw no batches")
   # float64 accumulation on the host: {"seeds": {...: [S, ...]}, "ensemble": {...}} summed over batches
@@ -192,8 +195,6 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str |
     dict per seed, with its "seed") and "ensemble" (the 10 metrics of the probabilities averaged over the
     seeds before thresholding).
   """
-  import json  # pylint: disable=g-import-not-at-top
-
   if split not in ("val", "test"):
     raise InputError(f"--split={split!r} is not an evaluation split: use val or test.")
   workdir = report_dir(workdir, checkpoint)
@@ -203,16 +204,16 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str |
     if checkpoint and (epath.Path(source) / "state").is_dir():  # a step folder: WORKDIR/best/STEP
       config_dir = str(epath.Path(source).parent.parent)
     config = checkpoint_lib.load_config(config_dir)
-  config = train_lib.resolve_config(config)
+  config = state_lib.resolve_config(config)
   if checkpoint is None and checkpoint_lib.find_state_checkpoint(workdir) is None:
     raise InputError(f"No checkpoint in {workdir}: train first (launch/train.py --workdir={workdir}) or pass "
                      "--checkpoint=PATH.")
-  seeds = train_lib.run_seeds(config)
-  mesh = train_lib.make_mesh(num_seeds=len(seeds))
-  data = train_lib.TrainingData(config, train=False)
+  seeds = state_lib.run_seeds(config)
+  mesh = sharding.make_mesh(num_seeds=len(seeds))
+  data = run_data.prepare_run(config, train=False)
   _, params = checkpoint_lib.restore_params(source, config)
-  params = jax.device_put(params, train_lib.seed_sharded(mesh))
-  model = train_lib.build_model(config)
+  params = jax.device_put(params, sharding.seed_sharded(mesh))
+  model = state_lib.build_model(config)
   eval_step = make_eval_step(config, model, mesh, ensemble=len(seeds) > 1)
   start = time.time()
   results = run_evaluation(eval_step, params, data.eval_batches(split), mesh, num_clips=data.num_eval_clips(split))

@@ -440,9 +440,10 @@ def load_parser(path: str | os.PathLike[str], seed: int | None = None) -> Parser
     InputError: when `path` holds no checkpoint avvp_jax can read, or `seed` is not one of its replicas.
   """
   from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top  (orbax, only when loading)
+  from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
   path = os.path.abspath(os.path.expanduser(os.fspath(path)))
   config, params = checkpoint.restore_params(path)
-  seeds = checkpoint.run_seeds(config)
+  seeds = state_lib.run_seeds(config)
   if seed is not None or len(seeds) == 1:
     chosen = seeds[0] if seed is None else seed
     params = checkpoint.select_seed(config, params, chosen)

@@ -47,9 +47,9 @@ def _median_ms(fn, repeats):
 
 def _untrained_parser(config):
   from avvp_jax import models  # pylint: disable=g-import-not-at-top
-  from avvp_jax import train  # pylint: disable=g-import-not-at-top
+  from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
   model = models.build_model(config.model)
-  dummy = train.dummy_inputs(config)
+  dummy = state_lib.dummy_inputs(config)
   params = jax.jit(lambda key: model.init(key, *dummy, train=False)["params"])(jax.random.key(0))
   return avvp_jax.Parser(config, params)
 

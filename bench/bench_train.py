@@ -7,7 +7,7 @@ Run from the repository root:
 For each config (full model size, the paper's batch):
   * step: compile time, then the median time of `--steps` jitted train steps on device-resident random
     batches of the real feature shapes -> clips/s of the step alone;
-  * epoch with input: `--input_steps` steps fed by the real input path (`TrainingData` over the embedded
+  * epoch with input: `--input_steps` steps fed by the real input path (`run_data.prepare_run` over the embedded
     synthetic data: tf.data reading, per-host batching, `global_batch`), timed end to end and
     extrapolated to one LLP epoch of 10,000 clips (stated as an extrapolation in the table).
 Prints a table. The numbers are for the machine it runs on (the devices JAX sees).
@@ -25,6 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+from avvp_jax import sharding  # pylint: disable=g-import-not-at-top
+from avvp_jax.data import run_data  # pylint: disable=g-import-not-at-top
 from avvp_jax import train  # pylint: disable=g-import-not-at-top
 
 LLP_TRAIN_CLIPS = 10_000
@@ -38,11 +41,11 @@ def _config(name):
 
 
 def _setup(config):
-  seeds = train.run_seeds(config)
-  mesh = train.make_mesh(num_seeds=len(seeds))
-  model = train.build_model(config)
-  tx, _ = train.make_optimizer(config, LLP_TRAIN_CLIPS // config.batch_size)
-  state, abstract = train.create_train_state(config, model, tx, mesh, seeds)
+  seeds = state_lib.run_seeds(config)
+  mesh = sharding.make_mesh(num_seeds=len(seeds))
+  model = state_lib.build_model(config)
+  tx, _ = state_lib.make_optimizer(config, LLP_TRAIN_CLIPS // config.batch_size)
+  state, abstract = state_lib.create_train_state(config, model, tx, mesh, seeds)
   step_fn = train.jit_train_step(train.make_train_step(config, model, tx), mesh, abstract)
   num_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state.params))
   return mesh, state, step_fn, num_params
@@ -50,7 +53,7 @@ def _setup(config):
 
 def random_batch(config, rng, with_pseudo_labels=False):
   """A host batch of random features in the config's input shapes (and VALOR-style pseudo labels)."""
-  audio, frames, motion = train.dummy_inputs(config, batch_size=config.batch_size)
+  audio, frames, motion = state_lib.dummy_inputs(config, batch_size=config.batch_size)
   batch = {"audio": rng.normal(size=audio.shape), "frames": rng.normal(size=frames.shape),
            "label": (rng.random((config.batch_size, 25)) < 0.1),
            "index": np.arange(config.batch_size)}
@@ -72,8 +75,8 @@ def time_step(config, steps, with_pseudo_labels=False):
   """Compile time and median time of `config`'s jitted train step on device-resident random batches."""
   mesh, state, step_fn, num_params = _setup(config)
   rng = np.random.default_rng(0)
-  num_seeds = len(train.run_seeds(config))
-  batches = [train.global_batch(mesh, _stack([random_batch(config, rng, with_pseudo_labels)
+  num_seeds = len(state_lib.run_seeds(config))
+  batches = [sharding.global_batch(mesh, _stack([random_batch(config, rng, with_pseudo_labels)
                                               for _ in range(num_seeds)]), seeds=True) for _ in range(4)]
   start = time.perf_counter()
   state, metrics = step_fn(state, batches[0])
@@ -94,20 +97,22 @@ def time_step(config, steps, with_pseudo_labels=False):
 def time_input_epoch(config, steps):
   """Steps through the real input path; returns measured clips/s and the extrapolated 10k-clip epoch."""
   mesh, state, step_fn, _ = _setup(config)
-  data = train.TrainingData(train.resolve_config(config))
-  iterator = data.train_batches(0)
-  state, metrics = step_fn(state, train.global_batch(mesh, next(iterator), seeds=True))  # compile + first read
+  config = state_lib.resolve_config(config)
+  seeds = state_lib.run_seeds(config)
+  data = run_data.prepare_run(config)
+  iterator = data.seed_train_batches(seeds, 0)
+  state, metrics = step_fn(state, sharding.global_batch(mesh, next(iterator), seeds=True))  # compile + first read
   jax.block_until_ready(metrics)
   done, start = 0, time.perf_counter()
   epoch = 0
   while done < steps:
     for host_batch in iterator:
-      state, metrics = step_fn(state, train.global_batch(mesh, host_batch, seeds=True))
+      state, metrics = step_fn(state, sharding.global_batch(mesh, host_batch, seeds=True))
       done += 1
       if done >= steps:
         break
     epoch += 1
-    iterator = data.train_batches(epoch)
+    iterator = data.seed_train_batches(seeds, epoch)
   jax.block_until_ready(metrics)
   seconds = time.perf_counter() - start
   clips_s = done * config.batch_size / seconds

@@ -37,16 +37,15 @@ _MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initial
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
   from avvp_jax import evaluate  # pylint: disable=g-import-not-at-top
-  from avvp_jax import train  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
   config = cli.loaded_config(_CONFIG)
   workdir = _WORKDIR.value
   if workdir is None and config is not None:
-    workdir = train.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
+    workdir = cli.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
   elif workdir is None and not _CHECKPOINT.value:
     cli.fail("--workdir is required (or --checkpoint, or --config for the default ./workdir/<config name>).")
   try:
-    train.setup_runtime(multihost=_MULTIHOST.value)
+    cli.setup_runtime(multihost=_MULTIHOST.value)
     report = evaluate.evaluate_checkpoint(config, workdir, _SPLIT.value, _CHECKPOINT.value)
   except InputError as error:
     cli.fail(str(error))

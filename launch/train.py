@@ -50,13 +50,15 @@ def main(argv: list[str]) -> None:
     cli.fail("--config is required, e.g. --config=configs/han.py.")
   import jax  # pylint: disable=g-import-not-at-top
   from avvp_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+  from avvp_jax.data import synthetic as synthetic_lib  # pylint: disable=g-import-not-at-top
   from avvp_jax import train  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
-  workdir = _WORKDIR.value or train.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
+  workdir = _WORKDIR.value or cli.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
   try:
-    train.setup_runtime(multihost=_MULTIHOST.value, coordinator_address=_COORDINATOR.value,
+    cli.setup_runtime(multihost=_MULTIHOST.value, coordinator_address=_COORDINATOR.value,
                         num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
-    train.resolve_config(config)  # bad values fail here, before the long log lines
+    state_lib.resolve_config(config)  # bad values fail here, before the long log lines
     logging.info("Config:\n%s", config)
     scores = train.train_and_evaluate(config, workdir)
   except InputError as error:
@@ -64,7 +66,7 @@ def main(argv: list[str]) -> None:
   except train.NonFiniteLossError as error:
     cli.fail(str(error), status=1)
   if jax.process_index() == 0:
-    data = "SYNTHETIC data (avvp_jax.data.synthetic)" if train.is_synthetic(config) else config.data.features_dir
+    data = "SYNTHETIC data (avvp_jax.data.synthetic)" if synthetic_lib.is_synthetic(config.data) else config.data.features_dir
     print(f"validation, last epoch ({scores['num_clips']} clips; {data}):")
     print("\n".join(evaluate.report_lines(scores)))
     print(f"workdir {os.path.abspath(workdir)}; test split: python launch/evaluate.py --workdir={workdir} "

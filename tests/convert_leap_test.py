@@ -373,8 +373,8 @@ class ParityTest(absltest.TestCase):
     _assert_outputs_match(self, got, self.expected)
 
   def test_params_tree_matches_the_model(self):
-    from avvp_jax import train  # pylint: disable=g-import-not-at-top
-    expected = jax.tree.map(lambda x: (x.shape[1:], x.dtype), train.abstract_params(self.converted.config))
+    from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+    expected = jax.tree.map(lambda x: (x.shape[1:], x.dtype), state_lib.abstract_params(self.converted.config))
     got = jax.tree.map(lambda x: (x.shape, x.dtype), self.converted.params)
     self.assertEqual(jax.tree_util.tree_structure(got), jax.tree_util.tree_structure(expected))
     self.assertEqual(jax.tree.leaves(got), jax.tree.leaves(expected))

@@ -183,19 +183,20 @@ class ParityTest(absltest.TestCase):
     self.assertEqual(self.config.model.hidden_dim, 512)
 
   def test_params_tree_matches_the_model(self):
-    from avvp_jax import train  # pylint: disable=g-import-not-at-top
-    expected = jax.tree.map(lambda x: (x.shape[1:], x.dtype), train.abstract_params(self.config))  # [1, ...]
+    from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+    expected = jax.tree.map(lambda x: (x.shape[1:], x.dtype), state_lib.abstract_params(self.config))  # [1, ...]
     got = jax.tree.map(lambda x: (x.shape, x.dtype), self.params)
     self.assertEqual(jax.tree_util.tree_structure(got), jax.tree_util.tree_structure(expected))
     self.assertEqual(jax.tree.leaves(got), jax.tree.leaves(expected))
 
   def test_written_checkpoint_restores(self):
     from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top
+    from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
     out = self.create_tempdir().full_path
     convert.convert_official_han(self.path, out)
     self.assertTrue(os.path.isfile(os.path.join(out, "config.json")))
     config, params = checkpoint.restore_params(out)
-    self.assertEqual(checkpoint.run_seeds(config), [config.seed])  # one model: one replica
+    self.assertEqual(state_lib.run_seeds(config), [config.seed])  # one model: one replica
     self._compare(config, checkpoint.select_seed(config, params, config.seed))
 
 

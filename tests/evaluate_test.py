@@ -14,6 +14,9 @@ import numpy as np
 from avvp_jax import checkpoint
 from avvp_jax import evaluate
 from avvp_jax import metrics
+from avvp_jax import state as state_lib
+from avvp_jax import sharding
+from avvp_jax.data import run_data
 from avvp_jax import train
 from avvp_jax.data import annotations
 
@@ -50,11 +53,11 @@ class EvaluateTest(absltest.TestCase):
                           env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
 
   def test_batched_masked_sums_equal_whole_split_scores(self):
-    config = train.resolve_config(self.config)
+    config = state_lib.resolve_config(self.config)
     _, params = checkpoint.restore_params(self.workdir)
-    data = train.TrainingData(config, train=False)
-    mesh = train.make_mesh(num_seeds=2)
-    model = train.build_model(config)
+    data = run_data.prepare_run(config, train=False)
+    mesh = sharding.make_mesh(num_seeds=2)
+    model = state_lib.build_model(config)
     batches = list(data.eval_batches("val"))
     num_clips = data.num_eval_clips("val")
     self.assertGreater(len(batches) * config.eval_batch_size, num_clips)  # the last batch is padded
@@ -67,7 +70,7 @@ class EvaluateTest(absltest.TestCase):
     self.assertEqual(int(real.sum()), num_clips)
     self.assertLen(set(whole["index"][real].tolist()), num_clips)  # every clip exactly once
     whole = {key: jax.numpy.asarray(value[real]) for key, value in whole.items()}
-    replica_outputs = [train.apply_model(model, checkpoint.select_seed(config, params, seed), whole, train=False)
+    replica_outputs = [state_lib.apply_model(model, checkpoint.select_seed(config, params, seed), whole, train=False)
                        for seed in (0, 1)]
     ensemble_outputs = {key: (replica_outputs[0][key] + replica_outputs[1][key]) / 2 for key in replica_outputs[0]}
     self.assertLen(got["per_seed"], 2)

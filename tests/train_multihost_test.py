@@ -17,7 +17,8 @@ import jax
 import numpy as np
 
 import train_parallel_worker as worker
-from avvp_jax import train
+from avvp_jax import state as state_lib
+from avvp_jax import sharding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "train_parallel_worker.py")
@@ -77,7 +78,7 @@ class TrainDataParallelTest(absltest.TestCase):
       self.assertEqual(p.returncode, 0, f"process {i}: {stderr[-3000:]}")
 
     config = worker.make_config()
-    ref_params, ref_losses = worker.run_steps(config, train.make_mesh(jax.devices()[:1], num_seeds=2),
+    ref_params, ref_losses = worker.run_steps(config, sharding.make_mesh(jax.devices()[:1], num_seeds=2),
                                               seeds=worker.SEEDS)
     arrays = np.load(out)
     np.testing.assert_allclose(arrays["losses"], ref_losses, rtol=1e-5, atol=1e-6)
@@ -92,9 +93,9 @@ class TrainDataParallelTest(absltest.TestCase):
 
 
 def _initial_params(config):
-  model = train.build_model(config)
-  tx, _ = train.make_optimizer(config, 2)
-  state, _ = train.create_train_state(config, model, tx, train.make_mesh(jax.devices()[:1], num_seeds=2),
+  model = state_lib.build_model(config)
+  tx, _ = state_lib.make_optimizer(config, 2)
+  state, _ = state_lib.create_train_state(config, model, tx, sharding.make_mesh(jax.devices()[:1], num_seeds=2),
                                       worker.SEEDS)
   return {jax.tree_util.keystr(p): np.asarray(v)
           for p, v in jax.tree_util.tree_leaves_with_path(state.params)}, state

@@ -56,9 +56,9 @@ def global_batches(config, seeds=(0,), num_steps: int = NUM_STEPS, batch_size: i
 
 def _seed_batches(config, seed, num_steps, batch_size):
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from avvp_jax import train  # pylint: disable=g-import-not-at-top
+  from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng([1234, seed])
-  shapes = {key: x.shape[1:] for key, x in zip(("audio", "frames", "motion"), train.dummy_inputs(config))
+  shapes = {key: x.shape[1:] for key, x in zip(("audio", "frames", "motion"), state_lib.dummy_inputs(config))
             if x is not None}
   batches = []
   for step in range(num_steps):
@@ -77,15 +77,17 @@ def run_steps(config, mesh, host_slice=slice(None), seeds=(0,)):
   """
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+  from avvp_jax import sharding  # pylint: disable=g-import-not-at-top
   from avvp_jax import train  # pylint: disable=g-import-not-at-top
-  model = train.build_model(config)
-  tx, _ = train.make_optimizer(config, steps_per_epoch=2)
-  state, abstract_state = train.create_train_state(config, model, tx, mesh, seeds)
+  model = state_lib.build_model(config)
+  tx, _ = state_lib.make_optimizer(config, steps_per_epoch=2)
+  state, abstract_state = state_lib.create_train_state(config, model, tx, mesh, seeds)
   step_fn = train.jit_train_step(train.make_train_step(config, model, tx), mesh, abstract_state)
   losses = []
   for batch in global_batches(config, seeds):
     host_batch = {key: value[:, host_slice] for key, value in batch.items()}
-    state, metrics = step_fn(state, train.global_batch(mesh, host_batch, seeds=True))
+    state, metrics = step_fn(state, sharding.global_batch(mesh, host_batch, seeds=True))
     losses.append(np.asarray(jax.device_get(metrics["loss"])))
   params = jax.tree.map(lambda x: np.asarray(jax.device_get(x)), state.params)
   return params, np.asarray(losses)
@@ -112,15 +114,15 @@ def main() -> None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{args.port}", num_processes=2,
                                process_id=args.process_id)
-  from avvp_jax import train  # pylint: disable=g-import-not-at-top
+  from avvp_jax import sharding  # pylint: disable=g-import-not-at-top
 
   config = make_config(args.config)
   if args.mode == "devices":
     assert jax.device_count() == 8, jax.devices()
-    runs = {"one": dict(mesh=train.make_mesh(jax.devices()[:1])),
-            "eight": dict(mesh=train.make_mesh()),
-            "seeds_one": dict(mesh=train.make_mesh(jax.devices()[:1], num_seeds=len(SEEDS)), seeds=SEEDS),
-            "seeds_eight": dict(mesh=train.make_mesh(num_seeds=len(SEEDS)), seeds=SEEDS)}
+    runs = {"one": dict(mesh=sharding.make_mesh(jax.devices()[:1])),
+            "eight": dict(mesh=sharding.make_mesh()),
+            "seeds_one": dict(mesh=sharding.make_mesh(jax.devices()[:1], num_seeds=len(SEEDS)), seeds=SEEDS),
+            "seeds_eight": dict(mesh=sharding.make_mesh(num_seeds=len(SEEDS)), seeds=SEEDS)}
     assert dict(runs["seeds_eight"]["mesh"].shape) == {"seed": 2, "data": 4}, runs["seeds_eight"]["mesh"]
     arrays = {}
     for name, kwargs in runs.items():
@@ -132,7 +134,7 @@ def main() -> None:
     assert jax.process_count() == 2 and jax.device_count() == 4, (jax.process_count(), jax.devices())
     per_host = GLOBAL_BATCH // jax.process_count()
     rows = slice(jax.process_index() * per_host, (jax.process_index() + 1) * per_host)
-    mesh = train.make_mesh(num_seeds=len(SEEDS))
+    mesh = sharding.make_mesh(num_seeds=len(SEEDS))
     assert dict(mesh.shape) == {"seed": 2, "data": 2}, mesh
     params, losses = run_steps(config, mesh, rows, seeds=SEEDS)
     if jax.process_index() == 0:

@@ -15,6 +15,10 @@ import jax
 import numpy as np
 
 from avvp_jax import checkpoint
+from avvp_jax import cli
+from avvp_jax import state as state_lib
+from avvp_jax import sharding
+from avvp_jax.data import run_data
 from avvp_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,7 +79,7 @@ class ScheduleTest(absltest.TestCase):
   def test_step_decay_matches_per_epoch_steplr(self):
     config = tiny_config(**{"optimizer.learning_rate": 3e-4, "optimizer.decay_every_epochs": 10,
                             "optimizer.decay_factor": 0.1})
-    schedule = train.learning_rate_schedule(config, steps_per_epoch=7)
+    schedule = state_lib.learning_rate_schedule(config, steps_per_epoch=7)
     # PyTorch StepLR(10, 0.1) stepped after each epoch: epochs 0-9 at 3e-4, 10-19 at 3e-5, ...
     for epoch, expected in ((0, 3e-4), (9, 3e-4), (10, 3e-5), (19, 3e-5), (20, 3e-6)):
       for step in (epoch * 7, epoch * 7 + 6):
@@ -83,27 +87,27 @@ class ScheduleTest(absltest.TestCase):
 
   def test_constant_without_decay(self):
     config = tiny_config(**{"optimizer.decay_every_epochs": 0})
-    schedule = train.learning_rate_schedule(config, steps_per_epoch=7)
+    schedule = state_lib.learning_rate_schedule(config, steps_per_epoch=7)
     self.assertEqual(float(schedule(0)), float(schedule(10_000)))
 
 
 class TrainStepTest(absltest.TestCase):
 
   def _step(self, config):
-    model = train.build_model(config)
-    tx, _ = train.make_optimizer(config, 2)
-    mesh = train.make_mesh()
-    state, abstract = train.create_train_state(config, model, tx, mesh, [0])
+    model = state_lib.build_model(config)
+    tx, _ = state_lib.make_optimizer(config, 2)
+    mesh = sharding.make_mesh()
+    state, abstract = state_lib.create_train_state(config, model, tx, mesh, [0])
     before = jax.tree.map(np.asarray, state.params)
     step_fn = train.jit_train_step(train.make_train_step(config, model, tx), mesh, abstract)
-    audio, frames, motion = train.dummy_inputs(config, batch_size=config.batch_size)
+    audio, frames, motion = state_lib.dummy_inputs(config, batch_size=config.batch_size)
     rng = np.random.default_rng(0)
     batch = {"audio": rng.normal(size=audio.shape), "frames": rng.normal(size=frames.shape),
              "label": (rng.random((config.batch_size, 25)) < 0.2)}
     if motion is not None:
       batch["motion"] = rng.normal(size=motion.shape)
     batch = {k: np.asarray(v, np.float32)[None] for k, v in batch.items()}  # one seed: [1, B, ...]
-    state, metrics = step_fn(state, train.global_batch(mesh, batch, seeds=True))
+    state, metrics = step_fn(state, sharding.global_batch(mesh, batch, seeds=True))
     return before, state, jax.device_get(metrics)
 
   def test_bfloat16_compute_keeps_float32_params(self):
@@ -121,32 +125,32 @@ class TrainStepTest(absltest.TestCase):
     from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
     from configs import leap  # pylint: disable=g-import-not-at-top
     config = leap.get_config("tiny")
-    resolved = train.resolve_config(config)  # the synthetic recipe: learned label table, its learning rate
+    resolved = state_lib.resolve_config(config)  # the synthetic recipe: learned label table, its learning rate
     self.assertEqual(resolved.model.leap.label_embeddings, "learned")
-    self.assertEqual(train.peak_learning_rate(resolved), 3e-4)
+    self.assertEqual(state_lib.peak_learning_rate(resolved), 3e-4)
     chosen = config.copy_and_resolve_references()
     chosen.model.leap.label_embeddings = "/some/table.npy"  # an explicit table (e.g. a converted LEAP's) is kept
-    self.assertEqual(train.resolve_config(chosen).model.leap.label_embeddings, "/some/table.npy")
+    self.assertEqual(state_lib.resolve_config(chosen).model.leap.label_embeddings, "/some/table.npy")
     config.data.features_dir = self.create_tempdir().full_path  # real features: the paper's recipe
     config.data.pseudo_labels = config.data.features_dir
-    resolved = train.resolve_config(config)
+    resolved = state_lib.resolve_config(config)
     self.assertEqual(resolved.model.leap.label_embeddings, "packaged")
-    self.assertEqual(train.peak_learning_rate(resolved), 1e-4)
+    self.assertEqual(state_lib.peak_learning_rate(resolved), 1e-4)
     config.data.pseudo_labels = ""
     with self.assertRaisesRegex(InputError, "config.loss.audio_pseudo_labels is True but config.data.pseudo_labels "
                                 "is empty"):
-      train.resolve_config(config)
+      state_lib.resolve_config(config)
     for flag in ("audio_pseudo_labels", "visual_pseudo_labels", "avss_from_pseudo_labels"):
       config.loss[flag] = False
-    train.resolve_config(config)  # nothing needs them now
+    state_lib.resolve_config(config)  # nothing needs them now
     config.data.pseudo_labels = "simulated"
     with self.assertRaisesRegex(InputError, "only for the embedded synthetic data"):
-      train.resolve_config(config)
+      state_lib.resolve_config(config)
 
   def test_unknown_compute_dtype_is_input_error(self):
     from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
     with self.assertRaisesRegex(InputError, "compute_dtype"):
-      train.resolve_config(tiny_config(compute_dtype="float8"))
+      state_lib.resolve_config(tiny_config(compute_dtype="float8"))
 
 
 # Plain SGD for the runs compared across seeds layouts. With Adam, a param whose gradient is zero in exact
@@ -168,7 +172,7 @@ class TrainAndEvaluateTest(absltest.TestCase):
     cls.config = tiny_config(num_epochs=2, synthetic_num_epochs=2, **SGD)
     cls.workdir = os.path.join(cls.root, "uninterrupted")
     cls.scores = train.train_and_evaluate(cls.config, cls.workdir)
-    cls.steps_per_epoch = train.TrainingData(train.resolve_config(cls.config)).steps_per_epoch
+    cls.steps_per_epoch = run_data.prepare_run(state_lib.resolve_config(cls.config)).steps_per_epoch
     cls.seed1_config = tiny_config(num_epochs=2, synthetic_num_epochs=2, seed=1, **SGD)
     cls.seed1_workdir = os.path.join(cls.root, "seed1")
     cls.seed1_scores = train.train_and_evaluate(cls.seed1_config, cls.seed1_workdir)
@@ -212,10 +216,11 @@ class TrainAndEvaluateTest(absltest.TestCase):
       self.assertAlmostEqual(self.seeds_scores[key], (self.scores[key] + self.seed1_scores[key]) / 2, delta=1e-4)
 
   def test_replicas_read_the_batches_of_their_seeds(self):
-    together = train.TrainingData(train.resolve_config(self.seeds_config))
-    alone = [train.TrainingData(train.resolve_config(c)) for c in (self.config, self.seed1_config)]
+    together = run_data.prepare_run(state_lib.resolve_config(self.seeds_config))
+    alone = [run_data.prepare_run(state_lib.resolve_config(c)) for c in (self.config, self.seed1_config)]
     for epoch in (0, 1):
-      for stacked, *single in zip(together.train_batches(epoch), *(d.train_batches(epoch) for d in alone)):
+      for stacked, *single in zip(together.seed_train_batches([0, 1], epoch),
+                                  *(d.seed_train_batches([k], epoch) for k, d in enumerate(alone))):
         for key in ("index", "audio", "label"):
           for k in (0, 1):
             np.testing.assert_array_equal(stacked[key][k], single[k][key][0], err_msg=f"{epoch} {key} {k}")
@@ -293,8 +298,8 @@ class LauncherTest(absltest.TestCase):
     self.assertOneErrorLine(result.stderr, r"^error: .*learnin_rate")
 
   def test_default_workdir(self):
-    self.assertEqual(train.default_workdir("configs/leap.py"), os.path.join(".", "workdir", "leap"))
-    self.assertEqual(train.default_workdir("configs/leap.py:tiny"), os.path.join(".", "workdir", "leap_tiny"))
+    self.assertEqual(cli.default_workdir("configs/leap.py"), os.path.join(".", "workdir", "leap"))
+    self.assertEqual(cli.default_workdir("configs/leap.py:tiny"), os.path.join(".", "workdir", "leap_tiny"))
 
 
 if __name__ == "__main__":

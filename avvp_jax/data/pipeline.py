@@ -188,6 +188,8 @@ class LLPData:
     process_index, process_count: this host and the number of hosts.
     keep_partial_batch: train on the last, smaller batch of an epoch too, padded and masked (as the official
       PyTorch loaders do, `drop_last=False`); False: drop it.
+    pseudo_labels: the training clips' segment pseudo labels (`pseudo_labels.PseudoLabels`), added to every
+      batch of `seed_train_batches` by its `index`; None: none (see `avvp_jax.data.run_data`).
   """
   builder: tfds_llp.AvvpLlp
   batch_size: int
@@ -197,6 +199,7 @@ class LLPData:
   process_index: int = 0
   process_count: int = 1
   keep_partial_batch: bool = True
+  pseudo_labels: Any = None
 
   def __post_init__(self):
     if not 0 <= self.process_index < self.process_count:
@@ -360,14 +363,17 @@ class LLPData:
 
     Row `s` of every entry is exactly the batch `train_batches` yields for `seed=seeds[s]` (one shuffled
     stream per seed, zipped in tf.data): replicas trained together see what separate runs would. Memory:
-    one shuffle buffer per seed.
+    one shuffle buffer per seed. With `pseudo_labels` set, each batch also holds the clips' pseudo labels.
     """
     if not seeds:
       raise InputError("seed_train_batches needs at least one seed.")
     streams = tuple(self.train_dataset(epoch, skip, seed=seed) for seed in seeds)
     stacked = tf.data.Dataset.zip(streams).map(
         lambda *batches: {key: tf.stack([b[key] for b in batches]) for key in batches[0]})
-    yield from stacked.prefetch(2).as_numpy_iterator()
+    for batch in stacked.prefetch(2).as_numpy_iterator():
+      if self.pseudo_labels is not None:
+        batch.update(self.pseudo_labels.batch(batch["index"]))
+      yield batch
 
   def _padded(self, batches: tf.data.Dataset, split: str, size: int, num_batches: int) -> tf.data.Dataset:
     """Decodes `[<= size]` batches of serialized examples and pads each to `size` clips: `mask` 1 on real

@@ -89,6 +89,11 @@ FEATURE_DIRS = {layout: {modality: folder for modality, (folder, _) in features.
 DEFAULT_NUM_TRAIN_CLIPS = 2000
 MARKER_FILE = "SYNTHETIC.txt"  # written into every folder `launch/make_synthetic.py` fills
 
+
+def is_synthetic(data_config) -> bool:
+  """Whether `config.data` selects the embedded SYNTHETIC dataset: its `features_dir` is empty."""
+  return not data_config.features_dir
+
 # Classes whose prototypes overlap in every modality (hard to tell apart, as in LLP).
 CONFUSABLE_PAIRS = (
     ("Cello", "Violin_fiddle"),

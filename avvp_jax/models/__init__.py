@@ -155,10 +155,10 @@ class AVVPModel(nn.Module):
     return {key: value.astype(jnp.float32) for key, value in outputs.items()}
 
 
-def resolve_dtype(name: str) -> Any:
-  """The jnp dtype of a `compute_dtype` name ("float32" | "bfloat16")."""
+def resolve_dtype(name: str, field: str = "compute dtype") -> Any:
+  """The jnp dtype of a `compute_dtype` name ("float32" | "bfloat16"); `field` names it in the error."""
   if name not in COMPUTE_DTYPES:
-    raise InputError(f"compute dtype {name!r} is unknown: use one of {sorted(COMPUTE_DTYPES)}.")
+    raise InputError(f"{field} {name!r} is unknown: use one of {sorted(COMPUTE_DTYPES)}.")
   return COMPUTE_DTYPES[name]
 
 
