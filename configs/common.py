@@ -39,6 +39,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.debug.kill_after_steps = 0
   # Replace the training loss by NaN at this step (0-based) to exercise the non-finite stop. -1: never.
   config.debug.nan_loss_at_step = -1
+  # A jax.profiler trace of `num_steps` training steps from step `first_step` on, written to WORKDIR/profile
+  # (TensorBoard's profile plugin or Perfetto read it). 0 steps: no trace.
+  config.profile = ml_collections.ConfigDict()
+  config.profile.first_step = 10
+  config.profile.num_steps = 0
 
   # --- data -----------------------------------------------------------------------------------------
   config.data = ml_collections.ConfigDict()

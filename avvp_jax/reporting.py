@@ -1,0 +1,247 @@
+"""What a training run reports: a pausable timer, TensorBoard scalars, the progress line and a profiler hook.
+
+`Chrono` times training the way big_vision's `chrono` does: it counts only the time spent stepping, so
+validation, checkpoint saves and a profiler's trace are kept out (`with chrono.paused(): ...`), and it
+skips the first step of every (re)started run, which holds the compilation. Its `state_dict()` goes into
+the checkpointed progress, so a resumed run's ETA (from the measured time per step of every run so far)
+and its total training time are right from its first log line.
+
+`SummaryWriter` writes TensorBoard scalars with `tf.summary` (process 0 only). clu's `metric_writers`
+would do the same but its TF writer imports the `tensorboard` package, which our pinned stack does not
+install, and clu's `ReportProgress` neither leaves paused sections out of its rate nor restores its timer
+from a checkpoint, so this module is written here (about 200 lines).
+
+`Progress` is a tqdm bar on an interactive terminal (process 0), absl log lines elsewhere. `Profiler`
+records a `jax.profiler` trace of `config.profile.num_steps` steps from `config.profile.first_step` into
+`WORKDIR/profile` (open it with TensorBoard's profile plugin or Perfetto).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from typing import Any, Callable, Iterator, Mapping
+
+from absl import logging
+import jax
+
+
+def format_duration(seconds: float) -> str:
+  """`H:MM:SS` of a number of seconds (negative -> 0; NaN -> "?")."""
+  if seconds != seconds:  # NaN: not known yet
+    return "?"
+  seconds = int(max(seconds, 0))
+  return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Chrono:
+  """Training time, throughput and ETA, with pauses and compile steps left out (see the module docstring).
+
+  Call `start(step)` once the run knows its first step (after restoring), `compiled(step)` once that
+  step's result is ready (its time is compile time, counted in the total but not in the rates), `tick(step)`
+  at every log line (after the step's metrics were fetched, so the clock measures finished work), and wrap
+  everything that is not training in `paused()`.
+
+  Attributes:
+    total_steps: steps of the whole run (every epoch), for the ETA.
+    clips_per_step: clips one step trains (global batch x replicas), for clips/s.
+  """
+
+  def __init__(self, total_steps: int, clips_per_step: int, clock: Callable[[], float] = time.monotonic):
+    self.total_steps = int(total_steps)
+    self.clips_per_step = int(clips_per_step)
+    self._clock = clock
+    # Kept across resumes (`state_dict`): training seconds (compile included, pauses not) of earlier runs, and
+    # the measured seconds / steps (compile excluded) that the time per step is estimated from.
+    self._earlier_seconds = 0.0
+    self._earlier_measured_seconds = 0.0
+    self._earlier_measured_steps = 0
+    self._run_start = None  # clock at `start`
+    self._paused_seconds = 0.0  # paused time since `start`
+    self._pause_start = None
+    self._measure_start = None  # (clock, paused seconds, step) at `compiled`
+    self._window = None  # (clock, paused seconds, step) at the last tick or `compiled`
+
+  # --- the checkpointed part -------------------------------------------------------------------------
+
+  def state_dict(self, step: int) -> dict[str, float]:
+    """JSON-able totals for the progress checkpointed at `step`: training seconds, measured seconds / steps."""
+    measured_seconds, measured_steps = self._measured(step)
+    return {"train_seconds": self.train_seconds(), "measured_seconds": measured_seconds,
+            "measured_steps": measured_steps}
+
+  def load_state_dict(self, state: Mapping[str, float] | None) -> None:
+    """Restores the totals of earlier runs (`state_dict` of the checkpoint resumed from); None: a fresh run."""
+    state = state or {}
+    self._earlier_seconds = float(state.get("train_seconds", 0.0))
+    self._earlier_measured_seconds = float(state.get("measured_seconds", 0.0))
+    self._earlier_measured_steps = int(state.get("measured_steps", 0))
+
+  # --- the clock -------------------------------------------------------------------------------------
+
+  def start(self, step: int) -> None:
+    now = self._clock()
+    self._run_start, self._paused_seconds, self._pause_start = now, 0.0, None
+    self._measure_start = None
+    self._window = (now, 0.0, int(step))
+
+  def compiled(self, step: int) -> None:
+    """The run's first step (with its compilation) is done at `step`: rates are measured from here."""
+    self._measure_start = self._window = (self._clock(), self._paused_total(), int(step))
+
+  @contextlib.contextmanager
+  def paused(self) -> Iterator[None]:
+    """Time inside is counted neither as training time nor in the rates (validation, saves, traces)."""
+    if self._pause_start is not None:  # nested: the outer pause already counts it
+      yield
+      return
+    self._pause_start = self._clock()
+    try:
+      yield
+    finally:
+      self._paused_seconds += self._clock() - self._pause_start
+      self._pause_start = None
+
+  def _paused_total(self) -> float:
+    extra = self._clock() - self._pause_start if self._pause_start is not None else 0.0
+    return self._paused_seconds + extra
+
+  def _active_since(self, mark: tuple[float, float, int]) -> float:
+    return self._clock() - mark[0] - (self._paused_total() - mark[1])
+
+  def _measured(self, step: int) -> tuple[float, int]:
+    """Measured (seconds, steps) of every run so far, this one's up to `step` (compile step left out)."""
+    seconds, steps = self._earlier_measured_seconds, self._earlier_measured_steps
+    if self._measure_start is not None:
+      seconds += self._active_since(self._measure_start)
+      steps += int(step) - self._measure_start[2]
+    return seconds, steps
+
+  def train_seconds(self) -> float:
+    """Training time of the whole run so far: earlier runs' and this one's, compilation in, pauses out."""
+    if self._run_start is None:
+      return self._earlier_seconds
+    return self._earlier_seconds + self._active_since((self._run_start, 0.0, 0))
+
+  def tick(self, step: int) -> dict[str, float]:
+    """Rates over the window since the last tick, and the ETA; call after fetching `step`'s metrics.
+
+    Returns:
+      {"steps_per_second", "clips_per_second"} over the window (NaN within the compile step's window),
+      "eta_seconds" (remaining steps x the measured seconds per step of every run so far; NaN before any
+      step was measured) and "train_seconds" (`train_seconds()`).
+    """
+    step = int(step)
+    out = {"steps_per_second": float("nan"), "clips_per_second": float("nan")}
+    if self._measure_start is not None and self._window is not None:
+      seconds, steps = self._active_since(self._window), step - self._window[2]
+      if seconds > 0 and steps > 0:
+        out["steps_per_second"] = steps / seconds
+        out["clips_per_second"] = steps * self.clips_per_step / seconds
+      self._window = (self._clock(), self._paused_total(), step)
+    measured_seconds, measured_steps = self._measured(step)
+    per_step = measured_seconds / measured_steps if measured_steps > 0 else float("nan")
+    out["eta_seconds"] = max(self.total_steps - step, 0) * per_step
+    out["train_seconds"] = self.train_seconds()
+    return out
+
+
+class SummaryWriter:
+  """TensorBoard scalar summaries in a folder, through `tf.summary` (no `tensorboard` package needed).
+
+  Only process 0 writes; elsewhere every call is a no-op. TensorFlow is imported on construction (the
+  trainer's data pipeline has imported it already).
+  """
+
+  def __init__(self, logdir: str):
+    self._writer = None
+    if jax.process_index() != 0:
+      return
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only process 0 writes summaries)
+    from tensorflow.core.framework import summary_pb2  # pylint: disable=g-import-not-at-top
+    self._tf = tf
+    self._writer = tf.summary.create_file_writer(logdir)
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    metadata.data_class = summary_pb2.DATA_CLASS_SCALAR
+    self._metadata = metadata.SerializeToString()
+
+  def scalars(self, step: int, values: Mapping[str, float]) -> None:
+    if self._writer is None:
+      return
+    with self._writer.as_default():
+      for name, value in values.items():
+        self._tf.summary.write(name, self._tf.constant(float(value), self._tf.float32), step=int(step),
+                               metadata=self._metadata)
+
+  def flush(self) -> None:
+    if self._writer is not None:
+      self._writer.flush()
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()
+      self._writer = None
+
+
+class Progress:
+  """A tqdm bar on an interactive terminal (process 0), plain absl lines otherwise."""
+
+  def __init__(self, total_steps: int, initial: int):
+    self._bar = None
+    if jax.process_index() == 0 and sys.stderr.isatty():
+      import tqdm  # pylint: disable=g-import-not-at-top  (only on a terminal)
+      self._bar = tqdm.tqdm(total=total_steps, initial=initial, unit="step", dynamic_ncols=True)
+
+  def update(self, n: int = 1) -> None:
+    if self._bar is not None:
+      self._bar.update(n)
+
+  def report(self, bar_text: str, log_line: str) -> None:
+    """`bar_text` beside the bar on a terminal; `log_line` as an absl INFO line elsewhere."""
+    if self._bar is not None:
+      self._bar.set_postfix_str(bar_text, refresh=True)
+    else:
+      logging.info("%s", log_line)
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()
+      self._bar = None
+
+
+class Profiler:
+  """A `jax.profiler` trace of `num_steps` training steps from `first_step` on into `logdir` (0 steps: off).
+
+  Call `step(step, result)` after every step with that step's output (its arrays are waited for before
+  the trace stops, so the trace holds whole steps). Stopping writes the trace (seconds): do it paused.
+  """
+
+  def __init__(self, logdir: str, first_step: int, num_steps: int, chrono: Chrono | None = None):
+    self.logdir = logdir
+    self.first_step = int(first_step)
+    self.num_steps = int(num_steps)
+    self._chrono = chrono
+    self._active = False
+
+  def step(self, step: int, result: Any = None) -> None:
+    """`step` steps have been taken; starts or stops the trace at its bounds."""
+    if self.num_steps <= 0 or jax.process_index() != 0:
+      return
+    if not self._active and step == self.first_step:
+      os.makedirs(self.logdir, exist_ok=True)
+      jax.profiler.start_trace(self.logdir)
+      self._active = True
+    elif self._active and step >= self.first_step + self.num_steps:
+      self.stop(result)
+
+  def stop(self, result: Any = None) -> None:
+    if not self._active:
+      return
+    with self._chrono.paused() if self._chrono is not None else contextlib.nullcontext():
+      jax.block_until_ready(result)
+      jax.profiler.stop_trace()
+    self._active = False
+    logging.info("Wrote a profile of %d steps (from step %d) to %s.", self.num_steps, self.first_step, self.logdir)
