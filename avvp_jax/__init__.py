@@ -3,11 +3,11 @@
 The package import is light: it pulls in neither TensorFlow nor the models. Import submodules as needed,
 e.g. `from avvp_jax import metrics`, `from avvp_jax.data import annotations`.
 
-Inference entry points, imported on first use (`avvp_jax.parse`):
+Inference entry points, imported on first use (`avvp_jax.inference`):
 
   parser = avvp_jax.load_parser("workdir/han")   # a workdir or a checkpoint folder
-  parser.predict(audio, frames, motion)          # probabilities
-  parser.parse(audio, frames, motion)            # events in seconds
+  parser.predict(audio, frames, motion)          # probabilities: video_prob, segment_audio_prob, ...
+  parser.parse(audio, frames, motion)            # events in seconds (avvp_jax.events)
   avvp_jax.predict(config, params, audio, frames, motion)   # functional, jitted
   avvp_jax.predict_ensemble(config, stacked_params, audio, frames, motion)  # mean over seeds
 """
@@ -19,10 +19,10 @@ __version__ = "0.1.0"
 
 # Public name -> the submodule defining it; loaded lazily by `__getattr__` so `import avvp_jax` stays light.
 _LAZY_EXPORTS = {
-    "load_parser": "avvp_jax.parse",
-    "predict": "avvp_jax.parse",
-    "predict_ensemble": "avvp_jax.parse",
-    "Parser": "avvp_jax.parse",
+    "load_parser": "avvp_jax.inference",
+    "predict": "avvp_jax.inference",
+    "predict_ensemble": "avvp_jax.inference",
+    "Parser": "avvp_jax.inference",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]

@@ -17,9 +17,16 @@ checkpoints with it):
   DIR/params/                an Orbax StandardCheckpointer save of the seed-stacked params tree
 
 Params are always seed-stacked: every leaf has a leading `[num_seeds]` axis (1 for a 1-seed run or a
-converted official model); `select_seed` takes one replica out. `restore_params(path) -> (config, params)`
-reads any of the layouts: a workdir (its best save, else its latest), one step folder of a workdir, or a
-params-only folder. `launch/evaluate.py --checkpoint=PATH` and `avvp_jax.load_parser` use it.
+converted official model); `select_seed` takes one replica out.
+
+Reading: `resolve(path) -> CheckpointSource` is the one place a path is interpreted: a params-only folder (it
+holds `params/`), one step folder of a workdir (it holds `state/`), or a workdir, whose best save (else latest)
+read-only Orbax managers find in `best/` and `checkpoints/`. The source says what to restore, the step, the
+workdir, where its `config.json` lives and where a report of it goes. `restore_params(path) -> (config,
+params)` reads any of them; from a training save it restores only the `params` of the `TrainState` (an Orbax
+partial restore), the optimizer state stays on disk. `checkpoint_config` is the rule for a given config: the
+number of replicas and their seeds are the checkpoint's unless set explicitly. `launch/evaluate.py`,
+`avvp_jax.evaluate` and `avvp_jax.load_parser` read checkpoints through these.
 
 Saves are asynchronous: always `close()` a `Checkpointer` (it waits for pending writes) - the trainer does so
 in a `finally`, so neither an error nor a normal exit loses a save.
@@ -27,9 +34,10 @@ in a `finally`, so neither an error nor a normal exit loses a save.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, Collection
 
 from absl import logging
 from etils import epath
@@ -45,6 +53,8 @@ CONFIG_FILENAME = "config.json"
 LATEST_DIRNAME = "checkpoints"
 BEST_DIRNAME = "best"
 PARAMS_DIRNAME = "params"
+STATE_ITEM = "state"  # the TrainState item of a training save
+WORKDIR, STEP, PARAMS = "workdir", "step", "params"  # the kinds of `CheckpointSource`
 
 
 # --- config ---------------------------------------------------------------------------------------
@@ -78,13 +88,20 @@ def load_config(path: str) -> ml_collections.ConfigDict:
 # --- full training state --------------------------------------------------------------------------
 
 
-def _manager(directory: str, keep: int, *, read_only: bool = False) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(
-      preservation_policy=ocp.checkpoint_managers.LatestN(n=keep),
-      create=not read_only,
-      read_only=read_only,
-      enable_async_checkpointing=not read_only,
-  )
+def _manager(directory: str, keep: int) -> ocp.CheckpointManager:
+  """A manager that writes: asynchronous saves, the `keep` latest kept."""
+  options = ocp.CheckpointManagerOptions(preservation_policy=ocp.checkpoint_managers.LatestN(n=keep))
+  return ocp.CheckpointManager(directory, options=options)
+
+
+def _read_only_manager(directory: str) -> ocp.CheckpointManager:
+  """A manager that only reads: it lists the finalized steps of `directory` (unfinished saves are not steps).
+
+  The options Orbax would otherwise reset for `read_only` (with a warning each) are set as it wants them; no
+  root metadata is written, so no process barrier is passed and any process may call it alone.
+  """
+  options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0,
+                                         enable_async_checkpointing=False, save_root_metadata=False)
   return ocp.CheckpointManager(directory, options=options)
 
 
@@ -164,7 +181,7 @@ def _jsonable(tree: dict[str, Any]) -> dict[str, Any]:
   return json.loads(json.dumps(tree, default=lambda x: np.asarray(x).tolist()))
 
 
-# --- params for inference -------------------------------------------------------------------------
+# --- params-only checkpoints and seeds ------------------------------------------------------------
 
 
 def save_params_checkpoint(directory: str, config: ml_collections.ConfigDict, params: Any) -> str:
@@ -209,80 +226,227 @@ def select_seed(config: ml_collections.ConfigDict, params: Any, seed: int) -> An
   return jax.tree.map(lambda x: x[index], params)
 
 
-def _abstract_params(config: ml_collections.ConfigDict) -> Any:
-  return state_lib.abstract_params(config)
+# --- what a path holds ----------------------------------------------------------------------------
 
 
-def _restore_state_params(step_dir: str, config: ml_collections.ConfigDict) -> Any:
-  abstract_state = state_lib.abstract_train_state(config)
-  with ocp.StandardCheckpointer() as checkpointer:
-    state = checkpointer.restore(os.path.join(step_dir, "state"), abstract_state)
-  return state.params
+@dataclasses.dataclass(frozen=True)
+class CheckpointSource:
+  """What a checkpoint path holds, as `resolve` found it.
+
+  Attributes:
+    kind: "workdir" (a training workdir: its best save, else its latest), "step" (one save of a workdir,
+      `WORKDIR/{best,checkpoints}/STEP`) or "params" (a params-only folder written by `save_params_checkpoint`).
+    path: the folder as given, made absolute.
+    directory: the Orbax item to restore: `STEP_FOLDER/state` (a seed-stacked `TrainState`) or `DIR/params`.
+    step: the save's step; None for params-only (or a step folder whose name is not its step).
+    workdir: the training workdir the save belongs to; None for params-only.
+    config_dir: the folder whose `config.json` describes the checkpoint's model and replicas.
+    report_dir: where an evaluation report of it goes: the workdir, else the params-only folder itself.
+  """
+  kind: str
+  path: str
+  directory: str
+  step: int | None
+  workdir: str | None
+  config_dir: str
+  report_dir: str
+
+  @property
+  def step_dir(self) -> str | None:
+    """The step folder holding the `state` item (`WORKDIR/best/STEP`); None for params-only."""
+    return None if self.kind == PARAMS else os.path.dirname(self.directory)
 
 
-def _step_dirs(directory: str) -> list[int]:
-  directory = epath.Path(directory)
-  if not directory.is_dir():
-    return []
-  return sorted(int(child.name) for child in directory.iterdir()
-                if child.name.isdigit() and (child / "state").is_dir())
+def _latest_saved_step(directory: str) -> tuple[int, str] | None:
+  """(step, step folder) of the latest finalized save in a manager folder, as a read-only manager finds it."""
+  if not epath.Path(directory).is_dir():
+    return None
+  manager = _read_only_manager(directory)
+  try:
+    step = manager.latest_step()
+  finally:
+    manager.close()
+  if step is None:
+    return None
+  return step, str(ocp.step.standard_name_format().find_step(directory, step).path)
+
+
+def resolve(path: str, which: str = "best") -> CheckpointSource:
+  """What `path` holds: a params-only folder, one step folder of a workdir, or a workdir (see the module doc).
+
+  A workdir's saves are the steps Orbax's read-only managers list in `WORKDIR/best` and `WORKDIR/checkpoints`
+  (unfinished saves are not steps); its best save is the one step kept in `best/`.
+
+  Args:
+    path: the folder to read.
+    which: for a workdir, "best" (its best save, else its latest) or "latest" (its latest save).
+
+  Returns:
+    The `CheckpointSource`: what to restore, and where its config and a report of it live.
+
+  Raises:
+    InputError: `path` does not exist, or holds none of the layouts.
+  """
+  if which not in ("best", "latest"):
+    raise ValueError(f"which={which!r}: use 'best' or 'latest'")
+  path = absolute(path)
+  folder = epath.Path(path)
+  if not folder.is_dir():
+    raise InputError(f"Checkpoint path {path} does not exist: pass a training workdir, a step folder such as "
+                     "WORKDIR/best/STEP, or a params checkpoint folder.")
+  if (folder / PARAMS_DIRNAME).is_dir():
+    return CheckpointSource(PARAMS, path, str(folder / PARAMS_DIRNAME), None, None, path, path)
+  if (folder / STATE_ITEM).is_dir():  # one step folder: WORKDIR/{best,checkpoints}/STEP
+    workdir = str(folder.parent.parent)
+    step = int(folder.name) if folder.name.isdigit() else None
+    return CheckpointSource(STEP, path, str(folder / STATE_ITEM), step, workdir, workdir, workdir)
+  subdirs = (BEST_DIRNAME, LATEST_DIRNAME) if which == "best" else (LATEST_DIRNAME,)
+  for sub in subdirs:
+    found = _latest_saved_step(os.path.join(path, sub))
+    if found is not None:
+      step, step_dir = found
+      if not (epath.Path(step_dir) / STATE_ITEM).is_dir():
+        raise InputError(f"The save {step_dir} has no {STATE_ITEM}/ item: it was not written by avvp_jax's trainer; "
+                         "move it away or pass --checkpoint=PATH to another checkpoint.")
+      return CheckpointSource(WORKDIR, path, os.path.join(step_dir, STATE_ITEM), step, path, path, path)
+  raise InputError(f"No checkpoint in {path}: it holds no {PARAMS_DIRNAME}/ (a params checkpoint), no {STATE_ITEM}/ "
+                   f"(a step folder) and no saves in {' or '.join(sub + '/' for sub in subdirs)} (a workdir): "
+                   f"train first (launch/train.py --workdir={path}) or pass --checkpoint=PATH to a checkpoint.")
 
 
 def find_state_checkpoint(workdir: str, which: str = "best") -> str | None:
-  """The step folder of a workdir's best (`which="best"`, falling back to latest) or latest save."""
-  order = (BEST_DIRNAME, LATEST_DIRNAME) if which == "best" else (LATEST_DIRNAME,)
-  for sub in order:
-    steps = _step_dirs(os.path.join(workdir, sub))
-    if steps:
-      return os.path.join(workdir, sub, str(steps[-1]))
-  return None
+  """The step folder of a workdir's best (`which="best"`, falling back to latest) or latest save; None if none."""
+  try:
+    source = resolve(workdir, which)
+  except InputError:
+    return None
+  return source.step_dir if source.kind == WORKDIR else None
 
 
-def _checked_config(config: ml_collections.ConfigDict | None, directory: str) -> ml_collections.ConfigDict:
-  """`config`, or the one stored in `directory`; a given config must have the stored run's number of seeds."""
-  stored_path = epath.Path(directory) / CONFIG_FILENAME
+# --- restoring params -----------------------------------------------------------------------------
+
+
+def checkpoint_config(source: CheckpointSource, config: ml_collections.ConfigDict | None = None,
+                      explicit: Collection[str] | None = None) -> ml_collections.ConfigDict:
+  """The config to rebuild `source`'s model with, holding as many replicas as the checkpoint.
+
+  The number of replicas is a property of the checkpoint: `num_seeds` and `seed` that are not in `explicit`
+  are taken from the stored `config.json`, so per-seed reports carry the trained seeds. A number of seeds that
+  was chosen and differs from the stored one is an error.
+
+  Args:
+    source: from `resolve`.
+    config: the config to use; None: the stored one (`source.config_dir/config.json`).
+    explicit: the dotted names of the fields of `config` its user set (a launcher's `--config.x=y`
+      overrides); None: every field counts as set, so the stored seeds are only checked against it.
+
+  Returns:
+    `config` (a copy when fields were taken from the checkpoint), or the stored config.
+
+  Raises:
+    InputError: no config given and none stored, or a given number of seeds that is not the stored one.
+  """
+  stored_path = epath.Path(source.config_dir) / CONFIG_FILENAME
   if config is None or not stored_path.is_file():
-    return config if config is not None else load_config(directory)
-  stored = state_lib.run_seeds(load_config(directory))
-  if len(state_lib.run_seeds(config)) != len(stored):
-    raise InputError(f"the checkpoint in {directory} holds {len(stored)} replica(s) (seeds {stored}), but the given "
-                     f"config has num_seeds={len(state_lib.run_seeds(config))}: pass --config.num_seeds={len(stored)} "
-                     f"--config.seed={stored[0]}, or leave --config out to use the stored config.")
+    return config if config is not None else load_config(source.config_dir)
+  stored = load_config(source.config_dir)
+  stored_seeds = state_lib.run_seeds(stored)
+  stored_values = {"num_seeds": len(stored_seeds), "seed": stored_seeds[0]}
+  taken = {} if explicit is None else {key: value for key, value in stored_values.items()
+                                       if key not in explicit and config.get(key) != value}
+  if taken:
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+      for key, value in taken.items():
+        config[key] = value
+    logging.info("Using the checkpoint's %s from %s.", ", ".join(f"{k}={v}" for k, v in taken.items()), stored_path)
+  seeds = state_lib.run_seeds(config)
+  if len(seeds) != len(stored_seeds):
+    raise InputError(f"the checkpoint in {source.config_dir} holds {len(stored_seeds)} replica(s) (seeds "
+                     f"{stored_seeds}), but the given config has num_seeds={len(seeds)}: pass "
+                     f"--config.num_seeds={len(stored_seeds)} --config.seed={stored_seeds[0]}, or leave "
+                     "--config.num_seeds out to use the stored number.")
   return config
 
 
-def restore_params(path: str, config: ml_collections.ConfigDict | None = None
-                   ) -> tuple[ml_collections.ConfigDict, Any]:
+def _saved_tree(directory: str) -> dict[str, Any]:
+  """The tree of array metadata (shapes, dtypes) of an Orbax PyTree item, read without restoring it."""
+  handler = ocp.PyTreeCheckpointHandler()
+  try:
+    return handler.metadata(epath.Path(directory)).tree
+  finally:
+    handler.close()
+
+
+def _leaf_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+  leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {jax.tree_util.keystr(path, simple=True, separator="/"): tuple(leaf.shape) for path, leaf in leaves}
+
+
+def _check_params_fit(directory: str, saved: Any, abstract: Any, config: ml_collections.ConfigDict) -> None:
+  """Raises a one-line InputError naming the first differences when the saved params do not fit the model.
+
+  A partial restore would otherwise leave params the checkpoint lacks unrestored instead of failing.
+  """
+  saved, wanted = _leaf_shapes(saved), _leaf_shapes(abstract)
+  problems = []
+  for label, names in (("missing", sorted(set(wanted) - set(saved))), ("unexpected", sorted(set(saved) - set(wanted)))):
+    if names:
+      problems.append(f"{label} {', '.join(names[:3])}" + (f" (+{len(names) - 3} more)" if len(names) > 3 else ""))
+  problems += [f"{name} is {saved[name]}, the model's is {shape}" for name, shape in sorted(wanted.items())
+               if name in saved and saved[name] != shape][:3]
+  if problems:
+    model = f"{config.model.get('encoder')}/{config.model.get('decoder')}"
+    raise InputError(f"the params in {directory} do not fit the model of the config ({model}): {'; '.join(problems)}: "
+                     "evaluate with the config the checkpoint was trained with (leave --config out to use its "
+                     "config.json).")
+
+
+def _restore_state_params(state_dir: str, abstract_params: Any) -> Any:
+  """The `params` of a saved `TrainState` item, restored alone onto `abstract_params`' shardings.
+
+  Orbax 0.12.8's partial restore (`PyTreeRestore(partial_restore=True)`) reads only the leaves present in the
+  item, so the optimizer state, step and dropout key stay on disk. It fills leaves the checkpoint lacks with the
+  item's own (abstract) values rather than failing: `_check_params_fit` is what catches a mismatch.
+  """
+  item = {"params": abstract_params}
+  args = ocp.args.PyTreeRestore(item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+                                partial_restore=True)
+  with ocp.PyTreeCheckpointer() as checkpointer:
+    return checkpointer.restore(state_dir, args=args)["params"]
+
+
+def restore_params(path: str | CheckpointSource, config: ml_collections.ConfigDict | None = None, *,
+                   explicit: Collection[str] | None = None) -> tuple[ml_collections.ConfigDict, Any]:
   """Params for inference from a workdir, a step folder of one, or a params-only checkpoint.
 
   Args:
     path: a training workdir (its best save, else its latest), a step folder such as
-      `WORKDIR/best/1234`, or a folder written by `save_params_checkpoint`.
+      `WORKDIR/best/1234`, a folder written by `save_params_checkpoint`, or what `resolve` made of one.
     config: the config to rebuild the model with; None: the `config.json` stored with the checkpoint.
+    explicit: the fields of `config` its user set; `num_seeds` and `seed` not among them come from the
+      checkpoint (`checkpoint_config`). None: all of them.
 
   Returns:
     (config, params): params seed-stacked (a leading `[config.num_seeds]` axis on every leaf, 1 for a
-    1-seed run) and laid out on the default `("seed", "data")` mesh.
+    1-seed run) and laid out on the default `("seed", "data")` mesh. From a training save only the `params`
+    of its `TrainState` are read.
 
   Raises:
-    InputError: when `path` holds no checkpoint avvp_jax can read.
+    InputError: when `path` holds no checkpoint avvp_jax can read, or one that does not fit `config`.
   """
-  path = absolute(path)
-  if not epath.Path(path).is_dir():
-    raise InputError(f"Checkpoint path {path} does not exist: pass a workdir, a step folder or a params "
-                     "checkpoint folder.")
-  if (epath.Path(path) / PARAMS_DIRNAME).is_dir():
-    config = _checked_config(config, path)
+  source = path if isinstance(path, CheckpointSource) else resolve(path)
+  config = checkpoint_config(source, config, explicit)
+  abstract = state_lib.abstract_params(config)
+  saved = _saved_tree(source.directory)
+  if source.kind != PARAMS:
+    if "params" not in saved:
+      raise InputError(f"The state in {source.directory} holds no params: it was not written by avvp_jax's "
+                       "trainer; pass --checkpoint=PATH to another checkpoint.")
+    saved = saved["params"]
+  _check_params_fit(source.directory, saved, abstract, config)
+  logging.info("Restoring params from %s", source.directory)
+  if source.kind == PARAMS:  # the whole item is the params
     with ocp.StandardCheckpointer() as checkpointer:
-      params = checkpointer.restore(os.path.join(path, PARAMS_DIRNAME), _abstract_params(config))
-    return config, params
-  if (epath.Path(path) / "state").is_dir():  # one step folder: WORKDIR/{best,checkpoints}/STEP
-    step_dir, workdir = path, os.path.dirname(os.path.dirname(path))
-  else:
-    step_dir, workdir = find_state_checkpoint(path), path
-    if step_dir is None:
-      raise InputError(f"No checkpoint in {path}: train first (launch/train.py --workdir={path}) or pass "
-                       "--checkpoint=PATH to a params checkpoint.")
-  config = _checked_config(config, workdir)
-  logging.info("Restoring params from %s", step_dir)
-  return config, _restore_state_params(step_dir, config)
+      return config, checkpointer.restore(source.directory, abstract)
+  return config, _restore_state_params(source.directory, abstract)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 from absl import logging
 from etils import epath
@@ -172,21 +172,25 @@ def report_dir(workdir: str | None, checkpoint: str | None) -> str:
     return checkpoint_lib.absolute(workdir)
   if not checkpoint:
     raise InputError("neither a workdir nor a checkpoint to evaluate was given: pass --workdir or --checkpoint.")
-  source = epath.Path(checkpoint_lib.absolute(checkpoint))
-  return str(source.parent.parent if (source / "state").is_dir() else source)
+  return checkpoint_lib.resolve(checkpoint).report_dir
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str | None, split: str = "val",
-                        checkpoint: str | None = None) -> dict[str, Any]:
+                        checkpoint: str | None = None, *, explicit: Collection[str] | None = None
+                        ) -> dict[str, Any]:
   """Scores a checkpoint on a whole split and writes `workdir/eval_<split>.json`.
 
   Args:
-    config: the run config (data and model); None: the workdir's (or the checkpoint's) `config.json`.
+    config: the run config (data and model); None: the checkpoint's `config.json` (`checkpoint.resolve`
+      says where it lives).
     workdir: the training workdir; its best save (else latest) is scored unless `checkpoint` is given. None:
       `report_dir(None, checkpoint)`, e.g. a converted checkpoint's own folder.
     split: "val" or "test".
     checkpoint: another checkpoint (a step folder, another workdir, or a params-only folder such as a
       converted official checkpoint written by `avvp_jax.checkpoint.save_params_checkpoint`).
+    explicit: the dotted names of the fields of `config` set explicitly (`launch/evaluate.py` passes its
+      `--config.x=y` overrides): `num_seeds` and `seed` not among them are the checkpoint's, as trained. None:
+      every field of `config` counts as set (a different number of seeds is an error).
 
   Returns:
     The report written (`seed_report`, plus "split", "checkpoint" and "data", a note saying synthetic when
@@ -194,20 +198,17 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str |
     keys hold the mean over the seeds, plus "std" (sample standard deviation, same keys), "per_seed" (one
     dict per seed, with its "seed") and "ensemble" (the 10 metrics of the probabilities averaged over the
     seeds before thresholding).
+
+  Raises:
+    InputError: a bad split, no checkpoint at the path, or a config that does not fit the checkpoint.
   """
   if split not in ("val", "test"):
     raise InputError(f"--split={split!r} is not an evaluation split: use val or test.")
-  workdir = report_dir(workdir, checkpoint)
-  source = checkpoint_lib.absolute(checkpoint) if checkpoint else workdir
-  if config is None:
-    config_dir = source if (epath.Path(source) / checkpoint_lib.CONFIG_FILENAME).is_file() else workdir
-    if checkpoint and (epath.Path(source) / "state").is_dir():  # a step folder: WORKDIR/best/STEP
-      config_dir = str(epath.Path(source).parent.parent)
-    config = checkpoint_lib.load_config(config_dir)
-  config = state_lib.resolve_config(config)
-  if checkpoint is None and checkpoint_lib.find_state_checkpoint(workdir) is None:
-    raise InputError(f"No checkpoint in {workdir}: train first (launch/train.py --workdir={workdir}) or pass "
-                     "--checkpoint=PATH.")
+  if workdir is None and not checkpoint:
+    raise InputError("neither a workdir nor a checkpoint to evaluate was given: pass --workdir or --checkpoint.")
+  source = checkpoint_lib.resolve(checkpoint or workdir)
+  out_dir = checkpoint_lib.absolute(workdir) if workdir is not None else source.report_dir
+  config = state_lib.resolve_config(checkpoint_lib.checkpoint_config(source, config, explicit))
   seeds = state_lib.run_seeds(config)
   mesh = sharding.make_mesh(num_seeds=len(seeds))
   data = run_data.prepare_run(config, train=False)
@@ -219,8 +220,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str |
   results = run_evaluation(eval_step, params, data.eval_batches(split), mesh, num_clips=data.num_eval_clips(split))
   report = seed_report(results, seeds)
   logging.info("%s (%d clips, %.1fs): %s", split, report["num_clips"], time.time() - start, summary_line(report))
-  report.update(split=split, checkpoint=source, data=data.description)
-  path = epath.Path(workdir) / f"eval_{split}.json"
+  report.update(split=split, checkpoint=source.path, data=data.description)
+  path = epath.Path(out_dir) / f"eval_{split}.json"
   if jax.process_index() == 0:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))

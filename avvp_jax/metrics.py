@@ -21,9 +21,10 @@ Its rules, quirks included:
   * The reported number is 100 x the mean over clips of the per-clip values.
 
 Everything here is vectorised over clips, classes and events: no Python loop runs per clip, class or
-event, and a whole test set is scored in one jitted call. The events of each clip and class are held in
-ceil(T / 2) slots (start, end) found from the rising and falling edges of the row; event matching compares
-all slot pairs at once.
+event, and a whole test set is scored, and its values checked, in one jitted call. Each clip's row of
+seconds of one class is held as the bits of one uint32 word (so clips are at most `MAX_SECONDS` = 32
+seconds long; LLP's are 10): second-level counts are popcounts of ANDs, the events of a row are ceil(T / 2)
+bit masks, and event matching compares all mask pairs at once.
 
 Precision: counts are exact in float32; per-class F1s are summed, and per-clip values summed over clips,
 with a split into a coarse part (a multiple of 2^-12, summed exactly) and a small remainder, so results
@@ -51,6 +52,8 @@ import numpy as np
 
 from avvp_jax.errors import InputError
 
+# The scored modalities: audio, visual, and audio-visual (the AND of both). Labels come in the first two
+# only (`avvp_jax.data.annotations.LABEL_MODALITIES`).
 MODALITIES = ("audio", "visual", "audio_visual")
 LEVELS = ("segment", "event")
 KEYS = (
@@ -65,6 +68,8 @@ PER_CLASS_KEYS = (
 # Values are split into a multiple of 2^-12 and a remainder before summing; the coarse parts of up to
 # 4096 values in [0, 1] add up exactly in float32 (24-bit significand).
 _COARSE_SCALE = 4096.0
+# A clip's seconds of one class are counted as the bits of one uint32 word.
+MAX_SECONDS = 32
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -118,71 +123,78 @@ def segment_predictions(
 # Counting.
 
 
-def _event_slots(positive_NxTxC: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """The events (maximal runs of positive seconds) of each clip and class, as S = ceil(T / 2) slots.
-
-  The k-th event of a row starts at the row's k-th rising edge and ends after its k-th falling edge.
-  Edge ranks come from a product with a constant triangular matrix (0/1 inputs, small integer outputs:
-  exact at any matmul precision).
+def _row_bits(positive_NxTxC: jax.Array) -> jax.Array:
+  """Each clip's and class's row of seconds as the bits of one word: bit t is set when second t is positive.
 
   Args:
-    positive_NxTxC: bool [N, T, C].
+    positive_NxTxC: bool [N, T, C], T <= `MAX_SECONDS`.
 
   Returns:
-    start [N, C, S] int32, end [N, C, S] int32 (exclusive), valid [N, C, S] bool (slot holds an event).
+    uint32 [N, C] (the bits are disjoint, so their integer sum is exact).
   """
   num_seconds = positive_NxTxC.shape[1]
-  num_slots = (num_seconds + 1) // 2
-  x_NxTxC = positive_NxTxC.astype(jnp.int32)
-  zeros_Nx1xC = jnp.zeros_like(x_NxTxC[:, :1])
-  before_NxTxC = jnp.concatenate([zeros_Nx1xC, x_NxTxC[:, :-1]], axis=1)
-  after_NxTxC = jnp.concatenate([x_NxTxC[:, 1:], zeros_Nx1xC], axis=1)
-  rises_NxTxC = x_NxTxC * (1 - before_NxTxC)  # an event starts at this second
-  falls_NxTxC = x_NxTxC * (1 - after_NxTxC)  # an event ends after this second
-  # upto[t, u] = 1 if t <= u: (flags @ upto)[u] counts the flags at seconds 0..u.
-  upto_TxT = jnp.asarray(np.triu(np.ones((num_seconds, num_seconds), np.float32)))
-
-  def rank(flags_NxTxC):
-    return jnp.einsum("ntc,tu->nuc", flags_NxTxC.astype(jnp.float32), upto_TxT,
-                      precision=jax.lax.Precision.HIGHEST).astype(jnp.int32)
-
-  slot_1x1x1xS = jnp.arange(1, num_slots + 1, dtype=jnp.int32)[None, None, None, :]
-  second_1xTx1x1 = jnp.arange(num_seconds, dtype=jnp.int32)[None, :, None, None]
-  is_rise_NxTxCxS = (rises_NxTxC == 1)[..., None] & (rank(rises_NxTxC)[..., None] == slot_1x1x1xS)
-  is_fall_NxTxCxS = (falls_NxTxC == 1)[..., None] & (rank(falls_NxTxC)[..., None] == slot_1x1x1xS)
-  start_NxCxS = jnp.sum(jnp.where(is_rise_NxTxCxS, second_1xTx1x1, 0), axis=1)
-  end_NxCxS = jnp.sum(jnp.where(is_fall_NxTxCxS, second_1xTx1x1 + 1, 0), axis=1)
-  valid_NxCxS = jnp.any(is_rise_NxTxCxS, axis=1)
-  return start_NxCxS, end_NxCxS, valid_NxCxS
+  weight_1xTx1 = jnp.asarray(np.left_shift(np.uint32(1), np.arange(num_seconds, dtype=np.uint32))[None, :, None])
+  return jnp.sum(jnp.where(positive_NxTxC, weight_1xTx1, jnp.uint32(0)), axis=1, dtype=jnp.uint32)
 
 
-def _segment_counts(pred_NxTxC: jax.Array, true_NxTxC: jax.Array) -> tuple[jax.Array, ...]:
-  """Second-level TP, FP, FN per clip and class: float32 [N, C] each."""
-  tp = jnp.sum(pred_NxTxC & true_NxTxC, axis=1, dtype=jnp.float32)
-  fp = jnp.sum(pred_NxTxC & ~true_NxTxC, axis=1, dtype=jnp.float32)
-  fn = jnp.sum(~pred_NxTxC & true_NxTxC, axis=1, dtype=jnp.float32)
-  return tp, fp, fn
+def _popcount(bits: jax.Array) -> jax.Array:
+  """Number of set bits, as float32 (exact: at most 32)."""
+  return jax.lax.population_count(bits).astype(jnp.float32)
 
 
-def _event_counts(pred_NxTxC: jax.Array, true_NxTxC: jax.Array) -> tuple[jax.Array, ...]:
-  """Event-level TP, FP, FN per clip and class, the official way: float32 [N, C] each.
+def _event_masks(bits_NxC: jax.Array, num_seconds: int) -> list[jax.Array]:
+  """The events (maximal runs of set bits) of each row, as S = ceil(T / 2) bit masks, earliest first.
+
+  This is the device (bit-parallel) form of `avvp_jax.events.runs`, which finds the same runs on the host
+  in numpy: inside the jitted metrics a row is one word, and its next run is cut off with two integer ops
+  (adding the lowest set bit carries through the lowest run and clears it). Empty slots are 0.
+
+  Args:
+    bits_NxC: uint32 [N, C] rows (`_row_bits`).
+    num_seconds: T, the number of meaningful bits.
+
+  Returns:
+    S uint32 [N, C] masks.
+  """
+  remaining = bits_NxC
+  masks = []
+  for _ in range((num_seconds + 1) // 2):
+    lowest = remaining & (~remaining + jnp.uint32(1))  # the lowest set bit (0 when none is left)
+    run = remaining & ~(remaining + lowest)  # the carry clears exactly the lowest run (mod 2^32 at bit 31)
+    masks.append(run)
+    remaining = remaining ^ run
+  return masks
+
+
+def _segment_counts(pred_NxC: jax.Array, true_NxC: jax.Array, num_seconds: int) -> tuple[jax.Array, ...]:
+  """Second-level TP, FP, FN per clip and class from row bits: float32 [N, C] each."""
+  del num_seconds  # the rows hold no bits beyond T
+  return (_popcount(pred_NxC & true_NxC), _popcount(pred_NxC & ~true_NxC), _popcount(~pred_NxC & true_NxC))
+
+
+def _event_counts(pred_NxC: jax.Array, true_NxC: jax.Array, num_seconds: int) -> tuple[jax.Array, ...]:
+  """Event-level TP, FP, FN per clip and class from row bits, the official way: float32 [N, C] each.
 
   A predicted event is a TP when some true event of its row has IoU >= 0.5 with it (decided exactly in
-  integers as 2 * intersection >= union), else an FP; a true event no predicted event matches is an FN.
+  integers as 2 * intersection >= union, with a non-empty intersection), else an FP; a true event that no
+  predicted event matches is an FN. The S x S event pairs are unrolled into elementwise [N, C] operations
+  (an [N, C, S, S] intermediate with reductions over its small axes runs ~3x slower on CPU).
   """
-  pred_start, pred_end, pred_valid = (x[..., :, None] for x in _event_slots(pred_NxTxC))  # [N, C, S, 1]
-  true_start, true_end, true_valid = (x[..., None, :] for x in _event_slots(true_NxTxC))  # [N, C, 1, S]
-  inter_NxCxSxS = jnp.maximum(
-      0, jnp.minimum(pred_end, true_end) - jnp.maximum(pred_start, true_start))
-  union_NxCxSxS = (pred_end - pred_start) + (true_end - true_start) - inter_NxCxSxS
-  match_NxCxSxS = (2 * inter_NxCxSxS >= union_NxCxSxS) & pred_valid & true_valid
-  pred_found_NxCxS = jnp.any(match_NxCxSxS, axis=-1)
-  true_found_NxCxS = jnp.any(match_NxCxSxS, axis=-2)
-  pred_valid, true_valid = pred_valid[..., 0], true_valid[..., 0, :]
-  tp = jnp.sum(pred_valid & pred_found_NxCxS, axis=-1, dtype=jnp.float32)
-  fp = jnp.sum(pred_valid & ~pred_found_NxCxS, axis=-1, dtype=jnp.float32)
-  fn = jnp.sum(true_valid & ~true_found_NxCxS, axis=-1, dtype=jnp.float32)
-  return tp, fp, fn
+  pred_masks = _event_masks(pred_NxC, num_seconds)
+  true_masks = _event_masks(true_NxC, num_seconds)
+  pred_found = [jnp.zeros(pred_NxC.shape, bool) for _ in pred_masks]
+  true_found = [jnp.zeros(true_NxC.shape, bool) for _ in true_masks]
+  for i, pred in enumerate(pred_masks):
+    for j, true in enumerate(true_masks):
+      inter = jax.lax.population_count(pred & true)
+      match = (inter > 0) & (2 * inter >= jax.lax.population_count(pred | true))  # empty slots never match
+      pred_found[i] = pred_found[i] | match
+      true_found[j] = true_found[j] | match
+  tp = sum(found.astype(jnp.float32) for found in pred_found)
+  num_true_found = sum(found.astype(jnp.float32) for found in true_found)
+  num_pred = _popcount(pred_NxC & ~(pred_NxC << 1))  # events = rising edges
+  num_true = _popcount(true_NxC & ~(true_NxC << 1))
+  return tp, num_pred - tp, num_true - num_true_found
 
 
 def _accurate_sum(values: jax.Array, axis: int) -> jax.Array:
@@ -207,23 +219,33 @@ def _clip_value(tp_NxC: jax.Array, fp_NxC: jax.Array, fn_NxC: jax.Array) -> jax.
   return jnp.where(num_present_N > 0, total_N / jnp.maximum(num_present_N, 1.0), 1.0)
 
 
-def _as_binary(x) -> jax.Array:
-  return jnp.asarray(x) != 0
-
-
 def _check_labels(pred_audio, pred_visual, true_audio, true_visual) -> None:
+  """Shape checks (host, no transfer): four [N, T, C] arrays of one shape with T <= `MAX_SECONDS`."""
   shapes = {name: tuple(np.shape(x)) for name, x in (("pred_audio", pred_audio), ("pred_visual", pred_visual),
                                                     ("true_audio", true_audio), ("true_visual", true_visual))}
   first = shapes["pred_audio"]
   if len(first) != 3 or any(shape != first for shape in shapes.values()):
     raise InputError(f"the metrics got label arrays of shapes {shapes}: pass four 0/1 arrays of one "
                      "shape [N, T, C] (clips, seconds, classes).")
+  if first[1] > MAX_SECONDS:
+    raise InputError(f"the metrics got clips of {first[1]} seconds: they score at most {MAX_SECONDS} seconds "
+                     "per clip (LLP clips have 10); split longer videos into clips.")
 
 
-def _modality_labels(pred_audio, pred_visual, true_audio, true_visual):
-  """Bool [N, T, C] (pred, true) pairs for audio, visual and audio-visual (the AND of both)."""
-  pa, pv, ta, tv = (_as_binary(x) for x in (pred_audio, pred_visual, true_audio, true_visual))
-  return {"audio": (pa, ta), "visual": (pv, tv), "audio_visual": (pa & pv, ta & tv)}
+def _modality_bits(pred_audio, pred_visual, true_audio, true_visual):
+  """Row bits [N, C] (pred, true) for audio, visual and audio-visual (the AND of both), and T."""
+  pa, pv, ta, tv = (_row_bits(jnp.asarray(x) != 0) for x in (pred_audio, pred_visual, true_audio, true_visual))
+  return {"audio": (pa, ta), "visual": (pv, tv), "audio_visual": (pa & pv, ta & tv)}, np.shape(pred_audio)[1]
+
+
+def _all_binary(*arrays) -> jax.Array:
+  """Whether every value of every [N, T, C] array is 0 or 1: a bool scalar, on the device.
+
+  It compares the row bits of the nonzero values with those of the ones, the same reduction as the scores'
+  `_row_bits`, which XLA computes once for both (a plain `all((x == 0) | (x == 1))` costs twice the time).
+  """
+  return jnp.all(jnp.stack([jnp.all(_row_bits(jnp.asarray(x) != 0) == _row_bits(jnp.asarray(x) == 1))
+                            for x in arrays]))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -241,17 +263,17 @@ def clip_scores(pred_audio: jax.Array, pred_visual: jax.Array, true_audio: jax.A
   Jitted; vectorised over clips, classes and events.
 
   Args:
-    pred_audio, pred_visual: [N, T, C] 0/1 predictions (any dtype; nonzero counts as positive).
+    pred_audio, pred_visual: [N, T, C] 0/1 predictions (any dtype; nonzero counts as positive), T <= 32.
     true_audio, true_visual: [N, T, C] 0/1 ground truth.
 
   Returns:
     dict key -> float32 [N].
   """
   _check_labels(pred_audio, pred_visual, true_audio, true_visual)
-  labels = _modality_labels(pred_audio, pred_visual, true_audio, true_visual)
+  bits, num_seconds = _modality_bits(pred_audio, pred_visual, true_audio, true_visual)
   scores = {}
   for level, count_fn in (("segment", _segment_counts), ("event", _event_counts)):
-    counts = {m: count_fn(*labels[m]) for m in MODALITIES}
+    counts = {m: count_fn(*bits[m], num_seconds) for m in MODALITIES}
     for m in MODALITIES:
       scores[f"{level}/{m}"] = _clip_value(*counts[m])
     scores[f"{level}/type"] = (scores[f"{level}/audio"] + scores[f"{level}/visual"]
@@ -282,80 +304,90 @@ def masked_clip_sums(clip_values: Mapping[str, jax.Array], mask: jax.Array) -> d
 
 
 @jax.jit
-def _binary_check(pred_audio, pred_visual, true_audio, true_visual, mask) -> tuple[jax.Array, jax.Array]:
-  arrays = (pred_audio, pred_visual, true_audio, true_visual)
-  labels_ok = jnp.all(jnp.stack([jnp.all((x == 0) | (x == 1)) for x in arrays]))
-  return labels_ok, jnp.sum(mask != 0)
-
-
-@jax.jit
-def _score_sums(pred_audio, pred_visual, true_audio, true_visual, mask) -> dict[str, jax.Array]:
-  return masked_clip_sums(clip_scores(pred_audio, pred_visual, true_audio, true_visual), mask)
-
-
-def _validated(pred_audio, pred_visual, true_audio, true_visual, mask):
-  """Checks shapes and values on the host; returns the inputs as arrays and the [N] mask."""
-  _check_labels(pred_audio, pred_visual, true_audio, true_visual)
-  arrays = [jnp.asarray(x) for x in (pred_audio, pred_visual, true_audio, true_visual)]
-  num_clips = arrays[0].shape[0]
-  if mask is None:
-    mask = jnp.ones((num_clips,), jnp.float32)
-  mask = jnp.asarray(mask)
-  if mask.shape != (num_clips,):
-    raise InputError(f"mask has shape {mask.shape}, but the labels hold {num_clips} clips: pass a [N] mask "
-                     "with 1 for real clips and 0 for padding.")
-  labels_ok, num_real = _binary_check(*arrays, mask)
-  if not bool(labels_ok):
-    raise InputError("the metrics got predictions or labels with values other than 0 and 1: threshold "
-                     "probabilities first, e.g. with metrics.segment_predictions.")
-  if int(num_real) == 0:
-    raise InputError("mask selects no clip: the metrics need at least one real clip (mask value 1).")
-  return arrays, mask
-
-
-def parsing_scores(pred_audio, pred_visual, true_audio, true_visual, mask=None) -> dict[str, float]:
-  """The ten official AVVP numbers, in percent, over a whole set of clips.
-
-  Computed in one jitted call over all clips; host-side checks raise `InputError` for mismatched shapes,
-  non-0/1 values or an empty mask.
-
-  Args:
-    pred_audio, pred_visual: [N, T, C] 0/1 predictions (e.g. from `segment_predictions`).
-    true_audio, true_visual: [N, T, C] 0/1 dense ground truth.
-    mask: optional [N]; clips where it is 0 (padding) are left out.
-
-  Returns:
-    dict with the keys of `KEYS` -> Python float, percent (100 = perfect).
-  """
-  arrays, mask = _validated(pred_audio, pred_visual, true_audio, true_visual, mask)
-  sums = jax.device_get(_score_sums(*arrays, mask))
-  count = float(sums["count"])
-  scores = {key: 100.0 * float(sums[key]) / count for key in KEYS}
-  for level in LEVELS:  # the official formula: the mean of the three means.
-    scores[f"{level}/type"] = sum(scores[f"{level}/{m}"] for m in MODALITIES) / 3.0
-  return scores
-
-
-@jax.jit
 def per_class_counts(pred_audio, pred_visual, true_audio, true_visual, mask) -> dict[str, jax.Array]:
   """Per-class (TP, FP, FN) summed over the real clips, for `f1_from_counts`; jitted, batch by batch.
 
   Args:
-    pred_audio, pred_visual, true_audio, true_visual: [N, T, C] 0/1.
+    pred_audio, pred_visual, true_audio, true_visual: [N, T, C] 0/1, T <= 32.
     mask: [N], nonzero for real clips.
 
   Returns:
     dict with the keys of `PER_CLASS_KEYS` -> float32 [3, C]: TP, FP and FN per class (seconds at segment
     level, events as in the official event-level rule at event level).
   """
-  labels = _modality_labels(pred_audio, pred_visual, true_audio, true_visual)
+  _check_labels(pred_audio, pred_visual, true_audio, true_visual)
+  bits, num_seconds = _modality_bits(pred_audio, pred_visual, true_audio, true_visual)
   real_N1 = (jnp.asarray(mask) != 0)[:, None]
   out = {}
   for level, count_fn in (("segment", _segment_counts), ("event", _event_counts)):
     for m in MODALITIES:
-      counts = count_fn(*labels[m])
+      counts = count_fn(*bits[m], num_seconds)
       out[f"{level}/{m}"] = jnp.stack([jnp.sum(jnp.where(real_N1, c, 0.0), axis=0) for c in counts])
   return out
+
+
+@jax.jit
+def _checked_score_sums(pred_audio, pred_visual, true_audio, true_visual, mask) -> dict[str, jax.Array]:
+  """`masked_clip_sums(clip_scores(...))` of a whole set and the value check, in one device call."""
+  sums = masked_clip_sums(clip_scores(pred_audio, pred_visual, true_audio, true_visual), mask)
+  sums["binary"] = _all_binary(pred_audio, pred_visual, true_audio, true_visual)
+  return sums
+
+
+@jax.jit
+def _checked_class_counts(pred_audio, pred_visual, true_audio, true_visual, mask) -> dict[str, jax.Array]:
+  """`per_class_counts` of a whole set, the value check and the number of real clips, in one device call."""
+  counts = per_class_counts(pred_audio, pred_visual, true_audio, true_visual, mask)
+  counts["binary"] = _all_binary(pred_audio, pred_visual, true_audio, true_visual)
+  counts["count"] = jnp.sum(jnp.asarray(mask) != 0, dtype=jnp.float32)
+  return counts
+
+
+def _host_inputs(pred_audio, pred_visual, true_audio, true_visual, mask):
+  """Checks shapes on the host (no transfer); returns the four label arrays and the [N] mask as arrays."""
+  _check_labels(pred_audio, pred_visual, true_audio, true_visual)
+  arrays = [x if isinstance(x, (np.ndarray, jax.Array)) else np.asarray(x)
+            for x in (pred_audio, pred_visual, true_audio, true_visual)]
+  num_clips = arrays[0].shape[0]
+  mask = np.ones((num_clips,), np.float32) if mask is None else mask
+  if np.shape(mask) != (num_clips,):
+    raise InputError(f"mask has shape {np.shape(mask)}, but the labels hold {num_clips} clips: pass a [N] mask "
+                     "with 1 for real clips and 0 for padding.")
+  return arrays, mask
+
+
+def _check_values(fetched: dict[str, Any]) -> None:
+  """Raises for the device-side checks of `_checked_*` once their results are on the host."""
+  if not bool(fetched.pop("binary")):
+    raise InputError("the metrics got predictions or labels with values other than 0 and 1: threshold "
+                     "probabilities first, e.g. with metrics.segment_predictions.")
+  if float(fetched["count"]) == 0:
+    raise InputError("mask selects no clip: the metrics need at least one real clip (mask value 1).")
+
+
+def parsing_scores(pred_audio, pred_visual, true_audio, true_visual, mask=None) -> dict[str, float]:
+  """The ten official AVVP numbers, in percent, over a whole set of clips.
+
+  One jitted call over all clips computes the scores and checks the values, and one transfer brings back
+  scalars; `InputError` is raised for mismatched shapes (before any device work), non-0/1 values or an
+  empty mask.
+
+  Args:
+    pred_audio, pred_visual: [N, T, C] 0/1 predictions (e.g. from `segment_predictions`), T <= 32.
+    true_audio, true_visual: [N, T, C] 0/1 dense ground truth.
+    mask: optional [N]; clips where it is 0 (padding) are left out.
+
+  Returns:
+    dict with the keys of `KEYS` -> Python float, percent (100 = perfect).
+  """
+  arrays, mask = _host_inputs(pred_audio, pred_visual, true_audio, true_visual, mask)
+  sums = jax.device_get(_checked_score_sums(*arrays, mask))
+  _check_values(sums)
+  count = float(sums["count"])
+  scores = {key: 100.0 * float(sums[key]) / count for key in KEYS}
+  for level in LEVELS:  # the official formula: the mean of the three means.
+    scores[f"{level}/type"] = sum(scores[f"{level}/{m}"] for m in MODALITIES) / 3.0
+  return scores
 
 
 def f1_from_counts(counts: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -385,5 +417,7 @@ def per_class_f1(pred_audio, pred_visual, true_audio, true_visual, mask=None) ->
   Returns:
     dict with the keys of `PER_CLASS_KEYS` (`segment/audio`, ..., `event/audio_visual`) -> float64 [C].
   """
-  arrays, mask = _validated(pred_audio, pred_visual, true_audio, true_visual, mask)
-  return f1_from_counts(jax.device_get(per_class_counts(*arrays, mask)))
+  arrays, mask = _host_inputs(pred_audio, pred_visual, true_audio, true_visual, mask)
+  counts = jax.device_get(_checked_class_counts(*arrays, mask))
+  _check_values(counts)
+  return f1_from_counts(counts)

@@ -8,7 +8,7 @@ LEAP on those labels with `--config.data.pseudo_labels=OUT`.
 
 The rule. For clip n, second t, class c and modality m (audio, visual), the pseudo label is 1 when
   * c is in the clip's weak label (LLP's video-level label), and
-  * the teacher's segment probability of m, `segment_<m>[n, t, c]`, is >= the threshold of (m, c).
+  * the teacher's segment probability of m, `segment_<m>_prob[n, t, c]`, is >= the threshold of (m, c).
 The weak label stands in for the teacher's video-level gate (the official evaluation gates by the predicted
 video-level probability; here the true video label is known). Every split is filtered the same way: VALOR's
 released files cover train, val and test and are restricted to the weak labels of each, and only then is
@@ -52,16 +52,16 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from absl import logging
 import numpy as np
 
+from avvp_jax import events
+from avvp_jax import inference
 from avvp_jax import metrics
-from avvp_jax import parse
 from avvp_jax.data import annotations
 from avvp_jax.data import features as features_lib
 from avvp_jax.data import pseudo_labels
 from avvp_jax.data import synthetic
 from avvp_jax.errors import InputError
 
-MODALITIES = pseudo_labels.MODALITIES  # ("audio", "visual")
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = events.DEFAULT_THRESHOLD  # the official 0.5
 TUNING_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05, 0.10, ..., 0.95
 QUALITY_FILE = "quality.json"
 RULE = ("a second of class c is a pseudo label of modality m when c is in the clip's weak label and the teacher's "
@@ -76,10 +76,10 @@ Thresholds = dict[str, np.ndarray]  # modality -> [C] float32
 def modality_thresholds(threshold: Any = DEFAULT_THRESHOLD) -> Thresholds:
   """Per-modality `[C]` thresholds from one number, `[C]` numbers, {class name: value} (others 0.5), or
   {"audio": any of those, "visual": ...} (a modality left out gets 0.5)."""
-  if isinstance(threshold, Mapping) and threshold and set(threshold) <= set(MODALITIES):
-    return {m: parse.class_thresholds(threshold.get(m, DEFAULT_THRESHOLD), f"{m} threshold") for m in MODALITIES}
-  values = parse.class_thresholds(threshold, "threshold")
-  return {m: values.copy() for m in MODALITIES}
+  if isinstance(threshold, Mapping) and threshold and set(threshold) <= set(annotations.LABEL_MODALITIES):
+    return {m: events.class_thresholds(threshold.get(m, DEFAULT_THRESHOLD), f"{m} threshold") for m in annotations.LABEL_MODALITIES}
+  values = events.class_thresholds(threshold, "threshold")
+  return {m: values.copy() for m in annotations.LABEL_MODALITIES}
 
 
 def apply_rule(segment_prob: Any, weak_labels: Any, threshold: Any) -> np.ndarray:
@@ -254,9 +254,9 @@ def _batches(source: ClipSource, split_names: Sequence[str], size: int
       yield name, rows, batch
 
 
-def teacher_probabilities(parser: parse.Parser, source: ClipSource, split_names: Sequence[str], *,
+def teacher_probabilities(parser: inference.Parser, source: ClipSource, split_names: Sequence[str], *,
                           batch_size: int = 64, progress: bool | None = None) -> dict[str, dict[str, np.ndarray]]:
-  """The teacher's probabilities of every clip: split -> {`parse.OUTPUT_KEYS`: `[N, ...]` float32}.
+  """The teacher's probabilities of every clip: split -> {`inference.OUTPUT_KEYS`: `[N, ...]` float32}.
 
   Batches are padded to one size, so one compilation serves every batch; a tqdm bar counts clips (None:
   only on a terminal).
@@ -278,8 +278,9 @@ def teacher_probabilities(parser: parse.Parser, source: ClipSource, split_names:
   finally:
     bar.close()
   t, c = annotations.NUM_SECONDS, annotations.NUM_CLASSES
-  empty = {key: np.zeros((0, t, c) if key.startswith("segment_") else (0, c), np.float32) for key in parse.OUTPUT_KEYS}
-  return {name: {key: np.concatenate([p[key] for p in chunks]) if chunks else empty[key] for key in parse.OUTPUT_KEYS}
+  keys = inference.OUTPUT_KEYS
+  empty = {key: np.zeros((0, t, c) if key.startswith("segment_") else (0, c), np.float32) for key in keys}
+  return {name: {key: np.concatenate([p[key] for p in chunks]) if chunks else empty[key] for key in keys}
           for name, chunks in parts.items()}
 
 
@@ -343,7 +344,7 @@ def make_pseudo_labels(checkpoint: str | os.PathLike[str], out: str | os.PathLik
   if features_dir:  # a folder of the wrong layout fails before the teacher is loaded
     detect_layout(pathlib.Path(features_dir).expanduser())
   checkpoint = os.path.abspath(os.path.expanduser(os.fspath(checkpoint)))
-  parser = parse.load_parser(checkpoint, seed=seed)
+  parser = inference.load_parser(checkpoint, seed=seed)
   config = parser.config
   data_config = config.get("data", None) or {}
   labels_dir = labels_dir or data_config.get("labels_dir", "") or None
@@ -368,10 +369,10 @@ def make_pseudo_labels(checkpoint: str | os.PathLike[str], out: str | os.PathLik
   thresholds = given
   if tune_on_val:
     val = source.splits["val"]
-    thresholds = {m: tune_thresholds(probs["val"][f"segment_{m}"], getattr(val, f"{m}_labels"), val.weak_labels,
-                                     default=given[m]) for m in MODALITIES}
-  labels = {name: {m: apply_rule(probs[name][f"segment_{m}"], source.splits[name].weak_labels, thresholds[m])
-                   for m in MODALITIES} for name in split_names}
+    thresholds = {m: tune_thresholds(probs["val"][f"segment_{m}_prob"], getattr(val, f"{m}_labels"),
+                                     val.weak_labels, default=given[m]) for m in annotations.LABEL_MODALITIES}
+  labels = {name: {m: apply_rule(probs[name][f"segment_{m}_prob"], source.splits[name].weak_labels,
+                                 thresholds[m]) for m in annotations.LABEL_MODALITIES} for name in split_names}
 
   report: dict[str, Any] = {
       "synthetic": source.synthetic,
@@ -382,21 +383,21 @@ def make_pseudo_labels(checkpoint: str | os.PathLike[str], out: str | os.PathLik
                   "ensemble": parser.seeds is not None},
       "rule": RULE,
       "thresholds": {m: dict(zip(annotations.CLASSES, (round(float(v), 4) for v in thresholds[m])))
-                     for m in MODALITIES},
+                     for m in annotations.LABEL_MODALITIES},
       "thresholds_tuned_on": "val" if tune_on_val else None,
       "splits": {},
   }
   for name in split_names:
     split = source.splits[name]
     entry: dict[str, Any] = {"num_clips": len(split),
-                             "positives": {m: int(labels[name][m].sum()) for m in MODALITIES}}
+                             "positives": {m: int(labels[name][m].sum()) for m in annotations.LABEL_MODALITIES}}
     if split.audio_labels is not None and len(split):
       entry["quality"] = _rounded(pseudo_labels.quality(labels[name]["audio"], labels[name]["visual"],
                                                         split.audio_labels, split.visual_labels))
-      teacher_audio, teacher_visual = parse.segment_predictions(probs[name])
+      teacher_audio, teacher_visual = events.segment_predictions(probs[name])
       scores = metrics.parsing_scores(teacher_audio.astype(np.float32), teacher_visual.astype(np.float32),
                                       split.audio_labels, split.visual_labels)
-      entry["teacher_segment_f1"] = _rounded({m: scores[f"segment/{m}"] for m in MODALITIES})
+      entry["teacher_segment_f1"] = _rounded({m: scores[f"segment/{m}"] for m in annotations.LABEL_MODALITIES})
     report["splits"][name] = entry
   if tune_on_val:
     report["note"] = "thresholds tuned on val: its figures are optimistic, test is held out"
@@ -421,7 +422,7 @@ def report_lines(report: Mapping[str, Any]) -> list[str]:
   for name, entry in report["splits"].items():
     if "quality" not in entry:
       continue
-    for m in MODALITIES:
+    for m in annotations.LABEL_MODALITIES:
       q = entry["quality"][m]
       lines.append(f"{name:<6} {m:<8} {q['precision']:>9.2f} {q['recall']:>7.2f} {q['f1']:>6.2f} "
                    f"{q['segment_f1']:>8.2f} {entry['teacher_segment_f1'][m]:>16.2f}")

@@ -1,4 +1,4 @@
-r"""Times inference with `avvp_jax.parse`: single-clip latency after compilation and batched throughput.
+r"""Times inference with `avvp_jax.inference`: single-clip latency after compilation and batched throughput.
 
 Run from the repository root:
 
@@ -9,8 +9,8 @@ Inputs are SYNTHETIC official-layout clips (VGGish [10, 128], pooled ResNet-152 
 [10, 512]) from `avvp_jax.data.synthetic`. For each model and batch size the table gives the first-call
 time (compilation included), then the median of `--repeats` calls of
   predict: `Parser.predict` (input checks, one jitted call, transfer to the host), and
-  parse:   `Parser.parse` (the same, plus thresholding with `metrics.segment_predictions` and event
-           extraction into dicts),
+  parse:   `Parser.parse` (the same, plus thresholding and event extraction into dicts with
+           `avvp_jax.events`),
 as milliseconds per call and clips per second.
 """
 
@@ -64,7 +64,7 @@ def main(argv):
   else:
     parsers = {"HAN (hidden 512)": _untrained_parser(han.get_config()),
                "LEAP (hidden 512)": _untrained_parser(leap.get_config())}
-  print(f"avvp_jax.parse on {jax.devices()[0].platform} ({jax.device_count()} device(s), "
+  print(f"avvp_jax.inference on {jax.devices()[0].platform} ({jax.device_count()} device(s), "
         f"{os.cpu_count()} CPU cores); SYNTHETIC official-layout clips; median of {_REPEATS.value} calls")
   header = (f"{'model':<18} {'batch':>5} {'first call ms':>13} {'predict ms':>10} {'predict clips/s':>15} "
             f"{'parse ms':>9} {'parse clips/s':>13}")

@@ -31,6 +31,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from avvp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
 from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+from configs import common  # pylint: disable=g-import-not-at-top
 
 _SOURCE = flags.DEFINE_enum("source", "synthetic", ["synthetic", "files"], "What the build reads.")
 _FRAMES = flags.DEFINE_list("frames", ["pooled", "raw"], "Frame modes to time.")
@@ -86,8 +87,10 @@ def main(argv):
         config = dict(features_dir="", synthetic_train_clips=_TRAIN_CLIPS.value, synthetic_seed=0,
                       synthetic_eval_clips=_EVAL_CLIPS.value, frames=frames)
       config.update(data_dir=str(root / "tfds"), layout="official", shuffle_buffer=10_000)
+      data_config = common.get_config().data  # configs/common.py's defaults with the fields above
+      data_config.update(config)
       start = time.perf_counter()
-      data = pipeline.prepare(config, batch_size=_BATCH.value, eval_batch_size=_EVAL_BATCH.value, seed=0,
+      data = pipeline.prepare(data_config, batch_size=_BATCH.value, eval_batch_size=_EVAL_BATCH.value, seed=0,
                               process_index=0, process_count=1)
       build_s = time.perf_counter() - start
       total = sum(data.num_clips(s) for s in ("train", "val", "test"))
@@ -102,7 +105,8 @@ def main(argv):
       print(f"{frames}: {data.description}", flush=True)
     finally:
       shutil.rmtree(root, ignore_errors=True)
-  print(f"\nbatch {_BATCH.value} (train, last batch padded and masked), {_EVAL_BATCH.value} (eval, padded); 1 process\n")
+  print(f"\nbatch {_BATCH.value} (train, last batch padded and masked), {_EVAL_BATCH.value} (eval, padded); "
+        "1 process\n")
   print("| source    | frames | phase      |  clips |    secs |   clips/s |     MB/s |")
   print("|-----------|--------|------------|--------|----------|-----------|----------|")
   print("\n".join(rows))

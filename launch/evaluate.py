@@ -2,7 +2,9 @@ r"""Scores a trained model on a whole split: `python launch/evaluate.py --workdi
 
 Flags:
   --config      optional config file[:preset] with `--config.x=y` overrides (e.g. the same data flags as in
-                training); default: DIR/config.json written by the trainer (or the checkpoint's own).
+                training); default: DIR/config.json written by the trainer (or the checkpoint's own). The
+                number of seeds and the first seed are the checkpoint's unless set with --config.num_seeds /
+                --config.seed (a number of seeds other than the trained one is an error).
   --workdir     the training workdir; default `./workdir/<config name>` when --config is given, else the
                 folder of --checkpoint (so `--checkpoint=DIR` alone scores a converted checkpoint).
   --split       val or test.
@@ -46,7 +48,8 @@ def main(argv: list[str]) -> None:
     cli.fail("--workdir is required (or --checkpoint, or --config for the default ./workdir/<config name>).")
   try:
     cli.setup_runtime(multihost=_MULTIHOST.value)
-    report = evaluate.evaluate_checkpoint(config, workdir, _SPLIT.value, _CHECKPOINT.value)
+    explicit = set(config_flags.get_override_values(flags.FLAGS["config"])) if config is not None else None
+    report = evaluate.evaluate_checkpoint(config, workdir, _SPLIT.value, _CHECKPOINT.value, explicit=explicit)
   except InputError as error:
     cli.fail(str(error))
   print(f"{_SPLIT.value} ({report['num_clips']} clips; {report['data']}):")

@@ -84,10 +84,10 @@ def main(argv: list[str]) -> None:
     cli.fail("pass either --clips or --clip_list, not both.")
   if _BATCH_SIZE.value < 1:
     cli.fail(f"--batch_size={_BATCH_SIZE.value} must be positive.")
-  from avvp_jax import parse as parse_lib  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  from avvp_jax.tools import parse_features  # pylint: disable=g-import-not-at-top
   try:
-    summary = parse_lib.parse_files(
+    summary = parse_features.parse_files(
         checkpoint=_CHECKPOINT.value, features=_FEATURES.value, out=_OUT.value, clips=_CLIPS.value,
         clip_list=_CLIP_LIST.value, batch_size=_BATCH_SIZE.value, threshold=_class_thresholds(),
         gate_threshold=_GATE_THRESHOLD.value, plot=_PLOT.value, plot_dir=_PLOT_DIR.value,

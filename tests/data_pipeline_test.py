@@ -7,12 +7,23 @@ import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
+import ml_collections
 import numpy as np
 
 from avvp_jax.data import annotations
 from avvp_jax.data import features
 from avvp_jax.data import pipeline
 from avvp_jax.errors import InputError
+from configs import common
+
+
+def data_config(base: ml_collections.ConfigDict | None = None, **overrides) -> ml_collections.ConfigDict:
+  """A copy of `base` (default: `config.data` of configs/common.py) with `overrides`; locked, so a misspelt
+  field is an error."""
+  config = common.get_config().data if base is None else base.copy_and_resolve_references()
+  config.lock()
+  config.update(overrides)
+  return config
 
 
 def write_tiny_llp(root: pathlib.Path, sizes=(23, 11, 7), seed: int = 0):
@@ -49,8 +60,8 @@ class PipelineTest(parameterized.TestCase):
     super().setUpClass()
     cls.root = pathlib.Path(tempfile.mkdtemp(prefix="pipeline_test_"))
     cls.features_dir, cls.labels_dir, cls.stored = write_tiny_llp(cls.root)
-    cls.config = dict(features_dir=str(cls.features_dir), labels_dir=str(cls.labels_dir),
-                      data_dir=str(cls.root / "tfds"), layout="official", frames="pooled", shuffle_buffer=100)
+    cls.config = data_config(features_dir=str(cls.features_dir), labels_dir=str(cls.labels_dir),
+                             data_dir=str(cls.root / "tfds"), layout="official", frames="pooled", shuffle_buffer=100)
     cls.data = pipeline.prepare(cls.config, batch_size=4, eval_batch_size=6, seed=7, process_index=0,
                                 process_count=1)
 
@@ -60,7 +71,7 @@ class PipelineTest(parameterized.TestCase):
     super().tearDownClass()
 
   def host(self, index: int, count: int, **kwargs) -> pipeline.LLPData:
-    config = {**self.config, "keep_partial_batch": kwargs.pop("keep_partial_batch", True)}
+    config = data_config(self.config, keep_partial_batch=kwargs.pop("keep_partial_batch", True))
     args = dict(batch_size=4, eval_batch_size=6, seed=7, process_index=index, process_count=count)
     args.update(kwargs)
     return pipeline.prepare(config, **args)
@@ -173,17 +184,18 @@ class PipelineTest(parameterized.TestCase):
     self.assertEqual(next((self.root / "tfds").rglob("dataset_info.json")).stat().st_mtime_ns, stamp)
     key = pipeline.build_key(self.config)
     self.assertTrue(key.startswith("official_pooled-"))
-    self.assertNotEqual(pipeline.build_key({**self.config, "frames": "raw"}), key)
-    self.assertNotEqual(pipeline.build_key({**self.config, "legacy_annotations": True}), key)
-    synthetic = dict(features_dir="", synthetic_train_clips=10, synthetic_seed=0)
+    self.assertNotEqual(pipeline.build_key(data_config(self.config, frames="raw")), key)
+    self.assertNotEqual(pipeline.build_key(data_config(self.config, legacy_annotations=True)), key)
+    synthetic = data_config(features_dir="", synthetic_train_clips=10, synthetic_seed=0)
     self.assertTrue(pipeline.build_key(synthetic).startswith("synthetic_official_pooled-"))
-    self.assertNotEqual(pipeline.build_key(synthetic), pipeline.build_key({**synthetic, "synthetic_seed": 1}))
-    self.assertNotEqual(pipeline.build_key(synthetic), pipeline.build_key({**synthetic, "synthetic_train_clips": 9}))
+    self.assertNotEqual(pipeline.build_key(synthetic), pipeline.build_key(data_config(synthetic, synthetic_seed=1)))
+    self.assertNotEqual(pipeline.build_key(synthetic),
+                        pipeline.build_key(data_config(synthetic, synthetic_train_clips=9)))
 
   def test_other_features_or_labels_give_another_build(self):
     root = pathlib.Path(self.create_tempdir().full_path)
     features_dir, labels_dir, stored = write_tiny_llp(root, sizes=(8, 3, 3), seed=1)
-    other = {**self.config, "features_dir": str(features_dir), "labels_dir": str(labels_dir)}
+    other = data_config(self.config, features_dir=str(features_dir), labels_dir=str(labels_dir))
     self.assertNotEqual(pipeline.build_key(other), pipeline.build_key(self.config))
     data = pipeline.prepare(other, batch_size=4, eval_batch_size=6, process_index=0, process_count=1)
     self.assertNotEqual(data.builder.data_dir, self.data.builder.data_dir)
@@ -191,9 +203,9 @@ class PipelineTest(parameterized.TestCase):
     batch = next(data.eval_batches("test"))
     np.testing.assert_array_equal(batch["audio"][:3], stored["test"]["audio"])
     # Same labels, other features folder; and same features, other labels: other keys too.
-    self.assertNotEqual(pipeline.build_key({**self.config, "features_dir": str(features_dir)}),
+    self.assertNotEqual(pipeline.build_key(data_config(self.config, features_dir=str(features_dir))),
                         pipeline.build_key(self.config))
-    self.assertNotEqual(pipeline.build_key({**self.config, "labels_dir": str(labels_dir)}),
+    self.assertNotEqual(pipeline.build_key(data_config(self.config, labels_dir=str(labels_dir))),
                         pipeline.build_key(self.config))
     # A file added to a features folder changes the key (the folder changed).
     key = pipeline.build_key(other)
@@ -209,7 +221,7 @@ class PipelineTest(parameterized.TestCase):
     with self.assertRaisesRegex(InputError, "cannot skip 9"):
       next(self.data.train_batches(0, skip=9))
     with self.assertRaisesRegex(InputError, "is not a folder"):
-      pipeline.build_key({**self.config, "features_dir": str(self.root / "nothing")})
+      pipeline.build_key(data_config(self.config, features_dir=str(self.root / "nothing")))
     with self.assertRaisesRegex(InputError, "unknown split"):
       self.data.num_clips("dev")
 
@@ -217,8 +229,8 @@ class PipelineTest(parameterized.TestCase):
 class SyntheticPipelineTest(absltest.TestCase):
 
   def test_empty_features_dir_gives_the_synthetic_set(self):
-    config = dict(features_dir="", data_dir=self.create_tempdir().full_path, synthetic_train_clips=12,
-                  synthetic_seed=0, synthetic_eval_clips=5, layout="clip_clap")
+    config = data_config(features_dir="", data_dir=self.create_tempdir().full_path, synthetic_train_clips=12,
+                         synthetic_seed=0, synthetic_eval_clips=5, layout="clip_clap")
     data = pipeline.prepare(config, batch_size=4, eval_batch_size=4, process_index=0, process_count=1)
     self.assertTrue(data.synthetic)
     self.assertIn("SYNTHETIC", data.description)

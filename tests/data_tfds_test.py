@@ -18,6 +18,7 @@ from avvp_jax.data import pipeline
 from avvp_jax.data import synthetic
 from avvp_jax.data import tfds_llp
 from avvp_jax.errors import InputError
+from configs import common
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -159,12 +160,15 @@ class BuildTest(parameterized.TestCase):
 _KILLED_BUILD = textwrap.dedent("""
     import sys, time
     from avvp_jax.data import features, pipeline
+    from configs import common
     load_clip = features.load_clip
     def slow_load_clip(*args, **kwargs):
       time.sleep(0.05)
       return load_clip(*args, **kwargs)
     features.load_clip = slow_load_clip
-    pipeline.ensure_built(dict(features_dir=sys.argv[1], labels_dir=sys.argv[2], data_dir=sys.argv[3]))
+    config = common.get_config().data
+    config.update(dict(features_dir=sys.argv[1], labels_dir=sys.argv[2], data_dir=sys.argv[3]))
+    pipeline.ensure_built(config)
     print("FINISHED")
 """)
 
@@ -174,9 +178,11 @@ class InterruptedBuildTest(absltest.TestCase):
   def test_killed_build_is_not_prepared_and_rebuilds(self):
     root = pathlib.Path(self.create_tempdir().full_path)
     features_dir, labels_dir, stored = write_tiny_llp(root, sizes=(60, 4, 4))
-    config = dict(features_dir=str(features_dir), labels_dir=str(labels_dir), data_dir=str(root / "tfds"))
+    paths = dict(features_dir=str(features_dir), labels_dir=str(labels_dir), data_dir=str(root / "tfds"))
+    config = common.get_config().data  # configs/common.py's defaults, these paths
+    config.update(paths)
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    process = subprocess.Popen([sys.executable, "-c", _KILLED_BUILD, *config.values()], env=env,
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_BUILD, *paths.values()], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
       deadline = time.time() + 60

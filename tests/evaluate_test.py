@@ -135,6 +135,28 @@ class EvaluateTest(absltest.TestCase):
                                 r"num_seeds=1: pass --config.num_seeds=2 --config.seed=0"):
       checkpoint.restore_params(self.workdir, one_seed)
 
+  def test_config_without_num_seeds_takes_the_checkpoints_seeds(self):
+    # configs/han.py:tiny says num_seeds=1; the workdir holds 2 replicas, and the checkpoint's number wins.
+    result = self._launch("--config=configs/han.py:tiny", f"--workdir={self.workdir}", "--split=val")
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    with open(os.path.join(self.workdir, "eval_val.json")) as f:
+      report = json.load(f)
+    self.assertEqual([entry["seed"] for entry in report["per_seed"]], [0, 1])
+    self.assertIn("ensemble", report)
+    expected = evaluate.evaluate_checkpoint(None, self.workdir, "val")  # the stored config
+    for key in metrics.KEYS:
+      self.assertAlmostEqual(report[key], expected[key], delta=1e-9, msg=key)
+
+  def test_explicit_other_num_seeds_is_one_line_error(self):
+    for flags in (["--config.num_seeds=1"], ["--config.num_seeds", "1"]):
+      result = self._launch("--config=configs/han.py:tiny", *flags, f"--workdir={self.workdir}", "--split=val")
+      self.assertEqual(result.returncode, 2, result.stderr[-3000:])
+      self.assertNotIn("Traceback", result.stderr)
+      lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
+      self.assertLen(lines, 1, result.stderr)
+      self.assertRegex(lines[0], r"^error: the checkpoint in .* holds 2 replica\(s\) \(seeds \[0, 1\]\), but the "
+                       r"given config has num_seeds=1: pass --config.num_seeds=2 --config.seed=0")
+
   def test_missing_checkpoint_is_one_line_error(self):
     empty = self.create_tempdir().full_path
     result = self._launch("--config=configs/han.py:tiny", f"--workdir={empty}", "--split=val")

@@ -148,7 +148,7 @@ class MakePseudoLabelsTest(absltest.TestCase):
     weak = data.weak_labels[:, None, :] > 0
     expected, near = {}, {}
     for m in ("audio", "visual"):
-      prob = probs[f"segment_{m}"]
+      prob = probs[f"segment_{m}_prob"]
       expected[m] = (prob >= THRESHOLD[m]) & weak
       near[m] = np.abs(prob - THRESHOLD[m]) < NEAR
     return expected, near
@@ -163,7 +163,7 @@ class MakePseudoLabelsTest(absltest.TestCase):
       for m in ("audio", "visual"):
         got = getattr(loaded, m) > 0
         np.testing.assert_array_equal(got[~near[m]], expected[m][~near[m]], err_msg=f"{split} {m}")
-    train_prob = self.fixture.probs["train"]["segment_audio"]
+    train_prob = self.fixture.probs["train"]["segment_audio_prob"]
     outside = (train_prob >= THRESHOLD["audio"]) & (self.fixture.splits["train"].weak_labels[:, None, :] == 0)
     self.assertTrue(outside.any())  # the weak-label filter removed something: the test is not vacuous
     self.assertTrue(expected["audio"].any())
@@ -200,7 +200,7 @@ class MakePseudoLabelsTest(absltest.TestCase):
     self.assertIn("optimistic", report["note"])
     self.assertEqual(set(report["splits"]), {"train", "val"})
     for m in ("audio", "visual"):
-      expected = pseudo_label_maker.tune_thresholds(self.fixture.probs["val"][f"segment_{m}"],
+      expected = pseudo_label_maker.tune_thresholds(self.fixture.probs["val"][f"segment_{m}_prob"],
                                                     getattr(val, f"{m}_labels"), val.weak_labels, THRESHOLD[m])
       np.testing.assert_allclose([report["thresholds"][m][c] for c in annotations.CLASSES], expected, atol=1e-4)
     self.assertLen(pseudo_labels.load_pseudo_labels(out, val.filenames), NUM_EVAL)

@@ -2,6 +2,8 @@
 
 The oracle below is written from the rules of the official LLP evaluation (YapengTian/AVVP-ECCV20,
 `utils/eval_metrics.py` and `main_avvp.py:eval`), one clip, one class, one event at a time, in float64.
+`official_loop_scores` is a second, independent oracle: the official numpy code itself, transcribed, run
+clip by clip as its evaluation loop does (bench/bench_metrics.py times it against ours).
 """
 
 from absl.testing import absltest
@@ -100,6 +102,140 @@ def oracle_scores(pred_audio, pred_visual, true_audio, true_visual):
     scores[f"{level}/type"] = (scores[f"{level}/audio_visual"] + scores[f"{level}/audio"]
                                + scores[f"{level}/visual"]) / 3.0
   return scores
+
+
+# ----------------------------------------------------------------------------------------------------
+# The official code, transcribed: YapengTian/AVVP-ECCV20 `utils/eval_metrics.py` (`to_vec`, `extract_event`,
+# `event_wise_metric`, `segment_level`, `event_level`) and the per-video loop of `main_avvp.py:eval`, numpy
+# call for numpy call. Changes: the hard-coded 10 seconds and 25 classes are the arrays' T and C; the
+# blocks the official code repeats per modality (and per F list) are loops over the modalities; the model
+# forward and the per-video pandas look-ups that build the dense ground truth are left out (the dense
+# labels are given). Predictions are int and ground truth float64, as there.
+
+
+def _official_to_vec(start, end, num_seconds):
+  x = np.zeros(num_seconds)
+  for i in range(start, end):
+    x[i] = 1
+  return x
+
+
+def _official_extract_event(seq, num_seconds):
+  x = []
+  i = 0
+  while i < num_seconds:
+    if seq[i] == 1:
+      start = i
+      if i + 1 == num_seconds:
+        i = i + 1
+        end = i
+        x.append(_official_to_vec(start, end, num_seconds))
+        break
+      for j in range(i + 1, num_seconds):
+        if seq[j] != 1:
+          i = j + 1
+          end = j
+          x.append(_official_to_vec(start, end, num_seconds))
+          break
+        else:
+          i = j + 1
+          if i == num_seconds:
+            end = i
+            x.append(_official_to_vec(start, end, num_seconds))
+            break
+    else:
+      i += 1
+  return x
+
+
+def _official_event_wise_metric(event_p, event_gt):
+  tp = fp = fn = 0
+  if event_p is not None:
+    for x1 in event_p:
+      if event_gt is not None:
+        flag = True
+        for x2 in event_gt:
+          if np.sum(x1 * x2) >= 0.5 * np.sum(x1 + x2 - x1 * x2):
+            tp += 1
+            flag = False
+            break
+        if flag:
+          fp += 1
+      else:
+        fp += 1
+  if event_gt is not None:
+    for x1 in event_gt:
+      if event_p is not None:
+        flag = True
+        for x2 in event_p:
+          if np.sum(x1 * x2) >= 0.5 * np.sum(x1 + x2 - x1 * x2):
+            flag = False
+            break
+        if flag:
+          fn += 1
+      else:
+        fn += 1
+  return tp, fp, fn
+
+
+def _official_mean_f1(tp, fp, fn):
+  f = []
+  for ii in range(len(fp)):
+    if (tp + fp)[ii] != 0 or (tp + fn)[ii] != 0:
+      f.append(2 * tp[ii] / (2 * tp[ii] + (fn + fp)[ii]))
+  return 1.0 if len(f) == 0 else sum(f) / len(f)
+
+
+def _official_levels(counts):
+  """(f_a, f_v, f, f_av) from per-modality (TP, FP, FN) [C] arrays; f pools audio and visual."""
+  (tp_a, fp_a, fn_a), (tp_v, fp_v, fn_v), (tp_av, fp_av, fn_av) = counts
+  return (_official_mean_f1(tp_a, fp_a, fn_a), _official_mean_f1(tp_v, fp_v, fn_v),
+          _official_mean_f1(tp_a + tp_v, fp_a + fp_v, fn_a + fn_v), _official_mean_f1(tp_av, fp_av, fn_av))
+
+
+def _official_segment_level(so_a, so_v, so_av, gt_a, gt_v, gt_av):
+  counts = [(np.sum(so * gt, axis=1), np.sum(so * (1 - gt), axis=1), np.sum((1 - so) * gt, axis=1))
+            for so, gt in ((so_a, gt_a), (so_v, gt_v), (so_av, gt_av))]
+  return _official_levels(counts)
+
+
+def _official_event_level(so_a, so_v, so_av, gt_a, gt_v, gt_av):
+  num_classes, num_seconds = so_a.shape
+  pairs = ((so_a, gt_a), (so_v, gt_v), (so_av, gt_av))
+  counts = [tuple(np.zeros(num_classes) for _ in range(3)) for _ in pairs]
+  for n in range(num_classes):
+    for (so, gt), (tp_m, fp_m, fn_m) in zip(pairs, counts):
+      event_p = _official_extract_event(so[n, :], num_seconds) if np.sum(so[n, :]) != 0 else None
+      event_gt = _official_extract_event(gt[n, :], num_seconds) if np.sum(gt[n, :]) != 0 else None
+      tp, fp, fn = _official_event_wise_metric(event_p, event_gt)
+      tp_m[n] += tp
+      fp_m[n] += fp
+      fn_m[n] += fn
+  return _official_levels(counts)
+
+
+def official_loop_scores(pred_audio, pred_visual, true_audio, true_visual):
+  """The ten numbers as the official `eval` loop computes them, one video at a time (inputs [N, T, C] 0/1)."""
+  f_seg = {m: [] for m in ("a", "v", "", "av")}
+  f_event = {m: [] for m in ("a", "v", "", "av")}
+  for i in range(np.shape(pred_audio)[0]):
+    so_a = np.transpose(np.asarray(pred_audio[i]).astype(np.int_))
+    so_v = np.transpose(np.asarray(pred_visual[i]).astype(np.int_))
+    so_av = so_a * so_v
+    gt_a = np.transpose(np.asarray(true_audio[i], np.float64))
+    gt_v = np.transpose(np.asarray(true_visual[i], np.float64))
+    gt_av = gt_a * gt_v
+    for lists, level in ((f_seg, _official_segment_level), (f_event, _official_event_level)):
+      for key, value in zip(lists, level(so_a, so_v, so_av, gt_a, gt_v, gt_av)):
+        lists[key].append(value)
+  scores = {}
+  for name, lists in (("segment", f_seg), ("event", f_event)):
+    scores[f"{name}/audio"] = 100 * np.mean(np.array(lists["a"]))
+    scores[f"{name}/visual"] = 100 * np.mean(np.array(lists["v"]))
+    scores[f"{name}/audio_visual"] = 100 * np.mean(np.array(lists["av"]))
+    scores[f"{name}/type"] = (scores[f"{name}/audio_visual"] + scores[f"{name}/audio"] + scores[f"{name}/visual"]) / 3.
+    scores[f"{name}/event"] = 100 * np.mean(np.array(lists[""]))
+  return {key: float(value) for key, value in scores.items()}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -205,10 +341,16 @@ class OracleAgreementTest(_MetricsTestCase):
       self.assertGreater(np.sum(values[key] == 0.0), 50, key)
       self.assertGreater(np.sum((values[key] > 0) & (values[key] < 1)), 50, key)
 
-  @parameterized.parameters((4, 3), (1, 2), (10, 1))
+  @parameterized.parameters((4, 3), (1, 2), (10, 1), (31, 2), (32, 3))
   def test_other_shapes_match_the_oracle(self, num_seconds, num_classes):
     labels = _random_set(seed=num_seconds, n=300, num_seconds=num_seconds, num_classes=num_classes)
     self.assertScores(metrics.parsing_scores(*labels), oracle_scores(*labels))
+
+  def test_the_official_code_transcription_agrees(self):
+    labels = _random_set(seed=4, n=400)
+    official = official_loop_scores(*labels)
+    self.assertScores(official, oracle_scores(*labels))
+    self.assertScores(metrics.parsing_scores(*labels), official)
 
   def test_real_test_set_against_itself_is_perfect(self):
     split, _ = annotations.load_split("test")
@@ -418,6 +560,14 @@ class MaskAndBatchingTest(_MetricsTestCase):
     batched = {key: 100 * totals[key] / totals["count"] for key in metrics.KEYS}
     self.assertScores(batched, oracle_scores(*labels))
 
+  def test_one_compilation_per_shape(self):
+    first, second = _random_set(seed=15, n=50), _random_set(seed=16, n=50)
+    metrics.parsing_scores(*first)
+    size = metrics._checked_score_sums._cache_size()  # pylint: disable=protected-access
+    metrics.parsing_scores(*second)
+    metrics.parsing_scores(*second, mask=np.ones(50))
+    self.assertEqual(metrics._checked_score_sums._cache_size(), size)  # pylint: disable=protected-access
+
   def test_whole_test_set_in_one_jitted_call(self):
     labels = [jnp.asarray(x) for x in _random_set(seed=14, n=1200)]
 
@@ -491,6 +641,11 @@ class InputErrorTest(_MetricsTestCase):
     pa[0, 0, 0] = 0.7
     with self.assertRaisesRegex(InputError, "0 and 1"):
       metrics.parsing_scores(pa, pv, ta, tv)
+
+  def test_clips_longer_than_32_seconds(self):
+    labels = [np.zeros((2, 33, C), np.float32) for _ in range(4)]
+    with self.assertRaisesRegex(InputError, "at most 32 seconds"):
+      metrics.parsing_scores(*labels)
 
   def test_bad_mask(self):
     labels = _empty(n=2)

@@ -1,7 +1,7 @@
-"""launch/parse.py and `parse.parse_files`: JSON records, timelines, .npz input, one-line errors.
+"""launch/parse.py and `tools.parse_features.parse_files`: JSON records, timelines, .npz input, one-line errors.
 
 Uses a params-only checkpoint of an untrained `configs/han.py:tiny` model (the trained round trip lives in
-parse_test.py) and synthetic validation features written in the official layout.
+inference_test.py) and synthetic validation features written in the official layout.
 """
 
 import functools
@@ -17,11 +17,14 @@ import jax
 import numpy as np
 
 import avvp_jax
-from avvp_jax import parse
+from avvp_jax import events as events_lib
+from avvp_jax import metrics
+from avvp_jax import timelines
 from avvp_jax.data import annotations
 from avvp_jax.data import features as features_lib
 from avvp_jax.data import synthetic
 from avvp_jax.errors import InputError
+from avvp_jax.tools import parse_features
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -102,7 +105,7 @@ class ParseFilesTest(absltest.TestCase):
       self.assertEqual(set(record), {"clip", "events", "video_labels"})
       for event in record["events"]:
         self.assertEqual(set(event), EVENT_KEYS)
-        self.assertIn(event["modality"], parse.MODALITIES)
+        self.assertIn(event["modality"], metrics.MODALITIES)
         self.assertIn(event["label"], annotations.CLASSES)
         self.assertTrue(0 <= event["onset"] < event["offset"] <= 10, event)
         self.assertEqual(event["onset"], int(event["onset"]))
@@ -113,7 +116,7 @@ class ParseFilesTest(absltest.TestCase):
 
   def test_json_records_match_the_library(self):
     out = self._out("events.json")
-    summary = parse.parse_files(self.checkpoint, self.features, out, batch_size=2, threshold=0.45)  # padded
+    summary = parse_features.parse_files(self.checkpoint, self.features, out, batch_size=2, threshold=0.45)  # padded
     self.assertIn(f"parsed {NUM_CLIPS} clips", summary)
     with open(out) as f:
       records = json.load(f)
@@ -129,7 +132,7 @@ class ParseFilesTest(absltest.TestCase):
     for name, path, seed in (("alone", self.checkpoint, None), ("replica", seeds_checkpoint, 5),
                              ("ensemble", seeds_checkpoint, None)):
       out = self._out(f"{name}.json")
-      parse.parse_files(path, self.features, out, seed=seed)
+      parse_features.parse_files(path, self.features, out, seed=seed)
       with open(out) as f:
         records[name] = json.load(f)
     for got, expected in zip(records["replica"], records["alone"]):  # replica seed 5 is the one-model checkpoint
@@ -141,11 +144,11 @@ class ParseFilesTest(absltest.TestCase):
       self.assertEventsEqual(record["events"], clip_events)
     self.assertNotEqual(records["ensemble"], records["alone"])
     with self.assertRaisesRegex(InputError, "seed=4 is not a replica"):
-      parse.parse_files(seeds_checkpoint, self.features, self._out("bad.json"), seed=4)
+      parse_features.parse_files(seeds_checkpoint, self.features, self._out("bad.json"), seed=4)
 
   def test_jsonl_and_clip_selection(self):
     out = self._out("events.jsonl")
-    parse.parse_files(self.checkpoint, self.features, out, clips=self.clip_ids[3:1:-1])
+    parse_features.parse_files(self.checkpoint, self.features, out, clips=self.clip_ids[3:1:-1])
     with open(out) as f:
       records = [json.loads(line) for line in f]
     self.assertEqual([r["clip"] for r in records], self.clip_ids[3:1:-1])
@@ -153,14 +156,14 @@ class ParseFilesTest(absltest.TestCase):
     with open(clip_list, "w") as f:
       f.write(f"# chosen clips\n{self.clip_ids[4]}\n\n{self.clip_ids[0]}  trailing words\n")
     out = self._out("subset.json")
-    parse.parse_files(self.checkpoint, self.features, out, clip_list=clip_list)
+    parse_features.parse_files(self.checkpoint, self.features, out, clip_list=clip_list)
     with open(out) as f:
       self.assertEqual([r["clip"] for r in json.load(f)], [self.clip_ids[4], self.clip_ids[0]])
 
   def test_class_thresholds_change_only_that_class(self):
     low = {"Speech": 0.0}
     out = self._out("events.json")
-    parse.parse_files(self.checkpoint, self.features, out, threshold=low, gate_threshold=low)
+    parse_features.parse_files(self.checkpoint, self.features, out, threshold=low, gate_threshold=low)
     with open(out) as f:
       records = json.load(f)
     for record in records:  # with threshold 0, Speech is one whole-clip event per modality
@@ -169,34 +172,34 @@ class ParseFilesTest(absltest.TestCase):
 
   def test_plot_is_a_png_of_the_expected_size(self):
     out, png = self._out("events.json"), self._out("timeline.png")
-    parse.parse_files(self.checkpoint, self.features, out, plot=png, plot_max=3, threshold=0.45)
+    parse_features.parse_files(self.checkpoint, self.features, out, plot=png, plot_max=3, threshold=0.45)
     with open(out) as f:
       records = json.load(f)
-    truth = parse.ground_truth(None, "val")
+    truth = parse_features.ground_truth(None, "val")
     clips = [{"clip": r["clip"], "events": r["events"],
-              "truth": parse.extract_events(*(x[None] for x in truth[r["clip"]]))[0]} for r in records[:3]]
-    self.assertEqual(_png_size(png), parse.timeline_figure_size(clips))
-    self.assertGreater(len(parse._timeline_rows(clips[0])), 0)  # pylint: disable=protected-access
+              "truth": events_lib.extract_events(*(x[None] for x in truth[r["clip"]]))[0]} for r in records[:3]]
+    self.assertEqual(_png_size(png), timelines.timeline_figure_size(clips))
+    self.assertGreater(len(timelines._timeline_rows(clips[0])), 0)  # pylint: disable=protected-access
     plot_dir = self.create_tempdir().full_path
-    parse.parse_files(self.checkpoint, self.features, out, plot_dir=plot_dir, plot_clips=[self.clip_ids[1]],
+    parse_features.parse_files(self.checkpoint, self.features, out, plot_dir=plot_dir, plot_clips=[self.clip_ids[1]],
                       split="none")
     self.assertEqual(os.listdir(plot_dir), [f"{self.clip_ids[1]}.png"])
     width, height = _png_size(os.path.join(plot_dir, f"{self.clip_ids[1]}.png"))
-    self.assertEqual(width, parse.timeline_figure_size([{"clip": "x", "events": [], "truth": None}])[0])
+    self.assertEqual(width, timelines.timeline_figure_size([{"clip": "x", "events": [], "truth": None}])[0])
     self.assertLess(width, _png_size(png)[0])  # no ground-truth column
 
   def test_npz_single_and_several_clips(self):
     single = self._out("one_clip.npz")
     np.savez(single, audio=self.inputs["audio"][0], visual=self.inputs["frames"][0], motion=self.inputs["motion"][0])
     out = self._out("one.json")
-    parse.parse_files(self.checkpoint, single, out, threshold=0.45)
+    parse_features.parse_files(self.checkpoint, single, out, threshold=0.45)
     with open(out) as f:
       (record,) = json.load(f)
     self.assertEqual(record["clip"], "one_clip")
     several = self._out("clips.npz")
     np.savez(several, audio=self.inputs["audio"][:3], frames=self.inputs["frames"][:3],
              motion=self.inputs["motion"][:3], clip_ids=np.array(self.clip_ids[:3]))
-    parse.parse_files(self.checkpoint, several, out, threshold=0.45)
+    parse_features.parse_files(self.checkpoint, several, out, threshold=0.45)
     with open(out) as f:
       records = json.load(f)
     self.assertEqual([r["clip"] for r in records], self.clip_ids[:3])
@@ -229,7 +232,7 @@ class ParseFilesTest(absltest.TestCase):
       kwargs.update(overrides)
       with self.subTest(pattern):
         with self.assertRaisesRegex(InputError, pattern):
-          parse.parse_files(**kwargs)
+          parse_features.parse_files(**kwargs)
 
 
 class LauncherTest(absltest.TestCase):

@@ -46,6 +46,7 @@ CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
 
 SPLIT_FILES = {"train": "AVVP_train.csv", "val": "AVVP_val_pd.csv", "test": "AVVP_test_pd.csv"}
 DENSE_FILES = {"audio": "AVVP_eval_audio.csv", "visual": "AVVP_eval_visual.csv"}
+LABEL_MODALITIES = tuple(DENSE_FILES)  # ("audio", "visual"): what dense (and pseudo) labels come in
 SPLITS = tuple(SPLIT_FILES)
 CLIP_ID_LENGTH = 11  # feature files are named by the first 11 characters of `filename`
 

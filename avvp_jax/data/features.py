@@ -65,10 +65,11 @@ SOURCES = {
 
 
 def check_layout(layout: str, frames: str = "pooled") -> None:
-  """Raises InputError for an unknown layout or frames mode."""
+  """Raises InputError for an unknown layout or frames mode (the one check: the pipeline, the TFDS builder
+  and the synthetic generator all call it)."""
   if layout not in LAYOUTS:
-    raise InputError(f"unknown feature layout {layout!r}: set --config.data.layout to one of "
-                     f"{', '.join(LAYOUTS)}.")
+    raise InputError(f"unknown feature layout {layout!r}: set --config.data.layout (or make_synthetic's --layout) "
+                     f"to one of {', '.join(LAYOUTS)}.")
   if frames not in FRAME_MODES:
     raise InputError(f"unknown frames mode {frames!r}: set --config.data.frames to 'pooled' (mean of each "
                      "second's frames, exact for HAN/LEAP) or 'raw' (as stored).")

@@ -13,7 +13,7 @@ One entry point, `prepare(config.data, batch_size=..., eval_batch_size=..., seed
 Per-host data: host `p` of `P` reads `tfds.even_splits(split, P)[p]`, a contiguous slice (sizes differ by
 at most one clip); the slices are disjoint and cover the split. The slice is read through the build's TFDS
 file instructions as serialized examples, shuffled and batched as such, and each batch is parsed at once
-(`tf.io.parse_example` + `tf.io.decode_raw`), which is ~2.5x faster than decoding clip by clip. Each host
+(`tf.io.parse_example` + `tf.io.decode_raw`), faster than decoding clip by clip. Each host
 builds on first use into its own `data_dir`; on a pod with a shared `data_dir`, concurrent builds of the same
 key are tolerated (the first to finish wins), but building once beforehand saves the duplicate work.
 
@@ -25,10 +25,9 @@ the last, smaller batch is trained on too, padded to the batch size with `mask` 
 real clips only; hosts with shorter slices add whole padding batches); without it the remainder is dropped
 and the smallest slice sets the steps. It is a pure function of (seed, epoch, process index/count): a run
 resumed at batch k of epoch e calls `train_batches(e, skip=k)`, which yields the same batches an
-uninterrupted run would have seen from k on (the skipped batches are read and discarded, which takes a
-fraction of a second per thousand clips). Every epoch draws a new order. `seed_train_batches(seeds, e, k)`
-zips one such stream per seed into batches with a leading `[S]` axis, for replicas trained side by side
-(`config.num_seeds`). Memory: the buffer holds decoded
+uninterrupted run would have seen from k on (the skipped batches are read and discarded). Every epoch
+draws a new order. `seed_train_batches(seeds, e, k)` zips one such stream per seed into batches with a
+leading `[S]` axis, for replicas trained side by side (`config.num_seeds`). Memory: the buffer holds decoded
 clips (~105 KB each with pooled official features, ~680 KB raw); lower `shuffle_buffer` for raw frames on
 small hosts (a smaller buffer shuffles less uniformly but stays deterministic).
 
@@ -55,15 +54,17 @@ import dataclasses  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import hashlib
 import json
 import pathlib
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 from absl import logging
+import ml_collections
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from avvp_jax.data import annotations
 from avvp_jax.data import features as features_lib
+from avvp_jax.data import synthetic as synthetic_lib
 from avvp_jax.data import tfds_llp
 from avvp_jax.errors import InputError
 
@@ -72,32 +73,21 @@ FEATURE_KEYS = ("audio", "frames", "motion")
 DENSE_KEYS = ("audio_label", "visual_label")
 
 
-def _get(data_config: Mapping[str, Any], name: str, default: Any) -> Any:
-  value = data_config.get(name, default) if hasattr(data_config, "get") else getattr(data_config, name, default)
-  return default if value is None else value
-
-
-def is_synthetic(data_config: Mapping[str, Any]) -> bool:
-  """An empty `features_dir` selects the embedded SYNTHETIC dataset."""
-  return not _get(data_config, "features_dir", "")
-
-
-def _settings(data_config: Mapping[str, Any]) -> dict[str, Any]:
+def _settings(data_config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The fields of `config.data` a build depends on, checked and normalised."""
-  layout = _get(data_config, "layout", "official")
-  frames = _get(data_config, "frames", "pooled")
+  layout, frames = data_config.layout, data_config.frames
   features_lib.check_layout(layout, frames)
   if layout == "clip_clap":
     frames = "pooled"  # one frame per second: pooled and raw are the same data
-  settings = dict(layout=layout, frames=frames, synthetic=is_synthetic(data_config),
-                  labels_dir=str(annotations.resolve_labels_dir(_get(data_config, "labels_dir", "")).resolve()),
-                  legacy_annotations=bool(_get(data_config, "legacy_annotations", False)))
+  settings = dict(layout=layout, frames=frames, synthetic=synthetic_lib.is_synthetic(data_config),
+                  labels_dir=str(annotations.resolve_labels_dir(data_config.labels_dir).resolve()),
+                  legacy_annotations=bool(data_config.legacy_annotations))
   if settings["synthetic"]:
-    settings.update(synthetic_train_clips=int(_get(data_config, "synthetic_train_clips", 2000)),
-                    synthetic_seed=int(_get(data_config, "synthetic_seed", 0)),
-                    synthetic_eval_clips=int(_get(data_config, "synthetic_eval_clips", 0)))
+    settings.update(synthetic_train_clips=int(data_config.synthetic_train_clips),
+                    synthetic_seed=int(data_config.synthetic_seed),
+                    synthetic_eval_clips=int(data_config.synthetic_eval_clips))
   else:
-    features_dir = pathlib.Path(_get(data_config, "features_dir", "")).expanduser()
+    features_dir = pathlib.Path(data_config.features_dir).expanduser()
     if not features_dir.is_dir():
       raise InputError(f"config.data.features_dir {str(features_dir)!r} is not a folder: point it at the LLP "
                        "features, or leave it empty for the embedded synthetic data.")
@@ -105,7 +95,7 @@ def _settings(data_config: Mapping[str, Any]) -> dict[str, Any]:
   return settings
 
 
-def build_key(data_config: Mapping[str, Any]) -> str:
+def build_key(data_config: ml_collections.ConfigDict) -> str:
   """`<config name>-<hash>`: the sub-folder of `data_dir` that holds the build of `data_config`.
 
   The hash covers the absolute features path and its modality folders' modification times (files added or
@@ -123,12 +113,12 @@ def build_key(data_config: Mapping[str, Any]) -> str:
   return f"{name}-{digest}"
 
 
-def data_root(data_config: Mapping[str, Any]) -> pathlib.Path:
-  """Where builds live: `config.data.data_dir`, default `~/.cache/avvp_jax/tfds`."""
-  return pathlib.Path(_get(data_config, "data_dir", "") or DEFAULT_DATA_DIR).expanduser().resolve()
+def data_root(data_config: ml_collections.ConfigDict) -> pathlib.Path:
+  """Where builds live: `config.data.data_dir`, default (empty) `~/.cache/avvp_jax/tfds`."""
+  return pathlib.Path(data_config.data_dir or DEFAULT_DATA_DIR).expanduser().resolve()
 
 
-def make_builder(data_config: Mapping[str, Any]) -> tfds_llp.AvvpLlp:
+def make_builder(data_config: ml_collections.ConfigDict) -> tfds_llp.AvvpLlp:
   """The (possibly not yet prepared) TFDS builder of `data_config`, in its keyed folder."""
   settings = _settings(data_config)
   kwargs = dict(labels_dir=settings["labels_dir"], legacy_annotations=settings["legacy_annotations"])
@@ -141,7 +131,7 @@ def make_builder(data_config: Mapping[str, Any]) -> tfds_llp.AvvpLlp:
   return builder
 
 
-def ensure_built(data_config: Mapping[str, Any]) -> tfds_llp.AvvpLlp:
+def ensure_built(data_config: ml_collections.ConfigDict) -> tfds_llp.AvvpLlp:
   """The builder of `data_config`, built first if its keyed folder holds no complete build.
 
   Raises:
@@ -324,7 +314,7 @@ class LLPData:
 
   def _decoder(self, split: str):
     """Parses a `[B]` batch of serialized examples at once: one `parse_example` and one `decode_raw` per
-    key and batch (TFDS's `as_dataset` decodes clip by clip, ~2.5x slower here)."""
+    key and batch (TFDS's `as_dataset` decodes clip by clip)."""
     keys = self._keys(split)
     spec = {k: tf.io.FixedLenFeature([], tf.int64 if k == "index" else tf.string) for k in keys}
     shapes = {k: tuple(self.builder.info.features[k].shape) for k in keys if k != "index"}
@@ -412,13 +402,14 @@ class LLPData:
     yield from self.eval_dataset(split).as_numpy_iterator()
 
 
-def prepare(data_config: Mapping[str, Any], *, batch_size: int, eval_batch_size: int, seed: int = 0,
+def prepare(data_config: ml_collections.ConfigDict, *, batch_size: int, eval_batch_size: int, seed: int = 0,
             process_index: int | None = None, process_count: int | None = None) -> LLPData:
   """Builds the dataset of `data_config` if needed and returns this host's view of it.
 
   Args:
-    data_config: `config.data` (features_dir, labels_dir, layout, frames, data_dir, legacy_annotations,
-      shuffle_buffer, synthetic_train_clips, synthetic_seed, synthetic_eval_clips).
+    data_config: `config.data` as `configs/common.py` defines it (features_dir, labels_dir, layout, frames,
+      data_dir, legacy_annotations, shuffle_buffer, keep_partial_batch, synthetic_train_clips,
+      synthetic_seed, synthetic_eval_clips; read directly, so every field must be there).
     batch_size: global training batch; each host gets `batch_size // process_count`.
     eval_batch_size: global evaluation batch.
     seed: the training order seed (`config.seed`).
@@ -434,6 +425,5 @@ def prepare(data_config: Mapping[str, Any], *, batch_size: int, eval_batch_size:
     process_count = jax.process_count() if process_count is None else process_count
   builder = ensure_built(data_config)
   return LLPData(builder=builder, batch_size=int(batch_size), eval_batch_size=int(eval_batch_size), seed=int(seed),
-                 shuffle_buffer=int(_get(data_config, "shuffle_buffer", 10_000)), process_index=int(process_index),
-                 process_count=int(process_count),
-                 keep_partial_batch=bool(_get(data_config, "keep_partial_batch", True)))
+                 shuffle_buffer=int(data_config.shuffle_buffer), process_index=int(process_index),
+                 process_count=int(process_count), keep_partial_batch=bool(data_config.keep_partial_batch))

@@ -45,6 +45,7 @@ from absl import logging
 import numpy as np
 
 from avvp_jax.data import annotations
+from avvp_jax.data import synthetic as synthetic_lib
 from avvp_jax.errors import InputError
 
 # Batch keys of the segment-level pseudo labels, `[B, T, C]` float32 in {0, 1}.
@@ -55,12 +56,11 @@ VISUAL_BATCH_KEY = "visual_pseudo_label"
 AUDIO_SUBDIR = "CLAP/segment_pseudo_labels"
 VISUAL_SUBDIR = "CLIP/segment_pseudo_labels"
 SUBDIRS = {"audio": AUDIO_SUBDIR, "visual": VISUAL_SUBDIR}
-MODALITIES = ("audio", "visual")
 
 # Written by `write_pseudo_labels` into each label folder (and into a root it made as a whole): who wrote it,
 # and one id per write, so a folder pair from two different writes is recognised.
 STAMP_FILE = "avvp_jax_pseudo_labels.json"
-MARKER_FILE = "SYNTHETIC.txt"  # the synthetic data marker (the same name as avvp_jax.data.synthetic's)
+MARKER_FILE = synthetic_lib.MARKER_FILE  # the synthetic data marker
 FILE_DTYPE = np.int64  # VALOR's files
 _PARTIAL_PREFIX = ".avvp_jax_pseudo_labels.partial-"  # a write in progress; never read
 
@@ -225,8 +225,8 @@ def load_pseudo_labels(root: str | pathlib.Path, filenames: Sequence[str],
       raise InputError(f"weak_labels have shape {weak.shape}, expected ({len(clip_ids)}, "
                        f"{annotations.NUM_CLASSES}) for the {len(clip_ids)} clips asked for: pass the split's weak "
                        "labels in the order of its filenames.")
-    outside = {m: (labels[m] > 0) & (weak[:, None, :] == 0) for m in MODALITIES}
-    per_clip = sum(outside[m].sum(axis=(1, 2)) for m in MODALITIES)
+    outside = {m: (labels[m] > 0) & (weak[:, None, :] == 0) for m in annotations.LABEL_MODALITIES}
+    per_clip = sum(outside[m].sum(axis=(1, 2)) for m in annotations.LABEL_MODALITIES)
     counts = dict(positives_outside_weak=int(per_clip.sum()), clips_outside_weak=int((per_clip > 0).sum()),
                   weak_labels_checked=True)
     if counts["positives_outside_weak"]:
@@ -299,7 +299,7 @@ def _write_text(path: pathlib.Path, text: str) -> None:
 def _fill_label_folders(base: pathlib.Path, ids: Sequence[str], arrays: Mapping[str, np.ndarray], write_id: str,
                         marker_text: str | None) -> None:
   """Writes `base/<modality subdir>/` for both modalities, each with its stamp (and marker)."""
-  for modality in MODALITIES:
+  for modality in annotations.LABEL_MODALITIES:
     folder = base / SUBDIRS[modality]
     folder.mkdir(parents=True)
     for clip, labels in zip(ids, arrays[modality]):
@@ -421,7 +421,7 @@ def _write_whole_root(root: pathlib.Path, ids, arrays, write_id, marker_text, ex
 
 
 def _write_into_folder(root: pathlib.Path, ids, arrays, write_id, marker_text, extra_files) -> None:
-  for modality in MODALITIES:
+  for modality in annotations.LABEL_MODALITIES:
     target = root / SUBDIRS[modality]
     if target.is_dir() and os.listdir(target) and _read_stamp(target) is None:
       raise InputError(f"{str(target)!r} already holds pseudo labels that avvp_jax did not write (VALOR's?): "
@@ -432,7 +432,7 @@ def _write_into_folder(root: pathlib.Path, ids, arrays, write_id, marker_text, e
   partial.mkdir()
   try:
     _fill_label_folders(partial / "new", ids, arrays, write_id, marker_text)
-    for modality in MODALITIES:
+    for modality in annotations.LABEL_MODALITIES:
       target = root / SUBDIRS[modality]
       target.parent.mkdir(parents=True, exist_ok=True)
       if target.exists():
@@ -505,7 +505,7 @@ def quality(audio: Any, visual: Any, true_audio: Any, true_visual: Any,
   official = metrics.parsing_scores(*(arrays[name].astype(np.float32) for name in named),
                                     mask=keep.astype(np.float32))
   out = {}
-  for modality in MODALITIES:
+  for modality in annotations.LABEL_MODALITIES:
     pred = arrays[modality][keep] > 0
     true = arrays[f"true_{modality}"][keep] > 0
     tp, fp, fn = (float(np.sum(x)) for x in (pred & true, pred & ~true, ~pred & true))

@@ -53,9 +53,7 @@ calibrated to VALOR's quality on LLP (see the section comment above `PSEUDO_LABE
 Determinism: prototypes depend on (seed, layout); a clip's drawn labels depend only on (seed, filename) and
 its features on (seed, layout, filename), through generators seeded by a hash of them. Any clip can be
 generated alone, in any order, on any host, with identical bytes; a different seed gives different features.
-
-Speed (one core): ~3 ms per clip in the official layout, raw or pooled (~330 clips/s: the default 2,000
-training + 649 validation + 1,200 test clips in ~12 s); ~0.4 ms per clip in the clip_clap layout.
+Generation speed: bench/bench_pipeline.py (its "build" phase of the synthetic source).
 """
 
 from __future__ import annotations
@@ -75,14 +73,13 @@ from avvp_jax.errors import InputError
 NAME = "synthetic"  # what every output of this module calls the data
 T = annotations.NUM_SECONDS  # 10 one-second segments
 C = annotations.NUM_CLASSES  # 25 classes
-FRAMES_PER_SECOND = 8  # ResNet-152 frames are extracted at 8 fps (80 per clip)
 
-# Per-clip feature shapes as generated, per layout (frames raw at 8 fps; "pooled" frames are [T, Df]),
-# and the sub-folders holding `<clip id>.npy` per modality: both from `features.LAYOUTS`, the one source.
-# On disk, VALOR's CLAP audio is a [64, 768] feature map per clip, which `features` reads as [T, 768].
+# Per-clip feature shapes as generated, per layout (frames raw at `features.FRAMES_PER_SECOND`; "pooled"
+# frames are [T, Df]), and the sub-folders holding `<clip id>.npy` per modality: both from
+# `features.LAYOUTS`, the one source. On disk, VALOR's CLAP audio is a [64, 768] feature map per clip, which
+# `features` reads as [T, 768].
 LAYOUTS = tuple(features.LAYOUTS)
 FEATURE_SHAPES = {layout: features.output_shapes(layout, "raw") for layout in LAYOUTS}
-FRAME_MODES = ("raw", "pooled")
 FEATURE_DIRS = {layout: {modality: folder for modality, (folder, _) in features.LAYOUTS[layout].items()}
                 for layout in LAYOUTS}
 # Training clips of the default synthetic run (a seeded subset of the 10,000 real ones).
@@ -93,6 +90,7 @@ MARKER_FILE = "SYNTHETIC.txt"  # written into every folder `launch/make_syntheti
 def is_synthetic(data_config) -> bool:
   """Whether `config.data` selects the embedded SYNTHETIC dataset: its `features_dir` is empty."""
   return not data_config.features_dir
+
 
 # Classes whose prototypes overlap in every modality (hard to tell apart, as in LLP).
 CONFUSABLE_PAIRS = (
@@ -130,7 +128,7 @@ MODALITY_SPECS = {
     "official": {
         "audio": ModalitySpec(dim=128, activation="linear", scale=0.6, mean=0.3, salience=(0.5, 1.0),
                               latent_noise=0.9),
-        "frames": ModalitySpec(dim=2048, frames_per_second=FRAMES_PER_SECOND, activation="relu", scale=0.5,
+        "frames": ModalitySpec(dim=2048, frames_per_second=features.FRAMES_PER_SECOND, activation="relu", scale=0.5,
                                mean=0.3, salience=(0.6, 1.0), latent_noise=1.0, frame_noise=0.8),
         "motion": ModalitySpec(dim=512, activation="relu", scale=0.5, mean=0.3, salience=(0.4, 1.0),
                                latent_noise=1.1),
@@ -146,21 +144,10 @@ MODALITY_SPECS = {
 _LABEL_SOURCE = {"audio": "audio", "frames": "visual", "motion": "visual"}
 
 
-def check_layout(layout: str) -> str:
-  if layout not in FEATURE_SHAPES:
-    raise InputError(f"unknown feature layout {layout!r}: use one of {', '.join(LAYOUTS)}.")
-  return layout
-
-
 def feature_shapes(layout: str = "official", frames: str = "raw") -> dict[str, tuple[int, int]]:
-  """Per-clip shapes of `layout`'s modalities; "pooled" frames are per second, `[T, Df]`."""
-  check_layout(layout)
-  if frames not in FRAME_MODES:
-    raise InputError(f"unknown frames mode {frames!r}: use 'raw' (as stored) or 'pooled' (mean per second).")
-  shapes = dict(FEATURE_SHAPES[layout])
-  if frames == "pooled":
-    shapes["frames"] = (T, shapes["frames"][1])
-  return shapes
+  """Per-clip shapes of `layout`'s modalities as generated (`features.output_shapes`); "pooled" frames are
+  per second, `[T, Df]`. Raises InputError for an unknown layout or frames mode."""
+  return features.output_shapes(layout, frames)
 
 
 def _generator(*parts: object) -> np.random.Generator:
@@ -346,12 +333,6 @@ def _modality_features(rng: np.random.Generator, params: _ModalityParams, labels
   return features
 
 
-def pool_frames(frames: np.ndarray) -> np.ndarray:
-  """`[..., T * 8, D]` raw frames -> `[..., T, D]` the mean of each second's 8 frames."""
-  *lead, n, d = frames.shape
-  return frames.reshape(*lead, n // FRAMES_PER_SECOND, FRAMES_PER_SECOND, d).mean(axis=-2)
-
-
 class SyntheticLLP:
   """The SYNTHETIC LLP-structured dataset: real clips and labels, generated features.
 
@@ -375,9 +356,9 @@ class SyntheticLLP:
       labels_dir: the real annotation files; None: the packaged ones.
     """
     self.seed = int(seed)
-    self.layout = check_layout(layout)
+    self.shapes = feature_shapes(layout, frames)  # checks the layout and the frames mode
+    self.layout = layout
     self.frames = frames
-    self.shapes = feature_shapes(layout, frames)
     self.labels_dir = annotations.resolve_labels_dir(labels_dir)
     total = len(self._real_split("train"))
     if num_train_clips is None:
@@ -455,7 +436,7 @@ class SyntheticLLP:
     for modality, params in self._params.items():
       out[modality] = _modality_features(rng, params, labels[_LABEL_SOURCE[modality]])
     if self.frames == "pooled" and out["frames"].shape[0] != T:
-      out["frames"] = pool_frames(out["frames"])
+      out["frames"] = features.pool_frames(out["frames"])
     return out
 
   def simulated_pseudo_labels(self, splits: Sequence[str] = ("train",)) -> SimulatedPseudoLabels:
@@ -478,7 +459,7 @@ class SyntheticLLP:
         simulated[modality] = simulate_teacher(dense[modality], dense[other], data.weak_labels, draws,
                                                TEACHER_ERRORS[modality], severity[modality])
       labels[split] = (simulated["audio"], simulated["visual"])
-      f1[split] = {m: _segment_f1(simulated[m], dense[m]) for m in PSEUDO_LABEL_MODALITIES}
+      f1[split] = {m: _segment_f1(simulated[m], dense[m]) for m in annotations.LABEL_MODALITIES}
     return SimulatedPseudoLabels(severity=dict(severity), labels=labels, f1=f1)
 
   @functools.cached_property
@@ -623,7 +604,6 @@ def write_labels(data: SyntheticLLP, labels_out: str | pathlib.Path,
 # 62.2 + 8.8 = 71.0. (Audio with the margin, 98.0, would be a near-perfect teacher that VALOR is not.)
 SIMULATED = "simulated"  # the value of config.data.pseudo_labels that selects them
 PSEUDO_LABEL_TARGET_F1 = {"audio": 80.5, "visual": 71.0}
-PSEUDO_LABEL_MODALITIES = ("audio", "visual")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -654,11 +634,15 @@ def _teacher_draws(seed: int, modality: str, filenames: Sequence[str]) -> np.nda
   return out
 
 
-def _runs_from_starts(start: np.ndarray, end: np.ndarray, keep: np.ndarray) -> np.ndarray:
-  """`[N, T(s), C]` runs [start, end) indexed by their original onset s -> `[N, T, C]` bool union."""
-  t = np.arange(T)[None, None, :, None]  # [1, 1, T(t), 1]
-  inside = (t >= start[:, :, None, :]) & (t < end[:, :, None, :]) & keep[:, :, None, :]  # [N, S, T, C]
-  return inside.any(axis=1)
+def _paint_runs(shape: tuple[int, int, int], clip: np.ndarray, cls: np.ndarray, start: np.ndarray,
+                end: np.ndarray) -> np.ndarray:
+  """The union of runs [start, end) of seconds of (clip, class): `[R]` each -> bool `shape` `[N, T, C]`."""
+  num_clips, num_seconds, num_classes = shape
+  seconds_1xT = np.arange(num_seconds)[None, :]
+  inside_RxT = (seconds_1xT >= start[:, None]) & (seconds_1xT < end[:, None])
+  out_NxCxT = np.zeros((num_clips, num_classes, num_seconds), bool)
+  np.logical_or.at(out_NxCxT, (clip, cls), inside_RxT)
+  return out_NxCxT.transpose(0, 2, 1)
 
 
 def simulate_teacher(labels: np.ndarray, other_labels: np.ndarray, weak_labels: np.ndarray, draws: np.ndarray,
@@ -686,21 +670,15 @@ def simulate_teacher(labels: np.ndarray, other_labels: np.ndarray, weak_labels: 
   leak = absent & (u_leak[:, :1] < rate(errors.leaked_event))
   source = np.where(leak, other, truth)  # [N, T, C] the events the teacher reacts to
 
-  # Runs of `source`, indexed by their onset second s: onset s, offset end[s] (exclusive).
-  previous = np.concatenate([np.zeros_like(source[:, :1]), source[:, :-1]], axis=1)
-  following = np.concatenate([source[:, 1:], np.zeros_like(source[:, :1])], axis=1)
-  is_onset, is_last = source & ~previous, source & ~following
-  seconds = np.arange(T)[None, :, None]
-  # The offset of the run starting at s: the first last-second at or after s, plus one.
-  last_at = np.where(is_last, seconds, T)
-  next_last = np.minimum.accumulate(last_at[:, ::-1], axis=1)[:, ::-1]
-  end = next_last + 1
-  start = np.broadcast_to(seconds, source.shape)
-  shift = lambda u, d, weight: np.where(u < rate(weight), np.where(d < 0.5, -1, 1), 0)
+  # The runs of `source` (`[R]` each, end exclusive); a run's draws are read at its onset second.
+  from avvp_jax import events  # pylint: disable=g-import-not-at-top  (it imports JAX: this module stays numpy-only)
+  clip, cls, start, end = events.runs(source)
+  at_onset = lambda u: u[clip, start, cls]
+  shift = lambda u, d, weight: np.where(at_onset(u) < rate(weight), np.where(at_onset(d) < 0.5, -1, 1), 0)
   new_start = np.clip(start + shift(u_onset, d_onset, errors.jitter), 0, T)
   new_end = np.clip(end + shift(u_offset, d_offset, errors.jitter), 0, T)
-  keep = is_onset & (u_event >= rate(errors.missed_event)) & (new_end > new_start)
-  labelled = _runs_from_starts(new_start, new_end, keep)
+  keep = (at_onset(u_event) >= rate(errors.missed_event)) & (new_end > new_start)
+  labelled = _paint_runs(source.shape, clip[keep], cls[keep], new_start[keep], new_end[keep])
 
   labelled &= u_second >= rate(errors.missed_second)
   labelled |= (u_spurious < rate(errors.spurious_second)) & ~source

@@ -1,0 +1,1 @@
+"""The work behind launchers that is more than flags (`launch/*.py` stay thin and call these)."""
