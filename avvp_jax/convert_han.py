@@ -167,6 +167,7 @@ def official_config(dims: Mapping[str, int], base: ml_collections.ConfigDict | N
   config = (common.base_config("han") if base is None else base).copy_and_resolve_references()
   section = config.model
   section.encoder, section.decoder = "han", "mmil"
+  section.refiner = "none"  # the official model has no refiner (a LINK base config's PLSIM is dropped)
   section.input_dims.audio = dims["audio"]
   section.input_dims.frames = dims["frames"]
   section.input_dims.motion = dims["motion"]

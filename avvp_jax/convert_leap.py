@@ -203,6 +203,7 @@ def official_config(dims: Mapping[str, int], label_embeddings: str, base: ml_col
   config = (common.base_config("leap_mmpyr") if base is None else base).copy_and_resolve_references()
   section = config.model
   section.encoder, section.decoder = "mmpyramid", "leap"
+  section.refiner = "none"  # the official model has no refiner (a LINK base config's PLSIM is dropped)
   section.input_dims.audio = dims["audio"]
   section.input_dims.frames = dims["frames"]
   section.input_dims.motion = dims["motion"]

@@ -88,14 +88,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.encoder = "han"  # key of avvp_jax.models.ENCODERS
   config.model.decoder = "mmil"  # key of avvp_jax.models.DECODERS
-  # Input feature widths; motion = 0 means no motion stream (the clip_clap layout).
+  # Key of avvp_jax.models.REFINERS: "none", or "plsim" (LINK's PLSIM before the decoder, config.model.plsim).
+  config.model.refiner = "none"
+  # Each section below holds exactly the attributes of one module, which is built by splatting it
+  # (`HANEncoder(**config.model.han)`, see avvp_jax/models/__init__.py): a key that is no attribute is an error.
+  # Input feature widths (InputEmbedding's); motion = 0 means no motion stream (the clip_clap layout).
   config.model.input_dims = ml_collections.ConfigDict(dict(audio=128, frames=2048, motion=512))
   config.model.hidden_dim = 512  # width of the embedded segments and of the encoder
   # HAN encoder (avvp_jax/models/han.py); defaults are the official model's (YapengTian/AVVP-ECCV20).
   config.model.han = ml_collections.ConfigDict()
   config.model.han.num_layers = 1
   config.model.han.num_heads = 1
-  config.model.han.ffn_dim = 0  # feed-forward hidden width; 0: hidden_dim (official 512)
+  config.model.han.ffn_dim = 0  # feed-forward hidden width; 0: the input width, hidden_dim (official 512)
   config.model.han.dropout = 0.1  # on the attention outputs, inside and after the feed-forward block
   config.model.han.attention_dropout = 0.1  # on the attention weights
   # "official": every layer reads the embedded inputs, so only the last layer counts (parity);
@@ -103,11 +107,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # update attends to the audio its own layer has just updated (VALOR's encoder).
   config.model.han.stacking = "official"
   config.model.han.share_modalities = True  # official: the same layer weights update audio and visual
+  # MMIL decoder (avvp_jax/models/mmil.py): no hyper-parameters (its class count is LLP's 25).
+  config.model.mmil = ml_collections.ConfigDict()
   # LEAP decoder (avvp_jax/models/leap.py); defaults are the official code's (jasongief/LEAP).
   config.model.leap = ml_collections.ConfigDict()
   config.model.leap.num_blocks = 2  # N label-to-segment blocks per modality
   config.model.leap.num_heads = 8
-  config.model.leap.ffn_dim = 0  # feed-forward hidden width; 0: hidden_dim (official 512)
+  config.model.leap.ffn_dim = 0  # feed-forward hidden width; 0: the input width, hidden_dim (official 512)
   config.model.leap.dropout = 0.2  # on the sublayer outputs and inside the feed-forward block
   config.model.leap.attention_dropout = 0.1  # on the attention weights
   # "official": pre-norm sublayers, segment logits from a second attention pass of the updated queries
@@ -125,16 +131,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.mmpyramid = ml_collections.ConfigDict()
   config.model.mmpyramid.num_levels = 4  # pyramid levels L; level i has dilation 2^i
   config.model.mmpyramid.num_heads = 8  # heads of every attention (official --mmp_head 8)
-  config.model.mmpyramid.ffn_dim = 0  # feed-forward hidden width; 0: hidden_dim (official 512)
+  config.model.mmpyramid.ffn_dim = 0  # feed-forward hidden width; 0: the input width, hidden_dim (official 512)
   config.model.mmpyramid.dropout = 0.2  # on the sublayer outputs and inside the feed-forward blocks
   config.model.mmpyramid.attention_dropout = 0.1  # on the attention weights
   config.model.mmpyramid.kernel_size = 3  # of the dilated temporal convolutions
   config.model.mmpyramid.windowed = True  # level i attends within +-2^i segments (official); False: all
-  # LINK encoder and PLSIM (avvp_jax/models/link.py): TSAM -> CMIM -> HAN (config.model.han) -> PLSIM.
+  # LINK encoder (avvp_jax/models/link.py `LINKEncoder`): TSAM -> CMIM -> HAN (built from config.model.han).
   config.model.link = ml_collections.ConfigDict()
   config.model.link.tsam = True  # temporal-spatial attention per modality (eq. 1-3); False: skipped
   config.model.link.cmim = True  # cross-modal interaction with learnable alpha/beta (eq. 4-6); False: skipped
-  config.model.link.plsim = True  # pseudo-label FiLM of the segments before the decoder (eq. 13-17)
   # TSAM's temporal MLP: "across_time" (the T pooled values -> hidden -> T weights, CBAM's channel attention with
   # segments as channels) or "per_segment" (1 -> hidden -> 1 on each segment's pooled values, no mixing).
   config.model.link.tsam_temporal_mlp = "across_time"
@@ -144,15 +149,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.link.tsam_spatial = "pool"
   config.model.link.cmim_alpha_init = 0.0  # initial alpha1, alpha2 (beta1, beta2 start at 1)
   config.model.link.mu_init = 0.0  # initial mu of S-LOSS's eq. 11 weight (a model parameter)
-  # PLSIM's class-name text embeddings per modality: "packaged" (MiniLM, shipped) or a [25, L] .npy (the
-  # paper: CLAP "This is a sound of ..." for audio, CLIP "A photo of ..." for visual).
-  config.model.link.plsim_audio_label_embeddings = "packaged"
-  config.model.link.plsim_visual_label_embeddings = "packaged"
-  config.model.link.plsim_hidden_dim = 0  # hidden width of PLSIM's four MLPs; 0: hidden_dim
-  config.model.link.plsim_threshold = 0.5  # own segment predictions >= this are PLSIM's labels
+  # LINK's PLSIM (avvp_jax/models/link.py `PLSIM`), the pseudo-label FiLM of the segments before the decoder
+  # (eq. 13-17); used when config.model.refiner = "plsim".
+  config.model.plsim = ml_collections.ConfigDict()
+  # Class-name text embeddings per modality: "packaged" (MiniLM, shipped) or a [25, L] .npy (the paper: CLAP
+  # "This is a sound of ..." for audio, CLIP "A photo of ..." for visual).
+  config.model.plsim.audio_label_embeddings = "packaged"
+  config.model.plsim.visual_label_embeddings = "packaged"
+  config.model.plsim.hidden_dim = 0  # hidden width of PLSIM's four MLPs; 0: the segments' width, hidden_dim
+  config.model.plsim.threshold = 0.5  # own segment predictions >= this are PLSIM's labels
   # In training, keep the own-prediction labels only for the clip's weak-label classes (when the trainer passes
   # them); at test time the own predictions are used ungated.
-  config.model.link.plsim_train_gate = True
+  config.model.plsim.train_gate = True
 
   # --- loss -----------------------------------------------------------------------------------------
   config.loss = ml_collections.ConfigDict()

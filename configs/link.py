@@ -9,10 +9,10 @@ Run card
              not available as code): LINK = the HAN encoder and MMIL pooling with TSAM, CMIM and PLSIM added,
              trained with L_basic + S-LOSS (weight 1).
   Ablation:  switch parts off with --config.model.link.tsam=False, --config.model.link.cmim=False,
-             --config.model.link.plsim=False and --config.loss.link_similarity=off (or =plain for LEAP's
-             unweighted avss loss). Reading choices where the paper is ambiguous:
+             --config.model.refiner=none (no PLSIM) and --config.loss.link_similarity=off (or =plain for
+             LEAP's unweighted avss loss). Reading choices where the paper is ambiguous:
              --config.model.link.tsam_temporal_mlp=per_segment, --config.model.link.tsam_spatial=mlp, and
-             --config.model.link.plsim_{audio,visual}_label_embeddings=/path/clap_or_clip_text.npy.
+             --config.model.plsim.{audio,visual}_label_embeddings=/path/clap_or_clip_text.npy.
   Pseudo labels for PLSIM: VALOR's when the trainer passes them to the model, else the model's own segment
              predictions (gated by the weak labels in training when the trainer passes those); see
              avvp_jax/models/link.py.
@@ -51,12 +51,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # --- model -----------------------------------------------------------------------------------------
   config.model.encoder = "link"  # TSAM -> CMIM -> HAN (config.model.han), and S-LOSS's mu
   config.model.decoder = "mmil"  # attentive multimodal multiple-instance pooling
+  config.model.refiner = "plsim"  # PLSIM (config.model.plsim) between encoder and decoder; "none": without
   config.model.hidden_dim = 512  # as HAN: 512
   config.model.han.num_layers = 1  # as HAN: one layer, one head
   config.model.han.num_heads = 1
   config.model.link.tsam = True  # ablation switches: each part of LINK can be turned off
   config.model.link.cmim = True
-  config.model.link.plsim = True
 
   # --- loss ------------------------------------------------------------------------------------------
   config.loss.name = "link"  # L_basic (video, modality, pseudo-label BCEs) + S-LOSS

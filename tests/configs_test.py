@@ -12,6 +12,7 @@ from absl.testing import parameterized
 from ml_collections import config_flags
 
 from avvp_jax import metrics
+from avvp_jax import models
 from avvp_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,6 +74,16 @@ class ConfigsTest(parameterized.TestCase):
       pattern = re.compile(rf"\b{re.escape(field)}\s*=[^=]")
       self.assertTrue(any(pattern.search(line) and documented(i) for i, line in enumerate(lines)),
                       f"configs/{name}.py: field {leaf} has no comment where it is set")
+
+  @parameterized.parameters(*CONFIG_NAMES)
+  def test_every_model_section_splats_into_its_module(self, name):
+    """Every encoder x decoder x refiner builds from the config's sections (their keys are module attributes)."""
+    config = _load(name).model
+    for encoder in models.ENCODERS:
+      for decoder in models.DECODERS:
+        for refiner in models.REFINERS:
+          config.encoder, config.decoder, config.refiner = encoder, decoder, refiner
+          self.assertIsInstance(models.build_model(config), models.AVVPModel)
 
   @parameterized.parameters(*CONFIG_NAMES)
   def test_locked_through_config_flags(self, name):

@@ -147,7 +147,7 @@ class ParityTest(parameterized.TestCase):
       expected = reference(*map(torch.from_numpy, (audio, frames, motion)))
     probs = parser.predict(audio, frames, motion)
     for key in ("video", "audio", "visual", "segment_audio", "segment_visual"):
-      np.testing.assert_allclose(probs[key], expected[f"{key}_prob"].numpy(), atol=1e-5, rtol=1e-5, err_msg=key)
+      np.testing.assert_allclose(probs[f"{key}_prob"], expected[f"{key}_prob"].numpy(), atol=1e-5, rtol=1e-5, err_msg=key)
 
 
 class _PlainObject:

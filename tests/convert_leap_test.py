@@ -401,8 +401,8 @@ class ParityTest(absltest.TestCase):
     np.testing.assert_array_equal(np.load(os.path.join(out, "label_embeddings.npy")), self.table)
     parser = avvp_jax.load_parser(out)
     audio, frames, motion = _inputs()
-    probs = parser.predict(audio, frames, motion)  # the parser's names: the model's without "_prob"
-    _assert_outputs_match(self, {f"{key}_prob": value for key, value in probs.items()},
+    probs = parser.predict(audio, frames, motion)  # the model's own output names
+    _assert_outputs_match(self, probs,
                           {key: value for key, value in self.expected.items() if key.endswith("_prob")})
     events = parser.parse(audio, frames, motion)
     self.assertLen(events, 2)

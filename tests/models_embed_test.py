@@ -10,8 +10,8 @@ from avvp_jax.models import embed
 import models_oracles as oracles
 
 
-def _module(motion_dim=4):
-  return embed.InputEmbedding(hidden_dim=16, audio_dim=6, frames_dim=10, motion_dim=motion_dim)
+def _module(motion=4):
+  return embed.InputEmbedding(hidden_dim=16, audio=6, frames=10, motion=motion)
 
 
 class InputEmbeddingTest(parameterized.TestCase):
@@ -41,7 +41,7 @@ class InputEmbeddingTest(parameterized.TestCase):
 
   def test_without_motion_visual_is_fc_v_of_frames(self):
     audio, frames, _ = oracles.micro_inputs(motion=False)
-    module = _module(motion_dim=0)
+    module = _module(motion=0)
     params = module.init(jax.random.key(2), audio, frames, None)["params"]
     self.assertEqual(set(params), {"fc_a", "fc_v"})
     _, visual = module.apply({"params": params}, audio, frames, None)

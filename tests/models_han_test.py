@@ -65,6 +65,7 @@ class HANEncoderTest(parameterized.TestCase):
     np.testing.assert_array_equal(layer["self_attn"]["out"]["bias"], 0.0)
     unshared = _init(han.HANEncoder(num_layers=2, share_modalities=False), audio, visual)
     self.assertEqual(set(unshared), {"audio_layers_0", "visual_layers_0", "audio_layers_1", "visual_layers_1"})
+    self.assertEqual(unshared["visual_layers_1"]["linear1"]["kernel"].shape, (DIM, DIM))  # ffn_dim 0: the width D
 
   def test_stacking_differs_from_official_with_two_layers(self):
     audio, visual = _segments()

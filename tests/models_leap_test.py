@@ -68,6 +68,8 @@ class LEAPDecoderTest(parameterized.TestCase):
     self.assertEqual(params["fc_la"]["kernel"].shape, (DIM, 1))
     self.assertEqual(set(params["audio_blocks_0"]), {"cross_attn", "ffn_in", "ffn_out", "attn_norm", "ffn_norm"})
     self.assertEqual(params["audio_blocks_0"]["ffn_in"]["kernel"].shape, (DIM, 24))
+    default_ffn = self._init(leap.LEAPDecoder(num_blocks=1))  # ffn_dim 0: the width D
+    self.assertEqual(default_ffn["visual_blocks_0"]["ffn_out"]["kernel"].shape, (DIM, DIM))
 
   def test_video_prob_is_union_of_thresholded_modalities(self):
     module = _decoder()

@@ -1,5 +1,7 @@
 """Tests of avvp_jax.models.link (LINK's TSAM, CMIM, PLSIM and encoder) against numpy oracles of eq. 1-6, 13-17."""
 
+import dataclasses
+
 from absl.testing import absltest
 from absl.testing import parameterized
 import jax
@@ -8,6 +10,7 @@ import numpy as np
 
 from avvp_jax import models
 from avvp_jax.errors import InputError
+from avvp_jax.models import han
 from avvp_jax.models import label_embeddings
 from avvp_jax.models import link
 import models_oracles as oracles
@@ -175,7 +178,8 @@ class PLSIMTest(absltest.TestCase):
 def _link_config(tsam=True, cmim=True, plsim=True):
   config = oracles.micro_model_config("mmil")
   config.encoder = "link"
-  config.link.tsam, config.link.cmim, config.link.plsim = tsam, cmim, plsim
+  config.refiner = "plsim" if plsim else "none"
+  config.link.tsam, config.link.cmim = tsam, cmim
   return config
 
 
@@ -226,6 +230,33 @@ class LINKModelTest(absltest.TestCase):
       np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-5, err_msg=key)
     self.assertNotIn("first_pass_video_prob", got)
 
+  def test_han_is_configured_by_the_han_section_alone(self):
+    """LINKEncoder declares no HAN attribute: its `han` is HANEncoder(**config.model.han)."""
+    han_fields = {f.name for f in dataclasses.fields(han.HANEncoder)} - {"parent", "name", "dtype"}
+    self.assertEmpty(han_fields & {f.name for f in dataclasses.fields(link.LINKEncoder)})
+    config = _link_config(tsam=False, cmim=False, plsim=False)
+    config.han.update(num_layers=2, num_heads=2, ffn_dim=24, stacking="stacked", share_modalities=False)
+    model = models.build_model(config)
+    self.assertIsInstance(model.encoder.han, han.HANEncoder)
+    for key, value in config.han.items():
+      self.assertEqual(getattr(model.encoder.han, key), value, key)
+    params = model.init(jax.random.key(3), *self.inputs)["params"]
+    self.assertEqual(set(params["encoder"]["han"]), {"audio_layers_0", "audio_layers_1", "visual_layers_0",
+                                                     "visual_layers_1"})
+    self.assertEqual(params["encoder"]["han"]["audio_layers_1"]["linear1"]["kernel"].shape, (DIM, 24))
+    got = model.apply({"params": params}, *self.inputs, train=False)
+    p = oracles.to_numpy(params)
+    encoded = oracles.han_encoder(p["encoder"]["han"], *oracles.embed(p["embed"], *self.inputs), num_layers=2,
+                                  num_heads=2, stacking="stacked", share=False)
+    for key, value in oracles.mmil(p["decoder"], *encoded).items():
+      np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-5, err_msg=key)
+
+  def test_han_with_no_layers_is_skipped(self):
+    config = _link_config(plsim=False)
+    config.han.num_layers = 0
+    params = models.build_model(config).init(jax.random.key(4), *self.inputs)["params"]
+    self.assertEqual(set(params["encoder"]), {"audio_tsam", "visual_tsam", "cmim", "similarity_mu"})
+
   def test_given_pseudo_labels_reach_plsim_and_others_ignore_them(self):
     labels = (_labels(7), _labels(8))
     model = models.build_model(_link_config(tsam=False, cmim=False))
@@ -233,10 +264,11 @@ class LINKModelTest(absltest.TestCase):
     given = model.apply({"params": params}, *self.inputs, train=True, segment_labels=labels,
                         rngs={"dropout": jax.random.key(0)})
     np.testing.assert_array_equal(given["plsim_audio_label"], labels[0])
-    han = models.build_model(oracles.micro_model_config("mmil"))
-    han_params = han.init(jax.random.key(2), *self.inputs)["params"]
-    plain = han.apply({"params": han_params}, *self.inputs)
-    ignored = han.apply({"params": han_params}, *self.inputs, segment_labels=labels, video_label=labels[0][:, 0])
+    han_model = models.build_model(oracles.micro_model_config("mmil"))
+    han_params = han_model.init(jax.random.key(2), *self.inputs)["params"]
+    plain = han_model.apply({"params": han_params}, *self.inputs)
+    ignored = han_model.apply({"params": han_params}, *self.inputs, segment_labels=labels,
+                              video_label=labels[0][:, 0])
     np.testing.assert_array_equal(plain["video_prob"], ignored["video_prob"])
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from avvp_jax import models
 from avvp_jax.errors import InputError
+from avvp_jax.models import layers
 from avvp_jax.models import mmpyramid
 import models_oracles as oracles
 
@@ -92,6 +93,42 @@ def mmpyramid_oracle(p, a, v, num_levels=4, num_heads=8, windowed=True):
   return out
 
 
+class MaskedAttentionTest(parameterized.TestCase):
+  """`layers.MultiHeadAttention` with the window mask is MM-Pyramid's windowed attention."""
+
+  @parameterized.named_parameters(("all_keys", 10, None), ("window_0", 10, 0), ("window_1", 10, 1),
+                                  ("window_4", 10, 4), ("fewer_queries", 4, 2))
+  def test_matches_explicit_mask_oracle(self, num_queries, window):
+    query, key = _segments(3)
+    query = query[:, :num_queries]
+    module = layers.MultiHeadAttention(num_heads=2, attention_dropout=0.1, packed_init=False)
+    mask = mmpyramid.window_mask(num_queries, key.shape[1], window)
+    params = module.init(jax.random.key(0), query, key, key, train=False, mask=mask)["params"]
+    self.assertEqual(set(params), {"query", "key", "value", "out"})
+    with jax.numpy_rank_promotion("raise"):
+      got, logits = module.apply({"params": params}, query, key, key, train=False, mask=mask)
+    want = _windowed_attention(oracles.to_numpy(params), query, key, 2, window)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    self.assertEqual(logits.shape, (2, 2, num_queries, 10))
+    outside = np.array([[abs(i - j) > window if window is not None else False for j in range(10)]
+                        for i in range(num_queries)])
+    np.testing.assert_array_equal(np.asarray(logits)[:, :, outside], layers.MASKED_LOGIT)
+    self.assertTrue(np.all(np.asarray(logits)[:, :, ~outside] > layers.MASKED_LOGIT))
+    if window is None:  # no mask: the plain attention, bit for bit
+      plain, _ = module.apply({"params": params}, query, key, key, train=False)
+      np.testing.assert_array_equal(got, plain)
+
+  def test_pytorch_linear_init(self):
+    """packed_init=False: four nn.Linear(D, D), kernel and bias uniform in +-1/sqrt(D) (the official layout)."""
+    query, _ = _segments()
+    module = layers.MultiHeadAttention(num_heads=2, packed_init=False)
+    params = module.init(jax.random.key(1), query, query, query, train=False, mask=mmpyramid.window_mask(10, 10, 1))
+    for name, dense in params["params"].items():
+      for leaf in dense.values():
+        self.assertLessEqual(float(np.abs(leaf).max()), 1.0 / np.sqrt(DIM), name)
+        self.assertGreater(float(np.abs(leaf).max()), 0.5 / np.sqrt(DIM), name)
+
+
 class MMPyramidTest(parameterized.TestCase):
 
   def setUp(self):
@@ -142,6 +179,10 @@ class MMPyramidTest(parameterized.TestCase):
     self.assertEqual(kernel.shape, (3, DIM, DIM))
     self.assertLessEqual(float(np.abs(kernel).max()), 1.0 / np.sqrt(3 * DIM))
     self.assertEqual(params["levels_0"]["audio_gate_self"]["kernel"].shape, (2 * DIM, DIM))
+    self.assertEqual(set(params["levels_0"]["cross"]["attn"]), {"query", "key", "value", "out"})
+    default_ffn = self._init(mmpyramid.MMPyramidEncoder(num_levels=1, num_heads=2))  # ffn_dim 0: the width D
+    self.assertEqual(default_ffn["levels_0"]["cross"]["ffn_in"]["kernel"].shape, (DIM, DIM))
+    self.assertEqual(default_ffn["audio_fusion"]["ffn_out"]["kernel"].shape, (DIM, DIM))
 
   def test_dropout_only_in_training(self):
     module = mmpyramid.MMPyramidEncoder(num_levels=1, num_heads=2, ffn_dim=24)

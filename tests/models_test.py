@@ -1,5 +1,7 @@
 """Tests of avvp_jax.models: the registries, the composed model, its outputs and its compute dtype."""
 
+import dataclasses
+
 from absl.testing import absltest
 from absl.testing import parameterized
 import jax
@@ -15,11 +17,12 @@ CONTRACT_KEYS = {"video_prob", "audio_prob", "visual_prob", "segment_audio_prob"
                  "audio_filter_prob", "visual_filter_prob", "audio_embedding", "visual_embedding"}
 
 
-class RegistryTest(absltest.TestCase):
+class RegistryTest(parameterized.TestCase):
 
   def test_names(self):
     self.assertIn("han", models.ENCODERS)
     self.assertEqual(set(models.DECODERS), {"mmil", "leap"})
+    self.assertEqual(set(models.REFINERS), {"none", "plsim"})
 
   def test_unknown_names_raise_input_error(self):
     config = oracles.micro_model_config()
@@ -32,6 +35,72 @@ class RegistryTest(absltest.TestCase):
       models.build_model(config)
     with self.assertRaisesRegex(InputError, "float16"):
       models.build_model(oracles.micro_model_config(), dtype="float16")
+    config = oracles.micro_model_config()
+    config.refiner = "film"
+    with self.assertRaisesRegex(InputError, "config.model.refiner 'film' is unknown"):
+      models.build_model(config)
+
+  @parameterized.named_parameters(
+      ("input_dims", "han", "mmil", "none", "input_dims"),
+      ("han", "han", "mmil", "none", "han"),
+      ("mmpyramid", "mmpyramid", "mmil", "none", "mmpyramid"),
+      ("link", "link", "mmil", "none", "link"),
+      ("han_inside_link", "link", "mmil", "none", "han"),
+      ("mmil", "han", "mmil", "none", "mmil"),
+      ("leap", "han", "leap", "none", "leap"),
+      ("plsim", "han", "mmil", "plsim", "plsim"),
+  )
+  def test_unknown_key_in_a_section_is_one_input_error(self, encoder, decoder, refiner, section):
+    config = oracles.micro_model_config()
+    config.encoder, config.decoder, config.refiner = encoder, decoder, refiner
+    config[section].num_layer = 2  # a misspelt key
+    message = (rf"^config\.model\.{section} has key\(s\) num_layer that \w+ does not take: rename or remove them "
+               r"\(valid keys: .+\)\.$")
+    with self.assertRaisesRegex(InputError, message) as caught:
+      models.build_model(config)
+    self.assertNotIn("\n", str(caught.exception))
+    valid = str(caught.exception).split("valid keys: ")[1].rstrip(").").split(", ")
+    self.assertContainsSubset(set(config[section]) - {"num_layer"}, set(valid))
+    self.assertNotIn("dtype", valid)
+
+  def test_a_key_the_builder_sets_is_an_input_error(self):
+    config = oracles.micro_model_config("leap")
+    config.leap.num_classes = 10  # LLP's 25, given by the builder
+    with self.assertRaisesRegex(InputError, "config.model.leap has key.s. num_classes that LEAPDecoder"):
+      models.build_model(config)
+    config = oracles.micro_model_config()
+    config.han.dtype = "bfloat16"  # the compute dtype is build_model's argument (config.compute_dtype)
+    with self.assertRaisesRegex(InputError, "config.model.han has key.s. dtype"):
+      models.build_model(config)
+
+  def test_old_link_keys_are_one_input_error(self):
+    """A config.json from before the PLSIM section: its LINK keys name the problem on one line."""
+    config = oracles.micro_model_config()
+    config.encoder = "link"
+    config.link.plsim = True
+    config.link.plsim_threshold = 0.5
+    with self.assertRaisesRegex(InputError, r"config.model.link has key.s. plsim, plsim_threshold that LINKEncoder "
+                                            r"does not take.*valid keys: tsam, cmim, tsam_temporal_hidden"):
+      models.build_model(config)
+    del config["refiner"]
+    with self.assertRaisesRegex(InputError, "config.model has no 'refiner'"):
+      models.build_model(config)
+    config = oracles.micro_model_config()
+    del config["plsim"]
+    models.build_model(config)  # sections of modules not built are not read
+    config.refiner = "plsim"
+    with self.assertRaisesRegex(InputError, "config.model has no 'plsim'"):
+      models.build_model(config)
+
+  def test_sections_are_the_module_attributes(self):
+    config = oracles.micro_model_config()
+    for section, module in (("han", models.han.HANEncoder), ("mmpyramid", models.mmpyramid.MMPyramidEncoder),
+                            ("link", models.link.LINKEncoder), ("mmil", models.mmil.MMILDecoder),
+                            ("leap", models.leap.LEAPDecoder), ("plsim", models.link.PLSIM),
+                            ("input_dims", models.embed.InputEmbedding)):
+      attributes = {f.name for f in dataclasses.fields(module)} - {"parent", "name"}
+      self.assertContainsSubset(set(config[section]), attributes, section)
+    self.assertEqual(models.resolve_dtype("bfloat16"), models.COMPUTE_DTYPES["bfloat16"])
 
   def test_default_config_is_the_official_model(self):
     config = common.get_config().model

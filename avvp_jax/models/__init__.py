@@ -17,21 +17,34 @@ with audio [B, T, Da], frames [B, T, Df] (pooled) or [B, 8T, Df] (raw), motion [
   plus decoder extras (MMIL: temporal_attention, modality_attention [B, T, 2, C]; LEAP: video_prob_soft,
   segment_*_logits, *_label_embedding).
 
-Registries map a config name to a builder `(model_config, dtype) -> nn.Module`; a new encoder or decoder is
-one module plus one line here. Encoders map (audio [B, T, D], visual [B, T, D], train) to the same shapes
-(optionally plus a dict of extra outputs); decoders map them to the output dict above (without the embeddings,
-which `AVVPModel` adds). Encoders: "han" (han.py), "mmpyramid" (mmpyramid.py), "link" (link.py: TSAM, CMIM,
-HAN; with `config.model.link.plsim` the model also gets LINK's PLSIM as its `refiner`, which runs the decoder
-twice and adds `first_pass_*`, `plsim_*_label` and `similarity_mu` outputs). Training-time extras for a
-refiner: `model.apply(..., segment_labels=(audio [B, T, C], visual [B, T, C]), video_label=[B, C])`, ignored
-by models without one.
+Registries map a config name to a builder `(model_config, dtype) -> nn.Module` ("none" refiner: None); a new
+encoder or decoder is one module plus one line here. Encoders map (audio [B, T, D], visual [B, T, D], train)
+to the same shapes (optionally plus a dict of extra outputs); decoders map them to the output dict above
+(without the embeddings, which `AVVPModel` adds). Encoders: "han" (han.py), "mmpyramid" (mmpyramid.py), "link"
+(link.py: TSAM, CMIM and a HAN encoder; adds `similarity_mu`). Refiners (`config.model.refiner`): "none", or
+"plsim" (LINK's PLSIM, link.py), which runs the decoder twice and adds `first_pass_*` and `plsim_*_label`
+outputs. Training-time extras for a refiner: `model.apply(..., segment_labels=(audio [B, T, C], visual
+[B, T, C]), video_label=[B, C])`, ignored by models without one.
 
-Compute dtype: `build_model(config.model, dtype=jnp.bfloat16)` (or `config.model.compute_dtype`, when set)
-runs the Dense layers and attention products in bfloat16 while params stay float32; softmax, sigmoid and all
-outputs are float32.
+Every module is built by splatting its config section, as big_vision and nanodo do: a section's keys are the
+module's attributes, so a new hyper-parameter touches the module and configs/common.py, nothing else:
+
+  embed      InputEmbedding(hidden_dim=config.model.hidden_dim, **config.model.input_dims)
+  encoder    HANEncoder(**config.model.han), MMPyramidEncoder(**config.model.mmpyramid),
+             LINKEncoder(**config.model.link, han=HANEncoder(**config.model.han))
+  decoder    MMILDecoder(**config.model.mmil, num_classes=25), LEAPDecoder(**config.model.leap, num_classes=25)
+  refiner    PLSIM(**config.model.plsim)
+
+(each with `dtype=`). A key that is not an attribute is an InputError naming the section, the key and the valid
+keys; only the sections of the chosen encoder, decoder and refiner are read.
+
+Compute dtype: `build_model(config.model, dtype=jnp.bfloat16)` (or the name "bfloat16"; None: float32) runs the
+Dense layers and attention products in bfloat16 while params stay float32; softmax, sigmoid and all outputs
+are float32.
 """
 
 from collections.abc import Callable
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -50,61 +63,67 @@ from avvp_jax.models import mmpyramid
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
-Builder = Callable[[ml_collections.ConfigDict, Any], nn.Module]
+Builder = Callable[[ml_collections.ConfigDict, Any], nn.Module | None]
+_NOT_FROM_CONFIG = ("parent", "name")  # flax's own Module fields
 
 
-def _ffn_dim(model_config: ml_collections.ConfigDict, section: ml_collections.ConfigDict) -> int:
-  return section.ffn_dim or model_config.hidden_dim
+def _field(model_config: ml_collections.ConfigDict, key: str) -> Any:
+  """`config.model.<key>`; an InputError (not an AttributeError) when the config has no such field."""
+  if key not in model_config:
+    raise InputError(f"config.model has no {key!r}: the config predates it (an old workdir's config.json?); "
+                     "start from a config in configs/ (configs/common.py sets every model field).")
+  return model_config[key]
+
+
+def _splat(module_class: type[nn.Module], section: str, model_config: ml_collections.ConfigDict,
+           **fixed: Any) -> nn.Module:
+  """`module_class(**config.model.<section>, **fixed)`; a key of the section that is no attribute is an InputError.
+
+  Args:
+    module_class: the module to build.
+    section: the name of its section in `config.model`.
+    model_config: `config.model`.
+    **fixed: the attributes the builder gives (dtype, num_classes, a submodule), not taken from the section.
+  """
+  values = _field(model_config, section)
+  try:
+    return module_class(**values, **fixed)
+  except TypeError as error:
+    valid = [f.name for f in dataclasses.fields(module_class)
+             if f.init and f.name not in _NOT_FROM_CONFIG and f.name not in fixed]
+    unknown = sorted(set(values) - set(valid))
+    if not unknown:
+      raise
+    raise InputError(f"config.model.{section} has key(s) {', '.join(unknown)} that {module_class.__name__} does not "
+                     f"take: rename or remove them (valid keys: {', '.join(valid) or 'none'}).") from error
 
 
 def _han_encoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
-  cfg = model_config.han
-  return han.HANEncoder(num_layers=cfg.num_layers, num_heads=cfg.num_heads, ffn_dim=_ffn_dim(model_config, cfg),
-                        dropout=cfg.dropout, attention_dropout=cfg.attention_dropout, stacking=cfg.stacking,
-                        share_modalities=cfg.share_modalities, dtype=dtype)
+  return _splat(han.HANEncoder, "han", model_config, dtype=dtype)
 
 
 def _mmpyramid_encoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
-  cfg = model_config.mmpyramid
-  return mmpyramid.MMPyramidEncoder(num_levels=cfg.num_levels, num_heads=cfg.num_heads,
-                                    ffn_dim=_ffn_dim(model_config, cfg), dropout=cfg.dropout,
-                                    attention_dropout=cfg.attention_dropout, kernel_size=cfg.kernel_size,
-                                    windowed=cfg.windowed, dtype=dtype)
+  return _splat(mmpyramid.MMPyramidEncoder, "mmpyramid", model_config, dtype=dtype)
 
 
 def _link_encoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
-  cfg, han_cfg = model_config.link, model_config.han
-  return link.LINKEncoder(tsam=cfg.tsam, cmim=cfg.cmim, tsam_temporal_hidden=cfg.tsam_temporal_hidden,
-                          tsam_temporal_mlp=cfg.tsam_temporal_mlp, tsam_spatial=cfg.tsam_spatial,
-                          cmim_alpha_init=cfg.cmim_alpha_init, num_layers=han_cfg.num_layers,
-                          num_heads=han_cfg.num_heads, ffn_dim=_ffn_dim(model_config, han_cfg),
-                          dropout=han_cfg.dropout, attention_dropout=han_cfg.attention_dropout,
-                          stacking=han_cfg.stacking, share_modalities=han_cfg.share_modalities,
-                          mu_init=cfg.mu_init, dtype=dtype)
-
-
-def _plsim_refiner(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module | None:
-  """LINK's PLSIM when `config.model.encoder == "link"` and `link.plsim` is on; else None."""
-  if model_config.encoder != "link" or not model_config.link.plsim:
-    return None
-  cfg = model_config.link
-  return link.PLSIM(audio_label_embeddings=cfg.plsim_audio_label_embeddings,
-                    visual_label_embeddings=cfg.plsim_visual_label_embeddings, hidden_dim=cfg.plsim_hidden_dim,
-                    threshold=cfg.plsim_threshold, train_gate=cfg.plsim_train_gate, dtype=dtype)
+  return _splat(link.LINKEncoder, "link", model_config, han=_han_encoder(model_config, dtype), dtype=dtype)
 
 
 def _mmil_decoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
-  del model_config
-  return mmil.MMILDecoder(num_classes=annotations.NUM_CLASSES, dtype=dtype)
+  return _splat(mmil.MMILDecoder, "mmil", model_config, num_classes=annotations.NUM_CLASSES, dtype=dtype)
 
 
 def _leap_decoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
-  cfg = model_config.leap
-  return leap.LEAPDecoder(num_classes=annotations.NUM_CLASSES, num_blocks=cfg.num_blocks, num_heads=cfg.num_heads,
-                          ffn_dim=_ffn_dim(model_config, cfg), dropout=cfg.dropout,
-                          attention_dropout=cfg.attention_dropout, variant=cfg.variant,
-                          label_embeddings=cfg.label_embeddings, learned_label_dim=cfg.learned_label_dim,
-                          filter=cfg.filter, dtype=dtype)
+  return _splat(leap.LEAPDecoder, "leap", model_config, num_classes=annotations.NUM_CLASSES, dtype=dtype)
+
+
+def _no_refiner(model_config: ml_collections.ConfigDict, dtype: Any) -> None:
+  del model_config, dtype
+
+
+def _plsim_refiner(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
+  return _splat(link.PLSIM, "plsim", model_config, dtype=dtype)
 
 
 ENCODERS: dict[str, Builder] = {
@@ -115,6 +134,10 @@ ENCODERS: dict[str, Builder] = {
 DECODERS: dict[str, Builder] = {
     "mmil": _mmil_decoder,
     "leap": _leap_decoder,
+}
+REFINERS: dict[str, Builder] = {
+    "none": _no_refiner,
+    "plsim": _plsim_refiner,
 }
 
 
@@ -162,19 +185,32 @@ def resolve_dtype(name: str, field: str = "compute dtype") -> Any:
   return COMPUTE_DTYPES[name]
 
 
+def _builder(model_config: ml_collections.ConfigDict, field: str, registry: dict[str, Builder]) -> Builder:
+  name = _field(model_config, field)
+  if name not in registry:
+    raise InputError(f"config.model.{field} {name!r} is unknown: use one of {sorted(registry)}.")
+  return registry[name]
+
+
 def build_model(model_config: ml_collections.ConfigDict, dtype: Any = None) -> AVVPModel:
-  """The model of `config.model`; `dtype` (or `model_config.compute_dtype`) sets the computation dtype."""
+  """The model of `config.model` (see the package docstring for how each section builds its module).
+
+  Args:
+    model_config: `config.model`.
+    dtype: the computation dtype: a jnp dtype or a name of `COMPUTE_DTYPES`; None: float32.
+
+  Raises:
+    InputError: an unknown encoder, decoder, refiner or dtype name, a missing field, or a section key that is
+      not an attribute of its module.
+  """
   if dtype is None:
-    dtype = resolve_dtype(model_config.get("compute_dtype", "float32"))
-  elif isinstance(dtype, str):
+    dtype = "float32"
+  if isinstance(dtype, str):
     dtype = resolve_dtype(dtype)
-  if model_config.encoder not in ENCODERS:
-    raise InputError(f"config.model.encoder {model_config.encoder!r} is unknown: use one of {sorted(ENCODERS)}.")
-  if model_config.decoder not in DECODERS:
-    raise InputError(f"config.model.decoder {model_config.decoder!r} is unknown: use one of {sorted(DECODERS)}.")
-  dims = model_config.input_dims
-  embedding = embed.InputEmbedding(hidden_dim=model_config.hidden_dim, audio_dim=dims.audio,
-                                   frames_dim=dims.frames, motion_dim=dims.motion, dtype=dtype)
-  return AVVPModel(embed=embedding, encoder=ENCODERS[model_config.encoder](model_config, dtype),
-                   decoder=DECODERS[model_config.decoder](model_config, dtype),
-                   refiner=_plsim_refiner(model_config, dtype))
+  encoder = _builder(model_config, "encoder", ENCODERS)
+  decoder = _builder(model_config, "decoder", DECODERS)
+  refiner = _builder(model_config, "refiner", REFINERS)
+  embedding = _splat(embed.InputEmbedding, "input_dims", model_config, hidden_dim=_field(model_config, "hidden_dim"),
+                     dtype=dtype)
+  return AVVPModel(embed=embedding, encoder=encoder(model_config, dtype), decoder=decoder(model_config, dtype),
+                   refiner=refiner(model_config, dtype))

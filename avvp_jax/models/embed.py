@@ -18,61 +18,64 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from avvp_jax.data import features as features_lib
 from avvp_jax.errors import InputError
 from avvp_jax.models import layers
 
-FRAMES_PER_SECOND = 8  # ResNet-152 features are sampled at 8 fps in the official layout
 
 
 class InputEmbedding(nn.Module):
   """Embeds audio, frame and (optionally) motion features into [B, T, D] audio and visual segments.
 
+  Built as `InputEmbedding(hidden_dim=config.model.hidden_dim, **config.model.input_dims, dtype=...)`: the
+  `input_dims` keys are the three feature widths below.
+
   Attributes:
     hidden_dim: D, the width of the embedded segments (official 512).
-    audio_dim: Da (VGGish 128; CLAP 512).
-    frames_dim: Df (ResNet-152 2048; CLIP 768).
-    motion_dim: Dm (R(2+1)D-18 512); 0: no motion stream.
+    audio: Da, the audio features' width (VGGish 128; CLAP 512).
+    frames: Df, the frame features' width (ResNet-152 2048; CLIP 768).
+    motion: Dm, the motion features' width (R(2+1)D-18 512); 0: no motion stream.
     dtype: computation dtype (params stay float32).
   """
   hidden_dim: int = 512
-  audio_dim: int = 128
-  frames_dim: int = 2048
-  motion_dim: int = 512
+  audio: int = 128
+  frames: int = 2048
+  motion: int = 512
   dtype: layers.Dtype | None = None
 
   @nn.compact
-  def __call__(self, audio_BxTxA: jax.Array, frames: jax.Array, motion_BxTxM: jax.Array | None
+  def __call__(self, audio_BxTxA: jax.Array, frames_BxNxF: jax.Array, motion_BxTxM: jax.Array | None
                ) -> tuple[jax.Array, jax.Array]:
-    """Returns (audio_BxTxD, visual_BxTxD); `frames` is [B, T, Df] or [B, 8T, Df]."""
+    """Returns (audio_BxTxD, visual_BxTxD); `frames_BxNxF` is [B, T, Df] or [B, 8T, Df]."""
     batch, num_seconds, audio_dim = audio_BxTxA.shape
-    _check_width("audio", audio_BxTxA, self.audio_dim, "input_dims.audio")
-    _check_width("frames", frames, self.frames_dim, "input_dims.frames")
+    _check_width("audio", audio_BxTxA, self.audio, "input_dims.audio")
+    _check_width("frames", frames_BxNxF, self.frames, "input_dims.frames")
     dense = lambda features, fan_in, name: layers.torch_dense(features, fan_in, name=name, dtype=self.dtype)
     audio_BxTxD = dense(self.hidden_dim, audio_dim, "fc_a")(audio_BxTxA)
 
-    frames_embedded = dense(self.hidden_dim, self.frames_dim, "fc_v")(frames)
-    if frames.shape[:2] == (batch, num_seconds * FRAMES_PER_SECOND):
-      frames_BxTxD = frames_embedded.reshape(batch, num_seconds, FRAMES_PER_SECOND, self.hidden_dim).mean(axis=2)
-    elif frames.shape[:2] == (batch, num_seconds):
+    frames_embedded = dense(self.hidden_dim, self.frames, "fc_v")(frames_BxNxF)
+    if frames_BxNxF.shape[:2] == (batch, num_seconds * features_lib.FRAMES_PER_SECOND):
+      frames_BxTxD = frames_embedded.reshape(batch, num_seconds, features_lib.FRAMES_PER_SECOND, self.hidden_dim).mean(axis=2)
+    elif frames_BxNxF.shape[:2] == (batch, num_seconds):
       frames_BxTxD = frames_embedded
     else:
-      raise InputError(f"frames of shape {tuple(frames.shape)} fit neither [B, T, Df] nor [B, 8T, Df] with the "
-                       f"audio's B={batch}, T={num_seconds}: give {FRAMES_PER_SECOND} frames or one pooled "
+      raise InputError(f"frames of shape {tuple(frames_BxNxF.shape)} fit neither [B, T, Df] nor [B, 8T, Df] with the "
+                       f"audio's B={batch}, T={num_seconds}: give {features_lib.FRAMES_PER_SECOND} frames or one pooled "
                        "feature per audio segment.")
 
-    if not self.motion_dim:
+    if not self.motion:
       if motion_BxTxM is not None:
         raise InputError("motion features were given but config.model.input_dims.motion is 0: set it to "
                          "their width or pass motion=None.")
       return audio_BxTxD, frames_BxTxD
     if motion_BxTxM is None:
-      raise InputError(f"motion is None but config.model.input_dims.motion is {self.motion_dim}: pass the "
+      raise InputError(f"motion is None but config.model.input_dims.motion is {self.motion}: pass the "
                        "motion features or set input_dims.motion = 0.")
-    _check_width("motion", motion_BxTxM, self.motion_dim, "input_dims.motion")
+    _check_width("motion", motion_BxTxM, self.motion, "input_dims.motion")
     if motion_BxTxM.shape[:2] != (batch, num_seconds):
       raise InputError(f"motion of shape {tuple(motion_BxTxM.shape)} does not match the audio's "
                        f"[B={batch}, T={num_seconds}]: give one motion feature per audio segment.")
-    motion_BxTxD = dense(self.hidden_dim, self.motion_dim, "fc_st")(motion_BxTxM)
+    motion_BxTxD = dense(self.hidden_dim, self.motion, "fc_st")(motion_BxTxM)
     fused_BxTx2D = jnp.concatenate([frames_BxTxD, motion_BxTxD], axis=-1)
     visual_BxTxD = dense(self.hidden_dim, 2 * self.hidden_dim, "fc_fusion")(fused_BxTx2D)
     return audio_BxTxD, visual_BxTxD

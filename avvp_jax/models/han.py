@@ -38,13 +38,13 @@ class HANLayer(nn.Module):
 
   Attributes:
     num_heads: attention heads (official 1).
-    ffn_dim: hidden width of the feed-forward block (official 512).
+    ffn_dim: hidden width of the feed-forward block; 0: the input width D (official, 512).
     dropout: dropout on both attention outputs, inside and after the feed-forward block (official 0.1).
     attention_dropout: dropout on the attention weights (official 0.1).
     dtype: computation dtype.
   """
   num_heads: int = 1
-  ffn_dim: int = 512
+  ffn_dim: int = 0
   dropout: float = 0.1
   attention_dropout: float = 0.1
   dtype: layers.Dtype | None = None
@@ -52,23 +52,26 @@ class HANLayer(nn.Module):
   @nn.compact
   def __call__(self, x_BxTxD: jax.Array, other_BxSxD: jax.Array, *, train: bool) -> jax.Array:
     dim = x_BxTxD.shape[-1]
+    ffn_dim = self.ffn_dim or dim
     attention = lambda name: layers.MultiHeadAttention(self.num_heads, self.attention_dropout, packed_init=True,
                                                        dtype=self.dtype, name=name)
     drop = lambda y: nn.Dropout(self.dropout)(y, deterministic=not train)
     cross_BxTxD, _ = attention("cm_attn")(x_BxTxD, other_BxSxD, other_BxSxD, train=train)
     self_BxTxD, _ = attention("self_attn")(x_BxTxD, x_BxTxD, x_BxTxD, train=train)
     x_BxTxD = layers.layer_norm("norm1", self.dtype)(x_BxTxD + drop(cross_BxTxD) + drop(self_BxTxD))
-    hidden_BxTxF = nn.relu(layers.torch_dense(self.ffn_dim, dim, name="linear1", dtype=self.dtype)(x_BxTxD))
-    ffn_BxTxD = layers.torch_dense(dim, self.ffn_dim, name="linear2", dtype=self.dtype)(drop(hidden_BxTxF))
+    hidden_BxTxF = nn.relu(layers.torch_dense(ffn_dim, dim, name="linear1", dtype=self.dtype)(x_BxTxD))
+    ffn_BxTxD = layers.torch_dense(dim, ffn_dim, name="linear2", dtype=self.dtype)(drop(hidden_BxTxF))
     return layers.layer_norm("norm2", self.dtype)(x_BxTxD + drop(ffn_BxTxD))
 
 
 class HANEncoder(nn.Module):
   """A stack of HAN layers over the audio and visual segments.
 
+  Built from `config.model.han` (`HANEncoder(**config.model.han, dtype=...)`): its keys are these attributes.
+
   Attributes:
     num_layers: HAN layers (official 1).
-    num_heads, ffn_dim, dropout, attention_dropout: per layer, see `HANLayer`.
+    num_heads, ffn_dim, dropout, attention_dropout: per layer, see `HANLayer` (ffn_dim 0: the input width).
     stacking: "official" (each layer reads the embedded inputs; the last layer's output is returned),
       "stacked" (each layer reads the previous layer's outputs) or "sequential" (as "stacked", but the visual
       update reads the audio the same layer has just updated: VALOR).
@@ -77,7 +80,7 @@ class HANEncoder(nn.Module):
   """
   num_layers: int = 1
   num_heads: int = 1
-  ffn_dim: int = 512
+  ffn_dim: int = 0
   dropout: float = 0.1
   attention_dropout: float = 0.1
   stacking: str = "official"
@@ -92,8 +95,8 @@ class HANEncoder(nn.Module):
       raise InputError(f"config.model.han.stacking {self.stacking!r} is unknown: use one of {STACKINGS}.")
     if self.num_layers < 1:
       raise InputError(f"config.model.han.num_layers is {self.num_layers}: use 1 or more.")
-    make = lambda name: HANLayer(self.num_heads, self.ffn_dim, self.dropout, self.attention_dropout,
-                                 dtype=self.dtype, name=name)
+    make = lambda name: HANLayer(num_heads=self.num_heads, ffn_dim=self.ffn_dim, dropout=self.dropout,
+                                 attention_dropout=self.attention_dropout, dtype=self.dtype, name=name)
     audio_out, visual_out = audio_BxTxD, visual_BxTxD
     for i in range(self.num_layers):
       if self.share_modalities:

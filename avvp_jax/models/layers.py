@@ -21,6 +21,8 @@ Dtype = Any
 
 # PyTorch's LayerNorm epsilon (flax's default is 1e-6).
 LAYER_NORM_EPSILON = 1e-5
+# The logit of a masked-out key (the official codes' `masked_fill(mask == 0, -1e9)`).
+MASKED_LOGIT = -1e9
 
 
 def _uniform(limit: float) -> nn.initializers.Initializer:
@@ -57,13 +59,14 @@ def layer_norm(name: str, dtype: Dtype | None = None) -> nn.LayerNorm:
 
 
 class MultiHeadAttention(nn.Module):
-  """Scaled dot-product attention with separate query/key/value/out projections.
+  """Scaled dot-product attention with separate query/key/value/out projections and an optional key mask.
 
   Attributes:
     num_heads: heads; the width D of the query must divide by it.
     attention_dropout: dropout on the softmax weights in training (both official codes: 0.1).
     packed_init: initialise as `nn.MultiheadAttention` (Xavier-uniform q/k/v, zero biases, PyTorch-Linear out
-      kernel with zero bias: HAN); False: four plain `nn.Linear`s (LEAP's VanillaMultiHeadAttention).
+      kernel with zero bias: HAN); False: four plain `nn.Linear`s (LEAP's VanillaMultiHeadAttention and
+      MM-Pyramid's MultiHeadAttention).
     dtype: computation dtype of the projections and products (softmax runs in float32).
   """
   num_heads: int = 1
@@ -73,12 +76,20 @@ class MultiHeadAttention(nn.Module):
 
   @nn.compact
   def __call__(self, query_BxQxD: jax.Array, key_BxKxD: jax.Array, value_BxKxD: jax.Array, *,
-               train: bool) -> tuple[jax.Array, jax.Array]:
+               train: bool, mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """Attends from the queries to the keys/values.
+
+    Args:
+      query_BxQxD: the queries [B, Q, D].
+      key_BxKxD, value_BxKxD: the keys and values [B, K, D].
+      train: training mode (attention dropout).
+      mask: bool, broadcastable to [B, H, Q, K] (e.g. [Q, K]): True where a query may see a key; the other
+        logits are set to `MASKED_LOGIT` before the softmax (MM-Pyramid's window). None: every key.
 
     Returns:
       out_BxQxD: the attended values after the output projection (computation dtype);
-      logits_BxHxQxK: the raw scaled scores q.k / sqrt(D / H), before softmax, in float32.
+      logits_BxHxQxK: the scaled scores q.k / sqrt(D / H), before softmax (masked ones at `MASKED_LOGIT`), in
+        float32.
     """
     batch, num_queries, dim = query_BxQxD.shape
     num_keys = key_BxKxD.shape[1]
@@ -93,6 +104,8 @@ class MultiHeadAttention(nn.Module):
     v_BxTxHxK = project("value", value_BxKxD).reshape(batch, num_keys, self.num_heads, head_dim)
     logits_BxHxQxT = jnp.einsum("bqhk,bthk->bhqt", q_BxQxHxK, k_BxTxHxK) / math.sqrt(head_dim)
     logits_BxHxQxT = logits_BxHxQxT.astype(jnp.float32)
+    if mask is not None:
+      logits_BxHxQxT = jnp.where(mask, logits_BxHxQxT, MASKED_LOGIT)
     weights_BxHxQxT = jax.nn.softmax(logits_BxHxQxT, axis=-1)
     weights_BxHxQxT = nn.Dropout(self.attention_dropout)(weights_BxHxQxT, deterministic=not train)
     attended_BxQxHxK = jnp.einsum("bhqt,bthk->bqhk", weights_BxHxQxT.astype(v_BxTxHxK.dtype), v_BxTxHxK)

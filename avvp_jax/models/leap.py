@@ -58,14 +58,14 @@ class LEAPBlock(nn.Module):
 
   Attributes:
     num_heads: attention heads (official 8).
-    ffn_dim: FFN hidden width (official 512).
+    ffn_dim: FFN hidden width; 0: the query width D (official, 512).
     dropout: dropout on the sublayer outputs and inside the FFN (official 0.2).
     attention_dropout: dropout on the attention weights (official 0.1).
     variant: "official" (pre-norm, logits from a second pass) or "paper" (post-norm).
     dtype: computation dtype.
   """
   num_heads: int = 8
-  ffn_dim: int = 512
+  ffn_dim: int = 0
   dropout: float = 0.2
   attention_dropout: float = 0.1
   variant: str = "official"
@@ -76,6 +76,7 @@ class LEAPBlock(nn.Module):
                ) -> tuple[jax.Array, jax.Array]:
     """Returns the updated labels_BxCxD and the attention logits_BxHxCxT (float32, pre-softmax)."""
     dim = labels_BxCxD.shape[-1]
+    ffn_dim = self.ffn_dim or dim
     attention = layers.MultiHeadAttention(self.num_heads, self.attention_dropout, packed_init=False,
                                           dtype=self.dtype, name="cross_attn")
     attn_norm = layers.layer_norm("attn_norm", self.dtype)
@@ -83,8 +84,8 @@ class LEAPBlock(nn.Module):
     drop = lambda y: nn.Dropout(self.dropout)(y, deterministic=not train)
 
     def ffn(x_BxCxD):
-      hidden_BxCxF = nn.relu(layers.torch_dense(self.ffn_dim, dim, name="ffn_in", dtype=self.dtype)(x_BxCxD))
-      return layers.torch_dense(dim, self.ffn_dim, name="ffn_out", dtype=self.dtype)(drop(hidden_BxCxF))
+      hidden_BxCxF = nn.relu(layers.torch_dense(ffn_dim, dim, name="ffn_in", dtype=self.dtype)(x_BxCxD))
+      return layers.torch_dense(dim, ffn_dim, name="ffn_out", dtype=self.dtype)(drop(hidden_BxCxF))
 
     if self.variant == "official":
       attended_BxCxD, _ = attention(attn_norm(labels_BxCxD), segments_BxTxD, segments_BxTxD, train=train)
@@ -103,10 +104,13 @@ class LEAPBlock(nn.Module):
 class LEAPDecoder(nn.Module):
   """LEAP decoding of [B, T, D] audio and visual segments into the output dict (see the module docstring).
 
+  Built as `LEAPDecoder(**config.model.leap, num_classes=..., dtype=...)`: the section's keys are these
+  attributes (all but num_classes and dtype).
+
   Attributes:
     num_classes: C (LLP: 25); must match the label embeddings' rows.
     num_blocks: N blocks per modality (official 2).
-    num_heads, ffn_dim, dropout, attention_dropout, variant: per block, see `LEAPBlock`.
+    num_heads, ffn_dim, dropout, attention_dropout, variant: per block, see `LEAPBlock` (ffn_dim 0: D).
     label_embeddings: "packaged", "learned", a .npy path or a GloVe text path (see `label_embeddings.py`).
     learned_label_dim: width of the learned table ("learned" only).
     filter: "union" (official) or "modality": which video-level probabilities gate segment predictions.
@@ -115,7 +119,7 @@ class LEAPDecoder(nn.Module):
   num_classes: int = annotations.NUM_CLASSES
   num_blocks: int = 2
   num_heads: int = 8
-  ffn_dim: int = 512
+  ffn_dim: int = 0
   dropout: float = 0.2
   attention_dropout: float = 0.1
   variant: str = "official"
@@ -150,8 +154,9 @@ class LEAPDecoder(nn.Module):
     def branch(prefix: str, segments_BxTxD: jax.Array) -> tuple[jax.Array, jax.Array]:
       labels_BxCxD, logits_BxHxCxT = queries_BxCxD, None
       for i in range(self.num_blocks):
-        block = LEAPBlock(self.num_heads, self.ffn_dim, self.dropout, self.attention_dropout, self.variant,
-                          dtype=self.dtype, name=f"{prefix}_blocks_{i}")
+        block = LEAPBlock(num_heads=self.num_heads, ffn_dim=self.ffn_dim, dropout=self.dropout,
+                          attention_dropout=self.attention_dropout, variant=self.variant, dtype=self.dtype,
+                          name=f"{prefix}_blocks_{i}")
         labels_BxCxD, logits_BxHxCxT = block(labels_BxCxD, segments_BxTxD, train=train)
       return labels_BxCxD, logits_BxHxCxT.mean(axis=1).transpose(0, 2, 1)
 

@@ -5,8 +5,9 @@ No public code of LINK was found; this is written from the paper's equations. Th
 
   embedded segments -> TSAM (per modality) -> CMIM -> HAN encoder -> [PLSIM] -> decoder (MMIL)
 
-`LINKEncoder` holds TSAM, CMIM, the HAN layers (`config.model.han`) and S-LOSS's learnable mu; PLSIM needs
-(pseudo) labels and is the `refiner` of `AVVPModel` (see `avvp_jax.models`). Each part can be switched off.
+`LINKEncoder` (`config.model.link`) holds TSAM, CMIM, S-LOSS's learnable mu and a `HANEncoder` built from
+`config.model.han` alone; PLSIM (`config.model.plsim`) needs (pseudo) labels and is the `refiner` of `AVVPModel`
+(`config.model.refiner = "plsim"`, see `avvp_jax.models`). Each part can be switched off.
 
 TSAM (eq. 1-3), for one modality's segments f [B, T, D], modelled on CBAM with the T segments in the role of
 CBAM's channels and the D features in the role of its spatial positions:
@@ -47,7 +48,7 @@ import jax.numpy as jnp
 
 from avvp_jax.data import annotations
 from avvp_jax.errors import InputError
-from avvp_jax.models import han
+from avvp_jax.models import han as han_lib
 from avvp_jax.models import label_embeddings as label_embeddings_lib
 from avvp_jax.models import layers
 
@@ -134,15 +135,17 @@ class CMIM(nn.Module):
 class LINKEncoder(nn.Module):
   """TSAM -> CMIM -> HAN over [B, T, D] audio and visual segments; also holds S-LOSS's learnable mu.
 
+  Built as `LINKEncoder(**config.model.link, han=HANEncoder(**config.model.han, ...), dtype=...)`: the
+  `link` section's keys are the attributes below but `han` and `dtype`.
+
   Attributes:
     tsam: apply TSAM (one per modality: `audio_tsam`, `visual_tsam`).
     cmim: apply CMIM (`cmim`).
     tsam_temporal_hidden, tsam_temporal_mlp, tsam_spatial: see `TSAM`.
     cmim_alpha_init: see `CMIM`.
-    num_layers, num_heads, ffn_dim, dropout, attention_dropout, stacking, share_modalities: the HAN encoder's
-      (`han`); num_layers = 0 skips it.
     mu_init: the initial value of S-LOSS's mu (returned as `similarity_mu`).
-    dtype: computation dtype.
+    han: the HAN encoder after CMIM (its params under `han`); None, or one of num_layers = 0, skips it.
+    dtype: computation dtype of TSAM and CMIM (the HAN encoder has its own).
   """
   tsam: bool = True
   cmim: bool = True
@@ -150,14 +153,8 @@ class LINKEncoder(nn.Module):
   tsam_temporal_mlp: str = "across_time"
   tsam_spatial: str = "pool"
   cmim_alpha_init: float = 0.0
-  num_layers: int = 1
-  num_heads: int = 1
-  ffn_dim: int = 512
-  dropout: float = 0.1
-  attention_dropout: float = 0.1
-  stacking: str = "official"
-  share_modalities: bool = True
   mu_init: float = 0.0
+  han: han_lib.HANEncoder | None = None
   dtype: layers.Dtype | None = None
 
   @nn.compact
@@ -166,23 +163,24 @@ class LINKEncoder(nn.Module):
     """Returns (audio_BxTxD, visual_BxTxD, extras): extras hold `similarity_mu` [] and TSAM's weights."""
     extras = {"similarity_mu": self.param("similarity_mu", nn.initializers.constant(self.mu_init), (), jnp.float32)}
     if self.tsam:
-      make = lambda name: TSAM(self.tsam_temporal_hidden, self.tsam_temporal_mlp, self.tsam_spatial,
-                               dtype=self.dtype, name=name)
+      make = lambda name: TSAM(temporal_hidden=self.tsam_temporal_hidden, temporal_mlp=self.tsam_temporal_mlp,
+                               spatial=self.tsam_spatial, dtype=self.dtype, name=name)
       audio_BxTxD, extras["audio_temporal_weight"], extras["audio_channel_weight"] = make("audio_tsam")(audio_BxTxD)
       visual_BxTxD, extras["visual_temporal_weight"], extras["visual_channel_weight"] = make("visual_tsam")(
           visual_BxTxD)
     if self.cmim:
-      audio_BxTxD, visual_BxTxD = CMIM(self.cmim_alpha_init, dtype=self.dtype, name="cmim")(audio_BxTxD,
-                                                                                          visual_BxTxD)
-    if self.num_layers:
-      encoder = han.HANEncoder(self.num_layers, self.num_heads, self.ffn_dim, self.dropout, self.attention_dropout,
-                               self.stacking, self.share_modalities, dtype=self.dtype, name="han")
-      audio_BxTxD, visual_BxTxD = encoder(audio_BxTxD, visual_BxTxD, train=train)
+      audio_BxTxD, visual_BxTxD = CMIM(alpha_init=self.cmim_alpha_init, dtype=self.dtype, name="cmim")(
+          audio_BxTxD, visual_BxTxD)
+    if self.han is not None and self.han.num_layers:
+      audio_BxTxD, visual_BxTxD = self.han(audio_BxTxD, visual_BxTxD, train=train)
     return audio_BxTxD, visual_BxTxD, extras
 
 
 class PLSIM(nn.Module):
   """Pseudo-label semantic interaction: FiLM of the [B, T, D] segments by their labels' text embeddings.
+
+  Built as `PLSIM(**config.model.plsim, dtype=...)` when `config.model.refiner == "plsim"`: the section's keys
+  are these attributes but `dtype`.
 
   Attributes:
     audio_label_embeddings, visual_label_embeddings: the [C, L] class-name tables ("packaged" or a .npy path,

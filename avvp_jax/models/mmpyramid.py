@@ -40,8 +40,6 @@ import jax.numpy as jnp
 from avvp_jax.errors import InputError
 from avvp_jax.models import layers
 
-MASKED_LOGIT = -1e9  # the official masked_fill value
-
 
 def _uniform(limit: float) -> nn.initializers.Initializer:
   def init(key, shape, dtype=jnp.float32):
@@ -57,56 +55,20 @@ def window_mask(num_queries: int, num_keys: int, window: int | None) -> jax.Arra
   return jnp.abs(offsets) <= window
 
 
-class WindowedAttention(nn.Module):
-  """Multi-head attention (four PyTorch-Linear projections) whose queries see keys within +-`window` steps.
-
-  Attributes:
-    num_heads: heads; the width must divide by it.
-    window: the half-width of the visible window; None: all keys.
-    attention_dropout: dropout on the attention weights in training (official 0.1).
-    dtype: computation dtype (softmax in float32).
-  """
-  num_heads: int = 8
-  window: int | None = None
-  attention_dropout: float = 0.1
-  dtype: layers.Dtype | None = None
-
-  @nn.compact
-  def __call__(self, query_BxQxD: jax.Array, key_BxKxD: jax.Array, value_BxKxD: jax.Array, *,
-               train: bool) -> jax.Array:
-    batch, num_queries, dim = query_BxQxD.shape
-    num_keys = key_BxKxD.shape[1]
-    if dim % self.num_heads:
-      raise InputError(f"MM-Pyramid width {dim} does not divide by num_heads={self.num_heads}: pick a "
-                       "hidden_dim that is a multiple of config.model.mmpyramid.num_heads.")
-    head_dim = dim // self.num_heads
-    project = lambda name, x: layers.torch_dense(dim, dim, name=name, dtype=self.dtype)(x)
-    q_BxQxHxK = project("query", query_BxQxD).reshape(batch, num_queries, self.num_heads, head_dim)
-    k_BxTxHxK = project("key", key_BxKxD).reshape(batch, num_keys, self.num_heads, head_dim)
-    v_BxTxHxK = project("value", value_BxKxD).reshape(batch, num_keys, self.num_heads, head_dim)
-    logits_BxHxQxT = jnp.einsum("bqhk,bthk->bhqt", q_BxQxHxK, k_BxTxHxK).astype(jnp.float32)
-    logits_BxHxQxT = logits_BxHxQxT / math.sqrt(head_dim)
-    mask_QxT = window_mask(num_queries, num_keys, self.window)
-    if mask_QxT is not None:
-      logits_BxHxQxT = jnp.where(mask_QxT, logits_BxHxQxT, MASKED_LOGIT)
-    weights_BxHxQxT = jax.nn.softmax(logits_BxHxQxT, axis=-1)
-    weights_BxHxQxT = nn.Dropout(self.attention_dropout)(weights_BxHxQxT, deterministic=not train)
-    attended_BxQxHxK = jnp.einsum("bhqt,bthk->bqhk", weights_BxHxQxT.astype(v_BxTxHxK.dtype), v_BxTxHxK)
-    return project("out", attended_BxQxHxK.reshape(batch, num_queries, dim))
-
-
 class PreNormLayer(nn.Module):
   """x + Dropout(Attention(LayerNorm(x), y, y)), then x + Dropout(FFN(LayerNorm(x))): [B, Q, D] -> [B, Q, D].
 
   Attributes:
-    num_heads, window, attention_dropout: of the attention (see `WindowedAttention`).
-    ffn_dim: FFN hidden width (official = D).
+    num_heads, attention_dropout: of the attention (`layers.MultiHeadAttention`, four PyTorch-Linear
+      projections).
+    window: queries see the keys within +-window steps (`window_mask`); None: all keys.
+    ffn_dim: FFN hidden width; 0: the input width D (official).
     dropout: on both sublayer outputs and inside the FFN (official 0.2).
     dtype: computation dtype.
   """
   num_heads: int = 8
   window: int | None = None
-  ffn_dim: int = 512
+  ffn_dim: int = 0
   dropout: float = 0.2
   attention_dropout: float = 0.1
   dtype: layers.Dtype | None = None
@@ -114,14 +76,17 @@ class PreNormLayer(nn.Module):
   @nn.compact
   def __call__(self, x_BxQxD: jax.Array, other_BxKxD: jax.Array, *, train: bool) -> jax.Array:
     dim = x_BxQxD.shape[-1]
+    ffn_dim = self.ffn_dim or dim
     drop = lambda y: nn.Dropout(self.dropout)(y, deterministic=not train)
-    attention = WindowedAttention(self.num_heads, self.window, self.attention_dropout, dtype=self.dtype,
-                                  name="attn")
-    x_BxQxD = x_BxQxD + drop(attention(layers.layer_norm("attn_norm", self.dtype)(x_BxQxD), other_BxKxD,
-                                       other_BxKxD, train=train))
+    attention = layers.MultiHeadAttention(self.num_heads, self.attention_dropout, packed_init=False,
+                                          dtype=self.dtype, name="attn")
+    mask_QxK = window_mask(x_BxQxD.shape[1], other_BxKxD.shape[1], self.window)
+    attended_BxQxD, _ = attention(layers.layer_norm("attn_norm", self.dtype)(x_BxQxD), other_BxKxD, other_BxKxD,
+                                  train=train, mask=mask_QxK)
+    x_BxQxD = x_BxQxD + drop(attended_BxQxD)
     hidden = layers.layer_norm("ffn_norm", self.dtype)(x_BxQxD)
-    hidden = nn.relu(layers.torch_dense(self.ffn_dim, dim, name="ffn_in", dtype=self.dtype)(hidden))
-    return x_BxQxD + drop(layers.torch_dense(dim, self.ffn_dim, name="ffn_out", dtype=self.dtype)(drop(hidden)))
+    hidden = nn.relu(layers.torch_dense(ffn_dim, dim, name="ffn_in", dtype=self.dtype)(hidden))
+    return x_BxQxD + drop(layers.torch_dense(dim, ffn_dim, name="ffn_out", dtype=self.dtype)(drop(hidden)))
 
 
 class TemporalBlock(nn.Module):
@@ -157,14 +122,14 @@ class PyramidLevel(nn.Module):
   Attributes:
     dilation: d = 2^i: attention window +-d, convolution dilation d.
     windowed: restrict the attention to +-d (official); False: full attention at every level.
-    num_heads, ffn_dim, dropout, attention_dropout: of the three `PreNormLayer`s.
+    num_heads, ffn_dim, dropout, attention_dropout: of the three `PreNormLayer`s (ffn_dim 0: the input width).
     kernel_size: of the dilated convolution.
     dtype: computation dtype.
   """
   dilation: int = 1
   windowed: bool = True
   num_heads: int = 8
-  ffn_dim: int = 512
+  ffn_dim: int = 0
   dropout: float = 0.2
   attention_dropout: float = 0.1
   kernel_size: int = 3
@@ -174,8 +139,9 @@ class PyramidLevel(nn.Module):
   def __call__(self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool
                ) -> tuple[jax.Array, jax.Array]:
     dim = audio_BxTxD.shape[-1]
-    make = lambda name: PreNormLayer(self.num_heads, self.dilation if self.windowed else None, self.ffn_dim,
-                                     self.dropout, self.attention_dropout, dtype=self.dtype, name=name)
+    make = lambda name: PreNormLayer(num_heads=self.num_heads, window=self.dilation if self.windowed else None,
+                                     ffn_dim=self.ffn_dim, dropout=self.dropout,
+                                     attention_dropout=self.attention_dropout, dtype=self.dtype, name=name)
     audio_self = make("audio_self")(audio_BxTxD, audio_BxTxD, train=train)
     visual_self = make("visual_self")(visual_BxTxD, visual_BxTxD, train=train)
     cross = make("cross")
@@ -190,17 +156,20 @@ class PyramidLevel(nn.Module):
 
     audio_BxTxD = gate("audio", audio_self, audio_cross)
     visual_BxTxD = gate("visual", visual_self, visual_cross)
-    tcn = lambda name: TemporalBlock(self.dilation, self.kernel_size, dtype=self.dtype, name=name)
+    tcn = lambda name: TemporalBlock(dilation=self.dilation, kernel_size=self.kernel_size, dtype=self.dtype,
+                                     name=name)
     return tcn("audio_tcn")(audio_BxTxD), tcn("visual_tcn")(visual_BxTxD)
 
 
 class MMPyramidEncoder(nn.Module):
   """The MM-Pyramid encoder: L pyramid levels, then a per-segment attentive fusion of the level outputs.
 
+  Built as `MMPyramidEncoder(**config.model.mmpyramid, dtype=...)`: the section's keys are these attributes.
+
   Attributes:
     num_levels: L (official 4); level i has dilation 2^i.
     num_heads: attention heads of every layer (official 8).
-    ffn_dim: FFN hidden width (official 512 = D).
+    ffn_dim: FFN hidden width; 0: the input width D (official, 512).
     dropout: sublayer and FFN dropout (official 0.2).
     attention_dropout: dropout on the attention weights (official 0.1).
     kernel_size: of the dilated temporal convolutions (official 3).
@@ -209,7 +178,7 @@ class MMPyramidEncoder(nn.Module):
   """
   num_levels: int = 4
   num_heads: int = 8
-  ffn_dim: int = 512
+  ffn_dim: int = 0
   dropout: float = 0.2
   attention_dropout: float = 0.1
   kernel_size: int = 3
@@ -228,16 +197,17 @@ class MMPyramidEncoder(nn.Module):
     batch, num_seconds, dim = audio_BxTxD.shape
     audio_levels, visual_levels = [], []
     for i in range(self.num_levels):
-      level = PyramidLevel(2**i, self.windowed, self.num_heads, self.ffn_dim, self.dropout, self.attention_dropout,
-                           self.kernel_size, dtype=self.dtype, name=f"levels_{i}")
+      level = PyramidLevel(dilation=2**i, windowed=self.windowed, num_heads=self.num_heads, ffn_dim=self.ffn_dim,
+                           dropout=self.dropout, attention_dropout=self.attention_dropout,
+                           kernel_size=self.kernel_size, dtype=self.dtype, name=f"levels_{i}")
       audio_BxTxD, visual_BxTxD = level(audio_BxTxD, visual_BxTxD, train=train)
       audio_levels.append(audio_BxTxD)
       visual_levels.append(visual_BxTxD)
 
     def fuse(prefix, levels_list):
       levels_NxLxD = jnp.stack(levels_list, axis=2).reshape(batch * num_seconds, self.num_levels, dim)
-      layer = PreNormLayer(self.num_heads, None, self.ffn_dim, self.dropout, self.attention_dropout,
-                           dtype=self.dtype, name=f"{prefix}_fusion")
+      layer = PreNormLayer(num_heads=self.num_heads, window=None, ffn_dim=self.ffn_dim, dropout=self.dropout,
+                           attention_dropout=self.attention_dropout, dtype=self.dtype, name=f"{prefix}_fusion")
       mixed_NxLxD = layer(levels_NxLxD, levels_NxLxD, train=train)
       logit_NxLx1 = layers.torch_dense(1, dim, name=f"{prefix}_fusion_weight", dtype=self.dtype)(mixed_NxLxD)
       weight_NxLx1 = jax.nn.sigmoid(logit_NxLx1.astype(jnp.float32)).astype(mixed_NxLxD.dtype)
