@@ -11,6 +11,8 @@ from typing import NoReturn
 from absl import flags
 from absl import logging
 
+from avvp_jax.errors import InputError
+
 
 def fail(message: str, status: int = 2) -> NoReturn:
   """Prints `error: <message>` as one line to stderr and exits with `status`."""
@@ -46,7 +48,6 @@ def no_arguments(argv: list[str]) -> None:
 def class_value(item: str, flag: str = "--class_thresholds") -> tuple[int, float]:
   """`CLASS=VALUE` (an entry of a per-class flag) -> (the class's index, the value); bad entries are InputErrors."""
   from avvp_jax.data import annotations  # pylint: disable=g-import-not-at-top  (keeps launcher start-up light)
-  from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
   name, sep, value = item.partition("=")
   try:
     number = float(value)
@@ -85,7 +86,7 @@ def setup_runtime(*, multihost: bool = False, coordinator_address: str | None = 
   import jax  # pylint: disable=g-import-not-at-top  (cli stays light: launchers import it before parsing flags)
   logging.get_absl_handler().addFilter(_quiet_orbax)
   try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only to hide accelerators from it)
     tf.config.set_visible_devices([], "GPU")  # tf.data only: TF must not grab GPU memory
     tf.config.set_visible_devices([], "TPU")
   except (ImportError, RuntimeError, ValueError):

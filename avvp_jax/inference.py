@@ -63,16 +63,15 @@ OUTPUT_KEYS = ("video_prob", "audio_prob", "visual_prob", "segment_audio_prob", 
 
 def _model_key(config: ml_collections.ConfigDict) -> str:
   """A hashable key of everything that defines the model: `config.model` and the compute dtype."""
-  compute_dtype = config.get("compute_dtype", None) or config.model.get("compute_dtype", "float32")
   model = config.model.to_dict() if isinstance(config.model, ml_collections.ConfigDict) else dict(config.model)
-  return json.dumps({"model": model, "compute_dtype": compute_dtype}, sort_keys=True, default=str)
+  return json.dumps({"model": model, "compute_dtype": config.compute_dtype}, sort_keys=True, default=str)
 
 
 @functools.lru_cache(maxsize=16)
 def _model_from_key(key: str) -> Any:
   """The model (a flax module) of a `_model_key`, built once (`state.build_model`)."""
   # flax only once a model is needed: `avvp_jax.load_parser` and the input checks resolve without it.
-  from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+  from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top  (flax: `import avvp_jax` stays light)
   spec = json.loads(key)
   return state_lib.build_model(ml_collections.ConfigDict(spec))
 
@@ -92,7 +91,7 @@ def _apply(params: PyTree, batch: dict[str, jax.Array], *, model_key: str,
     `OUTPUT_KEYS` -> float32 `[B, ...]`.
   """
   # flax only once a model is applied: `avvp_jax.load_parser` and the input checks resolve without it.
-  from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+  from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top  (flax: `import avvp_jax` stays light)
   model = _model_from_key(model_key)
 
   def one_replica(replica_params, replica_batch):
@@ -318,8 +317,8 @@ def load_parser(path: str | os.PathLike[str], seed: int | None = None) -> Parser
     InputError: when `path` holds no checkpoint avvp_jax can read, or `seed` is not one of its replicas.
   """
   # Orbax only when loading (predicting with params in memory never imports it); state (flax) as in `_apply`.
-  from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top
-  from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+  from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top  (orbax, only when loading)
+  from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top  (flax: `import avvp_jax` stays light)
   path = os.path.abspath(os.path.expanduser(os.fspath(path)))
   config, params = checkpoint.restore_params(path)
   seeds = state_lib.run_seeds(config)

@@ -160,7 +160,7 @@ class SummaryWriter:
     if jax.process_index() != 0:
       return
     import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only process 0 writes summaries)
-    from tensorflow.core.framework import summary_pb2  # pylint: disable=g-import-not-at-top
+    from tensorflow.core.framework import summary_pb2  # pylint: disable=g-import-not-at-top  (as tf above)
     self._tf = tf
     self._writer = tf.summary.create_file_writer(logdir)
     metadata = summary_pb2.SummaryMetadata()

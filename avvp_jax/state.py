@@ -31,6 +31,7 @@ from avvp_jax import sharding
 from avvp_jax.data import annotations
 from avvp_jax.data import features as features_lib
 from avvp_jax.data import pseudo_labels
+from avvp_jax.data import simulated_teacher
 from avvp_jax.data import synthetic as synthetic_lib
 from avvp_jax.errors import InputError
 
@@ -77,7 +78,7 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   if (synthetic_lib.is_synthetic(config.data) and config.synthetic_label_embeddings
       and config.model.leap.label_embeddings == "packaged"):  # an explicitly chosen table is kept
     config.model.leap.label_embeddings = config.synthetic_label_embeddings  # recorded so in config.json
-  if config.data.pseudo_labels == synthetic_lib.SIMULATED and not synthetic_lib.is_synthetic(config.data):
+  if config.data.pseudo_labels == simulated_teacher.SIMULATED and not synthetic_lib.is_synthetic(config.data):
     raise InputError("config.data.pseudo_labels='simulated' exists only for the embedded synthetic data (it "
                      "simulates a teacher from the set's hidden dense labels): with real features point it at "
                      "VALOR's pseudo-label folder or at one made by launch/make_pseudo_labels.py.")
@@ -180,8 +181,7 @@ def create_train_state(config: ml_collections.ConfigDict, model: nn.Module, tx: 
   Every leaf has a leading `[S]` axis split over the mesh's seed axis; replica s is what `init(seeds[s])`
   gives alone. Shapes come from `jax.eval_shape`, the state from `jax.jit(vmap(init), out_shardings=...)`,
   compiled without XLA's backend optimisations: it runs once, and the dozens of unrolled threefry
-  initialisers otherwise take longer to optimise (20 s for the MM-Pyramid + LEAP micro model on a CPU)
-  than to run.
+  initialisers otherwise take longer to optimise than to run.
   """
   init = jax.vmap(_init_fn(config, model, tx))
   seeds = jnp.asarray(list(seeds), jnp.int32)

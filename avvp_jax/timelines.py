@@ -45,7 +45,7 @@ def timeline_figure_size(clips: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
 def _draw_events(ax, events: Sequence[events_lib.Event], rows: list[str], num_seconds: int) -> None:
   """Draws one panel: per class row, the audio bar on top, the visual bar below, audio-visual hatched."""
   # matplotlib only when drawing: importing this module (e.g. for `timeline_figure_size`) stays light.
-  from matplotlib import patches  # pylint: disable=g-import-not-at-top
+  from matplotlib import patches  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
   index = {label: i for i, label in enumerate(rows)}
   for event in events:
     y = len(rows) - 1 - index[event["label"]]  # first class at the top
@@ -84,10 +84,10 @@ def plot_timelines(path: str | os.PathLike[str], clips: Sequence[Mapping[str, An
     (width, height) in pixels, `timeline_figure_size(clips)`.
   """
   # matplotlib only when drawing: importing this module (e.g. for `timeline_figure_size`) stays light.
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
   matplotlib.use("Agg")
-  from matplotlib import patches  # pylint: disable=g-import-not-at-top
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib import patches  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
 
   if not clips:
     raise InputError("plot_timelines got no clips: pass at least one clip to draw.")

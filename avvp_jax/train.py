@@ -93,8 +93,8 @@ def jit_train_step(train_step: Callable, mesh: Mesh, abstract_state: PyTree) -> 
   """The step of all replicas at once: `train_step` mapped over the seed axis (`map_seeds`), jitted on `mesh`.
 
   `(state [S, ...], batch [S, B, ...]) -> (state, metrics [S])`. The state is not donated: with donation
-  XLA's CPU backend copied every param and Adam moment at the step's entry (HAN, batch 16: 72-74 ms a step
-  against 61-65 ms without; bench/bench_train.py). The caller rebinds `state`, which frees the old one.
+  XLA's CPU backend copied every param and Adam moment at the step's entry, a slower step (measured by
+  `bench/bench_train.py`; figures in the README). The caller rebinds `state`, which frees the old one.
   """
   state_sharding = jax.tree.map(lambda x: x.sharding, abstract_state)
   num_seeds = jax.tree.leaves(abstract_state)[0].shape[0]

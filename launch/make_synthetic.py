@@ -115,12 +115,13 @@ def write_simulated_pseudo_labels(data, output_dir, written) -> None:
   import json  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from avvp_jax.data import pseudo_labels  # pylint: disable=g-import-not-at-top
+  from avvp_jax.data import simulated_teacher  # pylint: disable=g-import-not-at-top
   from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
 
   start = time.perf_counter()
-  simulated = data.simulated_pseudo_labels(tuple(written))
+  simulated = simulated_teacher.simulated_pseudo_labels(data, tuple(written))
   ids, audio, visual, report = [], [], [], {"synthetic": True, "data": f"SIMULATED: {data.description}",
-                                            "targets": synthetic.PSEUDO_LABEL_TARGET_F1}
+                                            "targets": simulated_teacher.PSEUDO_LABEL_TARGET_F1}
   for split, names in written.items():
     count = len(names)
     split_audio, split_visual = (x[:count] for x in simulated.labels[split])

@@ -8,6 +8,7 @@ from absl.testing import parameterized
 import numpy as np
 
 from avvp_jax.data import annotations
+from avvp_jax.data import simulated_teacher
 from avvp_jax.data import synthetic
 from avvp_jax.errors import InputError
 
@@ -320,7 +321,7 @@ class SimulatedPseudoLabelsTest(absltest.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.data = synthetic.SyntheticLLP(num_train_clips=1000, seed=3)
-    cls.simulated = cls.data.simulated_pseudo_labels(("train", "test"))
+    cls.simulated = simulated_teacher.simulated_pseudo_labels(cls.data, ("train", "test"))
 
   def test_weak_label_filter_and_values(self):
     for split in ("train", "test"):
@@ -336,7 +337,7 @@ class SimulatedPseudoLabelsTest(absltest.TestCase):
     dense_audio, dense_visual = self.data.dense_train_labels
     for modality, pseudo, truth in (("audio", audio, dense_audio), ("visual", visual, dense_visual)):
       f1 = _official_segment_f1(pseudo, truth)
-      self.assertAlmostEqual(f1, synthetic.PSEUDO_LABEL_TARGET_F1[modality], delta=2.0, msg=modality)
+      self.assertAlmostEqual(f1, simulated_teacher.PSEUDO_LABEL_TARGET_F1[modality], delta=2.0, msg=modality)
       self.assertAlmostEqual(f1, self.simulated.f1["train"][modality], delta=1e-3, msg=modality)
     self.assertIn("SIMULATED", self.simulated.summary())
 
@@ -356,10 +357,10 @@ class SimulatedPseudoLabelsTest(absltest.TestCase):
     self.assertGreater(self.simulated.f1["train"]["audio"], self.simulated.f1["train"]["visual"])
 
   def test_deterministic_and_per_clip(self):
-    again = synthetic.SyntheticLLP(num_train_clips=1000, seed=3).simulated_pseudo_labels(("test",))
+    again = simulated_teacher.simulated_pseudo_labels(synthetic.SyntheticLLP(num_train_clips=1000, seed=3), ("test",))
     for first, second in zip(self.simulated.labels["test"], again.labels["test"]):
       np.testing.assert_array_equal(first, second)
-    other_seed = synthetic.SyntheticLLP(num_train_clips=1000, seed=4).simulated_pseudo_labels(("test",))
+    other_seed = simulated_teacher.simulated_pseudo_labels(synthetic.SyntheticLLP(num_train_clips=1000, seed=4), ("test",))
     self.assertFalse(np.array_equal(self.simulated.labels["test"][0], other_seed.labels["test"][0]))
 
   def test_hand_worked_teacher(self):
@@ -372,13 +373,13 @@ class SimulatedPseudoLabelsTest(absltest.TestCase):
     audio[0, :, 3] = 1
     weak = np.zeros((1, C), np.float32)
     weak[0, :3] = 1
-    draws = np.full((1, synthetic._NUM_DRAWS, T, C), 0.99, np.float32)  # pylint: disable=protected-access
-    errors = synthetic.TeacherErrors(missed_event=0.5, jitter=0.5, missed_second=0.5, spurious_second=0.5,
+    draws = np.full((1, simulated_teacher._NUM_DRAWS, T, C), 0.99, np.float32)  # pylint: disable=protected-access
+    errors = simulated_teacher.TeacherErrors(missed_event=0.5, jitter=0.5, missed_second=0.5, spurious_second=0.5,
                                      leaked_event=0.5)
-    clean = synthetic.simulate_teacher(audio, visual, weak, draws, errors, severity=1.0)
+    clean = simulated_teacher.simulate_teacher(audio, visual, weak, draws, errors, severity=1.0)
     expected = audio * weak[:, None, :]
     np.testing.assert_array_equal(clean, expected)  # no draw below any rate: the weak-filtered truth
-    fields = range(synthetic._NUM_DRAWS)  # pylint: disable=protected-access
+    fields = range(simulated_teacher._NUM_DRAWS)  # pylint: disable=protected-access
     u_event, u_onset, u_offset, d_onset, d_offset, u_second, u_spurious, u_leak = fields
     draws[0, u_onset, 2, 0], draws[0, d_onset, 2, 0] = 0.1, 0.1  # onset of class 0 one second earlier
     draws[0, u_offset, 2, 0], draws[0, d_offset, 2, 0] = 0.1, 0.9  # its offset one second later
@@ -387,20 +388,20 @@ class SimulatedPseudoLabelsTest(absltest.TestCase):
     draws[0, u_second, 9, 1] = 0.1  # ... minus second 9
     draws[0, u_spurious, 0, 2] = 0.1  # a spurious second of class 2 at second 0
     draws[0, u_spurious, 0, 3] = 0.1  # ... and of class 3, which the weak filter removes
-    noisy = synthetic.simulate_teacher(audio, visual, weak, draws, errors, severity=1.0)
+    noisy = simulated_teacher.simulate_teacher(audio, visual, weak, draws, errors, severity=1.0)
     expected = np.zeros((1, T, C), np.float32)
     expected[0, 1:7, 0] = 1
     expected[0, :9, 1] = 1
     expected[0, 0, 2] = 1
     np.testing.assert_array_equal(noisy, expected)
     # Severity 0: every rate is 0, whatever the draws.
-    np.testing.assert_array_equal(synthetic.simulate_teacher(audio, visual, weak, draws, errors, 0.0),
+    np.testing.assert_array_equal(simulated_teacher.simulate_teacher(audio, visual, weak, draws, errors, 0.0),
                                   audio * weak[:, None, :])
 
   def test_unreachable_target(self):
     dense_audio, dense_visual = self.data.dense_train_labels
     train = self.data.split("train")
-    draws = synthetic._teacher_draws(3, "audio", train.filenames)  # pylint: disable=protected-access
+    draws = simulated_teacher._teacher_draws(3, "audio", train.filenames)  # pylint: disable=protected-access
     with self.assertRaisesRegex(InputError, "cannot reach"):
-      synthetic.calibrate_severity(dense_audio, dense_visual, train.weak_labels, draws,
-                                   synthetic.TEACHER_ERRORS["audio"], 100.5)
+      simulated_teacher.calibrate_severity(dense_audio, dense_visual, train.weak_labels, draws,
+                                   simulated_teacher.TEACHER_ERRORS["audio"], 100.5)

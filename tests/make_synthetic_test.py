@@ -12,6 +12,7 @@ import numpy as np
 from avvp_jax.data import annotations
 from avvp_jax.data import features
 from avvp_jax.data import pseudo_labels
+from avvp_jax.data import simulated_teacher
 from avvp_jax.data import synthetic
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -60,7 +61,7 @@ class MakeSyntheticTest(absltest.TestCase):
       self.assertLen(list((out / folder).glob("*.npy")), 8)
     self.assertFalse((out / "vggish").exists())
     # SIMULATED pseudo labels of exactly the written clips, in VALOR's layout, as the simulation gives them.
-    simulated = data.simulated_pseudo_labels(("train", "test"))
+    simulated = simulated_teacher.simulated_pseudo_labels(data, ("train", "test"))
     for split, count in (("train", 5), ("test", 3)):
       loaded = pseudo_labels.load_pseudo_labels(out, data.split(split).filenames[:count],
                                                 weak_labels=data.split(split).weak_labels[:count])

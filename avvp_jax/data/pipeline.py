@@ -420,7 +420,7 @@ def prepare(data_config: ml_collections.ConfigDict, *, batch_size: int, eval_bat
     InputError: bad features, labels or sizes (a bad folder never produces a build).
   """
   if process_index is None or process_count is None:
-    import jax  # pylint: disable=g-import-not-at-top
+    import jax  # pylint: disable=g-import-not-at-top  (only when the caller does not name the host)
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
   builder = ensure_built(data_config)

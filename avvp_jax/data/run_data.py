@@ -18,6 +18,7 @@ import numpy as np
 from avvp_jax.data import annotations
 from avvp_jax.data import pipeline
 from avvp_jax.data import pseudo_labels
+from avvp_jax.data import simulated_teacher
 from avvp_jax.data import synthetic as synthetic_lib
 from avvp_jax.errors import InputError
 
@@ -48,7 +49,7 @@ def prepare_run(config: ml_collections.ConfigDict, *, train: bool = True) -> pip
 def training_pseudo_labels(config: ml_collections.ConfigDict, filenames: Sequence[str]) -> pseudo_labels.PseudoLabels:
   """The segment pseudo labels of the training clips `filenames` named by `config.data.pseudo_labels`."""
   source = config.data.pseudo_labels
-  if source != synthetic_lib.SIMULATED:
+  if source != simulated_teacher.SIMULATED:
     weak = annotations.load_split("train", config.data.labels_dir or None)[0]
     row = {name: i for i, name in enumerate(weak.filenames)}
     weak_labels = weak.weak_labels[[row[name] for name in filenames]] if all(n in row for n in filenames) else None
@@ -58,7 +59,7 @@ def training_pseudo_labels(config: ml_collections.ConfigDict, filenames: Sequenc
   data = synthetic_lib.SyntheticLLP(num_train_clips=config.data.synthetic_train_clips,
                                     seed=config.data.synthetic_seed, layout=config.data.layout,
                                     labels_dir=config.data.labels_dir or None)
-  simulated = data.simulated_pseudo_labels(("train",))
+  simulated = simulated_teacher.simulated_pseudo_labels(data, ("train",))
   logging.info("%s", simulated.summary())
   audio, visual = simulated.labels["train"]
   row = {name: i for i, name in enumerate(data.split("train").filenames)}

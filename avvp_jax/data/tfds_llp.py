@@ -44,6 +44,7 @@ import tensorflow_datasets as tfds
 
 from avvp_jax.data import annotations
 from avvp_jax.data import features as features_lib
+from avvp_jax.data import synthetic
 
 
 def hide_accelerators_from_tf() -> None:
@@ -185,7 +186,6 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
     """Per-clip shapes of the stored feature tensors (`[T, D]`, raw frames `[8T, D]`)."""
     config = self.builder_config
     if config.synthetic:
-      from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
       return dict(synthetic.feature_shapes(config.layout, config.frames))
     return features_lib.output_shapes(config.layout, config.frames)
 
@@ -220,7 +220,6 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     config = self.builder_config
     if config.synthetic:
-      from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
       data = synthetic.SyntheticLLP(self._synthetic_train_clips, self._synthetic_seed, config.layout,
                                     config.frames, self._labels_dir)
       splits = {name: data.split(name) for name in annotations.SPLITS}
@@ -239,7 +238,6 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
       sizes = ", ".join(f"{name} {len(s)}" for name, s in splits.items())
       description = (f"LLP features from {features_dir} ({config.layout} layout, {config.frames} frames; clips "
                      f"{sizes}), labels from {self._labels_dir}")
-      from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
       marker = features_dir / synthetic.MARKER_FILE
       if marker.exists():  # a folder written by launch/make_synthetic.py: say so in every output
         description = f"SYNTHETIC features written by launch/make_synthetic.py (marker {marker}): {description}"
