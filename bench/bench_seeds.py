@@ -75,7 +75,7 @@ def together(args) -> float:
   val = _last_validation(os.path.join(args.root, "together_train.log"))
   print(f"\n{args.num_seeds} seeds ({seed}..{seed + args.num_seeds - 1}) in one program: {seconds:.0f} s "
         f"(whole training process); data: {test['data']}\n")
-  print(f"| metric | validation, last epoch (mean ± std) | test (mean ± std) | test, seed ensemble |")
+  print("| metric | validation, last epoch (mean ± std) | test (mean ± std) | test, seed ensemble |")
   print("|---|---|---|---|")
   for key in metrics.KEYS:
     print(f"| {key} | {val[key].replace('±', ' ± ')} | {test[key]:.2f} ± {test['std'][key]:.2f} "
