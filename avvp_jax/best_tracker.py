@@ -25,8 +25,10 @@ PyTree = Any
 @jax.jit
 def keep_best(improved: jax.Array, state: PyTree, best: PyTree) -> PyTree:
   """Per replica: `state` where `improved[s]`, else `best` (every leaf `[S, ...]`, `improved` bool `[S]`)."""
+
   def pick(new, old):
     return jnp.where(improved.reshape(improved.shape + (1,) * (new.ndim - 1)), new, old)
+
   return jax.tree.map(pick, state, best)
 
 
@@ -63,18 +65,26 @@ class BestTracker:
         self.scores[k], self.steps[k] = score, int(step)
         self.metrics[k] = {key: float(scores[key]) for key in self.keys}
     if improved.any():
-      self.state = keep_best(jnp.asarray(improved), state, state if self.state is None else self.state)
+      self.state = keep_best(
+          jnp.asarray(improved), state, state if self.state is None else self.state
+      )
     return improved
 
   def describe(self, improved: np.ndarray) -> str:
     """One log line naming the replicas that improved and their new bests."""
     rows = np.flatnonzero(improved)
-    return (f"New best {self.metric} for seed(s) {', '.join(str(self.seeds[k]) for k in rows)}: "
-            f"{', '.join(f'{self.scores[k]:.2f} at step {self.steps[k]}' for k in rows)}.")
+    return (
+        f"New best {self.metric} for seed(s) {', '.join(str(self.seeds[k]) for k in rows)}: "
+        f"{', '.join(f'{self.scores[k]:.2f} at step {self.steps[k]}' for k in rows)}."
+    )
 
   def state_dict(self) -> dict[str, Any]:
     """The JSON-able bookkeeping (scores, steps, metrics per replica), without the state."""
-    return {"best_scores": list(self.scores), "best_steps": list(self.steps), "best_metrics": list(self.metrics)}
+    return {
+        "best_scores": list(self.scores),
+        "best_steps": list(self.steps),
+        "best_metrics": list(self.metrics),
+    }
 
   def load_state_dict(self, saved: Mapping[str, Any], state: PyTree | None = None) -> None:
     """Restores `state_dict()`'s bookkeeping (and the best state it belongs to, when given)."""
@@ -83,11 +93,18 @@ class BestTracker:
       raise ValueError(f"the saved bests are for another number of replicas than this run's {num}")
     self.scores = [float(x) for x in saved["best_scores"]]
     self.steps = [int(x) for x in saved["best_steps"]]
-    self.metrics = [None if m is None else {key: float(v) for key, v in m.items()} for m in saved["best_metrics"]]
+    self.metrics = [
+        None if m is None else {key: float(v) for key, v in m.items()}
+        for m in saved["best_metrics"]
+    ]
     self.state = state
 
   def metrics_record(self) -> dict[str, Any]:
     """The best save's `metrics` item: the ranking metric and, per replica, its seed, step and metrics."""
-    return {"best_metric": self.metric,
-            "per_seed": [{"seed": seed, "step": self.steps[k], **(self.metrics[k] or {})}
-                         for k, seed in enumerate(self.seeds)]}
+    return {
+        "best_metric": self.metric,
+        "per_seed": [
+            {"seed": seed, "step": self.steps[k], **(self.metrics[k] or {})}
+            for k, seed in enumerate(self.seeds)
+        ],
+    }

@@ -80,8 +80,10 @@ def load_config(path: str) -> ml_collections.ConfigDict:
   if path.is_dir():
     path = path / CONFIG_FILENAME
   if not path.is_file():
-    raise InputError(f"No {CONFIG_FILENAME} at {path}: point to a workdir or checkpoint folder written by "
-                     "avvp_jax (or pass --config).")
+    raise InputError(
+        f"No {CONFIG_FILENAME} at {path}: point to a workdir or checkpoint folder written by "
+        "avvp_jax (or pass --config)."
+    )
   return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
@@ -90,7 +92,9 @@ def load_config(path: str) -> ml_collections.ConfigDict:
 
 def _manager(directory: str, keep: int) -> ocp.CheckpointManager:
   """A manager that writes: asynchronous saves, the `keep` latest kept."""
-  options = ocp.CheckpointManagerOptions(preservation_policy=ocp.checkpoint_managers.LatestN(n=keep))
+  options = ocp.CheckpointManagerOptions(
+      preservation_policy=ocp.checkpoint_managers.LatestN(n=keep)
+  )
   return ocp.CheckpointManager(directory, options=options)
 
 
@@ -100,8 +104,13 @@ def _read_only_manager(directory: str) -> ocp.CheckpointManager:
   The options Orbax would otherwise reset for `read_only` (with a warning each) are set as it wants them; no
   root metadata is written, so no process barrier is passed and any process may call it alone.
   """
-  options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0,
-                                         enable_async_checkpointing=False, save_root_metadata=False)
+  options = ocp.CheckpointManagerOptions(
+      read_only=True,
+      create=False,
+      save_interval_steps=0,
+      enable_async_checkpointing=False,
+      save_root_metadata=False,
+  )
   return ocp.CheckpointManager(directory, options=options)
 
 
@@ -134,10 +143,16 @@ class Checkpointer:
       state: the seed-stacked `TrainState` (jax.Arrays).
       progress: JSON-able data position and bookkeeping (epoch, batches done, best scores so far).
     """
-    self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                   progress=ocp.args.JsonSave(_jsonable(progress))))
+    self.latest.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(_jsonable(progress))
+        ),
+    )
 
-  def save_best(self, step: int, best_state: Any, progress: dict[str, Any], metrics: dict[str, Any]) -> None:
+  def save_best(
+      self, step: int, best_state: Any, progress: dict[str, Any], metrics: dict[str, Any]
+  ) -> None:
     """Replaces the best save with `best_state` (each replica's best), saved at `step`.
 
     Args:
@@ -146,9 +161,14 @@ class Checkpointer:
       progress: as in `save`.
       metrics: JSON-able: per replica its seed, the step of its best state and its validation metrics.
     """
-    self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(best_state),
-                                                 progress=ocp.args.JsonSave(_jsonable(progress)),
-                                                 metrics=ocp.args.JsonSave(_jsonable(metrics))))
+    self.best.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(best_state),
+            progress=ocp.args.JsonSave(_jsonable(progress)),
+            metrics=ocp.args.JsonSave(_jsonable(metrics)),
+        ),
+    )
 
   def restore_latest(self, abstract_state: Any) -> tuple[Any, dict[str, Any]] | None:
     """Restores (state, progress) of the latest save onto `abstract_state`'s shardings, or None if none."""
@@ -159,12 +179,18 @@ class Checkpointer:
     return self._restore(self.best, abstract_state)
 
   @staticmethod
-  def _restore(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple[Any, dict[str, Any]] | None:
+  def _restore(
+      manager: ocp.CheckpointManager, abstract_state: Any
+  ) -> tuple[Any, dict[str, Any]] | None:
     step = manager.latest_step()
     if step is None:
       return None
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), progress=ocp.args.JsonRestore()))
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), progress=ocp.args.JsonRestore()
+        ),
+    )
     return restored["state"], dict(restored["progress"])
 
   def wait_until_finished(self) -> None:
@@ -195,8 +221,10 @@ def save_params_checkpoint(directory: str, config: ml_collections.ConfigDict, pa
   num_seeds = int(config.get("num_seeds", 1))
   shapes = {leaf.shape[:1] for leaf in jax.tree.leaves(params)}
   if shapes != {(num_seeds,)}:
-    raise InputError(f"params to save must have a leading seed axis of config.num_seeds={num_seeds} on every "
-                     f"leaf (found leading sizes {sorted(shapes)}): pass stack_seeds(params) for one model.")
+    raise InputError(
+        f"params to save must have a leading seed axis of config.num_seeds={num_seeds} on every "
+        f"leaf (found leading sizes {sorted(shapes)}): pass stack_seeds(params) for one model."
+    )
   directory = absolute(directory)
   save_config(directory, config)
   params_dir = os.path.join(directory, PARAMS_DIRNAME)
@@ -220,8 +248,10 @@ def select_seed(config: ml_collections.ConfigDict, params: Any, seed: int) -> An
   seeds = state_lib.run_seeds(config)
   if int(seed) not in seeds:
     trained = f"seed {seeds[0]} only" if len(seeds) == 1 else f"seeds {seeds[0]}..{seeds[-1]}"
-    raise InputError(f"seed={seed} is not a replica of this run, which trained {trained}: pick one of those, or "
-                     "leave the seed unset (the ensemble of a multi-seed run).")
+    raise InputError(
+        f"seed={seed} is not a replica of this run, which trained {trained}: pick one of those, or "
+        "leave the seed unset (the ensemble of a multi-seed run)."
+    )
   index = seeds.index(int(seed))
   return jax.tree.map(lambda x: x[index], params)
 
@@ -243,6 +273,7 @@ class CheckpointSource:
     config_dir: the folder whose `config.json` describes the checkpoint's model and replicas.
     report_dir: where an evaluation report of it goes: the workdir, else the params-only folder itself.
   """
+
   kind: str
   path: str
   directory: str
@@ -292,8 +323,10 @@ def resolve(path: str, which: str = "best") -> CheckpointSource:
   path = absolute(path)
   folder = epath.Path(path)
   if not folder.is_dir():
-    raise InputError(f"Checkpoint path {path} does not exist: pass a training workdir, a step folder such as "
-                     "WORKDIR/best/STEP, or a params checkpoint folder.")
+    raise InputError(
+        f"Checkpoint path {path} does not exist: pass a training workdir, a step folder such as "
+        "WORKDIR/best/STEP, or a params checkpoint folder."
+    )
   if (folder / PARAMS_DIRNAME).is_dir():
     return CheckpointSource(PARAMS, path, str(folder / PARAMS_DIRNAME), None, None, path, path)
   if (folder / STATE_ITEM).is_dir():  # one step folder: WORKDIR/{best,checkpoints}/STEP
@@ -306,12 +339,18 @@ def resolve(path: str, which: str = "best") -> CheckpointSource:
     if found is not None:
       step, step_dir = found
       if not (epath.Path(step_dir) / STATE_ITEM).is_dir():
-        raise InputError(f"The save {step_dir} has no {STATE_ITEM}/ item: it was not written by avvp_jax's trainer; "
-                         "move it away or pass --checkpoint=PATH to another checkpoint.")
-      return CheckpointSource(WORKDIR, path, os.path.join(step_dir, STATE_ITEM), step, path, path, path)
-  raise InputError(f"No checkpoint in {path}: it holds no {PARAMS_DIRNAME}/ (a params checkpoint), no {STATE_ITEM}/ "
-                   f"(a step folder) and no saves in {' or '.join(sub + '/' for sub in subdirs)} (a workdir): "
-                   f"train first (launch/train.py --workdir={path}) or pass --checkpoint=PATH to a checkpoint.")
+        raise InputError(
+            f"The save {step_dir} has no {STATE_ITEM}/ item: it was not written by avvp_jax's trainer; "
+            "move it away or pass --checkpoint=PATH to another checkpoint."
+        )
+      return CheckpointSource(
+          WORKDIR, path, os.path.join(step_dir, STATE_ITEM), step, path, path, path
+      )
+  raise InputError(
+      f"No checkpoint in {path}: it holds no {PARAMS_DIRNAME}/ (a params checkpoint), no {STATE_ITEM}/ "
+      f"(a step folder) and no saves in {' or '.join(sub + '/' for sub in subdirs)} (a workdir): "
+      f"train first (launch/train.py --workdir={path}) or pass --checkpoint=PATH to a checkpoint."
+  )
 
 
 def find_state_checkpoint(workdir: str, which: str = "best") -> str | None:
@@ -326,8 +365,11 @@ def find_state_checkpoint(workdir: str, which: str = "best") -> str | None:
 # --- restoring params -----------------------------------------------------------------------------
 
 
-def checkpoint_config(source: CheckpointSource, config: ml_collections.ConfigDict | None = None,
-                      explicit: Collection[str] | None = None) -> ml_collections.ConfigDict:
+def checkpoint_config(
+    source: CheckpointSource,
+    config: ml_collections.ConfigDict | None = None,
+    explicit: Collection[str] | None = None,
+) -> ml_collections.ConfigDict:
   """The config to rebuild `source`'s model with, holding as many replicas as the checkpoint.
 
   The number of replicas is a property of the checkpoint: `num_seeds` and `seed` that are not in `explicit`
@@ -352,20 +394,33 @@ def checkpoint_config(source: CheckpointSource, config: ml_collections.ConfigDic
   stored = load_config(source.config_dir)
   stored_seeds = state_lib.run_seeds(stored)
   stored_values = {"num_seeds": len(stored_seeds), "seed": stored_seeds[0]}
-  taken = {} if explicit is None else {key: value for key, value in stored_values.items()
-                                       if key not in explicit and config.get(key) != value}
+  taken = (
+      {}
+      if explicit is None
+      else {
+          key: value
+          for key, value in stored_values.items()
+          if key not in explicit and config.get(key) != value
+      }
+  )
   if taken:
     config = config.copy_and_resolve_references()
     with config.unlocked():
       for key, value in taken.items():
         config[key] = value
-    logging.info("Using the checkpoint's %s from %s.", ", ".join(f"{k}={v}" for k, v in taken.items()), stored_path)
+    logging.info(
+        "Using the checkpoint's %s from %s.",
+        ", ".join(f"{k}={v}" for k, v in taken.items()),
+        stored_path,
+    )
   seeds = state_lib.run_seeds(config)
   if len(seeds) != len(stored_seeds):
-    raise InputError(f"the checkpoint in {source.config_dir} holds {len(stored_seeds)} replica(s) (seeds "
-                     f"{stored_seeds}), but the given config has num_seeds={len(seeds)}: pass "
-                     f"--config.num_seeds={len(stored_seeds)} --config.seed={stored_seeds[0]}, or leave "
-                     "--config.num_seeds out to use the stored number.")
+    raise InputError(
+        f"the checkpoint in {source.config_dir} holds {len(stored_seeds)} replica(s) (seeds "
+        f"{stored_seeds}), but the given config has num_seeds={len(seeds)}: pass "
+        f"--config.num_seeds={len(stored_seeds)} --config.seed={stored_seeds[0]}, or leave "
+        "--config.num_seeds out to use the stored number."
+    )
   return config
 
 
@@ -380,26 +435,42 @@ def _saved_tree(directory: str) -> dict[str, Any]:
 
 def _leaf_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
   leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-  return {jax.tree_util.keystr(path, simple=True, separator="/"): tuple(leaf.shape) for path, leaf in leaves}
+  return {
+      jax.tree_util.keystr(path, simple=True, separator="/"): tuple(leaf.shape)
+      for path, leaf in leaves
+  }
 
 
-def _check_params_fit(directory: str, saved: Any, abstract: Any, config: ml_collections.ConfigDict) -> None:
+def _check_params_fit(
+    directory: str, saved: Any, abstract: Any, config: ml_collections.ConfigDict
+) -> None:
   """Raises a one-line InputError naming the first differences when the saved params do not fit the model.
 
   A partial restore would otherwise leave params the checkpoint lacks unrestored instead of failing.
   """
   saved, wanted = _leaf_shapes(saved), _leaf_shapes(abstract)
   problems = []
-  for label, names in (("missing", sorted(set(wanted) - set(saved))), ("unexpected", sorted(set(saved) - set(wanted)))):
+  for label, names in (
+      ("missing", sorted(set(wanted) - set(saved))),
+      ("unexpected", sorted(set(saved) - set(wanted))),
+  ):
     if names:
-      problems.append(f"{label} {', '.join(names[:3])}" + (f" (+{len(names) - 3} more)" if len(names) > 3 else ""))
-  problems += [f"{name} is {saved[name]}, the model's is {shape}" for name, shape in sorted(wanted.items())
-               if name in saved and saved[name] != shape][:3]
+      problems.append(
+          f"{label} {', '.join(names[:3])}"
+          + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
+      )
+  problems += [
+      f"{name} is {saved[name]}, the model's is {shape}"
+      for name, shape in sorted(wanted.items())
+      if name in saved and saved[name] != shape
+  ][:3]
   if problems:
     model = f"{config.model.get('encoder')}/{config.model.get('decoder')}"
-    raise InputError(f"the params in {directory} do not fit the model of the config ({model}): {'; '.join(problems)}: "
-                     "evaluate with the config the checkpoint was trained with (leave --config out to use its "
-                     "config.json).")
+    raise InputError(
+        f"the params in {directory} do not fit the model of the config ({model}): {'; '.join(problems)}: "
+        "evaluate with the config the checkpoint was trained with (leave --config out to use its "
+        "config.json)."
+    )
 
 
 def _restore_state_params(state_dir: str, abstract_params: Any) -> Any:
@@ -410,14 +481,21 @@ def _restore_state_params(state_dir: str, abstract_params: Any) -> Any:
   item's own (abstract) values rather than failing: `_check_params_fit` is what catches a mismatch.
   """
   item = {"params": abstract_params}
-  args = ocp.args.PyTreeRestore(item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
-                                partial_restore=True)
+  args = ocp.args.PyTreeRestore(
+      item=item,
+      restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+      partial_restore=True,
+  )
   with ocp.PyTreeCheckpointer() as checkpointer:
     return checkpointer.restore(state_dir, args=args)["params"]
 
 
-def restore_params(path: str | CheckpointSource, config: ml_collections.ConfigDict | None = None, *,
-                   explicit: Collection[str] | None = None) -> tuple[ml_collections.ConfigDict, Any]:
+def restore_params(
+    path: str | CheckpointSource,
+    config: ml_collections.ConfigDict | None = None,
+    *,
+    explicit: Collection[str] | None = None,
+) -> tuple[ml_collections.ConfigDict, Any]:
   """Params for inference from a workdir, a step folder of one, or a params-only checkpoint.
 
   Args:
@@ -441,8 +519,10 @@ def restore_params(path: str | CheckpointSource, config: ml_collections.ConfigDi
   saved = _saved_tree(source.directory)
   if source.kind != PARAMS:
     if "params" not in saved:
-      raise InputError(f"The state in {source.directory} holds no params: it was not written by avvp_jax's "
-                       "trainer; pass --checkpoint=PATH to another checkpoint.")
+      raise InputError(
+          f"The state in {source.directory} holds no params: it was not written by avvp_jax's "
+          "trainer; pass --checkpoint=PATH to another checkpoint."
+      )
     saved = saved["params"]
   _check_params_fit(source.directory, saved, abstract, config)
   logging.info("Restoring params from %s", source.directory)

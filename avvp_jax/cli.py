@@ -48,6 +48,7 @@ def no_arguments(argv: list[str]) -> None:
 def class_value(item: str, flag: str = "--class_thresholds") -> tuple[int, float]:
   """`CLASS=VALUE` (an entry of a per-class flag) -> (the class's index, the value); bad entries are InputErrors."""
   from avvp_jax.data import annotations  # pylint: disable=g-import-not-at-top  (keeps launcher start-up light)
+
   name, sep, value = item.partition("=")
   try:
     number = float(value)
@@ -56,7 +57,9 @@ def class_value(item: str, flag: str = "--class_thresholds") -> tuple[int, float
   if not sep or number is None:
     raise InputError(f"{flag} entry {item!r} is not CLASS=VALUE: write e.g. Speech=0.4.")
   if name not in annotations.CLASS_INDEX:
-    raise InputError(f"{flag} names unknown class {name!r}: use LLP class names such as Speech, Dog, Violin_fiddle.")
+    raise InputError(
+        f"{flag} names unknown class {name!r}: use LLP class names such as Speech, Dog, Violin_fiddle."
+    )
   return annotations.CLASS_INDEX[name], number
 
 
@@ -74,8 +77,13 @@ def _quiet_orbax(record) -> bool:
   return record.levelno >= 30 or f"{os.sep}orbax{os.sep}" not in record.pathname
 
 
-def setup_runtime(*, multihost: bool = False, coordinator_address: str | None = None,
-                  num_processes: int | None = None, process_id: int | None = None) -> None:
+def setup_runtime(
+    *,
+    multihost: bool = False,
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> None:
   """Launcher start-up: hides accelerators from TensorFlow, joins the other hosts, logs the devices.
 
   With `multihost` (or `JAX_COORDINATOR_ADDRESS` in the environment) this calls
@@ -84,18 +92,32 @@ def setup_runtime(*, multihost: bool = False, coordinator_address: str | None = 
   id (or set them in the environment variables jax reads).
   """
   import jax  # pylint: disable=g-import-not-at-top  (cli stays light: launchers import it before parsing flags)
+
   logging.get_absl_handler().addFilter(_quiet_orbax)
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only to hide accelerators from it)
+
     tf.config.set_visible_devices([], "GPU")  # tf.data only: TF must not grab GPU memory
     tf.config.set_visible_devices([], "TPU")
   except (ImportError, RuntimeError, ValueError):
     pass
   if multihost or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-    kwargs = {key: value for key, value in dict(coordinator_address=coordinator_address,
-                                                num_processes=num_processes, process_id=process_id).items()
-              if value is not None}
+    kwargs = {
+        key: value
+        for key, value in dict(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+        ).items()
+        if value is not None
+    }
     jax.distributed.initialize(**kwargs)
-  logging.info("JAX %s: process %d of %d; %d local devices of %d: %s", jax.__version__, jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count(),
-               ", ".join(str(d) for d in jax.local_devices()))
+  logging.info(
+      "JAX %s: process %d of %d; %d local devices of %d: %s",
+      jax.__version__,
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_device_count(),
+      jax.device_count(),
+      ", ".join(str(d) for d in jax.local_devices()),
+  )

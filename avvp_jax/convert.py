@@ -52,7 +52,6 @@ SIGNATURES = (
 JOMOLD_WRAPPER = frozenset({"optimizer", "scheduler"})
 
 
-
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
   """The tensors of a PyTorch checkpoint as float32 numpy arrays (see `convert_common.read_checkpoint`)."""
   return convert_common.read_checkpoint(path)[0]
@@ -68,13 +67,16 @@ class Converted:
     params: one model's params tree for `avvp_jax.models.build_model(config.model)` (no seed axis).
     label_table: LEAP only, the [25, D] float32 class-name table; None for the others.
   """
+
   model: str
   config: ml_collections.ConfigDict
   params: PyTree
   label_table: np.ndarray | None = None
 
 
-def detect_model(state: Mapping[str, np.ndarray], wrapper: frozenset[str] = frozenset()) -> str | None:
+def detect_model(
+    state: Mapping[str, np.ndarray], wrapper: frozenset[str] = frozenset()
+) -> str | None:
   """The official model whose keys `state` has (`wrapper`: the keys of the dict the file wrapped it in).
 
   Returns one of `MODELS`, or None when no model's signature is there (a HAN-shaped state_dict without its
@@ -90,10 +92,15 @@ def detect_model(state: Mapping[str, np.ndarray], wrapper: frozenset[str] = froz
 
 def _signature_key(state: Mapping[str, np.ndarray], model: str) -> str:
   prefixes = dict(SIGNATURES)[model]
-  return next((key for key in sorted(state) if key.startswith(prefixes)), "its wrapper's optimizer/scheduler")
+  return next(
+      (key for key in sorted(state) if key.startswith(prefixes)),
+      "its wrapper's optimizer/scheduler",
+  )
 
 
-def resolve_model(requested: str, state: Mapping[str, np.ndarray], wrapper: frozenset[str], path: str) -> str:
+def resolve_model(
+    requested: str, state: Mapping[str, np.ndarray], wrapper: frozenset[str], path: str
+) -> str:
   """`requested`, checked against the keys; for "auto" the detected model.
 
   Raises:
@@ -107,16 +114,26 @@ def resolve_model(requested: str, state: Mapping[str, np.ndarray], wrapper: froz
       return detected
     if any(key.startswith(convert_han.LAYERS_PREFIX) for key in state):
       return "han"  # HAN-shaped, without the unused modules of the official HAN's file
-    raise InputError(f"checkpoint {path!r} is none of the official models converted here (keys "
-                     f"{convert_common.names(state)}): pass a HAN, VALOR, JoMoLD or LEAP checkpoint, or --model.")
+    raise InputError(
+        f"checkpoint {path!r} is none of the official models converted here (keys "
+        f"{convert_common.names(state)}): pass a HAN, VALOR, JoMoLD or LEAP checkpoint, or --model."
+    )
   if detected is not None and detected != requested:
-    raise InputError(f"checkpoint {path!r} is a {TITLES[detected]} checkpoint (it has {_signature_key(state, detected)}"
-                     f"), not {TITLES[requested]}: pass --model={detected} or --model=auto.")
+    raise InputError(
+        f"checkpoint {path!r} is a {TITLES[detected]} checkpoint (it has {_signature_key(state, detected)}"
+        f"), not {TITLES[requested]}: pass --model={detected} or --model=auto."
+    )
   return requested
 
 
-def load_official(path: str | os.PathLike[str], model: str = AUTO, config: ml_collections.ConfigDict | None = None,
-                  *, label_embeddings: str | None = None, num_heads: int | None = None) -> Converted:
+def load_official(
+    path: str | os.PathLike[str],
+    model: str = AUTO,
+    config: ml_collections.ConfigDict | None = None,
+    *,
+    label_embeddings: str | None = None,
+    num_heads: int | None = None,
+) -> Converted:
   """Reads an official checkpoint and returns the same model in avvp_jax form.
 
   Args:
@@ -137,40 +154,58 @@ def load_official(path: str | os.PathLike[str], model: str = AUTO, config: ml_co
   state, wrapper = convert_common.read_checkpoint(path)
   model = resolve_model(model, state, wrapper, path)
   if model == "leap":
-    config, params, table = convert_leap.load_official(path, label_embeddings, config, num_heads, state=state)
+    config, params, table = convert_leap.load_official(
+        path, label_embeddings, config, num_heads, state=state
+    )
     return Converted(model, config, params, table)
   if label_embeddings:
-    raise InputError(f"--label_embeddings is for LEAP, but {path!r} is a {TITLES[model]} checkpoint, whose decoder "
-                     "reads no class names: leave it out.")
+    raise InputError(
+        f"--label_embeddings is for LEAP, but {path!r} is a {TITLES[model]} checkpoint, whose decoder "
+        "reads no class names: leave it out."
+    )
   config, params = convert_han.load_official(path, model, config, num_heads, state=state)
   return Converted(model, config, params)
 
 
-def convert_official(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], model: str = AUTO,
-                     config: ml_collections.ConfigDict | None = None, *, label_embeddings: str | None = None,
-                     num_heads: int | None = None) -> str:
+def convert_official(
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    model: str = AUTO,
+    config: ml_collections.ConfigDict | None = None,
+    *,
+    label_embeddings: str | None = None,
+    num_heads: int | None = None,
+) -> str:
   """`load_official`, then writes the params checkpoint `out_dir` (module docstring), all or nothing.
 
   Returns the absolute `out_dir`.
   """
-  converted = load_official(path, model, config, label_embeddings=label_embeddings, num_heads=num_heads)
+  converted = load_official(
+      path, model, config, label_embeddings=label_embeddings, num_heads=num_heads
+  )
   files, config_paths = {}, {}
   if converted.label_table is not None:
     files[LABEL_EMBEDDINGS_FILE] = converted.label_table
     config_paths["model.leap.label_embeddings"] = LABEL_EMBEDDINGS_FILE
-  out_dir = convert_common.write_checkpoint(out_dir, converted.config, converted.params, files, config_paths)
+  out_dir = convert_common.write_checkpoint(
+      out_dir, converted.config, converted.params, files, config_paths
+  )
   logging.info("Wrote the converted %s checkpoint to %s", TITLES[converted.model], out_dir)
   return out_dir
 
 
-def load_official_han(path: str | os.PathLike[str], config: ml_collections.ConfigDict | None = None
-                      ) -> tuple[ml_collections.ConfigDict, PyTree]:
+def load_official_han(
+    path: str | os.PathLike[str], config: ml_collections.ConfigDict | None = None
+) -> tuple[ml_collections.ConfigDict, PyTree]:
   """(config, params) of an official HAN (`MMIL_Net`) state_dict: `load_official(path, "han", config)`."""
   converted = load_official(path, "han", config)
   return converted.config, converted.params
 
 
-def convert_official_han(path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                         config: ml_collections.ConfigDict | None = None) -> str:
+def convert_official_han(
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    config: ml_collections.ConfigDict | None = None,
+) -> str:
   """`convert_official(path, out_dir, "han", config)`."""
   return convert_official(path, out_dir, "han", config)

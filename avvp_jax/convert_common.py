@@ -37,7 +37,9 @@ WRAPPERS = ("state_dict", "model")
 def names(keys: Iterable[str]) -> str:
   """A few of `keys`, sorted, for a one-line message."""
   keys = sorted(keys)
-  return ", ".join(keys[:SHOW_AT_MOST]) + (f", ... ({len(keys)} in all)" if len(keys) > SHOW_AT_MOST else "")
+  return ", ".join(keys[:SHOW_AT_MOST]) + (
+      f", ... ({len(keys)} in all)" if len(keys) > SHOW_AT_MOST else ""
+  )
 
 
 # --- reading the official file ----------------------------------------------------------------------
@@ -46,10 +48,17 @@ def names(keys: Iterable[str]) -> str:
 def _numpy_globals() -> list[Any]:
   """What `torch.load(weights_only=True)` must be allowed to rebuild numpy arrays (JoMoLD's saved RNG state)."""
   reconstruct = np._core.multiarray._reconstruct  # pylint: disable=protected-access
-  allowed = [(np.ndarray, "numpy.ndarray"), (np.dtype, "numpy.dtype"),
-             (reconstruct, "numpy._core.multiarray._reconstruct"), (reconstruct, "numpy.core.multiarray._reconstruct")]
-  return allowed + [value for value in vars(np.dtypes).values() if isinstance(value, type) and
-                    issubclass(value, np.dtype)]
+  allowed = [
+      (np.ndarray, "numpy.ndarray"),
+      (np.dtype, "numpy.dtype"),
+      (reconstruct, "numpy._core.multiarray._reconstruct"),
+      (reconstruct, "numpy.core.multiarray._reconstruct"),
+  ]
+  return allowed + [
+      value
+      for value in vars(np.dtypes).values()
+      if isinstance(value, type) and issubclass(value, np.dtype)
+  ]
 
 
 def _torch_load(path: str) -> Any:
@@ -57,8 +66,10 @@ def _torch_load(path: str) -> Any:
   try:
     import torch  # pylint: disable=g-import-not-at-top  (lazy: keeps the core install free of torch)
   except ImportError as error:
-    raise InputError("reading an official PyTorch checkpoint needs torch: install the parity extra "
-                     "(pip install -e '.[parity]', which pins torch==2.13.0).") from error
+    raise InputError(
+        "reading an official PyTorch checkpoint needs torch: install the parity extra "
+        "(pip install -e '.[parity]', which pins torch==2.13.0)."
+    ) from error
   try:
     try:
       return torch.load(path, map_location="cpu", weights_only=True)
@@ -71,8 +82,10 @@ def _torch_load(path: str) -> Any:
       with torch.serialization.safe_globals(allowed):
         return torch.load(path, map_location="cpu", weights_only=True)
   except Exception as error:  # pylint: disable=broad-except  (torch raises many types for a bad file)
-    raise InputError(f"checkpoint {path!r} could not be read by torch.load ({type(error).__name__}): pass the "
-                     "state_dict file the official training script saved.") from error
+    raise InputError(
+        f"checkpoint {path!r} could not be read by torch.load ({type(error).__name__}): pass the "
+        "state_dict file the official training script saved."
+    ) from error
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], frozenset[str]]:
@@ -84,9 +97,12 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
   """
   path = os.fspath(path)
   if not os.path.isfile(path):
-    raise InputError(f"checkpoint {path!r} does not exist: pass the .pt file saved by the official training "
-                     "script (e.g. MMIL_Net.pt, MMPyr_LEAP_pretrained.pt, checkpoint_best.pt).")
+    raise InputError(
+        f"checkpoint {path!r} does not exist: pass the .pt file saved by the official training "
+        "script (e.g. MMIL_Net.pt, MMPyr_LEAP_pretrained.pt, checkpoint_best.pt)."
+    )
   import torch  # pylint: disable=g-import-not-at-top  (lazy, as in _torch_load, which has checked it imports)
+
   state = _torch_load(path)
   wrapper: frozenset[str] = frozenset()
   for name in WRAPPERS:
@@ -94,19 +110,31 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
       wrapper = frozenset(str(key) for key in state)
       state = state[name]
       break
-  if not isinstance(state, Mapping) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-    raise InputError(f"checkpoint {path!r} is not a state_dict of tensors: pass the file saved with "
-                     "torch.save(model.state_dict(), path) (or a dict holding it under 'model').")
+  if (
+      not isinstance(state, Mapping)
+      or not state
+      or not all(isinstance(v, torch.Tensor) for v in state.values())
+  ):
+    raise InputError(
+        f"checkpoint {path!r} is not a state_dict of tensors: pass the file saved with "
+        "torch.save(model.state_dict(), path) (or a dict holding it under 'model')."
+    )
   if all(key.startswith("module.") for key in state):
-    state = {key[len("module."):]: value for key, value in state.items()}
+    state = {key[len("module.") :]: value for key, value in state.items()}
   return {key: value.detach().to(torch.float32).numpy() for key, value in state.items()}, wrapper
 
 
 # --- checking keys and shapes -----------------------------------------------------------------------
 
 
-def check_keys(state: State, used: Iterable[str], ignored: Callable[[str], bool], path: str, model: str,
-               fix: str) -> None:
+def check_keys(
+    state: State,
+    used: Iterable[str],
+    ignored: Callable[[str], bool],
+    path: str,
+    model: str,
+    fix: str,
+) -> None:
   """Every used key present; every other key ignorable. Raises InputError naming the missing and unknown keys.
 
   Args:
@@ -119,23 +147,37 @@ def check_keys(state: State, used: Iterable[str], ignored: Callable[[str], bool]
   missing = used - set(state)
   unknown = {key for key in state if key not in used and not ignored(key)}
   if missing or unknown:
-    parts = ([f"missing {names(missing)}"] if missing else []) + ([f"unknown {names(unknown)}"] if unknown else [])
-    raise InputError(f"checkpoint {path!r} is not an official {model} state_dict: {'; '.join(parts)}; {fix}.")
+    parts = ([f"missing {names(missing)}"] if missing else []) + (
+        [f"unknown {names(unknown)}"] if unknown else []
+    )
+    raise InputError(
+        f"checkpoint {path!r} is not an official {model} state_dict: {'; '.join(parts)}; {fix}."
+    )
 
 
-def check_shapes(state: State, expected: Mapping[str, tuple[int, ...]], path: str, model: str, fix: str) -> None:
+def check_shapes(
+    state: State, expected: Mapping[str, tuple[int, ...]], path: str, model: str, fix: str
+) -> None:
   """Raises InputError naming every key whose shape differs from `expected`."""
-  wrong = [f"{key} {tuple(state[key].shape)} (expected {shape})" for key, shape in sorted(expected.items())
-           if tuple(state[key].shape) != tuple(shape)]
+  wrong = [
+      f"{key} {tuple(state[key].shape)} (expected {shape})"
+      for key, shape in sorted(expected.items())
+      if tuple(state[key].shape) != tuple(shape)
+  ]
   if wrong:
-    raise InputError(f"checkpoint {path!r} has shapes that do not fit the official {model}: "
-                     f"{'; '.join(wrong[:SHOW_AT_MOST])}; {fix}.")
+    raise InputError(
+        f"checkpoint {path!r} has shapes that do not fit the official {model}: "
+        f"{'; '.join(wrong[:SHOW_AT_MOST])}; {fix}."
+    )
 
 
 def layer_indices(state: State, prefix: str) -> list[int]:
   """The indices i of the keys `{prefix}{i}.*`: 0..n-1 of a complete stack (gaps show as missing keys later)."""
-  found = {int(key[len(prefix):].split(".", 1)[0]) for key in state
-           if key.startswith(prefix) and key[len(prefix):].split(".", 1)[0].isdigit()}
+  found = {
+      int(key[len(prefix) :].split(".", 1)[0])
+      for key in state
+      if key.startswith(prefix) and key[len(prefix) :].split(".", 1)[0].isdigit()
+  }
   return list(range(max(found) + 1)) if found else []
 
 
@@ -169,7 +211,10 @@ def packed_attention(state: State, name: str) -> dict[str, dict[str, np.ndarray]
   """`nn.MultiheadAttention`'s packed [3D, D] input projection as query/key/value Dense params, plus `out`."""
   weights = np.split(state[f"{name}.in_proj_weight"], 3, axis=0)
   biases = np.split(state[f"{name}.in_proj_bias"], 3, axis=0)
-  params = {part: {"kernel": w.T, "bias": b} for part, w, b in zip(("query", "key", "value"), weights, biases)}
+  params = {
+      part: {"kernel": w.T, "bias": b}
+      for part, w, b in zip(("query", "key", "value"), weights, biases)
+  }
   params["out"] = dense(state, f"{name}.out_proj")
   return params
 
@@ -186,8 +231,10 @@ def base_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
   root = pathlib.Path(__file__).resolve().parents[1]
   path = root / "configs" / f"{name}.py"
   if not path.is_file():
-    raise InputError(f"configs/{name}.py is not next to this avvp_jax installation: pass a config "
-                     f"(launch/convert_official.py --config=configs/{name}.py).")
+    raise InputError(
+        f"configs/{name}.py is not next to this avvp_jax installation: pass a config "
+        f"(launch/convert_official.py --config=configs/{name}.py)."
+    )
   if str(root) not in sys.path:
     sys.path.insert(0, str(root))  # the configs import `configs.common`
   spec = importlib.util.spec_from_file_location(f"configs.{name}", path)
@@ -199,17 +246,29 @@ def base_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
 def check_tree(params: PyTree, config: ml_collections.ConfigDict, model: str) -> None:
   """The converted tree must have exactly the structure and shapes of the model's own params."""
   abstract = state_lib.abstract_params(config)  # seed-stacked: [S, ...]
-  expected = {jax.tree_util.keystr(p): tuple(x.shape[1:]) for p, x in jax.tree_util.tree_leaves_with_path(abstract)}
-  got = {jax.tree_util.keystr(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(params)}
+  expected = {
+      jax.tree_util.keystr(p): tuple(x.shape[1:])
+      for p, x in jax.tree_util.tree_leaves_with_path(abstract)
+  }
+  got = {
+      jax.tree_util.keystr(p): tuple(x.shape)
+      for p, x in jax.tree_util.tree_leaves_with_path(params)
+  }
   if expected != got:
     differing = sorted(set(expected.items()) ^ set(got.items()))
-    raise RuntimeError(f"the converted {model} params do not fit avvp_jax.models: {differing[:SHOW_AT_MOST]}; the "
-                       "converter must follow the model's param names.")
+    raise RuntimeError(
+        f"the converted {model} params do not fit avvp_jax.models: {differing[:SHOW_AT_MOST]}; the "
+        "converter must follow the model's param names."
+    )
 
 
-def write_checkpoint(out_dir: str | os.PathLike[str], config: ml_collections.ConfigDict, params: PyTree,
-                     files: Mapping[str, np.ndarray] | None = None,
-                     config_paths: Mapping[str, str] | None = None) -> str:
+def write_checkpoint(
+    out_dir: str | os.PathLike[str],
+    config: ml_collections.ConfigDict,
+    params: PyTree,
+    files: Mapping[str, np.ndarray] | None = None,
+    config_paths: Mapping[str, str] | None = None,
+) -> str:
   """Writes a params checkpoint (`checkpoint.save_params_checkpoint`) and extra .npy files, all or nothing.
 
   Everything is written into a temporary folder beside `out_dir`, which is renamed to `out_dir` only once
@@ -227,8 +286,10 @@ def write_checkpoint(out_dir: str | os.PathLike[str], config: ml_collections.Con
   """
   out_dir = checkpoint.absolute(os.fspath(out_dir))
   if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
-    raise InputError(f"--out {out_dir!r} already exists and is not an empty folder: pass a new folder (nothing "
-                     "is overwritten).")
+    raise InputError(
+        f"--out {out_dir!r} already exists and is not an empty folder: pass a new folder (nothing "
+        "is overwritten)."
+    )
   parent = os.path.dirname(out_dir)
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.partial-", dir=parent)

@@ -45,15 +45,23 @@ PyTree = Any
 
 MODELS = ("han", "valor", "jomold")
 TITLES = {"han": "HAN (MMIL_Net)", "valor": "VALOR (MMIL_Net)", "jomold": "JoMoLD (MMIL_Net)"}
-FIXES = {"han": "pass the .pt file saved by the official main_avvp.py",
-         "valor": "pass the checkpoint_best.pt saved by VALOR's main_avvp.py",
-         "jomold": "pass the checkpoint saved by JoMoLD's main.py (its 'model' entry is converted)"}
+FIXES = {
+    "han": "pass the .pt file saved by the official main_avvp.py",
+    "valor": "pass the checkpoint_best.pt saved by VALOR's main_avvp.py",
+    "jomold": "pass the checkpoint saved by JoMoLD's main.py (its 'model' entry is converted)",
+}
 # Heads of the official runs: HAN and JoMoLD hard-code one; VALOR's scripts pass --nhead 8.
 DEFAULT_HEADS = {"han": 1, "valor": 8, "jomold": 1}
 STACKING = {"han": "official", "valor": "sequential", "jomold": "stacked"}
 # Keys of modules that the official forward never calls: accepted and dropped.
 IGNORED_PREFIXES = {
-    "han": ("audio_encoder.", "visual_encoder.", "cmt_encoder.", "hat_encoder.norm1.", "hat_encoder.norm2."),
+    "han": (
+        "audio_encoder.",
+        "visual_encoder.",
+        "cmt_encoder.",
+        "hat_encoder.norm1.",
+        "hat_encoder.norm2.",
+    ),
     "valor": ("hat_encoder.final_norm_a.", "hat_encoder.final_norm_v."),
     "jomold": ("hat_encoder.norm1.", "hat_encoder.norm2."),
 }
@@ -74,8 +82,12 @@ def used_keys(num_layers: int) -> tuple[str, ...]:
     linears += [layer + name for name in _LAYER_LINEARS]
     norms += [layer + name for name in _LAYER_NORMS]
     attentions += [layer + name for name in _LAYER_ATTENTIONS]
-  return tuple(sorted([f"{name}.{p}" for name in linears + norms for p in ("weight", "bias")]
-                      + [f"{name}.{p}" for name in attentions for p in ("in_proj_weight", "in_proj_bias")]))
+  return tuple(
+      sorted(
+          [f"{name}.{p}" for name in linears + norms for p in ("weight", "bias")]
+          + [f"{name}.{p}" for name in attentions for p in ("in_proj_weight", "in_proj_bias")]
+      )
+  )
 
 
 def num_layers_of(state: Mapping[str, np.ndarray], model: str) -> int:
@@ -93,8 +105,12 @@ def check_keys(state: Mapping[str, np.ndarray], path: str, model: str = "han") -
   return num_layers
 
 
-def official_dims(state: Mapping[str, np.ndarray], path: str = "checkpoint", model: str = "han",
-                  num_layers: int = 1) -> dict[str, int]:
+def official_dims(
+    state: Mapping[str, np.ndarray],
+    path: str = "checkpoint",
+    model: str = "han",
+    num_layers: int = 1,
+) -> dict[str, int]:
   """Input widths, hidden width, feed-forward width, class and layer counts read off the official shapes.
 
   Raises:
@@ -102,20 +118,40 @@ def official_dims(state: Mapping[str, np.ndarray], path: str = "checkpoint", mod
   """
   hidden, audio = state["fc_a.weight"].shape
   first = f"{LAYERS_PREFIX}0."
-  dims = dict(audio=audio, frames=state["fc_v.weight"].shape[1], motion=state["fc_st.weight"].shape[1],
-              hidden=hidden, ffn=state[first + "linear1.weight"].shape[0], classes=state["fc_prob.weight"].shape[0],
-              layers=num_layers)
+  dims = dict(
+      audio=audio,
+      frames=state["fc_v.weight"].shape[1],
+      motion=state["fc_st.weight"].shape[1],
+      hidden=hidden,
+      ffn=state[first + "linear1.weight"].shape[0],
+      classes=state["fc_prob.weight"].shape[0],
+      layers=num_layers,
+  )
   h, f, c = hidden, dims["ffn"], dims["classes"]
-  expected = {**common.linear_shapes("fc_a", h, audio), **common.linear_shapes("fc_v", h, dims["frames"]),
-              **common.linear_shapes("fc_st", h, dims["motion"]), **common.linear_shapes("fc_fusion", h, 2 * h)}
+  expected = {
+      **common.linear_shapes("fc_a", h, audio),
+      **common.linear_shapes("fc_v", h, dims["frames"]),
+      **common.linear_shapes("fc_st", h, dims["motion"]),
+      **common.linear_shapes("fc_fusion", h, 2 * h),
+  }
   for name in DECODER:
     expected.update(common.linear_shapes(name, c, h))
   for i in range(num_layers):
     layer = f"{LAYERS_PREFIX}{i}."
-    expected.update({**common.linear_shapes(layer + "linear1", f, h), **common.linear_shapes(layer + "linear2", h, f)})
+    expected.update(
+        {
+            **common.linear_shapes(layer + "linear1", f, h),
+            **common.linear_shapes(layer + "linear2", h, f),
+        }
+    )
     for name in _LAYER_ATTENTIONS:
-      expected.update({f"{layer}{name}.in_proj_weight": (3 * h, h), f"{layer}{name}.in_proj_bias": (3 * h,),
-                       **common.linear_shapes(f"{layer}{name}.out_proj", h, h)})
+      expected.update(
+          {
+              f"{layer}{name}.in_proj_weight": (3 * h, h),
+              f"{layer}{name}.in_proj_bias": (3 * h,),
+              **common.linear_shapes(f"{layer}{name}.out_proj", h, h),
+          }
+      )
     for name in _LAYER_NORMS:
       expected.update(common.norm_shapes(layer + name, h))
   common.check_shapes(state, expected, path, TITLES[model], FIXES[model])
@@ -130,10 +166,16 @@ def official_to_flax(state: Mapping[str, np.ndarray], num_layers: int = 1) -> di
     encoder[f"layers_{i}"] = {
         "self_attn": common.packed_attention(state, layer + "self_attn"),
         "cm_attn": common.packed_attention(state, layer + "cm_attn"),
-        "linear1": common.dense(state, layer + "linear1"), "linear2": common.dense(state, layer + "linear2"),
-        "norm1": common.norm(state, layer + "norm1"), "norm2": common.norm(state, layer + "norm2")}
-  params = {"embed": {name: common.dense(state, name) for name in EMBEDDINGS}, "encoder": encoder,
-            "decoder": {name: common.dense(state, name) for name in DECODER}}
+        "linear1": common.dense(state, layer + "linear1"),
+        "linear2": common.dense(state, layer + "linear2"),
+        "norm1": common.norm(state, layer + "norm1"),
+        "norm2": common.norm(state, layer + "norm2"),
+    }
+  params = {
+      "embed": {name: common.dense(state, name) for name in EMBEDDINGS},
+      "encoder": encoder,
+      "decoder": {name: common.dense(state, name) for name in DECODER},
+  }
   return common.float32_tree(params)
 
 
@@ -146,28 +188,40 @@ def layout_of(dims: Mapping[str, int]) -> str | None:
   return None
 
 
-def official_config(dims: Mapping[str, int], base: ml_collections.ConfigDict | None = None, model: str = "han",
-                    num_heads: int | None = None) -> ml_collections.ConfigDict:
+def official_config(
+    dims: Mapping[str, int],
+    base: ml_collections.ConfigDict | None = None,
+    model: str = "han",
+    num_heads: int | None = None,
+) -> ml_collections.ConfigDict:
   """`base` (default `configs/han.py`) with the model section set to the official `model` of `dims`.
 
   Raises:
     InputError: for a class count other than LLP's, or heads that do not fit the model.
   """
   if dims["classes"] != annotations.NUM_CLASSES:
-    raise InputError(f"the checkpoint classifies {dims['classes']} classes, not LLP's "
-                     f"{annotations.NUM_CLASSES}: pass an official LLP {TITLES[model]} checkpoint.")
+    raise InputError(
+        f"the checkpoint classifies {dims['classes']} classes, not LLP's "
+        f"{annotations.NUM_CLASSES}: pass an official LLP {TITLES[model]} checkpoint."
+    )
   if num_heads is None:
     num_heads = DEFAULT_HEADS[model]
   elif model != "valor" and num_heads != DEFAULT_HEADS[model]:
-    raise InputError(f"--num_heads={num_heads}, but the official {TITLES[model]} has one attention head (fixed in "
-                     "its code): leave --num_heads out.")
+    raise InputError(
+        f"--num_heads={num_heads}, but the official {TITLES[model]} has one attention head (fixed in "
+        "its code): leave --num_heads out."
+    )
   if num_heads < 1 or dims["hidden"] % num_heads:
-    raise InputError(f"--num_heads={num_heads} does not divide the checkpoint's width {dims['hidden']}: pass the "
-                     "--nhead it was trained with (VALOR's scripts: 8).")
+    raise InputError(
+        f"--num_heads={num_heads} does not divide the checkpoint's width {dims['hidden']}: pass the "
+        "--nhead it was trained with (VALOR's scripts: 8)."
+    )
   config = (common.base_config("han") if base is None else base).copy_and_resolve_references()
   section = config.model
   section.encoder, section.decoder = "han", "mmil"
-  section.refiner = "none"  # the official model has no refiner (a LINK base config's PLSIM is dropped)
+  section.refiner = (
+      "none"  # the official model has no refiner (a LINK base config's PLSIM is dropped)
+  )
   section.input_dims.audio = dims["audio"]
   section.input_dims.frames = dims["frames"]
   section.input_dims.motion = dims["motion"]
@@ -179,20 +233,28 @@ def official_config(dims: Mapping[str, int], base: ml_collections.ConfigDict | N
   section.han.share_modalities = True  # one layer serves both modalities in all three
   layout = layout_of(dims)
   if layout is not None and layout != config.data.layout:
-    logging.info("The checkpoint's input widths are those of the %r data layout: config.data.layout set to it.",
-                 layout)
+    logging.info(
+        "The checkpoint's input widths are those of the %r data layout: config.data.layout set to it.",
+        layout,
+    )
     config.data.layout = layout
   if layout == "clip_clap" and dims["motion"]:
-    logging.warning("This model (VALOR++) also reads 512-d R(2+1)D-18 motion features, which the clip_clap "
-                    "layout does not hold: pass them to the parser; launch/evaluate.py cannot feed them.")
+    logging.warning(
+        "This model (VALOR++) also reads 512-d R(2+1)D-18 motion features, which the clip_clap "
+        "layout does not hold: pass them to the parser; launch/evaluate.py cannot feed them."
+    )
   with config.unlocked():
     config.num_seeds = 1  # one model: a params checkpoint of one replica
   return config
 
 
-def load_official(path: str | os.PathLike[str], model: str = "han", config: ml_collections.ConfigDict | None = None,
-                  num_heads: int | None = None, state: Mapping[str, np.ndarray] | None = None
-                  ) -> tuple[ml_collections.ConfigDict, PyTree]:
+def load_official(
+    path: str | os.PathLike[str],
+    model: str = "han",
+    config: ml_collections.ConfigDict | None = None,
+    num_heads: int | None = None,
+    state: Mapping[str, np.ndarray] | None = None,
+) -> tuple[ml_collections.ConfigDict, PyTree]:
   """Reads an official HAN, VALOR or JoMoLD checkpoint and returns (config, params) of the same model.
 
   Args:
@@ -221,6 +283,12 @@ def load_official(path: str | os.PathLike[str], model: str = "han", config: ml_c
   params = official_to_flax(state, num_layers)
   common.check_tree(params, config, TITLES[model])
   ignored = sum(key.startswith(IGNORED_PREFIXES[model]) for key in state)
-  logging.info("Converted %s (%s, %d layer(s)): %d official tensors used, %d of unused modules ignored.", path,
-               TITLES[model], num_layers, len(used_keys(num_layers)), ignored)
+  logging.info(
+      "Converted %s (%s, %d layer(s)): %d official tensors used, %d of unused modules ignored.",
+      path,
+      TITLES[model],
+      num_layers,
+      len(used_keys(num_layers)),
+      ignored,
+  )
   return config, jax.tree.map(jax.numpy.asarray, params)

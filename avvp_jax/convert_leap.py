@@ -55,11 +55,26 @@ HEADS = ("fc_l", "fc_la", "fc_lv")
 MSA = "MMP.capture.msa."
 BLOCKS = {"audio": "AVL.la_cma_network.", "visual": "AVL.lv_cma_network."}
 TCNS = {"audio": "MMP.capture.anetwork.", "visual": "MMP.capture.vnetwork."}
-LEVEL_LAYERS = {"audio_self": "asablock.layer", "visual_self": "vsablock.layer", "cross": "cmablock.layer"}
-GATES = {"audio_gate_self": "la1", "audio_gate_cross": "la2", "visual_gate_self": "lv1", "visual_gate_cross": "lv2"}
+LEVEL_LAYERS = {
+    "audio_self": "asablock.layer",
+    "visual_self": "vsablock.layer",
+    "cross": "cmablock.layer",
+}
+GATES = {
+    "audio_gate_self": "la1",
+    "audio_gate_cross": "la2",
+    "visual_gate_self": "lv1",
+    "visual_gate_cross": "lv2",
+}
 FUSION = {"audio": "MMP.fusion.a", "visual": "MMP.fusion.v"}
-IGNORED_PREFIXES = ("AVL.multiheadattn.", "AVL.feedforward.", "MMP.capture.multiheadattn.",
-                    "MMP.capture.feedforward.", "MMP.fusion.multiheadattn.", "MMP.fusion.feedforward.")
+IGNORED_PREFIXES = (
+    "AVL.multiheadattn.",
+    "AVL.feedforward.",
+    "MMP.capture.multiheadattn.",
+    "MMP.capture.feedforward.",
+    "MMP.fusion.multiheadattn.",
+    "MMP.fusion.feedforward.",
+)
 # `nn.Sequential(conv1, relu1, conv2)` registers the two convolutions again under `net.0` and `net.2`.
 ALIASES = {"net.0": "conv1", "net.2": "conv2"}
 
@@ -72,7 +87,7 @@ def _alias_target(key: str) -> str | None:
   """conv1/conv2 key of a `MMP.capture.{a,v}network.{i}.net.{0,2}.*` key, else None."""
   for prefix in TCNS.values():
     if key.startswith(prefix):
-      index, _, rest = key[len(prefix):].partition(".")
+      index, _, rest = key[len(prefix) :].partition(".")
       for alias, name in ALIASES.items():
         if rest.startswith(alias + "."):
           return f"{prefix}{index}.{name}{rest[len(alias):]}"
@@ -100,42 +115,71 @@ def official_dims(state: Mapping[str, np.ndarray], path: str = "checkpoint") -> 
   levels = common.layer_indices(state, MSA)
   blocks = {modality: common.layer_indices(state, prefix) for modality, prefix in BLOCKS.items()}
   if not levels or not blocks["audio"]:
-    raise InputError(f"checkpoint {path!r} is not an official {TITLE} state_dict: no {MSA}0.* or "
-                     f"{BLOCKS['audio']}0.* keys; {FIX}.")
+    raise InputError(
+        f"checkpoint {path!r} is not an official {TITLE} state_dict: no {MSA}0.* or "
+        f"{BLOCKS['audio']}0.* keys; {FIX}."
+    )
   if len(blocks["audio"]) != len(blocks["visual"]):
-    raise InputError(f"checkpoint {path!r} has {len(blocks['audio'])} audio and {len(blocks['visual'])} visual "
-                     "LEAP blocks (AVL.la_cma_network / lv_cma_network): avvp_jax's decoder has one num_blocks "
-                     f"for both; {FIX}.")
-  need = ["fc_a.weight", "fc_v.weight", "fc_st.weight", "fc_l.weight", f"{TCNS['audio']}0.conv1.weight",
-          f"{MSA}0.asablock.layer.feed_forward.w_1.weight", f"{BLOCKS['audio']}0.feed_forward.w_1.weight"]
+    raise InputError(
+        f"checkpoint {path!r} has {len(blocks['audio'])} audio and {len(blocks['visual'])} visual "
+        "LEAP blocks (AVL.la_cma_network / lv_cma_network): avvp_jax's decoder has one num_blocks "
+        f"for both; {FIX}."
+    )
+  need = [
+      "fc_a.weight",
+      "fc_v.weight",
+      "fc_st.weight",
+      "fc_l.weight",
+      f"{TCNS['audio']}0.conv1.weight",
+      f"{MSA}0.asablock.layer.feed_forward.w_1.weight",
+      f"{BLOCKS['audio']}0.feed_forward.w_1.weight",
+  ]
   missing = [key for key in need if key not in state]
   if missing:
-    raise InputError(f"checkpoint {path!r} is not an official {TITLE} state_dict: missing {common.names(missing)}; "
-                     f"{FIX}.")
+    raise InputError(
+        f"checkpoint {path!r} is not an official {TITLE} state_dict: missing {common.names(missing)}; "
+        f"{FIX}."
+    )
   hidden, audio = state["fc_a.weight"].shape
-  return dict(audio=int(audio), frames=int(state["fc_v.weight"].shape[1]),
-              motion=int(state["fc_st.weight"].shape[1]), hidden=int(hidden),
-              label_dim=int(state["fc_l.weight"].shape[1]),
-              mmp_ffn=int(state[f"{MSA}0.asablock.layer.feed_forward.w_1.weight"].shape[0]),
-              leap_ffn=int(state[f"{BLOCKS['audio']}0.feed_forward.w_1.weight"].shape[0]),
-              levels=len(levels), blocks=len(blocks["audio"]))
+  return dict(
+      audio=int(audio),
+      frames=int(state["fc_v.weight"].shape[1]),
+      motion=int(state["fc_st.weight"].shape[1]),
+      hidden=int(hidden),
+      label_dim=int(state["fc_l.weight"].shape[1]),
+      mmp_ffn=int(state[f"{MSA}0.asablock.layer.feed_forward.w_1.weight"].shape[0]),
+      leap_ffn=int(state[f"{BLOCKS['audio']}0.feed_forward.w_1.weight"].shape[0]),
+      levels=len(levels),
+      blocks=len(blocks["audio"]),
+  )
 
 
 def expected_shapes(dims: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
   """Every key the official forward of `AVVPNet` with `dims` reads, and its shape."""
   h, f, g = dims["hidden"], dims["mmp_ffn"], dims["leap_ffn"]
-  shapes = {**common.linear_shapes("fc_a", h, dims["audio"]), **common.linear_shapes("fc_v", h, dims["frames"]),
-            **common.linear_shapes("fc_st", h, dims["motion"]), **common.linear_shapes("fc_fusion", h, 2 * h),
-            **common.linear_shapes("fc_l", h, dims["label_dim"]), **common.linear_shapes("fc_la", 1, h),
-            **common.linear_shapes("fc_lv", 1, h)}
+  shapes = {
+      **common.linear_shapes("fc_a", h, dims["audio"]),
+      **common.linear_shapes("fc_v", h, dims["frames"]),
+      **common.linear_shapes("fc_st", h, dims["motion"]),
+      **common.linear_shapes("fc_fusion", h, 2 * h),
+      **common.linear_shapes("fc_l", h, dims["label_dim"]),
+      **common.linear_shapes("fc_la", 1, h),
+      **common.linear_shapes("fc_lv", 1, h),
+  }
   for i in range(dims["levels"]):
     for official in LEVEL_LAYERS.values():
       shapes.update(_layer_shapes(f"{MSA}{i}.{official}", h, f))
     for official in GATES.values():
       shapes.update(common.linear_shapes(f"{MSA}{i}.{official}", h, 2 * h))
     for prefix in TCNS.values():
-      shapes.update({f"{prefix}{i}.conv1.weight": (h, h, KERNEL_SIZE), f"{prefix}{i}.conv1.bias": (h,),
-                     f"{prefix}{i}.conv2.weight": (h, h, 1), f"{prefix}{i}.conv2.bias": (h,)})
+      shapes.update(
+          {
+              f"{prefix}{i}.conv1.weight": (h, h, KERNEL_SIZE),
+              f"{prefix}{i}.conv1.bias": (h,),
+              f"{prefix}{i}.conv2.weight": (h, h, 1),
+              f"{prefix}{i}.conv2.bias": (h,),
+          }
+      )
   for prefix in FUSION.values():
     shapes.update(_layer_shapes(f"{prefix}adaptiveinteraction", h, f))
     shapes.update(common.linear_shapes(f"{prefix}selectfusion", 1, h))
@@ -153,22 +197,29 @@ def check_state(state: Mapping[str, np.ndarray], path: str) -> dict[str, int]:
   aliases = {key: target for key, target in aliases.items() if target is not None}
   common.check_keys(state, expected, lambda key: _ignored(key) or key in aliases, path, TITLE, FIX)
   common.check_shapes(state, expected, path, TITLE, FIX)
-  differing = [key for key, target in aliases.items()
-               if target not in state or not np.array_equal(state[key], state[target])]
+  differing = [
+      key
+      for key, target in aliases.items()
+      if target not in state or not np.array_equal(state[key], state[target])
+  ]
   if differing:
-    raise InputError(f"checkpoint {path!r} has {common.names(differing)} differing from the conv1/conv2 tensors "
-                     f"they alias in the official TemporalBlock (the same modules); {FIX}.")
+    raise InputError(
+        f"checkpoint {path!r} has {common.names(differing)} differing from the conv1/conv2 tensors "
+        f"they alias in the official TemporalBlock (the same modules); {FIX}."
+    )
   return dims
 
 
 def _layer(state: Mapping[str, np.ndarray], prefix: str, attention: str = "attn") -> dict[str, Any]:
   """A `TransformerLayer` at `prefix` as a `PreNormLayer` / `LEAPBlock` params dict."""
   linears = [common.dense(state, f"{prefix}.self_attn.linears.{j}") for j in range(4)]
-  return {attention: dict(zip(("query", "key", "value", "out"), linears)),
-          "attn_norm": common.norm(state, f"{prefix}.sublayer.0.norm"),
-          "ffn_norm": common.norm(state, f"{prefix}.sublayer.1.norm"),
-          "ffn_in": common.dense(state, f"{prefix}.feed_forward.w_1"),
-          "ffn_out": common.dense(state, f"{prefix}.feed_forward.w_2")}
+  return {
+      attention: dict(zip(("query", "key", "value", "out"), linears)),
+      "attn_norm": common.norm(state, f"{prefix}.sublayer.0.norm"),
+      "ffn_norm": common.norm(state, f"{prefix}.sublayer.1.norm"),
+      "ffn_in": common.dense(state, f"{prefix}.feed_forward.w_1"),
+      "ffn_out": common.dense(state, f"{prefix}.feed_forward.w_2"),
+  }
 
 
 def official_to_flax(state: Mapping[str, np.ndarray], dims: Mapping[str, int]) -> dict[str, Any]:
@@ -176,10 +227,14 @@ def official_to_flax(state: Mapping[str, np.ndarray], dims: Mapping[str, int]) -
   encoder: dict[str, Any] = {}
   for i in range(dims["levels"]):
     level = {ours: _layer(state, f"{MSA}{i}.{official}") for ours, official in LEVEL_LAYERS.items()}
-    level.update({ours: common.dense(state, f"{MSA}{i}.{official}") for ours, official in GATES.items()})
+    level.update(
+        {ours: common.dense(state, f"{MSA}{i}.{official}") for ours, official in GATES.items()}
+    )
     for modality, prefix in TCNS.items():
-      level[f"{modality}_tcn"] = {"dilated_conv": common.conv1d(state, f"{prefix}{i}.conv1"),
-                                  "pointwise_conv": common.conv1d(state, f"{prefix}{i}.conv2")}
+      level[f"{modality}_tcn"] = {
+          "dilated_conv": common.conv1d(state, f"{prefix}{i}.conv1"),
+          "pointwise_conv": common.conv1d(state, f"{prefix}{i}.conv2"),
+      }
     encoder[f"levels_{i}"] = level
   for modality, prefix in FUSION.items():
     encoder[f"{modality}_fusion"] = _layer(state, f"{prefix}adaptiveinteraction")
@@ -188,22 +243,35 @@ def official_to_flax(state: Mapping[str, np.ndarray], dims: Mapping[str, int]) -
   for modality, prefix in BLOCKS.items():
     for i in range(dims["blocks"]):
       decoder[f"{modality}_blocks_{i}"] = _layer(state, f"{prefix}{i}", attention="cross_attn")
-  params = {"embed": {name: common.dense(state, name) for name in EMBEDDINGS}, "encoder": encoder,
-            "decoder": decoder}
+  params = {
+      "embed": {name: common.dense(state, name) for name in EMBEDDINGS},
+      "encoder": encoder,
+      "decoder": decoder,
+  }
   return common.float32_tree(params)
 
 
-def official_config(dims: Mapping[str, int], label_embeddings: str, base: ml_collections.ConfigDict | None = None,
-                    num_heads: int | None = None) -> ml_collections.ConfigDict:
+def official_config(
+    dims: Mapping[str, int],
+    label_embeddings: str,
+    base: ml_collections.ConfigDict | None = None,
+    num_heads: int | None = None,
+) -> ml_collections.ConfigDict:
   """`base` (default `configs/leap_mmpyr.py`) with the model section set to the official LEAP of `dims`."""
   num_heads = DEFAULT_HEADS if num_heads is None else num_heads
   if num_heads < 1 or dims["hidden"] % num_heads:
-    raise InputError(f"--num_heads={num_heads} does not divide the checkpoint's width {dims['hidden']}: pass the "
-                     "--mmp_head/--avl_head it was trained with (the official run script: 8).")
-  config = (common.base_config("leap_mmpyr") if base is None else base).copy_and_resolve_references()
+    raise InputError(
+        f"--num_heads={num_heads} does not divide the checkpoint's width {dims['hidden']}: pass the "
+        "--mmp_head/--avl_head it was trained with (the official run script: 8)."
+    )
+  config = (
+      common.base_config("leap_mmpyr") if base is None else base
+  ).copy_and_resolve_references()
   section = config.model
   section.encoder, section.decoder = "mmpyramid", "leap"
-  section.refiner = "none"  # the official model has no refiner (a LINK base config's PLSIM is dropped)
+  section.refiner = (
+      "none"  # the official model has no refiner (a LINK base config's PLSIM is dropped)
+  )
   section.input_dims.audio = dims["audio"]
   section.input_dims.frames = dims["frames"]
   section.input_dims.motion = dims["motion"]
@@ -216,8 +284,12 @@ def official_config(dims: Mapping[str, int], label_embeddings: str, base: ml_col
   section.leap.num_blocks = dims["blocks"]
   section.leap.num_heads = num_heads
   section.leap.ffn_dim = 0 if dims["leap_ffn"] == dims["hidden"] else dims["leap_ffn"]
-  section.leap.variant = "official"  # pre-norm blocks, segment logits from the second attention pass
-  section.leap.filter = "union"  # the official eval gates both modalities with the thresholded union
+  section.leap.variant = (
+      "official"  # pre-norm blocks, segment logits from the second attention pass
+  )
+  section.leap.filter = (
+      "union"  # the official eval gates both modalities with the thresholded union
+  )
   section.leap.label_embeddings = label_embeddings
   with config.unlocked():
     config.num_seeds = 1  # one model: a params checkpoint of one replica
@@ -227,19 +299,27 @@ def official_config(dims: Mapping[str, int], label_embeddings: str, base: ml_col
 def load_label_table(source: str, dims: Mapping[str, int]) -> np.ndarray:
   """The [25, label_dim] class-name table of `source`; refuses one of another width than the checkpoint's fc_l."""
   if not source:
-    raise InputError("the LEAP state_dict does not hold its class-name table: pass --label_embeddings="
-                     "llp_label_glove_embeddings.pt (jasongief/LEAP glove/6B/300d/, what the official run used).")
+    raise InputError(
+        "the LEAP state_dict does not hold its class-name table: pass --label_embeddings="
+        "llp_label_glove_embeddings.pt (jasongief/LEAP glove/6B/300d/, what the official run used)."
+    )
   table = label_embeddings_lib.load_label_embeddings(source)
   if table.shape != (annotations.NUM_CLASSES, dims["label_dim"]):
-    raise InputError(f"label embeddings {source!r} are {table.shape[1]}-d, but the checkpoint's fc_l reads "
-                     f"{dims['label_dim']}-d ones: pass the table the model was trained with (the official run: "
-                     "glove/6B/300d/llp_label_glove_embeddings.pt).")
+    raise InputError(
+        f"label embeddings {source!r} are {table.shape[1]}-d, but the checkpoint's fc_l reads "
+        f"{dims['label_dim']}-d ones: pass the table the model was trained with (the official run: "
+        "glove/6B/300d/llp_label_glove_embeddings.pt)."
+    )
   return table
 
 
-def load_official(path: str | os.PathLike[str], label_embeddings: str, config: ml_collections.ConfigDict | None = None,
-                  num_heads: int | None = None, state: Mapping[str, np.ndarray] | None = None
-                  ) -> tuple[ml_collections.ConfigDict, PyTree, np.ndarray]:
+def load_official(
+    path: str | os.PathLike[str],
+    label_embeddings: str,
+    config: ml_collections.ConfigDict | None = None,
+    num_heads: int | None = None,
+    state: Mapping[str, np.ndarray] | None = None,
+) -> tuple[ml_collections.ConfigDict, PyTree, np.ndarray]:
   """Reads the official LEAP state_dict; returns (config, params, label table) of the same model.
 
   Args:
@@ -270,7 +350,14 @@ def load_official(path: str | os.PathLike[str], label_embeddings: str, config: m
   config = official_config(dims, source, config, num_heads)
   params = official_to_flax(state, dims)
   common.check_tree(params, config, TITLE)
-  logging.info("Converted %s (%s: %d levels, %d blocks, %d-d labels): %d tensors used, %d unused ignored.", path,
-               TITLE, dims["levels"], dims["blocks"], dims["label_dim"], len(expected_shapes(dims)),
-               len(state) - len(expected_shapes(dims)))
+  logging.info(
+      "Converted %s (%s: %d levels, %d blocks, %d-d labels): %d tensors used, %d unused ignored.",
+      path,
+      TITLE,
+      dims["levels"],
+      dims["blocks"],
+      dims["label_dim"],
+      len(expected_shapes(dims)),
+      len(state) - len(expected_shapes(dims)),
+  )
   return config, jax.tree.map(jax.numpy.asarray, params), table

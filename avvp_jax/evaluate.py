@@ -43,16 +43,22 @@ PyTree = Any
 def _batch_sums(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array]) -> dict[str, Any]:
   """Masked metric sums and per-class counts of one model's outputs on a batch."""
   pred_audio, pred_visual = metrics_lib.segment_predictions(
-      outputs["segment_audio_prob"], outputs["segment_visual_prob"],
-      outputs["audio_filter_prob"], outputs["visual_filter_prob"])
+      outputs["segment_audio_prob"],
+      outputs["segment_visual_prob"],
+      outputs["audio_filter_prob"],
+      outputs["visual_filter_prob"],
+  )
   true = (batch["audio_label"], batch["visual_label"])
   scores = metrics_lib.clip_scores(pred_audio, pred_visual, *true)
-  return {"sums": metrics_lib.masked_clip_sums(scores, batch["mask"]),
-          "class_counts": metrics_lib.per_class_counts(pred_audio, pred_visual, *true, batch["mask"])}
+  return {
+      "sums": metrics_lib.masked_clip_sums(scores, batch["mask"]),
+      "class_counts": metrics_lib.per_class_counts(pred_audio, pred_visual, *true, batch["mask"]),
+  }
 
 
-def make_eval_step(config: ml_collections.ConfigDict, model: nn.Module, mesh: Mesh, *,
-                   ensemble: bool = False) -> Callable:
+def make_eval_step(
+    config: ml_collections.ConfigDict, model: nn.Module, mesh: Mesh, *, ensemble: bool = False
+) -> Callable:
   """Jitted `(params [S, ...], batch [B, ...]) -> {"seeds": sums [S], "ensemble": sums}` on `mesh`.
 
   "seeds" holds every replica's masked sums and per-class counts (a leading `[S]` axis); "ensemble"
@@ -61,17 +67,22 @@ def make_eval_step(config: ml_collections.ConfigDict, model: nn.Module, mesh: Me
   num_seeds = len(state_lib.run_seeds(config))
 
   def eval_step(params: PyTree, batch: Mapping[str, jax.Array]):
-    outputs = sharding.map_seeds(lambda p, b: state_lib.apply_model(model, p, b, train=False), num_seeds,
-                                  (0, None))(params, batch)
+    outputs = sharding.map_seeds(
+        lambda p, b: state_lib.apply_model(model, p, b, train=False), num_seeds, (0, None)
+    )(params, batch)
     out = {"seeds": sharding.map_seeds(_batch_sums, num_seeds, (0, None))(outputs, batch)}
     if ensemble:
-      out["ensemble"] = _batch_sums({key: jnp.mean(value, axis=0) for key, value in outputs.items()}, batch)
+      out["ensemble"] = _batch_sums(
+          {key: jnp.mean(value, axis=0) for key, value in outputs.items()}, batch
+      )
     return out
 
   return jax.jit(eval_step, in_shardings=(sharding.seed_sharded(mesh), sharding.data_sharded(mesh)))
 
 
-def _scores(totals: Mapping[str, np.ndarray], class_counts: Mapping[str, np.ndarray]) -> dict[str, Any]:
+def _scores(
+    totals: Mapping[str, np.ndarray], class_counts: Mapping[str, np.ndarray]
+) -> dict[str, Any]:
   """The 10 metrics (percent), per-class F1s and the clip count from split-wide float64 sums."""
   count = float(totals["count"])
   if count == 0:
@@ -82,13 +93,23 @@ def _scores(totals: Mapping[str, np.ndarray], class_counts: Mapping[str, np.ndar
   scores["num_clips"] = int(count)
   per_class = metrics_lib.f1_from_counts(class_counts)
   scores["per_class"] = {
-      key: {name: float(value) for name, value in zip(annotations.CLASSES, values) if np.isfinite(value)}
-      for key, values in per_class.items()}
+      key: {
+          name: float(value)
+          for name, value in zip(annotations.CLASSES, values)
+          if np.isfinite(value)
+      }
+      for key, values in per_class.items()
+  }
   return scores
 
 
-def run_evaluation(eval_step: Callable, params: PyTree, host_batches: Iterable[Mapping[str, Any]],
-                   mesh: Mesh, num_clips: int | None = None) -> dict[str, Any]:
+def run_evaluation(
+    eval_step: Callable,
+    params: PyTree,
+    host_batches: Iterable[Mapping[str, Any]],
+    mesh: Mesh,
+    num_clips: int | None = None,
+) -> dict[str, Any]:
   """Runs `eval_step` over padded host batches; returns every replica's scores (and the ensemble's).
 
   Args:
@@ -103,16 +124,28 @@ def run_evaluation(eval_step: Callable, params: PyTree, host_batches: Iterable[M
     dict: the keys of `metrics.KEYS` -> percent; "per_class" -> {key: {class: F1 percent}} (classes absent
     everywhere are left out); "num_clips" -> number of real clips scored.
   """
-  pending = [eval_step(params, sharding.global_batch(mesh, host_batch)) for host_batch in host_batches]
+  pending = [
+      eval_step(params, sharding.global_batch(mesh, host_batch)) for host_batch in host_batches
+  ]
   if not pending:
     raise RuntimeError("evaluation saw no batches")
   # float64 accumulation on the host: {"seeds": {...: [S, ...]}, "ensemble": {...}} summed over batches
-  totals = jax.tree.map(lambda *xs: np.sum([np.asarray(x, np.float64) for x in xs], axis=0),
-                        *jax.device_get(pending))
+  totals = jax.tree.map(
+      lambda *xs: np.sum([np.asarray(x, np.float64) for x in xs], axis=0), *jax.device_get(pending)
+  )
   seeds = totals["seeds"]
-  per_seed = [_scores({k: v[s] for k, v in seeds["sums"].items()}, {k: v[s] for k, v in seeds["class_counts"].items()})
-              for s in range(len(seeds["sums"]["count"]))]
-  ensemble = _scores(totals["ensemble"]["sums"], totals["ensemble"]["class_counts"]) if "ensemble" in totals else None
+  per_seed = [
+      _scores(
+          {k: v[s] for k, v in seeds["sums"].items()},
+          {k: v[s] for k, v in seeds["class_counts"].items()},
+      )
+      for s in range(len(seeds["sums"]["count"]))
+  ]
+  ensemble = (
+      _scores(totals["ensemble"]["sums"], totals["ensemble"]["class_counts"])
+      if "ensemble" in totals
+      else None
+  )
   if num_clips is not None and per_seed[0]["num_clips"] != num_clips:
     raise RuntimeError(f"evaluation scored {per_seed[0]['num_clips']} clips, expected {num_clips}")
   return {"per_seed": per_seed, "ensemble": ensemble}
@@ -135,7 +168,9 @@ def seed_report(results: Mapping[str, Any], seeds: Sequence[int]) -> dict[str, A
     raise ValueError(f"{len(per_seed)} replicas scored for {len(seeds)} seeds")
   if len(per_seed) == 1:
     return dict(per_seed[0])
-  values = {key: np.array([scores[key] for scores in per_seed], np.float64) for key in metrics_lib.KEYS}
+  values = {
+      key: np.array([scores[key] for scores in per_seed], np.float64) for key in metrics_lib.KEYS
+  }
   report: dict[str, Any] = {key: float(v.mean()) for key, v in values.items()}
   report["std"] = {key: float(v.std(ddof=1)) for key, v in values.items()}
   report["per_seed"] = [{"seed": int(seed), **scores} for seed, scores in zip(seeds, per_seed)]
@@ -148,7 +183,9 @@ def seed_report(results: Mapping[str, Any], seeds: Sequence[int]) -> dict[str, A
 def summary_line(report: Mapping[str, Any]) -> str:
   """The 10 metrics on one line, in the papers' order (mean ± std over seeds for a multi-seed report)."""
   std = report.get("std")
-  return ", ".join(f"{key}={report[key]:.2f}" + (f"±{std[key]:.2f}" if std else "") for key in metrics_lib.KEYS)
+  return ", ".join(
+      f"{key}={report[key]:.2f}" + (f"±{std[key]:.2f}" if std else "") for key in metrics_lib.KEYS
+  )
 
 
 def report_lines(report: Mapping[str, Any]) -> list[str]:
@@ -156,7 +193,10 @@ def report_lines(report: Mapping[str, Any]) -> list[str]:
   if "std" not in report:
     return [f"  {key:22s} {report[key]:6.2f}" for key in metrics_lib.KEYS]
   seeds = ", ".join(str(entry["seed"]) for entry in report["per_seed"])
-  lines = [f"  {'':22s} {'mean ± std over seeds ' + seeds:>30s}" + ("   ensemble" if "ensemble" in report else "")]
+  lines = [
+      f"  {'':22s} {'mean ± std over seeds ' + seeds:>30s}"
+      + ("   ensemble" if "ensemble" in report else "")
+  ]
   for key in metrics_lib.KEYS:
     line = f"  {key:22s} {report[key]:22.2f} ± {report['std'][key]:5.2f}"
     if "ensemble" in report:
@@ -167,17 +207,25 @@ def report_lines(report: Mapping[str, Any]) -> list[str]:
 
 def report_dir(workdir: str | None, checkpoint: str | None) -> str:
   """Where `evaluate_checkpoint` writes its report: `workdir`; without one, the checkpoint's workdir (for a step
-  folder WORKDIR/best/STEP) or the checkpoint folder itself (a params-only or converted checkpoint)."""
+  folder WORKDIR/best/STEP) or the checkpoint folder itself (a params-only or converted checkpoint).
+  """
   if workdir is not None:
     return checkpoint_lib.absolute(workdir)
   if not checkpoint:
-    raise InputError("neither a workdir nor a checkpoint to evaluate was given: pass --workdir or --checkpoint.")
+    raise InputError(
+        "neither a workdir nor a checkpoint to evaluate was given: pass --workdir or --checkpoint."
+    )
   return checkpoint_lib.resolve(checkpoint).report_dir
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str | None, split: str = "val",
-                        checkpoint: str | None = None, *, explicit: Collection[str] | None = None
-                        ) -> dict[str, Any]:
+def evaluate_checkpoint(
+    config: ml_collections.ConfigDict | None,
+    workdir: str | None,
+    split: str = "val",
+    checkpoint: str | None = None,
+    *,
+    explicit: Collection[str] | None = None,
+) -> dict[str, Any]:
   """Scores a checkpoint on a whole split and writes `workdir/eval_<split>.json`.
 
   Args:
@@ -205,7 +253,9 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str |
   if split not in ("val", "test"):
     raise InputError(f"--split={split!r} is not an evaluation split: use val or test.")
   if workdir is None and not checkpoint:
-    raise InputError("neither a workdir nor a checkpoint to evaluate was given: pass --workdir or --checkpoint.")
+    raise InputError(
+        "neither a workdir nor a checkpoint to evaluate was given: pass --workdir or --checkpoint."
+    )
   source = checkpoint_lib.resolve(checkpoint or workdir)
   out_dir = checkpoint_lib.absolute(workdir) if workdir is not None else source.report_dir
   config = state_lib.resolve_config(checkpoint_lib.checkpoint_config(source, config, explicit))
@@ -217,9 +267,17 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str |
   model = state_lib.build_model(config)
   eval_step = make_eval_step(config, model, mesh, ensemble=len(seeds) > 1)
   start = time.time()
-  results = run_evaluation(eval_step, params, data.eval_batches(split), mesh, num_clips=data.num_eval_clips(split))
+  results = run_evaluation(
+      eval_step, params, data.eval_batches(split), mesh, num_clips=data.num_eval_clips(split)
+  )
   report = seed_report(results, seeds)
-  logging.info("%s (%d clips, %.1fs): %s", split, report["num_clips"], time.time() - start, summary_line(report))
+  logging.info(
+      "%s (%d clips, %.1fs): %s",
+      split,
+      report["num_clips"],
+      time.time() - start,
+      summary_line(report),
+  )
   report.update(split=split, checkpoint=source.path, data=data.description)
   path = epath.Path(out_dir) / f"eval_{split}.json"
   if jax.process_index() == 0:

@@ -40,8 +40,9 @@ SECONDS_PER_SEGMENT = 1.0  # LLP segments are one second long
 # --- thresholds -----------------------------------------------------------------------------------
 
 
-def class_thresholds(threshold: float | Sequence[float] | Mapping[str, float] | None,
-                     name: str = "threshold") -> np.ndarray:
+def class_thresholds(
+    threshold: float | Sequence[float] | Mapping[str, float] | None, name: str = "threshold"
+) -> np.ndarray:
   """`[C]` float32 thresholds from one number, `[C]` numbers, or {class name: value} (others 0.5).
 
   Args:
@@ -60,24 +61,29 @@ def class_thresholds(threshold: float | Sequence[float] | Mapping[str, float] | 
     values = np.full(annotations.NUM_CLASSES, DEFAULT_THRESHOLD, np.float64)
     unknown = [label for label in threshold if label not in annotations.CLASS_INDEX]
     if unknown:
-      raise InputError(f"{name} names unknown classes {unknown}: use LLP class names such as "
-                       f"{', '.join(annotations.CLASSES[:3])} (see avvp_jax.data.annotations.CLASSES).")
+      raise InputError(
+          f"{name} names unknown classes {unknown}: use LLP class names such as "
+          f"{', '.join(annotations.CLASSES[:3])} (see avvp_jax.data.annotations.CLASSES)."
+      )
     for label, value in threshold.items():
       values[annotations.CLASS_INDEX[label]] = value
   else:
     try:
       values = np.broadcast_to(np.asarray(threshold, np.float64), (annotations.NUM_CLASSES,))
     except (TypeError, ValueError):
-      raise InputError(f"{name} {threshold!r} is neither one number nor {annotations.NUM_CLASSES} numbers (one "
-                       "per class): pass e.g. 0.5, a [25] array or {'Speech': 0.4}.") from None
+      raise InputError(
+          f"{name} {threshold!r} is neither one number nor {annotations.NUM_CLASSES} numbers (one "
+          "per class): pass e.g. 0.5, a [25] array or {'Speech': 0.4}."
+      ) from None
   if not (np.all(np.isfinite(values)) and np.all((values >= 0.0) & (values <= 1.0))):
     shown = dict(threshold) if isinstance(threshold, Mapping) else np.asarray(threshold).tolist()
     raise InputError(f"{name} must lie in [0, 1] (got {shown}): pass probabilities.")
   return values.astype(np.float32)
 
 
-def segment_predictions(probs: Mapping[str, Any], threshold: Any = DEFAULT_THRESHOLD,
-                        gate_threshold: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def segment_predictions(
+    probs: Mapping[str, Any], threshold: Any = DEFAULT_THRESHOLD, gate_threshold: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
   """0/1 second-level predictions from a model's probabilities.
 
   With one threshold for segments and gate (the default 0.5 included) this is exactly
@@ -94,9 +100,18 @@ def segment_predictions(probs: Mapping[str, Any], threshold: Any = DEFAULT_THRES
     (pred_audio, pred_visual): bool `[N, T, C]`.
   """
   segment_t = class_thresholds(threshold, "threshold")
-  gate_t = segment_t if gate_threshold is None else class_thresholds(gate_threshold, "gate_threshold")
-  arrays = [np.asarray(probs[key], np.float32)
-            for key in ("segment_audio_prob", "segment_visual_prob", "audio_filter_prob", "visual_filter_prob")]
+  gate_t = (
+      segment_t if gate_threshold is None else class_thresholds(gate_threshold, "gate_threshold")
+  )
+  arrays = [
+      np.asarray(probs[key], np.float32)
+      for key in (
+          "segment_audio_prob",
+          "segment_visual_prob",
+          "audio_filter_prob",
+          "visual_filter_prob",
+      )
+  ]
   if np.all(segment_t == segment_t[0]) and np.all(gate_t == segment_t[0]):
     pred_audio, pred_visual = metrics.segment_predictions(*arrays, threshold=float(segment_t[0]))
     return np.asarray(pred_audio) > 0, np.asarray(pred_visual) > 0
@@ -120,21 +135,34 @@ def runs(positive_NxTxC: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     (clip, class, start) order.
   """
   x_NxCxT = np.asarray(positive_NxTxC, bool).transpose(0, 2, 1).astype(np.int8)
-  edges = np.diff(np.pad(x_NxCxT, ((0, 0), (0, 0), (1, 1))), axis=-1)  # [N, C, T + 1]: +1 rise, -1 fall
+  edges = np.diff(
+      np.pad(x_NxCxT, ((0, 0), (0, 0), (1, 1))), axis=-1
+  )  # [N, C, T + 1]: +1 rise, -1 fall
   clip, cls, start = np.nonzero(edges == 1)
-  end = np.nonzero(edges == -1)[2]  # same (clip, class) order, so the k-th fall closes the k-th rise
+  end = np.nonzero(edges == -1)[
+      2
+  ]  # same (clip, class) order, so the k-th fall closes the k-th rise
   return clip, cls, start, end
 
 
 def _run_means(prob_NxTxC: np.ndarray, clip, cls, start, end) -> np.ndarray:
   """Mean of `prob` over each run's seconds, from cumulative sums (float64)."""
-  cumulative = np.concatenate([np.zeros_like(prob_NxTxC[:, :1], np.float64),
-                               np.cumsum(prob_NxTxC, axis=1, dtype=np.float64)], axis=1)  # [N, T + 1, C]
+  cumulative = np.concatenate(
+      [
+          np.zeros_like(prob_NxTxC[:, :1], np.float64),
+          np.cumsum(prob_NxTxC, axis=1, dtype=np.float64),
+      ],
+      axis=1,
+  )  # [N, T + 1, C]
   return (cumulative[clip, end, cls] - cumulative[clip, start, cls]) / (end - start)
 
 
-def extract_events(pred_audio: Any, pred_visual: Any, segment_audio_prob: Any = None,
-                   segment_visual_prob: Any = None) -> list[list[Event]]:
+def extract_events(
+    pred_audio: Any,
+    pred_visual: Any,
+    segment_audio_prob: Any = None,
+    segment_visual_prob: Any = None,
+) -> list[list[Event]]:
   """Events of every clip from 0/1 predictions (the official event rule; see the module docstring).
 
   Args:
@@ -148,31 +176,58 @@ def extract_events(pred_audio: Any, pred_visual: Any, segment_audio_prob: Any = 
   pred_audio = np.asarray(pred_audio) > 0
   pred_visual = np.asarray(pred_visual) > 0
   if pred_audio.ndim != 3 or pred_audio.shape != pred_visual.shape:
-    raise InputError(f"pred_audio {pred_audio.shape} and pred_visual {pred_visual.shape} must both be [N, T, C].")
-  prob_audio = pred_audio.astype(np.float32) if segment_audio_prob is None else np.asarray(segment_audio_prob)
-  prob_visual = pred_visual.astype(np.float32) if segment_visual_prob is None else np.asarray(segment_visual_prob)
-  streams = ((pred_audio, prob_audio), (pred_visual, prob_visual),
-             (pred_audio & pred_visual, np.minimum(prob_audio, prob_visual)))
+    raise InputError(
+        f"pred_audio {pred_audio.shape} and pred_visual {pred_visual.shape} must both be [N, T, C]."
+    )
+  prob_audio = (
+      pred_audio.astype(np.float32)
+      if segment_audio_prob is None
+      else np.asarray(segment_audio_prob)
+  )
+  prob_visual = (
+      pred_visual.astype(np.float32)
+      if segment_visual_prob is None
+      else np.asarray(segment_visual_prob)
+  )
+  streams = (
+      (pred_audio, prob_audio),
+      (pred_visual, prob_visual),
+      (pred_audio & pred_visual, np.minimum(prob_audio, prob_visual)),
+  )
   parts = []
   for modality, (positive, prob) in enumerate(streams):
     clip, cls, start, end = runs(positive)
-    parts.append((clip, cls, start, end, np.full_like(clip, modality), _run_means(prob, clip, cls, start, end)))
+    parts.append(
+        (
+            clip,
+            cls,
+            start,
+            end,
+            np.full_like(clip, modality),
+            _run_means(prob, clip, cls, start, end),
+        )
+    )
   clip, cls, start, end, modality, score = (np.concatenate(column) for column in zip(*parts))
   order = np.lexsort((cls, modality, start, clip))  # by clip, then onset, modality, class
   events: list[list[Event]] = [[] for _ in range(pred_audio.shape[0])]
   for i in order:
-    events[clip[i]].append({
-        "modality": metrics.MODALITIES[modality[i]],
-        "label": annotations.CLASSES[cls[i]] if pred_audio.shape[2] == annotations.NUM_CLASSES else int(cls[i]),
-        "onset": float(start[i]) * SECONDS_PER_SEGMENT,
-        "offset": float(end[i]) * SECONDS_PER_SEGMENT,
-        "score": float(score[i]),
-    })
+    events[clip[i]].append(
+        {
+            "modality": metrics.MODALITIES[modality[i]],
+            "label": annotations.CLASSES[cls[i]]
+            if pred_audio.shape[2] == annotations.NUM_CLASSES
+            else int(cls[i]),
+            "onset": float(start[i]) * SECONDS_PER_SEGMENT,
+            "offset": float(end[i]) * SECONDS_PER_SEGMENT,
+            "score": float(score[i]),
+        }
+    )
   return events
 
 
-def events_from_probabilities(probs: Mapping[str, Any], threshold: Any = DEFAULT_THRESHOLD,
-                              gate_threshold: Any = None) -> list[list[Event]]:
+def events_from_probabilities(
+    probs: Mapping[str, Any], threshold: Any = DEFAULT_THRESHOLD, gate_threshold: Any = None
+) -> list[list[Event]]:
   """Events of every clip of a batch of probabilities (each `[N, ...]`; see `segment_predictions`).
 
   Args:
@@ -184,10 +239,14 @@ def events_from_probabilities(probs: Mapping[str, Any], threshold: Any = DEFAULT
     N lists of event dicts (see `extract_events`).
   """
   pred_audio, pred_visual = segment_predictions(probs, threshold, gate_threshold)
-  return extract_events(pred_audio, pred_visual, probs["segment_audio_prob"], probs["segment_visual_prob"])
+  return extract_events(
+      pred_audio, pred_visual, probs["segment_audio_prob"], probs["segment_visual_prob"]
+  )
 
 
-def video_labels(probs: Mapping[str, Any], threshold: Any = DEFAULT_THRESHOLD) -> list[list[dict[str, Any]]]:
+def video_labels(
+    probs: Mapping[str, Any], threshold: Any = DEFAULT_THRESHOLD
+) -> list[list[dict[str, Any]]]:
   """Per clip, the classes whose whole-video probability is >= `threshold`, by decreasing score.
 
   Args:
@@ -205,6 +264,12 @@ def video_labels(probs: Mapping[str, Any], threshold: Any = DEFAULT_THRESHOLD) -
   audio, visual = np.asarray(probs["audio_prob"]), np.asarray(probs["visual_prob"])
   for i in order:
     n, c = clip[i], cls[i]
-    out[n].append({"label": annotations.CLASSES[c], "score": float(video[n, c]),
-                   "audio": float(audio[n, c]), "visual": float(visual[n, c])})
+    out[n].append(
+        {
+            "label": annotations.CLASSES[c],
+            "score": float(video[n, c]),
+            "audio": float(audio[n, c]),
+            "visual": float(visual[n, c]),
+        }
+    )
   return out

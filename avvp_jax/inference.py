@@ -54,8 +54,15 @@ from avvp_jax.errors import InputError
 PyTree = Any
 
 # The model outputs `predict` returns (the model's own names; see the module docstring).
-OUTPUT_KEYS = ("video_prob", "audio_prob", "visual_prob", "segment_audio_prob", "segment_visual_prob",
-               "audio_filter_prob", "visual_filter_prob")
+OUTPUT_KEYS = (
+    "video_prob",
+    "audio_prob",
+    "visual_prob",
+    "segment_audio_prob",
+    "segment_visual_prob",
+    "audio_filter_prob",
+    "visual_filter_prob",
+)
 
 
 # --- the model of a config, cached ----------------------------------------------------------------
@@ -63,8 +70,14 @@ OUTPUT_KEYS = ("video_prob", "audio_prob", "visual_prob", "segment_audio_prob", 
 
 def _model_key(config: ml_collections.ConfigDict) -> str:
   """A hashable key of everything that defines the model: `config.model` and the compute dtype."""
-  model = config.model.to_dict() if isinstance(config.model, ml_collections.ConfigDict) else dict(config.model)
-  return json.dumps({"model": model, "compute_dtype": config.compute_dtype}, sort_keys=True, default=str)
+  model = (
+      config.model.to_dict()
+      if isinstance(config.model, ml_collections.ConfigDict)
+      else dict(config.model)
+  )
+  return json.dumps(
+      {"model": model, "compute_dtype": config.compute_dtype}, sort_keys=True, default=str
+  )
 
 
 @functools.lru_cache(maxsize=16)
@@ -72,13 +85,15 @@ def _model_from_key(key: str) -> Any:
   """The model (a flax module) of a `_model_key`, built once (`state.build_model`)."""
   # flax only once a model is needed: `avvp_jax.load_parser` and the input checks resolve without it.
   from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top  (flax: `import avvp_jax` stays light)
+
   spec = json.loads(key)
   return state_lib.build_model(ml_collections.ConfigDict(spec))
 
 
 @functools.partial(jax.jit, static_argnames=("model_key", "num_seeds"))
-def _apply(params: PyTree, batch: dict[str, jax.Array], *, model_key: str,
-           num_seeds: int | None = None) -> dict[str, jax.Array]:
+def _apply(
+    params: PyTree, batch: dict[str, jax.Array], *, model_key: str, num_seeds: int | None = None
+) -> dict[str, jax.Array]:
   """The `OUTPUT_KEYS` of the model for a batch `[B, ...]`; with `num_seeds`, the mean over the replicas.
 
   Args:
@@ -92,6 +107,7 @@ def _apply(params: PyTree, batch: dict[str, jax.Array], *, model_key: str,
   """
   # flax only once a model is applied: `avvp_jax.load_parser` and the input checks resolve without it.
   from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top  (flax: `import avvp_jax` stays light)
+
   model = _model_from_key(model_key)
 
   def one_replica(replica_params, replica_batch):
@@ -117,19 +133,24 @@ def _as_array(x: Any, name: str) -> Any:
   try:
     return np.asarray(x)
   except (TypeError, ValueError) as error:
-    raise InputError(f"{name} could not be read as an array ({error}): pass a float32 numpy or jax array.") from None
+    raise InputError(
+        f"{name} could not be read as an array ({error}): pass a float32 numpy or jax array."
+    ) from None
 
 
 def _all_finite(x: Any) -> bool:
   if _is_tracer(x):
-    return True  # values are unknown while tracing: under jit/vmap only shapes and dtypes are checked
+    return (
+        True  # values are unknown while tracing: under jit/vmap only shapes and dtypes are checked
+    )
   if isinstance(x, jax.Array):
     return bool(jnp.all(jnp.isfinite(x)))
   return bool(np.isfinite(x).all())
 
 
-def validate_inputs(config: ml_collections.ConfigDict, audio: Any, frames: Any, motion: Any = None
-                    ) -> tuple[Any, Any, Any, bool]:
+def validate_inputs(
+    config: ml_collections.ConfigDict, audio: Any, frames: Any, motion: Any = None
+) -> tuple[Any, Any, Any, bool]:
   """Checks model inputs against `config.model.input_dims`; raises InputError on the first problem.
 
   Args:
@@ -145,44 +166,64 @@ def validate_inputs(config: ml_collections.ConfigDict, audio: Any, frames: Any, 
   dims = config.model.input_dims
   use_motion = int(dims.get("motion", 0)) > 0
   if use_motion and motion is None:
-    raise InputError(f"motion is None but this model has a motion stream of width {dims.motion}: pass the "
-                     f"[T, {dims.motion}] (or [B, T, {dims.motion}]) motion features.")
+    raise InputError(
+        f"motion is None but this model has a motion stream of width {dims.motion}: pass the "
+        f"[T, {dims.motion}] (or [B, T, {dims.motion}]) motion features."
+    )
   if not use_motion and motion is not None:
-    raise InputError("motion was given but this model has no motion stream (config.model.input_dims.motion "
-                     "is 0, e.g. CLIP/CLAP features): pass motion=None.")
+    raise InputError(
+        "motion was given but this model has no motion stream (config.model.input_dims.motion "
+        "is 0, e.g. CLIP/CLAP features): pass motion=None."
+    )
   named = {"audio": _as_array(audio, "audio"), "frames": _as_array(frames, "frames")}
   if use_motion:
     named["motion"] = _as_array(motion, "motion")
-  widths = {"audio": int(dims.audio), "frames": int(dims.frames), "motion": int(dims.get("motion", 0))}
+  widths = {
+      "audio": int(dims.audio),
+      "frames": int(dims.frames),
+      "motion": int(dims.get("motion", 0)),
+  }
   frames_per_second = features_lib.FRAMES_PER_SECOND
 
   ranks = {name: x.ndim for name, x in named.items()}
   if any(rank not in (2, 3) for rank in ranks.values()) or len(set(ranks.values())) != 1:
     shapes = ", ".join(f"{name} {tuple(x.shape)}" for name, x in named.items())
-    raise InputError(f"inputs have shapes {shapes}: pass one clip as [T, D] arrays or a batch as [B, T, D] "
-                     "arrays, the same rank for every input.")
+    raise InputError(
+        f"inputs have shapes {shapes}: pass one clip as [T, D] arrays or a batch as [B, T, D] "
+        "arrays, the same rank for every input."
+    )
   batched = ranks["audio"] == 3
   for name, x in named.items():
     if not jnp.issubdtype(x.dtype, jnp.floating):
       raise InputError(f"{name} has dtype {x.dtype}: pass floating-point features (float32).")
   for name, x in named.items():
     if x.shape[-1] != widths[name]:
-      raise InputError(f"{name} has feature width {x.shape[-1]} (shape {tuple(x.shape)}) but the model expects "
-                       f"{widths[name]} (config.model.input_dims.{name}): pass the features it was trained on.")
+      raise InputError(
+          f"{name} has feature width {x.shape[-1]} (shape {tuple(x.shape)}) but the model expects "
+          f"{widths[name]} (config.model.input_dims.{name}): pass the features it was trained on."
+      )
   num_seconds = named["audio"].shape[-2]
   if num_seconds < 1:
-    raise InputError(f"audio has shape {tuple(named['audio'].shape)} with no seconds: pass [T, {widths['audio']}] "
-                     "features with T >= 1.")
+    raise InputError(
+        f"audio has shape {tuple(named['audio'].shape)} with no seconds: pass [T, {widths['audio']}] "
+        "features with T >= 1."
+    )
   if named["frames"].shape[-2] not in (num_seconds, frames_per_second * num_seconds):
-    raise InputError(f"frames have {named['frames'].shape[-2]} steps but audio has {num_seconds} seconds: pass "
-                     f"pooled frames [{num_seconds}, {widths['frames']}] or raw frames "
-                     f"[{frames_per_second * num_seconds}, {widths['frames']}].")
+    raise InputError(
+        f"frames have {named['frames'].shape[-2]} steps but audio has {num_seconds} seconds: pass "
+        f"pooled frames [{num_seconds}, {widths['frames']}] or raw frames "
+        f"[{frames_per_second * num_seconds}, {widths['frames']}]."
+    )
   if use_motion and named["motion"].shape[-2] != num_seconds:
-    raise InputError(f"motion has {named['motion'].shape[-2]} seconds but audio has {num_seconds}: pass "
-                     f"[{num_seconds}, {widths['motion']}] motion features.")
+    raise InputError(
+        f"motion has {named['motion'].shape[-2]} seconds but audio has {num_seconds}: pass "
+        f"[{num_seconds}, {widths['motion']}] motion features."
+    )
   if batched and len({x.shape[0] for x in named.values()}) != 1:
     sizes = ", ".join(f"{name} {x.shape[0]}" for name, x in named.items())
-    raise InputError(f"inputs hold different numbers of clips ({sizes}): pass the same clips to every input.")
+    raise InputError(
+        f"inputs hold different numbers of clips ({sizes}): pass the same clips to every input."
+    )
   for name, x in named.items():
     if not _all_finite(x):
       raise InputError(f"{name} holds NaN or infinite values: re-extract those clips' features.")
@@ -191,15 +232,25 @@ def validate_inputs(config: ml_collections.ConfigDict, audio: Any, frames: Any, 
     x = jnp.asarray(x, jnp.float32)
     return x if batched else x[None]
 
-  return (prepared(named["audio"]), prepared(named["frames"]),
-          prepared(named["motion"]) if use_motion else None, batched)
+  return (
+      prepared(named["audio"]),
+      prepared(named["frames"]),
+      prepared(named["motion"]) if use_motion else None,
+      batched,
+  )
 
 
 # --- prediction -----------------------------------------------------------------------------------
 
 
-def _predict(config: ml_collections.ConfigDict, params: PyTree, audio: Any, frames: Any, motion: Any,
-             num_seeds: int | None) -> dict[str, jax.Array]:
+def _predict(
+    config: ml_collections.ConfigDict,
+    params: PyTree,
+    audio: Any,
+    frames: Any,
+    motion: Any,
+    num_seeds: int | None,
+) -> dict[str, jax.Array]:
   """Checks the inputs, applies `_apply`, and drops the batch axis the inputs did not have."""
   audio, frames, motion, batched = validate_inputs(config, audio, frames, motion)
   batch = {"audio": audio, "frames": frames}
@@ -209,8 +260,9 @@ def _predict(config: ml_collections.ConfigDict, params: PyTree, audio: Any, fram
   return outputs if batched else {key: value[0] for key, value in outputs.items()}
 
 
-def predict(config: ml_collections.ConfigDict, params: PyTree, audio: Any, frames: Any, motion: Any = None
-            ) -> dict[str, jax.Array]:
+def predict(
+    config: ml_collections.ConfigDict, params: PyTree, audio: Any, frames: Any, motion: Any = None
+) -> dict[str, jax.Array]:
   """The model's probabilities: the functional form of `Parser.predict`, jitted.
 
   The model is built once per distinct `config.model` (cached) and applied by a `jax.jit` keyed by it, so
@@ -229,8 +281,9 @@ def predict(config: ml_collections.ConfigDict, params: PyTree, audio: Any, frame
   return _predict(config, params, audio, frames, motion, num_seeds=None)
 
 
-def predict_ensemble(config: ml_collections.ConfigDict, params: PyTree, audio: Any, frames: Any,
-                     motion: Any = None) -> dict[str, jax.Array]:
+def predict_ensemble(
+    config: ml_collections.ConfigDict, params: PyTree, audio: Any, frames: Any, motion: Any = None
+) -> dict[str, jax.Array]:
   """The seed ensemble's probabilities: every output of `predict` averaged over the replicas.
 
   Args:
@@ -260,8 +313,14 @@ class Parser:
     source: where they were loaded from (None when built from memory).
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, params: PyTree, source: str | None = None, *,
-               seeds: Sequence[int] | None = None):
+  def __init__(
+      self,
+      config: ml_collections.ConfigDict,
+      params: PyTree,
+      source: str | None = None,
+      *,
+      seeds: Sequence[int] | None = None,
+  ):
     self.config = config
     self.params = params
     self.seeds = None if seeds is None else [int(s) for s in seeds]
@@ -281,8 +340,15 @@ class Parser:
     predict_fn = predict if self.seeds is None else predict_ensemble
     return jax.device_get(predict_fn(self.config, self.params, audio, frames, motion))
 
-  def parse(self, audio: Any, frames: Any, motion: Any = None, *, threshold: Any = events_lib.DEFAULT_THRESHOLD,
-            gate_threshold: Any = None) -> list[events_lib.Event] | list[list[events_lib.Event]]:
+  def parse(
+      self,
+      audio: Any,
+      frames: Any,
+      motion: Any = None,
+      *,
+      threshold: Any = events_lib.DEFAULT_THRESHOLD,
+      gate_threshold: Any = None,
+  ) -> list[events_lib.Event] | list[list[events_lib.Event]]:
     """Events of one clip (a list of event dicts) or of a batch (a list of such lists).
 
     Args:
@@ -319,15 +385,26 @@ def load_parser(path: str | os.PathLike[str], seed: int | None = None) -> Parser
   # Orbax only when loading (predicting with params in memory never imports it); state (flax) as in `_apply`.
   from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top  (orbax, only when loading)
   from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top  (flax: `import avvp_jax` stays light)
+
   path = os.path.abspath(os.path.expanduser(os.fspath(path)))
   config, params = checkpoint.restore_params(path)
   seeds = state_lib.run_seeds(config)
   if seed is not None or len(seeds) == 1:
     chosen = seeds[0] if seed is None else seed
     params = checkpoint.select_seed(config, params, chosen)
-    logging.info("Loaded %s/%s params (seed %d) from %s.", config.model.encoder, config.model.decoder,
-                 chosen, path)
+    logging.info(
+        "Loaded %s/%s params (seed %d) from %s.",
+        config.model.encoder,
+        config.model.decoder,
+        chosen,
+        path,
+    )
     return Parser(config, params, source=path)
-  logging.info("Loaded the %s/%s ensemble of seeds %s from %s.", config.model.encoder, config.model.decoder,
-               ", ".join(map(str, seeds)), path)
+  logging.info(
+      "Loaded the %s/%s ensemble of seeds %s from %s.",
+      config.model.encoder,
+      config.model.decoder,
+      ", ".join(map(str, seeds)),
+      path,
+  )
   return Parser(config, params, source=path, seeds=seeds)

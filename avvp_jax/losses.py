@@ -52,8 +52,13 @@ LINK_SIMILARITIES = ("weighted", "plain", "off")
 # The official LEAP flags, as `config.loss` booleans (official run script: all on): `{audio,visual}_pseudo_labels`
 # (--a_pseudo_flag / --v_pseudo_flag), `{audio,visual}_segment_loss` (--temporal_a_loss_flag / --temporal_v_loss_flag)
 # and `avss_from_pseudo_labels` (--use_pseudo_label).
-PSEUDO_LABEL_FLAGS = ("audio_pseudo_labels", "visual_pseudo_labels", "audio_segment_loss", "visual_segment_loss",
-                      "avss_from_pseudo_labels")
+PSEUDO_LABEL_FLAGS = (
+    "audio_pseudo_labels",
+    "visual_pseudo_labels",
+    "audio_segment_loss",
+    "visual_segment_loss",
+    "avss_from_pseudo_labels",
+)
 S_LOSS_LOW = -0.2  # LINK eq. 11: pairs less similar than this get weight 1
 
 
@@ -91,16 +96,19 @@ def smooth(label: Array, smoothing: float) -> Array:
 
 def cosine_similarity(audio_embedding: Array, visual_embedding: Array) -> Array:
   """`[B, T, D]` x `[B, T, D]` -> `[B, T, T]` cosine similarity of audio segment i and visual segment j."""
+
   def unit(x):
     x = _f32(x)
     # max(|x|, eps) written so that a zero vector has a zero gradient, not NaN.
     squared = jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), NORMALIZE_EPS**2)
     return x * jax.lax.rsqrt(squared)
+
   return jnp.einsum("bid,bjd->bij", unit(audio_embedding), unit(visual_embedding))
 
 
-def avss_target(audio_segments: Array, visual_segments: Array, kind: str = "official",
-                eps: float = 0.01) -> Array:
+def avss_target(
+    audio_segments: Array, visual_segments: Array, kind: str = "official", eps: float = 0.01
+) -> Array:
   """The EIoU target `[B, T, T]` of the avss loss from 0/1 segment labels `[B, T, C]`.
 
   Args:
@@ -122,23 +130,31 @@ def avss_target(audio_segments: Array, visual_segments: Array, kind: str = "offi
     ratio = shared / jnp.where(most > 0, most, 1.0)[:, None, None]  # shared is 0 wherever most is 0
     return ratio / (1.0 + ratio) + eps
   if kind == "paper":
-    union = (audio_segments.sum(axis=-1)[:, :, None] + visual_segments.sum(axis=-1)[:, None, :]
-             - shared)
+    union = (
+        audio_segments.sum(axis=-1)[:, :, None] + visual_segments.sum(axis=-1)[:, None, :] - shared
+    )
     return jnp.where(union > 0, shared / jnp.where(union > 0, union, 1.0), 0.0)
   raise InputError(f"config.loss.avss_target {kind!r} is unknown: use one of {AVSS_TARGETS}.")
 
 
-def han_loss(config: ml_collections.ConfigDict, outputs: Mapping[str, Array],
-             batch: Mapping[str, Any]) -> tuple[Array, Terms]:
+def han_loss(
+    config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
+) -> tuple[Array, Terms]:
   """HAN's loss: video BCE plus the smoothed audio and visual guided BCEs (module docstring)."""
   eps = config.clamp_eps
   label = _f32(batch["label"])
   terms = {
       "video": _batch_mean(_bce_per_clip(_clamp(outputs["video_prob"], eps), label), batch),
-      "audio": _batch_mean(_bce_per_clip(_clamp(outputs["audio_prob"], eps),
-                                         smooth(label, config.audio_smoothing)), batch),
-      "visual": _batch_mean(_bce_per_clip(_clamp(outputs["visual_prob"], eps),
-                                          smooth(label, config.visual_smoothing)), batch),
+      "audio": _batch_mean(
+          _bce_per_clip(_clamp(outputs["audio_prob"], eps), smooth(label, config.audio_smoothing)),
+          batch,
+      ),
+      "visual": _batch_mean(
+          _bce_per_clip(
+              _clamp(outputs["visual_prob"], eps), smooth(label, config.visual_smoothing)
+          ),
+          batch,
+      ),
   }
   return terms["video"] + terms["audio"] + terms["visual"], terms
 
@@ -161,14 +177,18 @@ def needs_pseudo_labels(config: ml_collections.ConfigDict) -> list[str]:
     return []
   flags = _pseudo_label_flags(config)
   used = [name for name in ("audio_pseudo_labels", "visual_pseudo_labels") if flags[name]]
-  if config.avss_weight and flags["avss_from_pseudo_labels"] and not (config.name == "link"
-                                                                      and config.link_similarity == "off"):
+  if (
+      config.avss_weight
+      and flags["avss_from_pseudo_labels"]
+      and not (config.name == "link" and config.link_similarity == "off")
+  ):
     used.append("avss_from_pseudo_labels")
   return used
 
 
-def _basic_terms(config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
-                 ) -> tuple[Terms, Array, Array]:
+def _basic_terms(
+    config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
+) -> tuple[Terms, Array, Array]:
   """L_basic's terms of LEAP (and LINK) and the 0/1 segment labels `[B, T, C]` the similarity target uses.
 
   Per modality m, as the official flags do (jasongief/LEAP `main_leap.py`, `dataloader_leap_add_label.py`):
@@ -181,13 +201,20 @@ def _basic_terms(config: ml_collections.ConfigDict, outputs: Mapping[str, Array]
   flags = _pseudo_label_flags(config)
   label = _f32(batch["label"])
   keys = {"audio": pseudo_labels.AUDIO_BATCH_KEY, "visual": pseudo_labels.VISUAL_BATCH_KEY}
-  needed = {"audio_pseudo_labels": [keys["audio"]], "visual_pseudo_labels": [keys["visual"]],
-            "avss_from_pseudo_labels": list(keys.values())}
-  missing = [name for name in needs_pseudo_labels(config) if not all(k in batch for k in needed[name])]
+  needed = {
+      "audio_pseudo_labels": [keys["audio"]],
+      "visual_pseudo_labels": [keys["visual"]],
+      "avss_from_pseudo_labels": list(keys.values()),
+  }
+  missing = [
+      name for name in needs_pseudo_labels(config) if not all(k in batch for k in needed[name])
+  ]
   if missing:
-    raise InputError(f"config.loss.{missing[0]} is True but the batch has no segment pseudo labels: set "
-                     "--config.data.pseudo_labels (VALOR's folder, one made by launch/make_pseudo_labels.py, or "
-                     f"'simulated' on the embedded synthetic data), or set --config.loss.{missing[0]}=False.")
+    raise InputError(
+        f"config.loss.{missing[0]} is True but the batch has no segment pseudo labels: set "
+        "--config.data.pseudo_labels (VALOR's folder, one made by launch/make_pseudo_labels.py, or "
+        f"'simulated' on the embedded synthetic data), or set --config.loss.{missing[0]}=False."
+    )
   smoothing = {"audio": config.audio_smoothing, "visual": config.visual_smoothing}
   terms = {"video": _batch_mean(_bce_per_clip(_clamp(outputs["video_prob"], eps), label), batch)}
   own_segments = {}
@@ -197,21 +224,31 @@ def _basic_terms(config: ml_collections.ConfigDict, outputs: Mapping[str, Array]
       video_target = segment_target.max(axis=1)
     else:
       video_target = smooth(label, smoothing[m])
-      segment_target = jnp.broadcast_to(video_target[:, None, :], outputs[f"segment_{m}_prob"].shape)
+      segment_target = jnp.broadcast_to(
+          video_target[:, None, :], outputs[f"segment_{m}_prob"].shape
+      )
     terms[m] = _batch_mean(_bce_per_clip(_clamp(outputs[f"{m}_prob"], eps), video_target), batch)
     if flags[f"{m}_segment_loss"]:
-      terms[f"{m}_segment"] = _batch_mean(_bce_per_clip(_clamp(outputs[f"segment_{m}_prob"], eps),
-                                                        segment_target), batch)
+      terms[f"{m}_segment"] = _batch_mean(
+          _bce_per_clip(_clamp(outputs[f"segment_{m}_prob"], eps), segment_target), batch
+      )
     else:
       terms[f"{m}_segment"] = jnp.zeros((), jnp.float32)
-    if "first_pass_video_prob" in outputs:  # LINK with PLSIM: the un-modulated pass, same video-level targets
-      first = _batch_mean(_bce_per_clip(_clamp(outputs[f"first_pass_{m}_prob"], eps), video_target), batch)
+    if (
+        "first_pass_video_prob" in outputs
+    ):  # LINK with PLSIM: the un-modulated pass, same video-level targets
+      first = _batch_mean(
+          _bce_per_clip(_clamp(outputs[f"first_pass_{m}_prob"], eps), video_target), batch
+      )
       terms["first_pass"] = terms.get("first_pass", 0.0) + first
     own_segments[m] = _fallback_segments(outputs[f"segment_{m}_prob"], outputs[f"{m}_prob"])
   if "first_pass_video_prob" in outputs:
     terms["first_pass"] = terms["first_pass"] + _batch_mean(
-        _bce_per_clip(_clamp(outputs["first_pass_video_prob"], eps), label), batch)
-  if flags["avss_from_pseudo_labels"] and all(k in batch for k in keys.values()):  # else avss is unused
+        _bce_per_clip(_clamp(outputs["first_pass_video_prob"], eps), label), batch
+    )
+  if flags["avss_from_pseudo_labels"] and all(
+      k in batch for k in keys.values()
+  ):  # else avss is unused
     audio_segments, visual_segments = _f32(batch[keys["audio"]]), _f32(batch[keys["visual"]])
   else:
     audio_segments, visual_segments = own_segments["audio"], own_segments["visual"]
@@ -219,18 +256,26 @@ def _basic_terms(config: ml_collections.ConfigDict, outputs: Mapping[str, Array]
   return {k: terms[k] for k in ordered if k in terms}, audio_segments, visual_segments
 
 
-def leap_loss(config: ml_collections.ConfigDict, outputs: Mapping[str, Array],
-              batch: Mapping[str, Any]) -> tuple[Array, Terms]:
+def leap_loss(
+    config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
+) -> tuple[Array, Terms]:
   """LEAP's loss: L_basic + avss_weight * L_avss (module docstring)."""
   terms, audio_segments, visual_segments = _basic_terms(config, outputs, batch)
   terms.pop("first_pass", None)
   target = jax.lax.stop_gradient(
-      avss_target(audio_segments, visual_segments, config.avss_target, config.avss_eps))
-  similarity = jax.nn.relu(cosine_similarity(outputs["audio_embedding"], outputs["visual_embedding"]))
+      avss_target(audio_segments, visual_segments, config.avss_target, config.avss_eps)
+  )
+  similarity = jax.nn.relu(
+      cosine_similarity(outputs["audio_embedding"], outputs["visual_embedding"])
+  )
   terms["avss"] = _batch_mean(_per_clip_mean((similarity - target) ** 2), batch)
-  loss = (terms["video"] + terms["audio"] + terms["visual"]
-          + config.segment_weight * (terms["audio_segment"] + terms["visual_segment"])
-          + config.avss_weight * terms["avss"])
+  loss = (
+      terms["video"]
+      + terms["audio"]
+      + terms["visual"]
+      + config.segment_weight * (terms["audio_segment"] + terms["visual_segment"])
+      + config.avss_weight * terms["avss"]
+  )
   return loss, terms
 
 
@@ -245,43 +290,55 @@ def similarity_weight(similarity: Array, mu: Array) -> Array:
   return jnp.where(s <= S_LOSS_LOW, 1.0, jnp.where(s < 0.0, peak, peak + (1.0 - peak) * s))
 
 
-def link_loss(config: ml_collections.ConfigDict, outputs: Mapping[str, Array],
-              batch: Mapping[str, Any]) -> tuple[Array, Terms]:
+def link_loss(
+    config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
+) -> tuple[Array, Terms]:
   """LINK's loss (eq. 7-12): L_basic (as LEAP's) + avss_weight * S-LOSS [+ first_pass_weight * first pass].
 
   S-LOSS (`config.link_similarity`): "weighted" is the avss loss with each pair's squared error weighted by
   `similarity_weight(s, outputs["similarity_mu"])`; "plain" is LEAP's unweighted avss loss; "off" drops it.
   """
   if config.link_similarity not in LINK_SIMILARITIES:
-    raise InputError(f"config.loss.link_similarity {config.link_similarity!r} is unknown: use one of "
-                     f"{LINK_SIMILARITIES}.")
+    raise InputError(
+        f"config.loss.link_similarity {config.link_similarity!r} is unknown: use one of "
+        f"{LINK_SIMILARITIES}."
+    )
   terms, audio_segments, visual_segments = _basic_terms(config, outputs, batch)
-  loss = (terms["video"] + terms["audio"] + terms["visual"]
-          + config.segment_weight * (terms["audio_segment"] + terms["visual_segment"]))
+  loss = (
+      terms["video"]
+      + terms["audio"]
+      + terms["visual"]
+      + config.segment_weight * (terms["audio_segment"] + terms["visual_segment"])
+  )
   if "first_pass" in terms:
     loss = loss + config.link_first_pass_weight * terms["first_pass"]
   if config.link_similarity != "off":
     target = jax.lax.stop_gradient(
-        avss_target(audio_segments, visual_segments, config.avss_target, config.avss_eps))
+        avss_target(audio_segments, visual_segments, config.avss_target, config.avss_eps)
+    )
     cosine = cosine_similarity(outputs["audio_embedding"], outputs["visual_embedding"])
     squared_error = (jax.nn.relu(cosine) - target) ** 2
     if config.link_similarity == "weighted":
       if "similarity_mu" not in outputs:
-        raise InputError("config.loss.link_similarity is 'weighted' but the model has no 'similarity_mu' "
-                         "output: use config.model.encoder = 'link' or link_similarity = 'plain'.")
+        raise InputError(
+            "config.loss.link_similarity is 'weighted' but the model has no 'similarity_mu' "
+            "output: use config.model.encoder = 'link' or link_similarity = 'plain'."
+        )
       squared_error = similarity_weight(cosine, outputs["similarity_mu"]) * squared_error
     terms["similarity"] = _batch_mean(_per_clip_mean(squared_error), batch)
     loss = loss + config.avss_weight * terms["similarity"]
   return loss, terms
 
 
-LossFn = Callable[[ml_collections.ConfigDict, Mapping[str, Array], Mapping[str, Any]],
-                  tuple[Array, Terms]]
+LossFn = Callable[
+    [ml_collections.ConfigDict, Mapping[str, Array], Mapping[str, Any]], tuple[Array, Terms]
+]
 LOSSES: dict[str, LossFn] = {"han": han_loss, "leap": leap_loss, "link": link_loss}
 
 
-def compute_loss(config: ml_collections.ConfigDict, outputs: Mapping[str, Array],
-                 batch: Mapping[str, Any]) -> tuple[Array, Terms]:
+def compute_loss(
+    config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
+) -> tuple[Array, Terms]:
   """The loss named by `config.name` (a key of `LOSSES`).
 
   Args:

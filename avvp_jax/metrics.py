@@ -57,12 +57,24 @@ from avvp_jax.errors import InputError
 MODALITIES = ("audio", "visual", "audio_visual")
 LEVELS = ("segment", "event")
 KEYS = (
-    "segment/audio", "segment/visual", "segment/audio_visual", "segment/type", "segment/event",
-    "event/audio", "event/visual", "event/audio_visual", "event/type", "event/event",
+    "segment/audio",
+    "segment/visual",
+    "segment/audio_visual",
+    "segment/type",
+    "segment/event",
+    "event/audio",
+    "event/visual",
+    "event/audio_visual",
+    "event/type",
+    "event/event",
 )
 PER_CLASS_KEYS = (
-    "segment/audio", "segment/visual", "segment/audio_visual",
-    "event/audio", "event/visual", "event/audio_visual",
+    "segment/audio",
+    "segment/visual",
+    "segment/audio_visual",
+    "event/audio",
+    "event/visual",
+    "event/audio_visual",
 )
 
 # Values are split into a multiple of 2^-12 and a remainder before summing; the coarse parts of up to
@@ -104,12 +116,15 @@ def segment_predictions(
   segment_visual_prob = jnp.asarray(segment_visual_prob)
   audio_filter_prob = jnp.asarray(audio_filter_prob)
   visual_filter_prob = jnp.asarray(visual_filter_prob)
-  for name, seg, flt in (("audio", segment_audio_prob, audio_filter_prob),
-                         ("visual", segment_visual_prob, visual_filter_prob)):
+  for name, seg, flt in (
+      ("audio", segment_audio_prob, audio_filter_prob),
+      ("visual", segment_visual_prob, visual_filter_prob),
+  ):
     if seg.ndim != 3 or flt.shape != (seg.shape[0], seg.shape[2]):
       raise InputError(
           f"segment_predictions got segment_{name}_prob of shape {seg.shape} and {name}_filter_prob of "
-          f"shape {flt.shape}: pass [N, T, C] segment and [N, C] video-level probabilities.")
+          f"shape {flt.shape}: pass [N, T, C] segment and [N, C] video-level probabilities."
+      )
 
   def gate(segment_prob, filter_prob):
     keep_class_NxC = filter_prob >= threshold
@@ -133,7 +148,9 @@ def _row_bits(positive_NxTxC: jax.Array) -> jax.Array:
     uint32 [N, C] (the bits are disjoint, so their integer sum is exact).
   """
   num_seconds = positive_NxTxC.shape[1]
-  weight_1xTx1 = jnp.asarray(np.left_shift(np.uint32(1), np.arange(num_seconds, dtype=np.uint32))[None, :, None])
+  weight_1xTx1 = jnp.asarray(
+      np.left_shift(np.uint32(1), np.arange(num_seconds, dtype=np.uint32))[None, :, None]
+  )
   return jnp.sum(jnp.where(positive_NxTxC, weight_1xTx1, jnp.uint32(0)), axis=1, dtype=jnp.uint32)
 
 
@@ -160,19 +177,29 @@ def _event_masks(bits_NxC: jax.Array, num_seconds: int) -> list[jax.Array]:
   masks = []
   for _ in range((num_seconds + 1) // 2):
     lowest = remaining & (~remaining + jnp.uint32(1))  # the lowest set bit (0 when none is left)
-    run = remaining & ~(remaining + lowest)  # the carry clears exactly the lowest run (mod 2^32 at bit 31)
+    run = remaining & ~(
+        remaining + lowest
+    )  # the carry clears exactly the lowest run (mod 2^32 at bit 31)
     masks.append(run)
     remaining = remaining ^ run
   return masks
 
 
-def _segment_counts(pred_NxC: jax.Array, true_NxC: jax.Array, num_seconds: int) -> tuple[jax.Array, ...]:
+def _segment_counts(
+    pred_NxC: jax.Array, true_NxC: jax.Array, num_seconds: int
+) -> tuple[jax.Array, ...]:
   """Second-level TP, FP, FN per clip and class from row bits: float32 [N, C] each."""
   del num_seconds  # the rows hold no bits beyond T
-  return (_popcount(pred_NxC & true_NxC), _popcount(pred_NxC & ~true_NxC), _popcount(~pred_NxC & true_NxC))
+  return (
+      _popcount(pred_NxC & true_NxC),
+      _popcount(pred_NxC & ~true_NxC),
+      _popcount(~pred_NxC & true_NxC),
+  )
 
 
-def _event_counts(pred_NxC: jax.Array, true_NxC: jax.Array, num_seconds: int) -> tuple[jax.Array, ...]:
+def _event_counts(
+    pred_NxC: jax.Array, true_NxC: jax.Array, num_seconds: int
+) -> tuple[jax.Array, ...]:
   """Event-level TP, FP, FN per clip and class from row bits, the official way: float32 [N, C] each.
 
   A predicted event is a TP when some true event of its row has IoU >= 0.5 with it (decided exactly in
@@ -187,7 +214,9 @@ def _event_counts(pred_NxC: jax.Array, true_NxC: jax.Array, num_seconds: int) ->
   for i, pred in enumerate(pred_masks):
     for j, true in enumerate(true_masks):
       inter = jax.lax.population_count(pred & true)
-      match = (inter > 0) & (2 * inter >= jax.lax.population_count(pred | true))  # empty slots never match
+      match = (inter > 0) & (
+          2 * inter >= jax.lax.population_count(pred | true)
+      )  # empty slots never match
       pred_found[i] = pred_found[i] | match
       true_found[j] = true_found[j] | match
   tp = sum(found.astype(jnp.float32) for found in pred_found)
@@ -221,21 +250,36 @@ def _clip_value(tp_NxC: jax.Array, fp_NxC: jax.Array, fn_NxC: jax.Array) -> jax.
 
 def _check_labels(pred_audio, pred_visual, true_audio, true_visual) -> None:
   """Shape checks (host, no transfer): four [N, T, C] arrays of one shape with T <= `MAX_SECONDS`."""
-  shapes = {name: tuple(np.shape(x)) for name, x in (("pred_audio", pred_audio), ("pred_visual", pred_visual),
-                                                    ("true_audio", true_audio), ("true_visual", true_visual))}
+  shapes = {
+      name: tuple(np.shape(x))
+      for name, x in (
+          ("pred_audio", pred_audio),
+          ("pred_visual", pred_visual),
+          ("true_audio", true_audio),
+          ("true_visual", true_visual),
+      )
+  }
   first = shapes["pred_audio"]
   if len(first) != 3 or any(shape != first for shape in shapes.values()):
-    raise InputError(f"the metrics got label arrays of shapes {shapes}: pass four 0/1 arrays of one "
-                     "shape [N, T, C] (clips, seconds, classes).")
+    raise InputError(
+        f"the metrics got label arrays of shapes {shapes}: pass four 0/1 arrays of one "
+        "shape [N, T, C] (clips, seconds, classes)."
+    )
   if first[1] > MAX_SECONDS:
-    raise InputError(f"the metrics got clips of {first[1]} seconds: they score at most {MAX_SECONDS} seconds "
-                     "per clip (LLP clips have 10); split longer videos into clips.")
+    raise InputError(
+        f"the metrics got clips of {first[1]} seconds: they score at most {MAX_SECONDS} seconds "
+        "per clip (LLP clips have 10); split longer videos into clips."
+    )
 
 
 def _modality_bits(pred_audio, pred_visual, true_audio, true_visual):
   """Row bits [N, C] (pred, true) for audio, visual and audio-visual (the AND of both), and T."""
-  pa, pv, ta, tv = (_row_bits(jnp.asarray(x) != 0) for x in (pred_audio, pred_visual, true_audio, true_visual))
-  return {"audio": (pa, ta), "visual": (pv, tv), "audio_visual": (pa & pv, ta & tv)}, np.shape(pred_audio)[1]
+  pa, pv, ta, tv = (
+      _row_bits(jnp.asarray(x) != 0) for x in (pred_audio, pred_visual, true_audio, true_visual)
+  )
+  return {"audio": (pa, ta), "visual": (pv, tv), "audio_visual": (pa & pv, ta & tv)}, np.shape(
+      pred_audio
+  )[1]
 
 
 def _all_binary(*arrays) -> jax.Array:
@@ -244,8 +288,14 @@ def _all_binary(*arrays) -> jax.Array:
   It compares the row bits of the nonzero values with those of the ones, the same reduction as the scores'
   `_row_bits`, which XLA computes once for both (a plain `all((x == 0) | (x == 1))` costs twice the time).
   """
-  return jnp.all(jnp.stack([jnp.all(_row_bits(jnp.asarray(x) != 0) == _row_bits(jnp.asarray(x) == 1))
-                            for x in arrays]))
+  return jnp.all(
+      jnp.stack(
+          [
+              jnp.all(_row_bits(jnp.asarray(x) != 0) == _row_bits(jnp.asarray(x) == 1))
+              for x in arrays
+          ]
+      )
+  )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -253,8 +303,9 @@ def _all_binary(*arrays) -> jax.Array:
 
 
 @jax.jit
-def clip_scores(pred_audio: jax.Array, pred_visual: jax.Array, true_audio: jax.Array,
-                true_visual: jax.Array) -> dict[str, jax.Array]:
+def clip_scores(
+    pred_audio: jax.Array, pred_visual: jax.Array, true_audio: jax.Array, true_visual: jax.Array
+) -> dict[str, jax.Array]:
   """The official per-clip values (fractions in [0, 1], not percent), one per key of `KEYS`.
 
   `100 * mean` over clips of each entry is the official number. `*/type` is the mean of the clip's
@@ -276,8 +327,9 @@ def clip_scores(pred_audio: jax.Array, pred_visual: jax.Array, true_audio: jax.A
     counts = {m: count_fn(*bits[m], num_seconds) for m in MODALITIES}
     for m in MODALITIES:
       scores[f"{level}/{m}"] = _clip_value(*counts[m])
-    scores[f"{level}/type"] = (scores[f"{level}/audio"] + scores[f"{level}/visual"]
-                               + scores[f"{level}/audio_visual"]) / 3.0
+    scores[f"{level}/type"] = (
+        scores[f"{level}/audio"] + scores[f"{level}/visual"] + scores[f"{level}/audio_visual"]
+    ) / 3.0
     pooled = [a + v for a, v in zip(counts["audio"], counts["visual"])]
     scores[f"{level}/event"] = _clip_value(*pooled)
   return {key: scores[key] for key in KEYS}
@@ -298,13 +350,18 @@ def masked_clip_sums(clip_values: Mapping[str, jax.Array], mask: jax.Array) -> d
     dict key -> float32 scalar, and "count" -> float32 scalar.
   """
   real_N = jnp.asarray(mask) != 0
-  sums = {key: _accurate_sum(jnp.where(real_N, values, 0.0), axis=0) for key, values in clip_values.items()}
+  sums = {
+      key: _accurate_sum(jnp.where(real_N, values, 0.0), axis=0)
+      for key, values in clip_values.items()
+  }
   sums["count"] = jnp.sum(real_N, dtype=jnp.float32)
   return sums
 
 
 @jax.jit
-def per_class_counts(pred_audio, pred_visual, true_audio, true_visual, mask) -> dict[str, jax.Array]:
+def per_class_counts(
+    pred_audio, pred_visual, true_audio, true_visual, mask
+) -> dict[str, jax.Array]:
   """Per-class (TP, FP, FN) summed over the real clips, for `f1_from_counts`; jitted, batch by batch.
 
   Args:
@@ -327,7 +384,9 @@ def per_class_counts(pred_audio, pred_visual, true_audio, true_visual, mask) -> 
 
 
 @jax.jit
-def _checked_score_sums(pred_audio, pred_visual, true_audio, true_visual, mask) -> dict[str, jax.Array]:
+def _checked_score_sums(
+    pred_audio, pred_visual, true_audio, true_visual, mask
+) -> dict[str, jax.Array]:
   """`masked_clip_sums(clip_scores(...))` of a whole set and the value check, in one device call."""
   sums = masked_clip_sums(clip_scores(pred_audio, pred_visual, true_audio, true_visual), mask)
   sums["binary"] = _all_binary(pred_audio, pred_visual, true_audio, true_visual)
@@ -335,7 +394,9 @@ def _checked_score_sums(pred_audio, pred_visual, true_audio, true_visual, mask) 
 
 
 @jax.jit
-def _checked_class_counts(pred_audio, pred_visual, true_audio, true_visual, mask) -> dict[str, jax.Array]:
+def _checked_class_counts(
+    pred_audio, pred_visual, true_audio, true_visual, mask
+) -> dict[str, jax.Array]:
   """`per_class_counts` of a whole set, the value check and the number of real clips, in one device call."""
   counts = per_class_counts(pred_audio, pred_visual, true_audio, true_visual, mask)
   counts["binary"] = _all_binary(pred_audio, pred_visual, true_audio, true_visual)
@@ -346,23 +407,31 @@ def _checked_class_counts(pred_audio, pred_visual, true_audio, true_visual, mask
 def _host_inputs(pred_audio, pred_visual, true_audio, true_visual, mask):
   """Checks shapes on the host (no transfer); returns the four label arrays and the [N] mask as arrays."""
   _check_labels(pred_audio, pred_visual, true_audio, true_visual)
-  arrays = [x if isinstance(x, (np.ndarray, jax.Array)) else np.asarray(x)
-            for x in (pred_audio, pred_visual, true_audio, true_visual)]
+  arrays = [
+      x if isinstance(x, (np.ndarray, jax.Array)) else np.asarray(x)
+      for x in (pred_audio, pred_visual, true_audio, true_visual)
+  ]
   num_clips = arrays[0].shape[0]
   mask = np.ones((num_clips,), np.float32) if mask is None else mask
   if np.shape(mask) != (num_clips,):
-    raise InputError(f"mask has shape {np.shape(mask)}, but the labels hold {num_clips} clips: pass a [N] mask "
-                     "with 1 for real clips and 0 for padding.")
+    raise InputError(
+        f"mask has shape {np.shape(mask)}, but the labels hold {num_clips} clips: pass a [N] mask "
+        "with 1 for real clips and 0 for padding."
+    )
   return arrays, mask
 
 
 def _check_values(fetched: dict[str, Any]) -> None:
   """Raises for the device-side checks of `_checked_*` once their results are on the host."""
   if not bool(fetched.pop("binary")):
-    raise InputError("the metrics got predictions or labels with values other than 0 and 1: threshold "
-                     "probabilities first, e.g. with metrics.segment_predictions.")
+    raise InputError(
+        "the metrics got predictions or labels with values other than 0 and 1: threshold "
+        "probabilities first, e.g. with metrics.segment_predictions."
+    )
   if float(fetched["count"]) == 0:
-    raise InputError("mask selects no clip: the metrics need at least one real clip (mask value 1).")
+    raise InputError(
+        "mask selects no clip: the metrics need at least one real clip (mask value 1)."
+    )
 
 
 def parsing_scores(pred_audio, pred_visual, true_audio, true_visual, mask=None) -> dict[str, float]:
@@ -404,7 +473,9 @@ def f1_from_counts(counts: Mapping[str, Any]) -> dict[str, np.ndarray]:
   return out
 
 
-def per_class_f1(pred_audio, pred_visual, true_audio, true_visual, mask=None) -> dict[str, np.ndarray]:
+def per_class_f1(
+    pred_audio, pred_visual, true_audio, true_visual, mask=None
+) -> dict[str, np.ndarray]:
   """Per-class F1 in percent over the whole set, for diagnostics (not an official number).
 
   For each class, the TP, FP and FN of all real clips are added up first (seconds at segment level,

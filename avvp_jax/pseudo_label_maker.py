@@ -64,8 +64,10 @@ from avvp_jax.errors import InputError
 DEFAULT_THRESHOLD = events.DEFAULT_THRESHOLD  # the official 0.5
 TUNING_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05, 0.10, ..., 0.95
 QUALITY_FILE = "quality.json"
-RULE = ("a second of class c is a pseudo label of modality m when c is in the clip's weak label and the teacher's "
-        "segment probability of m is >= the threshold of (m, c); every split is filtered by its weak labels")
+RULE = (
+    "a second of class c is a pseudo label of modality m when c is in the clip's weak label and the teacher's "
+    "segment probability of m is >= the threshold of (m, c); every split is filtered by its weak labels"
+)
 
 Thresholds = dict[str, np.ndarray]  # modality -> [C] float32
 
@@ -76,8 +78,15 @@ Thresholds = dict[str, np.ndarray]  # modality -> [C] float32
 def modality_thresholds(threshold: Any = DEFAULT_THRESHOLD) -> Thresholds:
   """Per-modality `[C]` thresholds from one number, `[C]` numbers, {class name: value} (others 0.5), or
   {"audio": any of those, "visual": ...} (a modality left out gets 0.5)."""
-  if isinstance(threshold, Mapping) and threshold and set(threshold) <= set(annotations.LABEL_MODALITIES):
-    return {m: events.class_thresholds(threshold.get(m, DEFAULT_THRESHOLD), f"{m} threshold") for m in annotations.LABEL_MODALITIES}
+  if (
+      isinstance(threshold, Mapping)
+      and threshold
+      and set(threshold) <= set(annotations.LABEL_MODALITIES)
+  ):
+    return {
+        m: events.class_thresholds(threshold.get(m, DEFAULT_THRESHOLD), f"{m} threshold")
+        for m in annotations.LABEL_MODALITIES
+    }
   values = events.class_thresholds(threshold, "threshold")
   return {m: values.copy() for m in annotations.LABEL_MODALITIES}
 
@@ -93,13 +102,20 @@ def apply_rule(segment_prob: Any, weak_labels: Any, threshold: Any) -> np.ndarra
   prob = np.asarray(segment_prob, np.float32)
   weak = np.asarray(weak_labels) > 0
   if prob.ndim != 3 or weak.shape != (prob.shape[0], prob.shape[2]):
-    raise InputError(f"apply_rule got segment probabilities {prob.shape} and weak labels {weak.shape}: pass [N, T, C] "
-                     "and [N, C] arrays of the same clips.")
+    raise InputError(
+        f"apply_rule got segment probabilities {prob.shape} and weak labels {weak.shape}: pass [N, T, C] "
+        "and [N, C] arrays of the same clips."
+    )
   return (prob >= np.asarray(threshold, np.float32)) & weak[:, None, :]
 
 
-def tune_thresholds(segment_prob: Any, true_labels: Any, weak_labels: Any, default: Any = DEFAULT_THRESHOLD,
-                    grid: Sequence[float] = TUNING_GRID) -> np.ndarray:
+def tune_thresholds(
+    segment_prob: Any,
+    true_labels: Any,
+    weak_labels: Any,
+    default: Any = DEFAULT_THRESHOLD,
+    grid: Sequence[float] = TUNING_GRID,
+) -> np.ndarray:
   """Per-class thresholds of one modality that maximise each class's pooled F1 of `apply_rule` on labelled clips.
 
   Args:
@@ -117,8 +133,10 @@ def tune_thresholds(segment_prob: Any, true_labels: Any, weak_labels: Any, defau
   prob = np.asarray(segment_prob, np.float32)
   true = np.asarray(true_labels) > 0
   if true.shape != prob.shape:
-    raise InputError(f"tune_thresholds got probabilities {prob.shape} and dense labels {true.shape}: pass both as "
-                     "[N, T, C].")
+    raise InputError(
+        f"tune_thresholds got probabilities {prob.shape} and dense labels {true.shape}: pass both as "
+        "[N, T, C]."
+    )
   num_classes = prob.shape[-1]
   default = np.broadcast_to(np.asarray(default, np.float32), (num_classes,))
   grid_g = np.asarray(grid, np.float32)
@@ -151,6 +169,7 @@ class ClipSource:
     description: what the data is, for logs and quality.json (says SYNTHETIC for synthetic data).
     synthetic: made from SYNTHETIC data.
   """
+
   splits: dict[str, annotations.Split]
   read: Callable[[str, Sequence[int]], dict[str, np.ndarray]]
   description: str
@@ -160,22 +179,33 @@ class ClipSource:
 def _head(split: annotations.Split, n: int) -> annotations.Split:
   """The first `n` clips of a split (as the synthetic build keeps them)."""
   cut = lambda x: None if x is None else x[:n]
-  return annotations.Split(split.name, split.filenames[:n], split.weak_labels[:n], cut(split.audio_labels),
-                           cut(split.visual_labels))
+  return annotations.Split(
+      split.name,
+      split.filenames[:n],
+      split.weak_labels[:n],
+      cut(split.audio_labels),
+      cut(split.visual_labels),
+  )
 
 
 def detect_layout(features_dir: pathlib.Path) -> str:
   """The layout whose sub-folders `features_dir` holds, or InputError naming the folder."""
   if not features_dir.is_dir():
-    raise InputError(f"--features_dir {str(features_dir)!r} is not a folder: point it at the LLP features, or leave "
-                     "it empty for the embedded synthetic data.")
+    raise InputError(
+        f"--features_dir {str(features_dir)!r} is not a folder: point it at the LLP features, or leave "
+        "it empty for the embedded synthetic data."
+    )
   for layout, folders in features_lib.LAYOUTS.items():
     if all((features_dir / sub).is_dir() for sub, _ in folders.values()):
       return layout
-  expected = "; ".join(f"{layout}: " + ", ".join(f"{sub}/" for sub, _ in folders.values())
-                       for layout, folders in features_lib.LAYOUTS.items())
-  raise InputError(f"--features_dir {str(features_dir)!r} holds neither layout's sub-folders ({expected}): point it "
-                   "at the folder holding them, or leave it empty for the embedded synthetic data.")
+  expected = "; ".join(
+      f"{layout}: " + ", ".join(f"{sub}/" for sub, _ in folders.values())
+      for layout, folders in features_lib.LAYOUTS.items()
+  )
+  raise InputError(
+      f"--features_dir {str(features_dir)!r} holds neither layout's sub-folders ({expected}): point it "
+      "at the folder holding them, or leave it empty for the embedded synthetic data."
+  )
 
 
 def _check_widths(layout: str, input_dims: Mapping[str, int], where: str) -> None:
@@ -183,12 +213,18 @@ def _check_widths(layout: str, input_dims: Mapping[str, int], where: str) -> Non
   have = {name: shapes[name][1] if name in shapes else 0 for name in ("audio", "frames", "motion")}
   want = {name: int(input_dims.get(name, 0)) for name in have}
   if have != want:
-    raise InputError(f"{where} holds {layout!r} features of widths {have} but the teacher takes {want}: pass features "
-                     "of the layout the teacher was trained on.")
+    raise InputError(
+        f"{where} holds {layout!r} features of widths {have} but the teacher takes {want}: pass features "
+        "of the layout the teacher was trained on."
+    )
 
 
-def folder_source(features_dir: str | os.PathLike[str], labels_dir: str | os.PathLike[str] | None,
-                  split_names: Sequence[str], input_dims: Mapping[str, int]) -> ClipSource:
+def folder_source(
+    features_dir: str | os.PathLike[str],
+    labels_dir: str | os.PathLike[str] | None,
+    split_names: Sequence[str],
+    input_dims: Mapping[str, int],
+) -> ClipSource:
   """The clips of the label files in `labels_dir` (None: the packaged LLP files), read from `features_dir`.
 
   Raises:
@@ -203,46 +239,72 @@ def folder_source(features_dir: str | os.PathLike[str], labels_dir: str | os.Pat
 
   def read(split: str, rows: Sequence[int]) -> dict[str, np.ndarray]:
     data = splits[split]
-    loaded = [features_lib.load_clip(root, layout, "pooled", data.clip_ids[r], data.filenames[r]) for r in rows]
+    loaded = [
+        features_lib.load_clip(root, layout, "pooled", data.clip_ids[r], data.filenames[r])
+        for r in rows
+    ]
     return {key: np.stack([clip[key] for clip in loaded]) for key in loaded[0]}
 
   marker = root / synthetic.MARKER_FILE
   labels = annotations.resolve_labels_dir(labels_dir or None)
   description = f"LLP features from {root} ({layout} layout), labels from {labels}"
   if marker.is_file():
-    description = f"SYNTHETIC features written by launch/make_synthetic.py (marker {marker}): {description}"
+    description = (
+        f"SYNTHETIC features written by launch/make_synthetic.py (marker {marker}): {description}"
+    )
   return ClipSource(splits=splits, read=read, description=description, synthetic=marker.is_file())
 
 
-def synthetic_source(data_config: Mapping[str, Any], labels_dir: str | os.PathLike[str] | None,
-                     split_names: Sequence[str], input_dims: Mapping[str, int]) -> ClipSource:
+def synthetic_source(
+    data_config: Mapping[str, Any],
+    labels_dir: str | os.PathLike[str] | None,
+    split_names: Sequence[str],
+    input_dims: Mapping[str, int],
+) -> ClipSource:
   """The embedded SYNTHETIC dataset of `data_config` (a run's `config.data`: synthetic_train_clips,
-  synthetic_seed, synthetic_eval_clips, layout), generated clip by clip as the trainer's build does."""
-  get = lambda name, default: data_config.get(name, default) if data_config.get(name, None) is not None else default
+  synthetic_seed, synthetic_eval_clips, layout), generated clip by clip as the trainer's build does.
+  """
+  get = (
+      lambda name, default: data_config.get(name, default)
+      if data_config.get(name, None) is not None
+      else default
+  )
   layout = get("layout", "official")
   _check_widths(layout, input_dims, "the embedded synthetic data")
-  data = synthetic.SyntheticLLP(num_train_clips=int(get("synthetic_train_clips", synthetic.DEFAULT_NUM_TRAIN_CLIPS)),
-                                seed=int(get("synthetic_seed", 0)), layout=layout, frames="pooled",
-                                labels_dir=labels_dir or None)
+  data = synthetic.SyntheticLLP(
+      num_train_clips=int(get("synthetic_train_clips", synthetic.DEFAULT_NUM_TRAIN_CLIPS)),
+      seed=int(get("synthetic_seed", 0)),
+      layout=layout,
+      frames="pooled",
+      labels_dir=labels_dir or None,
+  )
   eval_clips = int(get("synthetic_eval_clips", 0))
   splits = {}
   for name in split_names:
     split = data.split(name)
     splits[name] = _head(split, eval_clips) if name != "train" and eval_clips > 0 else split
   sizes = ", ".join(f"{name} {len(split)}" for name, split in splits.items())
-  description = (f"SYNTHETIC LLP-structured features (avvp_jax.data.synthetic: seed {data.seed}, {layout} layout; "
-                 f"clips {sizes}), real weak labels and real val/test dense labels")
-  return ClipSource(splits=splits, read=data.features_batch, description=description, synthetic=True)
+  description = (
+      f"SYNTHETIC LLP-structured features (avvp_jax.data.synthetic: seed {data.seed}, {layout} layout; "
+      f"clips {sizes}), real weak labels and real val/test dense labels"
+  )
+  return ClipSource(
+      splits=splits, read=data.features_batch, description=description, synthetic=True
+  )
 
 
 # --- the teacher's probabilities ---------------------------------------------------------------------
 
 
-def _batches(source: ClipSource, split_names: Sequence[str], size: int
-             ) -> Iterator[tuple[str, list[int], dict[str, np.ndarray]]]:
+def _batches(
+    source: ClipSource, split_names: Sequence[str], size: int
+) -> Iterator[tuple[str, list[int], dict[str, np.ndarray]]]:
   """(split, rows, features) batches of every split in order, the next one read on a thread meanwhile."""
-  jobs = [(name, list(range(start, min(start + size, len(source.splits[name])))))
-          for name in split_names for start in range(0, len(source.splits[name]), size)]
+  jobs = [
+      (name, list(range(start, min(start + size, len(source.splits[name])))))
+      for name in split_names
+      for start in range(0, len(source.splits[name]), size)
+  ]
   if not jobs:
     return
   with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
@@ -254,59 +316,95 @@ def _batches(source: ClipSource, split_names: Sequence[str], size: int
       yield name, rows, batch
 
 
-def teacher_probabilities(parser: inference.Parser, source: ClipSource, split_names: Sequence[str], *,
-                          batch_size: int = 64, progress: bool | None = None) -> dict[str, dict[str, np.ndarray]]:
+def teacher_probabilities(
+    parser: inference.Parser,
+    source: ClipSource,
+    split_names: Sequence[str],
+    *,
+    batch_size: int = 64,
+    progress: bool | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
   """The teacher's probabilities of every clip: split -> {`inference.OUTPUT_KEYS`: `[N, ...]` float32}.
 
   Batches are padded to one size, so one compilation serves every batch; a tqdm bar counts clips (None:
   only on a terminal).
   """
   import tqdm  # pylint: disable=g-import-not-at-top  (only when labelling)
+
   total = sum(len(source.splits[name]) for name in split_names)
   size = max(1, min(batch_size, max((len(source.splits[name]) for name in split_names), default=1)))
   parts: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in split_names}
-  bar = tqdm.tqdm(total=total, unit="clip", desc="teacher", disable=None if progress is None else not progress,
-                  file=sys.stderr, dynamic_ncols=True)
+  bar = tqdm.tqdm(
+      total=total,
+      unit="clip",
+      desc="teacher",
+      disable=None if progress is None else not progress,
+      file=sys.stderr,
+      dynamic_ncols=True,
+  )
   try:
     for name, rows, batch in _batches(source, split_names, size):
       pad = size - len(rows)
       if pad:
-        batch = {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}
+        batch = {
+            k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in batch.items()
+        }
       probs = parser.predict(batch["audio"], batch["frames"], batch.get("motion"))
-      parts[name].append({k: np.asarray(v[:len(rows)], np.float32) for k, v in probs.items()})
+      parts[name].append({k: np.asarray(v[: len(rows)], np.float32) for k, v in probs.items()})
       bar.update(len(rows))
   finally:
     bar.close()
   t, c = annotations.NUM_SECONDS, annotations.NUM_CLASSES
   keys = inference.OUTPUT_KEYS
-  empty = {key: np.zeros((0, t, c) if key.startswith("segment_") else (0, c), np.float32) for key in keys}
-  return {name: {key: np.concatenate([p[key] for p in chunks]) if chunks else empty[key] for key in keys}
-          for name, chunks in parts.items()}
+  empty = {
+      key: np.zeros((0, t, c) if key.startswith("segment_") else (0, c), np.float32) for key in keys
+  }
+  return {
+      name: {
+          key: np.concatenate([p[key] for p in chunks]) if chunks else empty[key] for key in keys
+      }
+      for name, chunks in parts.items()
+  }
 
 
 # --- the whole job -----------------------------------------------------------------------------------
 
 
 def _rounded(scores: Mapping[str, Any]) -> dict[str, Any]:
-  return {k: (_rounded(v) if isinstance(v, Mapping) else round(float(v), 4)) for k, v in scores.items()}
+  return {
+      k: (_rounded(v) if isinstance(v, Mapping) else round(float(v), 4)) for k, v in scores.items()
+  }
 
 
 def marker_text(description: str, checkpoint: str) -> str:
   """The `SYNTHETIC.txt` of a pseudo-label folder made from synthetic data."""
-  return "\n".join([
-      "SYNTHETIC DATA - pseudo labels of SYNTHETIC features, not of real LLP clips.",
-      "",
-      f"Segment pseudo labels made by launch/make_pseudo_labels.py with the teacher {checkpoint}",
-      f"on {description}.",
-      "Numbers obtained with them are not comparable with published LLP results.",
-  ]) + "\n"
+  return (
+      "\n".join(
+          [
+              "SYNTHETIC DATA - pseudo labels of SYNTHETIC features, not of real LLP clips.",
+              "",
+              f"Segment pseudo labels made by launch/make_pseudo_labels.py with the teacher {checkpoint}",
+              f"on {description}.",
+              "Numbers obtained with them are not comparable with published LLP results.",
+          ]
+      )
+      + "\n"
+  )
 
 
-def make_pseudo_labels(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *,
-                       features_dir: str | os.PathLike[str] | None = None,
-                       labels_dir: str | os.PathLike[str] | None = None, threshold: Any = DEFAULT_THRESHOLD,
-                       tune_on_val: bool = False, splits: Sequence[str] = annotations.SPLITS, batch_size: int = 64,
-                       seed: int | None = None, progress: bool | None = None) -> dict[str, Any]:
+def make_pseudo_labels(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    features_dir: str | os.PathLike[str] | None = None,
+    labels_dir: str | os.PathLike[str] | None = None,
+    threshold: Any = DEFAULT_THRESHOLD,
+    tune_on_val: bool = False,
+    splits: Sequence[str] = annotations.SPLITS,
+    batch_size: int = 64,
+    seed: int | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
   """Runs the teacher over every clip of `splits`, writes its pseudo labels to `out`; returns quality.json's dict.
 
   Args:
@@ -330,7 +428,9 @@ def make_pseudo_labels(checkpoint: str | os.PathLike[str], out: str | os.PathLik
   split_names = list(dict.fromkeys(s.strip() for s in splits if s.strip()))
   unknown = [s for s in split_names if s not in annotations.SPLITS]
   if unknown or "train" not in split_names:
-    raise InputError(f"splits {','.join(splits)}: name train (what LEAP trains on) and optionally val and test.")
+    raise InputError(
+        f"splits {','.join(splits)}: name train (what LEAP trains on) and optionally val and test."
+    )
   if tune_on_val and "val" not in split_names:
     raise InputError("tune_on_val needs the val split: add val to the splits.")
   if batch_size < 1:
@@ -338,8 +438,10 @@ def make_pseudo_labels(checkpoint: str | os.PathLike[str], out: str | os.PathLik
   if not out or not str(out).strip():
     raise InputError("out is empty: pass the folder to write the pseudo labels into.")
   if not pseudo_labels.replaceable(out):
-    raise InputError(f"--out {str(out)!r} already holds files this tool did not write: pick a new or empty folder "
-                     "(a folder written by launch/make_pseudo_labels.py is replaced).")
+    raise InputError(
+        f"--out {str(out)!r} already holds files this tool did not write: pick a new or empty folder "
+        "(a folder written by launch/make_pseudo_labels.py is replaced)."
+    )
   given = modality_thresholds(threshold)
   if features_dir:  # a folder of the wrong layout fails before the teacher is loaded
     detect_layout(pathlib.Path(features_dir).expanduser())
@@ -352,52 +454,89 @@ def make_pseudo_labels(checkpoint: str | os.PathLike[str], out: str | os.PathLik
     source = folder_source(features_dir, labels_dir, split_names, parser.input_dims)
   else:
     if data_config.get("features_dir", ""):
-      raise InputError(f"the teacher in {checkpoint} was trained on the features in {data_config['features_dir']!r}: "
-                       "pass "
-                       "--features_dir (without it the embedded synthetic data is labelled, which only fits a teacher "
-                       "trained on it).")
+      raise InputError(
+          f"the teacher in {checkpoint} was trained on the features in {data_config['features_dir']!r}: "
+          "pass "
+          "--features_dir (without it the embedded synthetic data is labelled, which only fits a teacher "
+          "trained on it)."
+      )
     source = synthetic_source(data_config, labels_dir, split_names, parser.input_dims)
   ids = [clip for name in split_names for clip in source.splits[name].clip_ids]
   repeated = [clip for clip, count in collections.Counter(ids).items() if count > 1]
   if repeated:
-    raise InputError(f"clip {repeated[0]} is listed more than once in the splits {', '.join(split_names)} "
-                     f"({len(repeated)} such clips): pseudo-label files are named by clip id, so list each clip "
-                     "once; fix the label files.")
+    raise InputError(
+        f"clip {repeated[0]} is listed more than once in the splits {', '.join(split_names)} "
+        f"({len(repeated)} such clips): pseudo-label files are named by clip id, so list each clip "
+        "once; fix the label files."
+    )
   logging.info("Pseudo labels from %s on %s", parser.source, source.description)
 
-  probs = teacher_probabilities(parser, source, split_names, batch_size=batch_size, progress=progress)
+  probs = teacher_probabilities(
+      parser, source, split_names, batch_size=batch_size, progress=progress
+  )
   thresholds = given
   if tune_on_val:
     val = source.splits["val"]
-    thresholds = {m: tune_thresholds(probs["val"][f"segment_{m}_prob"], getattr(val, f"{m}_labels"),
-                                     val.weak_labels, default=given[m]) for m in annotations.LABEL_MODALITIES}
-  labels = {name: {m: apply_rule(probs[name][f"segment_{m}_prob"], source.splits[name].weak_labels,
-                                 thresholds[m]) for m in annotations.LABEL_MODALITIES} for name in split_names}
+    thresholds = {
+        m: tune_thresholds(
+            probs["val"][f"segment_{m}_prob"],
+            getattr(val, f"{m}_labels"),
+            val.weak_labels,
+            default=given[m],
+        )
+        for m in annotations.LABEL_MODALITIES
+    }
+  labels = {
+      name: {
+          m: apply_rule(
+              probs[name][f"segment_{m}_prob"], source.splits[name].weak_labels, thresholds[m]
+          )
+          for m in annotations.LABEL_MODALITIES
+      }
+      for name in split_names
+  }
 
   report: dict[str, Any] = {
       "synthetic": source.synthetic,
       "data": source.description,
-      "teacher": {"checkpoint": checkpoint, "model": f"{config.model.encoder}/{config.model.decoder}",
-                  "seeds": parser.seeds if parser.seeds is not None else [seed if seed is not None else
-                                                                          int(config.get("seed", 0))],
-                  "ensemble": parser.seeds is not None},
+      "teacher": {
+          "checkpoint": checkpoint,
+          "model": f"{config.model.encoder}/{config.model.decoder}",
+          "seeds": parser.seeds
+          if parser.seeds is not None
+          else [seed if seed is not None else int(config.get("seed", 0))],
+          "ensemble": parser.seeds is not None,
+      },
       "rule": RULE,
-      "thresholds": {m: dict(zip(annotations.CLASSES, (round(float(v), 4) for v in thresholds[m])))
-                     for m in annotations.LABEL_MODALITIES},
+      "thresholds": {
+          m: dict(zip(annotations.CLASSES, (round(float(v), 4) for v in thresholds[m])))
+          for m in annotations.LABEL_MODALITIES
+      },
       "thresholds_tuned_on": "val" if tune_on_val else None,
       "splits": {},
   }
   for name in split_names:
     split = source.splits[name]
-    entry: dict[str, Any] = {"num_clips": len(split),
-                             "positives": {m: int(labels[name][m].sum()) for m in annotations.LABEL_MODALITIES}}
+    entry: dict[str, Any] = {
+        "num_clips": len(split),
+        "positives": {m: int(labels[name][m].sum()) for m in annotations.LABEL_MODALITIES},
+    }
     if split.audio_labels is not None and len(split):
-      entry["quality"] = _rounded(pseudo_labels.quality(labels[name]["audio"], labels[name]["visual"],
-                                                        split.audio_labels, split.visual_labels))
+      entry["quality"] = _rounded(
+          pseudo_labels.quality(
+              labels[name]["audio"], labels[name]["visual"], split.audio_labels, split.visual_labels
+          )
+      )
       teacher_audio, teacher_visual = events.segment_predictions(probs[name])
-      scores = metrics.parsing_scores(teacher_audio.astype(np.float32), teacher_visual.astype(np.float32),
-                                      split.audio_labels, split.visual_labels)
-      entry["teacher_segment_f1"] = _rounded({m: scores[f"segment/{m}"] for m in annotations.LABEL_MODALITIES})
+      scores = metrics.parsing_scores(
+          teacher_audio.astype(np.float32),
+          teacher_visual.astype(np.float32),
+          split.audio_labels,
+          split.visual_labels,
+      )
+      entry["teacher_segment_f1"] = _rounded(
+          {m: scores[f"segment/{m}"] for m in annotations.LABEL_MODALITIES}
+      )
     report["splits"][name] = entry
   if tune_on_val:
     report["note"] = "thresholds tuned on val: its figures are optimistic, test is held out"
@@ -405,8 +544,13 @@ def make_pseudo_labels(checkpoint: str | os.PathLike[str], out: str | os.PathLik
   audio = np.concatenate([labels[name]["audio"] for name in split_names])
   visual = np.concatenate([labels[name]["visual"] for name in split_names])
   pseudo_labels.write_pseudo_labels(
-      out, ids, audio, visual, marker_text=marker_text(source.description, checkpoint) if source.synthetic else None,
-      extra_files={QUALITY_FILE: json.dumps(report, indent=2) + "\n"})
+      out,
+      ids,
+      audio,
+      visual,
+      marker_text=marker_text(source.description, checkpoint) if source.synthetic else None,
+      extra_files={QUALITY_FILE: json.dumps(report, indent=2) + "\n"},
+  )
   report["out"] = str(pathlib.Path(out).expanduser().absolute())
   return report
 
@@ -416,14 +560,18 @@ def report_lines(report: Mapping[str, Any]) -> list[str]:
   kind = "SYNTHETIC pseudo labels" if report["synthetic"] else "pseudo labels"
   sizes = ", ".join(f"{name} {entry['num_clips']}" for name, entry in report["splits"].items())
   tuned = " (thresholds tuned on val)" if report.get("thresholds_tuned_on") else ""
-  lines = [f"{kind} of {sizes} clips{tuned} -> {report.get('out', '')}",
-           f"{'split':<6} {'modality':<8} {'precision':>9} {'recall':>7} {'F1':>6} {'seg. F1':>8} "
-           f"{'teacher seg. F1':>16}"]
+  lines = [
+      f"{kind} of {sizes} clips{tuned} -> {report.get('out', '')}",
+      f"{'split':<6} {'modality':<8} {'precision':>9} {'recall':>7} {'F1':>6} {'seg. F1':>8} "
+      f"{'teacher seg. F1':>16}",
+  ]
   for name, entry in report["splits"].items():
     if "quality" not in entry:
       continue
     for m in annotations.LABEL_MODALITIES:
       q = entry["quality"][m]
-      lines.append(f"{name:<6} {m:<8} {q['precision']:>9.2f} {q['recall']:>7.2f} {q['f1']:>6.2f} "
-                   f"{q['segment_f1']:>8.2f} {entry['teacher_segment_f1'][m]:>16.2f}")
+      lines.append(
+          f"{name:<6} {m:<8} {q['precision']:>9.2f} {q['recall']:>7.2f} {q['f1']:>6.2f} "
+          f"{q['segment_f1']:>8.2f} {entry['teacher_segment_f1'][m]:>16.2f}"
+      )
   return lines

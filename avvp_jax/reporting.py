@@ -49,7 +49,9 @@ class Chrono:
     clips_per_step: clips one step trains (global batch x replicas), for clips/s.
   """
 
-  def __init__(self, total_steps: int, clips_per_step: int, clock: Callable[[], float] = time.monotonic):
+  def __init__(
+      self, total_steps: int, clips_per_step: int, clock: Callable[[], float] = time.monotonic
+  ):
     self.total_steps = int(total_steps)
     self.clips_per_step = int(clips_per_step)
     self._clock = clock
@@ -69,8 +71,11 @@ class Chrono:
   def state_dict(self, step: int) -> dict[str, float]:
     """JSON-able totals for the progress checkpointed at `step`: training seconds, measured seconds / steps."""
     measured_seconds, measured_steps = self._measured(step)
-    return {"train_seconds": self.train_seconds(), "measured_seconds": measured_seconds,
-            "measured_steps": measured_steps}
+    return {
+        "train_seconds": self.train_seconds(),
+        "measured_seconds": measured_seconds,
+        "measured_steps": measured_steps,
+    }
 
   def load_state_dict(self, state: Mapping[str, float] | None) -> None:
     """Restores the totals of earlier runs (`state_dict` of the checkpoint resumed from); None: a fresh run."""
@@ -161,6 +166,7 @@ class SummaryWriter:
       return
     import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only process 0 writes summaries)
     from tensorflow.core.framework import summary_pb2  # pylint: disable=g-import-not-at-top  (as tf above)
+
     self._tf = tf
     self._writer = tf.summary.create_file_writer(logdir)
     metadata = summary_pb2.SummaryMetadata()
@@ -173,8 +179,12 @@ class SummaryWriter:
       return
     with self._writer.as_default():
       for name, value in values.items():
-        self._tf.summary.write(name, self._tf.constant(float(value), self._tf.float32), step=int(step),
-                               metadata=self._metadata)
+        self._tf.summary.write(
+            name,
+            self._tf.constant(float(value), self._tf.float32),
+            step=int(step),
+            metadata=self._metadata,
+        )
 
   def flush(self) -> None:
     if self._writer is not None:
@@ -193,6 +203,7 @@ class Progress:
     self._bar = None
     if jax.process_index() == 0 and sys.stderr.isatty():
       import tqdm  # pylint: disable=g-import-not-at-top  (only on a terminal)
+
       self._bar = tqdm.tqdm(total=total_steps, initial=initial, unit="step", dynamic_ncols=True)
 
   def update(self, n: int = 1) -> None:
@@ -244,4 +255,9 @@ class Profiler:
       jax.block_until_ready(result)
       jax.profiler.stop_trace()
     self._active = False
-    logging.info("Wrote a profile of %d steps (from step %d) to %s.", self.num_steps, self.first_step, self.logdir)
+    logging.info(
+        "Wrote a profile of %d steps (from step %d) to %s.",
+        self.num_steps,
+        self.first_step,
+        self.logdir,
+    )

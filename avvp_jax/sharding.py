@@ -110,8 +110,10 @@ def map_seeds(fn: Callable, num_seeds: int, in_axes: tuple[int | None, ...]) -> 
     return jax.vmap(fn, in_axes=in_axes)
 
   def one_seed(*args):  # reshapes: free bitcasts in XLA
-    rows = [arg if axis is None else jax.tree.map(lambda x: x.reshape(x.shape[1:]), arg)
-            for arg, axis in zip(args, in_axes)]
+    rows = [
+        arg if axis is None else jax.tree.map(lambda x: x.reshape(x.shape[1:]), arg)
+        for arg, axis in zip(args, in_axes)
+    ]
     return jax.tree.map(lambda x: x.reshape((1, *x.shape)), fn(*rows))
 
   return one_seed

@@ -43,6 +43,7 @@ MODEL_INPUT_KEYS = ("audio", "frames", "motion")
 
 class TrainState(flax.struct.PyTreeNode):
   """Everything a training step changes, for one replica; the trainer stacks S of them (`[S, ...]` leaves)."""
+
   step: jax.Array  # int32 scalar: number of steps taken
   params: PyTree
   opt_state: PyTree
@@ -64,33 +65,50 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   if "num_seeds" not in config:  # configs written before seeds existed
     config.num_seeds = 1
   if config.num_seeds < 1:
-    raise InputError(f"config.num_seeds={config.num_seeds} must be at least 1: set --config.num_seeds=1 for one "
-                     "run, N for N seeds.")
+    raise InputError(
+        f"config.num_seeds={config.num_seeds} must be at least 1: set --config.num_seeds=1 for one "
+        "run, N for N seeds."
+    )
   data_devices = jax.device_count() // sharding.seed_axis_size(config.num_seeds)
   for name in ("batch_size", "eval_batch_size"):
     value = config[name]
     if value <= 0 or value % data_devices:
-      raise InputError(f"config.{name}={value} must be a positive multiple of the {data_devices} devices of "
-                       f"the mesh's data axis: set --config.{name} to a multiple of {data_devices}.")
+      raise InputError(
+          f"config.{name}={value} must be a positive multiple of the {data_devices} devices of "
+          f"the mesh's data axis: set --config.{name} to a multiple of {data_devices}."
+      )
   models.resolve_dtype(config.compute_dtype, "config.compute_dtype")
   if config.num_epochs <= 0:
     raise InputError(f"config.num_epochs={config.num_epochs} must be positive.")
-  if (synthetic_lib.is_synthetic(config.data) and config.synthetic_label_embeddings
-      and config.model.leap.label_embeddings == "packaged"):  # an explicitly chosen table is kept
-    config.model.leap.label_embeddings = config.synthetic_label_embeddings  # recorded so in config.json
-  if config.data.pseudo_labels == simulated_teacher.SIMULATED and not synthetic_lib.is_synthetic(config.data):
-    raise InputError("config.data.pseudo_labels='simulated' exists only for the embedded synthetic data (it "
-                     "simulates a teacher from the set's hidden dense labels): with real features point it at "
-                     "VALOR's pseudo-label folder or at one made by launch/make_pseudo_labels.py.")
+  if (
+      synthetic_lib.is_synthetic(config.data)
+      and config.synthetic_label_embeddings
+      and config.model.leap.label_embeddings == "packaged"
+  ):  # an explicitly chosen table is kept
+    config.model.leap.label_embeddings = (
+        config.synthetic_label_embeddings
+    )  # recorded so in config.json
+  if config.data.pseudo_labels == simulated_teacher.SIMULATED and not synthetic_lib.is_synthetic(
+      config.data
+  ):
+    raise InputError(
+        "config.data.pseudo_labels='simulated' exists only for the embedded synthetic data (it "
+        "simulates a teacher from the set's hidden dense labels): with real features point it at "
+        "VALOR's pseudo-label folder or at one made by launch/make_pseudo_labels.py."
+    )
   needed = losses_lib.needs_pseudo_labels(config.loss)
   if needed and not config.data.pseudo_labels:
-    raise InputError(f"config.loss.{needed[0]} is True but config.data.pseudo_labels is empty: give segment pseudo "
-                     "labels (VALOR's folder, one made by launch/make_pseudo_labels.py, or 'simulated' on the "
-                     f"embedded synthetic data), or set --config.loss.{'=False --config.loss.'.join(needed)}=False.")
+    raise InputError(
+        f"config.loss.{needed[0]} is True but config.data.pseudo_labels is empty: give segment pseudo "
+        "labels (VALOR's folder, one made by launch/make_pseudo_labels.py, or 'simulated' on the "
+        f"embedded synthetic data), or set --config.loss.{'=False --config.loss.'.join(needed)}=False."
+    )
   features_dir = config.data.features_dir
   if features_dir and not os.path.isdir(os.path.expanduser(features_dir)):
-    raise InputError(f"config.data.features_dir {features_dir!r} does not exist: point it at the folder "
-                     "holding the LLP feature folders, or leave it empty for the embedded synthetic data.")
+    raise InputError(
+        f"config.data.features_dir {features_dir!r} does not exist: point it at the folder "
+        "holding the LLP feature folders, or leave it empty for the embedded synthetic data."
+    )
   return config
 
 
@@ -109,12 +127,15 @@ def build_model(config: ml_collections.ConfigDict) -> nn.Module:
   return models.build_model(config.model, dtype=config.compute_dtype)
 
 
-def dummy_inputs(config: ml_collections.ConfigDict, batch_size: int = 1
-                 ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+def dummy_inputs(
+    config: ml_collections.ConfigDict, batch_size: int = 1
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
   """Zero (audio, frames, motion) of the shapes the config's data produce, for initialisation."""
   num_seconds = annotations.NUM_SECONDS
   dims = config.model.input_dims
-  frame_steps = num_seconds * features_lib.FRAMES_PER_SECOND if config.data.frames == "raw" else num_seconds
+  frame_steps = (
+      num_seconds * features_lib.FRAMES_PER_SECOND if config.data.frames == "raw" else num_seconds
+  )
   audio = jnp.zeros((batch_size, num_seconds, dims.audio), jnp.float32)
   frames = jnp.zeros((batch_size, frame_steps, dims.frames), jnp.float32)
   motion = jnp.zeros((batch_size, num_seconds, dims.motion), jnp.float32) if dims.motion else None
@@ -128,18 +149,25 @@ def peak_learning_rate(config: ml_collections.ConfigDict) -> float:
   return float(config.optimizer.learning_rate)
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+def learning_rate_schedule(
+    config: ml_collections.ConfigDict, steps_per_epoch: int
+) -> optax.Schedule:
   """Adam's learning rate per step: PyTorch's per-epoch StepLR (x decay_factor every N epochs)."""
   opt = config.optimizer
   peak = peak_learning_rate(config)
   if opt.decay_every_epochs <= 0:
     return optax.constant_schedule(peak)
-  return optax.exponential_decay(peak, transition_steps=opt.decay_every_epochs * steps_per_epoch,
-                                 decay_rate=opt.decay_factor, staircase=True)
+  return optax.exponential_decay(
+      peak,
+      transition_steps=opt.decay_every_epochs * steps_per_epoch,
+      decay_rate=opt.decay_factor,
+      staircase=True,
+  )
 
 
-def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
-                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(
+    config: ml_collections.ConfigDict, steps_per_epoch: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The optimizer of `config.optimizer` and its learning-rate schedule."""
   opt = config.optimizer
   schedule = learning_rate_schedule(config, max(steps_per_epoch, 1))
@@ -150,23 +178,33 @@ def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
   elif opt.name == "sgd":
     tx = optax.sgd(schedule)
   else:
-    raise InputError(f"config.optimizer.name {opt.name!r} is unknown: use 'adam', 'adamw' or 'sgd'.")
+    raise InputError(
+        f"config.optimizer.name {opt.name!r} is unknown: use 'adam', 'adamw' or 'sgd'."
+    )
   if opt.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
   return tx, schedule
 
 
-def _init_fn(config: ml_collections.ConfigDict, model: nn.Module, tx: optax.GradientTransformation
-             ) -> Callable[[jax.Array], TrainState]:
+def _init_fn(
+    config: ml_collections.ConfigDict, model: nn.Module, tx: optax.GradientTransformation
+) -> Callable[[jax.Array], TrainState]:
   """`init(seed) -> TrainState` of one replica: key(seed) splits into (init, dropout-stream) keys."""
+
   def init(seed: jax.Array) -> TrainState:
     init_rng, dropout_rng = jax.random.split(jax.random.key(seed))
     params_rng, init_dropout_rng = jax.random.split(init_rng)
-    variables = model.init({"params": params_rng, "dropout": init_dropout_rng}, *dummy_inputs(config),
-                           train=False)
+    variables = model.init(
+        {"params": params_rng, "dropout": init_dropout_rng}, *dummy_inputs(config), train=False
+    )
     params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      rng=jax.random.key_data(dropout_rng))
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        rng=jax.random.key_data(dropout_rng),
+    )
+
   return init
 
 
@@ -174,8 +212,13 @@ def _with_sharding(abstract: PyTree, target: NamedSharding) -> PyTree:
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=target), abstract)
 
 
-def create_train_state(config: ml_collections.ConfigDict, model: nn.Module, tx: optax.GradientTransformation,
-                       mesh: Mesh, seeds: Iterable[int]) -> tuple[TrainState, PyTree]:
+def create_train_state(
+    config: ml_collections.ConfigDict,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    seeds: Iterable[int],
+) -> tuple[TrainState, PyTree]:
   """Initialises one replica per seed on `mesh`; returns (state, abstract state with shardings).
 
   Every leaf has a leading `[S]` axis split over the mesh's seed axis; replica s is what `init(seeds[s])`
@@ -186,8 +229,11 @@ def create_train_state(config: ml_collections.ConfigDict, model: nn.Module, tx: 
   init = jax.vmap(_init_fn(config, model, tx))
   seeds = jnp.asarray(list(seeds), jnp.int32)
   abstract = jax.eval_shape(init, seeds)
-  compiled = jax.jit(init, out_shardings=sharding.seed_sharded(mesh)).lower(seeds).compile(
-      {"xla_backend_optimization_level": 0})
+  compiled = (
+      jax.jit(init, out_shardings=sharding.seed_sharded(mesh))
+      .lower(seeds)
+      .compile({"xla_backend_optimization_level": 0})
+  )
   return compiled(seeds), _with_sharding(abstract, sharding.seed_sharded(mesh))
 
 
@@ -209,8 +255,14 @@ def abstract_params(config: ml_collections.ConfigDict, mesh: Mesh | None = None)
 # --- applying the model ----------------------------------------------------------------------------
 
 
-def apply_model(model: nn.Module, params: PyTree, batch: Mapping[str, jax.Array], *, train: bool,
-                rng: jax.Array | None = None) -> dict[str, jax.Array]:
+def apply_model(
+    model: nn.Module,
+    params: PyTree,
+    batch: Mapping[str, jax.Array],
+    *,
+    train: bool,
+    rng: jax.Array | None = None,
+) -> dict[str, jax.Array]:
   """Runs the model on a batch's `audio`, `frames` and (if present) `motion`; outputs are float32.
 
   In training the weak labels (and VALOR's segment pseudo labels, when the batch has them) go to the model
@@ -223,9 +275,14 @@ def apply_model(model: nn.Module, params: PyTree, batch: Mapping[str, jax.Array]
   inputs = [batch.get(key) for key in MODEL_INPUT_KEYS]
   rngs = {"dropout": rng} if train else None
   guidance = {}
-  if train:  # label guidance for models that use it at train time (LINK's PLSIM); never at evaluation
+  if (
+      train
+  ):  # label guidance for models that use it at train time (LINK's PLSIM); never at evaluation
     guidance["video_label"] = batch["label"]
     if pseudo_labels.AUDIO_BATCH_KEY in batch and pseudo_labels.VISUAL_BATCH_KEY in batch:
-      guidance["segment_labels"] = (batch[pseudo_labels.AUDIO_BATCH_KEY], batch[pseudo_labels.VISUAL_BATCH_KEY])
+      guidance["segment_labels"] = (
+          batch[pseudo_labels.AUDIO_BATCH_KEY],
+          batch[pseudo_labels.VISUAL_BATCH_KEY],
+      )
   outputs = model.apply({"params": params}, *inputs, train=train, rngs=rngs, **guidance)
   return {key: value.astype(jnp.float32) for key, value in outputs.items()}

@@ -38,7 +38,9 @@ def timeline_figure_size(clips: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
   """(width, height) in pixels of `plot_timelines(clips)`'s picture."""
   with_truth = any(clip.get("truth") is not None for clip in clips)
   width = _LABEL_WIDTH_IN + _PANEL_WIDTH_IN * (2 if with_truth else 1)
-  height = _HEADER_IN + sum(_CLIP_TITLE_IN + _CLIP_FOOTER_IN + _ROW_IN * max(1, len(_timeline_rows(c))) for c in clips)
+  height = _HEADER_IN + sum(
+      _CLIP_TITLE_IN + _CLIP_FOOTER_IN + _ROW_IN * max(1, len(_timeline_rows(c))) for c in clips
+  )
   return int(round(width * PLOT_DPI)), int(round(height * PLOT_DPI))
 
 
@@ -46,17 +48,33 @@ def _draw_events(ax, events: Sequence[events_lib.Event], rows: list[str], num_se
   """Draws one panel: per class row, the audio bar on top, the visual bar below, audio-visual hatched."""
   # matplotlib only when drawing: importing this module (e.g. for `timeline_figure_size`) stays light.
   from matplotlib import patches  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
+
   index = {label: i for i, label in enumerate(rows)}
   for event in events:
     y = len(rows) - 1 - index[event["label"]]  # first class at the top
     onset, width = event["onset"], event["offset"] - event["onset"]
     if event["modality"] == "audio":
-      ax.add_patch(patches.Rectangle((onset, y + 0.52), width, 0.38, facecolor=AUDIO_COLOR, edgecolor="none"))
+      ax.add_patch(
+          patches.Rectangle((onset, y + 0.52), width, 0.38, facecolor=AUDIO_COLOR, edgecolor="none")
+      )
     elif event["modality"] == "visual":
-      ax.add_patch(patches.Rectangle((onset, y + 0.10), width, 0.38, facecolor=VISUAL_COLOR, edgecolor="none"))
+      ax.add_patch(
+          patches.Rectangle(
+              (onset, y + 0.10), width, 0.38, facecolor=VISUAL_COLOR, edgecolor="none"
+          )
+      )
     else:
-      ax.add_patch(patches.Rectangle((onset, y + 0.05), width, 0.90, facecolor="none", edgecolor=OVERLAP_COLOR,
-                                     hatch="///", linewidth=1.5))
+      ax.add_patch(
+          patches.Rectangle(
+              (onset, y + 0.05),
+              width,
+              0.90,
+              facecolor="none",
+              edgecolor=OVERLAP_COLOR,
+              hatch="///",
+              linewidth=1.5,
+          )
+      )
   ax.set_xlim(0, num_seconds)
   ax.set_ylim(0, max(1, len(rows)))
   ax.set_xticks(range(num_seconds + 1))
@@ -69,8 +87,13 @@ def _draw_events(ax, events: Sequence[events_lib.Event], rows: list[str], num_se
   ax.tick_params(labelsize=8)
 
 
-def plot_timelines(path: str | os.PathLike[str], clips: Sequence[Mapping[str, Any]], *, title: str | None = None,
-                   num_seconds: int = annotations.NUM_SECONDS) -> tuple[int, int]:
+def plot_timelines(
+    path: str | os.PathLike[str],
+    clips: Sequence[Mapping[str, Any]],
+    *,
+    title: str | None = None,
+    num_seconds: int = annotations.NUM_SECONDS,
+) -> tuple[int, int]:
   """Writes a PNG of clips' event timelines; returns its (width, height) in pixels.
 
   Args:
@@ -85,6 +108,7 @@ def plot_timelines(path: str | os.PathLike[str], clips: Sequence[Mapping[str, An
   """
   # matplotlib only when drawing: importing this module (e.g. for `timeline_figure_size`) stays light.
   import matplotlib  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
+
   matplotlib.use("Agg")
   from matplotlib import patches  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
@@ -106,7 +130,9 @@ def plot_timelines(path: str | os.PathLike[str], clips: Sequence[Mapping[str, An
       panels = [("prediction", clip["events"])]
       if with_truth:
         truth = clip.get("truth")
-        panels.append(("ground truth" if truth is not None else "ground truth (not available)", truth or []))
+        panels.append(
+            ("ground truth" if truth is not None else "ground truth (not available)", truth or [])
+        )
       for column, (name, events) in enumerate(panels):
         left = (_LABEL_WIDTH_IN + column * _PANEL_WIDTH_IN) / width_in + 0.01
         ax = fig.add_axes((left, bottom, panel_w - 0.03, panel_h))
@@ -116,13 +142,31 @@ def plot_timelines(path: str | os.PathLike[str], clips: Sequence[Mapping[str, An
           ax.set_yticklabels([r.replace("_", " ") for r in rows], fontsize=8)
         ax.set_xlabel("seconds", fontsize=8, labelpad=1)
         if not rows:
-          ax.text(num_seconds / 2, 0.5, "no events", ha="center", va="center", fontsize=8, color="#777777")
+          ax.text(
+              num_seconds / 2,
+              0.5,
+              "no events",
+              ha="center",
+              va="center",
+              fontsize=8,
+              color="#777777",
+          )
       top -= block_in / height_in
-    handles = [patches.Patch(facecolor=AUDIO_COLOR, label="audio"),
-               patches.Patch(facecolor=VISUAL_COLOR, label="visual"),
-               patches.Patch(facecolor="none", edgecolor=OVERLAP_COLOR, hatch="///", label="audio-visual (both)")]
-    fig.legend(handles=handles, loc="upper right", ncol=3, fontsize=8, frameon=False,
-               bbox_to_anchor=(1.0 - 0.02, 1.0 - 0.26 / height_in))
+    handles = [
+        patches.Patch(facecolor=AUDIO_COLOR, label="audio"),
+        patches.Patch(facecolor=VISUAL_COLOR, label="visual"),
+        patches.Patch(
+            facecolor="none", edgecolor=OVERLAP_COLOR, hatch="///", label="audio-visual (both)"
+        ),
+    ]
+    fig.legend(
+        handles=handles,
+        loc="upper right",
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(1.0 - 0.02, 1.0 - 0.26 / height_in),
+    )
     if title:
       fig.suptitle(title, x=0.02, y=1.0 - 0.08 / height_in, ha="left", va="top", fontsize=10)
     os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)

@@ -61,8 +61,9 @@ class NonFiniteLossError(RuntimeError):
 # --- the step --------------------------------------------------------------------------------------
 
 
-def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: optax.GradientTransformation
-                    ) -> Callable[[state_lib.TrainState, Batch], tuple[state_lib.TrainState, dict[str, jax.Array]]]:
+def make_train_step(
+    config: ml_collections.ConfigDict, model: nn.Module, tx: optax.GradientTransformation
+) -> Callable[[state_lib.TrainState, Batch], tuple[state_lib.TrainState, dict[str, jax.Array]]]:
   """The pure train step of one replica, `(state, batch) -> (state, metrics)` (see `jit_train_step`).
 
   Dropout uses `fold_in(state.rng, state.step)`. `metrics` holds the loss, its terms and the gradient norm.
@@ -82,8 +83,11 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
-               **{f"loss/{name}": value for name, value in terms.items()}}
+    metrics = {
+        "loss": loss,
+        "grad_norm": optax.tree.norm(grads),
+        **{f"loss/{name}": value for name, value in terms.items()},
+    }
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step
@@ -98,9 +102,11 @@ def jit_train_step(train_step: Callable, mesh: Mesh, abstract_state: PyTree) -> 
   """
   state_sharding = jax.tree.map(lambda x: x.sharding, abstract_state)
   num_seeds = jax.tree.leaves(abstract_state)[0].shape[0]
-  return jax.jit(sharding.map_seeds(train_step, num_seeds, (0, 0)),
-                 in_shardings=(state_sharding, sharding.seed_data_sharded(mesh)),
-                 out_shardings=(state_sharding, sharding.seed_sharded(mesh)))
+  return jax.jit(
+      sharding.map_seeds(train_step, num_seeds, (0, 0)),
+      in_shardings=(state_sharding, sharding.seed_data_sharded(mesh)),
+      out_shardings=(state_sharding, sharding.seed_sharded(mesh)),
+  )
 
 
 # --- reporting the run -----------------------------------------------------------------------------
@@ -117,13 +123,31 @@ def _mean_std(values: np.ndarray, fmt: str) -> str:
 class _TrainLog:
   """The train metrics of pending steps: fetched in one transfer per log line, checked, written, reported."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str, seeds: list[int], data: Any,
-               schedule: optax.Schedule, chrono: reporting.Chrono, first_step: int, num_epochs: int):
-    self.config, self.seeds, self.data, self.schedule, self.chrono = config, seeds, data, schedule, chrono
+  def __init__(
+      self,
+      config: ml_collections.ConfigDict,
+      workdir: str,
+      seeds: list[int],
+      data: Any,
+      schedule: optax.Schedule,
+      chrono: reporting.Chrono,
+      first_step: int,
+      num_epochs: int,
+  ):
+    self.config, self.seeds, self.data, self.schedule, self.chrono = (
+        config,
+        seeds,
+        data,
+        schedule,
+        chrono,
+    )
     self.num_epochs = num_epochs
     self.writer = reporting.SummaryWriter(workdir)
-    self.seed_writers = ([reporting.SummaryWriter(os.path.join(workdir, f"seed_{seed}")) for seed in seeds]
-                         if len(seeds) > 1 else [])
+    self.seed_writers = (
+        [reporting.SummaryWriter(os.path.join(workdir, f"seed_{seed}")) for seed in seeds]
+        if len(seeds) > 1
+        else []
+    )
     self.progress = reporting.Progress(chrono.total_steps, first_step)
     self.pending: list[tuple[int, dict[str, jax.Array], np.ndarray]] = []
 
@@ -145,20 +169,31 @@ class _TrainLog:
         raise NonFiniteLossError(
             f"training loss{replica} is {float(values['loss'][k])} at step {pending_step} (0-based) on the batch "
             f"of clips [{shown}]; the last good checkpoint is kept: lower the learning rate or check those clips' "
-            "features.")
+            "features."
+        )
     per_seed = {key: np.mean([v[key] for v in fetched], axis=0) for key in fetched[0]}  # [S] each
     self.pending.clear()
     timing = self.chrono.tick(step)
     learning_rate = float(self.schedule(step - 1))
-    self.scalars(step, {f"train/{k}": v for k, v in per_seed.items()}, {
-        "train/learning_rate": learning_rate, "train/clips_per_second": timing["clips_per_second"],
-        "train/steps_per_second": timing["steps_per_second"]})
+    self.scalars(
+        step,
+        {f"train/{k}": v for k, v in per_seed.items()},
+        {
+            "train/learning_rate": learning_rate,
+            "train/clips_per_second": timing["clips_per_second"],
+            "train/steps_per_second": timing["steps_per_second"],
+        },
+    )
     loss, rate = _mean_std(per_seed["loss"], ".4f"), f"{timing['clips_per_second']:.0f} clips/s"
-    self.progress.report(f"loss {loss} lr {learning_rate:.1e} {rate}",
-                         f"epoch {epoch + 1}/{self.num_epochs} step {step}/{self.chrono.total_steps}: loss {loss}, "
-                         f"lr {learning_rate:.2e}, {rate}, ETA {reporting.format_duration(timing['eta_seconds'])}")
+    self.progress.report(
+        f"loss {loss} lr {learning_rate:.1e} {rate}",
+        f"epoch {epoch + 1}/{self.num_epochs} step {step}/{self.chrono.total_steps}: loss {loss}, "
+        f"lr {learning_rate:.2e}, {rate}, ETA {reporting.format_duration(timing['eta_seconds'])}",
+    )
 
-  def scalars(self, step: int, per_seed: dict[str, np.ndarray], shared: dict[str, float] | None = None) -> None:
+  def scalars(
+      self, step: int, per_seed: dict[str, np.ndarray], shared: dict[str, float] | None = None
+  ) -> None:
     """Summaries: the mean over seeds (and `shared`) at the workdir, each seed's values in `seed_<s>/`."""
     values = {k: float(np.mean(v)) for k, v in per_seed.items()}
     values.update({k: v for k, v in (shared or {}).items() if np.isfinite(v)})
@@ -177,33 +212,73 @@ class _TrainLog:
 def _validate(config, eval_step, state, data, mesh, seeds) -> dict[str, Any]:
   """Scores every replica on the validation split; logs the line (and per-seed ranking metric)."""
   start = time.time()
-  results = evaluate_lib.run_evaluation(eval_step, state.params, data.eval_batches("val"), mesh,
-                                        num_clips=data.num_eval_clips("val"))
+  results = evaluate_lib.run_evaluation(
+      eval_step, state.params, data.eval_batches("val"), mesh, num_clips=data.num_eval_clips("val")
+  )
   report = evaluate_lib.seed_report(results, seeds)
-  logging.info("validation (%d clips, %.1fs): %s", report["num_clips"], time.time() - start,
-               evaluate_lib.summary_line(report))
+  logging.info(
+      "validation (%d clips, %.1fs): %s",
+      report["num_clips"],
+      time.time() - start,
+      evaluate_lib.summary_line(report),
+  )
   if len(seeds) > 1:
     metric = config.checkpoint.best_metric
-    logging.info("validation %s per seed: %s", metric,
-                 ", ".join(f"{e['seed']}={e[metric]:.2f}" for e in report["per_seed"]))
+    logging.info(
+        "validation %s per seed: %s",
+        metric,
+        ", ".join(f"{e['seed']}={e[metric]:.2f}" for e in report["per_seed"]),
+    )
   return report
 
 
-def _log_run(config: ml_collections.ConfigDict, data: Any, mesh: Mesh, workdir: str, num_epochs: int,
-             num_params: int, seeds: list[int]) -> None:
-  logging.info("Process %d/%d, %d local / %d global devices (%s), mesh %s; workdir %s", jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count(), jax.devices()[0].platform,
-               dict(mesh.shape), workdir)
+def _log_run(
+    config: ml_collections.ConfigDict,
+    data: Any,
+    mesh: Mesh,
+    workdir: str,
+    num_epochs: int,
+    num_params: int,
+    seeds: list[int],
+) -> None:
+  logging.info(
+      "Process %d/%d, %d local / %d global devices (%s), mesh %s; workdir %s",
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_device_count(),
+      jax.device_count(),
+      jax.devices()[0].platform,
+      dict(mesh.shape),
+      workdir,
+  )
   if synthetic_lib.is_synthetic(config.data):
-    logging.info("SYNTHETIC data: %s; reduced recipe: %d epochs of %d training clips (%d steps of %d); "
-                 "set config.data.features_dir for real LLP features and the full recipe (%d epochs).",
-                 data.description, num_epochs, data.num_train_clips, data.steps_per_epoch, config.batch_size,
-                 config.num_epochs)
+    logging.info(
+        "SYNTHETIC data: %s; reduced recipe: %d epochs of %d training clips (%d steps of %d); "
+        "set config.data.features_dir for real LLP features and the full recipe (%d epochs).",
+        data.description,
+        num_epochs,
+        data.num_train_clips,
+        data.steps_per_epoch,
+        config.batch_size,
+        config.num_epochs,
+    )
   else:
-    logging.info("Data: %s; %d epochs x %d steps of %d clips.", data.description, num_epochs,
-                 data.steps_per_epoch, config.batch_size)
-  logging.info("Model %s/%s: %.2fM params, compute dtype %s; %d seed(s): %s.", config.model.encoder,
-               config.model.decoder, num_params / 1e6, config.compute_dtype, len(seeds), ", ".join(map(str, seeds)))
+    logging.info(
+        "Data: %s; %d epochs x %d steps of %d clips.",
+        data.description,
+        num_epochs,
+        data.steps_per_epoch,
+        config.batch_size,
+    )
+  logging.info(
+      "Model %s/%s: %.2fM params, compute dtype %s; %d seed(s): %s.",
+      config.model.encoder,
+      config.model.decoder,
+      num_params / 1e6,
+      config.compute_dtype,
+      len(seeds),
+      ", ".join(map(str, seeds)),
+  )
 
 
 # --- the loop --------------------------------------------------------------------------------------
@@ -237,8 +312,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   model = state_lib.build_model(config)
   tx, schedule = state_lib.make_optimizer(config, steps_per_epoch)
   state, abstract_state = state_lib.create_train_state(config, model, tx, mesh, seeds)
-  _log_run(config, data, mesh, workdir, num_epochs, sum(int(np.prod(x.shape[1:])) for x in
-                                                         jax.tree.leaves(state.params)), seeds)
+  _log_run(
+      config,
+      data,
+      mesh,
+      workdir,
+      num_epochs,
+      sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state.params)),
+      seeds,
+  )
   checkpoint_lib.save_config(workdir, config)
   train_step = jit_train_step(make_train_step(config, model, tx), mesh, abstract_state)
   eval_step = evaluate_lib.make_eval_step(config, model, mesh)
@@ -251,26 +333,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       state, position = restored
       start_epoch, batches_done = int(position["epoch"]), int(position["batches_done"])
       chrono.load_state_dict(position.get("chrono"))
-      logging.info("Resumed from %s at step %d (epoch %d, batch %d).", checkpointer.latest.directory,
-                   int(state.step[0]), start_epoch + 1, batches_done)
+      logging.info(
+          "Resumed from %s at step %d (epoch %d, batch %d).",
+          checkpointer.latest.directory,
+          int(state.step[0]),
+          start_epoch + 1,
+          batches_done,
+      )
       restored_best = checkpointer.restore_best(abstract_state)
       if restored_best is not None:  # the best save's own bookkeeping matches its state
         best.load_state_dict(restored_best[1], restored_best[0])
     step = int(jax.device_get(state.step)[0])
     if step != start_epoch * steps_per_epoch + batches_done:
-      raise InputError(f"the checkpoint in {workdir} is at step {step}, which does not match this config's "
-                       f"{steps_per_epoch} steps per epoch: use a fresh --workdir for a changed config.")
-    progress = lambda epoch, batches: dict(epoch=epoch, batches_done=batches, chrono=chrono.state_dict(step),
-                                           **best.state_dict())
+      raise InputError(
+          f"the checkpoint in {workdir} is at step {step}, which does not match this config's "
+          f"{steps_per_epoch} steps per epoch: use a fresh --workdir for a changed config."
+      )
+    progress = lambda epoch, batches: dict(
+        epoch=epoch, batches_done=batches, chrono=chrono.state_dict(step), **best.state_dict()
+    )
     log = _TrainLog(config, workdir, seeds, data, schedule, chrono, step, num_epochs)
-    profiler = reporting.Profiler(os.path.join(workdir, "profile"), config.profile.first_step,
-                                  config.profile.num_steps, chrono)
+    profiler = reporting.Profiler(
+        os.path.join(workdir, "profile"),
+        config.profile.first_step,
+        config.profile.num_steps,
+        chrono,
+    )
     chrono.start(step)
     first_step, val_report = step, {}
     try:
       for epoch in range(start_epoch, num_epochs):
         skip = batches_done if epoch == start_epoch else 0
-        for batch_in_epoch, host_batch in enumerate(data.seed_train_batches(seeds, epoch, skip), start=skip):
+        for batch_in_epoch, host_batch in enumerate(
+            data.seed_train_batches(seeds, epoch, skip), start=skip
+        ):
           state, metrics = train_step(state, sharding.global_batch(mesh, host_batch, seeds=True))
           log.add(step, metrics, np.asarray(host_batch["index"]))
           step += 1
@@ -280,14 +376,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           profiler.step(step, metrics)
           if step % config.log_every_steps == 0:
             log.flush(step, epoch)
-          if (config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0
-              and batch_in_epoch + 1 < steps_per_epoch):
+          if (
+              config.checkpoint.every_steps
+              and step % config.checkpoint.every_steps == 0
+              and batch_in_epoch + 1 < steps_per_epoch
+          ):
             log.flush(step, epoch)
             with chrono.paused():
               checkpointer.save(step, state, progress(epoch, batch_in_epoch + 1))
           if config.debug.kill_after_steps and step >= config.debug.kill_after_steps:
             checkpointer.wait_until_finished()
-            logging.warning("debug.kill_after_steps=%d: killing this process.", config.debug.kill_after_steps)
+            logging.warning(
+                "debug.kill_after_steps=%d: killing this process.", config.debug.kill_after_steps
+            )
             logging.flush()
             os.kill(os.getpid(), signal.SIGKILL)
         log.flush(step, epoch)
@@ -298,7 +399,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             logging.info("epoch %d/%d:", epoch + 1, num_epochs)
             val_report = _validate(config, eval_step, state, data, mesh, seeds)
             per_seed = val_report.get("per_seed", [val_report])
-            log.scalars(step, {f"val/{k}": np.array([s[k] for s in per_seed]) for k in metrics_lib.KEYS})
+            log.scalars(
+                step, {f"val/{k}": np.array([s[k] for s in per_seed]) for k in metrics_lib.KEYS}
+            )
             improved = best.update(step, per_seed, state)
             if improved.any():
               logging.info("%s", best.describe(improved))
@@ -308,10 +411,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             checkpointer.save_best(step, best.state, progress(epoch + 1, 0), best.metrics_record())
       profiler.stop()
       if not val_report:  # resumed after the last epoch: nothing left to train
-        logging.info("Already trained for %d epochs in %s; validating the latest state.", num_epochs, workdir)
+        logging.info(
+            "Already trained for %d epochs in %s; validating the latest state.", num_epochs, workdir
+        )
         val_report = _validate(config, eval_step, state, data, mesh, seeds)
-      logging.info("Training done: %d steps in %s of training (all runs of this workdir; validation and saves "
-                   "left out).", step, reporting.format_duration(chrono.train_seconds()))
+      logging.info(
+          "Training done: %d steps in %s of training (all runs of this workdir; validation and saves "
+          "left out).",
+          step,
+          reporting.format_duration(chrono.train_seconds()),
+      )
       return val_report
     finally:
       log.close()

@@ -49,28 +49,44 @@ def main():
   split, _ = annotations.load_split("test")
   rng = np.random.default_rng(0)
   perturb = metrics_test._perturb  # pylint: disable=protected-access
-  labels = (perturb(rng, split.audio_labels), perturb(rng, split.visual_labels), split.audio_labels,
-            split.visual_labels)
+  labels = (
+      perturb(rng, split.audio_labels),
+      perturb(rng, split.visual_labels),
+      split.audio_labels,
+      split.visual_labels,
+  )
 
   start = time.perf_counter()
   ours = metrics.parsing_scores(*labels)
   compile_s = time.perf_counter() - start
   ours_s = _median_seconds(lambda: metrics.parsing_scores(*labels), _OURS_REPEATS)
-  official_s = _median_seconds(lambda: metrics_test.official_loop_scores(*labels), _OFFICIAL_REPEATS)
+  official_s = _median_seconds(
+      lambda: metrics_test.official_loop_scores(*labels), _OFFICIAL_REPEATS
+  )
   official = metrics_test.official_loop_scores(*labels)
   worst = max(abs(ours[k] - official[k]) for k in metrics.KEYS)
 
   load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-  print(f"AVVP metrics on the {len(split)} LLP test clips x {annotations.NUM_SECONDS} s x "
-        f"{annotations.NUM_CLASSES} classes: real dense labels, SIMULATED predictions (the labels perturbed)")
-  print(f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}), {os.cpu_count()} CPU cores, "
-        f"load average {load}")
+  print(
+      f"AVVP metrics on the {len(split)} LLP test clips x {annotations.NUM_SECONDS} s x "
+      f"{annotations.NUM_CLASSES} classes: real dense labels, SIMULATED predictions (the labels perturbed)"
+  )
+  print(
+      f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}), {os.cpu_count()} CPU cores, "
+      f"load average {load}"
+  )
   print(f"{'what':<58}{'time':>12}")
-  print(f"{'official per-video numpy loop, median of ' + str(_OFFICIAL_REPEATS):<58}{official_s * 1e3:>10.1f}ms")
-  print(f"{'ours: parsing_scores after compilation, median of ' + str(_OURS_REPEATS):<58}{ours_s * 1e3:>10.2f}ms")
+  print(
+      f"{'official per-video numpy loop, median of ' + str(_OFFICIAL_REPEATS):<58}{official_s * 1e3:>10.1f}ms"
+  )
+  print(
+      f"{'ours: parsing_scores after compilation, median of ' + str(_OURS_REPEATS):<58}{ours_s * 1e3:>10.2f}ms"
+  )
   print(f"{'ours: first call (trace + compile + run)':<58}{compile_s * 1e3:>10.1f}ms")
-  print(f"ours is {official_s / ours_s:.0f}x faster than the official loop; largest difference: {worst:.2e} "
-        "percentage points")
+  print(
+      f"ours is {official_s / ours_s:.0f}x faster than the official loop; largest difference: {worst:.2e} "
+      "percentage points"
+  )
   for key in metrics.KEYS:
     print(f"  {key:<22}{ours[key]:9.4f}  (official loop {official[key]:9.4f})")
 

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # pylint: disable=g-import-not-at-top
 
 import bench_train  # pylint: disable=g-import-not-at-top  (bench/ is the script's folder)
+
 DESCRIPTIONS = {
     "han": "HAN + MMIL",
     "leap": "HAN + LEAP",
@@ -47,21 +48,30 @@ def main():
   parser.add_argument("--batches", default="16,32")
   parser.add_argument("--steps", type=int, default=10)
   args = parser.parse_args()
-  print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} ({jax.devices()[0].platform}), "
-        f"{os.cpu_count()} CPU cores")
+  print(
+      f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} ({jax.devices()[0].platform}), "
+      f"{os.cpu_count()} CPU cores"
+  )
   rows = []
   for name in args.configs.split(","):
     for batch_size in (int(b) for b in args.batches.split(",")):
-      row = dict(config=name, batch=batch_size, **bench_train.time_step(_config(name, batch_size), args.steps,
-                                                                              with_pseudo_labels=True))
+      row = dict(
+          config=name,
+          batch=batch_size,
+          **bench_train.time_step(_config(name, batch_size), args.steps, with_pseudo_labels=True),
+      )
       rows.append(row)
       print(row, flush=True)
   print()
-  print("| config | model | params | batch | compile | train step | clips/s | 10k-clip epoch (steps only) |")
+  print(
+      "| config | model | params | batch | compile | train step | clips/s | 10k-clip epoch (steps only) |"
+  )
   print("|---|---|---|---|---|---|---|---|")
   for r in rows:
-    print(f"| {r['config']} | {DESCRIPTIONS.get(r['config'], r['config'])} | {r['params_m']:.2f}M | {r['batch']} "
-          f"| {r['compile_s']:.1f} s | {r['step_ms']:.0f} ms | {r['step_clips_s']:.0f} | {r['epoch_s']:.0f} s |")
+    print(
+        f"| {r['config']} | {DESCRIPTIONS.get(r['config'], r['config'])} | {r['params_m']:.2f}M | {r['batch']} "
+        f"| {r['compile_s']:.1f} s | {r['step_ms']:.0f} ms | {r['step_clips_s']:.0f} | {r['epoch_s']:.0f} s |"
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
 from configs import han  # pylint: disable=g-import-not-at-top
 from configs import leap  # pylint: disable=g-import-not-at-top
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A workdir or checkpoint to time instead of HAN and LEAP.")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "A workdir or checkpoint to time instead of HAN and LEAP."
+)
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "16", "64", "256"], "Batch sizes to time.")
 _REPEATS = flags.DEFINE_integer("repeats", 20, "Timed calls per batch size (median reported).")
 
@@ -48,6 +50,7 @@ def _median_ms(fn, repeats):
 def _untrained_parser(config):
   from avvp_jax import models  # pylint: disable=g-import-not-at-top
   from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+
   model = models.build_model(config.model)
   dummy = state_lib.dummy_inputs(config)
   params = jax.jit(lambda key: model.init(key, *dummy, train=False)["params"])(jax.random.key(0))
@@ -60,14 +63,24 @@ def main(argv):
   data = synthetic.SyntheticLLP(num_train_clips=8, layout="official", frames="pooled")
   clips = data.features_batch("val", range(max(batch_sizes)))
   if _CHECKPOINT.value:
-    parsers = {os.path.basename(os.path.normpath(_CHECKPOINT.value)): avvp_jax.load_parser(_CHECKPOINT.value)}
+    parsers = {
+        os.path.basename(os.path.normpath(_CHECKPOINT.value)): avvp_jax.load_parser(
+            _CHECKPOINT.value
+        )
+    }
   else:
-    parsers = {"HAN (hidden 512)": _untrained_parser(han.get_config()),
-               "LEAP (hidden 512)": _untrained_parser(leap.get_config())}
-  print(f"avvp_jax.inference on {jax.devices()[0].platform} ({jax.device_count()} device(s), "
-        f"{os.cpu_count()} CPU cores); SYNTHETIC official-layout clips; median of {_REPEATS.value} calls")
-  header = (f"{'model':<18} {'batch':>5} {'first call ms':>13} {'predict ms':>10} {'predict clips/s':>15} "
-            f"{'parse ms':>9} {'parse clips/s':>13}")
+    parsers = {
+        "HAN (hidden 512)": _untrained_parser(han.get_config()),
+        "LEAP (hidden 512)": _untrained_parser(leap.get_config()),
+    }
+  print(
+      f"avvp_jax.inference on {jax.devices()[0].platform} ({jax.device_count()} device(s), "
+      f"{os.cpu_count()} CPU cores); SYNTHETIC official-layout clips; median of {_REPEATS.value} calls"
+  )
+  header = (
+      f"{'model':<18} {'batch':>5} {'first call ms':>13} {'predict ms':>10} {'predict clips/s':>15} "
+      f"{'parse ms':>9} {'parse clips/s':>13}"
+  )
   print(header)
   print("-" * len(header))
   for name, parser in parsers.items():
@@ -81,8 +94,11 @@ def main(argv):
       first_ms = 1000.0 * (time.perf_counter() - start)
       predict_ms = _median_ms(lambda: parser.predict(*inputs), _REPEATS.value)  # pylint: disable=cell-var-from-loop
       parse_ms = _median_ms(lambda: parser.parse(*inputs), _REPEATS.value)  # pylint: disable=cell-var-from-loop
-      print(f"{name:<18} {batch:>5} {first_ms:>13.1f} {predict_ms:>10.2f} {1000 * batch / predict_ms:>15.0f} "
-            f"{parse_ms:>9.2f} {1000 * batch / parse_ms:>13.0f}", flush=True)
+      print(
+          f"{name:<18} {batch:>5} {first_ms:>13.1f} {predict_ms:>10.2f} {1000 * batch / predict_ms:>15.0f} "
+          f"{parse_ms:>9.2f} {1000 * batch / parse_ms:>13.0f}",
+          flush=True,
+      )
 
 
 if __name__ == "__main__":

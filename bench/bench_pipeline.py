@@ -36,7 +36,9 @@ from configs import common  # pylint: disable=g-import-not-at-top
 _SOURCE = flags.DEFINE_enum("source", "synthetic", ["synthetic", "files"], "What the build reads.")
 _FRAMES = flags.DEFINE_list("frames", ["pooled", "raw"], "Frame modes to time.")
 _TRAIN_CLIPS = flags.DEFINE_integer("train_clips", 2000, "Training clips.")
-_EVAL_CLIPS = flags.DEFINE_integer("eval_clips", 0, "Validation/test clips (0: all 649 / 1,200; synthetic only).")
+_EVAL_CLIPS = flags.DEFINE_integer(
+    "eval_clips", 0, "Validation/test clips (0: all 649 / 1,200; synthetic only)."
+)
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Training batch (the default config's).")
 _EVAL_BATCH = flags.DEFINE_integer("eval_batch_size", 64, "Evaluation batch.")
 _PASSES = flags.DEFINE_integer("warm_passes", 3, "Warm training passes (the median is reported).")
@@ -68,8 +70,10 @@ def _write_files(root: pathlib.Path, frames: str) -> dict:
 
 
 def _row(name: str, frames: str, phase: str, seconds: float, clips: int, size: int) -> str:
-  return (f"| {name:9s} | {frames:6s} | {phase:10s} | {clips:6d} | {seconds:8.2f} | {clips / seconds:9.0f} | "
-          f"{size / seconds / 2**20:8.1f} |")
+  return (
+      f"| {name:9s} | {frames:6s} | {phase:10s} | {clips:6d} | {seconds:8.2f} | {clips / seconds:9.0f} | "
+      f"{size / seconds / 2**20:8.1f} |"
+  )
 
 
 def main(argv):
@@ -82,31 +86,49 @@ def main(argv):
       if _SOURCE.value == "files":
         start = time.perf_counter()
         config = _write_files(root, frames)
-        print(f"wrote the .npy files ({frames} run) in {time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"wrote the .npy files ({frames} run) in {time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
       else:
-        config = dict(features_dir="", synthetic_train_clips=_TRAIN_CLIPS.value, synthetic_seed=0,
-                      synthetic_eval_clips=_EVAL_CLIPS.value, frames=frames)
+        config = dict(
+            features_dir="",
+            synthetic_train_clips=_TRAIN_CLIPS.value,
+            synthetic_seed=0,
+            synthetic_eval_clips=_EVAL_CLIPS.value,
+            frames=frames,
+        )
       config.update(data_dir=str(root / "tfds"), layout="official", shuffle_buffer=10_000)
       data_config = common.get_config().data  # configs/common.py's defaults with the fields above
       data_config.update(config)
       start = time.perf_counter()
-      data = pipeline.prepare(data_config, batch_size=_BATCH.value, eval_batch_size=_EVAL_BATCH.value, seed=0,
-                              process_index=0, process_count=1)
+      data = pipeline.prepare(
+          data_config,
+          batch_size=_BATCH.value,
+          eval_batch_size=_EVAL_BATCH.value,
+          seed=0,
+          process_index=0,
+          process_count=1,
+      )
       build_s = time.perf_counter() - start
       total = sum(data.num_clips(s) for s in ("train", "val", "test"))
       per_clip = sum(int(np.prod(s)) * 4 for s in data.feature_shapes.values())
       rows.append(_row(_SOURCE.value, frames, "build", build_s, total, total * per_clip))
       rows.append(_row(_SOURCE.value, frames, "train cold", *_time_pass(data.train_batches(0))))
-      warm = sorted((_time_pass(data.train_batches(epoch)) for epoch in range(1, 1 + _PASSES.value)),
-                    key=lambda r: r[0])
+      warm = sorted(
+          (_time_pass(data.train_batches(epoch)) for epoch in range(1, 1 + _PASSES.value)),
+          key=lambda r: r[0],
+      )
       rows.append(_row(_SOURCE.value, frames, "train warm", *warm[len(warm) // 2]))
       list(data.eval_batches("val"))  # first eval pass
       rows.append(_row(_SOURCE.value, frames, "eval warm", *_time_pass(data.eval_batches("val"))))
       print(f"{frames}: {data.description}", flush=True)
     finally:
       shutil.rmtree(root, ignore_errors=True)
-  print(f"\nbatch {_BATCH.value} (train, last batch padded and masked), {_EVAL_BATCH.value} (eval, padded); "
-        "1 process\n")
+  print(
+      f"\nbatch {_BATCH.value} (train, last batch padded and masked), {_EVAL_BATCH.value} (eval, padded); "
+      "1 process\n"
+  )
   print("| source    | frames | phase      |  clips |    secs |   clips/s |     MB/s |")
   print("|-----------|--------|------------|--------|----------|-----------|----------|")
   print("\n".join(rows))

@@ -58,30 +58,54 @@ def _last_validation(log_path: str, pattern: re.Pattern[str] = SUMMARY) -> dict[
 
 
 def _train_command(args, workdir: str, *flags: str) -> list[str]:
-  return [sys.executable, os.path.join("launch", "train.py"), f"--config={args.config}", f"--workdir={workdir}",
-          *(f"--config.{item}" for item in args.set), *flags]
+  return [
+      sys.executable,
+      os.path.join("launch", "train.py"),
+      f"--config={args.config}",
+      f"--workdir={workdir}",
+      *(f"--config.{item}" for item in args.set),
+      *flags,
+  ]
 
 
 def together(args) -> float:
   workdir = os.path.join(args.root, "together")
-  seconds = _run(_train_command(args, workdir, f"--config.seed={args.first_seed}",
-                                f"--config.num_seeds={args.num_seeds}"),
-                 os.path.join(args.root, "together_train.log"))
-  _run([sys.executable, os.path.join("launch", "evaluate.py"), f"--workdir={workdir}", "--split=test"],
-       os.path.join(args.root, "together_evaluate.log"))
+  seconds = _run(
+      _train_command(
+          args, workdir, f"--config.seed={args.first_seed}", f"--config.num_seeds={args.num_seeds}"
+      ),
+      os.path.join(args.root, "together_train.log"),
+  )
+  _run(
+      [
+          sys.executable,
+          os.path.join("launch", "evaluate.py"),
+          f"--workdir={workdir}",
+          "--split=test",
+      ],
+      os.path.join(args.root, "together_evaluate.log"),
+  )
   seed = args.first_seed
   with open(os.path.join(workdir, "eval_test.json")) as f:
     test = json.load(f)
   val = _last_validation(os.path.join(args.root, "together_train.log"))
-  print(f"\n{args.num_seeds} seeds ({seed}..{seed + args.num_seeds - 1}) in one program: {seconds:.0f} s "
-        f"(whole training process); data: {test['data']}\n")
-  print("| metric | validation, last epoch (mean ± std) | test (mean ± std) | test, seed ensemble |")
+  print(
+      f"\n{args.num_seeds} seeds ({seed}..{seed + args.num_seeds - 1}) in one program: {seconds:.0f} s "
+      f"(whole training process); data: {test['data']}\n"
+  )
+  print(
+      "| metric | validation, last epoch (mean ± std) | test (mean ± std) | test, seed ensemble |"
+  )
   print("|---|---|---|---|")
   for key in metrics.KEYS:
-    print(f"| {key} | {val[key].replace('±', ' ± ')} | {test[key]:.2f} ± {test['std'][key]:.2f} "
-          f"| {test['ensemble'][key]:.2f} |")
-  print("\nper seed, test segment/type: " + ", ".join(f"{e['seed']}: {e['segment/type']:.2f}"
-                                                       for e in test["per_seed"]))
+    print(
+        f"| {key} | {val[key].replace('±', ' ± ')} | {test[key]:.2f} ± {test['std'][key]:.2f} "
+        f"| {test['ensemble'][key]:.2f} |"
+    )
+  print(
+      "\nper seed, test segment/type: "
+      + ", ".join(f"{e['seed']}: {e['segment/type']:.2f}" for e in test["per_seed"])
+  )
   return seconds
 
 
@@ -93,14 +117,19 @@ def separate(args) -> float:
   for k in range(args.num_seeds):
     seed = seed0 + k
     log_path = os.path.join(args.root, f"separate_{seed}_train.log")
-    seconds = _run(_train_command(args, os.path.join(args.root, f"separate_{seed}"), f"--config.seed={seed}"),
-                   log_path)
+    seconds = _run(
+        _train_command(args, os.path.join(args.root, f"separate_{seed}"), f"--config.seed={seed}"),
+        log_path,
+    )
     total += seconds
     alone = _last_validation(log_path)["segment/type"]
     note = ""
     if together_val is not None:
       note = f"; replica {seed} of the one-program run: {together_val[str(seed)]}"
-    print(f"seed {seed} alone: {seconds:.0f} s, last validation segment/type {alone}{note}", flush=True)
+    print(
+        f"seed {seed} alone: {seconds:.0f} s, last validation segment/type {alone}{note}",
+        flush=True,
+    )
   print(f"\n{args.num_seeds} separate runs one after another: {total:.0f} s")
   return total
 
@@ -109,20 +138,32 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", default="configs/han.py")
   parser.add_argument("--num_seeds", type=int, default=5)
-  parser.add_argument("--first_seed", type=int, default=0, help="config.seed of the runs (the first seed)")
+  parser.add_argument(
+      "--first_seed", type=int, default=0, help="config.seed of the runs (the first seed)"
+  )
   parser.add_argument("--mode", choices=("together", "separate", "both"), default="both")
-  parser.add_argument("--root", default="/tmp/bench_seeds", help="workdirs and logs; must not hold old runs")
-  parser.add_argument("--set", action="append", default=[], help="key=value: --config.key=value for every run")
+  parser.add_argument(
+      "--root", default="/tmp/bench_seeds", help="workdirs and logs; must not hold old runs"
+  )
+  parser.add_argument(
+      "--set", action="append", default=[], help="key=value: --config.key=value for every run"
+  )
   args = parser.parse_args()
-  if os.path.isdir(args.root) and any(name.startswith(("together", "separate_")) for name in os.listdir(args.root)):
-    raise SystemExit(f"error: {args.root} holds earlier runs (they would resume): pass a fresh --root.")
+  if os.path.isdir(args.root) and any(
+      name.startswith(("together", "separate_")) for name in os.listdir(args.root)
+  ):
+    raise SystemExit(
+        f"error: {args.root} holds earlier runs (they would resume): pass a fresh --root."
+    )
   os.makedirs(args.root, exist_ok=True)
   print(f"{os.cpu_count()} CPU cores; config {args.config} {' '.join(args.set)}", flush=True)
   together_s = together(args) if args.mode in ("together", "both") else None
   separate_s = separate(args) if args.mode in ("separate", "both") else None
   if together_s and separate_s:
-    print(f"\n{args.num_seeds} seeds: one program {together_s:.0f} s, one after another {separate_s:.0f} s: "
-          f"{separate_s / together_s:.2f}x")
+    print(
+        f"\n{args.num_seeds} seeds: one program {together_s:.0f} s, one after another {separate_s:.0f} s: "
+        f"{separate_s / together_s:.2f}x"
+    )
 
 
 if __name__ == "__main__":

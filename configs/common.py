@@ -29,9 +29,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.synthetic_label_embeddings = ""
   config.batch_size = 16  # global training batch, over all devices of all hosts
   config.eval_batch_size = 64  # global evaluation batch; the last one is padded and masked
-  config.log_every_steps = 50  # loss/lr/throughput lines and summaries (device metrics fetched only then)
-  config.eval_every_epochs = 1  # validation (all 10 metrics) every this many epochs, and after the last
-  config.compute_dtype = "float32"  # "bfloat16" on GPU/TPU: matmuls in bf16, params and loss in float32
+  config.log_every_steps = (
+      50  # loss/lr/throughput lines and summaries (device metrics fetched only then)
+  )
+  config.eval_every_epochs = (
+      1  # validation (all 10 metrics) every this many epochs, and after the last
+  )
+  config.compute_dtype = (
+      "float32"  # "bfloat16" on GPU/TPU: matmuls in bf16, params and loss in float32
+  )
   # Test hooks, off (0 / -1) in every real run.
   config.debug = ml_collections.ConfigDict()
   # After this many training steps: wait for pending checkpoint writes, then SIGKILL the own process
@@ -99,21 +105,29 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.han = ml_collections.ConfigDict()
   config.model.han.num_layers = 1
   config.model.han.num_heads = 1
-  config.model.han.ffn_dim = 0  # feed-forward hidden width; 0: the input width, hidden_dim (official 512)
-  config.model.han.dropout = 0.1  # on the attention outputs, inside and after the feed-forward block
+  config.model.han.ffn_dim = (
+      0  # feed-forward hidden width; 0: the input width, hidden_dim (official 512)
+  )
+  config.model.han.dropout = (
+      0.1  # on the attention outputs, inside and after the feed-forward block
+  )
   config.model.han.attention_dropout = 0.1  # on the attention weights
   # "official": every layer reads the embedded inputs, so only the last layer counts (parity);
   # "stacked": each layer reads the previous layer's output (JoMoLD); "sequential": stacked, and the visual
   # update attends to the audio its own layer has just updated (VALOR's encoder).
   config.model.han.stacking = "official"
-  config.model.han.share_modalities = True  # official: the same layer weights update audio and visual
+  config.model.han.share_modalities = (
+      True  # official: the same layer weights update audio and visual
+  )
   # MMIL decoder (avvp_jax/models/mmil.py): no hyper-parameters (its class count is LLP's 25).
   config.model.mmil = ml_collections.ConfigDict()
   # LEAP decoder (avvp_jax/models/leap.py); defaults are the official code's (jasongief/LEAP).
   config.model.leap = ml_collections.ConfigDict()
   config.model.leap.num_blocks = 2  # N label-to-segment blocks per modality
   config.model.leap.num_heads = 8
-  config.model.leap.ffn_dim = 0  # feed-forward hidden width; 0: the input width, hidden_dim (official 512)
+  config.model.leap.ffn_dim = (
+      0  # feed-forward hidden width; 0: the input width, hidden_dim (official 512)
+  )
   config.model.leap.dropout = 0.2  # on the sublayer outputs and inside the feed-forward block
   config.model.leap.attention_dropout = 0.1  # on the attention weights
   # "official": pre-norm sublayers, segment logits from a second attention pass of the updated queries
@@ -131,15 +145,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.mmpyramid = ml_collections.ConfigDict()
   config.model.mmpyramid.num_levels = 4  # pyramid levels L; level i has dilation 2^i
   config.model.mmpyramid.num_heads = 8  # heads of every attention (official --mmp_head 8)
-  config.model.mmpyramid.ffn_dim = 0  # feed-forward hidden width; 0: the input width, hidden_dim (official 512)
+  config.model.mmpyramid.ffn_dim = (
+      0  # feed-forward hidden width; 0: the input width, hidden_dim (official 512)
+  )
   config.model.mmpyramid.dropout = 0.2  # on the sublayer outputs and inside the feed-forward blocks
   config.model.mmpyramid.attention_dropout = 0.1  # on the attention weights
   config.model.mmpyramid.kernel_size = 3  # of the dilated temporal convolutions
-  config.model.mmpyramid.windowed = True  # level i attends within +-2^i segments (official); False: all
+  config.model.mmpyramid.windowed = (
+      True  # level i attends within +-2^i segments (official); False: all
+  )
   # LINK encoder (avvp_jax/models/link.py `LINKEncoder`): TSAM -> CMIM -> HAN (built from config.model.han).
   config.model.link = ml_collections.ConfigDict()
   config.model.link.tsam = True  # temporal-spatial attention per modality (eq. 1-3); False: skipped
-  config.model.link.cmim = True  # cross-modal interaction with learnable alpha/beta (eq. 4-6); False: skipped
+  config.model.link.cmim = (
+      True  # cross-modal interaction with learnable alpha/beta (eq. 4-6); False: skipped
+  )
   # TSAM's temporal MLP: "across_time" (the T pooled values -> hidden -> T weights, CBAM's channel attention with
   # segments as channels) or "per_segment" (1 -> hidden -> 1 on each segment's pooled values, no mixing).
   config.model.link.tsam_temporal_mlp = "across_time"
@@ -156,7 +176,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # "This is a sound of ..." for audio, CLIP "A photo of ..." for visual).
   config.model.plsim.audio_label_embeddings = "packaged"
   config.model.plsim.visual_label_embeddings = "packaged"
-  config.model.plsim.hidden_dim = 0  # hidden width of PLSIM's four MLPs; 0: the segments' width, hidden_dim
+  config.model.plsim.hidden_dim = (
+      0  # hidden width of PLSIM's four MLPs; 0: the segments' width, hidden_dim
+  )
   config.model.plsim.threshold = 0.5  # own segment predictions >= this are PLSIM's labels
   # In training, keep the own-prediction labels only for the clip's weak-label classes (when the trainer passes
   # them); at test time the own predictions are used ungated.
@@ -243,5 +265,7 @@ def apply_preset(config: ml_collections.ConfigDict, arg: str | None) -> ml_colle
     config.model.hidden_dim = 16  # micro model: every width 16, 2 LEAP heads
     config.model.leap.num_heads = 2
     config.data.synthetic_train_clips = 64  # 8 steps per epoch
-    config.data.synthetic_eval_clips = 40  # the first 40 val / test clips: 2 full batches and a padded one
+    config.data.synthetic_eval_clips = (
+        40  # the first 40 val / test clips: 2 full batches and a padded one
+    )
   return config

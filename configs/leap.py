@@ -80,7 +80,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.pseudo_labels = "simulated"
 
   # --- loss ------------------------------------------------------------------------------------------
-  config.loss.name = "leap"  # every official flag on (run_leap_train.sh): pseudo labels for the BCEs and avss
+  config.loss.name = (
+      "leap"  # every official flag on (run_leap_train.sh): pseudo labels for the BCEs and avss
+  )
 
   # --- optimizer -------------------------------------------------------------------------------------
   config.optimizer.name = "adam"

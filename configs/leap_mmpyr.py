@@ -76,7 +76,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.pseudo_labels = "simulated"
 
   # --- loss ------------------------------------------------------------------------------------------
-  config.loss.name = "leap"  # every official flag on (run_leap_train.sh): pseudo labels for the BCEs and avss
+  config.loss.name = (
+      "leap"  # every official flag on (run_leap_train.sh): pseudo labels for the BCEs and avss
+  )
   config.loss.segment_weight = 1.0  # official --loss_temporal_wei 1
   config.loss.avss_weight = 1.0  # official --loss_avss_wei 1
   config.loss.avss_eps = 0.01  # official --eps 0.01

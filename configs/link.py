@@ -51,7 +51,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # --- model -----------------------------------------------------------------------------------------
   config.model.encoder = "link"  # TSAM -> CMIM -> HAN (config.model.han), and S-LOSS's mu
   config.model.decoder = "mmil"  # attentive multimodal multiple-instance pooling
-  config.model.refiner = "plsim"  # PLSIM (config.model.plsim) between encoder and decoder; "none": without
+  config.model.refiner = (
+      "plsim"  # PLSIM (config.model.plsim) between encoder and decoder; "none": without
+  )
   config.model.hidden_dim = 512  # as HAN: 512
   config.model.han.num_layers = 1  # as HAN: one layer, one head
   config.model.han.num_heads = 1
@@ -62,7 +64,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss.name = "link"  # L_basic (video, modality, pseudo-label BCEs) + S-LOSS
   config.loss.link_similarity = "weighted"  # S-LOSS; "plain": LEAP's avss loss; "off": none
   config.loss.avss_weight = 1.0  # weight of S-LOSS
-  config.loss.link_first_pass_weight = 1.0  # trains the un-modulated pass that gives PLSIM's test labels
+  config.loss.link_first_pass_weight = (
+      1.0  # trains the un-modulated pass that gives PLSIM's test labels
+  )
   # The recipe the run card's figures were measured with: no segment pseudo labels (video-level targets the
   # smoothed weak labels, no segment BCE, the similarity target from the model's own predictions). With
   # pseudo labels (--config.data.pseudo_labels=DIR, or =simulated on the synthetic data) turn these on.

@@ -51,7 +51,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.mmpyramid.dropout = 0.2
 
   # --- loss ------------------------------------------------------------------------------------------
-  config.loss.name = "han"  # video BCE + modality BCEs with label smoothing (individual guided learning)
+  config.loss.name = (
+      "han"  # video BCE + modality BCEs with label smoothing (individual guided learning)
+  )
 
   # --- optimizer -------------------------------------------------------------------------------------
   config.optimizer.name = "adam"

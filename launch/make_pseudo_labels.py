@@ -52,17 +52,36 @@ from absl import logging
 
 from avvp_jax import cli  # pylint: disable=g-import-not-at-top
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Workdir or checkpoint folder of the trained teacher.")
-_SEED = flags.DEFINE_integer("seed", None, "Multi-seed teacher: the replica to use (default: the seed ensemble).")
-_FEATURES_DIR = flags.DEFINE_string("features_dir", "", "Features folder (either layout); empty: the embedded "
-                                     "SYNTHETIC data.")
-_LABELS_DIR = flags.DEFINE_string("labels_dir", "", "Folder with AVVP_*.csv; default: the teacher's, else packaged.")
-_OUT = flags.DEFINE_string("out", None, "Pseudo-label folder to write (config.data.pseudo_labels of the LEAP run).")
-_THRESHOLD = flags.DEFINE_float("threshold", 0.5, "Segment probability threshold, every class and modality.")
-_AUDIO_THRESHOLD = flags.DEFINE_float("audio_threshold", None, "Audio threshold; default --threshold.")
-_VISUAL_THRESHOLD = flags.DEFINE_float("visual_threshold", None, "Visual threshold; default --threshold.")
-_CLASS_THRESHOLDS = flags.DEFINE_list("class_thresholds", [], "Per-class thresholds: [audio:|visual:]CLASS=VALUE,...")
-_TUNE_ON_VAL = flags.DEFINE_bool("tune_on_val", False, "Choose per-class thresholds on the val split's dense labels.")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "Workdir or checkpoint folder of the trained teacher."
+)
+_SEED = flags.DEFINE_integer(
+    "seed", None, "Multi-seed teacher: the replica to use (default: the seed ensemble)."
+)
+_FEATURES_DIR = flags.DEFINE_string(
+    "features_dir", "", "Features folder (either layout); empty: the embedded " "SYNTHETIC data."
+)
+_LABELS_DIR = flags.DEFINE_string(
+    "labels_dir", "", "Folder with AVVP_*.csv; default: the teacher's, else packaged."
+)
+_OUT = flags.DEFINE_string(
+    "out", None, "Pseudo-label folder to write (config.data.pseudo_labels of the LEAP run)."
+)
+_THRESHOLD = flags.DEFINE_float(
+    "threshold", 0.5, "Segment probability threshold, every class and modality."
+)
+_AUDIO_THRESHOLD = flags.DEFINE_float(
+    "audio_threshold", None, "Audio threshold; default --threshold."
+)
+_VISUAL_THRESHOLD = flags.DEFINE_float(
+    "visual_threshold", None, "Visual threshold; default --threshold."
+)
+_CLASS_THRESHOLDS = flags.DEFINE_list(
+    "class_thresholds", [], "Per-class thresholds: [audio:|visual:]CLASS=VALUE,..."
+)
+_TUNE_ON_VAL = flags.DEFINE_bool(
+    "tune_on_val", False, "Choose per-class thresholds on the val split's dense labels."
+)
 _SPLITS = flags.DEFINE_list("splits", ["train", "val", "test"], "Splits to label (train required).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Clips per jitted call.")
 
@@ -71,14 +90,19 @@ def thresholds_from_flags() -> dict[str, list[float]]:
   """--threshold, --audio_threshold, --visual_threshold and --class_thresholds as {modality: [C] values}."""
   from avvp_jax.data import annotations  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+
   base = {"audio": _AUDIO_THRESHOLD.value, "visual": _VISUAL_THRESHOLD.value}
-  values = {m: [_THRESHOLD.value if v is None else v] * annotations.NUM_CLASSES for m, v in base.items()}
+  values = {
+      m: [_THRESHOLD.value if v is None else v] * annotations.NUM_CLASSES for m, v in base.items()
+  }
   modalities = ("audio", "visual")
   for item in _CLASS_THRESHOLDS.value:
     prefix, colon, rest = item.partition(":")
     if colon:
       if prefix not in ("audio", "visual"):
-        raise InputError(f"--class_thresholds entry {item!r} has prefix {prefix!r}: use audio: or visual: (or none).")
+        raise InputError(
+            f"--class_thresholds entry {item!r} has prefix {prefix!r}: use audio: or visual: (or none)."
+        )
       modalities, item = (prefix,), rest
     index, number = cli.class_value(item)
     for modality in modalities:
@@ -93,19 +117,29 @@ def main(argv: list[str]) -> None:
       cli.fail(f"--{flag.name} is required (see python launch/make_pseudo_labels.py --help).")
   from avvp_jax import pseudo_label_maker  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+
   try:
     report = pseudo_label_maker.make_pseudo_labels(
-        _CHECKPOINT.value, _OUT.value, features_dir=_FEATURES_DIR.value, labels_dir=_LABELS_DIR.value,
-        threshold=thresholds_from_flags(), tune_on_val=_TUNE_ON_VAL.value, splits=_SPLITS.value,
-        batch_size=_BATCH_SIZE.value, seed=_SEED.value)
+        _CHECKPOINT.value,
+        _OUT.value,
+        features_dir=_FEATURES_DIR.value,
+        labels_dir=_LABELS_DIR.value,
+        threshold=thresholds_from_flags(),
+        tune_on_val=_TUNE_ON_VAL.value,
+        splits=_SPLITS.value,
+        batch_size=_BATCH_SIZE.value,
+        seed=_SEED.value,
+    )
   except InputError as error:
     cli.fail(str(error))
   lines = pseudo_label_maker.report_lines(report)
   for line in lines:
     logging.info("%s", line)
   print("\n".join(lines))
-  print(f"wrote {os.path.join(report['out'], pseudo_label_maker.QUALITY_FILE)}; train LEAP on them with "
-        f"--config.data.pseudo_labels={report['out']}")
+  print(
+      f"wrote {os.path.join(report['out'], pseudo_label_maker.QUALITY_FILE)}; train LEAP on them with "
+      f"--config.data.pseudo_labels={report['out']}"
+  )
 
 
 if __name__ == "__main__":

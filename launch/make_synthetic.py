@@ -44,17 +44,28 @@ from absl import logging
 
 from avvp_jax import cli  # pylint: disable=g-import-not-at-top
 
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder to write the synthetic features into.")
-_NUM_TRAIN_CLIPS = flags.DEFINE_integer("num_train_clips", 2000,
-                                        "Training clips (seeded subset of the real ones); -1: all.")
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "Folder to write the synthetic features into."
+)
+_NUM_TRAIN_CLIPS = flags.DEFINE_integer(
+    "num_train_clips", 2000, "Training clips (seeded subset of the real ones); -1: all."
+)
 _SPLITS = flags.DEFINE_list("splits", ["train", "val", "test"], "Splits to write.")
 _NUM_EVAL_CLIPS = flags.DEFINE_integer("num_eval_clips", 0, "First N val/test clips only; 0: all.")
 _LAYOUT = flags.DEFINE_string("layout", "official", "official or clip_clap.")
 _SEED = flags.DEFINE_integer("seed", 0, "Dataset seed.")
-_LABELS_DIR = flags.DEFINE_string("labels_dir", "", "Real AVVP_*.csv files; empty: the packaged ones.")
-_WRITE_LABELS = flags.DEFINE_bool("write_labels", True, "Also write OUT/labels/ for exactly these clips.")
-_PSEUDO_LABELS = flags.DEFINE_bool("pseudo_labels", True, "Also write SIMULATED VALOR-like segment pseudo labels "
-                                   "(OUT/CLAP/segment_pseudo_labels/, OUT/CLIP/segment_pseudo_labels/).")
+_LABELS_DIR = flags.DEFINE_string(
+    "labels_dir", "", "Real AVVP_*.csv files; empty: the packaged ones."
+)
+_WRITE_LABELS = flags.DEFINE_bool(
+    "write_labels", True, "Also write OUT/labels/ for exactly these clips."
+)
+_PSEUDO_LABELS = flags.DEFINE_bool(
+    "pseudo_labels",
+    True,
+    "Also write SIMULATED VALOR-like segment pseudo labels "
+    "(OUT/CLAP/segment_pseudo_labels/, OUT/CLIP/segment_pseudo_labels/).",
+)
 
 
 def make_synthetic() -> None:
@@ -69,12 +80,19 @@ def make_synthetic() -> None:
   splits = [s.strip() for s in _SPLITS.value if s.strip()]
   unknown = [s for s in splits if s not in annotations.SPLITS]
   if unknown or not splits:
-    raise InputError(f"--splits={','.join(_SPLITS.value)}: name one or more of {', '.join(annotations.SPLITS)}.")
+    raise InputError(
+        f"--splits={','.join(_SPLITS.value)}: name one or more of {', '.join(annotations.SPLITS)}."
+    )
   if _NUM_EVAL_CLIPS.value < 0:
     raise InputError(f"--num_eval_clips={_NUM_EVAL_CLIPS.value} must be >= 0 (0: all clips).")
   num_train = None if _NUM_TRAIN_CLIPS.value == -1 else _NUM_TRAIN_CLIPS.value
-  data = synthetic.SyntheticLLP(num_train_clips=num_train, seed=_SEED.value, layout=_LAYOUT.value,
-                                frames="raw", labels_dir=_LABELS_DIR.value or None)
+  data = synthetic.SyntheticLLP(
+      num_train_clips=num_train,
+      seed=_SEED.value,
+      layout=_LAYOUT.value,
+      frames="raw",
+      labels_dir=_LABELS_DIR.value or None,
+  )
   output_dir = pathlib.Path(_OUTPUT_DIR.value).expanduser()
   output_dir.mkdir(parents=True, exist_ok=True)
   logging.info("SYNTHETIC data: writing %s to %s", data.description, output_dir)
@@ -89,23 +107,40 @@ def make_synthetic() -> None:
     synthetic.write_features(data, output_dir, split, range(count))
     seconds = time.perf_counter() - start
     written[split] = split_data.filenames[:count]
-    logging.info("SYNTHETIC %s: %d clips written in %.1f s (%.0f clips/s).", split, count, seconds,
-                 count / max(seconds, 1e-9))
+    logging.info(
+        "SYNTHETIC %s: %d clips written in %.1f s (%.0f clips/s).",
+        split,
+        count,
+        seconds,
+        count / max(seconds, 1e-9),
+    )
 
   counts = {split: len(names) for split, names in written.items()}
   (output_dir / synthetic.MARKER_FILE).write_text(
-      synthetic.marker_text(data, counts, "Synthetic features"))
+      synthetic.marker_text(data, counts, "Synthetic features")
+  )
   if _PSEUDO_LABELS.value:
     write_simulated_pseudo_labels(data, output_dir, written)
   if _WRITE_LABELS.value:
     labels_out = output_dir / "labels"
     rows = synthetic.write_labels(data, labels_out, written)
-    (labels_out / synthetic.MARKER_FILE).write_text(synthetic.marker_text(
-        data, counts, "Real LLP annotation rows of the clips of a SYNTHETIC feature set"))
-    logging.info("SYNTHETIC data: labels of exactly these clips in %s (%s).", labels_out,
-                 ", ".join(f"{name} {n} rows" for name, n in rows.items()))
-    logging.info("SYNTHETIC data ready: train with --config.data.features_dir=%s "
-                 "--config.data.labels_dir=%s --config.data.layout=%s", output_dir, labels_out, data.layout)
+    (labels_out / synthetic.MARKER_FILE).write_text(
+        synthetic.marker_text(
+            data, counts, "Real LLP annotation rows of the clips of a SYNTHETIC feature set"
+        )
+    )
+    logging.info(
+        "SYNTHETIC data: labels of exactly these clips in %s (%s).",
+        labels_out,
+        ", ".join(f"{name} {n} rows" for name, n in rows.items()),
+    )
+    logging.info(
+        "SYNTHETIC data ready: train with --config.data.features_dir=%s "
+        "--config.data.labels_dir=%s --config.data.layout=%s",
+        output_dir,
+        labels_out,
+        data.layout,
+    )
   else:
     logging.info("SYNTHETIC data ready in %s (layout %s).", output_dir, data.layout)
 
@@ -120,8 +155,16 @@ def write_simulated_pseudo_labels(data, output_dir, written) -> None:
 
   start = time.perf_counter()
   simulated = simulated_teacher.simulated_pseudo_labels(data, tuple(written))
-  ids, audio, visual, report = [], [], [], {"synthetic": True, "data": f"SIMULATED: {data.description}",
-                                            "targets": simulated_teacher.PSEUDO_LABEL_TARGET_F1}
+  ids, audio, visual, report = (
+      [],
+      [],
+      [],
+      {
+          "synthetic": True,
+          "data": f"SIMULATED: {data.description}",
+          "targets": simulated_teacher.PSEUDO_LABEL_TARGET_F1,
+      },
+  )
   for split, names in written.items():
     count = len(names)
     split_audio, split_visual = (x[:count] for x in simulated.labels[split])
@@ -129,24 +172,42 @@ def write_simulated_pseudo_labels(data, output_dir, written) -> None:
     audio.append(split_audio)
     visual.append(split_visual)
     truth = data.dense_labels(split)
-    report[split] = {"clips": count, **pseudo_labels.quality(split_audio, split_visual, truth[0][:count],
-                                                             truth[1][:count])}
+    report[split] = {
+        "clips": count,
+        **pseudo_labels.quality(split_audio, split_visual, truth[0][:count], truth[1][:count]),
+    }
   logging.info("%s", simulated.summary())
   counts = {split: len(names) for split, names in written.items()}
   root = pseudo_labels.write_pseudo_labels(
-      output_dir, ids, np.concatenate(audio), np.concatenate(visual),
-      marker_text=synthetic.marker_text(data, counts, "SIMULATED segment pseudo labels (a synthetic VALOR-like "
-                                        "teacher on the hidden dense labels)"),
-      extra_files={"pseudo_label_quality.json": json.dumps(report, indent=2) + "\n"})
-  logging.info("SIMULATED (SYNTHETIC) pseudo labels of %d clips written to %s/{%s,%s} in %.1f s (quality: "
-               "%s/pseudo_label_quality.json); train LEAP on them with --config.data.pseudo_labels=%s",
-               len(ids), root, pseudo_labels.AUDIO_SUBDIR, pseudo_labels.VISUAL_SUBDIR,
-               time.perf_counter() - start, root, root)
+      output_dir,
+      ids,
+      np.concatenate(audio),
+      np.concatenate(visual),
+      marker_text=synthetic.marker_text(
+          data,
+          counts,
+          "SIMULATED segment pseudo labels (a synthetic VALOR-like "
+          "teacher on the hidden dense labels)",
+      ),
+      extra_files={"pseudo_label_quality.json": json.dumps(report, indent=2) + "\n"},
+  )
+  logging.info(
+      "SIMULATED (SYNTHETIC) pseudo labels of %d clips written to %s/{%s,%s} in %.1f s (quality: "
+      "%s/pseudo_label_quality.json); train LEAP on them with --config.data.pseudo_labels=%s",
+      len(ids),
+      root,
+      pseudo_labels.AUDIO_SUBDIR,
+      pseudo_labels.VISUAL_SUBDIR,
+      time.perf_counter() - start,
+      root,
+      root,
+  )
 
 
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+
   try:
     make_synthetic()
   except InputError as error:

@@ -42,25 +42,46 @@ from absl import logging
 
 from avvp_jax import cli  # pylint: disable=g-import-not-at-top
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Workdir or checkpoint folder of a trained model.")
-_FEATURES = flags.DEFINE_string("features", None, "Features folder (either layout) or one .npz file.")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "Workdir or checkpoint folder of a trained model."
+)
+_FEATURES = flags.DEFINE_string(
+    "features", None, "Features folder (either layout) or one .npz file."
+)
 _OUT = flags.DEFINE_string("out", None, "JSON file to write (.jsonl: one record per line).")
-_CLIPS = flags.DEFINE_list("clips", None, "Clip ids to parse from a features folder (default: all).")
-_CLIP_LIST = flags.DEFINE_string("clip_list", None, "File with one clip id per line (instead of --clips).")
+_CLIPS = flags.DEFINE_list(
+    "clips", None, "Clip ids to parse from a features folder (default: all)."
+)
+_CLIP_LIST = flags.DEFINE_string(
+    "clip_list", None, "File with one clip id per line (instead of --clips)."
+)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Clips per jitted call.")
 _THRESHOLD = flags.DEFINE_float("threshold", 0.5, "Segment probability threshold (official 0.5).")
-_GATE_THRESHOLD = flags.DEFINE_float("gate_threshold", None, "Video-level gate threshold; default --threshold.")
-_CLASS_THRESHOLDS = flags.DEFINE_list("class_thresholds", [], "Per-class segment (and gate) thresholds, "
-                                      "CLASS=VALUE,...")
+_GATE_THRESHOLD = flags.DEFINE_float(
+    "gate_threshold", None, "Video-level gate threshold; default --threshold."
+)
+_CLASS_THRESHOLDS = flags.DEFINE_list(
+    "class_thresholds", [], "Per-class segment (and gate) thresholds, " "CLASS=VALUE,..."
+)
 _PLOT = flags.DEFINE_string("plot", None, "PNG with the timelines of the plotted clips.")
 _PLOT_DIR = flags.DEFINE_string("plot_dir", None, "Folder for one timeline PNG per plotted clip.")
-_PLOT_CLIPS = flags.DEFINE_list("plot_clips", None, "Clip ids to plot (default: the first --plot_max).")
+_PLOT_CLIPS = flags.DEFINE_list(
+    "plot_clips", None, "Clip ids to plot (default: the first --plot_max)."
+)
 _PLOT_MAX = flags.DEFINE_integer("plot_max", 4, "Clips plotted when --plot_clips is not given.")
-_LABELS_DIR = flags.DEFINE_string("labels_dir", None, "Folder with AVVP_*.csv (default: the packaged LLP files).")
-_SPLIT = flags.DEFINE_enum("split", "auto", ["auto", "val", "test", "none"],
-                           "Dense labels drawn as ground truth: auto looks clips up in val, then test.")
+_LABELS_DIR = flags.DEFINE_string(
+    "labels_dir", None, "Folder with AVVP_*.csv (default: the packaged LLP files)."
+)
+_SPLIT = flags.DEFINE_enum(
+    "split",
+    "auto",
+    ["auto", "val", "test", "none"],
+    "Dense labels drawn as ground truth: auto looks clips up in val, then test.",
+)
 _TITLE = flags.DEFINE_string("title", None, "Title of the --plot picture.")
-_SEED = flags.DEFINE_integer("seed", None, "Multi-seed checkpoint: the replica to use (default: the seed ensemble).")
+_SEED = flags.DEFINE_integer(
+    "seed", None, "Multi-seed checkpoint: the replica to use (default: the seed ensemble)."
+)
 
 
 def _class_thresholds():
@@ -68,6 +89,7 @@ def _class_thresholds():
   if not _CLASS_THRESHOLDS.value:
     return _THRESHOLD.value
   from avvp_jax.data import annotations  # pylint: disable=g-import-not-at-top
+
   values = [_THRESHOLD.value] * annotations.NUM_CLASSES
   for item in _CLASS_THRESHOLDS.value:
     index, number = cli.class_value(item)
@@ -86,13 +108,26 @@ def main(argv: list[str]) -> None:
     cli.fail(f"--batch_size={_BATCH_SIZE.value} must be positive.")
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
   from avvp_jax.tools import parse_features  # pylint: disable=g-import-not-at-top
+
   try:
     summary = parse_features.parse_files(
-        checkpoint=_CHECKPOINT.value, features=_FEATURES.value, out=_OUT.value, clips=_CLIPS.value,
-        clip_list=_CLIP_LIST.value, batch_size=_BATCH_SIZE.value, threshold=_class_thresholds(),
-        gate_threshold=_GATE_THRESHOLD.value, plot=_PLOT.value, plot_dir=_PLOT_DIR.value,
-        plot_clips=_PLOT_CLIPS.value, plot_max=_PLOT_MAX.value, labels_dir=_LABELS_DIR.value,
-        split=_SPLIT.value, title=_TITLE.value, seed=_SEED.value)
+        checkpoint=_CHECKPOINT.value,
+        features=_FEATURES.value,
+        out=_OUT.value,
+        clips=_CLIPS.value,
+        clip_list=_CLIP_LIST.value,
+        batch_size=_BATCH_SIZE.value,
+        threshold=_class_thresholds(),
+        gate_threshold=_GATE_THRESHOLD.value,
+        plot=_PLOT.value,
+        plot_dir=_PLOT_DIR.value,
+        plot_clips=_PLOT_CLIPS.value,
+        plot_max=_PLOT_MAX.value,
+        labels_dir=_LABELS_DIR.value,
+        split=_SPLIT.value,
+        title=_TITLE.value,
+        seed=_SEED.value,
+    )
   except InputError as error:
     cli.fail(str(error))
   logging.info("%s", summary)

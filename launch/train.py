@@ -34,11 +34,18 @@ from ml_collections import config_flags
 
 from avvp_jax import cli  # pylint: disable=g-import-not-at-top
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:preset], e.g. configs/leap.py:tiny.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder; default ./workdir/<config name>[_<preset>].")
-_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (multi-host runs).")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file[:preset], e.g. configs/leap.py:tiny.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Run folder; default ./workdir/<config name>[_<preset>]."
+)
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost", False, "Call jax.distributed.initialize() (multi-host runs)."
+)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 (multi-host)."
+)
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id (multi-host).")
 
@@ -54,10 +61,17 @@ def main(argv: list[str]) -> None:
   from avvp_jax.data import synthetic as synthetic_lib  # pylint: disable=g-import-not-at-top
   from avvp_jax import train  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
-  workdir = _WORKDIR.value or cli.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
+
+  workdir = _WORKDIR.value or cli.default_workdir(
+      config_flags.get_config_filename(flags.FLAGS["config"])
+  )
   try:
-    cli.setup_runtime(multihost=_MULTIHOST.value, coordinator_address=_COORDINATOR.value,
-                        num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+    cli.setup_runtime(
+        multihost=_MULTIHOST.value,
+        coordinator_address=_COORDINATOR.value,
+        num_processes=_NUM_PROCESSES.value,
+        process_id=_PROCESS_ID.value,
+    )
     state_lib.resolve_config(config)  # bad values fail here, before the long log lines
     logging.info("Config:\n%s", config)
     scores = train.train_and_evaluate(config, workdir)
@@ -66,11 +80,17 @@ def main(argv: list[str]) -> None:
   except train.NonFiniteLossError as error:
     cli.fail(str(error), status=1)
   if jax.process_index() == 0:
-    data = "SYNTHETIC data (avvp_jax.data.synthetic)" if synthetic_lib.is_synthetic(config.data) else config.data.features_dir
+    data = (
+        "SYNTHETIC data (avvp_jax.data.synthetic)"
+        if synthetic_lib.is_synthetic(config.data)
+        else config.data.features_dir
+    )
     print(f"validation, last epoch ({scores['num_clips']} clips; {data}):")
     print("\n".join(evaluate.report_lines(scores)))
-    print(f"workdir {os.path.abspath(workdir)}; test split: python launch/evaluate.py --workdir={workdir} "
-          "--split=test")
+    print(
+        f"workdir {os.path.abspath(workdir)}; test split: python launch/evaluate.py --workdir={workdir} "
+        "--split=test"
+    )
 
 
 if __name__ == "__main__":

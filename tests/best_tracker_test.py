@@ -25,7 +25,9 @@ class BestTrackerTest(absltest.TestCase):
     np.testing.assert_array_equal(improved, [True, True, True])
     state2 = {"w": state1["w"] + 10.0}
     improved = tracker.update(20, [scores(49.0), scores(40.0, 7.0), scores(31.0)], state2)
-    np.testing.assert_array_equal(improved, [False, True, True])  # a tie (replica 1) keeps the later epoch
+    np.testing.assert_array_equal(
+        improved, [False, True, True]
+    )  # a tie (replica 1) keeps the later epoch
     np.testing.assert_array_equal(tracker.state["w"], [[1.0, 1.0], [12.0, 12.0], [13.0, 13.0]])
     self.assertEqual(tracker.steps, [10, 20, 20])
     self.assertEqual(tracker.scores, [50.0, 40.0, 31.0])
@@ -41,8 +43,10 @@ class BestTrackerTest(absltest.TestCase):
     restored.load_state_dict(saved, state={"w": jnp.ones((2, 1))})
     self.assertEqual(restored.state_dict(), tracker.state_dict())
     self.assertEqual(restored.metrics_record(), tracker.metrics_record())
-    self.assertEqual(restored.metrics_record()["per_seed"][0], {"seed": 0, "step": 5, "segment/type": 12.5,
-                                                                 "event/type": 3.0})
+    self.assertEqual(
+        restored.metrics_record()["per_seed"][0],
+        {"seed": 0, "step": 5, "segment/type": 12.5, "event/type": 3.0},
+    )
     np.testing.assert_array_equal(restored.state["w"], np.ones((2, 1)))
     empty = best_tracker.BestTracker("segment/type", seeds=[0, 1], keys=KEYS)
     empty.load_state_dict(fresh)

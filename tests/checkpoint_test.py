@@ -38,14 +38,20 @@ class CheckpointTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())  # fresh: no saves of an earlier run
+    cls.root = tempfile.mkdtemp(
+        dir=absltest.get_default_test_tmpdir()
+    )  # fresh: no saves of an earlier run
     cls.config = state_lib.resolve_config(_tiny(num_seeds=2, seed=3))
     mesh = sharding.make_mesh(num_seeds=2)
     model = state_lib.build_model(cls.config)
     tx, _ = state_lib.make_optimizer(cls.config, 1)
-    cls.best_state, cls.abstract_state = state_lib.create_train_state(cls.config, model, tx, mesh, [3, 4])
+    cls.best_state, cls.abstract_state = state_lib.create_train_state(
+        cls.config, model, tx, mesh, [3, 4]
+    )
     # A later state that differs from the best one, so best and latest saves are told apart.
-    cls.latest_state = cls.best_state.replace(params=jax.tree.map(lambda x: x + 1.0, cls.best_state.params))
+    cls.latest_state = cls.best_state.replace(
+        params=jax.tree.map(lambda x: x + 1.0, cls.best_state.params)
+    )
     progress = {"epoch": 1, "batches_done": 0}
 
     cls.workdir = os.path.join(cls.root, "workdir")  # best and latest saves
@@ -60,10 +66,17 @@ class CheckpointTest(absltest.TestCase):
     with checkpoint.Checkpointer(cls.latest_only) as checkpointer:
       checkpointer.save(ONLY_STEP, cls.latest_state, progress)
     # An unfinished save (Orbax writes to a temporary folder, renamed when complete) is not a step.
-    os.makedirs(os.path.join(cls.latest_only, checkpoint.LATEST_DIRNAME, "9.orbax-checkpoint-tmp-123", "state"))
+    os.makedirs(
+        os.path.join(
+            cls.latest_only, checkpoint.LATEST_DIRNAME, "9.orbax-checkpoint-tmp-123", "state"
+        )
+    )
 
-    cls.params_dir = checkpoint.save_params_checkpoint(os.path.join(cls.root, "exported"), cls.config,
-                                                       jax.tree.map(np.asarray, cls.best_state.params))
+    cls.params_dir = checkpoint.save_params_checkpoint(
+        os.path.join(cls.root, "exported"),
+        cls.config,
+        jax.tree.map(np.asarray, cls.best_state.params),
+    )
 
   def _assert_params_equal(self, got, expected):
     self.assertEqual(jax.tree.structure(got), jax.tree.structure(expected))
@@ -81,38 +94,73 @@ class CheckpointTest(absltest.TestCase):
   def test_workdir_with_a_best_save(self):
     source = checkpoint.resolve(self.workdir)
     best_dir = os.path.join(self.workdir, checkpoint.BEST_DIRNAME, str(BEST_STEP))
-    self.assertEqual(source, checkpoint.CheckpointSource(
-        kind="workdir", path=self.workdir, directory=os.path.join(best_dir, "state"), step=BEST_STEP,
-        workdir=self.workdir, config_dir=self.workdir, report_dir=self.workdir))
+    self.assertEqual(
+        source,
+        checkpoint.CheckpointSource(
+            kind="workdir",
+            path=self.workdir,
+            directory=os.path.join(best_dir, "state"),
+            step=BEST_STEP,
+            workdir=self.workdir,
+            config_dir=self.workdir,
+            report_dir=self.workdir,
+        ),
+    )
     self.assertEqual(source.step_dir, best_dir)
     latest = checkpoint.resolve(self.workdir, which="latest")
     self.assertEqual((latest.kind, latest.step), ("workdir", LATEST_STEP))
-    self.assertEqual(latest.step_dir, os.path.join(self.workdir, checkpoint.LATEST_DIRNAME, str(LATEST_STEP)))
+    self.assertEqual(
+        latest.step_dir, os.path.join(self.workdir, checkpoint.LATEST_DIRNAME, str(LATEST_STEP))
+    )
     self.assertEqual(checkpoint.find_state_checkpoint(self.workdir), best_dir)
-    self.assertEqual(checkpoint.find_state_checkpoint(self.workdir, which="latest"), latest.step_dir)
+    self.assertEqual(
+        checkpoint.find_state_checkpoint(self.workdir, which="latest"), latest.step_dir
+    )
 
   def test_workdir_with_only_latest_saves(self):
     source = checkpoint.resolve(self.latest_only)
-    self.assertEqual((source.kind, source.step, source.workdir, source.report_dir),
-                     ("workdir", ONLY_STEP, self.latest_only, self.latest_only))
-    self.assertEqual(source.step_dir, os.path.join(self.latest_only, checkpoint.LATEST_DIRNAME, str(ONLY_STEP)))
+    self.assertEqual(
+        (source.kind, source.step, source.workdir, source.report_dir),
+        ("workdir", ONLY_STEP, self.latest_only, self.latest_only),
+    )
+    self.assertEqual(
+        source.step_dir, os.path.join(self.latest_only, checkpoint.LATEST_DIRNAME, str(ONLY_STEP))
+    )
     _, params = checkpoint.restore_params(self.latest_only)
     self._assert_params_equal(params, self.latest_state.params)
 
   def test_step_folder(self):
     step_dir = os.path.join(self.workdir, checkpoint.LATEST_DIRNAME, str(LATEST_STEP))
-    self.assertEqual(checkpoint.resolve(step_dir + os.sep), checkpoint.CheckpointSource(
-        kind="step", path=step_dir, directory=os.path.join(step_dir, "state"), step=LATEST_STEP,
-        workdir=self.workdir, config_dir=self.workdir, report_dir=self.workdir))
+    self.assertEqual(
+        checkpoint.resolve(step_dir + os.sep),
+        checkpoint.CheckpointSource(
+            kind="step",
+            path=step_dir,
+            directory=os.path.join(step_dir, "state"),
+            step=LATEST_STEP,
+            workdir=self.workdir,
+            config_dir=self.workdir,
+            report_dir=self.workdir,
+        ),
+    )
     config, params = checkpoint.restore_params(step_dir)
     self.assertEqual(state_lib.run_seeds(config), [3, 4])
     self._assert_params_equal(params, self.latest_state.params)
 
   def test_params_only_folder(self):
     source = checkpoint.resolve(self.params_dir)
-    self.assertEqual(source, checkpoint.CheckpointSource(
-        kind="params", path=self.params_dir, directory=os.path.join(self.params_dir, "params"), step=None,
-        workdir=None, config_dir=self.params_dir, report_dir=self.params_dir))
+    self.assertEqual(
+        source,
+        checkpoint.CheckpointSource(
+            kind="params",
+            path=self.params_dir,
+            directory=os.path.join(self.params_dir, "params"),
+            step=None,
+            workdir=None,
+            config_dir=self.params_dir,
+            report_dir=self.params_dir,
+        ),
+    )
     self.assertIsNone(source.step_dir)
     self.assertIsNone(checkpoint.find_state_checkpoint(self.params_dir))
     _, params = checkpoint.restore_params(self.params_dir)
@@ -120,17 +168,29 @@ class CheckpointTest(absltest.TestCase):
 
   def test_missing_path(self):
     missing = os.path.join(self.root, "no_such_dir")
-    self._assert_one_line_error(rf"^Checkpoint path {missing} does not exist: pass a training workdir",
-                                checkpoint.resolve, missing)
+    self._assert_one_line_error(
+        rf"^Checkpoint path {missing} does not exist: pass a training workdir",
+        checkpoint.resolve,
+        missing,
+    )
     self.assertIsNone(checkpoint.find_state_checkpoint(missing))
 
   def test_empty_folder_names_what_was_looked_for(self):
     empty = self.create_tempdir().full_path
-    message = self._assert_one_line_error(rf"^No checkpoint in {empty}: ", checkpoint.resolve, empty)
-    for looked_for in ("params/", "state/", "best/ or checkpoints/", f"launch/train.py --workdir={empty}"):
+    message = self._assert_one_line_error(
+        rf"^No checkpoint in {empty}: ", checkpoint.resolve, empty
+    )
+    for looked_for in (
+        "params/",
+        "state/",
+        "best/ or checkpoints/",
+        f"launch/train.py --workdir={empty}",
+    ):
       self.assertIn(looked_for, message)
-    self.assertIn("no saves in checkpoints/ (a workdir)",
-                  self._assert_one_line_error("No checkpoint", checkpoint.resolve, empty, which="latest"))
+    self.assertIn(
+        "no saves in checkpoints/ (a workdir)",
+        self._assert_one_line_error("No checkpoint", checkpoint.resolve, empty, which="latest"),
+    )
     self._assert_one_line_error("No checkpoint", checkpoint.restore_params, empty)
     self.assertIsNone(checkpoint.find_state_checkpoint(empty))
 
@@ -151,13 +211,21 @@ class CheckpointTest(absltest.TestCase):
   def test_params_that_do_not_fit_the_model_are_one_line_errors(self):
     wider = _tiny(num_seeds=2, seed=3)
     wider.model.hidden_dim *= 2
-    self._assert_one_line_error(r"do not fit the model of the config \(han/mmil\): .* is \(2, \d+.*the model's is",
-                                checkpoint.restore_params, self.workdir, wider)
+    self._assert_one_line_error(
+        r"do not fit the model of the config \(han/mmil\): .* is \(2, \d+.*the model's is",
+        checkpoint.restore_params,
+        self.workdir,
+        wider,
+    )
     other_decoder = _tiny(num_seeds=2, seed=3)
     other_decoder.model.decoder = "leap"
     for path in (self.workdir, self.params_dir):
-      self._assert_one_line_error(r"do not fit the model .*: missing .*; unexpected ", checkpoint.restore_params,
-                                  path, other_decoder)
+      self._assert_one_line_error(
+          r"do not fit the model .*: missing .*; unexpected ",
+          checkpoint.restore_params,
+          path,
+          other_decoder,
+      )
 
   # --- the number of seeds ---
 
@@ -172,17 +240,24 @@ class CheckpointTest(absltest.TestCase):
     self._assert_params_equal(params, self.best_state.params)
 
   def test_an_explicit_seed_is_kept(self):
-    config = checkpoint.checkpoint_config(checkpoint.resolve(self.workdir), _tiny(seed=7), explicit={"seed"})
+    config = checkpoint.checkpoint_config(
+        checkpoint.resolve(self.workdir), _tiny(seed=7), explicit={"seed"}
+    )
     self.assertEqual(state_lib.run_seeds(config), [7, 8])
-    config = checkpoint.checkpoint_config(checkpoint.resolve(self.workdir), _tiny(num_seeds=2),
-                                          explicit={"num_seeds"})
+    config = checkpoint.checkpoint_config(
+        checkpoint.resolve(self.workdir), _tiny(num_seeds=2), explicit={"num_seeds"}
+    )
     self.assertEqual(state_lib.run_seeds(config), [3, 4])
 
   def test_an_explicit_other_num_seeds_is_a_one_line_error(self):
     source = checkpoint.resolve(self.workdir)
-    pattern = (r"holds 2 replica\(s\) \(seeds \[3, 4\]\), but the given config has num_seeds=1: pass "
-               r"--config.num_seeds=2 --config.seed=3, or leave --config.num_seeds out")
-    self._assert_one_line_error(pattern, checkpoint.checkpoint_config, source, _tiny(), explicit={"num_seeds"})
+    pattern = (
+        r"holds 2 replica\(s\) \(seeds \[3, 4\]\), but the given config has num_seeds=1: pass "
+        r"--config.num_seeds=2 --config.seed=3, or leave --config.num_seeds out"
+    )
+    self._assert_one_line_error(
+        pattern, checkpoint.checkpoint_config, source, _tiny(), explicit={"num_seeds"}
+    )
     # A config from Python (explicit=None): every field counts as chosen, as before the rule.
     self._assert_one_line_error(pattern, checkpoint.checkpoint_config, source, _tiny())
     self._assert_one_line_error(pattern, checkpoint.restore_params, self.params_dir, _tiny())

@@ -18,8 +18,11 @@ from avvp_jax import train
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-CONFIG_NAMES = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
-                      if os.path.basename(p) not in ("common.py", "__init__.py"))
+CONFIG_NAMES = sorted(
+    os.path.splitext(os.path.basename(p))[0]
+    for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
+    if os.path.basename(p) not in ("common.py", "__init__.py")
+)
 
 
 def _load(name, arg=None):
@@ -51,16 +54,22 @@ class ConfigsTest(parameterized.TestCase):
 
   def test_paper_recipes(self):
     han, leap = _load("han"), _load("leap")
-    self.assertEqual((han.optimizer.name, han.optimizer.learning_rate, han.batch_size, han.num_epochs),
-                     ("adam", 3e-4, 16, 40))
+    self.assertEqual(
+        (han.optimizer.name, han.optimizer.learning_rate, han.batch_size, han.num_epochs),
+        ("adam", 3e-4, 16, 40),
+    )
     self.assertEqual((han.optimizer.decay_every_epochs, han.optimizer.decay_factor), (10, 0.1))
-    self.assertEqual((leap.optimizer.name, leap.optimizer.learning_rate, leap.batch_size, leap.num_epochs),
-                     ("adam", 1e-4, 32, 20))
+    self.assertEqual(
+        (leap.optimizer.name, leap.optimizer.learning_rate, leap.batch_size, leap.num_epochs),
+        ("adam", 1e-4, 32, 20),
+    )
 
   @parameterized.parameters(*CONFIG_NAMES)
   def test_every_field_is_documented(self, name):
     """Each field is set somewhere in configs/ with a comment on its line or above its block of lines."""
-    lines = "\n".join(open(p).read() for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))).splitlines()
+    lines = "\n".join(
+        open(p).read() for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
+    ).splitlines()
 
     def documented(i):
       if "#" in lines[i]:
@@ -72,8 +81,10 @@ class ConfigsTest(parameterized.TestCase):
     for leaf in _leaves(_load(name)):
       field = leaf.split(".")[-1]
       pattern = re.compile(rf"\b{re.escape(field)}\s*=[^=]")
-      self.assertTrue(any(pattern.search(line) and documented(i) for i, line in enumerate(lines)),
-                      f"configs/{name}.py: field {leaf} has no comment where it is set")
+      self.assertTrue(
+          any(pattern.search(line) and documented(i) for i, line in enumerate(lines)),
+          f"configs/{name}.py: field {leaf} has no comment where it is set",
+      )
 
   @parameterized.parameters(*CONFIG_NAMES)
   def test_every_model_section_splats_into_its_module(self, name):
@@ -92,8 +103,9 @@ class ConfigsTest(parameterized.TestCase):
     def parse(*overrides):
       argv = ["prog", f"--config={path}:tiny", *overrides]
       flag_values = flags.FlagValues()
-      config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True,
-                                      sys_argv=argv)
+      config_flags.DEFINE_config_file(
+          "config", None, "", flag_values=flag_values, lock_config=True, sys_argv=argv
+      )
       flag_values(argv)
       return flag_values.config
 

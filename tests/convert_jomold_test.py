@@ -52,7 +52,11 @@ class ReferenceJoMoLD(nn.Module):
 
   def __init__(self, num_layers=1, temperature=0.2, cls_dropout=0.5):
     super().__init__()
-    self.fc_prob, self.fc_frame_att, self.fc_av_att = nn.Linear(512, 25), nn.Linear(512, 25), nn.Linear(512, 25)
+    self.fc_prob, self.fc_frame_att, self.fc_av_att = (
+        nn.Linear(512, 25),
+        nn.Linear(512, 25),
+        nn.Linear(512, 25),
+    )
     self.fc_a, self.fc_v = nn.Linear(128, 512), nn.Linear(2048, 512)
     self.fc_st, self.fc_fusion = nn.Linear(512, 512), nn.Linear(1024, 512)
     self.hat_encoder = _Encoder(num_layers)
@@ -61,20 +65,30 @@ class ReferenceJoMoLD(nn.Module):
 
   def forward(self, audio, visual, visual_st):
     x1 = self.fc_a(audio)
-    vid_s = F.avg_pool2d(self.fc_v(visual).permute(0, 2, 1).unsqueeze(-1), (8, 1)).squeeze(-1).permute(0, 2, 1)
+    vid_s = (
+        F.avg_pool2d(self.fc_v(visual).permute(0, 2, 1).unsqueeze(-1), (8, 1))
+        .squeeze(-1)
+        .permute(0, 2, 1)
+    )
     x2 = self.fc_fusion(torch.cat((vid_s, self.fc_st(visual_st)), dim=-1))
     x1, x2 = self.hat_encoder(x1, x2)
-    sims = F.normalize(x1, p=2, dim=-1).bmm(F.normalize(x2, p=2, dim=-1).permute(0, 2, 1)) / self.temp
+    sims = (
+        F.normalize(x1, p=2, dim=-1).bmm(F.normalize(x2, p=2, dim=-1).permute(0, 2, 1)) / self.temp
+    )
     x2 = self.dropout(x2)
     x = torch.cat([x1.unsqueeze(-2), x2.unsqueeze(-2)], dim=-2)
     frame_prob = torch.sigmoid(self.fc_prob(x))
     frame_att = torch.softmax(self.fc_frame_att(x), dim=1)
     av_att = torch.softmax(self.fc_av_att(x), dim=2)
     temporal_prob = frame_att * frame_prob
-    return {"video_prob": (temporal_prob * av_att).sum(dim=2).sum(dim=1),
-            "audio_prob": temporal_prob[:, :, 0, :].sum(dim=1), "visual_prob": temporal_prob[:, :, 1, :].sum(dim=1),
-            "segment_audio_prob": frame_prob[:, :, 0], "segment_visual_prob": frame_prob[:, :, 1],
-            "sims_after": sims.reshape(-1, 10)}
+    return {
+        "video_prob": (temporal_prob * av_att).sum(dim=2).sum(dim=1),
+        "audio_prob": temporal_prob[:, :, 0, :].sum(dim=1),
+        "visual_prob": temporal_prob[:, :, 1, :].sum(dim=1),
+        "segment_audio_prob": frame_prob[:, :, 0],
+        "segment_visual_prob": frame_prob[:, :, 1],
+        "sims_after": sims.reshape(-1, 10),
+    }
 
 
 def _reference(num_layers=1, seed=0):
@@ -88,9 +102,16 @@ def _save_as_main_py(directory, model, name="JoMoLD.pt"):
   """The dict JoMoLD's main.py saves: RNG states, then model, optimizer and scheduler states and the epochs."""
   optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
   scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=6, gamma=0.25)
-  saved = {"torch_rng": torch.get_rng_state(), "cuda_rng": torch.zeros(16, dtype=torch.uint8),
-           "random_rng": random.getstate(), "numpy_rng": np.random.get_state(), "model": model.state_dict(),
-           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epochs": 25}
+  saved = {
+      "torch_rng": torch.get_rng_state(),
+      "cuda_rng": torch.zeros(16, dtype=torch.uint8),
+      "random_rng": random.getstate(),
+      "numpy_rng": np.random.get_state(),
+      "model": model.state_dict(),
+      "optimizer": optimizer.state_dict(),
+      "scheduler": scheduler.state_dict(),
+      "epochs": 25,
+  }
   path = os.path.join(directory, name)
   torch.save(saved, path)
   return path
@@ -98,13 +119,18 @@ def _save_as_main_py(directory, model, name="JoMoLD.pt"):
 
 def _inputs(seed=1, batch=2):
   rng = np.random.default_rng(seed)
-  return (rng.normal(size=(batch, 10, 128)).astype(np.float32), rng.normal(size=(batch, 80, 2048)).astype(np.float32),
-          rng.normal(size=(batch, 10, 512)).astype(np.float32))
+  return (
+      rng.normal(size=(batch, 10, 128)).astype(np.float32),
+      rng.normal(size=(batch, 80, 2048)).astype(np.float32),
+      rng.normal(size=(batch, 10, 512)).astype(np.float32),
+  )
 
 
 def _sims(outputs, temperature=0.2):
   """JoMoLD's sims_after from our encoder outputs."""
-  normalise = lambda x: np.asarray(x, np.float64) / np.linalg.norm(np.asarray(x, np.float64), axis=-1, keepdims=True)
+  normalise = lambda x: np.asarray(x, np.float64) / np.linalg.norm(
+      np.asarray(x, np.float64), axis=-1, keepdims=True
+  )
   a, v = normalise(outputs["audio_embedding"]), normalise(outputs["visual_embedding"])
   return (np.einsum("btd,bsd->bts", a, v) / temperature).reshape(-1, 10)
 
@@ -117,14 +143,23 @@ class ParityTest(parameterized.TestCase):
     reference = _reference(num_layers)
     converted = convert.load_official(_save_as_main_py(directory, reference))
     self.assertEqual(converted.model, "jomold")
-    self.assertEqual((converted.config.model.han.num_layers, converted.config.model.han.num_heads), (num_layers, 1))
+    self.assertEqual(
+        (converted.config.model.han.num_layers, converted.config.model.han.num_heads),
+        (num_layers, 1),
+    )
     self.assertEqual(converted.config.model.han.stacking, "stacked")
     audio, frames, motion = _inputs()
     with torch.no_grad():
-      expected = {k: v.numpy() for k, v in reference(*map(torch.from_numpy, (audio, frames, motion))).items()}
-    got = models.build_model(converted.config.model).apply({"params": converted.params}, audio, frames, motion,
-                                                           train=False)
-    np.testing.assert_allclose(_sims(got), expected.pop("sims_after"), atol=1e-5, rtol=1e-5, err_msg="sims_after")
+      expected = {
+          k: v.numpy()
+          for k, v in reference(*map(torch.from_numpy, (audio, frames, motion))).items()
+      }
+    got = models.build_model(converted.config.model).apply(
+        {"params": converted.params}, audio, frames, motion, train=False
+    )
+    np.testing.assert_allclose(
+        _sims(got), expected.pop("sims_after"), atol=1e-5, rtol=1e-5, err_msg="sims_after"
+    )
     for key, value in expected.items():
       np.testing.assert_allclose(np.asarray(got[key]), value, atol=1e-5, rtol=1e-5, err_msg=key)
 
@@ -133,21 +168,29 @@ class ParityTest(parameterized.TestCase):
     reference = _reference(1)
     path = os.path.join(directory, "model_only.pt")
     torch.save(reference.state_dict(), path)
-    self.assertEqual(convert.load_official(path).model, "jomold")  # hat_encoder.norm1 without HAN's extras
+    self.assertEqual(
+        convert.load_official(path).model, "jomold"
+    )  # hat_encoder.norm1 without HAN's extras
     wrapped = convert.load_official(_save_as_main_py(directory, reference), "jomold")
-    jax.tree.map(np.testing.assert_array_equal, convert.load_official(path, "jomold").params, wrapped.params)
+    jax.tree.map(
+        np.testing.assert_array_equal, convert.load_official(path, "jomold").params, wrapped.params
+    )
 
   def test_converted_checkpoint_parses(self):
     directory = self.create_tempdir().full_path
     reference = _reference(1, seed=3)
-    out = convert.convert_official(_save_as_main_py(directory, reference), os.path.join(directory, "jomold"))
+    out = convert.convert_official(
+        _save_as_main_py(directory, reference), os.path.join(directory, "jomold")
+    )
     parser = avvp_jax.load_parser(out)
     audio, frames, motion = _inputs()
     with torch.no_grad():
       expected = reference(*map(torch.from_numpy, (audio, frames, motion)))
     probs = parser.predict(audio, frames, motion)
     for key in ("video", "audio", "visual", "segment_audio", "segment_visual"):
-      np.testing.assert_allclose(probs[f"{key}_prob"], expected[f"{key}_prob"].numpy(), atol=1e-5, rtol=1e-5, err_msg=key)
+      np.testing.assert_allclose(
+          probs[f"{key}_prob"], expected[f"{key}_prob"].numpy(), atol=1e-5, rtol=1e-5, err_msg=key
+      )
 
 
 class _PlainObject:
@@ -173,21 +216,29 @@ class BadCheckpointTest(absltest.TestCase):
     self.assertNotIn("\n", str(raised.exception))
 
   def test_missing_key_is_named(self):
-    self._assert_one_line(r"JoMoLD \(MMIL_Net\) state_dict: missing hat_encoder\.layers\.1\.norm2\.bias",
-                          mutate=lambda state: state.pop("hat_encoder.layers.1.norm2.bias"))
+    self._assert_one_line(
+        r"JoMoLD \(MMIL_Net\) state_dict: missing hat_encoder\.layers\.1\.norm2\.bias",
+        mutate=lambda state: state.pop("hat_encoder.layers.1.norm2.bias"),
+    )
 
   def test_wrong_shape_is_named(self):
-    self._assert_one_line(r"fc_prob\.bias \(10,\) \(expected \(25,\)\)",
-                          mutate=lambda state: state.update({"fc_prob.bias": torch.zeros(10)}))
-    self._assert_one_line(r"hat_encoder\.layers\.1\.self_attn\.in_proj_weight \(1000, 512\) \(expected \(1536, 512\)\)",
-                          mutate=lambda state: state.update({"hat_encoder.layers.1.self_attn.in_proj_weight":
-                                                             torch.zeros(1000, 512)}))
+    self._assert_one_line(
+        r"fc_prob\.bias \(10,\) \(expected \(25,\)\)",
+        mutate=lambda state: state.update({"fc_prob.bias": torch.zeros(10)}),
+    )
+    self._assert_one_line(
+        r"hat_encoder\.layers\.1\.self_attn\.in_proj_weight \(1000, 512\) \(expected \(1536, 512\)\)",
+        mutate=lambda state: state.update(
+            {"hat_encoder.layers.1.self_attn.in_proj_weight": torch.zeros(1000, 512)}
+        ),
+    )
 
   def test_wrong_model_and_heads(self):
     self._assert_one_line(r"is a JoMoLD \(MMIL_Net\) checkpoint.*not HAN .*--model=jomold", "han")
     self._assert_one_line(r"is a JoMoLD \(MMIL_Net\) checkpoint.*not LEAP", "leap")
-    self._assert_one_line(r"--num_heads=8, but the official JoMoLD \(MMIL_Net\) has one attention head",
-                          num_heads=8)
+    self._assert_one_line(
+        r"--num_heads=8, but the official JoMoLD \(MMIL_Net\) has one attention head", num_heads=8
+    )
 
   def test_other_pickled_objects_are_refused(self):
     path = os.path.join(self.directory, "pickled.pt")

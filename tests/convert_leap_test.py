@@ -46,12 +46,44 @@ from avvp_jax import models
 from avvp_jax.errors import InputError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-HIDDEN, AUDIO, FRAMES, MOTION, LABEL_DIM, CLASSES, LEVELS, HEADS = 512, 128, 2048, 512, 300, 25, 4, 8
+HIDDEN, AUDIO, FRAMES, MOTION, LABEL_DIM, CLASSES, LEVELS, HEADS = (
+    512,
+    128,
+    2048,
+    512,
+    300,
+    25,
+    4,
+    8,
+)
 # The keys of the official llp_label_glove_embeddings.pt, in its order.
-LEAP_KEYS = ("Speech", "Car", "Cheering", "Dog", "Cat", "Fry food", "Basketball bounce", "Fire alarm", "Chainsaw",
-             "Cello", "Banjo", "Singing", "Chicken rooster", "Violin fiddle", "Vacuum cleaner", "Baby laughter",
-             "Accordion", "Lawn mower", "Motorcycle", "Helicopter", "Acoustic guitar", "Telephone bell ringing",
-             "Baby cry infancy cry", "Blender", "Clapping")
+LEAP_KEYS = (
+    "Speech",
+    "Car",
+    "Cheering",
+    "Dog",
+    "Cat",
+    "Fry food",
+    "Basketball bounce",
+    "Fire alarm",
+    "Chainsaw",
+    "Cello",
+    "Banjo",
+    "Singing",
+    "Chicken rooster",
+    "Violin fiddle",
+    "Vacuum cleaner",
+    "Baby laughter",
+    "Accordion",
+    "Lawn mower",
+    "Motorcycle",
+    "Helicopter",
+    "Acoustic guitar",
+    "Telephone bell ringing",
+    "Baby cry infancy cry",
+    "Blender",
+    "Clapping",
+)
 
 
 # --- the reference: official module names, official forward ------------------------------------------------
@@ -69,17 +101,19 @@ class _Attention(nn.Module):
 
   def forward(self, query, key, value):
     batch = query.size(0)
-    query, key, value = [linear(x).view(batch, -1, self.h, self.d_k).transpose(1, 2)
-                         for linear, x in zip(self.linears, (query, key, value))]
+    query, key, value = [
+        linear(x).view(batch, -1, self.h, self.d_k).transpose(1, 2)
+        for linear, x in zip(self.linears, (query, key, value))
+    ]
     scores = torch.matmul(query, key.transpose(-2, -1)) / math.sqrt(self.d_k)
     if not self.vanilla and self.masksize != 1:
       half = int(self.masksize / 2)
       mask = torch.ones(scores.size())
       for i in range(mask.shape[2]):
         if i - half > 0:
-          mask[:, :, i, :i - half] = 0
+          mask[:, :, i, : i - half] = 0
         if i + half + 1 < mask.shape[3]:
-          mask[:, :, i, half + i + 1:] = 0
+          mask[:, :, i, half + i + 1 :] = 0
       scores = scores.masked_fill(mask == 0, -1e9)
     weights = self.dropout(F.softmax(scores, dim=-1))
     x = torch.matmul(weights, value).transpose(1, 2).contiguous().view(batch, -1, self.h * self.d_k)
@@ -169,10 +203,14 @@ class _Capture(nn.Module):
     super().__init__()
     self.multiheadattn = _Attention(heads, dim)
     self.feedforward = _FeedForward(dim, ffn)
-    make = lambda i: _Layer(dim, _Attention(heads, dim, masksize=2**i * 2), copy.deepcopy(self.feedforward))
+    make = lambda i: _Layer(
+        dim, _Attention(heads, dim, masksize=2**i * 2), copy.deepcopy(self.feedforward)
+    )
     self.vnetwork = nn.Sequential(*[_TemporalBlock(dim, 2**i) for i in range(levels)])
     self.anetwork = nn.Sequential(*[_TemporalBlock(dim, 2**i) for i in range(levels)])
-    self.msa = nn.Sequential(*[_IntegrateBlock(make(i), make(i), make(i), dim) for i in range(levels)])
+    self.msa = nn.Sequential(
+        *[_IntegrateBlock(make(i), make(i), make(i), dim) for i in range(levels)]
+    )
 
   def forward(self, v, a):
     v_list, a_list = [], []
@@ -193,8 +231,12 @@ class _Fusion(nn.Module):
     self.dim = dim
     self.multiheadattn = _Attention(heads, dim)
     self.feedforward = _FeedForward(dim, ffn)
-    self.vadaptiveinteraction = _Layer(dim, copy.deepcopy(self.multiheadattn), copy.deepcopy(self.feedforward))
-    self.aadaptiveinteraction = _Layer(dim, copy.deepcopy(self.multiheadattn), copy.deepcopy(self.feedforward))
+    self.vadaptiveinteraction = _Layer(
+        dim, copy.deepcopy(self.multiheadattn), copy.deepcopy(self.feedforward)
+    )
+    self.aadaptiveinteraction = _Layer(
+        dim, copy.deepcopy(self.multiheadattn), copy.deepcopy(self.feedforward)
+    )
     self.vselectfusion, self.aselectfusion = nn.Linear(dim, 1), nn.Linear(dim, 1)
 
   def forward(self, v_stage, a_stage):
@@ -222,7 +264,9 @@ class _AVL(nn.Module):
     super().__init__()
     self.multiheadattn = _Attention(heads, dim, vanilla=True)
     self.feedforward = _FeedForward(dim, ffn)
-    make = lambda: _Layer(dim, copy.deepcopy(self.multiheadattn), copy.deepcopy(self.feedforward), vanilla=True)
+    make = lambda: _Layer(
+        dim, copy.deepcopy(self.multiheadattn), copy.deepcopy(self.feedforward), vanilla=True
+    )
     self.lv_cma_network = nn.Sequential(*[make() for _ in range(layers)])
     self.la_cma_network = nn.Sequential(*[make() for _ in range(layers)])
 
@@ -249,18 +293,28 @@ class ReferenceLeap(nn.Module):
   def forward(self, audio, visual, visual_st, label):
     f_l = self.fc_l(label)
     f_a = self.fc_a(audio)
-    vid_s = F.avg_pool2d(self.fc_v(visual).permute(0, 2, 1).unsqueeze(-1), (8, 1)).squeeze(-1).permute(0, 2, 1)
+    vid_s = (
+        F.avg_pool2d(self.fc_v(visual).permute(0, 2, 1).unsqueeze(-1), (8, 1))
+        .squeeze(-1)
+        .permute(0, 2, 1)
+    )
     f_v = self.fc_fusion(torch.cat((vid_s, self.fc_st(visual_st)), dim=-1))
     v_o, a_o = self.MMP(f_v, f_a)
     lv_f, lv_attn, la_f, la_attn = self.AVL(v_o, a_o, f_l)
     a_prob = torch.sigmoid(self.fc_la(la_f).squeeze(-1))
     v_prob = torch.sigmoid(self.fc_lv(lv_f).squeeze(-1))
     a_hit, v_hit = (a_prob >= 0.5).float(), (v_prob >= 0.5).float()
-    return {"video_prob": a_hit + v_hit - a_hit * v_hit, "audio_prob": a_prob, "visual_prob": v_prob,
-            "segment_audio_prob": torch.sigmoid(la_attn.mean(dim=1).permute(0, 2, 1)),
-            "segment_visual_prob": torch.sigmoid(lv_attn.mean(dim=1).permute(0, 2, 1)),
-            "audio_embedding": a_o, "visual_embedding": v_o, "audio_label_embedding": la_f,
-            "visual_label_embedding": lv_f}
+    return {
+        "video_prob": a_hit + v_hit - a_hit * v_hit,
+        "audio_prob": a_prob,
+        "visual_prob": v_prob,
+        "segment_audio_prob": torch.sigmoid(la_attn.mean(dim=1).permute(0, 2, 1)),
+        "segment_visual_prob": torch.sigmoid(lv_attn.mean(dim=1).permute(0, 2, 1)),
+        "audio_embedding": a_o,
+        "visual_embedding": v_o,
+        "audio_label_embedding": la_f,
+        "visual_label_embedding": lv_f,
+    }
 
 
 def _randomise(model, seed):
@@ -300,9 +354,11 @@ def _write_official(directory, seed=0, levels=LEVELS, heads=HEADS):
 
 def _inputs(seed=1, batch=2, steps=10):
   rng = np.random.default_rng(seed)
-  return (rng.normal(size=(batch, steps, AUDIO)).astype(np.float32),
-          rng.normal(size=(batch, 8 * steps, FRAMES)).astype(np.float32),
-          rng.normal(size=(batch, steps, MOTION)).astype(np.float32))
+  return (
+      rng.normal(size=(batch, steps, AUDIO)).astype(np.float32),
+      rng.normal(size=(batch, 8 * steps, FRAMES)).astype(np.float32),
+      rng.normal(size=(batch, steps, MOTION)).astype(np.float32),
+  )
 
 
 def _reference_outputs(reference, table, inputs):
@@ -318,23 +374,39 @@ def _assert_outputs_match(testcase, got, expected):
       np.testing.assert_array_equal(np.asarray(got[key]), value, err_msg=key)
     else:
       np.testing.assert_allclose(np.asarray(got[key]), value, atol=1e-5, rtol=1e-5, err_msg=key)
-  testcase.assertGreater(float(np.std(expected["segment_audio_prob"])), 1e-2)  # not saturated: a real check
+  testcase.assertGreater(
+      float(np.std(expected["segment_audio_prob"])), 1e-2
+  )  # not saturated: a real check
 
 
 class OfficialKeysTest(absltest.TestCase):
 
   def test_reference_has_the_official_names(self):
     keys = set(ReferenceLeap().state_dict())
-    for key in ("fc_a.weight", "fc_fusion.bias", "fc_l.weight", "fc_la.bias", "fc_lv.weight",
-                "MMP.capture.multiheadattn.linears.0.weight", "MMP.capture.feedforward.w_1.weight",
-                "MMP.capture.vnetwork.3.conv1.weight", "MMP.capture.vnetwork.3.net.0.weight",
-                "MMP.capture.anetwork.0.net.2.bias", "MMP.capture.msa.0.asablock.layer.self_attn.linears.3.bias",
-                "MMP.capture.msa.2.cmablock.layer.sublayer.1.norm.weight", "MMP.capture.msa.1.lv2.weight",
-                "MMP.capture.msa.0.vsablock.layer.self_attn.layer_norm.weight",
-                "MMP.fusion.aadaptiveinteraction.feed_forward.w_2.weight", "MMP.fusion.vselectfusion.bias",
-                "MMP.fusion.multiheadattn.linears.1.weight", "MMP.fusion.feedforward.w_1.bias",
-                "AVL.multiheadattn.linears.2.weight", "AVL.feedforward.w_2.bias",
-                "AVL.la_cma_network.1.self_attn.linears.0.weight", "AVL.lv_cma_network.0.sublayer.0.norm.bias"):
+    for key in (
+        "fc_a.weight",
+        "fc_fusion.bias",
+        "fc_l.weight",
+        "fc_la.bias",
+        "fc_lv.weight",
+        "MMP.capture.multiheadattn.linears.0.weight",
+        "MMP.capture.feedforward.w_1.weight",
+        "MMP.capture.vnetwork.3.conv1.weight",
+        "MMP.capture.vnetwork.3.net.0.weight",
+        "MMP.capture.anetwork.0.net.2.bias",
+        "MMP.capture.msa.0.asablock.layer.self_attn.linears.3.bias",
+        "MMP.capture.msa.2.cmablock.layer.sublayer.1.norm.weight",
+        "MMP.capture.msa.1.lv2.weight",
+        "MMP.capture.msa.0.vsablock.layer.self_attn.layer_norm.weight",
+        "MMP.fusion.aadaptiveinteraction.feed_forward.w_2.weight",
+        "MMP.fusion.vselectfusion.bias",
+        "MMP.fusion.multiheadattn.linears.1.weight",
+        "MMP.fusion.feedforward.w_1.bias",
+        "AVL.multiheadattn.linears.2.weight",
+        "AVL.feedforward.w_2.bias",
+        "AVL.la_cma_network.1.self_attn.linears.0.weight",
+        "AVL.lv_cma_network.0.sublayer.0.norm.bias",
+    ):
       self.assertIn(key, keys)
     self.assertFalse(any("weight_g" in key or "downsample" in key for key in keys))
 
@@ -354,19 +426,25 @@ class ParityTest(absltest.TestCase):
     audio, frames, motion = _inputs()
     if frames_pooled:
       frames = frames.reshape(2, 10, 8, FRAMES).mean(axis=2)
-    return models.build_model(config.model).apply({"params": params}, audio, frames, motion, train=False)
+    return models.build_model(config.model).apply(
+        {"params": params}, audio, frames, motion, train=False
+    )
 
   def test_detected_and_described(self):
     config = self.converted.config
     self.assertEqual(self.converted.model, "leap")
     self.assertEqual((config.model.encoder, config.model.decoder), ("mmpyramid", "leap"))
-    self.assertEqual((config.model.mmpyramid.num_levels, config.model.mmpyramid.num_heads), (LEVELS, HEADS))
+    self.assertEqual(
+        (config.model.mmpyramid.num_levels, config.model.mmpyramid.num_heads), (LEVELS, HEADS)
+    )
     self.assertEqual((config.model.leap.num_blocks, config.model.leap.num_heads), (2, HEADS))
     self.assertEqual(config.model.leap.label_embeddings, os.path.abspath(self.labels))
     np.testing.assert_array_equal(self.converted.label_table, self.table)
 
   def test_every_output_matches_in_eval_mode(self):
-    _assert_outputs_match(self, self._apply(self.converted.config, self.converted.params), self.expected)
+    _assert_outputs_match(
+        self, self._apply(self.converted.config, self.converted.params), self.expected
+    )
 
   def test_pooled_frames_match_too(self):
     got = self._apply(self.converted.config, self.converted.params, frames_pooled=True)
@@ -374,15 +452,23 @@ class ParityTest(absltest.TestCase):
 
   def test_params_tree_matches_the_model(self):
     from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
-    expected = jax.tree.map(lambda x: (x.shape[1:], x.dtype), state_lib.abstract_params(self.converted.config))
+
+    expected = jax.tree.map(
+        lambda x: (x.shape[1:], x.dtype), state_lib.abstract_params(self.converted.config)
+    )
     got = jax.tree.map(lambda x: (x.shape, x.dtype), self.converted.params)
     self.assertEqual(jax.tree_util.tree_structure(got), jax.tree_util.tree_structure(expected))
     self.assertEqual(jax.tree.leaves(got), jax.tree.leaves(expected))
 
   def test_unused_keys_may_be_absent(self):
-    state = {key: value for key, value in self.reference.state_dict().items()
-             if ".net." not in key and ".layer_norm." not in key and "multiheadattn" not in key
-             and "feedforward" not in key}
+    state = {
+        key: value
+        for key, value in self.reference.state_dict().items()
+        if ".net." not in key
+        and ".layer_norm." not in key
+        and "multiheadattn" not in key
+        and "feedforward" not in key
+    }
     path = os.path.join(self.create_tempdir().full_path, "trimmed.pt")
     torch.save(state, path)
     params = convert.load_official(path, "leap", label_embeddings=self.labels).params
@@ -397,13 +483,17 @@ class ParityTest(absltest.TestCase):
     os.remove(labels)  # the folder holds the table it needs
     self.assertEqual(sorted(os.listdir(out)), ["config.json", "label_embeddings.npy", "params"])
     with open(os.path.join(out, "config.json")) as file:
-      self.assertEqual(json.load(file)["model"]["leap"]["label_embeddings"], os.path.join(out, "label_embeddings.npy"))
+      self.assertEqual(
+          json.load(file)["model"]["leap"]["label_embeddings"],
+          os.path.join(out, "label_embeddings.npy"),
+      )
     np.testing.assert_array_equal(np.load(os.path.join(out, "label_embeddings.npy")), self.table)
     parser = avvp_jax.load_parser(out)
     audio, frames, motion = _inputs()
     probs = parser.predict(audio, frames, motion)  # the model's own output names
-    _assert_outputs_match(self, probs,
-                          {key: value for key, value in self.expected.items() if key.endswith("_prob")})
+    _assert_outputs_match(
+        self, probs, {key: value for key, value in self.expected.items() if key.endswith("_prob")}
+    )
     events = parser.parse(audio, frames, motion)
     self.assertLen(events, 2)
 
@@ -434,8 +524,13 @@ class BadCheckpointTest(absltest.TestCase):
     self.assertNotIn("\n", str(raised.exception))
 
   def test_missing_used_key_is_named(self):
-    for key in ("MMP.capture.msa.1.cmablock.layer.sublayer.1.norm.weight", "AVL.lv_cma_network.1.feed_forward.w_2.bias",
-                "MMP.fusion.aselectfusion.weight", "fc_fusion.bias", "MMP.capture.vnetwork.1.conv2.weight"):
+    for key in (
+        "MMP.capture.msa.1.cmablock.layer.sublayer.1.norm.weight",
+        "AVL.lv_cma_network.1.feed_forward.w_2.bias",
+        "MMP.fusion.aselectfusion.weight",
+        "fc_fusion.bias",
+        "MMP.capture.vnetwork.1.conv2.weight",
+    ):
       state = dict(self.state)
       del state[key]
       self._assert_one_line(rf"missing.*{re.escape(key)}", state)
@@ -450,23 +545,39 @@ class BadCheckpointTest(absltest.TestCase):
     self._assert_one_line(r"MMP\.capture\.anetwork\.1\.conv1\.weight \(512, 512, 5\)", state)
 
   def test_unknown_key_and_differing_alias_are_named(self):
-    state = dict(self.state, **{"MMP.capture.anetwork.0.downsample.weight": torch.zeros(HIDDEN, HIDDEN, 1)})
+    state = dict(
+        self.state, **{"MMP.capture.anetwork.0.downsample.weight": torch.zeros(HIDDEN, HIDDEN, 1)}
+    )
     self._assert_one_line(r"unknown.*MMP\.capture\.anetwork\.0\.downsample\.weight", state)
     state = dict(self.state)
     state["MMP.capture.vnetwork.1.net.2.bias"] = state["MMP.capture.vnetwork.1.net.2.bias"] + 1.0
-    self._assert_one_line(r"MMP\.capture\.vnetwork\.1\.net\.2\.bias differing from the conv1/conv2", state)
+    self._assert_one_line(
+        r"MMP\.capture\.vnetwork\.1\.net\.2\.bias differing from the conv1/conv2", state
+    )
 
   def test_wrong_model_and_missing_table(self):
-    self._assert_one_line(r"is a LEAP \(AVVPNet\) checkpoint.*not HAN.*--model=leap", self.state, model="han")
+    self._assert_one_line(
+        r"is a LEAP \(AVVPNet\) checkpoint.*not HAN.*--model=leap", self.state, model="han"
+    )
     self._assert_one_line(r"is a LEAP \(AVVPNet\) checkpoint.*not VALOR", self.state, model="valor")
-    self._assert_one_line(r"does not hold its class-name table: pass --label_embeddings", self.state,
-                          label_embeddings=None)
+    self._assert_one_line(
+        r"does not hold its class-name table: pass --label_embeddings",
+        self.state,
+        label_embeddings=None,
+    )
     narrow = os.path.join(self.directory, "narrow.pt")
     torch.save(_label_table(dim=12), narrow)
-    self._assert_one_line(r"12-d, but the checkpoint's fc_l reads 300-d", self.state, label_embeddings=narrow)
+    self._assert_one_line(
+        r"12-d, but the checkpoint's fc_l reads 300-d", self.state, label_embeddings=narrow
+    )
     self._assert_one_line(r"--num_heads=3 does not divide", self.state, num_heads=3)
-    han_like = {"audio_encoder.layers.0.linear1.weight": torch.zeros(2, 2), "fc_a.weight": torch.zeros(2, 2)}
-    self._assert_one_line(r"is a HAN \(MMIL_Net\) checkpoint .*audio_encoder.*not LEAP", han_like, model="leap")
+    han_like = {
+        "audio_encoder.layers.0.linear1.weight": torch.zeros(2, 2),
+        "fc_a.weight": torch.zeros(2, 2),
+    }
+    self._assert_one_line(
+        r"is a HAN \(MMIL_Net\) checkpoint .*audio_encoder.*not LEAP", han_like, model="leap"
+    )
 
   def test_nothing_half_written(self):
     state = dict(self.state)
@@ -493,15 +604,26 @@ class BadCheckpointTest(absltest.TestCase):
 class LauncherTest(absltest.TestCase):
 
   def _run(self, script, *args):
-    return subprocess.run([sys.executable, str(ROOT / "launch" / script), *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=400, check=False)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "launch" / script), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=400,
+        check=False,
+    )
 
   def test_convert_then_evaluate_without_a_workdir(self):
     directory = self.create_tempdir().full_path
     _, path, labels, _ = _write_official(directory, seed=4, levels=2)
     out = os.path.join(directory, "converted")
-    done = self._run("convert_official.py", f"--checkpoint={path}", f"--label_embeddings={labels}", f"--out={out}",
-                     "--config=configs/leap_mmpyr.py:tiny")  # the tiny preset's data: 40 evaluation clips
+    done = self._run(
+        "convert_official.py",
+        f"--checkpoint={path}",
+        f"--label_embeddings={labels}",
+        f"--out={out}",
+        "--config=configs/leap_mmpyr.py:tiny",
+    )  # the tiny preset's data: 40 evaluation clips
     self.assertEqual(done.returncode, 0, done.stderr)
     config, _ = checkpoint.restore_params(out)
     self.assertEqual(config.model.mmpyramid.num_levels, 2)
@@ -514,9 +636,13 @@ class LauncherTest(absltest.TestCase):
     self.assertIn("segment/type", report)
     self.assertIn(f"wrote {out}/eval_test.json", evaluated.stdout)
 
-    bad = self._run("convert_official.py", f"--checkpoint={path}", f"--out={out}_2", "--model=jomold")
+    bad = self._run(
+        "convert_official.py", f"--checkpoint={path}", f"--out={out}_2", "--model=jomold"
+    )
     self.assertEqual(bad.returncode, 2)
-    self.assertRegex(bad.stderr.strip().splitlines()[-1], r"^error: .*is a LEAP \(AVVPNet\) checkpoint")
+    self.assertRegex(
+        bad.stderr.strip().splitlines()[-1], r"^error: .*is a LEAP \(AVVPNet\) checkpoint"
+    )
     self.assertFalse(os.path.exists(out + "_2"))
     missing = self._run("evaluate.py", "--split=test")
     self.assertEqual(missing.returncode, 2)

@@ -98,9 +98,15 @@ class ReferenceHan(nn.Module):
     self.fc_v = nn.Linear(FRAMES, HIDDEN)
     self.fc_st = nn.Linear(MOTION, HIDDEN)
     self.fc_fusion = nn.Linear(2 * HIDDEN, HIDDEN)
-    unused_layer = lambda: nn.TransformerEncoderLayer(d_model=HIDDEN, nhead=1, dim_feedforward=HIDDEN)
-    self.audio_encoder = nn.TransformerEncoder(unused_layer(), num_layers=1, enable_nested_tensor=False)
-    self.visual_encoder = nn.TransformerEncoder(unused_layer(), num_layers=1, enable_nested_tensor=False)
+    unused_layer = lambda: nn.TransformerEncoderLayer(
+        d_model=HIDDEN, nhead=1, dim_feedforward=HIDDEN
+    )
+    self.audio_encoder = nn.TransformerEncoder(
+        unused_layer(), num_layers=1, enable_nested_tensor=False
+    )
+    self.visual_encoder = nn.TransformerEncoder(
+        unused_layer(), num_layers=1, enable_nested_tensor=False
+    )
     self.cmt_encoder = _PairEncoder(_SelfOnlyLayer())
     self.hat_encoder = _PairEncoder(_CrossModalLayer())
 
@@ -116,9 +122,13 @@ class ReferenceHan(nn.Module):
     temporal = torch.softmax(self.fc_frame_att(x), dim=1) * segment
     modality = torch.softmax(self.fc_av_att(x), dim=2)
     video = (temporal * modality).sum(dim=(1, 2))
-    return {"video_prob": video, "audio_prob": temporal[:, :, 0].sum(1),
-            "visual_prob": temporal[:, :, 1].sum(1), "segment_audio_prob": segment[:, :, 0],
-            "segment_visual_prob": segment[:, :, 1]}
+    return {
+        "video_prob": video,
+        "audio_prob": temporal[:, :, 0].sum(1),
+        "visual_prob": temporal[:, :, 1].sum(1),
+        "segment_audio_prob": segment[:, :, 0],
+        "segment_visual_prob": segment[:, :, 1],
+    }
 
 
 def _reference_and_checkpoint(directory, seed=0):
@@ -131,20 +141,29 @@ def _reference_and_checkpoint(directory, seed=0):
 
 def _inputs(seed=1, batch=2, steps=10):
   rng = np.random.default_rng(seed)
-  return (rng.normal(size=(batch, steps, AUDIO)).astype(np.float32),
-          rng.normal(size=(batch, 8 * steps, FRAMES)).astype(np.float32),
-          rng.normal(size=(batch, steps, MOTION)).astype(np.float32))
+  return (
+      rng.normal(size=(batch, steps, AUDIO)).astype(np.float32),
+      rng.normal(size=(batch, 8 * steps, FRAMES)).astype(np.float32),
+      rng.normal(size=(batch, steps, MOTION)).astype(np.float32),
+  )
 
 
 class OfficialKeysTest(absltest.TestCase):
 
   def test_reference_has_the_official_names(self):
     keys = set(ReferenceHan().state_dict())
-    for key in ("fc_prob.weight", "fc_av_att.bias", "fc_fusion.weight",
-                "hat_encoder.layers.0.cm_attn.in_proj_weight",
-                "hat_encoder.layers.0.self_attn.out_proj.bias", "hat_encoder.layers.0.linear1.weight",
-                "hat_encoder.layers.0.norm2.bias", "hat_encoder.norm1.weight",
-                "audio_encoder.layers.0.self_attn.in_proj_weight", "cmt_encoder.layers.0.linear2.bias"):
+    for key in (
+        "fc_prob.weight",
+        "fc_av_att.bias",
+        "fc_fusion.weight",
+        "hat_encoder.layers.0.cm_attn.in_proj_weight",
+        "hat_encoder.layers.0.self_attn.out_proj.bias",
+        "hat_encoder.layers.0.linear1.weight",
+        "hat_encoder.layers.0.norm2.bias",
+        "hat_encoder.norm1.weight",
+        "audio_encoder.layers.0.self_attn.in_proj_weight",
+        "cmt_encoder.layers.0.linear2.bias",
+    ):
       self.assertIn(key, keys)
 
 
@@ -160,15 +179,18 @@ class ParityTest(absltest.TestCase):
 
   def _compare(self, config, params, frames_pooled=False):
     from avvp_jax import models  # pylint: disable=g-import-not-at-top
+
     audio, frames, motion = _inputs()
     with torch.no_grad():
       expected = self.reference(*map(torch.from_numpy, (audio, frames, motion)))
     flax_frames = frames.reshape(2, 10, 8, FRAMES).mean(axis=2) if frames_pooled else frames
-    outputs = models.build_model(config.model).apply({"params": params}, audio, flax_frames, motion,
-                                                     train=False)
+    outputs = models.build_model(config.model).apply(
+        {"params": params}, audio, flax_frames, motion, train=False
+    )
     for key, value in expected.items():
-      np.testing.assert_allclose(np.asarray(outputs[key]), value.numpy(), atol=1e-5, rtol=1e-5,
-                                 err_msg=key)
+      np.testing.assert_allclose(
+          np.asarray(outputs[key]), value.numpy(), atol=1e-5, rtol=1e-5, err_msg=key
+      )
 
   def test_every_output_matches_in_eval_mode(self):
     self._compare(self.config, self.params)
@@ -179,12 +201,17 @@ class ParityTest(absltest.TestCase):
   def test_config_describes_the_official_model(self):
     self.assertEqual(self.config.model.encoder, "han")
     self.assertEqual(self.config.model.decoder, "mmil")
-    self.assertEqual(dict(self.config.model.input_dims), {"audio": 128, "frames": 2048, "motion": 512})
+    self.assertEqual(
+        dict(self.config.model.input_dims), {"audio": 128, "frames": 2048, "motion": 512}
+    )
     self.assertEqual(self.config.model.hidden_dim, 512)
 
   def test_params_tree_matches_the_model(self):
     from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
-    expected = jax.tree.map(lambda x: (x.shape[1:], x.dtype), state_lib.abstract_params(self.config))  # [1, ...]
+
+    expected = jax.tree.map(
+        lambda x: (x.shape[1:], x.dtype), state_lib.abstract_params(self.config)
+    )  # [1, ...]
     got = jax.tree.map(lambda x: (x.shape, x.dtype), self.params)
     self.assertEqual(jax.tree_util.tree_structure(got), jax.tree_util.tree_structure(expected))
     self.assertEqual(jax.tree.leaves(got), jax.tree.leaves(expected))
@@ -192,6 +219,7 @@ class ParityTest(absltest.TestCase):
   def test_written_checkpoint_restores(self):
     from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top
     from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+
     out = self.create_tempdir().full_path
     convert.convert_official_han(self.path, out)
     self.assertTrue(os.path.isfile(os.path.join(out, "config.json")))
@@ -204,16 +232,27 @@ class LauncherTest(absltest.TestCase):
 
   def _run(self, *args):
     root = pathlib.Path(__file__).resolve().parents[1]
-    return subprocess.run([sys.executable, str(root / "launch" / "convert_official.py"), *args],
-                          capture_output=True, text=True, cwd=root, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, str(root / "launch" / "convert_official.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+        check=False,
+    )
 
   def test_writes_a_checkpoint_and_refuses_bad_input(self):
     from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top
+
     directory = self.create_tempdir().full_path
     _, path = _reference_and_checkpoint(directory, seed=3)
     out = os.path.join(directory, "converted")
-    done = self._run(f"--checkpoint={path}", f"--out={out}", "--config=configs/han.py",
-                     "--config.data.features_dir=/data/llp")
+    done = self._run(
+        f"--checkpoint={path}",
+        f"--out={out}",
+        "--config=configs/han.py",
+        "--config.data.features_dir=/data/llp",
+    )
     self.assertEqual(done.returncode, 0, done.stderr)
     config, params = checkpoint.restore_params(out)
     params = checkpoint.select_seed(config, params, config.seed)
@@ -232,8 +271,19 @@ class LauncherTest(absltest.TestCase):
     done = self._run(f"--checkpoint={path}", f"--out={out}", "--config=configs/han.py:tiny")
     self.assertEqual(done.returncode, 0, done.stderr)
     root = pathlib.Path(__file__).resolve().parents[1]
-    evaluated = subprocess.run([sys.executable, str(root / "launch" / "evaluate.py"), f"--checkpoint={out}",
-                                "--split=test"], capture_output=True, text=True, cwd=root, timeout=300, check=False)
+    evaluated = subprocess.run(
+        [
+            sys.executable,
+            str(root / "launch" / "evaluate.py"),
+            f"--checkpoint={out}",
+            "--split=test",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+        check=False,
+    )
     self.assertEqual(evaluated.returncode, 0, evaluated.stderr)
     self.assertIn(f"wrote {out}/eval_test.json", evaluated.stdout)
     with open(os.path.join(out, "eval_test.json")) as file:
@@ -244,7 +294,9 @@ class LauncherTest(absltest.TestCase):
       expected = reference(*map(torch.from_numpy, (audio, frames, motion)))
     probs = parser.predict(audio, frames, motion)
     for key in ("video", "audio", "visual", "segment_audio", "segment_visual"):
-      np.testing.assert_allclose(probs[f"{key}_prob"], expected[f"{key}_prob"].numpy(), atol=1e-5, rtol=1e-5, err_msg=key)
+      np.testing.assert_allclose(
+          probs[f"{key}_prob"], expected[f"{key}_prob"].numpy(), atol=1e-5, rtol=1e-5, err_msg=key
+      )
 
 
 class BadCheckpointTest(absltest.TestCase):
@@ -262,7 +314,9 @@ class BadCheckpointTest(absltest.TestCase):
 
   def test_missing_key_is_named(self):
     del self.state["hat_encoder.layers.0.cm_attn.in_proj_weight"]
-    with self.assertRaisesRegex(InputError, r"missing.*hat_encoder\.layers\.0\.cm_attn\.in_proj_weight"):
+    with self.assertRaisesRegex(
+        InputError, r"missing.*hat_encoder\.layers\.0\.cm_attn\.in_proj_weight"
+    ):
       convert.load_official_han(self._save(self.state))
 
   def test_unknown_key_is_named(self):
@@ -287,8 +341,11 @@ class BadCheckpointTest(absltest.TestCase):
     path = self._save(self.state)
     self.assertEqual(convert.load_official(path).model, "han")
     for model in ("leap", "valor", "jomold"):
-      with self.assertRaisesRegex(InputError, r"is a HAN \(MMIL_Net\) checkpoint \(it has audio_encoder\..*"
-                                  rf"--model=han or --model=auto") as raised:
+      with self.assertRaisesRegex(
+          InputError,
+          r"is a HAN \(MMIL_Net\) checkpoint \(it has audio_encoder\..*"
+          rf"--model=han or --model=auto",
+      ) as raised:
         convert.load_official(path, model)
       self.assertNotIn("\n", str(raised.exception))
     with self.assertRaisesRegex(InputError, r"one attention head"):

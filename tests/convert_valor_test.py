@@ -46,7 +46,9 @@ class _Encoder(nn.Module):
     super().__init__()
     self.layers = nn.ModuleList([copy.deepcopy(layer) for _ in range(num_layers)])
     self.num_layers = num_layers
-    self.final_norm_a, self.final_norm_v = nn.LayerNorm(hidden_dim), nn.LayerNorm(hidden_dim)  # pre_norm only
+    self.final_norm_a, self.final_norm_v = nn.LayerNorm(hidden_dim), nn.LayerNorm(
+        hidden_dim
+    )  # pre_norm only
 
   def forward(self, src_a, src_v):
     for i in range(self.num_layers):
@@ -67,8 +69,11 @@ class ReferenceValor(nn.Module):
     self.fc_v = nn.Linear(args.input_v_dim, args.hidden_dim)
     self.fc_st = nn.Linear(512, args.hidden_dim)
     self.fc_fusion = nn.Linear(args.hidden_dim * 2, args.hidden_dim)
-    self.hat_encoder = _Encoder(torch_oracles.HANLayer(args.hidden_dim, args.nhead, args.ff_dim), args.num_layers,
-                                args.hidden_dim)
+    self.hat_encoder = _Encoder(
+        torch_oracles.HANLayer(args.hidden_dim, args.nhead, args.ff_dim),
+        args.num_layers,
+        args.hidden_dim,
+    )
     self.input_a_dim, self.hidden_dim = args.input_a_dim, args.hidden_dim
 
   def forward(self, audio, visual, visual_st):
@@ -80,7 +85,11 @@ class ReferenceValor(nn.Module):
     else:
       x1 = self.fc_a(audio)
     if visual.size(1) == 80:
-      vid_s = F.avg_pool2d(self.fc_v(visual).permute(0, 2, 1).unsqueeze(-1), (8, 1)).squeeze(-1).permute(0, 2, 1)
+      vid_s = (
+          F.avg_pool2d(self.fc_v(visual).permute(0, 2, 1).unsqueeze(-1), (8, 1))
+          .squeeze(-1)
+          .permute(0, 2, 1)
+      )
     else:
       vid_s = self.fc_v(visual)
     x2 = self.fc_fusion(torch.cat((vid_s, self.fc_st(visual_st)), dim=-1))
@@ -91,10 +100,14 @@ class ReferenceValor(nn.Module):
     frame_att = torch.softmax(self.fc_frame_att(x), dim=1)
     av_att = torch.softmax(self.fc_av_att(x), dim=2)
     temporal_prob = frame_att * frame_prob
-    return {"video_prob": (temporal_prob * av_att).sum(dim=2).sum(dim=1),
-            "audio_prob": temporal_prob[:, :, 0, :].sum(dim=1), "visual_prob": temporal_prob[:, :, 1, :].sum(dim=1),
-            "segment_audio_prob": frame_prob[:, :, 0], "segment_visual_prob": frame_prob[:, :, 1],
-            "frame_logits": frame_logits}
+    return {
+        "video_prob": (temporal_prob * av_att).sum(dim=2).sum(dim=1),
+        "audio_prob": temporal_prob[:, :, 0, :].sum(dim=1),
+        "visual_prob": temporal_prob[:, :, 1, :].sum(dim=1),
+        "segment_audio_prob": frame_prob[:, :, 0],
+        "segment_visual_prob": frame_prob[:, :, 1],
+        "frame_logits": frame_logits,
+    }
 
 
 def _args(sizes, nhead=8):
@@ -113,9 +126,11 @@ def _inputs(sizes, seed=1, batch=2, clap_maps=False):
   rng = np.random.default_rng(seed)
   audio_steps = 64 if clap_maps else 10
   frame_steps = 80 if sizes["input_v_dim"] == 2048 else 10
-  return (rng.normal(size=(batch, audio_steps, sizes["input_a_dim"])).astype(np.float32),
-          rng.normal(size=(batch, frame_steps, sizes["input_v_dim"])).astype(np.float32),
-          rng.normal(size=(batch, 10, 512)).astype(np.float32))
+  return (
+      rng.normal(size=(batch, audio_steps, sizes["input_a_dim"])).astype(np.float32),
+      rng.normal(size=(batch, frame_steps, sizes["input_v_dim"])).astype(np.float32),
+      rng.normal(size=(batch, 10, 512)).astype(np.float32),
+  )
 
 
 def _save(directory, model, name="checkpoint_best.pt"):
@@ -129,23 +144,39 @@ class ParityTest(parameterized.TestCase):
   def _check(self, sizes, clap_maps=False, nhead=8):
     directory = self.create_tempdir().full_path
     reference = _reference(sizes, nhead=nhead)
-    converted = convert.load_official(_save(directory, reference), num_heads=None if nhead == 8 else nhead)
+    converted = convert.load_official(
+        _save(directory, reference), num_heads=None if nhead == 8 else nhead
+    )
     self.assertEqual(converted.model, "valor")
     config = converted.config
-    self.assertEqual((config.model.han.num_layers, config.model.han.num_heads), (sizes["num_layers"], nhead))
+    self.assertEqual(
+        (config.model.han.num_layers, config.model.han.num_heads), (sizes["num_layers"], nhead)
+    )
     self.assertEqual((config.model.han.stacking, config.model.han.ffn_dim), ("sequential", 1024))
     audio, frames, motion = _inputs(sizes, clap_maps=clap_maps)
     with torch.no_grad():
-      expected = {k: v.numpy() for k, v in reference(*map(torch.from_numpy, (audio, frames, motion))).items()}
+      expected = {
+          k: v.numpy()
+          for k, v in reference(*map(torch.from_numpy, (audio, frames, motion))).items()
+      }
     if clap_maps:  # the clip_clap layout's build-time pooling of VALOR's [64, D] CLAP maps
-      audio = np.einsum("sk,bkd->bsd", features.clap_segment_matrix(), audio.astype(np.float64)).astype(np.float32)
-    got = models.build_model(config.model).apply({"params": converted.params}, audio, frames, motion, train=False)
+      audio = np.einsum(
+          "sk,bkd->bsd", features.clap_segment_matrix(), audio.astype(np.float64)
+      ).astype(np.float32)
+    got = models.build_model(config.model).apply(
+        {"params": converted.params}, audio, frames, motion, train=False
+    )
     logits = expected.pop("frame_logits")
     for key, value in expected.items():
       np.testing.assert_allclose(np.asarray(got[key]), value, atol=1e-5, rtol=1e-5, err_msg=key)
-    for modality, index in (("audio", 0), ("visual", 1)):  # logits: the inverse sigmoid of the probabilities
+    for modality, index in (
+        ("audio", 0),
+        ("visual", 1),
+    ):  # logits: the inverse sigmoid of the probabilities
       prob = np.asarray(got[f"segment_{modality}_prob"], np.float64)
-      np.testing.assert_allclose(np.log(prob / (1 - prob)), logits[:, :, index], atol=1e-4, err_msg=modality)
+      np.testing.assert_allclose(
+          np.log(prob / (1 - prob)), logits[:, :, index], atol=1e-4, err_msg=modality
+      )
     return converted
 
   def test_valor(self):
@@ -158,7 +189,9 @@ class ParityTest(parameterized.TestCase):
   def test_valor_plus_plus_on_clip_and_clap(self):
     converted = self._check(VALOR_PLUS_PLUS)
     self.assertEqual(converted.config.data.layout, "clip_clap")
-    self.assertEqual(dict(converted.config.model.input_dims), {"audio": 768, "frames": 768, "motion": 512})
+    self.assertEqual(
+        dict(converted.config.model.input_dims), {"audio": 768, "frames": 768, "motion": 512}
+    )
 
   def test_valor_plus_plus_on_clap_feature_maps(self):
     self._check(VALOR_PLUS_PLUS, clap_maps=True)
@@ -168,14 +201,19 @@ class ParityTest(parameterized.TestCase):
 
   def test_sequential_stacking_matters(self):
     # The same params with HAN's "stacked" order (both modalities from the previous layer) give other outputs.
-    converted = convert.load_official(_save(self.create_tempdir().full_path, _reference(VALOR_PLUS)))
+    converted = convert.load_official(
+        _save(self.create_tempdir().full_path, _reference(VALOR_PLUS))
+    )
     config = converted.config.copy_and_resolve_references()
     audio, frames, motion = _inputs(VALOR_PLUS)
-    apply = lambda c: models.build_model(c.model).apply({"params": converted.params}, audio, frames, motion,
-                                                        train=False)["segment_visual_prob"]
+    apply = lambda c: models.build_model(c.model).apply(
+        {"params": converted.params}, audio, frames, motion, train=False
+    )["segment_visual_prob"]
     sequential = apply(config)
     config.model.han.stacking = "stacked"
-    self.assertGreater(float(np.abs(np.asarray(sequential) - np.asarray(apply(config))).max()), 1e-3)
+    self.assertGreater(
+        float(np.abs(np.asarray(sequential) - np.asarray(apply(config))).max()), 1e-3
+    )
 
 
 class BadCheckpointTest(absltest.TestCase):
@@ -198,26 +236,40 @@ class BadCheckpointTest(absltest.TestCase):
   def test_missing_key_is_named(self):
     state = dict(self.state)
     del state["hat_encoder.layers.2.cm_attn.in_proj_bias"]
-    self._assert_one_line(r"not an official VALOR \(MMIL_Net\) state_dict: missing "
-                          r"hat_encoder\.layers\.2\.cm_attn\.in_proj_bias", state)
+    self._assert_one_line(
+        r"not an official VALOR \(MMIL_Net\) state_dict: missing "
+        r"hat_encoder\.layers\.2\.cm_attn\.in_proj_bias",
+        state,
+    )
 
   def test_wrong_shape_is_named(self):
     state = dict(self.state)
     state["hat_encoder.layers.3.linear2.weight"] = torch.zeros(256, 512)
-    self._assert_one_line(r"hat_encoder\.layers\.3\.linear2\.weight \(256, 512\) \(expected \(256, 1024\)\)", state)
+    self._assert_one_line(
+        r"hat_encoder\.layers\.3\.linear2\.weight \(256, 512\) \(expected \(256, 1024\)\)", state
+    )
 
   def test_unknown_key_is_named(self):
     state = dict(self.state, **{"hat_encoder.layers.0.norm3.weight": torch.zeros(256)})
     self._assert_one_line(r"unknown hat_encoder\.layers\.0\.norm3\.weight", state)
 
   def test_wrong_model_and_bad_flags(self):
-    self._assert_one_line(r"is a VALOR \(MMIL_Net\) checkpoint \(it has hat_encoder\.final_norm_a\.bias\), not HAN",
-                          self.state, "han")
+    self._assert_one_line(
+        r"is a VALOR \(MMIL_Net\) checkpoint \(it has hat_encoder\.final_norm_a\.bias\), not HAN",
+        self.state,
+        "han",
+    )
     self._assert_one_line(r"not JoMoLD.*--model=valor", self.state, "jomold")
-    self._assert_one_line(r"--num_heads=3 does not divide the checkpoint's width 256", self.state, num_heads=3)
-    self._assert_one_line(r"--label_embeddings is for LEAP", self.state, label_embeddings="labels.pt")
+    self._assert_one_line(
+        r"--num_heads=3 does not divide the checkpoint's width 256", self.state, num_heads=3
+    )
+    self._assert_one_line(
+        r"--label_embeddings is for LEAP", self.state, label_embeddings="labels.pt"
+    )
     self._assert_one_line(r"--model='mmil' is unknown", self.state, "mmil")
-    self._assert_one_line(r"none of the official models converted here", {"fc_a.weight": torch.zeros(2, 2)})
+    self._assert_one_line(
+        r"none of the official models converted here", {"fc_a.weight": torch.zeros(2, 2)}
+    )
 
 
 class ConvertedCheckpointTest(absltest.TestCase):
@@ -226,13 +278,35 @@ class ConvertedCheckpointTest(absltest.TestCase):
     directory = self.create_tempdir().full_path
     reference = _reference(VALOR_PLUS)
     out = os.path.join(directory, "valor_plus")
-    done = subprocess.run([sys.executable, str(ROOT / "launch" / "convert_official.py"),
-                           f"--checkpoint={_save(directory, reference)}", f"--out={out}", "--model=valor",
-                           "--config=configs/han.py:tiny"], capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "launch" / "convert_official.py"),
+            f"--checkpoint={_save(directory, reference)}",
+            f"--out={out}",
+            "--model=valor",
+            "--config=configs/han.py:tiny",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
     self.assertEqual(done.returncode, 0, done.stderr)
-    evaluated = subprocess.run([sys.executable, str(ROOT / "launch" / "evaluate.py"), f"--checkpoint={out}",
-                                "--split=val"], capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
+    evaluated = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "launch" / "evaluate.py"),
+            f"--checkpoint={out}",
+            "--split=val",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
     self.assertEqual(evaluated.returncode, 0, evaluated.stderr)
     self.assertTrue(os.path.isfile(os.path.join(out, "eval_val.json")))
     parser = avvp_jax.load_parser(out)
@@ -241,7 +315,9 @@ class ConvertedCheckpointTest(absltest.TestCase):
       expected = reference(*map(torch.from_numpy, (audio, frames, motion)))
     probs = parser.predict(audio, frames, motion)
     for key in ("video", "audio", "visual", "segment_audio", "segment_visual"):
-      np.testing.assert_allclose(probs[f"{key}_prob"], expected[f"{key}_prob"].numpy(), atol=1e-5, rtol=1e-5, err_msg=key)
+      np.testing.assert_allclose(
+          probs[f"{key}_prob"], expected[f"{key}_prob"].numpy(), atol=1e-5, rtol=1e-5, err_msg=key
+      )
 
 
 if __name__ == "__main__":

@@ -54,12 +54,16 @@ class PackagedFilesTest(absltest.TestCase):
     test, _ = annotations.load_split("test")
     # JfZEqeLZqWk_30_40: audio Baby_cry 0-10, Speech 0-4 and 7-10; visual Baby_cry 1-6.
     i = _row(test, "JfZEqeLZqWk_30_40")
-    np.testing.assert_array_equal(test.audio_labels[i, :, C["Speech"]], [1, 1, 1, 1, 0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(
+        test.audio_labels[i, :, C["Speech"]], [1, 1, 1, 1, 0, 0, 0, 1, 1, 1]
+    )
     np.testing.assert_array_equal(test.audio_labels[i, :, C["Baby_cry_infant_cry"]], np.ones(10))
-    np.testing.assert_array_equal(test.visual_labels[i, :, C["Baby_cry_infant_cry"]],
-                                  [0, 1, 1, 1, 1, 1, 0, 0, 0, 0])
-    np.testing.assert_array_equal(test.audio_visual_labels[i, :, C["Baby_cry_infant_cry"]],
-                                  [0, 1, 1, 1, 1, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(
+        test.visual_labels[i, :, C["Baby_cry_infant_cry"]], [0, 1, 1, 1, 1, 1, 0, 0, 0, 0]
+    )
+    np.testing.assert_array_equal(
+        test.audio_visual_labels[i, :, C["Baby_cry_infant_cry"]], [0, 1, 1, 1, 1, 1, 0, 0, 0, 0]
+    )
     self.assertEqual(test.audio_labels[i].sum(), 10 + 7)
     # KvIjsmANkxI_10_20: audio Cat 0-1, 3-7, 8-10 (the backtick row), Speech 0-10.
     i = _row(test, "KvIjsmANkxI_10_20")
@@ -110,7 +114,9 @@ class PackagedFilesTest(absltest.TestCase):
       self.assertEqual(annotations.labels_fingerprint(copy), annotations.labels_fingerprint(None))
       with open(copy / "AVVP_val_pd.csv", "a") as f:
         f.write("aaaaaaaaaaa_0_10\tDog\n")
-      self.assertNotEqual(annotations.labels_fingerprint(copy), annotations.labels_fingerprint(None))
+      self.assertNotEqual(
+          annotations.labels_fingerprint(copy), annotations.labels_fingerprint(None)
+      )
 
 
 class BadInputTest(parameterized.TestCase):
@@ -119,13 +125,19 @@ class BadInputTest(parameterized.TestCase):
     tmp = pathlib.Path(self.create_tempdir().full_path)
     shutil.copytree(annotations.default_labels_dir(), tmp, dirs_exist_ok=True)
     if audio_rows is not None:
-      (tmp / "AVVP_eval_audio.csv").write_text("filename\tonset\toffset\tevent_labels\n" + audio_rows)
+      (tmp / "AVVP_eval_audio.csv").write_text(
+          "filename\tonset\toffset\tevent_labels\n" + audio_rows
+      )
     if val_rows is not None:
       (tmp / "AVVP_val_pd.csv").write_text("filename\tevent_labels\n" + val_rows)
     return tmp
 
   @parameterized.named_parameters(
-      ("unknown_class", "4YdbENYcIyE_23_33\t0\t4\tBaby_crying\n", "unknown class name 'Baby_crying'"),
+      (
+          "unknown_class",
+          "4YdbENYcIyE_23_33\t0\t4\tBaby_crying\n",
+          "unknown class name 'Baby_crying'",
+      ),
       ("malformed_row", "4YdbENYcIyE_23_33\t0\t4\n", "malformed row"),
       ("non_integer", "4YdbENYcIyE_23_33\t0\tfour\tDog\n", "not integer seconds"),
       ("out_of_range", "4YdbENYcIyE_23_33\t3\t11\tDog\n", "outside the clip"),

@@ -12,7 +12,9 @@ from avvp_jax.data import features
 from avvp_jax.errors import InputError
 
 
-def _write_clip(root: pathlib.Path, layout: str, clip: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _write_clip(
+    root: pathlib.Path, layout: str, clip: str, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
   arrays = {}
   for modality, (folder, shape) in features.LAYOUTS[layout].items():
     (root / folder).mkdir(parents=True, exist_ok=True)
@@ -24,18 +26,30 @@ def _write_clip(root: pathlib.Path, layout: str, clip: str, rng: np.random.Gener
 class LayoutTest(absltest.TestCase):
 
   def test_official_files_and_shapes(self):
-    self.assertEqual(features.LAYOUTS["official"], {
-        "audio": ("vggish", (10, 128)), "frames": ("res152", (80, 2048)), "motion": ("r2plus1d_18", (10, 512))})
-    self.assertEqual(features.output_shapes("official", "pooled"),
-                     {"audio": (10, 128), "frames": (10, 2048), "motion": (10, 512)})
+    self.assertEqual(
+        features.LAYOUTS["official"],
+        {
+            "audio": ("vggish", (10, 128)),
+            "frames": ("res152", (80, 2048)),
+            "motion": ("r2plus1d_18", (10, 512)),
+        },
+    )
+    self.assertEqual(
+        features.output_shapes("official", "pooled"),
+        {"audio": (10, 128), "frames": (10, 2048), "motion": (10, 512)},
+    )
     self.assertEqual(features.output_shapes("official", "raw")["frames"], (80, 2048))
 
   def test_clip_clap_files_and_shapes(self):
     # VALOR: CLAP/features/<id>.npy [64, 768] feature maps, CLIP/features/<id>.npy [10, 768].
     self.assertEqual(features.stored_shapes("clip_clap"), {"audio": (64, 768), "frames": (10, 768)})
-    self.assertEqual(str(features.feature_path("/f", "clip_clap", "audio", "abcdefghijk")),
-                     os.path.join("/f", "CLAP", "features", "abcdefghijk.npy"))
-    self.assertEqual(features.output_shapes("clip_clap", "raw"), {"audio": (10, 768), "frames": (10, 768)})
+    self.assertEqual(
+        str(features.feature_path("/f", "clip_clap", "audio", "abcdefghijk")),
+        os.path.join("/f", "CLAP", "features", "abcdefghijk.npy"),
+    )
+    self.assertEqual(
+        features.output_shapes("clip_clap", "raw"), {"audio": (10, 768), "frames": (10, 768)}
+    )
 
   def test_unknown_layout_and_frames(self):
     with self.assertRaisesRegex(InputError, "layout"):
@@ -69,12 +83,17 @@ class ClapSegmentTest(absltest.TestCase):
     # VALOR main_network.py: bicubic upsampling 32 -> 1024, linear layer, mean over frequency, adaptive pool.
     import torch  # pylint: disable=g-import-not-at-top
     import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
+
     rng = np.random.default_rng(0)
     maps = rng.normal(size=(2, 64, 768)).astype(np.float32)
     weight, bias = rng.normal(size=(768, 6)), rng.normal(size=6)
     x = torch.tensor(maps, dtype=torch.float64).permute(0, 2, 1).reshape(-1, 768, 2, 32)
     up = F.interpolate(x, size=(2, 1024), mode="bicubic")
-    hidden = (up.permute(0, 2, 3, 1) @ torch.tensor(weight) + torch.tensor(bias)).permute(0, 3, 1, 2).mean(dim=2)
+    hidden = (
+        (up.permute(0, 2, 3, 1) @ torch.tensor(weight) + torch.tensor(bias))
+        .permute(0, 3, 1, 2)
+        .mean(dim=2)
+    )
     reference = F.adaptive_avg_pool1d(hidden, 10).permute(0, 2, 1).numpy()
     ours = features.clap_segments(maps).astype(np.float64) @ weight + bias
     np.testing.assert_allclose(ours, reference, atol=1e-4 * np.abs(reference).max())
@@ -93,8 +112,12 @@ class LoadClipTest(parameterized.TestCase):
     raw = features.load_clip(self.root, "official", "raw", "abcdefghijk")
     np.testing.assert_array_equal(raw["frames"], arrays["frames"])
     for second in range(10):
-      np.testing.assert_allclose(pooled["frames"][second], arrays["frames"][8 * second:8 * second + 8].mean(axis=0),
-                                 rtol=1e-6, atol=1e-6)
+      np.testing.assert_allclose(
+          pooled["frames"][second],
+          arrays["frames"][8 * second : 8 * second + 8].mean(axis=0),
+          rtol=1e-6,
+          atol=1e-6,
+      )
     for modality in ("audio", "motion"):
       np.testing.assert_array_equal(pooled[modality], arrays[modality])
       self.assertEqual(pooled[modality].dtype, np.float32)
@@ -104,8 +127,9 @@ class LoadClipTest(parameterized.TestCase):
     clip = features.load_clip(self.root, "clip_clap", "pooled", "abcdefghijk")
     self.assertEqual(set(clip), {"audio", "frames"})
     np.testing.assert_array_equal(clip["frames"], arrays["frames"])
-    np.testing.assert_allclose(clip["audio"], features.clap_segment_matrix() @ arrays["audio"], rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        clip["audio"], features.clap_segment_matrix() @ arrays["audio"], rtol=1e-5, atol=1e-6
+    )
 
   def test_float64_files_are_accepted_as_float32(self):
     arrays = _write_clip(self.root, "official", "abcdefghijk", self.rng)
@@ -128,10 +152,18 @@ class LoadClipTest(parameterized.TestCase):
       ("wrong_shape", "audio", lambda a: a[:, :127], r"shape \(10, 127\), expected \(10, 128\)"),
       ("wrong_dtype", "motion", lambda a: a.astype(np.int64), "dtype int64"),
       ("complex_dtype", "audio", lambda a: a.astype(np.complex64), "dtype complex64"),
-      ("nan", "frames", lambda a: np.where(np.arange(2048) == 7, np.nan, a).astype(np.float32),
-       r"holds nan at index \[0, 7\] \(80 non-finite"),
-      ("inf", "audio", lambda a: np.where(np.arange(128) == 3, -np.inf, a).astype(np.float32),
-       r"holds -inf at index \[0, 3\] \(10 non-finite"),
+      (
+          "nan",
+          "frames",
+          lambda a: np.where(np.arange(2048) == 7, np.nan, a).astype(np.float32),
+          r"holds nan at index \[0, 7\] \(80 non-finite",
+      ),
+      (
+          "inf",
+          "audio",
+          lambda a: np.where(np.arange(128) == 3, -np.inf, a).astype(np.float32),
+          r"holds -inf at index \[0, 3\] \(10 non-finite",
+      ),
   )
   def test_bad_values_name_clip_file_and_value(self, modality, corrupt, pattern):
     arrays = _write_clip(self.root, "official", "abcdefghijk", self.rng)
@@ -159,23 +191,32 @@ class CheckFeaturesDirTest(absltest.TestCase):
     for clip in ("aaaaaaaaaaa", "bbbbbbbbbbb"):
       _write_clip(self.root, "official", clip, rng)
     labels = np.zeros((3, annotations.NUM_CLASSES), np.float32)
-    self.split = annotations.Split("train", ("aaaaaaaaaaa_0_10", "bbbbbbbbbbb_0_10", "ccccccccccc_5_15"), labels)
+    self.split = annotations.Split(
+        "train", ("aaaaaaaaaaa_0_10", "bbbbbbbbbbb_0_10", "ccccccccccc_5_15"), labels
+    )
 
   def test_complete_folder_passes(self):
-    features.check_features_dir(self.root, "official", {"train": annotations.Split(
-        "train", self.split.filenames[:2], self.split.weak_labels[:2])})
+    features.check_features_dir(
+        self.root,
+        "official",
+        {"train": annotations.Split("train", self.split.filenames[:2], self.split.weak_labels[:2])},
+    )
 
   def test_clip_in_labels_without_features(self):
     with self.assertRaises(InputError) as caught:
       features.check_features_dir(self.root, "official", {"train": self.split})
     message = str(caught.exception)
-    self.assertIn("ccccccccccc (ccccccccccc_5_15) is listed in AVVP_train.csv but has no features", message)
+    self.assertIn(
+        "ccccccccccc (ccccccccccc_5_15) is listed in AVVP_train.csv but has no features", message
+    )
     self.assertIn(str(self.root / "vggish" / "ccccccccccc.npy"), message)
 
   def test_one_modality_missing(self):
     (self.root / "res152" / "bbbbbbbbbbb.npy").unlink()
     split = annotations.Split("val", self.split.filenames[:2], self.split.weak_labels[:2])
-    with self.assertRaisesRegex(InputError, "res152/bbbbbbbbbbb.npy' of clip bbbbbbbbbbb .*AVVP_val_pd.csv"):
+    with self.assertRaisesRegex(
+        InputError, "res152/bbbbbbbbbbb.npy' of clip bbbbbbbbbbb .*AVVP_val_pd.csv"
+    ):
       features.check_features_dir(self.root, "official", {"val": split})
 
   def test_wrong_folder(self):

@@ -17,7 +17,9 @@ from avvp_jax.errors import InputError
 from configs import common
 
 
-def data_config(base: ml_collections.ConfigDict | None = None, **overrides) -> ml_collections.ConfigDict:
+def data_config(
+    base: ml_collections.ConfigDict | None = None, **overrides
+) -> ml_collections.ConfigDict:
   """A copy of `base` (default: `config.data` of configs/common.py) with `overrides`; locked, so a misspelt
   field is an error."""
   config = common.get_config().data if base is None else base.copy_and_resolve_references()
@@ -47,10 +49,16 @@ def write_tiny_llp(root: pathlib.Path, sizes=(23, 11, 7), seed: int = 0):
         value = rng.normal(size=shape).astype(np.float32)
         np.save(features_dir / folder / f"{clip}.npy", value)
         stored[split][modality].append(value)
-    (labels_dir / annotations.SPLIT_FILES[split]).write_text("filename\tevent_labels\n" + "".join(rows))
+    (labels_dir / annotations.SPLIT_FILES[split]).write_text(
+        "filename\tevent_labels\n" + "".join(rows)
+    )
   for name in annotations.DENSE_FILES.values():
     (labels_dir / name).write_text("filename\tonset\toffset\tevent_labels\n" + "".join(dense))
-  return features_dir, labels_dir, {s: {m: np.stack(v) for m, v in d.items()} for s, d in stored.items()}
+  return (
+      features_dir,
+      labels_dir,
+      {s: {m: np.stack(v) for m, v in d.items()} for s, d in stored.items()},
+  )
 
 
 class PipelineTest(parameterized.TestCase):
@@ -60,10 +68,17 @@ class PipelineTest(parameterized.TestCase):
     super().setUpClass()
     cls.root = pathlib.Path(tempfile.mkdtemp(prefix="pipeline_test_"))
     cls.features_dir, cls.labels_dir, cls.stored = write_tiny_llp(cls.root)
-    cls.config = data_config(features_dir=str(cls.features_dir), labels_dir=str(cls.labels_dir),
-                             data_dir=str(cls.root / "tfds"), layout="official", frames="pooled", shuffle_buffer=100)
-    cls.data = pipeline.prepare(cls.config, batch_size=4, eval_batch_size=6, seed=7, process_index=0,
-                                process_count=1)
+    cls.config = data_config(
+        features_dir=str(cls.features_dir),
+        labels_dir=str(cls.labels_dir),
+        data_dir=str(cls.root / "tfds"),
+        layout="official",
+        frames="pooled",
+        shuffle_buffer=100,
+    )
+    cls.data = pipeline.prepare(
+        cls.config, batch_size=4, eval_batch_size=6, seed=7, process_index=0, process_count=1
+    )
 
   @classmethod
   def tearDownClass(cls):
@@ -96,20 +111,26 @@ class PipelineTest(parameterized.TestCase):
       rows = batch["index"][:real]
       np.testing.assert_array_equal(batch["audio"][:real], self.stored["train"]["audio"][rows])
       np.testing.assert_array_equal(batch["motion"][:real], self.stored["train"]["motion"][rows])
-      np.testing.assert_allclose(batch["frames"][:real],
-                                 self.stored["train"]["frames"][rows].reshape(real, 10, 8, 2048).mean(2),
-                                 rtol=1e-6, atol=1e-6)
+      np.testing.assert_allclose(
+          batch["frames"][:real],
+          self.stored["train"]["frames"][rows].reshape(real, 10, 8, 2048).mean(2),
+          rtol=1e-6,
+          atol=1e-6,
+      )
       np.testing.assert_array_equal(batch["label"][:real], labels.weak_labels[rows])
     seen = [i for b in batches for i in b["index"].tolist() if i >= 0]
     self.assertLen(seen, 23 if keep_partial_batch else 20)
     self.assertLen(set(seen), len(seen))  # no clip twice in an epoch
     self.assertEqual(data.clip_ids("train"), labels.clip_ids)
-    self.assertEqual(data.train_clip_ids(np.array([2, -1, 0])), [labels.clip_ids[2], labels.clip_ids[0]])
+    self.assertEqual(
+        data.train_clip_ids(np.array([2, -1, 0])), [labels.clip_ids[2], labels.clip_ids[0]]
+    )
     self.assertEqual(data.input_dims, {"audio": 128, "frames": 2048, "motion": 512})
 
   def test_shuffle_is_a_function_of_seed_and_epoch(self):
     def order(data, epoch):
       return np.concatenate([b["index"] for b in data.train_batches(epoch)]).tolist()
+
     again = self.host(0, 1)
     self.assertEqual(order(self.data, 0), order(again, 0))
     self.assertEqual(order(self.data, 3), order(again, 3))
@@ -147,12 +168,18 @@ class PipelineTest(parameterized.TestCase):
     slices = [set(np.concatenate([b["index"] for b in h.train_batches(0)]).tolist()) for h in hosts]
     self.assertEqual([h.host_batch_size for h in hosts], [2, 2])
     self.assertEqual(hosts[0].steps_per_epoch, hosts[1].steps_per_epoch)
-    self.assertEqual(hosts[0].steps_per_epoch, 6)  # slices of 12 and 11 clips: the second one's last batch padded
+    self.assertEqual(
+        hosts[0].steps_per_epoch, 6
+    )  # slices of 12 and 11 clips: the second one's last batch padded
     self.assertEqual(slices[0], set(range(12)))  # every clip of each slice, once
     self.assertEqual(slices[1] - {-1}, set(range(12, 23)))
     dropping = [self.host(i, 2, keep_partial_batch=False) for i in range(2)]
-    self.assertEqual([h.steps_per_epoch for h in dropping], [11 // 2] * 2)  # the smallest slice decides
-    slices = [set(np.concatenate([b["index"] for b in h.train_batches(0)]).tolist()) for h in dropping]
+    self.assertEqual(
+        [h.steps_per_epoch for h in dropping], [11 // 2] * 2
+    )  # the smallest slice decides
+    slices = [
+        set(np.concatenate([b["index"] for b in h.train_batches(0)]).tolist()) for h in dropping
+    ]
     self.assertEqual(slices[0] & slices[1], set())
     all_rows = set()
     for h in hosts:  # the slices as stored (before the per-epoch cut) cover the split
@@ -174,39 +201,55 @@ class PipelineTest(parameterized.TestCase):
       for b in batches:
         self.assertEqual(b["audio"].shape, (3, 10, 128))
         real = b["index"] >= 0
-        np.testing.assert_array_equal(b["motion"][real], self.stored[split]["motion"][b["index"][real]])
+        np.testing.assert_array_equal(
+            b["motion"][real], self.stored[split]["motion"][b["index"][real]]
+        )
         self.assertEqual(np.abs(b["motion"][~real]).sum(), 0)
 
   def test_reuse_and_build_keys(self):
     stamp = next((self.root / "tfds").rglob("dataset_info.json")).stat().st_mtime_ns
-    again = pipeline.prepare(self.config, batch_size=4, eval_batch_size=6, process_index=0, process_count=1)
+    again = pipeline.prepare(
+        self.config, batch_size=4, eval_batch_size=6, process_index=0, process_count=1
+    )
     self.assertEqual(again.builder.data_dir, self.data.builder.data_dir)
-    self.assertEqual(next((self.root / "tfds").rglob("dataset_info.json")).stat().st_mtime_ns, stamp)
+    self.assertEqual(
+        next((self.root / "tfds").rglob("dataset_info.json")).stat().st_mtime_ns, stamp
+    )
     key = pipeline.build_key(self.config)
     self.assertTrue(key.startswith("official_pooled-"))
     self.assertNotEqual(pipeline.build_key(data_config(self.config, frames="raw")), key)
     self.assertNotEqual(pipeline.build_key(data_config(self.config, legacy_annotations=True)), key)
     synthetic = data_config(features_dir="", synthetic_train_clips=10, synthetic_seed=0)
     self.assertTrue(pipeline.build_key(synthetic).startswith("synthetic_official_pooled-"))
-    self.assertNotEqual(pipeline.build_key(synthetic), pipeline.build_key(data_config(synthetic, synthetic_seed=1)))
-    self.assertNotEqual(pipeline.build_key(synthetic),
-                        pipeline.build_key(data_config(synthetic, synthetic_train_clips=9)))
+    self.assertNotEqual(
+        pipeline.build_key(synthetic), pipeline.build_key(data_config(synthetic, synthetic_seed=1))
+    )
+    self.assertNotEqual(
+        pipeline.build_key(synthetic),
+        pipeline.build_key(data_config(synthetic, synthetic_train_clips=9)),
+    )
 
   def test_other_features_or_labels_give_another_build(self):
     root = pathlib.Path(self.create_tempdir().full_path)
     features_dir, labels_dir, stored = write_tiny_llp(root, sizes=(8, 3, 3), seed=1)
     other = data_config(self.config, features_dir=str(features_dir), labels_dir=str(labels_dir))
     self.assertNotEqual(pipeline.build_key(other), pipeline.build_key(self.config))
-    data = pipeline.prepare(other, batch_size=4, eval_batch_size=6, process_index=0, process_count=1)
+    data = pipeline.prepare(
+        other, batch_size=4, eval_batch_size=6, process_index=0, process_count=1
+    )
     self.assertNotEqual(data.builder.data_dir, self.data.builder.data_dir)
     self.assertEqual(data.num_train_clips, 8)
     batch = next(data.eval_batches("test"))
     np.testing.assert_array_equal(batch["audio"][:3], stored["test"]["audio"])
     # Same labels, other features folder; and same features, other labels: other keys too.
-    self.assertNotEqual(pipeline.build_key(data_config(self.config, features_dir=str(features_dir))),
-                        pipeline.build_key(self.config))
-    self.assertNotEqual(pipeline.build_key(data_config(self.config, labels_dir=str(labels_dir))),
-                        pipeline.build_key(self.config))
+    self.assertNotEqual(
+        pipeline.build_key(data_config(self.config, features_dir=str(features_dir))),
+        pipeline.build_key(self.config),
+    )
+    self.assertNotEqual(
+        pipeline.build_key(data_config(self.config, labels_dir=str(labels_dir))),
+        pipeline.build_key(self.config),
+    )
     # A file added to a features folder changes the key (the folder changed).
     key = pipeline.build_key(other)
     np.save(features_dir / "vggish" / "extra000000.npy", np.zeros((10, 128), np.float32))
@@ -217,7 +260,9 @@ class PipelineTest(parameterized.TestCase):
       self.host(0, 2, batch_size=5)
     with self.assertRaisesRegex(InputError, "fewer than the per-host batch"):
       self.host(0, 1, batch_size=64, keep_partial_batch=False)
-    self.assertEqual(self.host(0, 1, batch_size=64).steps_per_epoch, 1)  # one padded batch of all 23 clips
+    self.assertEqual(
+        self.host(0, 1, batch_size=64).steps_per_epoch, 1
+    )  # one padded batch of all 23 clips
     with self.assertRaisesRegex(InputError, "cannot skip 9"):
       next(self.data.train_batches(0, skip=9))
     with self.assertRaisesRegex(InputError, "is not a folder"):
@@ -229,12 +274,22 @@ class PipelineTest(parameterized.TestCase):
 class SyntheticPipelineTest(absltest.TestCase):
 
   def test_empty_features_dir_gives_the_synthetic_set(self):
-    config = data_config(features_dir="", data_dir=self.create_tempdir().full_path, synthetic_train_clips=12,
-                         synthetic_seed=0, synthetic_eval_clips=5, layout="clip_clap")
-    data = pipeline.prepare(config, batch_size=4, eval_batch_size=4, process_index=0, process_count=1)
+    config = data_config(
+        features_dir="",
+        data_dir=self.create_tempdir().full_path,
+        synthetic_train_clips=12,
+        synthetic_seed=0,
+        synthetic_eval_clips=5,
+        layout="clip_clap",
+    )
+    data = pipeline.prepare(
+        config, batch_size=4, eval_batch_size=4, process_index=0, process_count=1
+    )
     self.assertTrue(data.synthetic)
     self.assertIn("SYNTHETIC", data.description)
-    self.assertEqual((data.num_train_clips, data.num_eval_clips("val"), data.steps_per_epoch), (12, 5, 3))
+    self.assertEqual(
+        (data.num_train_clips, data.num_eval_clips("val"), data.steps_per_epoch), (12, 5, 3)
+    )
     batch = next(data.train_batches(0))
     self.assertNotIn("motion", batch)
     self.assertEqual(data.input_dims["motion"], 0)

@@ -62,9 +62,12 @@ class LoadTest(absltest.TestCase):
     self.assertEqual(batch["visual_pseudo_label"].dtype, np.float32)
 
   def test_missing_clip_is_named(self):
-    _write_folder(self.root, self.clip_ids, np.random.default_rng(2),
-                  skip={(self.clip_ids[1], "visual")})
-    with self.assertRaisesRegex(InputError, r"1 of 3 clips have no visual pseudo labels.*AP0061o0Nvk"):
+    _write_folder(
+        self.root, self.clip_ids, np.random.default_rng(2), skip={(self.clip_ids[1], "visual")}
+    )
+    with self.assertRaisesRegex(
+        InputError, r"1 of 3 clips have no visual pseudo labels.*AP0061o0Nvk"
+    ):
       pseudo_labels.load_pseudo_labels(self.root, FILENAMES)
 
   def test_wrong_shape_is_named(self):
@@ -76,10 +79,17 @@ class LoadTest(absltest.TestCase):
   def test_values_other_than_0_and_1_are_refused_naming_the_file(self):
     _write_folder(self.root, self.clip_ids, np.random.default_rng(4))
     path = self.root / pseudo_labels.VISUAL_SUBDIR / f"{self.clip_ids[2]}.npy"
-    for bad in (np.full((10, 25), 2), np.full((10, 25), 0.5), np.full((10, 25), np.nan), np.full((10, 25), -1)):
+    for bad in (
+        np.full((10, 25), 2),
+        np.full((10, 25), 0.5),
+        np.full((10, 25), np.nan),
+        np.full((10, 25), -1),
+    ):
       np.save(path, bad)
-      with self.assertRaisesRegex(InputError, r"-0A9suni5YA\.npy' holds .* at second 0, class Speech .*other than 0 "
-                                              "and 1"):
+      with self.assertRaisesRegex(
+          InputError,
+          r"-0A9suni5YA\.npy' holds .* at second 0, class Speech .*other than 0 " "and 1",
+      ):
         pseudo_labels.load_pseudo_labels(self.root, FILENAMES)
     np.save(path, np.full((10, 25), "1"))
     with self.assertRaisesRegex(InputError, r"-0A9suni5YA\.npy' has dtype"):
@@ -87,9 +97,14 @@ class LoadTest(absltest.TestCase):
 
   def test_bool_and_float_0_1_files_load(self):
     written = _write_folder(self.root, self.clip_ids, np.random.default_rng(6))
-    np.save(self.root / pseudo_labels.AUDIO_SUBDIR / f"{self.clip_ids[0]}.npy", written[self.clip_ids[0]][0] > 0)
-    np.save(self.root / pseudo_labels.VISUAL_SUBDIR / f"{self.clip_ids[0]}.npy",
-            written[self.clip_ids[0]][1].astype(np.float32))
+    np.save(
+        self.root / pseudo_labels.AUDIO_SUBDIR / f"{self.clip_ids[0]}.npy",
+        written[self.clip_ids[0]][0] > 0,
+    )
+    np.save(
+        self.root / pseudo_labels.VISUAL_SUBDIR / f"{self.clip_ids[0]}.npy",
+        written[self.clip_ids[0]][1].astype(np.float32),
+    )
     labels = pseudo_labels.load_pseudo_labels(self.root, FILENAMES)
     np.testing.assert_array_equal(labels.audio[0], written[self.clip_ids[0]][0])
     np.testing.assert_array_equal(labels.visual[0], written[self.clip_ids[0]][1])
@@ -113,15 +128,20 @@ class LoadTest(absltest.TestCase):
     self.assertEqual((labels.positives_outside_weak, labels.clips_outside_weak), (4, 1))
     self.assertTrue(labels.weak_labels_checked)
     np.testing.assert_array_equal(labels.audio[1], audio)  # kept as given
-    self.assertEqual(labels.describe(), f"pseudo labels: 3 clips, 4 positives outside weak labels (in 1 clips) "
-                                        f"(from {self.root})")
+    self.assertEqual(
+        labels.describe(),
+        f"pseudo labels: 3 clips, 4 positives outside weak labels (in 1 clips) "
+        f"(from {self.root})",
+    )
     clean = pseudo_labels.load_pseudo_labels(self.root, FILENAMES, weak_labels=np.ones((3, 25)))
     self.assertEqual(clean.positives_outside_weak, 0)
     self.assertIn("0 positives outside weak labels", clean.describe())
     unchecked = pseudo_labels.load_pseudo_labels(self.root, FILENAMES)
     self.assertFalse(unchecked.weak_labels_checked)
     self.assertIn("weak labels not checked", unchecked.describe())
-    with self.assertRaisesRegex(InputError, r"weak_labels have shape \(2, 25\), expected \(3, 25\)"):
+    with self.assertRaisesRegex(
+        InputError, r"weak_labels have shape \(2, 25\), expected \(3, 25\)"
+    ):
       pseudo_labels.load_pseudo_labels(self.root, FILENAMES, weak_labels=np.ones((2, 25)))
 
   def test_load_for_split_checks_the_split_weak_labels(self):
@@ -146,7 +166,9 @@ class LoadTest(absltest.TestCase):
 
 
 def _random_labels(rng, n):
-  return (rng.uniform(size=(n, 10, 25)) < 0.2).astype(np.int64), (rng.uniform(size=(n, 10, 25)) < 0.2)
+  return (rng.uniform(size=(n, 10, 25)) < 0.2).astype(np.int64), (
+      rng.uniform(size=(n, 10, 25)) < 0.2
+  )
 
 
 class WriteTest(absltest.TestCase):
@@ -162,14 +184,22 @@ class WriteTest(absltest.TestCase):
 
   def test_layout_dtype_and_round_trip(self):
     audio, visual = _random_labels(np.random.default_rng(0), 3)
-    out = pseudo_labels.write_pseudo_labels(self.root, FILENAMES, audio, visual,
-                                            extra_files={"quality.json": "{}\n"})
+    out = pseudo_labels.write_pseudo_labels(
+        self.root, FILENAMES, audio, visual, extra_files={"quality.json": "{}\n"}
+    )
     self.assertEqual(out, self.root.absolute())
-    for subdir, expected in ((pseudo_labels.AUDIO_SUBDIR, audio), (pseudo_labels.VISUAL_SUBDIR, visual)):
-      self.assertEqual(sorted(os.listdir(self.root / subdir)),
-                       sorted([f"{c}.npy" for c in self.clip_ids] + [pseudo_labels.STAMP_FILE]))
+    for subdir, expected in (
+        (pseudo_labels.AUDIO_SUBDIR, audio),
+        (pseudo_labels.VISUAL_SUBDIR, visual),
+    ):
+      self.assertEqual(
+          sorted(os.listdir(self.root / subdir)),
+          sorted([f"{c}.npy" for c in self.clip_ids] + [pseudo_labels.STAMP_FILE]),
+      )
       stored = np.load(self.root / subdir / f"{self.clip_ids[1]}.npy")
-      self.assertEqual((stored.dtype, stored.shape), (np.dtype(np.int64), (10, 25)))  # VALOR's files
+      self.assertEqual(
+          (stored.dtype, stored.shape), (np.dtype(np.int64), (10, 25))
+      )  # VALOR's files
       np.testing.assert_array_equal(stored, expected[1])
     self.assertEqual((self.root / "quality.json").read_text(), "{}\n")
     self.assertFalse((self.root / "SYNTHETIC.txt").exists())
@@ -181,19 +211,27 @@ class WriteTest(absltest.TestCase):
 
   def test_marker_text_makes_a_synthetic_folder(self):
     audio, visual = _random_labels(np.random.default_rng(1), 3)
-    pseudo_labels.write_pseudo_labels(self.root, self.clip_ids, audio, visual, marker_text="SYNTHETIC test\n")
+    pseudo_labels.write_pseudo_labels(
+        self.root, self.clip_ids, audio, visual, marker_text="SYNTHETIC test\n"
+    )
     self.assertEqual((self.root / "SYNTHETIC.txt").read_text(), "SYNTHETIC test\n")
-    self.assertEqual((self.root / pseudo_labels.AUDIO_SUBDIR / "SYNTHETIC.txt").read_text(), "SYNTHETIC test\n")
+    self.assertEqual(
+        (self.root / pseudo_labels.AUDIO_SUBDIR / "SYNTHETIC.txt").read_text(), "SYNTHETIC test\n"
+    )
     labels = pseudo_labels.load_pseudo_labels(self.root, FILENAMES)
     self.assertTrue(labels.synthetic)
     self.assertTrue(labels.describe().startswith("SYNTHETIC pseudo labels: 3 clips"))
 
   def test_an_earlier_write_is_replaced_whole(self):
     audio, visual = _random_labels(np.random.default_rng(2), 3)
-    pseudo_labels.write_pseudo_labels(self.root, self.clip_ids, audio, visual, marker_text="SYNTHETIC\n")
+    pseudo_labels.write_pseudo_labels(
+        self.root, self.clip_ids, audio, visual, marker_text="SYNTHETIC\n"
+    )
     pseudo_labels.write_pseudo_labels(self.root, self.clip_ids[:1], audio[:1] * 0, visual[:1] * 0)
-    self.assertEqual(sorted(os.listdir(self.root / pseudo_labels.AUDIO_SUBDIR)),
-                     [f"{self.clip_ids[0]}.npy", pseudo_labels.STAMP_FILE])  # the other clips are gone
+    self.assertEqual(
+        sorted(os.listdir(self.root / pseudo_labels.AUDIO_SUBDIR)),
+        [f"{self.clip_ids[0]}.npy", pseudo_labels.STAMP_FILE],
+    )  # the other clips are gone
     self.assertFalse((self.root / "SYNTHETIC.txt").exists())  # and so is the old marker
     self.assertEqual(self._siblings(), ["pseudo"])
     self.assertEqual(pseudo_labels.load_pseudo_labels(self.root, FILENAMES[:1]).audio.sum(), 0)
@@ -229,21 +267,33 @@ class WriteTest(absltest.TestCase):
     (self.root / "SYNTHETIC.txt").write_text("SYNTHETIC features\n")
     audio, visual = _random_labels(np.random.default_rng(4), 3)
     for _ in range(2):  # the second write replaces the first one's label folders
-      pseudo_labels.write_pseudo_labels(self.root, self.clip_ids, audio, visual, marker_text="SYNTHETIC labels\n")
+      pseudo_labels.write_pseudo_labels(
+          self.root, self.clip_ids, audio, visual, marker_text="SYNTHETIC labels\n"
+      )
     self.assertTrue((features / f"{self.clip_ids[0]}.npy").is_file())  # features untouched
-    self.assertEqual((self.root / "SYNTHETIC.txt").read_text(), "SYNTHETIC features\n\nSYNTHETIC labels\n")
-    self.assertEqual(sorted(os.listdir(self.root)), ["CLAP", "CLIP", "SYNTHETIC.txt"])  # no partial folder
-    np.testing.assert_array_equal(pseudo_labels.load_pseudo_labels(self.root, FILENAMES).visual, visual)
+    self.assertEqual(
+        (self.root / "SYNTHETIC.txt").read_text(), "SYNTHETIC features\n\nSYNTHETIC labels\n"
+    )
+    self.assertEqual(
+        sorted(os.listdir(self.root)), ["CLAP", "CLIP", "SYNTHETIC.txt"]
+    )  # no partial folder
+    np.testing.assert_array_equal(
+        pseudo_labels.load_pseudo_labels(self.root, FILENAMES).visual, visual
+    )
     self.assertFalse(pseudo_labels.replaceable(self.root))
 
   def test_labels_someone_else_wrote_are_refused(self):
     _write_folder(self.root, self.clip_ids, np.random.default_rng(5))  # VALOR-like: no stamp
     before = np.load(self.root / pseudo_labels.AUDIO_SUBDIR / f"{self.clip_ids[0]}.npy")
     audio, visual = _random_labels(np.random.default_rng(6), 3)
-    with self.assertRaisesRegex(InputError, r"CLAP/segment_pseudo_labels' already holds pseudo labels that avvp_jax "
-                                            "did not write"):
+    with self.assertRaisesRegex(
+        InputError,
+        r"CLAP/segment_pseudo_labels' already holds pseudo labels that avvp_jax " "did not write",
+    ):
       pseudo_labels.write_pseudo_labels(self.root, self.clip_ids, audio, visual)
-    np.testing.assert_array_equal(np.load(self.root / pseudo_labels.AUDIO_SUBDIR / f"{self.clip_ids[0]}.npy"), before)
+    np.testing.assert_array_equal(
+        np.load(self.root / pseudo_labels.AUDIO_SUBDIR / f"{self.clip_ids[0]}.npy"), before
+    )
     self.assertEqual(sorted(os.listdir(self.root)), ["CLAP", "CLIP"])
 
   def test_folders_of_two_writes_are_refused(self):
@@ -255,7 +305,9 @@ class WriteTest(absltest.TestCase):
     for path in target.iterdir():
       path.unlink()
     target.rmdir()
-    os.rename(other / pseudo_labels.VISUAL_SUBDIR, target)  # what a crash between the two renames would leave
+    os.rename(
+        other / pseudo_labels.VISUAL_SUBDIR, target
+    )  # what a crash between the two renames would leave
     with self.assertRaisesRegex(InputError, "two different writes"):
       pseudo_labels.load_pseudo_labels(self.root, FILENAMES)
 
@@ -276,7 +328,9 @@ class WriteTest(absltest.TestCase):
       with self.assertRaisesRegex(InputError, message):
         pseudo_labels.write_pseudo_labels(self.root, *args)
     with self.assertRaisesRegex(InputError, "extra_files name 'CLAP'"):
-      pseudo_labels.write_pseudo_labels(self.root, FILENAMES, audio, visual, extra_files={"CLAP": "x"})
+      pseudo_labels.write_pseudo_labels(
+          self.root, FILENAMES, audio, visual, extra_files={"CLAP": "x"}
+      )
     self.assertEqual(self._siblings(), [])
     (self.base / "file").write_text("x")
     with self.assertRaisesRegex(InputError, "is a file"):
@@ -285,14 +339,18 @@ class WriteTest(absltest.TestCase):
   def test_stamp_says_who_wrote_it(self):
     audio, visual = _random_labels(np.random.default_rng(9), 3)
     pseudo_labels.write_pseudo_labels(self.root, self.clip_ids, audio, visual)
-    stamps = [json.loads((self.root / d / pseudo_labels.STAMP_FILE).read_text())
-              for d in (pseudo_labels.AUDIO_SUBDIR, pseudo_labels.VISUAL_SUBDIR)]
+    stamps = [
+        json.loads((self.root / d / pseudo_labels.STAMP_FILE).read_text())
+        for d in (pseudo_labels.AUDIO_SUBDIR, pseudo_labels.VISUAL_SUBDIR)
+    ]
     self.assertEqual([s["modality"] for s in stamps], ["audio", "visual"])
     self.assertEqual(stamps[0]["write_id"], stamps[1]["write_id"])
     self.assertEqual(stamps[0]["dtype"], "int64")
     self.assertTrue(pseudo_labels.replaceable(self.root))
     (self.root / "notes.txt").write_text("mine")
-    self.assertFalse(pseudo_labels.replaceable(self.root))  # a file added since: no longer ours as a whole
+    self.assertFalse(
+        pseudo_labels.replaceable(self.root)
+    )  # a file added since: no longer ours as a whole
 
 
 def _hand_worked_clips():
@@ -306,7 +364,9 @@ def _hand_worked_clips():
   true_audio[1, :, car] = 1  # clip 1: Car audible throughout ...
   audio[1, :, car] = 1  # ... and labelled throughout: TP 10
   audio[1, 0, cat] = 1  # one spurious second of Cat: FP 1
-  true_visual[1, 0:5, car] = 1  # clip 1: Car visible in 0-4, labelled exactly; clip 0: nothing visible or labelled
+  true_visual[1, 0:5, car] = (
+      1  # clip 1: Car visible in 0-4, labelled exactly; clip 0: nothing visible or labelled
+  )
   visual[1, 0:5, car] = 1
   return audio, visual, true_audio, true_visual
 
@@ -322,7 +382,9 @@ class QualityTest(absltest.TestCase):
     self.assertAlmostEqual(scores["audio"]["recall"], 100 * 13 / 19, places=4)  # 68.42
     self.assertAlmostEqual(scores["audio"]["f1"], 100 * 26 / 34, places=4)  # 76.47
     # Official: clip 0 = mean(Speech 2*3/(6+1+1) = 0.75, Dog 0) = 0.375; clip 1 = mean(Car 1, Cat 0) = 0.5.
-    self.assertAlmostEqual(scores["audio"]["segment_f1"], 100 * (0.375 + 0.5) / 2, places=4)  # 43.75
+    self.assertAlmostEqual(
+        scores["audio"]["segment_f1"], 100 * (0.375 + 0.5) / 2, places=4
+    )  # 43.75
     # Visual: 5 TP, nothing else; clip 0 (nothing at all) counts 100 officially.
     for key in ("precision", "recall", "f1", "segment_f1"):
       self.assertAlmostEqual(scores["visual"][key], 100.0, places=4)
@@ -338,9 +400,16 @@ class QualityTest(absltest.TestCase):
     self.assertAlmostEqual(scores["audio"]["recall"], 100 * 3 / 9, places=4)
     self.assertAlmostEqual(scores["audio"]["f1"], 100 * 6 / 13, places=4)
     self.assertAlmostEqual(scores["audio"]["segment_f1"], 37.5, places=4)
-    self.assertEqual(scores["visual"], {"precision": 100.0, "recall": 100.0, "f1": 100.0, "segment_f1": 100.0})
-    nothing = pseudo_labels.quality(audio * 0, visual * 0, true_audio, true_visual)  # nothing labelled
-    self.assertEqual((nothing["audio"]["precision"], nothing["audio"]["recall"], nothing["audio"]["f1"]), (0., 0., 0.))
+    self.assertEqual(
+        scores["visual"], {"precision": 100.0, "recall": 100.0, "f1": 100.0, "segment_f1": 100.0}
+    )
+    nothing = pseudo_labels.quality(
+        audio * 0, visual * 0, true_audio, true_visual
+    )  # nothing labelled
+    self.assertEqual(
+        (nothing["audio"]["precision"], nothing["audio"]["recall"], nothing["audio"]["f1"]),
+        (0.0, 0.0, 0.0),
+    )
 
   def test_bad_input(self):
     audio, visual, true_audio, true_visual = _hand_worked_clips()

@@ -18,8 +18,10 @@ T, C = annotations.NUM_SECONDS, annotations.NUM_CLASSES
 def _real_pairs():
   """Real val+test (weak, audio, visual) concatenated."""
   val, test = annotations.load_split("val")[0], annotations.load_split("test")[0]
-  return tuple(np.concatenate([getattr(val, k), getattr(test, k)])
-               for k in ("weak_labels", "audio_labels", "visual_labels"))
+  return tuple(
+      np.concatenate([getattr(val, k), getattr(test, k)])
+      for k in ("weak_labels", "audio_labels", "visual_labels")
+  )
 
 
 def _f1(pred: np.ndarray, true: np.ndarray) -> float:
@@ -30,14 +32,21 @@ def _f1(pred: np.ndarray, true: np.ndarray) -> float:
 class ShapesTest(parameterized.TestCase):
 
   def test_feature_shape_constants(self):
-    self.assertEqual(synthetic.FEATURE_SHAPES["official"],
-                     {"audio": (10, 128), "frames": (80, 2048), "motion": (10, 512)})
-    self.assertEqual(synthetic.FEATURE_SHAPES["clip_clap"], {"audio": (10, 768), "frames": (10, 768)})
+    self.assertEqual(
+        synthetic.FEATURE_SHAPES["official"],
+        {"audio": (10, 128), "frames": (80, 2048), "motion": (10, 512)},
+    )
+    self.assertEqual(
+        synthetic.FEATURE_SHAPES["clip_clap"], {"audio": (10, 768), "frames": (10, 768)}
+    )
     self.assertEqual(synthetic.feature_shapes("official", "pooled")["frames"], (10, 2048))
-    self.assertEqual(set(synthetic.FEATURE_DIRS["official"].values()), {"vggish", "res152", "r2plus1d_18"})
+    self.assertEqual(
+        set(synthetic.FEATURE_DIRS["official"].values()), {"vggish", "res152", "r2plus1d_18"}
+    )
 
-  @parameterized.parameters(("official", "raw"), ("official", "pooled"), ("clip_clap", "raw"),
-                            ("clip_clap", "pooled"))
+  @parameterized.parameters(
+      ("official", "raw"), ("official", "pooled"), ("clip_clap", "raw"), ("clip_clap", "pooled")
+  )
   def test_shapes_and_dtypes(self, layout, frames):
     data = synthetic.SyntheticLLP(num_train_clips=4, layout=layout, frames=frames)
     expected = synthetic.feature_shapes(layout, frames)
@@ -90,7 +99,9 @@ class DeterminismTest(absltest.TestCase):
   def test_a_clip_does_not_depend_on_the_training_subset_size(self):
     small, large = synthetic.SyntheticLLP(20, seed=1), synthetic.SyntheticLLP(500, seed=1)
     filename = small.split("train").filenames[3]
-    index = large.split("train").filenames.index(filename)  # the small subset is a prefix of the order
+    index = large.split("train").filenames.index(
+        filename
+    )  # the small subset is a prefix of the order
     for modality, value in small.features("train", 3).items():
       self.assertEqual(value.tobytes(), large.features("train", index)[modality].tobytes())
 
@@ -99,8 +110,10 @@ class DeterminismTest(absltest.TestCase):
     b = synthetic.SyntheticLLP(50, seed=1).features("val", 0)
     for modality in a:
       self.assertGreater(np.abs(a[modality] - b[modality]).mean(), 0.05, modality)
-    self.assertNotEqual(synthetic.SyntheticLLP(50, seed=0).split("train").filenames,
-                        synthetic.SyntheticLLP(50, seed=1).split("train").filenames)
+    self.assertNotEqual(
+        synthetic.SyntheticLLP(50, seed=0).split("train").filenames,
+        synthetic.SyntheticLLP(50, seed=1).split("train").filenames,
+    )
 
 
 class SplitsTest(absltest.TestCase):
@@ -112,7 +125,9 @@ class SplitsTest(absltest.TestCase):
     self.assertLen(data.split("test"), 1200)
     train = data.split("train")
     self.assertLen(train, 300)
-    self.assertIsNone(train.audio_labels)  # dense training labels are never handed out with the split
+    self.assertIsNone(
+        train.audio_labels
+    )  # dense training labels are never handed out with the split
     rows = [real["train"].filenames.index(f) for f in train.filenames]
     self.assertEqual(rows, sorted(rows))  # file order
     np.testing.assert_array_equal(train.weak_labels, real["train"].weak_labels[rows])
@@ -151,7 +166,7 @@ class DenseTrainLabelsTest(absltest.TestCase):
     audio = np.zeros((C, T, C), np.float32)
     visual = np.zeros((C, T, C), np.float32)
     for c in range(C):
-      audio[c, :c % 10 + 1, c] = 1
+      audio[c, : c % 10 + 1, c] = 1
       visual[c, 9, c] = 1
     pool = synthetic.EventPool.from_labels(weak, audio, visual)
     clip_weak = np.zeros((2, C), np.float32)
@@ -193,14 +208,20 @@ class DenseTrainLabelsTest(absltest.TestCase):
     for key in ("p_audible", "p_visible", "p_both"):
       p = real[key]
       tolerance = 4 * np.sqrt(p * (1 - p) / count) + 1e-9
-      np.testing.assert_array_less(np.abs(drawn[key] - p)[frequent], tolerance[frequent], err_msg=key)
+      np.testing.assert_array_less(
+          np.abs(drawn[key] - p)[frequent], tolerance[frequent], err_msg=key
+      )
     for key, labels, real_labels, probability in (
-        ("audio_seconds", audio, real_audio, "p_audible"), ("visual_seconds", visual, real_visual, "p_visible")):
+        ("audio_seconds", audio, real_audio, "p_audible"),
+        ("visual_seconds", visual, real_visual, "p_visible"),
+    ):
       present = real_labels.any(axis=1) & (real_weak > 0)
       seconds = real_labels.sum(axis=1)
       spread = np.array([seconds[present[:, c], c].std() for c in range(C)])
       tolerance = 4 * spread / np.sqrt(np.maximum(count * drawn[probability], 1)) + 1e-9
-      np.testing.assert_array_less(np.abs(drawn[key] - real[key])[frequent], tolerance[frequent], err_msg=key)
+      np.testing.assert_array_less(
+          np.abs(drawn[key] - real[key])[frequent], tolerance[frequent], err_msg=key
+      )
     np.testing.assert_array_equal(drawn["p_neither"], 0.0)
     for key in ("audio_length_hist", "visual_length_hist"):
       drawn_hist = drawn[key] / drawn[key].sum()
@@ -231,22 +252,33 @@ class DenseTrainLabelsTest(absltest.TestCase):
 def _probe_data(layout):
   """Pooled features of 400 training and 300 validation clips, and their dense labels."""
   data = synthetic.SyntheticLLP(num_train_clips=400, seed=0, layout=layout, frames="pooled")
-  return (data.features_batch("train", range(400)), data.features_batch("val", range(300)),
-          data.dense_labels("train"), tuple(y[:300] for y in data.dense_labels("val")))
+  return (
+      data.features_batch("train", range(400)),
+      data.features_batch("val", range(300)),
+      data.dense_labels("train"),
+      tuple(y[:300] for y in data.dense_labels("val")),
+  )
 
 
 class LearnabilityTest(parameterized.TestCase):
   """A ridge probe on per-second features of training clips predicts validation dense labels."""
 
-  @parameterized.parameters(("official", "audio", "audio"), ("official", "frames", "visual"),
-                            ("official", "motion", "visual"), ("clip_clap", "audio", "audio"),
-                            ("clip_clap", "frames", "visual"))
+  @parameterized.parameters(
+      ("official", "audio", "audio"),
+      ("official", "frames", "visual"),
+      ("official", "motion", "visual"),
+      ("clip_clap", "audio", "audio"),
+      ("clip_clap", "frames", "visual"),
+  )
   def test_features_carry_the_labels(self, layout, modality, labels):
     train, val, train_labels, val_labels = _probe_data(layout)
     width = train[modality].shape[-1]
     # Wide features go through a fixed random projection to 256 dims (keeps the test fast; a weaker probe).
-    projection = (np.random.default_rng(0).standard_normal((width, 256), dtype=np.float32) / 16
-                  if width > 256 else np.eye(width, dtype=np.float32))
+    projection = (
+        np.random.default_rng(0).standard_normal((width, 256), dtype=np.float32) / 16
+        if width > 256
+        else np.eye(width, dtype=np.float32)
+    )
     train_x = train[modality].reshape(-1, width) @ projection
     val_x = val[modality].reshape(-1, width) @ projection
     train_y = train_labels[labels == "visual"].reshape(-1, C)
@@ -335,16 +367,24 @@ class SimulatedPseudoLabelsTest(absltest.TestCase):
   def test_f1_against_the_hidden_dense_labels_hits_the_targets(self):
     audio, visual = self.simulated.labels["train"]
     dense_audio, dense_visual = self.data.dense_train_labels
-    for modality, pseudo, truth in (("audio", audio, dense_audio), ("visual", visual, dense_visual)):
+    for modality, pseudo, truth in (
+        ("audio", audio, dense_audio),
+        ("visual", visual, dense_visual),
+    ):
       f1 = _official_segment_f1(pseudo, truth)
-      self.assertAlmostEqual(f1, simulated_teacher.PSEUDO_LABEL_TARGET_F1[modality], delta=2.0, msg=modality)
+      self.assertAlmostEqual(
+          f1, simulated_teacher.PSEUDO_LABEL_TARGET_F1[modality], delta=2.0, msg=modality
+      )
       self.assertAlmostEqual(f1, self.simulated.f1["train"][modality], delta=1e-3, msg=modality)
     self.assertIn("SIMULATED", self.simulated.summary())
 
   def test_every_kind_of_teacher_error_occurs(self):
     audio, visual = self.simulated.labels["train"]
     dense_audio, dense_visual = (x > 0 for x in self.data.dense_train_labels)
-    for pseudo, truth, other in ((audio > 0, dense_audio, dense_visual), (visual > 0, dense_visual, dense_audio)):
+    for pseudo, truth, other in (
+        (audio > 0, dense_audio, dense_visual),
+        (visual > 0, dense_visual, dense_audio),
+    ):
       present, labelled = truth.any(axis=1), pseudo.any(axis=1)  # [N, C]
       self.assertGreater((present & ~labelled).sum(), 0)  # whole events missed
       self.assertGreater((pseudo & ~truth).sum(), 0)  # spurious seconds
@@ -352,15 +392,21 @@ class SimulatedPseudoLabelsTest(absltest.TestCase):
       leaked = ~present & labelled  # labelled where only the other modality has the class
       self.assertGreater(leaked.sum(), 0)
       leaked_seconds = pseudo & leaked[:, None, :]
-      self.assertGreater((leaked_seconds & other).sum(), 0.8 * leaked_seconds.sum())  # on the other's seconds
+      self.assertGreater(
+          (leaked_seconds & other).sum(), 0.8 * leaked_seconds.sum()
+      )  # on the other's seconds
     # The visual teacher errs more than the audio one, as VALOR's CLIP labels do on LLP.
     self.assertGreater(self.simulated.f1["train"]["audio"], self.simulated.f1["train"]["visual"])
 
   def test_deterministic_and_per_clip(self):
-    again = simulated_teacher.simulated_pseudo_labels(synthetic.SyntheticLLP(num_train_clips=1000, seed=3), ("test",))
+    again = simulated_teacher.simulated_pseudo_labels(
+        synthetic.SyntheticLLP(num_train_clips=1000, seed=3), ("test",)
+    )
     for first, second in zip(self.simulated.labels["test"], again.labels["test"]):
       np.testing.assert_array_equal(first, second)
-    other_seed = simulated_teacher.simulated_pseudo_labels(synthetic.SyntheticLLP(num_train_clips=1000, seed=4), ("test",))
+    other_seed = simulated_teacher.simulated_pseudo_labels(
+        synthetic.SyntheticLLP(num_train_clips=1000, seed=4), ("test",)
+    )
     self.assertFalse(np.array_equal(self.simulated.labels["test"][0], other_seed.labels["test"][0]))
 
   def test_hand_worked_teacher(self):
@@ -374,14 +420,20 @@ class SimulatedPseudoLabelsTest(absltest.TestCase):
     weak = np.zeros((1, C), np.float32)
     weak[0, :3] = 1
     draws = np.full((1, simulated_teacher._NUM_DRAWS, T, C), 0.99, np.float32)  # pylint: disable=protected-access
-    errors = simulated_teacher.TeacherErrors(missed_event=0.5, jitter=0.5, missed_second=0.5, spurious_second=0.5,
-                                     leaked_event=0.5)
+    errors = simulated_teacher.TeacherErrors(
+        missed_event=0.5, jitter=0.5, missed_second=0.5, spurious_second=0.5, leaked_event=0.5
+    )
     clean = simulated_teacher.simulate_teacher(audio, visual, weak, draws, errors, severity=1.0)
     expected = audio * weak[:, None, :]
-    np.testing.assert_array_equal(clean, expected)  # no draw below any rate: the weak-filtered truth
+    np.testing.assert_array_equal(
+        clean, expected
+    )  # no draw below any rate: the weak-filtered truth
     fields = range(simulated_teacher._NUM_DRAWS)  # pylint: disable=protected-access
     u_event, u_onset, u_offset, d_onset, d_offset, u_second, u_spurious, u_leak = fields
-    draws[0, u_onset, 2, 0], draws[0, d_onset, 2, 0] = 0.1, 0.1  # onset of class 0 one second earlier
+    draws[0, u_onset, 2, 0], draws[0, d_onset, 2, 0] = (
+        0.1,
+        0.1,
+    )  # onset of class 0 one second earlier
     draws[0, u_offset, 2, 0], draws[0, d_offset, 2, 0] = 0.1, 0.9  # its offset one second later
     draws[0, u_event, 7, 2] = 0.1  # the class-2 event (onset 7) missed whole
     draws[0, u_leak, 0, 1] = 0.1  # class 1 (visible only) leaks into audio on its visual seconds
@@ -395,13 +447,21 @@ class SimulatedPseudoLabelsTest(absltest.TestCase):
     expected[0, 0, 2] = 1
     np.testing.assert_array_equal(noisy, expected)
     # Severity 0: every rate is 0, whatever the draws.
-    np.testing.assert_array_equal(simulated_teacher.simulate_teacher(audio, visual, weak, draws, errors, 0.0),
-                                  audio * weak[:, None, :])
+    np.testing.assert_array_equal(
+        simulated_teacher.simulate_teacher(audio, visual, weak, draws, errors, 0.0),
+        audio * weak[:, None, :],
+    )
 
   def test_unreachable_target(self):
     dense_audio, dense_visual = self.data.dense_train_labels
     train = self.data.split("train")
     draws = simulated_teacher._teacher_draws(3, "audio", train.filenames)  # pylint: disable=protected-access
     with self.assertRaisesRegex(InputError, "cannot reach"):
-      simulated_teacher.calibrate_severity(dense_audio, dense_visual, train.weak_labels, draws,
-                                   simulated_teacher.TEACHER_ERRORS["audio"], 100.5)
+      simulated_teacher.calibrate_severity(
+          dense_audio,
+          dense_visual,
+          train.weak_labels,
+          draws,
+          simulated_teacher.TEACHER_ERRORS["audio"],
+          100.5,
+      )

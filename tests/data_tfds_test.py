@@ -42,7 +42,9 @@ def write_tiny_llp(root: pathlib.Path, layout: str = "official", sizes=(6, 4, 5)
       if split != "train":
         for c in classes:
           onset = int(rng.integers(0, 9))
-          dense["audio"].append(f"{filename}\t{onset}\t{int(rng.integers(onset + 1, 11))}\t{annotations.CLASSES[c]}\n")
+          dense["audio"].append(
+              f"{filename}\t{onset}\t{int(rng.integers(onset + 1, 11))}\t{annotations.CLASSES[c]}\n"
+          )
           dense["visual"].append(f"{filename}\t{onset}\t10\t{annotations.CLASSES[c]}\n")
       arrays = {}
       for modality, (folder, shape) in features.LAYOUTS[layout].items():
@@ -50,9 +52,13 @@ def write_tiny_llp(root: pathlib.Path, layout: str = "official", sizes=(6, 4, 5)
         arrays[modality] = rng.normal(size=shape).astype(np.float32)
         np.save(features_dir / folder / f"{clip}.npy", arrays[modality])
       stored[split].append(arrays)
-    (labels_dir / annotations.SPLIT_FILES[split]).write_text("filename\tevent_labels\n" + "".join(rows))
+    (labels_dir / annotations.SPLIT_FILES[split]).write_text(
+        "filename\tevent_labels\n" + "".join(rows)
+    )
   for modality, name in annotations.DENSE_FILES.items():
-    (labels_dir / name).write_text("filename\tonset\toffset\tevent_labels\n" + "".join(dense[modality]))
+    (labels_dir / name).write_text(
+        "filename\tonset\toffset\tevent_labels\n" + "".join(dense[modality])
+    )
   return features_dir, labels_dir, stored
 
 
@@ -94,14 +100,21 @@ class BuildTest(parameterized.TestCase):
         if layout == "official":
           np.testing.assert_array_equal(example["audio"], files["audio"])
           np.testing.assert_array_equal(example["motion"], files["motion"])
-          expected_frames = files["frames"] if config == "official_raw" else files["frames"].reshape(
-              10, 8, 2048).mean(axis=1)
+          expected_frames = (
+              files["frames"]
+              if config == "official_raw"
+              else files["frames"].reshape(10, 8, 2048).mean(axis=1)
+          )
           np.testing.assert_allclose(example["frames"], expected_frames, rtol=1e-6, atol=1e-6)
         else:
           self.assertNotIn("motion", example)
           np.testing.assert_array_equal(example["frames"], files["frames"])
-          np.testing.assert_allclose(example["audio"], features.clap_segment_matrix() @ files["audio"], rtol=1e-5,
-                                     atol=1e-6)
+          np.testing.assert_allclose(
+              example["audio"],
+              features.clap_segment_matrix() @ files["audio"],
+              rtol=1e-5,
+              atol=1e-6,
+          )
 
   def test_info_is_filled_in(self):
     info = tfds_llp.AvvpLlp(config="official_pooled", data_dir=self.create_tempdir().full_path).info
@@ -114,12 +127,22 @@ class BuildTest(parameterized.TestCase):
     self.assertEqual(info.features["audio"].np_dtype, np.float32)
     names = [c.name for c in tfds_llp.BUILDER_CONFIGS]
     self.assertEqual(tfds_llp.AvvpLlp.DEFAULT_CONFIG_NAME, "official_pooled")
-    self.assertTrue(all(c.synthetic == n.startswith("synthetic_") for c, n in zip(tfds_llp.BUILDER_CONFIGS, names)))
+    self.assertTrue(
+        all(
+            c.synthetic == n.startswith("synthetic_")
+            for c, n in zip(tfds_llp.BUILDER_CONFIGS, names)
+        )
+    )
 
   def test_synthetic_config_holds_the_generators_features(self):
     root = pathlib.Path(self.create_tempdir().full_path)
-    builder = tfds_llp.AvvpLlp(config="synthetic_official_raw", data_dir=str(root), synthetic_train_clips=4,
-                               synthetic_seed=3, synthetic_eval_clips=3)
+    builder = tfds_llp.AvvpLlp(
+        config="synthetic_official_raw",
+        data_dir=str(root),
+        synthetic_train_clips=4,
+        synthetic_seed=3,
+        synthetic_eval_clips=3,
+    )
     builder.download_and_prepare(download_config=tfds_llp.download_config(None))
     self.assertIn("SYNTHETIC", builder.description_line)
     data = synthetic.SyntheticLLP(4, 3, "official", "raw")
@@ -134,15 +157,24 @@ class BuildTest(parameterized.TestCase):
   def test_bad_value_mid_build_leaves_no_build(self):
     root = pathlib.Path(self.create_tempdir().full_path)
     features_dir, labels_dir, _ = write_tiny_llp(root)
-    clip = annotations.load_split("test", labels_dir)[0].clip_ids[2]  # the train split is written before it
+    clip = annotations.load_split("test", labels_dir)[0].clip_ids[
+        2
+    ]  # the train split is written before it
     bad = np.load(features_dir / "r2plus1d_18" / f"{clip}.npy")
     bad[4, 9] = np.inf
     np.save(features_dir / "r2plus1d_18" / f"{clip}.npy", bad)
-    builder = tfds_llp.AvvpLlp(config="official_pooled", data_dir=str(root / "tfds"), labels_dir=labels_dir)
-    with self.assertRaisesRegex(InputError, rf"{clip}.npy' of clip {clip}.* holds inf at index \[4, 9\]"):
+    builder = tfds_llp.AvvpLlp(
+        config="official_pooled", data_dir=str(root / "tfds"), labels_dir=labels_dir
+    )
+    with self.assertRaisesRegex(
+        InputError, rf"{clip}.npy' of clip {clip}.* holds inf at index \[4, 9\]"
+    ):
       builder.download_and_prepare(download_config=tfds_llp.download_config(features_dir))
-    self.assertFalse(tfds_llp.AvvpLlp(config="official_pooled", data_dir=str(root / "tfds"),
-                                      labels_dir=labels_dir).is_prepared())
+    self.assertFalse(
+        tfds_llp.AvvpLlp(
+            config="official_pooled", data_dir=str(root / "tfds"), labels_dir=labels_dir
+        ).is_prepared()
+    )
 
   def test_missing_clip_is_refused_before_writing(self):
     root = pathlib.Path(self.create_tempdir().full_path)
@@ -150,8 +182,12 @@ class BuildTest(parameterized.TestCase):
     clip = annotations.load_split("val", labels_dir)[0].clip_ids[1]
     for folder in ("vggish", "res152", "r2plus1d_18"):
       (features_dir / folder / f"{clip}.npy").unlink()
-    builder = tfds_llp.AvvpLlp(config="official_pooled", data_dir=str(root / "tfds"), labels_dir=labels_dir)
-    with self.assertRaisesRegex(InputError, f"clip {clip} .* is listed in AVVP_val_pd.csv but has no features"):
+    builder = tfds_llp.AvvpLlp(
+        config="official_pooled", data_dir=str(root / "tfds"), labels_dir=labels_dir
+    )
+    with self.assertRaisesRegex(
+        InputError, f"clip {clip} .* is listed in AVVP_val_pd.csv but has no features"
+    ):
       builder.download_and_prepare(download_config=tfds_llp.download_config(features_dir))
     written = list((root / "tfds").rglob("*.tfrecord*"))
     self.assertEqual(written, [])
@@ -178,12 +214,18 @@ class InterruptedBuildTest(absltest.TestCase):
   def test_killed_build_is_not_prepared_and_rebuilds(self):
     root = pathlib.Path(self.create_tempdir().full_path)
     features_dir, labels_dir, stored = write_tiny_llp(root, sizes=(60, 4, 4))
-    paths = dict(features_dir=str(features_dir), labels_dir=str(labels_dir), data_dir=str(root / "tfds"))
+    paths = dict(
+        features_dir=str(features_dir), labels_dir=str(labels_dir), data_dir=str(root / "tfds")
+    )
     config = common.get_config().data  # configs/common.py's defaults, these paths
     config.update(paths)
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    process = subprocess.Popen([sys.executable, "-c", _KILLED_BUILD, *paths.values()], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_BUILD, *paths.values()],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     try:
       deadline = time.time() + 60
       while not list((root / "tfds").rglob("incomplete.*")):  # the build has started writing

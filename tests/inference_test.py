@@ -34,6 +34,7 @@ def _spans(events):
 
 def _init_params(config):
   from avvp_jax import models  # pylint: disable=g-import-not-at-top
+
   model = models.build_model(config.model)
   dummy = _clip_inputs(config, 1)
   return jax.jit(lambda key: model.init(key, *dummy, train=False)["params"])(jax.random.key(0))
@@ -45,7 +46,11 @@ def _clip_inputs(config, num_clips=None, seed=0):
   dims = config.model.input_dims
   audio = rng.standard_normal((*lead, T, dims.audio)).astype(np.float32)
   frames = np.abs(rng.standard_normal((*lead, T, dims.frames))).astype(np.float32)
-  motion = np.abs(rng.standard_normal((*lead, T, dims.motion))).astype(np.float32) if dims.motion else None
+  motion = (
+      np.abs(rng.standard_normal((*lead, T, dims.motion))).astype(np.float32)
+      if dims.motion
+      else None
+  )
   return audio, frames, motion
 
 
@@ -62,7 +67,13 @@ class PredictTest(parameterized.TestCase):
   def test_batched_shapes_and_keys(self):
     probs = self.parser.predict(*_clip_inputs(self.config, 2))
     self.assertEqual(set(probs), set(inference.OUTPUT_KEYS))
-    for key in ("video_prob", "audio_prob", "visual_prob", "audio_filter_prob", "visual_filter_prob"):
+    for key in (
+        "video_prob",
+        "audio_prob",
+        "visual_prob",
+        "audio_filter_prob",
+        "visual_filter_prob",
+    ):
       self.assertEqual(probs[key].shape, (2, C))
     for key in ("segment_audio_prob", "segment_visual_prob"):
       self.assertEqual(probs[key].shape, (2, T, C))
@@ -70,21 +81,31 @@ class PredictTest(parameterized.TestCase):
 
   def test_matches_the_model_and_single_clip_without_batch_axis(self):
     from avvp_jax import models  # pylint: disable=g-import-not-at-top
+
     inputs = _clip_inputs(self.config, 2)
-    outputs = models.build_model(self.config.model).apply({"params": self.params}, *inputs, train=False)
+    outputs = models.build_model(self.config.model).apply(
+        {"params": self.params}, *inputs, train=False
+    )
     probs = self.parser.predict(*inputs)
-    np.testing.assert_allclose(probs["segment_audio_prob"], outputs["segment_audio_prob"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        probs["segment_audio_prob"], outputs["segment_audio_prob"], rtol=1e-6, atol=1e-7
+    )
     np.testing.assert_allclose(probs["video_prob"], outputs["video_prob"], rtol=1e-6, atol=1e-7)
     single = self.parser.predict(*(x[1] for x in inputs))
     self.assertEqual(single["segment_visual_prob"].shape, (T, C))
-    np.testing.assert_allclose(single["segment_visual_prob"], probs["segment_visual_prob"][1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        single["segment_visual_prob"], probs["segment_visual_prob"][1], rtol=1e-5, atol=1e-6
+    )
     events = self.parser.parse(*(x[1] for x in inputs), threshold=0.0)  # everything positive
     self.assertEqual(len(events), 3 * C)  # one whole-clip event per class and modality
     self.assertTrue(all(e["onset"] == 0.0 and e["offset"] == 10.0 for e in events))
 
   def test_raw_frames_equal_pooled_frames(self):
     audio, frames, motion = _clip_inputs(self.config, 2)
-    raw = np.repeat(frames, 8, axis=1) + np.tile(np.linspace(-1, 1, 8, dtype=np.float32), 10)[None, :, None]
+    raw = (
+        np.repeat(frames, 8, axis=1)
+        + np.tile(np.linspace(-1, 1, 8, dtype=np.float32), 10)[None, :, None]
+    )
     pooled = raw.reshape(2, T, 8, -1).mean(axis=2)
     a = self.parser.predict(audio, raw, motion)["segment_visual_prob"]
     b = self.parser.predict(audio, pooled, motion)["segment_visual_prob"]
@@ -100,11 +121,15 @@ class PredictTest(parameterized.TestCase):
       out = avvp_jax.predict(config, params, audio, frames, motion)
       return out["segment_audio_prob"].sum(axis=-1)  # used inside other jitted code
 
-    np.testing.assert_allclose(caller(self.params, *inputs), eager["segment_audio_prob"].sum(axis=-1), rtol=1e-5)
+    np.testing.assert_allclose(
+        caller(self.params, *inputs), eager["segment_audio_prob"].sum(axis=-1), rtol=1e-5
+    )
     mapped = jax.vmap(lambda a, f, m: avvp_jax.predict(config, self.params, a, f, m))(*inputs)
     for key in inference.OUTPUT_KEYS:
       np.testing.assert_allclose(mapped[key], eager[key], rtol=1e-5, atol=1e-6, err_msg=key)
-    jitted_vmap = jax.jit(jax.vmap(lambda a, f, m: avvp_jax.predict(config, self.params, a, f, m)))(*inputs)
+    jitted_vmap = jax.jit(jax.vmap(lambda a, f, m: avvp_jax.predict(config, self.params, a, f, m)))(
+        *inputs
+    )
     np.testing.assert_allclose(jitted_vmap["video_prob"], eager["video_prob"], rtol=1e-5, atol=1e-6)
 
   def test_model_built_once_and_no_retrace(self):
@@ -121,7 +146,9 @@ class PredictTest(parameterized.TestCase):
     stacked = jax.tree.map(lambda x: x[None], self.params)  # `[1, ...]`: map_seeds' one-seed form
     one = avvp_jax.predict(self.config, self.params, *inputs)
     ensemble = avvp_jax.predict_ensemble(self.config, stacked, *inputs)
-    jitted = jax.jit(lambda p, a, f, m: avvp_jax.predict_ensemble(self.config, p, a, f, m))(stacked, *inputs)
+    jitted = jax.jit(lambda p, a, f, m: avvp_jax.predict_ensemble(self.config, p, a, f, m))(
+        stacked, *inputs
+    )
     for key in inference.OUTPUT_KEYS:
       np.testing.assert_allclose(ensemble[key], one[key], rtol=1e-6, atol=1e-7, err_msg=key)
       np.testing.assert_allclose(jitted[key], one[key], rtol=1e-6, atol=1e-7, err_msg=key)
@@ -129,7 +156,9 @@ class PredictTest(parameterized.TestCase):
   def test_no_motion_model_takes_motion_none(self):
     config = leap.get_config("tiny")
     config.unlock()
-    config.model.input_dims.update(audio=768, frames=768, motion=0)  # CLIP/CLAP widths, no motion stream
+    config.model.input_dims.update(
+        audio=768, frames=768, motion=0
+    )  # CLIP/CLAP widths, no motion stream
     params = _init_params(config)
     audio, frames, _ = _clip_inputs(config, 2)
     probs = avvp_jax.predict(config, params, audio, frames, None)
@@ -186,6 +215,7 @@ class TrainedRoundTripTest(absltest.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     from avvp_jax import train  # pylint: disable=g-import-not-at-top
+
     cls.root = absltest.get_default_test_tmpdir()
     cls.workdir = os.path.join(cls.root, "parse_workdir")
     config = han.get_config("tiny")
@@ -194,6 +224,7 @@ class TrainedRoundTripTest(absltest.TestCase):
     config.seed, config.num_seeds = 3, 2  # replicas with seeds 3 and 4
     train.train_and_evaluate(config, cls.workdir)
     from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+
     data = synthetic.SyntheticLLP(num_train_clips=8, layout="official", frames="pooled")
     cls.val = data.split("val")
     cls.inputs = data.features_batch("val", range(6))
@@ -205,33 +236,48 @@ class TrainedRoundTripTest(absltest.TestCase):
     events = parser.parse(self.inputs["audio"], self.inputs["frames"], self.inputs["motion"])
     self.assertLen(events, 6)
     # The events are exactly the runs of what evaluation scores (metrics.segment_predictions).
-    pred_audio, pred_visual = (np.asarray(x) for x in metrics.segment_predictions(
-        probs["segment_audio_prob"], probs["segment_visual_prob"], probs["audio_filter_prob"],
-        probs["visual_filter_prob"]))
+    pred_audio, pred_visual = (
+        np.asarray(x)
+        for x in metrics.segment_predictions(
+            probs["segment_audio_prob"],
+            probs["segment_visual_prob"],
+            probs["audio_filter_prob"],
+            probs["visual_filter_prob"],
+        )
+    )
     rebuilt = {m: np.zeros((6, T, C)) for m in metrics.MODALITIES}
     for n, clip_events in enumerate(events):
       for e in clip_events:
-        rebuilt[e["modality"]][n, int(e["onset"]):int(e["offset"]), annotations.CLASS_INDEX[e["label"]]] += 1
+        rebuilt[e["modality"]][
+            n, int(e["onset"]) : int(e["offset"]), annotations.CLASS_INDEX[e["label"]]
+        ] += 1
     np.testing.assert_array_equal(rebuilt["audio"], pred_audio)
     np.testing.assert_array_equal(rebuilt["visual"], pred_visual)
     np.testing.assert_array_equal(rebuilt["audio_visual"], pred_audio * pred_visual)
-    single = parser.parse(self.inputs["audio"][2], self.inputs["frames"][2], self.inputs["motion"][2])
+    single = parser.parse(
+        self.inputs["audio"][2], self.inputs["frames"][2], self.inputs["motion"][2]
+    )
     self.assertEqual(_spans(single), _spans(events[2]))
 
   def test_step_folder_and_params_checkpoint_give_the_same_predictions(self):
     from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top
+
     parser = avvp_jax.load_parser(self.workdir)
     step_dir = checkpoint.find_state_checkpoint(self.workdir, which="best")
-    exported = checkpoint.save_params_checkpoint(os.path.join(self.root, "exported"), parser.config,
-                                                 parser.params)  # the ensemble's seed-stacked params
+    exported = checkpoint.save_params_checkpoint(
+        os.path.join(self.root, "exported"), parser.config, parser.params
+    )  # the ensemble's seed-stacked params
     expected = parser.predict(self.inputs["audio"], self.inputs["frames"], self.inputs["motion"])
     for path in (step_dir, exported):
-      got = avvp_jax.load_parser(path).predict(self.inputs["audio"], self.inputs["frames"], self.inputs["motion"])
+      got = avvp_jax.load_parser(path).predict(
+          self.inputs["audio"], self.inputs["frames"], self.inputs["motion"]
+      )
       for key in inference.OUTPUT_KEYS:
         np.testing.assert_array_equal(got[key], expected[key], err_msg=f"{path}: {key}")
 
   def test_default_is_the_seed_ensemble_and_seed_picks_one_replica(self):
     from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top
+
     inputs = (self.inputs["audio"], self.inputs["frames"], self.inputs["motion"])
     ensemble = avvp_jax.load_parser(self.workdir)
     self.assertEqual(ensemble.seeds, [3, 4])
@@ -239,18 +285,30 @@ class TrainedRoundTripTest(absltest.TestCase):
     stacked = jax.tree.leaves(ensemble.params)
     for seed, parser in singles.items():
       self.assertIsNone(parser.seeds)
-      for leaf, whole in zip(jax.tree.leaves(parser.params), stacked):  # replica `seed` of the stacked params
+      for leaf, whole in zip(
+          jax.tree.leaves(parser.params), stacked
+      ):  # replica `seed` of the stacked params
         np.testing.assert_array_equal(np.asarray(leaf), np.asarray(whole)[seed - 3])
     probs = {seed: parser.predict(*inputs) for seed, parser in singles.items()}
-    self.assertFalse(np.allclose(probs[3]["segment_audio_prob"], probs[4]["segment_audio_prob"]))  # two models
+    self.assertFalse(
+        np.allclose(probs[3]["segment_audio_prob"], probs[4]["segment_audio_prob"])
+    )  # two models
     got = ensemble.predict(*inputs)
     functional = avvp_jax.predict_ensemble(ensemble.config, ensemble.params, *inputs)
-    for key in inference.OUTPUT_KEYS:  # every probability, gates included, is the mean over the replicas
-      np.testing.assert_allclose(got[key], (probs[3][key] + probs[4][key]) / 2, rtol=1e-6, atol=1e-7, err_msg=key)
+    for (
+        key
+    ) in inference.OUTPUT_KEYS:  # every probability, gates included, is the mean over the replicas
+      np.testing.assert_allclose(
+          got[key], (probs[3][key] + probs[4][key]) / 2, rtol=1e-6, atol=1e-7, err_msg=key
+      )
       np.testing.assert_array_equal(np.asarray(functional[key]), got[key])
-    one = avvp_jax.predict(ensemble.config, checkpoint.select_seed(ensemble.config, ensemble.params, 4), *inputs)
+    one = avvp_jax.predict(
+        ensemble.config, checkpoint.select_seed(ensemble.config, ensemble.params, 4), *inputs
+    )
     np.testing.assert_array_equal(np.asarray(one["video_prob"]), probs[4]["video_prob"])
-    with self.assertRaisesRegex(InputError, r"seed=7 is not a replica of this run, which trained seeds 3\.\.4"):
+    with self.assertRaisesRegex(
+        InputError, r"seed=7 is not a replica of this run, which trained seeds 3\.\.4"
+    ):
       avvp_jax.load_parser(self.workdir, seed=7)
 
   def test_unknown_checkpoint_path(self):
@@ -266,16 +324,26 @@ class PackageImportTest(absltest.TestCase):
 
   def test_import_is_light(self):
     import subprocess  # pylint: disable=g-import-not-at-top
-    code = ("import sys, avvp_jax; heavy = [m for m in ('jax', 'flax', 'tensorflow', 'matplotlib', 'orbax') "
-            "if m in sys.modules]; assert not heavy, heavy; assert callable(avvp_jax.load_parser); "
-            "assert 'tensorflow' not in sys.modules and 'flax' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+
+    code = (
+        "import sys, avvp_jax; heavy = [m for m in ('jax', 'flax', 'tensorflow', 'matplotlib', 'orbax') "
+        "if m in sys.modules]; assert not heavy, heavy; assert callable(avvp_jax.load_parser); "
+        "assert 'tensorflow' not in sys.modules and 'flax' not in sys.modules"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}
+    )
 
   def test_inference_imports_neither_tensorflow_nor_orbax(self):
     import subprocess  # pylint: disable=g-import-not-at-top
-    code = ("import sys, avvp_jax.inference, avvp_jax.events, avvp_jax.timelines; heavy = [m for m in "
-            "('tensorflow', 'orbax', 'matplotlib') if m in sys.modules]; assert not heavy, heavy")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+
+    code = (
+        "import sys, avvp_jax.inference, avvp_jax.events, avvp_jax.timelines; heavy = [m for m in "
+        "('tensorflow', 'orbax', 'matplotlib') if m in sys.modules]; assert not heavy, heavy"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,12 @@ def _imports(path: str, modules: dict[str, str]) -> list[tuple[str, int, bool]]:
       if isinstance(child, ast.Import):
         names = [alias.name for alias in child.names]
       elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
-        names = [f"{child.module}.{alias.name}" if f"{child.module}.{alias.name}" in modules else child.module
-                 for alias in child.names]
+        names = [
+            f"{child.module}.{alias.name}"
+            if f"{child.module}.{alias.name}" in modules
+            else child.module
+            for alias in child.names
+        ]
       for name in names:
         if name.split(".")[0] == "avvp_jax":
           while name not in modules:
@@ -61,15 +65,17 @@ class LayoutTest(absltest.TestCase):
     cls.graph = {name: _imports(path, cls.modules) for name, path in cls.modules.items()}
 
   def test_no_import_circle(self):
-    edges = {name: {target for target, _, _ in imports if target != name and target != "avvp_jax"}
-             for name, imports in self.graph.items()}
+    edges = {
+        name: {target for target, _, _ in imports if target != name and target != "avvp_jax"}
+        for name, imports in self.graph.items()
+    }
     state = {}  # 1: on the current path, 2: done
 
     def walk(node, path):
       state[node] = 1
       for target in sorted(edges.get(node, ())):
         if state.get(target) == 1:
-          self.fail("import circle: " + " -> ".join(path[path.index(target):] + [target]))
+          self.fail("import circle: " + " -> ".join(path[path.index(target) :] + [target]))
         if target not in state:
           walk(target, path + [target])
       state[node] = 2
@@ -94,8 +100,11 @@ class LayoutTest(absltest.TestCase):
             text = lines[child.lineno - 1]
             reason = text.split("#", 1)[1] if "#" in text else ""
             reason = reason.replace("pylint: disable=g-import-not-at-top", "").strip(" ()")
-            self.assertTrue(reason, msg=f"{path}:{child.lineno} imports inside a function without saying why "
-                            f"(a comment on the line): {text.strip()}")
+            self.assertTrue(
+                reason,
+                msg=f"{path}:{child.lineno} imports inside a function without saying why "
+                f"(a comment on the line): {text.strip()}",
+            )
 
   def test_long_files_say_why(self):
     for folder in ("avvp_jax", "launch"):
@@ -107,8 +116,10 @@ class LayoutTest(absltest.TestCase):
           source = open(path).read()
           if source.count("\n") > MAX_LINES:
             docstring = ast.get_docstring(ast.parse(source)) or ""
-            self.assertTrue(any(line.startswith("Length:") for line in docstring.split("\n")),
-                            msg=f"{path} has {source.count(chr(10))} lines and no 'Length:' reason at its top")
+            self.assertTrue(
+                any(line.startswith("Length:") for line in docstring.split("\n")),
+                msg=f"{path} has {source.count(chr(10))} lines and no 'Length:' reason at its top",
+            )
 
 
 if __name__ == "__main__":

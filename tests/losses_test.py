@@ -46,6 +46,7 @@ def _random_case(seed, with_pseudo_labels=False, dtype=np.float32):
 
 # --- numpy oracles, one scalar at a time ------------------------------------------------------------
 
+
 def _np_bce(prob, target):
   """torch.nn.BCELoss (mean) of probabilities clamped in float32 (1 - 1e-7 rounds to 1 - 2**-23)."""
   prob = np.clip(np.asarray(prob, np.float32), np.float32(EPS), np.float32(1 - EPS))
@@ -59,9 +60,11 @@ def _np_bce(prob, target):
 
 def _np_han(outputs, label, s_a=1.0, s_v=0.9):
   label = np.asarray(label, np.float64)
-  return (_np_bce(outputs["video_prob"], label)
-          + _np_bce(outputs["audio_prob"], s_a * label + (1 - s_a) * 0.5)
-          + _np_bce(outputs["visual_prob"], s_v * label + (1 - s_v) * 0.5))
+  return (
+      _np_bce(outputs["video_prob"], label)
+      + _np_bce(outputs["audio_prob"], s_a * label + (1 - s_a) * 0.5)
+      + _np_bce(outputs["visual_prob"], s_v * label + (1 - s_v) * 0.5)
+  )
 
 
 def _np_cosine(a, v):
@@ -102,10 +105,18 @@ def _np_paper_target(pa, pv):
 def _np_avss(outputs, pa, pv, kind="official", eps=0.01):
   total = 0.0
   for b in range(pa.shape[0]):
-    sim = np.maximum(_np_cosine(np.asarray(outputs["audio_embedding"][b], np.float64),
-                                np.asarray(outputs["visual_embedding"][b], np.float64)), 0.0)
-    target = (_np_official_target(pa[b], pv[b], eps) if kind == "official"
-              else _np_paper_target(pa[b], pv[b]))
+    sim = np.maximum(
+        _np_cosine(
+            np.asarray(outputs["audio_embedding"][b], np.float64),
+            np.asarray(outputs["visual_embedding"][b], np.float64),
+        ),
+        0.0,
+    )
+    target = (
+        _np_official_target(pa[b], pv[b], eps)
+        if kind == "official"
+        else _np_paper_target(pa[b], pv[b])
+    )
     total += ((sim - target) ** 2).mean()
   return total / pa.shape[0]
 
@@ -130,8 +141,11 @@ class HanLossTest(parameterized.TestCase):
     outputs, batch = _random_case(seed)
     loss, terms = losses.compute_loss(_config("han"), outputs, batch)
     np.testing.assert_allclose(float(loss), _np_han(outputs, batch["label"]), rtol=1e-5)
-    np.testing.assert_allclose(float(terms["visual"]),
-                               _np_bce(outputs["visual_prob"], 0.9 * batch["label"] + 0.05), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(terms["visual"]),
+        _np_bce(outputs["visual_prob"], 0.9 * batch["label"] + 0.05),
+        rtol=1e-5,
+    )
     self.assertEqual(set(terms), {"video", "audio", "visual"})
 
   def test_smoothing_from_config(self):
@@ -173,25 +187,36 @@ class AvssTargetTest(absltest.TestCase):
     # most events in one segment: max(2, 2) = 2; x = shared / 2 -> x / (1 + x) + 0.01.
     x = np.array([[0.5, 0.5], [0.0, 0.0]])
     np.testing.assert_allclose(np.asarray(target)[0], x / (1 + x) + 0.01, rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(target)[0], _np_official_target(self.pa[0], self.pv[0]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(target)[0], _np_official_target(self.pa[0], self.pv[0]), rtol=1e-6
+    )
 
   def test_no_events_at_all(self):
     empty = np.zeros((1, 2, 3), np.float32)
-    np.testing.assert_allclose(np.asarray(losses.avss_target(empty, empty, "official", 0.01)),
-                               np.full((1, 2, 2), 0.01), rtol=1e-6)
-    np.testing.assert_array_equal(np.asarray(losses.avss_target(empty, empty, "paper")),
-                                  np.zeros((1, 2, 2)))
+    np.testing.assert_allclose(
+        np.asarray(losses.avss_target(empty, empty, "official", 0.01)),
+        np.full((1, 2, 2), 0.01),
+        rtol=1e-6,
+    )
+    np.testing.assert_array_equal(
+        np.asarray(losses.avss_target(empty, empty, "paper")), np.zeros((1, 2, 2))
+    )
 
   def test_random_against_oracles(self):
     rng = np.random.default_rng(7)
     pa = (rng.uniform(size=(2, T, C)) < 0.2).astype(np.float32)
     pv = (rng.uniform(size=(2, T, C)) < 0.2).astype(np.float32)
     for b in range(2):
-      np.testing.assert_allclose(np.asarray(losses.avss_target(pa, pv, "paper"))[b],
-                                 _np_paper_target(pa[b], pv[b]), rtol=1e-6)
-      np.testing.assert_allclose(np.asarray(losses.avss_target(pa, pv, "official", 0.01))[b],
-                                 _np_official_target(pa[b], pv[b]), rtol=1e-6)
+      np.testing.assert_allclose(
+          np.asarray(losses.avss_target(pa, pv, "paper"))[b],
+          _np_paper_target(pa[b], pv[b]),
+          rtol=1e-6,
+      )
+      np.testing.assert_allclose(
+          np.asarray(losses.avss_target(pa, pv, "official", 0.01))[b],
+          _np_official_target(pa[b], pv[b]),
+          rtol=1e-6,
+      )
 
   def test_unknown_kind(self):
     with self.assertRaisesRegex(InputError, "avss_target"):
@@ -219,13 +244,20 @@ class LeapLossTest(parameterized.TestCase):
     self.assertEqual(set(terms), set(expected))
     for name, value in expected.items():
       np.testing.assert_allclose(float(terms[name]), value, rtol=1e-5, err_msg=name)
-    total = (expected["video"] + expected["audio"] + expected["visual"]
-             + 0.7 * (expected["audio_segment"] + expected["visual_segment"]) + 1.3 * expected["avss"])
+    total = (
+        expected["video"]
+        + expected["audio"]
+        + expected["visual"]
+        + 0.7 * (expected["audio_segment"] + expected["visual_segment"])
+        + 1.3 * expected["avss"]
+    )
     np.testing.assert_allclose(float(loss), total, rtol=1e-5)
 
   def _no_pseudo_label_config(self, segment_loss):
     config = _config("leap")
-    config.audio_pseudo_labels = config.visual_pseudo_labels = config.avss_from_pseudo_labels = False
+    config.audio_pseudo_labels = config.visual_pseudo_labels = config.avss_from_pseudo_labels = (
+        False
+    )
     config.audio_segment_loss = config.visual_segment_loss = segment_loss
     return config
 
@@ -246,9 +278,14 @@ class LeapLossTest(parameterized.TestCase):
         "video": _np_bce(outputs["video_prob"], label),
         "audio": _np_bce(outputs["audio_prob"], label),  # smoothing 1.0
         "visual": _np_bce(outputs["visual_prob"], 0.9 * label + 0.05),
-        "audio_segment": _np_bce(outputs["segment_audio_prob"], per_second(label)) if segment_loss else 0.0,
-        "visual_segment": (_np_bce(outputs["segment_visual_prob"], per_second(0.9 * label + 0.05))
-                           if segment_loss else 0.0),
+        "audio_segment": _np_bce(outputs["segment_audio_prob"], per_second(label))
+        if segment_loss
+        else 0.0,
+        "visual_segment": (
+            _np_bce(outputs["segment_visual_prob"], per_second(0.9 * label + 0.05))
+            if segment_loss
+            else 0.0
+        ),
         "avss": _np_avss(outputs, pa, pv, "official"),
     }
     for name, value in expected.items():
@@ -266,10 +303,17 @@ class LeapLossTest(parameterized.TestCase):
     pa_own = _np_fallback_segments(outputs["segment_audio_prob"], outputs["audio_prob"])
     pv_own = _np_fallback_segments(outputs["segment_visual_prob"], outputs["visual_prob"])
     pa = batch[pseudo_labels.AUDIO_BATCH_KEY]
-    np.testing.assert_allclose(float(terms["avss"]), _np_avss(outputs, pa_own, pv_own, "official"), rtol=1e-5)
-    np.testing.assert_allclose(float(terms["audio"]), _np_bce(outputs["audio_prob"], pa.max(axis=1)), rtol=1e-5)
-    np.testing.assert_allclose(float(terms["visual"]), _np_bce(outputs["visual_prob"], 0.9 * batch["label"] + 0.05),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        float(terms["avss"]), _np_avss(outputs, pa_own, pv_own, "official"), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        float(terms["audio"]), _np_bce(outputs["audio_prob"], pa.max(axis=1)), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        float(terms["visual"]),
+        _np_bce(outputs["visual_prob"], 0.9 * batch["label"] + 0.05),
+        rtol=1e-5,
+    )
     self.assertEqual(losses.needs_pseudo_labels(config), ["audio_pseudo_labels"])
     self.assertEqual(losses.needs_pseudo_labels(self._no_pseudo_label_config(True)), [])
     self.assertEqual(losses.needs_pseudo_labels(_config("han")), [])
@@ -291,7 +335,9 @@ class TransformTest(parameterized.TestCase):
     outputs, batch = _random_case(20, with_pseudo_labels)
     config = _config(name)
     if not with_pseudo_labels:
-      config.audio_pseudo_labels = config.visual_pseudo_labels = config.avss_from_pseudo_labels = False
+      config.audio_pseudo_labels = config.visual_pseudo_labels = config.avss_from_pseudo_labels = (
+          False
+      )
 
     def loss_fn(outs):
       return losses.compute_loss(config, outs, batch)[0]

@@ -44,8 +44,15 @@ NEAR = 1e-5  # probabilities this close to a threshold may flip with the batch's
 def _launch(*flags):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
   env.pop("XLA_FLAGS", None)
-  return subprocess.run([sys.executable, os.path.join(ROOT, "launch", "make_pseudo_labels.py"), *flags], cwd=ROOT,
-                        env=env, capture_output=True, text=True, timeout=300, check=False)
+  return subprocess.run(
+      [sys.executable, os.path.join(ROOT, "launch", "make_pseudo_labels.py"), *flags],
+      cwd=ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      check=False,
+  )
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,6 +60,7 @@ def _fixture():
   """A tiny HAN trained on the embedded data, a SYNTHETIC features folder, the teacher's probabilities on it,
   and its pseudo labels of that folder."""
   from avvp_jax import train  # pylint: disable=g-import-not-at-top
+
   root = tempfile.mkdtemp(prefix="avvp_make_pseudo_labels_")
   features = os.path.join(root, "features")
   labels_dir = os.path.join(features, "labels")
@@ -64,9 +72,16 @@ def _fixture():
     written[split] = data.split(split).filenames[:count]
   synthetic.write_labels(data, labels_dir, written)
   counts = {split: len(names) for split, names in written.items()}
-  pathlib.Path(features, synthetic.MARKER_FILE).write_text(synthetic.marker_text(data, counts, "Synthetic features"))
-  fixture = types.SimpleNamespace(root=root, features=features, labels=labels_dir, teacher=os.path.join(root, "han"),
-                                  out=os.path.join(root, "pseudo"))
+  pathlib.Path(features, synthetic.MARKER_FILE).write_text(
+      synthetic.marker_text(data, counts, "Synthetic features")
+  )
+  fixture = types.SimpleNamespace(
+      root=root,
+      features=features,
+      labels=labels_dir,
+      teacher=os.path.join(root, "han"),
+      out=os.path.join(root, "pseudo"),
+  )
   train.train_and_evaluate(han.get_config("tiny"), fixture.teacher)
 
   # The teacher's probabilities, computed here independently of the maker (clip by clip from the files).
@@ -75,12 +90,23 @@ def _fixture():
   fixture.probs = {}
   for split, data_split in fixture.splits.items():
     clips = [features_lib.load_clip(features, "official", "pooled", c) for c in data_split.clip_ids]
-    pad = NUM_TRAIN - len(clips)  # every batch [16, ...], as the maker pads them: one compilation serves both
-    inputs = {k: np.stack([clip[k] for clip in clips] + [np.zeros_like(clips[0][k])] * pad) for k in clips[0]}
+    pad = NUM_TRAIN - len(
+        clips
+    )  # every batch [16, ...], as the maker pads them: one compilation serves both
+    inputs = {
+        k: np.stack([clip[k] for clip in clips] + [np.zeros_like(clips[0][k])] * pad)
+        for k in clips[0]
+    }
     probs = parser.predict(inputs["audio"], inputs["frames"], inputs["motion"])
-    fixture.probs[split] = {k: v[:len(clips)] for k, v in probs.items()}
-  fixture.report = pseudo_label_maker.make_pseudo_labels(fixture.teacher, fixture.out, features_dir=features,
-                                                         labels_dir=labels_dir, threshold=THRESHOLD, progress=False)
+    fixture.probs[split] = {k: v[: len(clips)] for k, v in probs.items()}
+  fixture.report = pseudo_label_maker.make_pseudo_labels(
+      fixture.teacher,
+      fixture.out,
+      features_dir=features,
+      labels_dir=labels_dir,
+      threshold=THRESHOLD,
+      progress=False,
+  )
   return fixture
 
 
@@ -113,8 +139,12 @@ class RuleTest(absltest.TestCase):
     true[0, :2, 0] = 1
     weak = np.array([[1, 1, 0]])
     got = pseudo_label_maker.tune_thresholds(prob, true, weak, default=[0.5, 0.5, 0.42])
-    np.testing.assert_allclose(got, [0.65, 0.5, 0.42], atol=1e-6)  # 0.65 and 0.7 tie; 0.65 is closer to 0.5
-    got = pseudo_label_maker.tune_thresholds(prob, true, weak, default=0.9, grid=(0.2, 0.4, 0.7, 0.8))
+    np.testing.assert_allclose(
+        got, [0.65, 0.5, 0.42], atol=1e-6
+    )  # 0.65 and 0.7 tie; 0.65 is closer to 0.5
+    got = pseudo_label_maker.tune_thresholds(
+        prob, true, weak, default=0.9, grid=(0.2, 0.4, 0.7, 0.8)
+    )
     np.testing.assert_allclose(got, [0.7, 0.8, 0.9], atol=1e-6)
 
   def test_modality_thresholds(self):
@@ -164,8 +194,12 @@ class MakePseudoLabelsTest(absltest.TestCase):
         got = getattr(loaded, m) > 0
         np.testing.assert_array_equal(got[~near[m]], expected[m][~near[m]], err_msg=f"{split} {m}")
     train_prob = self.fixture.probs["train"]["segment_audio_prob"]
-    outside = (train_prob >= THRESHOLD["audio"]) & (self.fixture.splits["train"].weak_labels[:, None, :] == 0)
-    self.assertTrue(outside.any())  # the weak-label filter removed something: the test is not vacuous
+    outside = (train_prob >= THRESHOLD["audio"]) & (
+        self.fixture.splits["train"].weak_labels[:, None, :] == 0
+    )
+    self.assertTrue(
+        outside.any()
+    )  # the weak-label filter removed something: the test is not vacuous
     self.assertTrue(expected["audio"].any())
 
   def test_quality_json_matches_the_files_against_the_dense_labels(self):
@@ -183,40 +217,66 @@ class MakePseudoLabelsTest(absltest.TestCase):
     for split in ("val", "test"):
       data = self.fixture.splits[split]
       loaded = pseudo_labels.load_pseudo_labels(self.fixture.out, data.filenames)
-      expected = pseudo_labels.quality(loaded.audio, loaded.visual, data.audio_labels, data.visual_labels)
+      expected = pseudo_labels.quality(
+          loaded.audio, loaded.visual, data.audio_labels, data.visual_labels
+      )
       for m in ("audio", "visual"):
         for key in ("precision", "recall", "f1", "segment_f1"):
-          self.assertAlmostEqual(report["splits"][split]["quality"][m][key], expected[m][key], places=3)
+          self.assertAlmostEqual(
+              report["splits"][split]["quality"][m][key], expected[m][key], places=3
+          )
         self.assertEqual(report["splits"][split]["positives"][m], int(getattr(loaded, m).sum()))
         self.assertBetween(report["splits"][split]["teacher_segment_f1"][m], 0.0, 100.0)
 
   def test_tune_on_val(self):
     out = os.path.join(self.fixture.root, "tuned")
-    report = pseudo_label_maker.make_pseudo_labels(self.fixture.teacher, out, features_dir=self.fixture.features,
-                                                   labels_dir=self.fixture.labels, threshold=THRESHOLD,
-                                                   tune_on_val=True, splits=("train", "val"), progress=False)
+    report = pseudo_label_maker.make_pseudo_labels(
+        self.fixture.teacher,
+        out,
+        features_dir=self.fixture.features,
+        labels_dir=self.fixture.labels,
+        threshold=THRESHOLD,
+        tune_on_val=True,
+        splits=("train", "val"),
+        progress=False,
+    )
     val = self.fixture.splits["val"]
     self.assertEqual(report["thresholds_tuned_on"], "val")
     self.assertIn("optimistic", report["note"])
     self.assertEqual(set(report["splits"]), {"train", "val"})
     for m in ("audio", "visual"):
-      expected = pseudo_label_maker.tune_thresholds(self.fixture.probs["val"][f"segment_{m}_prob"],
-                                                    getattr(val, f"{m}_labels"), val.weak_labels, THRESHOLD[m])
-      np.testing.assert_allclose([report["thresholds"][m][c] for c in annotations.CLASSES], expected, atol=1e-4)
+      expected = pseudo_label_maker.tune_thresholds(
+          self.fixture.probs["val"][f"segment_{m}_prob"],
+          getattr(val, f"{m}_labels"),
+          val.weak_labels,
+          THRESHOLD[m],
+      )
+      np.testing.assert_allclose(
+          [report["thresholds"][m][c] for c in annotations.CLASSES], expected, atol=1e-4
+      )
     self.assertLen(pseudo_labels.load_pseudo_labels(out, val.filenames), NUM_EVAL)
 
   def test_embedded_synthetic_data_and_leap_trains_on_them(self):
     from avvp_jax import train  # pylint: disable=g-import-not-at-top
+
     out = os.path.join(self.fixture.root, "embedded")
-    report = pseudo_label_maker.make_pseudo_labels(self.fixture.teacher, out, progress=False)  # no features_dir
+    report = pseudo_label_maker.make_pseudo_labels(
+        self.fixture.teacher, out, progress=False
+    )  # no features_dir
     self.assertTrue(report["synthetic"])
     self.assertIn("SYNTHETIC", report["data"])
     self.assertTrue(pathlib.Path(out, "SYNTHETIC.txt").is_file())
     config = leap.get_config("tiny")
     config.data.pseudo_labels = out
     data = synthetic.SyntheticLLP(num_train_clips=config.data.synthetic_train_clips)
-    for split in SPLITS:  # the clips the teacher's config describes: those a tiny run trains and scores
-      expected = config.data.synthetic_train_clips if split == "train" else config.data.synthetic_eval_clips
+    for (
+        split
+    ) in SPLITS:  # the clips the teacher's config describes: those a tiny run trains and scores
+      expected = (
+          config.data.synthetic_train_clips
+          if split == "train"
+          else config.data.synthetic_eval_clips
+      )
       self.assertEqual(report["splits"][split]["num_clips"], expected)
     loaded = pseudo_labels.load_for_split(out, data.split("train"))
     self.assertTrue(loaded.synthetic)
@@ -226,7 +286,9 @@ class MakePseudoLabelsTest(absltest.TestCase):
 
   def test_bad_input_is_one_line_and_writes_nothing(self):
     out = os.path.join(self.fixture.root, "never")
-    common = dict(features_dir=self.fixture.features, labels_dir=self.fixture.labels, progress=False)
+    common = dict(
+        features_dir=self.fixture.features, labels_dir=self.fixture.labels, progress=False
+    )
     clip_clap = os.path.join(self.fixture.root, "clip_clap")
     for sub, _ in features_lib.LAYOUTS["clip_clap"].values():
       os.makedirs(os.path.join(clip_clap, sub), exist_ok=True)
@@ -235,18 +297,36 @@ class MakePseudoLabelsTest(absltest.TestCase):
     with open(os.path.join(extra_labels, "AVVP_train.csv"), "a") as f:
       f.write("zzzzzzzzzzz_0_10\tSpeech\n")
     from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top
+
     config, params = checkpoint.restore_params(self.fixture.teacher)
     config.data.features_dir = self.fixture.features
-    folder_teacher = checkpoint.save_params_checkpoint(os.path.join(self.fixture.root, "folder_teacher"), config,
-                                                       params)
+    folder_teacher = checkpoint.save_params_checkpoint(
+        os.path.join(self.fixture.root, "folder_teacher"), config, params
+    )
     cases = [
         (("/nonexistent/han", out), common, "does not exist"),
-        ((self.fixture.teacher, out), dict(common, features_dir=clip_clap), "holds 'clip_clap' features of widths"),
-        ((self.fixture.teacher, out), dict(common, labels_dir=extra_labels), "clip zzzzzzzzzzz .* has no features"),
+        (
+            (self.fixture.teacher, out),
+            dict(common, features_dir=clip_clap),
+            "holds 'clip_clap' features of widths",
+        ),
+        (
+            (self.fixture.teacher, out),
+            dict(common, labels_dir=extra_labels),
+            "clip zzzzzzzzzzz .* has no features",
+        ),
         ((folder_teacher, out), dict(common, features_dir=None), "was trained on the features in"),
-        ((self.fixture.teacher, self.fixture.features), common, "already holds files this tool did not write"),
+        (
+            (self.fixture.teacher, self.fixture.features),
+            common,
+            "already holds files this tool did not write",
+        ),
         ((self.fixture.teacher, out), dict(common, splits=("val", "test")), "name train"),
-        ((self.fixture.teacher, out), dict(common, splits=("train",), tune_on_val=True), "needs the val split"),
+        (
+            (self.fixture.teacher, out),
+            dict(common, splits=("train",), tune_on_val=True),
+            "needs the val split",
+        ),
         ((self.fixture.teacher, out), dict(common, threshold={"audio": 1.5}), "must lie in"),
     ]
     for args, kwargs, message in cases:
@@ -256,26 +336,42 @@ class MakePseudoLabelsTest(absltest.TestCase):
 
   def test_launcher(self):
     out = os.path.join(self.fixture.root, "launched")
-    result = _launch(f"--checkpoint={self.fixture.teacher}", f"--features_dir={self.fixture.features}",
-                     f"--labels_dir={self.fixture.labels}", f"--out={out}", "--visual_threshold=0.7",
-                     "--class_thresholds=audio:Speech=0.3,Dog=0.6,visual:Car=0.2", "--splits=train,val")
+    result = _launch(
+        f"--checkpoint={self.fixture.teacher}",
+        f"--features_dir={self.fixture.features}",
+        f"--labels_dir={self.fixture.labels}",
+        f"--out={out}",
+        "--visual_threshold=0.7",
+        "--class_thresholds=audio:Speech=0.3,Dog=0.6,visual:Car=0.2",
+        "--splits=train,val",
+    )
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     self.assertIn("SYNTHETIC pseudo labels of train 16, val 8 clips", result.stdout)
     self.assertRegex(result.stdout, r"val +audio +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+")
     self.assertIn(f"--config.data.pseudo_labels={out}", result.stdout)
     with open(os.path.join(out, "quality.json")) as f:
       thresholds = json.load(f)["thresholds"]
-    self.assertEqual((thresholds["audio"]["Speech"], thresholds["audio"]["Dog"], thresholds["audio"]["Car"]),
-                     (0.3, 0.6, 0.5))
+    self.assertEqual(
+        (thresholds["audio"]["Speech"], thresholds["audio"]["Dog"], thresholds["audio"]["Car"]),
+        (0.3, 0.6, 0.5),
+    )
     self.assertEqual((thresholds["visual"]["Speech"], thresholds["visual"]["Car"]), (0.7, 0.2))
 
-    bad = _launch(f"--checkpoint={self.fixture.teacher}", f"--features_dir={self.fixture.root}", f"--out={out}2")
+    bad = _launch(
+        f"--checkpoint={self.fixture.teacher}",
+        f"--features_dir={self.fixture.root}",
+        f"--out={out}2",
+    )
     self.assertEqual(bad.returncode, 2)
-    self.assertRegex(bad.stderr.strip().splitlines()[-1], r"^error: --features_dir .* holds neither layout")
+    self.assertRegex(
+        bad.stderr.strip().splitlines()[-1], r"^error: --features_dir .* holds neither layout"
+    )
     self.assertNotIn("Traceback", bad.stderr)
     missing = _launch(f"--checkpoint={self.fixture.teacher}")
-    self.assertEqual((missing.returncode, missing.stderr.strip()),
-                     (2, "error: --out is required (see python launch/make_pseudo_labels.py --help)."))
+    self.assertEqual(
+        (missing.returncode, missing.stderr.strip()),
+        (2, "error: --out is required (see python launch/make_pseudo_labels.py --help)."),
+    )
 
 
 if __name__ == "__main__":

@@ -21,16 +21,28 @@ SCRIPT = ROOT / "launch" / "make_synthetic.py"
 
 def _run(*args: str) -> subprocess.CompletedProcess:
   env = dict(os.environ, PYTHONPATH=str(ROOT))
-  return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env,
-                        timeout=120, check=False)
+  return subprocess.run(
+      [sys.executable, str(SCRIPT), *args],
+      capture_output=True,
+      text=True,
+      env=env,
+      timeout=120,
+      check=False,
+  )
 
 
 class MakeSyntheticTest(absltest.TestCase):
 
   def test_writes_a_consistent_features_and_labels_pair(self):
     out = pathlib.Path(self.create_tempdir().full_path) / "synthetic"
-    result = _run(f"--output_dir={out}", "--num_train_clips=5", "--splits=train,test", "--num_eval_clips=3",
-                  "--layout=clip_clap", "--seed=7")
+    result = _run(
+        f"--output_dir={out}",
+        "--num_train_clips=5",
+        "--splits=train,test",
+        "--num_eval_clips=3",
+        "--layout=clip_clap",
+        "--seed=7",
+    )
     self.assertEqual(result.returncode, 0, result.stderr)
     log_lines = [line for line in result.stderr.splitlines() if "make_synthetic.py" in line]
     self.assertNotEmpty(log_lines)
@@ -50,8 +62,12 @@ class MakeSyntheticTest(absltest.TestCase):
         for modality, folder in synthetic.FEATURE_DIRS["clip_clap"].items():
           stored = np.load(out / folder / f"{clip}.npy")
           self.assertEqual(stored.shape, features.stored_shapes("clip_clap")[modality])
-          if modality == "audio":  # VALOR's [64, 768] CLAP maps, read back as the generated segments
-            np.testing.assert_allclose(features.clap_segments(stored), expected[modality], atol=1e-5)
+          if (
+              modality == "audio"
+          ):  # VALOR's [64, 768] CLAP maps, read back as the generated segments
+            np.testing.assert_allclose(
+                features.clap_segments(stored), expected[modality], atol=1e-5
+            )
           else:
             self.assertEqual(stored.tobytes(), expected[modality].tobytes())
     test = annotations.load_split("test", labels_dir)[0]
@@ -63,8 +79,11 @@ class MakeSyntheticTest(absltest.TestCase):
     # SIMULATED pseudo labels of exactly the written clips, in VALOR's layout, as the simulation gives them.
     simulated = simulated_teacher.simulated_pseudo_labels(data, ("train", "test"))
     for split, count in (("train", 5), ("test", 3)):
-      loaded = pseudo_labels.load_pseudo_labels(out, data.split(split).filenames[:count],
-                                                weak_labels=data.split(split).weak_labels[:count])
+      loaded = pseudo_labels.load_pseudo_labels(
+          out,
+          data.split(split).filenames[:count],
+          weak_labels=data.split(split).weak_labels[:count],
+      )
       np.testing.assert_array_equal(loaded.audio, simulated.labels[split][0][:count])
       np.testing.assert_array_equal(loaded.visual, simulated.labels[split][1][:count])
       self.assertEqual(loaded.positives_outside_weak, 0)
@@ -77,7 +96,9 @@ class MakeSyntheticTest(absltest.TestCase):
 
   def test_official_layout_files(self):
     out = pathlib.Path(self.create_tempdir().full_path)
-    result = _run(f"--output_dir={out}", "--num_train_clips=2", "--splits=train", "--nowrite_labels")
+    result = _run(
+        f"--output_dir={out}", "--num_train_clips=2", "--splits=train", "--nowrite_labels"
+    )
     self.assertEqual(result.returncode, 0, result.stderr)
     clip = synthetic.SyntheticLLP(num_train_clips=2).split("train").clip_ids[1]
     for modality, folder in synthetic.FEATURE_DIRS["official"].items():
@@ -91,10 +112,12 @@ class MakeSyntheticTest(absltest.TestCase):
 
   def test_bad_flags_are_one_line_errors(self):
     out = self.create_tempdir().full_path
-    for args, culprit in (((f"--output_dir={out}", "--splits=dev"), "--splits"),
-                          ((f"--output_dir={out}", "--layout=i3d"), "layout"),
-                          ((f"--output_dir={out}", "--num_train_clips=0"), "num_train_clips"),
-                          ((), "--output_dir")):
+    for args, culprit in (
+        ((f"--output_dir={out}", "--splits=dev"), "--splits"),
+        ((f"--output_dir={out}", "--layout=i3d"), "layout"),
+        ((f"--output_dir={out}", "--num_train_clips=0"), "num_train_clips"),
+        ((), "--output_dir"),
+    ):
       result = _run(*args)
       self.assertEqual(result.returncode, 2, result.stderr)
       lines = result.stderr.strip().splitlines()

@@ -63,7 +63,9 @@ def _segment_counts(pred_seq, true_seq):
 
 def _mean_f1(counts_per_class):
   """Mean F1 over classes predicted or true; 1.0 when there is none."""
-  f1s = [2 * tp / (2 * tp + fp + fn) for tp, fp, fn in counts_per_class if tp + fp > 0 or tp + fn > 0]
+  f1s = [
+      2 * tp / (2 * tp + fp + fn) for tp, fp, fn in counts_per_class if tp + fp > 0 or tp + fn > 0
+  ]
   return sum(f1s) / len(f1s) if f1s else 1.0
 
 
@@ -80,16 +82,20 @@ def _oracle_clip(pa, pv, ta, tv):
     }
     for modality, counts in per_modality.items():
       out[f"{level}/{modality}"] = _mean_f1(counts)
-    pooled = [tuple(x + y for x, y in zip(a, v))
-              for a, v in zip(per_modality["audio"], per_modality["visual"])]
+    pooled = [
+        tuple(x + y for x, y in zip(a, v))
+        for a, v in zip(per_modality["audio"], per_modality["visual"])
+    ]
     out[f"{level}/event"] = _mean_f1(pooled)
   return out
 
 
 def oracle_clip_values(pred_audio, pred_visual, true_audio, true_visual):
   """Per-clip official values: dict key -> float64 [N] (no type keys)."""
-  as_lists = [np.asarray(x).astype(int).transpose(0, 2, 1).tolist()
-              for x in (pred_audio, pred_visual, true_audio, true_visual)]
+  as_lists = [
+      np.asarray(x).astype(int).transpose(0, 2, 1).tolist()
+      for x in (pred_audio, pred_visual, true_audio, true_visual)
+  ]
   per_clip = [_oracle_clip(*clip) for clip in zip(*as_lists)]
   return {key: np.array([clip[key] for clip in per_clip], np.float64) for key in per_clip[0]}
 
@@ -99,8 +105,9 @@ def oracle_scores(pred_audio, pred_visual, true_audio, true_visual):
   values = oracle_clip_values(pred_audio, pred_visual, true_audio, true_visual)
   scores = {key: 100 * float(np.mean(v)) for key, v in values.items()}
   for level in ("segment", "event"):
-    scores[f"{level}/type"] = (scores[f"{level}/audio_visual"] + scores[f"{level}/audio"]
-                               + scores[f"{level}/visual"]) / 3.0
+    scores[f"{level}/type"] = (
+        scores[f"{level}/audio_visual"] + scores[f"{level}/audio"] + scores[f"{level}/visual"]
+    ) / 3.0
   return scores
 
 
@@ -189,13 +196,19 @@ def _official_mean_f1(tp, fp, fn):
 def _official_levels(counts):
   """(f_a, f_v, f, f_av) from per-modality (TP, FP, FN) [C] arrays; f pools audio and visual."""
   (tp_a, fp_a, fn_a), (tp_v, fp_v, fn_v), (tp_av, fp_av, fn_av) = counts
-  return (_official_mean_f1(tp_a, fp_a, fn_a), _official_mean_f1(tp_v, fp_v, fn_v),
-          _official_mean_f1(tp_a + tp_v, fp_a + fp_v, fn_a + fn_v), _official_mean_f1(tp_av, fp_av, fn_av))
+  return (
+      _official_mean_f1(tp_a, fp_a, fn_a),
+      _official_mean_f1(tp_v, fp_v, fn_v),
+      _official_mean_f1(tp_a + tp_v, fp_a + fp_v, fn_a + fn_v),
+      _official_mean_f1(tp_av, fp_av, fn_av),
+  )
 
 
 def _official_segment_level(so_a, so_v, so_av, gt_a, gt_v, gt_av):
-  counts = [(np.sum(so * gt, axis=1), np.sum(so * (1 - gt), axis=1), np.sum((1 - so) * gt, axis=1))
-            for so, gt in ((so_a, gt_a), (so_v, gt_v), (so_av, gt_av))]
+  counts = [
+      (np.sum(so * gt, axis=1), np.sum(so * (1 - gt), axis=1), np.sum((1 - so) * gt, axis=1))
+      for so, gt in ((so_a, gt_a), (so_v, gt_v), (so_av, gt_av))
+  ]
   return _official_levels(counts)
 
 
@@ -233,7 +246,9 @@ def official_loop_scores(pred_audio, pred_visual, true_audio, true_visual):
     scores[f"{name}/audio"] = 100 * np.mean(np.array(lists["a"]))
     scores[f"{name}/visual"] = 100 * np.mean(np.array(lists["v"]))
     scores[f"{name}/audio_visual"] = 100 * np.mean(np.array(lists["av"]))
-    scores[f"{name}/type"] = (scores[f"{name}/audio_visual"] + scores[f"{name}/audio"] + scores[f"{name}/visual"]) / 3.
+    scores[f"{name}/type"] = (
+        scores[f"{name}/audio_visual"] + scores[f"{name}/audio"] + scores[f"{name}/visual"]
+    ) / 3.0
     scores[f"{name}/event"] = 100 * np.mean(np.array(lists[""]))
   return {key: float(value) for key, value in scores.items()}
 
@@ -282,12 +297,19 @@ def _perturb(rng, labels):
 def _random_set(seed, n, num_seconds=T, num_classes=C):
   rng = np.random.default_rng(seed)
   true_audio = _random_labels(rng, n, num_seconds, num_classes)
-  true_visual = np.where(rng.random((n, 1, 1)) < 0.5, true_audio,
-                         _random_labels(rng, n, num_seconds, num_classes))
-  pred_audio = np.where(rng.random((n, 1, 1)) < 0.7, _perturb(rng, true_audio),
-                        _random_labels(rng, n, num_seconds, num_classes))
-  pred_visual = np.where(rng.random((n, 1, 1)) < 0.7, _perturb(rng, true_visual),
-                         _random_labels(rng, n, num_seconds, num_classes))
+  true_visual = np.where(
+      rng.random((n, 1, 1)) < 0.5, true_audio, _random_labels(rng, n, num_seconds, num_classes)
+  )
+  pred_audio = np.where(
+      rng.random((n, 1, 1)) < 0.7,
+      _perturb(rng, true_audio),
+      _random_labels(rng, n, num_seconds, num_classes),
+  )
+  pred_visual = np.where(
+      rng.random((n, 1, 1)) < 0.7,
+      _perturb(rng, true_visual),
+      _random_labels(rng, n, num_seconds, num_classes),
+  )
   return pred_audio, pred_visual, true_audio, true_visual
 
 
@@ -321,14 +343,18 @@ class OracleAgreementTest(_MetricsTestCase):
     for key, values in expected.items():
       np.testing.assert_allclose(actual[key], values, rtol=0, atol=1e-6, err_msg=key)
     for level in ("segment", "event"):
-      type_values = (expected[f"{level}/audio"] + expected[f"{level}/visual"]
-                     + expected[f"{level}/audio_visual"]) / 3
+      type_values = (
+          expected[f"{level}/audio"]
+          + expected[f"{level}/visual"]
+          + expected[f"{level}/audio_visual"]
+      ) / 3
       np.testing.assert_allclose(actual[f"{level}/type"], type_values, rtol=0, atol=1e-6)
 
   def test_the_random_sets_cover_every_case(self):
     pred_audio, pred_visual, true_audio, true_visual = _random_set(seed=0, n=2000)
     clips_without_anything = np.all(
-        (pred_audio + pred_visual + true_audio + true_visual) == 0, axis=(1, 2))
+        (pred_audio + pred_visual + true_audio + true_visual) == 0, axis=(1, 2)
+    )
     self.assertGreater(clips_without_anything.sum(), 10)
     self.assertGreater(np.all(true_audio == 1, axis=(1, 2)).sum(), 10)
     self.assertGreater(true_audio[:, 0].sum(), 100)
@@ -354,8 +380,9 @@ class OracleAgreementTest(_MetricsTestCase):
 
   def test_real_test_set_against_itself_is_perfect(self):
     split, _ = annotations.load_split("test")
-    scores = metrics.parsing_scores(split.audio_labels, split.visual_labels, split.audio_labels,
-                                    split.visual_labels)
+    scores = metrics.parsing_scores(
+        split.audio_labels, split.visual_labels, split.audio_labels, split.visual_labels
+    )
     self.assertScores(scores, {key: 100.0 for key in metrics.KEYS})
 
   def test_real_test_set_perturbed_matches_the_oracle(self):
@@ -378,16 +405,26 @@ class HandWorkedClipsTest(_MetricsTestCase):
   def test_only_false_positives(self):
     pa, pv, ta, tv = _empty()
     pa[0, 0:3, 4] = 1  # audio predicted, nothing true
-    expected = {"segment/audio": 0.0, "segment/visual": 100.0, "segment/audio_visual": 100.0,
-                "segment/type": 200 / 3, "segment/event": 0.0}
+    expected = {
+        "segment/audio": 0.0,
+        "segment/visual": 100.0,
+        "segment/audio_visual": 100.0,
+        "segment/type": 200 / 3,
+        "segment/event": 0.0,
+    }
     expected.update({key.replace("segment", "event"): value for key, value in expected.items()})
     self.assertScores(metrics.parsing_scores(pa, pv, ta, tv), expected)
 
   def test_only_false_negatives(self):
     pa, pv, ta, tv = _empty()
     tv[0, 7:10, 2] = 1  # visual true, nothing predicted
-    expected = {"segment/audio": 100.0, "segment/visual": 0.0, "segment/audio_visual": 100.0,
-                "segment/type": 200 / 3, "segment/event": 0.0}
+    expected = {
+        "segment/audio": 100.0,
+        "segment/visual": 0.0,
+        "segment/audio_visual": 100.0,
+        "segment/type": 200 / 3,
+        "segment/event": 0.0,
+    }
     expected.update({key.replace("segment", "event"): value for key, value in expected.items()})
     self.assertScores(metrics.parsing_scores(pa, pv, ta, tv), expected)
 
@@ -412,8 +449,8 @@ class HandWorkedClipsTest(_MetricsTestCase):
   )
   def test_iou_rule(self, pred_run, true_run, event_f1, segment_f1):
     pa, pv, ta, tv = _empty()
-    pa[0, pred_run[0]:pred_run[1], 9] = 1
-    ta[0, true_run[0]:true_run[1], 9] = 1
+    pa[0, pred_run[0] : pred_run[1], 9] = 1
+    ta[0, true_run[0] : true_run[1], 9] = 1
     scores = metrics.parsing_scores(pa, pv, ta, tv)
     self.assertAlmostEqual(scores["event/audio"], event_f1, delta=TOLERANCE_PP)
     self.assertAlmostEqual(scores["segment/audio"], segment_f1, delta=TOLERANCE_PP)
@@ -450,11 +487,15 @@ class HandWorkedClipsTest(_MetricsTestCase):
     tv[0, 0:2, 0] = 1  # visual: one FN event, 2 FN seconds
     scores = metrics.parsing_scores(pa, pv, ta, tv)
     expected = {
-        "segment/audio": 100.0, "segment/visual": 0.0,
+        "segment/audio": 100.0,
+        "segment/visual": 0.0,
         "segment/audio_visual": 0.0,  # truth AV = seconds 0-1 of class 0, none predicted
         "segment/type": 100 / 3,
         "segment/event": 100 * 10 / 12,  # pooled: TP 5, FN 2; not the mean (100 + 0) / 2
-        "event/audio": 100.0, "event/visual": 0.0, "event/audio_visual": 0.0, "event/type": 100 / 3,
+        "event/audio": 100.0,
+        "event/visual": 0.0,
+        "event/audio_visual": 0.0,
+        "event/type": 100 / 3,
         "event/event": 100 * 2 / 3,  # pooled: TP 1, FN 1
     }
     self.assertScores(scores, expected)
@@ -476,8 +517,10 @@ class HandWorkedClipsTest(_MetricsTestCase):
     for level in ("segment", "event"):
       self.assertAlmostEqual(
           scores[f"{level}/type"],
-          (scores[f"{level}/audio"] + scores[f"{level}/visual"] + scores[f"{level}/audio_visual"]) / 3,
-          delta=1e-9)
+          (scores[f"{level}/audio"] + scores[f"{level}/visual"] + scores[f"{level}/audio_visual"])
+          / 3,
+          delta=1e-9,
+      )
 
 
 class SegmentPredictionsTest(_MetricsTestCase):
@@ -494,8 +537,9 @@ class SegmentPredictionsTest(_MetricsTestCase):
     audio_filter[0, 1] = np.nextafter(np.float32(0.5), np.float32(0))
     visual_filter = np.zeros((1, C), np.float32)
     visual_filter[0, 7] = 0.99
-    pred_audio, pred_visual = metrics.segment_predictions(segment_audio, segment_visual, audio_filter,
-                                                          visual_filter)
+    pred_audio, pred_visual = metrics.segment_predictions(
+        segment_audio, segment_visual, audio_filter, visual_filter
+    )
     expected_audio = np.zeros((1, T, C), np.float32)
     expected_audio[0, [0, 2], 0] = 1
     expected_visual = np.zeros((1, T, C), np.float32)
@@ -508,9 +552,12 @@ class SegmentPredictionsTest(_MetricsTestCase):
     segment_audio, segment_visual = rng.random((2, 8, T, C)).astype(np.float32)
     audio_filter, visual_filter = rng.random((2, 8, C)).astype(np.float32)
     pred_audio, pred_visual = jax.jit(metrics.segment_predictions)(
-        segment_audio, segment_visual, audio_filter, visual_filter)
-    for pred, segment, filt in ((pred_audio, segment_audio, audio_filter),
-                                (pred_visual, segment_visual, visual_filter)):
+        segment_audio, segment_visual, audio_filter, visual_filter
+    )
+    for pred, segment, filt in (
+        (pred_audio, segment_audio, audio_filter),
+        (pred_visual, segment_visual, visual_filter),
+    ):
       expected = np.zeros((8, T, C), np.float32)
       for i in range(8):
         for c in range(C):
@@ -520,14 +567,19 @@ class SegmentPredictionsTest(_MetricsTestCase):
 
   def test_threshold_argument(self):
     pred_audio, _ = metrics.segment_predictions(
-        np.full((1, T, C), 0.3, np.float32), np.zeros((1, T, C), np.float32),
-        np.full((1, C), 0.3, np.float32), np.zeros((1, C), np.float32), threshold=0.3)
+        np.full((1, T, C), 0.3, np.float32),
+        np.zeros((1, T, C), np.float32),
+        np.full((1, C), 0.3, np.float32),
+        np.zeros((1, C), np.float32),
+        threshold=0.3,
+    )
     self.assertEqual(float(pred_audio.sum()), T * C)
 
   def test_bad_shapes_raise(self):
     with self.assertRaisesRegex(InputError, "audio_filter_prob"):
-      metrics.segment_predictions(np.zeros((2, T, C)), np.zeros((2, T, C)), np.zeros((2, T, C)),
-                                  np.zeros((2, C)))
+      metrics.segment_predictions(
+          np.zeros((2, T, C)), np.zeros((2, T, C)), np.zeros((2, T, C)), np.zeros((2, C))
+      )
 
 
 class MaskAndBatchingTest(_MetricsTestCase):
@@ -540,19 +592,24 @@ class MaskAndBatchingTest(_MetricsTestCase):
     self.assertScores(metrics.parsing_scores(*padded, mask=mask), oracle_scores(*labels))
     self.assertScores(metrics.parsing_scores(*padded, mask=mask), metrics.parsing_scores(*labels))
     # The junk does change the unmasked numbers.
-    self.assertNotAlmostEqual(metrics.parsing_scores(*padded)["event/audio"],
-                              metrics.parsing_scores(*labels)["event/audio"], delta=0.01)
+    self.assertNotAlmostEqual(
+        metrics.parsing_scores(*padded)["event/audio"],
+        metrics.parsing_scores(*labels)["event/audio"],
+        delta=0.01,
+    )
 
   def test_batched_sums_give_the_whole_set_numbers(self):
     labels = _random_set(seed=13, n=1200)
     batch_size = 128
     totals = {}
     for start in range(0, 1200, batch_size):
-      batch = [x[start:start + batch_size] for x in labels]
+      batch = [x[start : start + batch_size] for x in labels]
       real = batch[0].shape[0]
       mask = np.zeros(batch_size, np.float32)
       mask[:real] = 1
-      batch = [np.pad(x, ((0, batch_size - real), (0, 0), (0, 0)), constant_values=1) for x in batch]
+      batch = [
+          np.pad(x, ((0, batch_size - real), (0, 0), (0, 0)), constant_values=1) for x in batch
+      ]
       sums = jax.device_get(metrics.masked_clip_sums(metrics.clip_scores(*batch), mask))
       for key, value in sums.items():
         totals[key] = totals.get(key, 0.0) + float(value)
@@ -575,7 +632,9 @@ class MaskAndBatchingTest(_MetricsTestCase):
     def from_probabilities(seg_a, seg_v, filt_a, filt_v, true_a, true_v):
       pred_a, pred_v = metrics.segment_predictions(seg_a, seg_v, filt_a, filt_v)
       values = metrics.clip_scores(pred_a, pred_v, true_a, true_v)
-      return metrics.masked_clip_sums(values, jnp.ones((values["event/audio"].shape[0],), jnp.float32))
+      return metrics.masked_clip_sums(
+          values, jnp.ones((values["event/audio"].shape[0],), jnp.float32)
+      )
 
     # Probabilities whose thresholding reproduces the random predictions.
     seg_a = labels[0] * 0.5 + 0.25
@@ -586,7 +645,9 @@ class MaskAndBatchingTest(_MetricsTestCase):
     expected = oracle_scores(*labels)
     for key in metrics.KEYS:
       self.assertEqual(sums[key].shape, ())
-      self.assertAlmostEqual(100 * float(sums[key]) / 1200, expected[key], delta=TOLERANCE_PP, msg=key)
+      self.assertAlmostEqual(
+          100 * float(sums[key]) / 1200, expected[key], delta=TOLERANCE_PP, msg=key
+      )
 
 
 class PerClassTest(_MetricsTestCase):
@@ -611,8 +672,13 @@ class PerClassTest(_MetricsTestCase):
             tp, fp, fn = tp + d_tp, fp + d_fp, fn + d_fn
           if tp + fp + fn:
             expected[c] = 100 * 2 * tp / (2 * tp + fp + fn)
-        np.testing.assert_allclose(actual[f"{level}/{modality}"], expected, rtol=0, atol=TOLERANCE_PP,
-                                   err_msg=f"{level}/{modality}")
+        np.testing.assert_allclose(
+            actual[f"{level}/{modality}"],
+            expected,
+            rtol=0,
+            atol=TOLERANCE_PP,
+            err_msg=f"{level}/{modality}",
+        )
     self.assertTrue(np.isnan(actual["segment/audio"][24]))
 
   def test_hand_worked_per_class(self):

@@ -45,7 +45,9 @@ class InputEmbeddingTest(parameterized.TestCase):
     params = module.init(jax.random.key(2), audio, frames, None)["params"]
     self.assertEqual(set(params), {"fc_a", "fc_v"})
     _, visual = module.apply({"params": params}, audio, frames, None)
-    want = oracles.dense(oracles.to_numpy(params)["fc_v"], frames).reshape(2, 10, 8, 16).mean(axis=2)
+    want = (
+        oracles.dense(oracles.to_numpy(params)["fc_v"], frames).reshape(2, 10, 8, 16).mean(axis=2)
+    )
     np.testing.assert_allclose(visual, want, rtol=1e-5, atol=1e-5)
 
   def test_torch_style_initialisation(self):

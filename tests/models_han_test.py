@@ -14,13 +14,14 @@ DIM = 16
 
 def _segments(seed=0, batch=2, seconds=10):
   rng = np.random.default_rng(seed)
-  return (rng.normal(size=(batch, seconds, DIM)).astype(np.float32),
-          rng.normal(size=(batch, seconds, DIM)).astype(np.float32))
+  return (
+      rng.normal(size=(batch, seconds, DIM)).astype(np.float32),
+      rng.normal(size=(batch, seconds, DIM)).astype(np.float32),
+  )
 
 
 def _init(module, audio, visual, seed=0):
   return module.init(jax.random.key(seed), audio, visual, train=False)["params"]
-
 
 
 def _dropout_key(seed):
@@ -39,12 +40,18 @@ class HANEncoderTest(parameterized.TestCase):
   )
   def test_matches_numpy_oracle(self, num_layers, num_heads, stacking, share):
     audio, visual = _segments()
-    module = han.HANEncoder(num_layers=num_layers, num_heads=num_heads, ffn_dim=24, stacking=stacking,
-                            share_modalities=share)
+    module = han.HANEncoder(
+        num_layers=num_layers,
+        num_heads=num_heads,
+        ffn_dim=24,
+        stacking=stacking,
+        share_modalities=share,
+    )
     params = _init(module, audio, visual)
     got_a, got_v = module.apply({"params": params}, audio, visual, train=False)
-    want_a, want_v = oracles.han_encoder(oracles.to_numpy(params), audio, visual, num_layers, num_heads,
-                                         stacking, share)
+    want_a, want_v = oracles.han_encoder(
+        oracles.to_numpy(params), audio, visual, num_layers, num_heads, stacking, share
+    )
     np.testing.assert_allclose(got_a, want_a, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got_v, want_v, rtol=1e-5, atol=1e-5)
 
@@ -64,8 +71,12 @@ class HANEncoderTest(parameterized.TestCase):
       np.testing.assert_array_equal(layer["self_attn"][name]["bias"], 0.0)
     np.testing.assert_array_equal(layer["self_attn"]["out"]["bias"], 0.0)
     unshared = _init(han.HANEncoder(num_layers=2, share_modalities=False), audio, visual)
-    self.assertEqual(set(unshared), {"audio_layers_0", "visual_layers_0", "audio_layers_1", "visual_layers_1"})
-    self.assertEqual(unshared["visual_layers_1"]["linear1"]["kernel"].shape, (DIM, DIM))  # ffn_dim 0: the width D
+    self.assertEqual(
+        set(unshared), {"audio_layers_0", "visual_layers_0", "audio_layers_1", "visual_layers_1"}
+    )
+    self.assertEqual(
+        unshared["visual_layers_1"]["linear1"]["kernel"].shape, (DIM, DIM)
+    )  # ffn_dim 0: the width D
 
   def test_stacking_differs_from_official_with_two_layers(self):
     audio, visual = _segments()
@@ -82,8 +93,13 @@ class HANEncoderTest(parameterized.TestCase):
     # With one layer the two choices coincide.
     one = _init(han.HANEncoder(num_layers=1), audio, visual)
     np.testing.assert_allclose(
-        han.HANEncoder(num_layers=1, stacking="stacked").apply({"params": one}, audio, visual, train=False)[1],
-        han.HANEncoder(num_layers=1).apply({"params": one}, audio, visual, train=False)[1], rtol=1e-6, atol=1e-6)
+        han.HANEncoder(num_layers=1, stacking="stacked").apply(
+            {"params": one}, audio, visual, train=False
+        )[1],
+        han.HANEncoder(num_layers=1).apply({"params": one}, audio, visual, train=False)[1],
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
   def test_dropout_only_in_training(self):
     audio, visual = _segments()

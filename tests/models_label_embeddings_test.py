@@ -18,10 +18,33 @@ from avvp_jax.models import label_embeddings
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The keys of jasongief/LEAP's glove/6B/300d/llp_label_glove_embeddings.pt, in its order, copied from the file.
-LEAP_KEYS = ("Speech", "Car", "Cheering", "Dog", "Cat", "Fry food", "Basketball bounce", "Fire alarm", "Chainsaw",
-             "Cello", "Banjo", "Singing", "Chicken rooster", "Violin fiddle", "Vacuum cleaner", "Baby laughter",
-             "Accordion", "Lawn mower", "Motorcycle", "Helicopter", "Acoustic guitar", "Telephone bell ringing",
-             "Baby cry infancy cry", "Blender", "Clapping")
+LEAP_KEYS = (
+    "Speech",
+    "Car",
+    "Cheering",
+    "Dog",
+    "Cat",
+    "Fry food",
+    "Basketball bounce",
+    "Fire alarm",
+    "Chainsaw",
+    "Cello",
+    "Banjo",
+    "Singing",
+    "Chicken rooster",
+    "Violin fiddle",
+    "Vacuum cleaner",
+    "Baby laughter",
+    "Accordion",
+    "Lawn mower",
+    "Motorcycle",
+    "Helicopter",
+    "Acoustic guitar",
+    "Telephone bell ringing",
+    "Baby cry infancy cry",
+    "Blender",
+    "Clapping",
+)
 
 
 def _cosine(x, y):
@@ -40,9 +63,13 @@ class PackagedTest(absltest.TestCase):
     gram = table @ table.T
     self.assertLess(float((gram - 2 * np.eye(25)).max()), 0.9)
     row = {name: table[i] for i, name in enumerate(annotations.CLASSES)}
-    self.assertGreater(_cosine(row["Cello"], row["Violin_fiddle"]), _cosine(row["Cello"], row["Dog"]) + 0.2)
-    self.assertGreater(_cosine(row["Baby_cry_infant_cry"], row["Baby_laughter"]),
-                       _cosine(row["Baby_cry_infant_cry"], row["Chainsaw"]))
+    self.assertGreater(
+        _cosine(row["Cello"], row["Violin_fiddle"]), _cosine(row["Cello"], row["Dog"]) + 0.2
+    )
+    self.assertGreater(
+        _cosine(row["Baby_cry_infant_cry"], row["Baby_laughter"]),
+        _cosine(row["Baby_cry_infant_cry"], row["Chainsaw"]),
+    )
 
   def test_copies_are_independent(self):
     first = label_embeddings.load_label_embeddings("packaged")
@@ -78,13 +105,17 @@ class FileTest(absltest.TestCase):
     self.assertEqual(label_embeddings.OFFICIAL_KEYS, LEAP_KEYS)
     self.assertEqual(label_embeddings.class_words("Frying_(food)"), ("fry", "food"))
     self.assertEqual(label_embeddings.class_words("Violin_fiddle"), ("violin", "fiddle"))
-    self.assertEqual(label_embeddings.class_words("Baby_cry_infant_cry"), ("baby", "cry", "infancy", "cry"))
+    self.assertEqual(
+        label_embeddings.class_words("Baby_cry_infant_cry"), ("baby", "cry", "infancy", "cry")
+    )
     for name, key in zip(annotations.CLASSES, LEAP_KEYS):
       self.assertEqual(label_embeddings.class_words(name), tuple(key.lower().split()), name)
 
   def _write_glove(self, skip=()):
     words = sorted({w for key in LEAP_KEYS for w in key.lower().split()} - set(skip))
-    vectors = {word: np.random.default_rng(i).normal(size=4).round(4) for i, word in enumerate(words)}
+    vectors = {
+        word: np.random.default_rng(i).normal(size=4).round(4) for i, word in enumerate(words)
+    }
     path = os.path.join(self.directory, f"glove_{len(skip)}.txt")
     with open(path, "w") as file:
       file.write("the 1 2 3 4\n")  # words the classes do not use are skipped
@@ -98,18 +129,30 @@ class FileTest(absltest.TestCase):
     self.assertEqual(table.shape, (25, 4))
     index = annotations.CLASS_INDEX
     np.testing.assert_allclose(table[index["Dog"]], vectors["dog"], rtol=1e-6)
-    np.testing.assert_allclose(table[index["Frying_(food)"]], (vectors["fry"] + vectors["food"]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(
+        table[index["Frying_(food)"]], (vectors["fry"] + vectors["food"]) / 2, rtol=1e-6
+    )
     # The official key "Baby cry infancy cry": "cry" written twice counts twice.
-    np.testing.assert_allclose(table[index["Baby_cry_infant_cry"]],
-                               (vectors["baby"] + 2 * vectors["cry"] + vectors["infancy"]) / 4, rtol=1e-6)
-    np.testing.assert_allclose(table[index["Telephone_bell_ringing"]],
-                               (vectors["telephone"] + vectors["bell"] + vectors["ringing"]) / 3, rtol=1e-6)
-    self.assertNotIn("frying", vectors)  # our class names' words are not what the official table averages
+    np.testing.assert_allclose(
+        table[index["Baby_cry_infant_cry"]],
+        (vectors["baby"] + 2 * vectors["cry"] + vectors["infancy"]) / 4,
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        table[index["Telephone_bell_ringing"]],
+        (vectors["telephone"] + vectors["bell"] + vectors["ringing"]) / 3,
+        rtol=1e-6,
+    )
+    self.assertNotIn(
+        "frying", vectors
+    )  # our class names' words are not what the official table averages
 
   def test_glove_missing_words(self):
     path, vectors = self._write_glove(skip=("fiddle",))
     table = label_embeddings.load_label_embeddings(path)
-    np.testing.assert_allclose(table[annotations.CLASS_INDEX["Violin_fiddle"]], vectors["violin"], rtol=1e-6)
+    np.testing.assert_allclose(
+        table[annotations.CLASS_INDEX["Violin_fiddle"]], vectors["violin"], rtol=1e-6
+    )
     path, _ = self._write_glove(skip=("dog",))
     with self.assertRaisesRegex(InputError, "Dog"):
       label_embeddings.load_label_embeddings(path)
@@ -139,29 +182,56 @@ class OfficialTableTest(absltest.TestCase):
     self.assertEqual(got.dtype, np.float32)
     np.testing.assert_array_equal(got, np.stack([value.numpy() for value in table.values()]))
     # The official loader's rows are the values in file order; the file is in our class order.
-    self.assertEqual(annotations.CLASS_INDEX["Baby_cry_infant_cry"], list(table).index("Baby cry infancy cry"))
+    self.assertEqual(
+        annotations.CLASS_INDEX["Baby_cry_infant_cry"], list(table).index("Baby cry infancy cry")
+    )
 
   def test_rows_are_matched_by_key_and_extensionless_files_are_recognised(self):
     table = _official_table(dim=7)
     shuffled = collections.OrderedDict(reversed(list(table.items())))
     got = label_embeddings.load_label_embeddings(self._save(shuffled, "table_without_suffix"))
-    np.testing.assert_array_equal(got[annotations.CLASS_INDEX["Frying_(food)"]], table["Fry food"].numpy())
+    np.testing.assert_array_equal(
+        got[annotations.CLASS_INDEX["Frying_(food)"]], table["Fry food"].numpy()
+    )
     np.testing.assert_array_equal(got, np.stack([value.numpy() for value in table.values()]))
-    ours = collections.OrderedDict(zip(annotations.CLASSES, table.values()))  # our class names as keys
-    np.testing.assert_array_equal(label_embeddings.load_label_embeddings(self._save(ours, "ours.pt")), got)
+    ours = collections.OrderedDict(
+        zip(annotations.CLASSES, table.values())
+    )  # our class names as keys
+    np.testing.assert_array_equal(
+        label_embeddings.load_label_embeddings(self._save(ours, "ours.pt")), got
+    )
 
   def test_bad_tables_are_one_line_errors(self):
     table = _official_table(dim=5)
     cases = {
-        "count": (collections.OrderedDict(list(table.items())[:24]), r"hold 24 entries, expected one per class"),
-        "unknown": (collections.OrderedDict([("Frying food", v) if k == "Fry food" else (k, v)
-                                             for k, v in table.items()]), r"key 'Frying food'"),
-        "twice": (collections.OrderedDict([("Frying_(food)", v) if k == "Speech" else (k, v)
-                                           for k, v in table.items()]), r"'Frying_\(food\)' twice"),
-        "dim": (collections.OrderedDict([(k, torch.zeros(4)) if k == "Cello" else (k, v)
-                                         for k, v in table.items()]), r"'Cello' has 4 values"),
-        "matrix": (collections.OrderedDict([(k, torch.zeros(2, 5)) if k == "Dog" else (k, v)
-                                            for k, v in table.items()]), r"\(2, 5\) tensor under 'Dog'"),
+        "count": (
+            collections.OrderedDict(list(table.items())[:24]),
+            r"hold 24 entries, expected one per class",
+        ),
+        "unknown": (
+            collections.OrderedDict(
+                [("Frying food", v) if k == "Fry food" else (k, v) for k, v in table.items()]
+            ),
+            r"key 'Frying food'",
+        ),
+        "twice": (
+            collections.OrderedDict(
+                [("Frying_(food)", v) if k == "Speech" else (k, v) for k, v in table.items()]
+            ),
+            r"'Frying_\(food\)' twice",
+        ),
+        "dim": (
+            collections.OrderedDict(
+                [(k, torch.zeros(4)) if k == "Cello" else (k, v) for k, v in table.items()]
+            ),
+            r"'Cello' has 4 values",
+        ),
+        "matrix": (
+            collections.OrderedDict(
+                [(k, torch.zeros(2, 5)) if k == "Dog" else (k, v) for k, v in table.items()]
+            ),
+            r"\(2, 5\) tensor under 'Dog'",
+        ),
         "stacked": (torch.zeros(25, 5), r"not a dict of tensors"),
     }
     for name, (bad, pattern) in cases.items():
@@ -179,7 +249,9 @@ class OfficialTableTest(absltest.TestCase):
   def test_without_torch_says_what_to_do(self):
     path = self._save(_official_table(dim=3, seed=5), "no_torch.pt")
     with mock.patch.dict(sys.modules, {"torch": None}):  # `import torch` now raises ImportError
-      with self.assertRaisesRegex(InputError, r"torch is not installed: install the parity extra .* \.npy"):
+      with self.assertRaisesRegex(
+          InputError, r"torch is not installed: install the parity extra .* \.npy"
+      ):
         label_embeddings.load_label_embeddings(path)
 
   def test_launcher_converts_once_to_npy(self):
@@ -187,13 +259,27 @@ class OfficialTableTest(absltest.TestCase):
     source = self._save(table)
     output = os.path.join(self.directory, "out", "llp_glove.npy")
     script = os.path.join(ROOT, "launch", "make_label_embeddings.py")
-    done = subprocess.run([sys.executable, script, f"--source={source}", f"--output={output}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, script, f"--source={source}", f"--output={output}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     self.assertEqual(done.returncode, 0, done.stderr)
-    np.testing.assert_array_equal(np.load(output), np.stack([value.numpy() for value in table.values()]))
+    np.testing.assert_array_equal(
+        np.load(output), np.stack([value.numpy() for value in table.values()])
+    )
     np.testing.assert_array_equal(label_embeddings.load_label_embeddings(output), np.load(output))
-    bad = subprocess.run([sys.executable, script, f"--source={source}"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120, check=False)
+    bad = subprocess.run(
+        [sys.executable, script, f"--source={source}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     self.assertEqual(bad.returncode, 2)
     self.assertRegex(bad.stderr.strip().splitlines()[-1], r"^error: --source needs --output")
 
@@ -202,12 +288,18 @@ class ScriptTest(absltest.TestCase):
 
   def test_script_names_every_class(self):
     # Read the script's CLASS_TEXTS literal without importing it (it defines absl flags).
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "launch",
-                        "make_label_embeddings.py")
+    path = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        "launch",
+        "make_label_embeddings.py",
+    )
     with open(path) as file:
       tree = ast.parse(file.read())
-    texts = next(ast.literal_eval(node.value) for node in tree.body
-                 if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "CLASS_TEXTS")
+    texts = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "CLASS_TEXTS"
+    )
     self.assertEqual(set(texts), set(annotations.CLASSES))
     self.assertEqual(texts["Violin_fiddle"], "Violin, fiddle")
     self.assertIn("label_embeddings_minilm.npy", label_embeddings.PACKAGED_PATH)

@@ -18,12 +18,14 @@ DIM = 16
 
 def _segments(seed=0):
   rng = np.random.default_rng(seed)
-  return (rng.normal(size=(2, 10, DIM)).astype(np.float32), rng.normal(size=(2, 10, DIM)).astype(np.float32))
+  return (
+      rng.normal(size=(2, 10, DIM)).astype(np.float32),
+      rng.normal(size=(2, 10, DIM)).astype(np.float32),
+  )
 
 
 def _decoder(**kwargs):
   return leap.LEAPDecoder(ffn_dim=24, **kwargs)
-
 
 
 def _dropout_key(seed):
@@ -57,16 +59,32 @@ class LEAPDecoderTest(parameterized.TestCase):
   def test_variants_differ_on_the_same_params(self):
     params = self._init(_decoder())
     official = _decoder().apply({"params": params}, self.audio, self.visual, train=False)
-    paper = _decoder(variant="paper").apply({"params": params}, self.audio, self.visual, train=False)
-    self.assertGreater(float(np.abs(official["segment_audio_prob"] - paper["segment_audio_prob"]).max()), 1e-3)
+    paper = _decoder(variant="paper").apply(
+        {"params": params}, self.audio, self.visual, train=False
+    )
+    self.assertGreater(
+        float(np.abs(official["segment_audio_prob"] - paper["segment_audio_prob"]).max()), 1e-3
+    )
 
   def test_param_tree(self):
     params = self._init(_decoder())
-    self.assertEqual(set(params), {"fc_l", "fc_la", "fc_lv", "audio_blocks_0", "audio_blocks_1",
-                                   "visual_blocks_0", "visual_blocks_1"})
+    self.assertEqual(
+        set(params),
+        {
+            "fc_l",
+            "fc_la",
+            "fc_lv",
+            "audio_blocks_0",
+            "audio_blocks_1",
+            "visual_blocks_0",
+            "visual_blocks_1",
+        },
+    )
     self.assertEqual(params["fc_l"]["kernel"].shape, (384, DIM))
     self.assertEqual(params["fc_la"]["kernel"].shape, (DIM, 1))
-    self.assertEqual(set(params["audio_blocks_0"]), {"cross_attn", "ffn_in", "ffn_out", "attn_norm", "ffn_norm"})
+    self.assertEqual(
+        set(params["audio_blocks_0"]), {"cross_attn", "ffn_in", "ffn_out", "attn_norm", "ffn_norm"}
+    )
     self.assertEqual(params["audio_blocks_0"]["ffn_in"]["kernel"].shape, (DIM, 24))
     default_ffn = self._init(leap.LEAPDecoder(num_blocks=1))  # ffn_dim 0: the width D
     self.assertEqual(default_ffn["visual_blocks_0"]["ffn_out"]["kernel"].shape, (DIM, DIM))
@@ -81,20 +99,27 @@ class LEAPDecoderTest(parameterized.TestCase):
     np.testing.assert_array_equal(got["video_prob"], (hit_a | hit_v).astype(np.float32))
     np.testing.assert_array_equal(got["audio_filter_prob"], got["video_prob"])
     np.testing.assert_array_equal(got["visual_filter_prob"], got["video_prob"])
-    np.testing.assert_allclose(got["video_prob_soft"],
-                               1 - (1 - got["audio_prob"]) * (1 - got["visual_prob"]), rtol=1e-6)
-    by_modality = _decoder(filter="modality").apply({"params": params}, self.audio, self.visual, train=False)
+    np.testing.assert_allclose(
+        got["video_prob_soft"], 1 - (1 - got["audio_prob"]) * (1 - got["visual_prob"]), rtol=1e-6
+    )
+    by_modality = _decoder(filter="modality").apply(
+        {"params": params}, self.audio, self.visual, train=False
+    )
     np.testing.assert_array_equal(by_modality["audio_filter_prob"], got["audio_prob"])
     np.testing.assert_array_equal(by_modality["visual_filter_prob"], got["visual_prob"])
 
   def test_video_prob_passes_no_gradient(self):
     module = _decoder()
     params = self._init(module)
-    loss = lambda p, key: module.apply({"params": p}, self.audio, self.visual, train=False)[key].sum()
+    loss = lambda p, key: module.apply({"params": p}, self.audio, self.visual, train=False)[
+        key
+    ].sum()
     zero = jax.jit(jax.grad(lambda p: loss(p, "video_prob")))(params)
     self.assertEqual(max(float(np.abs(g).max()) for g in jax.tree.leaves(zero)), 0.0)
     grads = jax.jit(jax.grad(lambda p: loss(p, "segment_audio_prob")))(params)
-    self.assertGreater(float(np.abs(grads["audio_blocks_1"]["cross_attn"]["key"]["kernel"]).max()), 0.0)
+    self.assertGreater(
+        float(np.abs(grads["audio_blocks_1"]["cross_attn"]["key"]["kernel"]).max()), 0.0
+    )
 
   def test_learned_label_embeddings(self):
     module = _decoder(label_embeddings="learned", learned_label_dim=12)
@@ -102,11 +127,15 @@ class LEAPDecoderTest(parameterized.TestCase):
     self.assertEqual(params["label_embedding"].shape, (25, 12))
     self.assertEqual(params["fc_l"]["kernel"].shape, (12, DIM))
     before = module.apply({"params": params}, self.audio, self.visual, train=False)
-    want = oracles.leap(oracles.to_numpy(params), self.audio, self.visual, np.asarray(params["label_embedding"]))
+    want = oracles.leap(
+        oracles.to_numpy(params), self.audio, self.visual, np.asarray(params["label_embedding"])
+    )
     np.testing.assert_allclose(before["audio_prob"], want["audio_prob"], rtol=1e-5, atol=1e-5)
     params["label_embedding"] = params["label_embedding"] * 2.0
     after = module.apply({"params": params}, self.audio, self.visual, train=False)
-    self.assertGreater(float(np.abs(before["segment_visual_prob"] - after["segment_visual_prob"]).max()), 1e-4)
+    self.assertGreater(
+        float(np.abs(before["segment_visual_prob"] - after["segment_visual_prob"]).max()), 1e-4
+    )
 
   def test_npy_file_embeddings(self):
     table = np.random.default_rng(3).normal(size=(25, 7)).astype(np.float32)
@@ -117,7 +146,9 @@ class LEAPDecoderTest(parameterized.TestCase):
     self.assertEqual(params["fc_l"]["kernel"].shape, (7, DIM))
     got = module.apply({"params": params}, self.audio, self.visual, train=False)
     want = oracles.leap(oracles.to_numpy(params), self.audio, self.visual, table, variant="paper")
-    np.testing.assert_allclose(got["segment_visual_prob"], want["segment_visual_prob"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        got["segment_visual_prob"], want["segment_visual_prob"], rtol=1e-5, atol=1e-5
+    )
 
   def test_dropout_only_in_training(self):
     module = _decoder()
@@ -126,8 +157,9 @@ class LEAPDecoderTest(parameterized.TestCase):
     eval_2 = module.apply(params, self.audio, self.visual, train=False)["audio_prob"]
     np.testing.assert_array_equal(eval_1, eval_2)
     apply = jax.jit(module.apply, static_argnames="train")
-    run = lambda seed: apply(params, self.audio, self.visual, train=True,
-                             rngs={"dropout": _dropout_key(seed)})["audio_prob"]
+    run = lambda seed: apply(
+        params, self.audio, self.visual, train=True, rngs={"dropout": _dropout_key(seed)}
+    )["audio_prob"]
     np.testing.assert_array_equal(run(1), run(1))
     self.assertGreater(float(np.abs(run(1) - run(2)).max()), 1e-4)
 

@@ -28,14 +28,18 @@ def _segments(seed=0, batch=2, seconds=10):
 
 def tsam_oracle(p, x, temporal_mlp="across_time", spatial="pool"):
   """CBAM with segments as channels: temporal weight per segment, then a channel weight from time pooling."""
-  mlp = lambda prefix, z: oracles.dense(p[f"{prefix}_out"], oracles.relu(oracles.dense(p[f"{prefix}_in"], z)))
+  mlp = lambda prefix, z: oracles.dense(
+      p[f"{prefix}_out"], oracles.relu(oracles.dense(p[f"{prefix}_in"], z))
+  )
   b, t, d = x.shape
   avg_t = np.array([[x[i, s].mean() for s in range(t)] for i in range(b)])  # [B, T]
   max_t = np.array([[x[i, s].max() for s in range(t)] for i in range(b)])
   if temporal_mlp == "across_time":
     w_t = oracles.sigmoid(mlp("temporal_mlp", avg_t) + mlp("temporal_mlp", max_t))
   else:
-    w_t = oracles.sigmoid(mlp("temporal_mlp", avg_t[..., None]) + mlp("temporal_mlp", max_t[..., None]))[..., 0]
+    w_t = oracles.sigmoid(
+        mlp("temporal_mlp", avg_t[..., None]) + mlp("temporal_mlp", max_t[..., None])
+    )[..., 0]
   x1 = x * w_t[:, :, None]
   avg_d, max_d = x1.mean(axis=1), x1.max(axis=1)  # [B, D]
   if spatial == "mlp":
@@ -53,7 +57,9 @@ def cmim_oracle(p, a, v):
 
 def plsim_oracle(p, a, v, audio_label, visual_label, table):
   """Eq. 13-17 with the mean class-name embedding of each segment's labels (zeros for none)."""
-  mlp = lambda prefix, z: oracles.dense(p[f"{prefix}_out"], oracles.relu(oracles.dense(p[f"{prefix}_in"], z)))
+  mlp = lambda prefix, z: oracles.dense(
+      p[f"{prefix}_out"], oracles.relu(oracles.dense(p[f"{prefix}_in"], z))
+  )
   out = []
   for name, x, label in (("audio", a, audio_label), ("visual", v, visual_label)):
     e = np.zeros(label.shape[:2] + (table.shape[1],))
@@ -74,7 +80,10 @@ def _labels(seed, batch=2, seconds=10, rate=0.15):
 def _randomise_scalars(params, seed=5):
   """Non-trivial CMIM scalars (alpha starts at 0, beta at 1) so that every term of eq. 4-6 shows."""
   rng = np.random.default_rng(seed)
-  return {**params, "cmim": {name: jnp.asarray(rng.uniform(0.3, 1.5), jnp.float32) for name in params["cmim"]}}
+  return {
+      **params,
+      "cmim": {name: jnp.asarray(rng.uniform(0.3, 1.5), jnp.float32) for name in params["cmim"]},
+  }
 
 
 class TSAMTest(parameterized.TestCase):
@@ -113,8 +122,10 @@ class CMIMTest(absltest.TestCase):
     a, v = (x * 0.3 for x in _segments(1))
     module = link.CMIM()
     params = module.init(jax.random.key(0), a, v)["params"]
-    self.assertEqual({k: float(x) for k, x in params.items()},
-                     {"alpha1": 0.0, "alpha2": 0.0, "beta1": 1.0, "beta2": 1.0})
+    self.assertEqual(
+        {k: float(x) for k, x in params.items()},
+        {"alpha1": 0.0, "alpha2": 0.0, "beta1": 1.0, "beta2": 1.0},
+    )
     np.testing.assert_allclose(module.apply({"params": params}, a, v)[0], 2 * a, rtol=1e-6)
     params = {"alpha1": 0.7, "alpha2": -0.4, "beta1": 1.3, "beta2": 0.6}
     got_a, got_v = module.apply({"params": jax.tree.map(jnp.float32, params)}, a, v)
@@ -133,27 +144,51 @@ class PLSIMTest(absltest.TestCase):
   def test_given_labels_match_numpy_oracle(self):
     labels = (_labels(3), _labels(4))
     module = link.PLSIM(hidden_dim=12)
-    params = module.init(jax.random.key(0), self.audio, self.visual, None, train=False,
-                         segment_labels=labels)["params"]
-    self.assertEqual(set(params), {f"{m}_{k}_{io}" for m in ("audio", "visual") for k in ("scale", "shift")
-                                   for io in ("in", "out")})
+    params = module.init(
+        jax.random.key(0), self.audio, self.visual, None, train=False, segment_labels=labels
+    )["params"]
+    self.assertEqual(
+        set(params),
+        {
+            f"{m}_{k}_{io}"
+            for m in ("audio", "visual")
+            for k in ("scale", "shift")
+            for io in ("in", "out")
+        },
+    )
     self.assertEqual(params["audio_scale_in"]["kernel"].shape, (384, 12))
-    got_a, got_v, extras = module.apply({"params": params}, self.audio, self.visual, None, train=True,
-                                        segment_labels=labels, video_label=np.zeros((2, 25), np.float32))
-    want_a, want_v = plsim_oracle(oracles.to_numpy(params), self.audio, self.visual, *labels, self.table)
+    got_a, got_v, extras = module.apply(
+        {"params": params},
+        self.audio,
+        self.visual,
+        None,
+        train=True,
+        segment_labels=labels,
+        video_label=np.zeros((2, 25), np.float32),
+    )
+    want_a, want_v = plsim_oracle(
+        oracles.to_numpy(params), self.audio, self.visual, *labels, self.table
+    )
     np.testing.assert_allclose(got_a, want_a, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got_v, want_v, rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(extras["plsim_audio_label"], labels[0])  # given labels are never gated
+    np.testing.assert_array_equal(
+        extras["plsim_audio_label"], labels[0]
+    )  # given labels are never gated
 
   def test_own_predictions_gated_only_in_training(self):
     rng = np.random.default_rng(6)
-    first_pass = {"segment_audio_prob": rng.random((2, 10, 25)).astype(np.float32),
-                  "segment_visual_prob": rng.random((2, 10, 25)).astype(np.float32)}
+    first_pass = {
+        "segment_audio_prob": rng.random((2, 10, 25)).astype(np.float32),
+        "segment_visual_prob": rng.random((2, 10, 25)).astype(np.float32),
+    }
     weak = (rng.random((2, 25)) < 0.3).astype(np.float32)
     module = link.PLSIM(threshold=0.7)
-    params = module.init(jax.random.key(0), self.audio, self.visual, first_pass, train=False)["params"]
-    run = lambda train: module.apply({"params": params}, self.audio, self.visual, first_pass, train=train,
-                                     video_label=weak)
+    params = module.init(jax.random.key(0), self.audio, self.visual, first_pass, train=False)[
+        "params"
+    ]
+    run = lambda train: module.apply(
+        {"params": params}, self.audio, self.visual, first_pass, train=train, video_label=weak
+    )
     own_a = (first_pass["segment_audio_prob"] >= 0.7).astype(np.float64)
     own_v = (first_pass["segment_visual_prob"] >= 0.7).astype(np.float64)
     test_a, test_v, test_extras = run(False)
@@ -163,11 +198,18 @@ class PLSIMTest(absltest.TestCase):
     np.testing.assert_allclose(test_v, want[1], rtol=1e-5, atol=1e-5)
     train_a, _, train_extras = run(True)
     np.testing.assert_array_equal(train_extras["plsim_audio_label"], own_a * weak[:, None, :])
-    want = plsim_oracle(oracles.to_numpy(params), self.audio, self.visual, own_a * weak[:, None, :], own_v,
-                        self.table)
+    want = plsim_oracle(
+        oracles.to_numpy(params),
+        self.audio,
+        self.visual,
+        own_a * weak[:, None, :],
+        own_v,
+        self.table,
+    )
     np.testing.assert_allclose(train_a, want[0], rtol=1e-5, atol=1e-5)
     ungated = link.PLSIM(threshold=0.7, train_gate=False).apply(
-        {"params": params}, self.audio, self.visual, first_pass, train=True, video_label=weak)
+        {"params": params}, self.audio, self.visual, first_pass, train=True, video_label=weak
+    )
     np.testing.assert_array_equal(ungated[2]["plsim_audio_label"], own_a)
 
   def test_missing_labels_raise_input_error(self):
@@ -194,7 +236,9 @@ class LINKModelTest(absltest.TestCase):
     model = models.build_model(_link_config())
     params = model.init(jax.random.key(0), *self.inputs)["params"]
     self.assertEqual(set(params), {"embed", "encoder", "decoder", "refiner"})
-    self.assertEqual(set(params["encoder"]), {"audio_tsam", "visual_tsam", "cmim", "han", "similarity_mu"})
+    self.assertEqual(
+        set(params["encoder"]), {"audio_tsam", "visual_tsam", "cmim", "han", "similarity_mu"}
+    )
     params = {**params, "encoder": _randomise_scalars(params["encoder"])}
     with jax.numpy_rank_promotion("raise"):
       got = model.apply({"params": params}, *self.inputs, train=False)
@@ -211,8 +255,9 @@ class LINKModelTest(absltest.TestCase):
     want = oracles.mmil(p["decoder"], *plsim_oracle(p["refiner"], a, v, own_a, own_v, table))
     for key, value in want.items():
       np.testing.assert_allclose(got[key], value, rtol=2e-5, atol=2e-5, err_msg=key)
-    np.testing.assert_allclose(got["first_pass_segment_audio_prob"], first["segment_audio_prob"], rtol=2e-5,
-                               atol=2e-5)
+    np.testing.assert_allclose(
+        got["first_pass_segment_audio_prob"], first["segment_audio_prob"], rtol=2e-5, atol=2e-5
+    )
     np.testing.assert_allclose(got["audio_embedding"], a, rtol=2e-5, atol=2e-5)
     np.testing.assert_array_equal(got["plsim_visual_label"], own_v)
     self.assertEqual(float(got["similarity_mu"]), 0.0)
@@ -224,8 +269,12 @@ class LINKModelTest(absltest.TestCase):
     self.assertEqual(set(params["encoder"]), {"han", "similarity_mu"})
     got = model.apply({"params": params}, *self.inputs, train=False)
     p = oracles.to_numpy(params)
-    want = oracles.mmil(p["decoder"], *oracles.han_encoder(p["encoder"]["han"],
-                                                           *oracles.embed(p["embed"], *self.inputs), num_layers=1))
+    want = oracles.mmil(
+        p["decoder"],
+        *oracles.han_encoder(
+            p["encoder"]["han"], *oracles.embed(p["embed"], *self.inputs), num_layers=1
+        ),
+    )
     for key, value in want.items():
       np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-5, err_msg=key)
     self.assertNotIn("first_pass_video_prob", got)
@@ -235,19 +284,31 @@ class LINKModelTest(absltest.TestCase):
     han_fields = {f.name for f in dataclasses.fields(han.HANEncoder)} - {"parent", "name", "dtype"}
     self.assertEmpty(han_fields & {f.name for f in dataclasses.fields(link.LINKEncoder)})
     config = _link_config(tsam=False, cmim=False, plsim=False)
-    config.han.update(num_layers=2, num_heads=2, ffn_dim=24, stacking="stacked", share_modalities=False)
+    config.han.update(
+        num_layers=2, num_heads=2, ffn_dim=24, stacking="stacked", share_modalities=False
+    )
     model = models.build_model(config)
     self.assertIsInstance(model.encoder.han, han.HANEncoder)
     for key, value in config.han.items():
       self.assertEqual(getattr(model.encoder.han, key), value, key)
     params = model.init(jax.random.key(3), *self.inputs)["params"]
-    self.assertEqual(set(params["encoder"]["han"]), {"audio_layers_0", "audio_layers_1", "visual_layers_0",
-                                                     "visual_layers_1"})
-    self.assertEqual(params["encoder"]["han"]["audio_layers_1"]["linear1"]["kernel"].shape, (DIM, 24))
+    self.assertEqual(
+        set(params["encoder"]["han"]),
+        {"audio_layers_0", "audio_layers_1", "visual_layers_0", "visual_layers_1"},
+    )
+    self.assertEqual(
+        params["encoder"]["han"]["audio_layers_1"]["linear1"]["kernel"].shape, (DIM, 24)
+    )
     got = model.apply({"params": params}, *self.inputs, train=False)
     p = oracles.to_numpy(params)
-    encoded = oracles.han_encoder(p["encoder"]["han"], *oracles.embed(p["embed"], *self.inputs), num_layers=2,
-                                  num_heads=2, stacking="stacked", share=False)
+    encoded = oracles.han_encoder(
+        p["encoder"]["han"],
+        *oracles.embed(p["embed"], *self.inputs),
+        num_layers=2,
+        num_heads=2,
+        stacking="stacked",
+        share=False,
+    )
     for key, value in oracles.mmil(p["decoder"], *encoded).items():
       np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-5, err_msg=key)
 
@@ -261,14 +322,20 @@ class LINKModelTest(absltest.TestCase):
     labels = (_labels(7), _labels(8))
     model = models.build_model(_link_config(tsam=False, cmim=False))
     params = model.init(jax.random.key(2), *self.inputs)["params"]
-    given = model.apply({"params": params}, *self.inputs, train=True, segment_labels=labels,
-                        rngs={"dropout": jax.random.key(0)})
+    given = model.apply(
+        {"params": params},
+        *self.inputs,
+        train=True,
+        segment_labels=labels,
+        rngs={"dropout": jax.random.key(0)},
+    )
     np.testing.assert_array_equal(given["plsim_audio_label"], labels[0])
     han_model = models.build_model(oracles.micro_model_config("mmil"))
     han_params = han_model.init(jax.random.key(2), *self.inputs)["params"]
     plain = han_model.apply({"params": han_params}, *self.inputs)
-    ignored = han_model.apply({"params": han_params}, *self.inputs, segment_labels=labels,
-                              video_label=labels[0][:, 0])
+    ignored = han_model.apply(
+        {"params": han_params}, *self.inputs, segment_labels=labels, video_label=labels[0][:, 0]
+    )
     np.testing.assert_array_equal(plain["video_prob"], ignored["video_prob"])
 
 

@@ -11,7 +11,10 @@ import models_oracles as oracles
 
 def _segments(seed=0):
   rng = np.random.default_rng(seed)
-  return (rng.normal(size=(3, 10, 16)).astype(np.float32), rng.normal(size=(3, 10, 16)).astype(np.float32))
+  return (
+      rng.normal(size=(3, 10, 16)).astype(np.float32),
+      rng.normal(size=(3, 10, 16)).astype(np.float32),
+  )
 
 
 class MMILDecoderTest(absltest.TestCase):
@@ -20,7 +23,9 @@ class MMILDecoderTest(absltest.TestCase):
     super().setUp()
     self.audio, self.visual = _segments()
     self.module = mmil.MMILDecoder(num_classes=25)
-    self.params = self.module.init(jax.random.key(0), self.audio, self.visual, train=False)["params"]
+    self.params = self.module.init(jax.random.key(0), self.audio, self.visual, train=False)[
+        "params"
+    ]
 
   def test_matches_numpy_oracle(self):
     self.assertEqual(set(self.params), {"fc_prob", "fc_frame_att", "fc_av_att"})
@@ -48,7 +53,9 @@ class MMILDecoderTest(absltest.TestCase):
     got = self.module.apply({"params": params}, self.audio, self.visual, train=False)
     expected = 1.0 / (1.0 + np.exp(-bias))
     for key in ("video_prob", "audio_prob", "visual_prob"):
-      np.testing.assert_allclose(got[key], np.broadcast_to(expected, (3, 25)), rtol=1e-6, err_msg=key)
+      np.testing.assert_allclose(
+          got[key], np.broadcast_to(expected, (3, 25)), rtol=1e-6, err_msg=key
+      )
     np.testing.assert_allclose(got["temporal_attention"], 0.1, rtol=1e-6)
     np.testing.assert_allclose(got["modality_attention"], 0.5, rtol=1e-6)
 

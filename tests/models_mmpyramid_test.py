@@ -27,7 +27,11 @@ def _windowed_attention(p, query, key, num_heads, window):
   b, nq, d = query.shape
   nk = key.shape[1]
   hd = d // num_heads
-  split = lambda name, x, n: oracles.dense(p[name], x).reshape(b, n, num_heads, hd).transpose(0, 2, 1, 3)
+  split = (
+      lambda name, x, n: oracles.dense(p[name], x)
+      .reshape(b, n, num_heads, hd)
+      .transpose(0, 2, 1, 3)
+  )
   q, k, v = split("query", query, nq), split("key", key, nk), split("value", key, nk)
   logits = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
   if window is not None:
@@ -40,7 +44,9 @@ def _windowed_attention(p, query, key, num_heads, window):
 
 
 def _prenorm_layer(p, x, y, num_heads, window):
-  x = x + _windowed_attention(p["attn"], oracles.layer_norm(p["attn_norm"], x), y, num_heads, window)
+  x = x + _windowed_attention(
+      p["attn"], oracles.layer_norm(p["attn_norm"], x), y, num_heads, window
+  )
   hidden = oracles.relu(oracles.dense(p["ffn_in"], oracles.layer_norm(p["ffn_norm"], x)))
   return x + oracles.dense(p["ffn_out"], hidden)
 
@@ -67,8 +73,10 @@ def _level(p, a, v, dilation, num_heads, windowed=True):
   out = []
   for name, sa, ca in (("audio", a_sa, a_ca), ("visual", v_sa, v_ca)):
     both = np.concatenate([sa, ca], axis=-1)
-    x = (oracles.sigmoid(oracles.dense(p[f"{name}_gate_self"], both)) * sa
-         + oracles.sigmoid(oracles.dense(p[f"{name}_gate_cross"], both)) * ca)
+    x = (
+        oracles.sigmoid(oracles.dense(p[f"{name}_gate_self"], both)) * sa
+        + oracles.sigmoid(oracles.dense(p[f"{name}_gate_cross"], both)) * ca
+    )
     tcn = p[f"{name}_tcn"]
     hidden = oracles.relu(_conv1d(tcn["dilated_conv"], x, dilation))
     out.append(oracles.relu(x + _conv1d(tcn["pointwise_conv"], hidden, 1)))
@@ -96,8 +104,13 @@ def mmpyramid_oracle(p, a, v, num_levels=4, num_heads=8, windowed=True):
 class MaskedAttentionTest(parameterized.TestCase):
   """`layers.MultiHeadAttention` with the window mask is MM-Pyramid's windowed attention."""
 
-  @parameterized.named_parameters(("all_keys", 10, None), ("window_0", 10, 0), ("window_1", 10, 1),
-                                  ("window_4", 10, 4), ("fewer_queries", 4, 2))
+  @parameterized.named_parameters(
+      ("all_keys", 10, None),
+      ("window_0", 10, 0),
+      ("window_1", 10, 1),
+      ("window_4", 10, 4),
+      ("fewer_queries", 4, 2),
+  )
   def test_matches_explicit_mask_oracle(self, num_queries, window):
     query, key = _segments(3)
     query = query[:, :num_queries]
@@ -110,8 +123,12 @@ class MaskedAttentionTest(parameterized.TestCase):
     want = _windowed_attention(oracles.to_numpy(params), query, key, 2, window)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     self.assertEqual(logits.shape, (2, 2, num_queries, 10))
-    outside = np.array([[abs(i - j) > window if window is not None else False for j in range(10)]
-                        for i in range(num_queries)])
+    outside = np.array(
+        [
+            [abs(i - j) > window if window is not None else False for j in range(10)]
+            for i in range(num_queries)
+        ]
+    )
     np.testing.assert_array_equal(np.asarray(logits)[:, :, outside], layers.MASKED_LOGIT)
     self.assertTrue(np.all(np.asarray(logits)[:, :, ~outside] > layers.MASKED_LOGIT))
     if window is None:  # no mask: the plain attention, bit for bit
@@ -122,7 +139,9 @@ class MaskedAttentionTest(parameterized.TestCase):
     """packed_init=False: four nn.Linear(D, D), kernel and bias uniform in +-1/sqrt(D) (the official layout)."""
     query, _ = _segments()
     module = layers.MultiHeadAttention(num_heads=2, packed_init=False)
-    params = module.init(jax.random.key(1), query, query, query, train=False, mask=mmpyramid.window_mask(10, 10, 1))
+    params = module.init(
+        jax.random.key(1), query, query, query, train=False, mask=mmpyramid.window_mask(10, 10, 1)
+    )
     for name, dense in params["params"].items():
       for leaf in dense.values():
         self.assertLessEqual(float(np.abs(leaf).max()), 1.0 / np.sqrt(DIM), name)
@@ -141,12 +160,15 @@ class MMPyramidTest(parameterized.TestCase):
 
   @parameterized.named_parameters(("official", 4, 8, True), ("two_levels_unwindowed", 2, 2, False))
   def test_matches_numpy_oracle(self, num_levels, num_heads, windowed):
-    module = mmpyramid.MMPyramidEncoder(num_levels=num_levels, num_heads=num_heads, ffn_dim=24, windowed=windowed)
+    module = mmpyramid.MMPyramidEncoder(
+        num_levels=num_levels, num_heads=num_heads, ffn_dim=24, windowed=windowed
+    )
     params = self._init(module)
     with jax.numpy_rank_promotion("raise"):
       got_a, got_v = module.apply({"params": params}, self.audio, self.visual, train=False)
-    want_a, want_v = mmpyramid_oracle(oracles.to_numpy(params), self.audio, self.visual, num_levels, num_heads,
-                                      windowed)
+    want_a, want_v = mmpyramid_oracle(
+        oracles.to_numpy(params), self.audio, self.visual, num_levels, num_heads, windowed
+    )
     self.assertEqual(got_a.shape, (2, 10, DIM))
     np.testing.assert_allclose(got_a, want_a, rtol=2e-5, atol=2e-5)
     np.testing.assert_allclose(got_v, want_v, rtol=2e-5, atol=2e-5)
@@ -170,25 +192,54 @@ class MMPyramidTest(parameterized.TestCase):
 
   def test_param_tree_and_init(self):
     params = self._init(mmpyramid.MMPyramidEncoder(num_heads=2, ffn_dim=24))
-    self.assertEqual(set(params), {"levels_0", "levels_1", "levels_2", "levels_3", "audio_fusion",
-                                   "visual_fusion", "audio_fusion_weight", "visual_fusion_weight"})
-    self.assertEqual(set(params["levels_0"]), {"audio_self", "visual_self", "cross", "audio_gate_self",
-                                               "audio_gate_cross", "visual_gate_self", "visual_gate_cross",
-                                               "audio_tcn", "visual_tcn"})
+    self.assertEqual(
+        set(params),
+        {
+            "levels_0",
+            "levels_1",
+            "levels_2",
+            "levels_3",
+            "audio_fusion",
+            "visual_fusion",
+            "audio_fusion_weight",
+            "visual_fusion_weight",
+        },
+    )
+    self.assertEqual(
+        set(params["levels_0"]),
+        {
+            "audio_self",
+            "visual_self",
+            "cross",
+            "audio_gate_self",
+            "audio_gate_cross",
+            "visual_gate_self",
+            "visual_gate_cross",
+            "audio_tcn",
+            "visual_tcn",
+        },
+    )
     kernel = params["levels_2"]["audio_tcn"]["dilated_conv"]["kernel"]
     self.assertEqual(kernel.shape, (3, DIM, DIM))
     self.assertLessEqual(float(np.abs(kernel).max()), 1.0 / np.sqrt(3 * DIM))
     self.assertEqual(params["levels_0"]["audio_gate_self"]["kernel"].shape, (2 * DIM, DIM))
     self.assertEqual(set(params["levels_0"]["cross"]["attn"]), {"query", "key", "value", "out"})
-    default_ffn = self._init(mmpyramid.MMPyramidEncoder(num_levels=1, num_heads=2))  # ffn_dim 0: the width D
+    default_ffn = self._init(
+        mmpyramid.MMPyramidEncoder(num_levels=1, num_heads=2)
+    )  # ffn_dim 0: the width D
     self.assertEqual(default_ffn["levels_0"]["cross"]["ffn_in"]["kernel"].shape, (DIM, DIM))
     self.assertEqual(default_ffn["audio_fusion"]["ffn_out"]["kernel"].shape, (DIM, DIM))
 
   def test_dropout_only_in_training(self):
     module = mmpyramid.MMPyramidEncoder(num_levels=1, num_heads=2, ffn_dim=24)
     variables = {"params": self._init(module)}
-    run = lambda seed: module.apply(variables, self.audio, self.visual, train=True,
-                             rngs={"dropout": jax.random.key(seed, impl="rbg")})[0]
+    run = lambda seed: module.apply(
+        variables,
+        self.audio,
+        self.visual,
+        train=True,
+        rngs={"dropout": jax.random.key(seed, impl="rbg")},
+    )[0]
     np.testing.assert_array_equal(run(1), run(1))
     self.assertGreater(float(np.abs(run(1) - run(2)).max()), 1e-4)
 

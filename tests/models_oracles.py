@@ -24,13 +24,17 @@ def micro_model_config(decoder: str = "mmil", motion: bool = True) -> ml_collect
   return config
 
 
-def micro_inputs(seed: int = 0, batch: int = 2, seconds: int = 10, raw_frames: bool = True, motion: bool = True):
+def micro_inputs(
+    seed: int = 0, batch: int = 2, seconds: int = 10, raw_frames: bool = True, motion: bool = True
+):
   """Random (audio, frames, motion) at micro width; frames [B, 8T, Df] when raw, else [B, T, Df]."""
   rng = np.random.default_rng(seed)
   audio = rng.normal(size=(batch, seconds, MICRO_DIMS["audio"])).astype(np.float32)
   frame_steps = seconds * 8 if raw_frames else seconds
   frames = rng.normal(size=(batch, frame_steps, MICRO_DIMS["frames"])).astype(np.float32)
-  motion_array = rng.normal(size=(batch, seconds, MICRO_DIMS["motion"])).astype(np.float32) if motion else None
+  motion_array = (
+      rng.normal(size=(batch, seconds, MICRO_DIMS["motion"])).astype(np.float32) if motion else None
+  )
   return audio, frames, motion_array
 
 

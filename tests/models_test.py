@@ -13,8 +13,17 @@ from avvp_jax.errors import InputError
 from configs import common
 import models_oracles as oracles
 
-CONTRACT_KEYS = {"video_prob", "audio_prob", "visual_prob", "segment_audio_prob", "segment_visual_prob",
-                 "audio_filter_prob", "visual_filter_prob", "audio_embedding", "visual_embedding"}
+CONTRACT_KEYS = {
+    "video_prob",
+    "audio_prob",
+    "visual_prob",
+    "segment_audio_prob",
+    "segment_visual_prob",
+    "audio_filter_prob",
+    "visual_filter_prob",
+    "audio_embedding",
+    "visual_embedding",
+}
 
 
 class RegistryTest(parameterized.TestCase):
@@ -54,8 +63,10 @@ class RegistryTest(parameterized.TestCase):
     config = oracles.micro_model_config()
     config.encoder, config.decoder, config.refiner = encoder, decoder, refiner
     config[section].num_layer = 2  # a misspelt key
-    message = (rf"^config\.model\.{section} has key\(s\) num_layer that \w+ does not take: rename or remove them "
-               r"\(valid keys: .+\)\.$")
+    message = (
+        rf"^config\.model\.{section} has key\(s\) num_layer that \w+ does not take: rename or remove them "
+        r"\(valid keys: .+\)\.$"
+    )
     with self.assertRaisesRegex(InputError, message) as caught:
       models.build_model(config)
     self.assertNotIn("\n", str(caught.exception))
@@ -66,10 +77,14 @@ class RegistryTest(parameterized.TestCase):
   def test_a_key_the_builder_sets_is_an_input_error(self):
     config = oracles.micro_model_config("leap")
     config.leap.num_classes = 10  # LLP's 25, given by the builder
-    with self.assertRaisesRegex(InputError, "config.model.leap has key.s. num_classes that LEAPDecoder"):
+    with self.assertRaisesRegex(
+        InputError, "config.model.leap has key.s. num_classes that LEAPDecoder"
+    ):
       models.build_model(config)
     config = oracles.micro_model_config()
-    config.han.dtype = "bfloat16"  # the compute dtype is build_model's argument (config.compute_dtype)
+    config.han.dtype = (
+        "bfloat16"  # the compute dtype is build_model's argument (config.compute_dtype)
+    )
     with self.assertRaisesRegex(InputError, "config.model.han has key.s. dtype"):
       models.build_model(config)
 
@@ -79,8 +94,11 @@ class RegistryTest(parameterized.TestCase):
     config.encoder = "link"
     config.link.plsim = True
     config.link.plsim_threshold = 0.5
-    with self.assertRaisesRegex(InputError, r"config.model.link has key.s. plsim, plsim_threshold that LINKEncoder "
-                                            r"does not take.*valid keys: tsam, cmim, tsam_temporal_hidden"):
+    with self.assertRaisesRegex(
+        InputError,
+        r"config.model.link has key.s. plsim, plsim_threshold that LINKEncoder "
+        r"does not take.*valid keys: tsam, cmim, tsam_temporal_hidden",
+    ):
       models.build_model(config)
     del config["refiner"]
     with self.assertRaisesRegex(InputError, "config.model has no 'refiner'"):
@@ -94,10 +112,15 @@ class RegistryTest(parameterized.TestCase):
 
   def test_sections_are_the_module_attributes(self):
     config = oracles.micro_model_config()
-    for section, module in (("han", models.han.HANEncoder), ("mmpyramid", models.mmpyramid.MMPyramidEncoder),
-                            ("link", models.link.LINKEncoder), ("mmil", models.mmil.MMILDecoder),
-                            ("leap", models.leap.LEAPDecoder), ("plsim", models.link.PLSIM),
-                            ("input_dims", models.embed.InputEmbedding)):
+    for section, module in (
+        ("han", models.han.HANEncoder),
+        ("mmpyramid", models.mmpyramid.MMPyramidEncoder),
+        ("link", models.link.LINKEncoder),
+        ("mmil", models.mmil.MMILDecoder),
+        ("leap", models.leap.LEAPDecoder),
+        ("plsim", models.link.PLSIM),
+        ("input_dims", models.embed.InputEmbedding),
+    ):
       attributes = {f.name for f in dataclasses.fields(module)} - {"parent", "name"}
       self.assertContainsSubset(set(config[section]), attributes, section)
     self.assertEqual(models.resolve_dtype("bfloat16"), models.COMPUTE_DTYPES["bfloat16"])
@@ -106,7 +129,9 @@ class RegistryTest(parameterized.TestCase):
     config = common.get_config().model
     self.assertEqual((config.encoder, config.decoder, config.hidden_dim), ("han", "mmil", 512))
     self.assertEqual((config.han.num_layers, config.han.num_heads, config.han.dropout), (1, 1, 0.1))
-    self.assertEqual((config.leap.num_blocks, config.leap.num_heads, config.leap.dropout), (2, 8, 0.2))
+    self.assertEqual(
+        (config.leap.num_blocks, config.leap.num_heads, config.leap.dropout), (2, 8, 0.2)
+    )
     self.assertEqual(config.leap.variant, "official")
 
 
@@ -119,11 +144,19 @@ class ComposedModelTest(parameterized.TestCase):
     audio, frames, motion = oracles.micro_inputs(batch=3)
     params = model.init(jax.random.key(0), audio, frames, motion, train=False)["params"]
     self.assertEqual(set(params), {"embed", "encoder", "decoder"})
-    outputs = jax.jit(model.apply, static_argnames="train")({"params": params}, audio, frames, motion, train=False)
+    outputs = jax.jit(model.apply, static_argnames="train")(
+        {"params": params}, audio, frames, motion, train=False
+    )
     self.assertContainsSubset(CONTRACT_KEYS, set(outputs))
     for key, value in outputs.items():
       self.assertEqual(value.dtype, jnp.float32, key)
-    for key in ("video_prob", "audio_prob", "visual_prob", "audio_filter_prob", "visual_filter_prob"):
+    for key in (
+        "video_prob",
+        "audio_prob",
+        "visual_prob",
+        "audio_filter_prob",
+        "visual_filter_prob",
+    ):
       self.assertEqual(outputs[key].shape, (3, 25), key)
     for key in ("segment_audio_prob", "segment_visual_prob"):
       self.assertEqual(outputs[key].shape, (3, 10, 25), key)
@@ -149,9 +182,13 @@ class ComposedModelTest(parameterized.TestCase):
     audio, frames, motion = oracles.micro_inputs(raw_frames=False)
     params = model.init(jax.random.key(2), audio, frames, motion)["params"]
     with jax.numpy_rank_promotion("raise"):
-      got = jax.jit(model.apply, static_argnames="train")({"params": params}, audio, frames, motion, train=False)
+      got = jax.jit(model.apply, static_argnames="train")(
+          {"params": params}, audio, frames, motion, train=False
+      )
     p = oracles.to_numpy(params)
-    encoded = oracles.han_encoder(p["encoder"], *oracles.embed(p["embed"], audio, frames, motion), num_layers=1)
+    encoded = oracles.han_encoder(
+        p["encoder"], *oracles.embed(p["embed"], audio, frames, motion), num_layers=1
+    )
     table = models.leap.label_embeddings_lib.load_label_embeddings("packaged")
     want = oracles.leap(p["decoder"], *encoded, table)
     for key in ("segment_audio_prob", "segment_visual_prob", "audio_prob", "visual_prob"):
@@ -184,7 +221,9 @@ class ComposedModelTest(parameterized.TestCase):
     params16 = jax.eval_shape(model16.init, jax.random.key(5), audio, frames, motion)["params"]
     for leaf in jax.tree.leaves(params16):
       self.assertEqual(leaf.dtype, jnp.float32)
-    jaxpr = str(jax.make_jaxpr(lambda p: model16.apply({"params": p}, audio, frames, motion))(params))
+    jaxpr = str(
+        jax.make_jaxpr(lambda p: model16.apply({"params": p}, audio, frames, motion))(params)
+    )
     self.assertIn("bf16", jaxpr)
     out32 = jax.jit(model32.apply)({"params": params}, audio, frames, motion)
     out16 = jax.jit(model16.apply)({"params": params}, audio, frames, motion)

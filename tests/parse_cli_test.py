@@ -46,8 +46,11 @@ def _png_size(path):
 
 def _env():
   env = dict(os.environ)
-  env.update(PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""), JAX_PLATFORMS="cpu",
-             TF_CPP_MIN_LOG_LEVEL="2")
+  env.update(
+      PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
+      JAX_PLATFORMS="cpu",
+      TF_CPP_MIN_LOG_LEVEL="2",
+  )
   return env
 
 
@@ -57,25 +60,39 @@ def _fixture():
   synthetic val features, shared by the tests."""
   from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from avvp_jax import models  # pylint: disable=g-import-not-at-top
+
   root = os.path.join(absltest.get_default_test_tmpdir(), "parse_cli_fixture")
   config = han.get_config("tiny")
   dims = config.model.input_dims
-  dummy = (np.zeros((1, 10, dims.audio), np.float32), np.zeros((1, 10, dims.frames), np.float32),
-           np.zeros((1, 10, dims.motion), np.float32))
+  dummy = (
+      np.zeros((1, 10, dims.audio), np.float32),
+      np.zeros((1, 10, dims.frames), np.float32),
+      np.zeros((1, 10, dims.motion), np.float32),
+  )
   init = jax.jit(lambda key: models.build_model(config.model).init(key, *dummy)["params"])
   params = init(jax.random.key(1))
-  ckpt = checkpoint.save_params_checkpoint(os.path.join(root, "params_ckpt"), config, checkpoint.stack_seeds(params))
+  ckpt = checkpoint.save_params_checkpoint(
+      os.path.join(root, "params_ckpt"), config, checkpoint.stack_seeds(params)
+  )
   two_seeds = config.copy_and_resolve_references()
   two_seeds.seed, two_seeds.num_seeds = 5, 2
-  seeds_ckpt = checkpoint.save_params_checkpoint(os.path.join(root, "seeds_ckpt"), two_seeds,
-                                                 checkpoint.stack_seeds(params, init(jax.random.key(2))))
+  seeds_ckpt = checkpoint.save_params_checkpoint(
+      os.path.join(root, "seeds_ckpt"),
+      two_seeds,
+      checkpoint.stack_seeds(params, init(jax.random.key(2))),
+  )
   data = synthetic.SyntheticLLP(num_train_clips=8, layout="official", frames="raw")
   features = os.path.join(root, "features")
   synthetic.write_features(data, features, "val", range(NUM_CLIPS))
   with open(os.path.join(features, synthetic.MARKER_FILE), "w") as f:
     f.write("SYNTHETIC\n")
-  return types.SimpleNamespace(root=root, checkpoint=ckpt, seeds_checkpoint=seeds_ckpt, features=features,
-                               clip_ids=sorted(data.split("val").clip_ids[:NUM_CLIPS]))
+  return types.SimpleNamespace(
+      root=root,
+      checkpoint=ckpt,
+      seeds_checkpoint=seeds_ckpt,
+      features=features,
+      clip_ids=sorted(data.split("val").clip_ids[:NUM_CLIPS]),
+  )
 
 
 class ParseFilesTest(absltest.TestCase):
@@ -84,8 +101,12 @@ class ParseFilesTest(absltest.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     fixture = _fixture()
-    cls.root, cls.checkpoint, cls.features, cls.clip_ids = (fixture.root, fixture.checkpoint, fixture.features,
-                                                            fixture.clip_ids)
+    cls.root, cls.checkpoint, cls.features, cls.clip_ids = (
+        fixture.root,
+        fixture.checkpoint,
+        fixture.features,
+        fixture.clip_ids,
+    )
     cls.parser = avvp_jax.load_parser(cls.checkpoint)
     loaded = [features_lib.load_clip(cls.features, "official", "pooled", c) for c in cls.clip_ids]
     cls.inputs = {key: np.stack([clip[key] for clip in loaded]) for key in loaded[0]}
@@ -116,12 +137,16 @@ class ParseFilesTest(absltest.TestCase):
 
   def test_json_records_match_the_library(self):
     out = self._out("events.json")
-    summary = parse_features.parse_files(self.checkpoint, self.features, out, batch_size=2, threshold=0.45)  # padded
+    summary = parse_features.parse_files(
+        self.checkpoint, self.features, out, batch_size=2, threshold=0.45
+    )  # padded
     self.assertIn(f"parsed {NUM_CLIPS} clips", summary)
     with open(out) as f:
       records = json.load(f)
     self._check_schema(records, gate=0.45)
-    expected = self.parser.parse(self.inputs["audio"], self.inputs["frames"], self.inputs["motion"], threshold=0.45)
+    expected = self.parser.parse(
+        self.inputs["audio"], self.inputs["frames"], self.inputs["motion"], threshold=0.45
+    )
     for record, clip_events in zip(records, expected):
       self.assertEventsEqual(record["events"], clip_events)
     self.assertTrue(any(r["events"] for r in records))
@@ -129,13 +154,18 @@ class ParseFilesTest(absltest.TestCase):
   def test_seed_of_a_multi_seed_checkpoint(self):
     seeds_checkpoint = _fixture().seeds_checkpoint
     records = {}
-    for name, path, seed in (("alone", self.checkpoint, None), ("replica", seeds_checkpoint, 5),
-                             ("ensemble", seeds_checkpoint, None)):
+    for name, path, seed in (
+        ("alone", self.checkpoint, None),
+        ("replica", seeds_checkpoint, 5),
+        ("ensemble", seeds_checkpoint, None),
+    ):
       out = self._out(f"{name}.json")
       parse_features.parse_files(path, self.features, out, seed=seed)
       with open(out) as f:
         records[name] = json.load(f)
-    for got, expected in zip(records["replica"], records["alone"]):  # replica seed 5 is the one-model checkpoint
+    for got, expected in zip(
+        records["replica"], records["alone"]
+    ):  # replica seed 5 is the one-model checkpoint
       self.assertEventsEqual(got["events"], expected["events"])
     ensemble = avvp_jax.load_parser(seeds_checkpoint)
     self.assertEqual(ensemble.seeds, [5, 6])
@@ -163,42 +193,76 @@ class ParseFilesTest(absltest.TestCase):
   def test_class_thresholds_change_only_that_class(self):
     low = {"Speech": 0.0}
     out = self._out("events.json")
-    parse_features.parse_files(self.checkpoint, self.features, out, threshold=low, gate_threshold=low)
+    parse_features.parse_files(
+        self.checkpoint, self.features, out, threshold=low, gate_threshold=low
+    )
     with open(out) as f:
       records = json.load(f)
     for record in records:  # with threshold 0, Speech is one whole-clip event per modality
-      speech = [(e["modality"], e["onset"], e["offset"]) for e in record["events"] if e["label"] == "Speech"]
-      self.assertEqual(speech, [("audio", 0.0, 10.0), ("visual", 0.0, 10.0), ("audio_visual", 0.0, 10.0)])
+      speech = [
+          (e["modality"], e["onset"], e["offset"])
+          for e in record["events"]
+          if e["label"] == "Speech"
+      ]
+      self.assertEqual(
+          speech, [("audio", 0.0, 10.0), ("visual", 0.0, 10.0), ("audio_visual", 0.0, 10.0)]
+      )
 
   def test_plot_is_a_png_of_the_expected_size(self):
     out, png = self._out("events.json"), self._out("timeline.png")
-    parse_features.parse_files(self.checkpoint, self.features, out, plot=png, plot_max=3, threshold=0.45)
+    parse_features.parse_files(
+        self.checkpoint, self.features, out, plot=png, plot_max=3, threshold=0.45
+    )
     with open(out) as f:
       records = json.load(f)
     truth = parse_features.ground_truth(None, "val")
-    clips = [{"clip": r["clip"], "events": r["events"],
-              "truth": events_lib.extract_events(*(x[None] for x in truth[r["clip"]]))[0]} for r in records[:3]]
+    clips = [
+        {
+            "clip": r["clip"],
+            "events": r["events"],
+            "truth": events_lib.extract_events(*(x[None] for x in truth[r["clip"]]))[0],
+        }
+        for r in records[:3]
+    ]
     self.assertEqual(_png_size(png), timelines.timeline_figure_size(clips))
     self.assertGreater(len(timelines._timeline_rows(clips[0])), 0)  # pylint: disable=protected-access
     plot_dir = self.create_tempdir().full_path
-    parse_features.parse_files(self.checkpoint, self.features, out, plot_dir=plot_dir, plot_clips=[self.clip_ids[1]],
-                      split="none")
+    parse_features.parse_files(
+        self.checkpoint,
+        self.features,
+        out,
+        plot_dir=plot_dir,
+        plot_clips=[self.clip_ids[1]],
+        split="none",
+    )
     self.assertEqual(os.listdir(plot_dir), [f"{self.clip_ids[1]}.png"])
     width, height = _png_size(os.path.join(plot_dir, f"{self.clip_ids[1]}.png"))
-    self.assertEqual(width, timelines.timeline_figure_size([{"clip": "x", "events": [], "truth": None}])[0])
+    self.assertEqual(
+        width, timelines.timeline_figure_size([{"clip": "x", "events": [], "truth": None}])[0]
+    )
     self.assertLess(width, _png_size(png)[0])  # no ground-truth column
 
   def test_npz_single_and_several_clips(self):
     single = self._out("one_clip.npz")
-    np.savez(single, audio=self.inputs["audio"][0], visual=self.inputs["frames"][0], motion=self.inputs["motion"][0])
+    np.savez(
+        single,
+        audio=self.inputs["audio"][0],
+        visual=self.inputs["frames"][0],
+        motion=self.inputs["motion"][0],
+    )
     out = self._out("one.json")
     parse_features.parse_files(self.checkpoint, single, out, threshold=0.45)
     with open(out) as f:
       (record,) = json.load(f)
     self.assertEqual(record["clip"], "one_clip")
     several = self._out("clips.npz")
-    np.savez(several, audio=self.inputs["audio"][:3], frames=self.inputs["frames"][:3],
-             motion=self.inputs["motion"][:3], clip_ids=np.array(self.clip_ids[:3]))
+    np.savez(
+        several,
+        audio=self.inputs["audio"][:3],
+        frames=self.inputs["frames"][:3],
+        motion=self.inputs["motion"][:3],
+        clip_ids=np.array(self.clip_ids[:3]),
+    )
     parse_features.parse_files(self.checkpoint, several, out, threshold=0.45)
     with open(out) as f:
       records = json.load(f)
@@ -212,12 +276,19 @@ class ParseFilesTest(absltest.TestCase):
     audio[2, 3] = np.nan
     np.savez(nan_npz, audio=audio, frames=self.inputs["frames"][0], motion=self.inputs["motion"][0])
     wrong_npz = self._out("wrong.npz")
-    np.savez(wrong_npz, audio=self.inputs["audio"][0][:, :64], frames=self.inputs["frames"][0],
-             motion=self.inputs["motion"][0])
+    np.savez(
+        wrong_npz,
+        audio=self.inputs["audio"][0][:, :64],
+        frames=self.inputs["frames"][0],
+        motion=self.inputs["motion"][0],
+    )
     no_motion_npz = self._out("no_motion.npz")
     np.savez(no_motion_npz, audio=self.inputs["audio"][0], frames=self.inputs["frames"][0])
     cases = [
-        (dict(features=self.features, clips=["Missing0000"]), "Missing0000.npy' of clip Missing0000 is missing"),
+        (
+            dict(features=self.features, clips=["Missing0000"]),
+            "Missing0000.npy' of clip Missing0000 is missing",
+        ),
         (dict(features=nan_npz), "audio holds NaN"),
         (dict(features=wrong_npz), "audio has feature width 64"),
         (dict(features=no_motion_npz), "no motion array"),
@@ -244,14 +315,27 @@ class LauncherTest(absltest.TestCase):
     cls.fixture = _fixture()
 
   def _run(self, *flags):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "launch", "parse.py"), *flags], capture_output=True,
-                          text=True, env=_env(), cwd=ROOT, timeout=240, check=False)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "launch", "parse.py"), *flags],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        timeout=240,
+        check=False,
+    )
 
   def test_run_writes_json_and_plot(self):
     tmp = self.create_tempdir().full_path
     out, png = os.path.join(tmp, "events.json"), os.path.join(tmp, "timeline.png")
-    result = self._run(f"--checkpoint={self.fixture.checkpoint}", f"--features={self.fixture.features}",
-                       f"--out={out}", f"--plot={png}", "--plot_max=2", "--class_thresholds=Speech=0.4,Dog=0.6")
+    result = self._run(
+        f"--checkpoint={self.fixture.checkpoint}",
+        f"--features={self.fixture.features}",
+        f"--out={out}",
+        f"--plot={png}",
+        "--plot_max=2",
+        "--class_thresholds=Speech=0.4,Dog=0.6",
+    )
     self.assertEqual(result.returncode, 0, result.stderr[-2000:])
     self.assertIn(f"parsed {NUM_CLIPS} clips", result.stdout)
     with open(out) as f:
@@ -266,17 +350,24 @@ class LauncherTest(absltest.TestCase):
     self.assertRegex(lines[0], pattern)
 
   def test_unknown_checkpoint(self):
-    result = self._run("--checkpoint=/nonexistent/ckpt", f"--features={self.fixture.features}",
-                       f"--out={self.create_tempdir().full_path}/e.json")
+    result = self._run(
+        "--checkpoint=/nonexistent/ckpt",
+        f"--features={self.fixture.features}",
+        f"--out={self.create_tempdir().full_path}/e.json",
+    )
     self.assertOneErrorLine(result, "Checkpoint path .* does not exist")
 
   def test_missing_feature_file_and_bad_threshold(self):
     out = f"--out={self.create_tempdir().full_path}/e.json"
     common = (f"--checkpoint={self.fixture.checkpoint}", f"--features={self.fixture.features}", out)
-    self.assertOneErrorLine(self._run(*common, "--clips=Missing0000"), "Missing0000.npy.* is missing")
+    self.assertOneErrorLine(
+        self._run(*common, "--clips=Missing0000"), "Missing0000.npy.* is missing"
+    )
     self.assertOneErrorLine(self._run(*common, "--class_thresholds=Speech:0.4"), "not CLASS=VALUE")
-    self.assertOneErrorLine(self._run(*common, "--seed=3"), r"seed=3 is not a replica of this run, which trained "
-                            r"seed 0 only")
+    self.assertOneErrorLine(
+        self._run(*common, "--seed=3"),
+        r"seed=3 is not a replica of this run, which trained " r"seed 0 only",
+    )
 
 
 if __name__ == "__main__":

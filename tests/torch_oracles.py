@@ -1,5 +1,6 @@
 """PyTorch transcriptions shared by the converter tests (the `parity` extra): independent oracles of the
-official forwards, written with the official parameter names so a random state_dict maps one to one."""
+official forwards, written with the official parameter names so a random state_dict maps one to one.
+"""
 
 import math
 
@@ -10,7 +11,8 @@ from torch.nn import functional as F
 
 class HANLayer(nn.Module):
   """The official HAN layer (AVVP-ECCV20 `HANLayer`, as JoMoLD and VALOR's post-norm branch keep it): cross-modal
-  and self attention summed into one residual, then a feed-forward block, both post-norm. Inputs `[B, T, D]`."""
+  and self attention summed into one residual, then a feed-forward block, both post-norm. Inputs `[B, T, D]`.
+  """
 
   def __init__(self, d_model=512, nhead=1, dim_feedforward=512, dropout=0.1):
     super().__init__()
@@ -20,14 +22,20 @@ class HANLayer(nn.Module):
     self.dropout = nn.Dropout(dropout)
     self.linear2 = nn.Linear(dim_feedforward, d_model)
     self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-    self.dropout11, self.dropout12, self.dropout2 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
+    self.dropout11, self.dropout12, self.dropout2 = (
+        nn.Dropout(dropout),
+        nn.Dropout(dropout),
+        nn.Dropout(dropout),
+    )
 
   def forward(self, src_q, src_v):
     src_q, src_v = src_q.permute(1, 0, 2), src_v.permute(1, 0, 2)
     src1 = self.cm_attn(src_q, src_v, src_v)[0]
     src2 = self.self_attn(src_q, src_q, src_q)[0]
     src_q = self.norm1(src_q + self.dropout11(src1) + self.dropout12(src2))
-    src_q = self.norm2(src_q + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(src_q))))))
+    src_q = self.norm2(
+        src_q + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(src_q)))))
+    )
     return src_q.permute(1, 0, 2)
 
 

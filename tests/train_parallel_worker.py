@@ -21,7 +21,10 @@ sys.path.insert(0, ROOT)
 
 NUM_STEPS = 3
 GLOBAL_BATCH = 8
-SEEDS = (5, 6)  # the multi-seed runs' replicas (not starting at 0, so seed and replica index differ)
+SEEDS = (
+    5,
+    6,
+)  # the multi-seed runs' replicas (not starting at 0, so seed and replica index differ)
 
 
 def make_config(name: str = "han", optimizer: str = "sgd"):
@@ -34,6 +37,7 @@ def make_config(name: str = "han", optimizer: str = "sgd"):
   all-reduce is wrong.
   """
   import importlib  # pylint: disable=g-import-not-at-top
+
   config = importlib.import_module(f"configs.{name}").get_config("tiny")
   config.unlock()
   config.batch_size = GLOBAL_BATCH
@@ -49,20 +53,30 @@ def global_batches(config, seeds=(0,), num_steps: int = NUM_STEPS, batch_size: i
   Replica s's rows depend only on its seed, so a 1-seed run of seed k sees replica k's batches.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   per_seed = [_seed_batches(config, seed, num_steps, batch_size) for seed in seeds]
-  return [{key: np.stack([batches[step][key] for batches in per_seed]) for key in per_seed[0][step]}
-          for step in range(num_steps)]
+  return [
+      {key: np.stack([batches[step][key] for batches in per_seed]) for key in per_seed[0][step]}
+      for step in range(num_steps)
+  ]
 
 
 def _seed_batches(config, seed, num_steps, batch_size):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+
   rng = np.random.default_rng([1234, seed])
-  shapes = {key: x.shape[1:] for key, x in zip(("audio", "frames", "motion"), state_lib.dummy_inputs(config))
-            if x is not None}
+  shapes = {
+      key: x.shape[1:]
+      for key, x in zip(("audio", "frames", "motion"), state_lib.dummy_inputs(config))
+      if x is not None
+  }
   batches = []
   for step in range(num_steps):
-    batch = {key: rng.normal(size=(batch_size, *shape)).astype(np.float32) for key, shape in shapes.items()}
+    batch = {
+        key: rng.normal(size=(batch_size, *shape)).astype(np.float32)
+        for key, shape in shapes.items()
+    }
     batch["label"] = (rng.random((batch_size, 25)) < 0.15).astype(np.float32)
     batch["label"][:, step % 25] = 1.0
     batch["index"] = np.arange(step * batch_size, (step + 1) * batch_size, dtype=np.int32)
@@ -80,6 +94,7 @@ def run_steps(config, mesh, host_slice=slice(None), seeds=(0,)):
   from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
   from avvp_jax import sharding  # pylint: disable=g-import-not-at-top
   from avvp_jax import train  # pylint: disable=g-import-not-at-top
+
   model = state_lib.build_model(config)
   tx, _ = state_lib.make_optimizer(config, steps_per_epoch=2)
   state, abstract_state = state_lib.create_train_state(config, model, tx, mesh, seeds)
@@ -95,7 +110,11 @@ def run_steps(config, mesh, host_slice=slice(None), seeds=(0,)):
 
 def _flat(params):
   import jax  # pylint: disable=g-import-not-at-top
-  return {jax.tree_util.keystr(path): value for path, value in jax.tree_util.tree_leaves_with_path(params)}
+
+  return {
+      jax.tree_util.keystr(path): value
+      for path, value in jax.tree_util.tree_leaves_with_path(params)
+  }
 
 
 def main() -> None:
@@ -109,21 +128,29 @@ def main() -> None:
 
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   if args.mode == "multihost":
     jax.config.update("jax_num_cpu_devices", 2)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{args.port}", num_processes=2,
-                               process_id=args.process_id)
+    jax.distributed.initialize(
+        coordinator_address=f"127.0.0.1:{args.port}", num_processes=2, process_id=args.process_id
+    )
   from avvp_jax import sharding  # pylint: disable=g-import-not-at-top
 
   config = make_config(args.config)
   if args.mode == "devices":
     assert jax.device_count() == 8, jax.devices()
-    runs = {"one": dict(mesh=sharding.make_mesh(jax.devices()[:1])),
-            "eight": dict(mesh=sharding.make_mesh()),
-            "seeds_one": dict(mesh=sharding.make_mesh(jax.devices()[:1], num_seeds=len(SEEDS)), seeds=SEEDS),
-            "seeds_eight": dict(mesh=sharding.make_mesh(num_seeds=len(SEEDS)), seeds=SEEDS)}
-    assert dict(runs["seeds_eight"]["mesh"].shape) == {"seed": 2, "data": 4}, runs["seeds_eight"]["mesh"]
+    runs = {
+        "one": dict(mesh=sharding.make_mesh(jax.devices()[:1])),
+        "eight": dict(mesh=sharding.make_mesh()),
+        "seeds_one": dict(
+            mesh=sharding.make_mesh(jax.devices()[:1], num_seeds=len(SEEDS)), seeds=SEEDS
+        ),
+        "seeds_eight": dict(mesh=sharding.make_mesh(num_seeds=len(SEEDS)), seeds=SEEDS),
+    }
+    assert dict(runs["seeds_eight"]["mesh"].shape) == {"seed": 2, "data": 4}, runs["seeds_eight"][
+        "mesh"
+    ]
     arrays = {}
     for name, kwargs in runs.items():
       params, losses = run_steps(config, **kwargs)
@@ -131,7 +158,10 @@ def main() -> None:
       arrays[f"{name}_losses"] = losses
     np.savez(args.out, **arrays)
   else:
-    assert jax.process_count() == 2 and jax.device_count() == 4, (jax.process_count(), jax.devices())
+    assert jax.process_count() == 2 and jax.device_count() == 4, (
+        jax.process_count(),
+        jax.devices(),
+    )
     per_host = GLOBAL_BATCH // jax.process_count()
     rows = slice(jax.process_index() * per_host, (jax.process_index() + 1) * per_host)
     mesh = sharding.make_mesh(num_seeds=len(SEEDS))

@@ -44,8 +44,11 @@ def tiny_config(**overrides):
 def _env() -> dict[str, str]:
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)
-  env.update(PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="2",
-             JAX_PLATFORMS="cpu")
+  env.update(
+      PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
+      TF_CPP_MIN_LOG_LEVEL="2",
+      JAX_PLATFORMS="cpu",
+  )
   return env
 
 
@@ -69,21 +72,33 @@ def _latest_params(workdir, which="latest"):
 
 def _event_tags(folder):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   events = glob.glob(os.path.join(folder, "events.out.tfevents.*"))
   assert len(events) == 1, (folder, events)
-  return {value.tag for event in tf.compat.v1.train.summary_iterator(events[0]) for value in event.summary.value}
+  return {
+      value.tag
+      for event in tf.compat.v1.train.summary_iterator(events[0])
+      for value in event.summary.value
+  }
 
 
 class ScheduleTest(absltest.TestCase):
 
   def test_step_decay_matches_per_epoch_steplr(self):
-    config = tiny_config(**{"optimizer.learning_rate": 3e-4, "optimizer.decay_every_epochs": 10,
-                            "optimizer.decay_factor": 0.1})
+    config = tiny_config(
+        **{
+            "optimizer.learning_rate": 3e-4,
+            "optimizer.decay_every_epochs": 10,
+            "optimizer.decay_factor": 0.1,
+        }
+    )
     schedule = state_lib.learning_rate_schedule(config, steps_per_epoch=7)
     # PyTorch StepLR(10, 0.1) stepped after each epoch: epochs 0-9 at 3e-4, 10-19 at 3e-5, ...
     for epoch, expected in ((0, 3e-4), (9, 3e-4), (10, 3e-5), (19, 3e-5), (20, 3e-6)):
       for step in (epoch * 7, epoch * 7 + 6):
-        self.assertAlmostEqual(float(schedule(step)), expected, delta=expected * 1e-5, msg=(epoch, step))
+        self.assertAlmostEqual(
+            float(schedule(step)), expected, delta=expected * 1e-5, msg=(epoch, step)
+        )
 
   def test_constant_without_decay(self):
     config = tiny_config(**{"optimizer.decay_every_epochs": 0})
@@ -102,8 +117,11 @@ class TrainStepTest(absltest.TestCase):
     step_fn = train.jit_train_step(train.make_train_step(config, model, tx), mesh, abstract)
     audio, frames, motion = state_lib.dummy_inputs(config, batch_size=config.batch_size)
     rng = np.random.default_rng(0)
-    batch = {"audio": rng.normal(size=audio.shape), "frames": rng.normal(size=frames.shape),
-             "label": (rng.random((config.batch_size, 25)) < 0.2)}
+    batch = {
+        "audio": rng.normal(size=audio.shape),
+        "frames": rng.normal(size=frames.shape),
+        "label": (rng.random((config.batch_size, 25)) < 0.2),
+    }
     if motion is not None:
       batch["motion"] = rng.normal(size=motion.shape)
     batch = {k: np.asarray(v, np.float32)[None] for k, v in batch.items()}  # one seed: [1, B, ...]
@@ -117,28 +135,39 @@ class TrainStepTest(absltest.TestCase):
     self.assertEqual(state.step.tolist(), [1])
     for leaf in jax.tree.leaves(state.params):
       self.assertEqual(leaf.dtype, np.float32)
-    changed = [not np.array_equal(a, np.asarray(b)) for a, b in zip(jax.tree.leaves(before),
-                                                                     jax.tree.leaves(state.params))]
+    changed = [
+        not np.array_equal(a, np.asarray(b))
+        for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state.params))
+    ]
     self.assertTrue(any(changed))
 
   def test_synthetic_recipe_and_pseudo_label_checks(self):
     from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
     from configs import leap  # pylint: disable=g-import-not-at-top
+
     config = leap.get_config("tiny")
-    resolved = state_lib.resolve_config(config)  # the synthetic recipe: learned label table, its learning rate
+    resolved = state_lib.resolve_config(
+        config
+    )  # the synthetic recipe: learned label table, its learning rate
     self.assertEqual(resolved.model.leap.label_embeddings, "learned")
     self.assertEqual(state_lib.peak_learning_rate(resolved), 3e-4)
     chosen = config.copy_and_resolve_references()
-    chosen.model.leap.label_embeddings = "/some/table.npy"  # an explicit table (e.g. a converted LEAP's) is kept
-    self.assertEqual(state_lib.resolve_config(chosen).model.leap.label_embeddings, "/some/table.npy")
+    chosen.model.leap.label_embeddings = (
+        "/some/table.npy"  # an explicit table (e.g. a converted LEAP's) is kept
+    )
+    self.assertEqual(
+        state_lib.resolve_config(chosen).model.leap.label_embeddings, "/some/table.npy"
+    )
     config.data.features_dir = self.create_tempdir().full_path  # real features: the paper's recipe
     config.data.pseudo_labels = config.data.features_dir
     resolved = state_lib.resolve_config(config)
     self.assertEqual(resolved.model.leap.label_embeddings, "packaged")
     self.assertEqual(state_lib.peak_learning_rate(resolved), 1e-4)
     config.data.pseudo_labels = ""
-    with self.assertRaisesRegex(InputError, "config.loss.audio_pseudo_labels is True but config.data.pseudo_labels "
-                                "is empty"):
+    with self.assertRaisesRegex(
+        InputError,
+        "config.loss.audio_pseudo_labels is True but config.data.pseudo_labels " "is empty",
+    ):
       state_lib.resolve_config(config)
     for flag in ("audio_pseudo_labels", "visual_pseudo_labels", "avss_from_pseudo_labels"):
       config.loss[flag] = False
@@ -149,6 +178,7 @@ class TrainStepTest(absltest.TestCase):
 
   def test_unknown_compute_dtype_is_input_error(self):
     from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+
     with self.assertRaisesRegex(InputError, "compute_dtype"):
       state_lib.resolve_config(tiny_config(compute_dtype="float8"))
 
@@ -168,7 +198,9 @@ class TrainAndEvaluateTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())  # fresh: a reused workdir resumes
+    cls.root = tempfile.mkdtemp(
+        dir=absltest.get_default_test_tmpdir()
+    )  # fresh: a reused workdir resumes
     cls.config = tiny_config(num_epochs=2, synthetic_num_epochs=2, **SGD)
     cls.workdir = os.path.join(cls.root, "uninterrupted")
     cls.scores = train.train_and_evaluate(cls.config, cls.workdir)
@@ -182,6 +214,7 @@ class TrainAndEvaluateTest(absltest.TestCase):
 
   def test_run_writes_config_checkpoints_and_summaries(self):
     from avvp_jax import metrics  # pylint: disable=g-import-not-at-top
+
     for key in metrics.KEYS:
       self.assertBetween(self.scores[key], 0.0, 100.0)
     self.assertTrue(os.path.isfile(os.path.join(self.workdir, "config.json")))
@@ -190,7 +223,9 @@ class TrainAndEvaluateTest(absltest.TestCase):
     step, _ = _latest_params(self.workdir)
     self.assertEqual(step, 2 * self.steps_per_epoch)
     self.assertIsNotNone(checkpoint.find_state_checkpoint(self.workdir, which="best"))
-    self.assertContainsSubset({"train/loss", "train/learning_rate", "val/segment/type"}, _event_tags(self.workdir))
+    self.assertContainsSubset(
+        {"train/loss", "train/learning_rate", "val/segment/type"}, _event_tags(self.workdir)
+    )
     self.assertNotIn("std", self.scores)  # one seed: its own scores, as before seeds existed
     self.assertIn("per_class", self.scores)
     self.assertFalse(os.path.exists(os.path.join(self.workdir, "seed_0")))
@@ -201,46 +236,79 @@ class TrainAndEvaluateTest(absltest.TestCase):
       _, stacked = _latest_params(self.seeds_workdir, which)
       for k, workdir in enumerate((self.workdir, self.seed1_workdir)):
         _, alone = _latest_params(workdir, which)
-        for path, a, b in zip(jax.tree_util.tree_leaves_with_path(alone), jax.tree.leaves(alone),
-                              jax.tree.leaves(stacked)):
+        for path, a, b in zip(
+            jax.tree_util.tree_leaves_with_path(alone),
+            jax.tree.leaves(alone),
+            jax.tree.leaves(stacked),
+        ):
           self.assertEqual(a.shape[0], 1)
-          np.testing.assert_allclose(b[k], a[0], rtol=1e-5, atol=1e-5,
-                                     err_msg=f"{which} replica {k}: {jax.tree_util.keystr(path[0])}")
+          np.testing.assert_allclose(
+              b[k],
+              a[0],
+              rtol=1e-5,
+              atol=1e-5,
+              err_msg=f"{which} replica {k}: {jax.tree_util.keystr(path[0])}",
+          )
     for k, alone in enumerate((self.scores, self.seed1_scores)):
       for key in metrics_keys():
-        self.assertAlmostEqual(self.seeds_scores["per_seed"][k][key], alone[key], delta=1e-4, msg=(k, key))
+        self.assertAlmostEqual(
+            self.seeds_scores["per_seed"][k][key], alone[key], delta=1e-4, msg=(k, key)
+        )
     _, seed0 = _latest_params(self.workdir)
     _, seed1 = _latest_params(self.seed1_workdir)
-    self.assertFalse(np.allclose(seed0["decoder"]["fc_prob"]["kernel"], seed1["decoder"]["fc_prob"]["kernel"]))
+    self.assertFalse(
+        np.allclose(seed0["decoder"]["fc_prob"]["kernel"], seed1["decoder"]["fc_prob"]["kernel"])
+    )
     for key in metrics_keys():
-      self.assertAlmostEqual(self.seeds_scores[key], (self.scores[key] + self.seed1_scores[key]) / 2, delta=1e-4)
+      self.assertAlmostEqual(
+          self.seeds_scores[key], (self.scores[key] + self.seed1_scores[key]) / 2, delta=1e-4
+      )
 
   def test_replicas_read_the_batches_of_their_seeds(self):
     together = run_data.prepare_run(state_lib.resolve_config(self.seeds_config))
-    alone = [run_data.prepare_run(state_lib.resolve_config(c)) for c in (self.config, self.seed1_config)]
+    alone = [
+        run_data.prepare_run(state_lib.resolve_config(c)) for c in (self.config, self.seed1_config)
+    ]
     for epoch in (0, 1):
-      for stacked, *single in zip(together.seed_train_batches([0, 1], epoch),
-                                  *(d.seed_train_batches([k], epoch) for k, d in enumerate(alone))):
+      for stacked, *single in zip(
+          together.seed_train_batches([0, 1], epoch),
+          *(d.seed_train_batches([k], epoch) for k, d in enumerate(alone)),
+      ):
         for key in ("index", "audio", "label"):
           for k in (0, 1):
-            np.testing.assert_array_equal(stacked[key][k], single[k][key][0], err_msg=f"{epoch} {key} {k}")
+            np.testing.assert_array_equal(
+                stacked[key][k], single[k][key][0], err_msg=f"{epoch} {key} {k}"
+            )
         self.assertFalse(np.array_equal(stacked["index"][0], stacked["index"][1]))
 
   def test_seed_summaries(self):
     root = _event_tags(self.seeds_workdir)
-    self.assertContainsSubset({"train/loss", "train/learning_rate", "val/segment/type"}, root)  # means
+    self.assertContainsSubset(
+        {"train/loss", "train/learning_rate", "val/segment/type"}, root
+    )  # means
     for seed in (0, 1):
-      self.assertContainsSubset({"train/loss", "val/segment/type"},
-                                _event_tags(os.path.join(self.seeds_workdir, f"seed_{seed}")))
+      self.assertContainsSubset(
+          {"train/loss", "val/segment/type"},
+          _event_tags(os.path.join(self.seeds_workdir, f"seed_{seed}")),
+      )
 
   def test_killed_and_resumed_two_seed_run_equals_uninterrupted_run_bit_for_bit(self):
     workdir = os.path.join(self.root, "killed")
     kill_after = self.steps_per_epoch + 1  # after epoch 1's checkpoint, inside epoch 2
-    command = [sys.executable, os.path.join(ROOT, "launch", "train.py"), "--config=configs/han.py:tiny",
-               f"--workdir={workdir}", "--config.num_epochs=2", "--config.synthetic_num_epochs=2",
-               "--config.num_seeds=2", f"--config.debug.kill_after_steps={kill_after}",
-               *(f"--config.{key}={value}" for key, value in SGD.items())]
-    result = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    command = [
+        sys.executable,
+        os.path.join(ROOT, "launch", "train.py"),
+        "--config=configs/han.py:tiny",
+        f"--workdir={workdir}",
+        "--config.num_epochs=2",
+        "--config.synthetic_num_epochs=2",
+        "--config.num_seeds=2",
+        f"--config.debug.kill_after_steps={kill_after}",
+        *(f"--config.{key}={value}" for key, value in SGD.items()),
+    ]
+    result = subprocess.run(
+        command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S
+    )
     self.assertEqual(result.returncode, -9, result.stderr[-3000:])  # SIGKILL: no clean shutdown
     self.assertEqual(checkpoint.Checkpointer(workdir).latest_step(), self.steps_per_epoch)
 
@@ -249,15 +317,20 @@ class TrainAndEvaluateTest(absltest.TestCase):
       step, resumed = _latest_params(workdir, which)
       expected_step, uninterrupted = _latest_params(self.seeds_workdir, which)
       self.assertEqual(step, expected_step)
-      for path, a, b in zip(jax.tree_util.tree_leaves_with_path(uninterrupted), jax.tree.leaves(uninterrupted),
-                            jax.tree.leaves(resumed)):
+      for path, a, b in zip(
+          jax.tree_util.tree_leaves_with_path(uninterrupted),
+          jax.tree.leaves(uninterrupted),
+          jax.tree.leaves(resumed),
+      ):
         np.testing.assert_array_equal(b, a, err_msg=f"{which} {jax.tree_util.keystr(path[0])}")
     self.assertEqual(resumed_scores, self.seeds_scores)
 
   def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(self):
     workdir = os.path.join(self.root, "nan")
     bad_step = self.steps_per_epoch + 1
-    config = tiny_config(num_epochs=2, synthetic_num_epochs=2, **SGD, **{"debug.nan_loss_at_step": bad_step})
+    config = tiny_config(
+        num_epochs=2, synthetic_num_epochs=2, **SGD, **{"debug.nan_loss_at_step": bad_step}
+    )
     with self.assertRaisesRegex(train.NonFiniteLossError, rf"at step {bad_step} .*clips \[\S+"):
       train.train_and_evaluate(config, workdir)
     step, params = _latest_params(workdir)
@@ -268,6 +341,7 @@ class TrainAndEvaluateTest(absltest.TestCase):
 
 def metrics_keys():
   from avvp_jax import metrics  # pylint: disable=g-import-not-at-top
+
   return metrics.KEYS
 
 
@@ -281,25 +355,39 @@ class LauncherTest(absltest.TestCase):
     self.assertLen([line for line in lines if line.startswith("error:")], 1, stderr)
 
   def _run(self, *flags):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "launch", "train.py"), *flags], cwd=ROOT,
-                          env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "launch", "train.py"), *flags],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
 
   def test_missing_features_dir_is_one_line_error(self):
     workdir = self.create_tempdir().full_path
-    result = self._run("--config=configs/han.py:tiny", f"--workdir={workdir}",
-                       "--config.data.features_dir=/nonexistent/llp_features")
+    result = self._run(
+        "--config=configs/han.py:tiny",
+        f"--workdir={workdir}",
+        "--config.data.features_dir=/nonexistent/llp_features",
+    )
     self.assertEqual(result.returncode, 2, result.stderr[-3000:])
     self.assertOneErrorLine(result.stderr, r"^error: .*features_dir.*/nonexistent/llp_features")
 
   def test_misspelt_config_field_is_one_line_error(self):
-    result = self._run("--config=configs/han.py:tiny", "--config.optimizer.learnin_rate=1e-4",
-                       f"--workdir={self.create_tempdir().full_path}")
+    result = self._run(
+        "--config=configs/han.py:tiny",
+        "--config.optimizer.learnin_rate=1e-4",
+        f"--workdir={self.create_tempdir().full_path}",
+    )
     self.assertNotEqual(result.returncode, 0)
     self.assertOneErrorLine(result.stderr, r"^error: .*learnin_rate")
 
   def test_default_workdir(self):
     self.assertEqual(cli.default_workdir("configs/leap.py"), os.path.join(".", "workdir", "leap"))
-    self.assertEqual(cli.default_workdir("configs/leap.py:tiny"), os.path.join(".", "workdir", "leap_tiny"))
+    self.assertEqual(
+        cli.default_workdir("configs/leap.py:tiny"), os.path.join(".", "workdir", "leap_tiny")
+    )
 
 
 if __name__ == "__main__":

@@ -35,10 +35,31 @@ import numpy as np
 from avvp_jax.errors import InputError
 
 CLASSES = (
-    "Speech", "Car", "Cheering", "Dog", "Cat", "Frying_(food)", "Basketball_bounce", "Fire_alarm",
-    "Chainsaw", "Cello", "Banjo", "Singing", "Chicken_rooster", "Violin_fiddle", "Vacuum_cleaner",
-    "Baby_laughter", "Accordion", "Lawn_mower", "Motorcycle", "Helicopter", "Acoustic_guitar",
-    "Telephone_bell_ringing", "Baby_cry_infant_cry", "Blender", "Clapping",
+    "Speech",
+    "Car",
+    "Cheering",
+    "Dog",
+    "Cat",
+    "Frying_(food)",
+    "Basketball_bounce",
+    "Fire_alarm",
+    "Chainsaw",
+    "Cello",
+    "Banjo",
+    "Singing",
+    "Chicken_rooster",
+    "Violin_fiddle",
+    "Vacuum_cleaner",
+    "Baby_laughter",
+    "Accordion",
+    "Lawn_mower",
+    "Motorcycle",
+    "Helicopter",
+    "Acoustic_guitar",
+    "Telephone_bell_ringing",
+    "Baby_cry_infant_cry",
+    "Blender",
+    "Clapping",
 )
 NUM_CLASSES = len(CLASSES)  # 25
 NUM_SECONDS = 10  # every LLP clip is 10 one-second segments
@@ -75,8 +96,10 @@ def resolve_labels_dir(labels_dir: str | pathlib.Path | None) -> pathlib.Path:
     return default_labels_dir()
   path = pathlib.Path(labels_dir).expanduser()
   if not path.is_dir():
-    raise InputError(f"labels_dir {str(path)!r} is not a folder: point --config.data.labels_dir at the "
-                     "folder holding the AVVP_*.csv files, or leave it empty for the packaged ones.")
+    raise InputError(
+        f"labels_dir {str(path)!r} is not a folder: point --config.data.labels_dir at the "
+        "folder holding the AVVP_*.csv files, or leave it empty for the packaged ones."
+    )
   return path
 
 
@@ -103,8 +126,10 @@ def parse_class_list(text: str, *, where: str) -> np.ndarray:
   for name in text.split(","):
     name = name.strip()
     if name not in CLASS_INDEX:
-      raise InputError(f"{where}: unknown class name {name!r}; the 25 LLP classes are "
-                       f"{', '.join(CLASSES)} (fix the label or the file).")
+      raise InputError(
+          f"{where}: unknown class name {name!r}; the 25 LLP classes are "
+          f"{', '.join(CLASSES)} (fix the label or the file)."
+      )
     vector[CLASS_INDEX[name]] = 1.0
   return vector
 
@@ -112,21 +137,27 @@ def parse_class_list(text: str, *, where: str) -> np.ndarray:
 def _read_rows(path: pathlib.Path, columns: tuple[str, ...]) -> list[tuple[int, list[str]]]:
   """Reads a tab-separated file with a header; returns (line number, fields) per data row."""
   if not path.exists():
-    raise InputError(f"annotation file {str(path)!r} is missing: the labels folder must hold "
-                     f"{', '.join(sorted(list(SPLIT_FILES.values()) + list(DENSE_FILES.values())))}.")
+    raise InputError(
+        f"annotation file {str(path)!r} is missing: the labels folder must hold "
+        f"{', '.join(sorted(list(SPLIT_FILES.values()) + list(DENSE_FILES.values())))}."
+    )
   with open(path, newline="") as f:
     rows = list(csv.reader(f, delimiter="\t"))
   if not rows or tuple(field.strip() for field in rows[0]) != columns:
     found = rows[0] if rows else "nothing"
-    raise InputError(f"{path}:1: expected the tab-separated header {'<TAB>'.join(columns)!r}, found "
-                     f"{found!r}; use the official LLP annotation files.")
+    raise InputError(
+        f"{path}:1: expected the tab-separated header {'<TAB>'.join(columns)!r}, found "
+        f"{found!r}; use the official LLP annotation files."
+    )
   out = []
   for line_number, fields in enumerate(rows[1:], start=2):
     if not fields or all(not field.strip() for field in fields):
       continue  # blank lines (e.g. a trailing newline) carry nothing
     if len(fields) != len(columns):
-      raise InputError(f"{path}:{line_number}: malformed row {'<TAB>'.join(fields)!r}: expected "
-                       f"{len(columns)} tab-separated fields ({', '.join(columns)}).")
+      raise InputError(
+          f"{path}:{line_number}: malformed row {'<TAB>'.join(fields)!r}: expected "
+          f"{len(columns)} tab-separated fields ({', '.join(columns)})."
+      )
     out.append((line_number, [field.strip() for field in fields]))
   return out
 
@@ -143,10 +174,14 @@ def read_weak_labels(path: str | pathlib.Path) -> tuple[tuple[str, ...], np.ndar
   for line_number, (filename, event_labels) in _read_rows(path, ("filename", "event_labels")):
     where = f"{path}:{line_number} (clip {filename})"
     if not _FILENAME_RE.match(filename):
-      raise InputError(f"{where}: malformed filename {filename!r}; expected '<11-char YouTube id>_<start>_"
-                       "<end>' as in the official files.")
+      raise InputError(
+          f"{where}: malformed filename {filename!r}; expected '<11-char YouTube id>_<start>_"
+          "<end>' as in the official files."
+      )
     if filename in seen:
-      raise InputError(f"{where}: clip listed twice (first at line {seen[filename]}); remove one row.")
+      raise InputError(
+          f"{where}: clip listed twice (first at line {seen[filename]}); remove one row."
+      )
     seen[filename] = line_number
     filenames.append(filename)
     labels.append(parse_class_list(event_labels, where=where))
@@ -157,6 +192,7 @@ def read_weak_labels(path: str | pathlib.Path) -> tuple[tuple[str, ...], np.ndar
 @dataclasses.dataclass(frozen=True)
 class DenseEvent:
   """One row of a dense annotation file."""
+
   filename: str
   onset: int  # first second of the event
   offset: int  # one past its last second
@@ -164,7 +200,9 @@ class DenseEvent:
   line: int  # line number in the file, for messages
 
 
-def read_dense_events(path: str | pathlib.Path, *, legacy_annotations: bool = False) -> list[DenseEvent]:
+def read_dense_events(
+    path: str | pathlib.Path, *, legacy_annotations: bool = False
+) -> list[DenseEvent]:
   """Reads `AVVP_eval_{audio,visual}.csv`, checking every row.
 
   Rows with onset >= offset are kept: they set no second, as the official code's `gt[c, onset:offset] = 1`
@@ -177,7 +215,8 @@ def read_dense_events(path: str | pathlib.Path, *, legacy_annotations: bool = Fa
   path = pathlib.Path(path)
   events = []
   for line_number, (filename, onset_text, offset_text, label) in _read_rows(
-      path, ("filename", "onset", "offset", "event_labels")):
+      path, ("filename", "onset", "offset", "event_labels")
+  ):
     where = f"{path}:{line_number} (clip {filename})"
     if filename in CLASS_INDEX or "`" in filename:
       if legacy_annotations:
@@ -188,18 +227,24 @@ def read_dense_events(path: str | pathlib.Path, *, legacy_annotations: bool = Fa
           "JfZEqeLZqWk_30_40 with a class in the filename column, a stray backtick after "
           "KvIjsmANkxI_10_20), which the official evaluation silently drops. Use the corrected files "
           "(the packaged default), or set --config.data.legacy_annotations=True to score as older papers "
-          "did.")
+          "did."
+      )
     try:
       onset, offset = int(onset_text), int(offset_text)
     except ValueError:
-      raise InputError(f"{where}: onset/offset {onset_text!r}/{offset_text!r} are not integer seconds; "
-                       "fix the row.") from None
+      raise InputError(
+          f"{where}: onset/offset {onset_text!r}/{offset_text!r} are not integer seconds; "
+          "fix the row."
+      ) from None
     if not 0 <= onset <= NUM_SECONDS or not 0 <= offset <= NUM_SECONDS:
-      raise InputError(f"{where}: interval [{onset}, {offset}) lies outside the clip's 0..{NUM_SECONDS} "
-                       "seconds; fix the row.")
+      raise InputError(
+          f"{where}: interval [{onset}, {offset}) lies outside the clip's 0..{NUM_SECONDS} "
+          "seconds; fix the row."
+      )
     if label not in CLASS_INDEX:
-      raise InputError(f"{where}: unknown class name {label!r}; the 25 LLP classes are "
-                       f"{', '.join(CLASSES)}.")
+      raise InputError(
+          f"{where}: unknown class name {label!r}; the 25 LLP classes are " f"{', '.join(CLASSES)}."
+      )
     events.append(DenseEvent(filename, onset, offset, CLASS_INDEX[label], line_number))
   return events
 
@@ -207,16 +252,19 @@ def read_dense_events(path: str | pathlib.Path, *, legacy_annotations: bool = Fa
 @dataclasses.dataclass
 class AnnotationReport:
   """Counts of the real files' quirks met while building dense labels (all tolerated, as officially)."""
+
   rows_outside_splits: int = 0  # dense rows of clips in no evaluated split: ignored
   labels_outside_weak: int = 0  # dense rows whose class is not in the clip's weak labels: kept
   empty_intervals: int = 0  # onset == offset: no second set
   inverted_intervals: int = 0  # onset > offset: no second set (the official slice is empty)
 
   def describe(self) -> str:
-    return (f"{self.rows_outside_splits} dense rows of clips outside val/test ignored, "
-            f"{self.labels_outside_weak} dense rows with a class outside the weak labels kept, "
-            f"{self.empty_intervals} empty intervals (onset == offset), "
-            f"{self.inverted_intervals} inverted intervals (onset > offset) set no second")
+    return (
+        f"{self.rows_outside_splits} dense rows of clips outside val/test ignored, "
+        f"{self.labels_outside_weak} dense rows with a class outside the weak labels kept, "
+        f"{self.empty_intervals} empty intervals (onset == offset), "
+        f"{self.inverted_intervals} inverted intervals (onset > offset) set no second"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,6 +278,7 @@ class Split:
     audio_labels: `[N, T, C]` float32 dense audio labels, or None (train).
     visual_labels: `[N, T, C]` float32 dense visual labels, or None (train).
   """
+
   name: str
   filenames: tuple[str, ...]
   weak_labels: np.ndarray
@@ -251,9 +300,12 @@ class Split:
     return len(self.filenames)
 
 
-def dense_labels(filenames: tuple[str, ...], events: list[DenseEvent],
-                 report: AnnotationReport | None = None,
-                 weak_labels: np.ndarray | None = None) -> np.ndarray:
+def dense_labels(
+    filenames: tuple[str, ...],
+    events: list[DenseEvent],
+    report: AnnotationReport | None = None,
+    weak_labels: np.ndarray | None = None,
+) -> np.ndarray:
   """Dense `[N, T, C]` labels of `filenames` from dense events; events of other clips are ignored."""
   row = {f: i for i, f in enumerate(filenames)}
   labels = np.zeros((len(filenames), NUM_SECONDS, NUM_CLASSES), np.float32)
@@ -261,7 +313,7 @@ def dense_labels(filenames: tuple[str, ...], events: list[DenseEvent],
     i = row.get(event.filename)
     if i is None:
       continue
-    labels[i, event.onset:event.offset, event.class_index] = 1.0
+    labels[i, event.onset : event.offset, event.class_index] = 1.0
     if report is not None:
       report.empty_intervals += event.onset == event.offset
       report.inverted_intervals += event.onset > event.offset
@@ -271,15 +323,17 @@ def dense_labels(filenames: tuple[str, ...], events: list[DenseEvent],
 
 
 @functools.lru_cache(maxsize=16)
-def _load_split_cached(split: str, labels_dir: pathlib.Path, legacy_annotations: bool,
-                       mtimes: tuple[float, ...]) -> tuple[Split, AnnotationReport]:
+def _load_split_cached(
+    split: str, labels_dir: pathlib.Path, legacy_annotations: bool, mtimes: tuple[float, ...]
+) -> tuple[Split, AnnotationReport]:
   del mtimes  # part of the cache key only
   filenames, weak = read_weak_labels(labels_dir / SPLIT_FILES[split])
   report = AnnotationReport()
   if split == "train":
     return Split(split, filenames, weak), report
   evaluated = set(read_weak_labels(labels_dir / SPLIT_FILES["val"])[0]) | set(
-      read_weak_labels(labels_dir / SPLIT_FILES["test"])[0])
+      read_weak_labels(labels_dir / SPLIT_FILES["test"])[0]
+  )
   dense = {}
   for modality, name in DENSE_FILES.items():
     events = read_dense_events(labels_dir / name, legacy_annotations=legacy_annotations)
@@ -288,8 +342,9 @@ def _load_split_cached(split: str, labels_dir: pathlib.Path, legacy_annotations:
   return Split(split, filenames, weak, dense["audio"], dense["visual"]), report
 
 
-def load_split(split: str, labels_dir: str | pathlib.Path | None = None, *,
-               legacy_annotations: bool = False) -> tuple[Split, AnnotationReport]:
+def load_split(
+    split: str, labels_dir: str | pathlib.Path | None = None, *, legacy_annotations: bool = False
+) -> tuple[Split, AnnotationReport]:
   """Loads one split's annotations (dense labels for val and test).
 
   Args:
@@ -304,6 +359,8 @@ def load_split(split: str, labels_dir: str | pathlib.Path | None = None, *,
     raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
   directory = resolve_labels_dir(labels_dir).resolve()
   names = [SPLIT_FILES[s] for s in SPLITS] + list(DENSE_FILES.values())
-  mtimes = tuple((directory / n).stat().st_mtime if (directory / n).exists() else -1.0 for n in names)
+  mtimes = tuple(
+      (directory / n).stat().st_mtime if (directory / n).exists() else -1.0 for n in names
+  )
   split_data, report = _load_split_cached(split, directory, legacy_annotations, mtimes)
   return split_data, dataclasses.replace(report)

@@ -68,11 +68,15 @@ def check_layout(layout: str, frames: str = "pooled") -> None:
   """Raises InputError for an unknown layout or frames mode (the one check: the pipeline, the TFDS builder
   and the synthetic generator all call it)."""
   if layout not in LAYOUTS:
-    raise InputError(f"unknown feature layout {layout!r}: set --config.data.layout (or make_synthetic's --layout) "
-                     f"to one of {', '.join(LAYOUTS)}.")
+    raise InputError(
+        f"unknown feature layout {layout!r}: set --config.data.layout (or make_synthetic's --layout) "
+        f"to one of {', '.join(LAYOUTS)}."
+    )
   if frames not in FRAME_MODES:
-    raise InputError(f"unknown frames mode {frames!r}: set --config.data.frames to 'pooled' (mean of each "
-                     "second's frames, exact for HAN/LEAP) or 'raw' (as stored).")
+    raise InputError(
+        f"unknown frames mode {frames!r}: set --config.data.frames to 'pooled' (mean of each "
+        "second's frames, exact for HAN/LEAP) or 'raw' (as stored)."
+    )
 
 
 def modalities(layout: str) -> tuple[str, ...]:
@@ -98,7 +102,9 @@ def output_shapes(layout: str, frames: str = "pooled") -> dict[str, tuple[int, i
   return shapes
 
 
-def feature_path(features_dir: str | os.PathLike, layout: str, modality: str, clip: str) -> pathlib.Path:
+def feature_path(
+    features_dir: str | os.PathLike, layout: str, modality: str, clip: str
+) -> pathlib.Path:
   """`<features_dir>/<modality folder>/<clip id>.npy`."""
   return pathlib.Path(features_dir) / LAYOUTS[layout][modality][0] / f"{clip}.npy"
 
@@ -106,7 +112,9 @@ def feature_path(features_dir: str | os.PathLike, layout: str, modality: str, cl
 def pool_frames(frames: np.ndarray) -> np.ndarray:
   """`[..., 8T, D]` frames -> `[..., T, D]` float32, the mean of each second's 8 frames."""
   *lead, n, d = frames.shape
-  return frames.reshape(*lead, n // FRAMES_PER_SECOND, FRAMES_PER_SECOND, d).mean(axis=-2, dtype=np.float32)
+  return frames.reshape(*lead, n // FRAMES_PER_SECOND, FRAMES_PER_SECOND, d).mean(
+      axis=-2, dtype=np.float32
+  )
 
 
 def _bicubic_matrix(size_in: int, size_out: int, a: float = -0.75) -> np.ndarray:
@@ -117,7 +125,9 @@ def _bicubic_matrix(size_in: int, size_out: int, a: float = -0.75) -> np.ndarray
   position = (np.arange(size_out) + 0.5) * scale - 0.5
   base = np.floor(position)
   frac = position - base
-  distance = np.abs(frac[:, None] - np.arange(-1, 3)[None, :])  # [size_out, 4] to taps base-1 .. base+2
+  distance = np.abs(
+      frac[:, None] - np.arange(-1, 3)[None, :]
+  )  # [size_out, 4] to taps base-1 .. base+2
   near = ((a + 2) * distance - (a + 3)) * distance**2 + 1  # |x| <= 1
   far = (((distance - 5) * distance + 8) * distance - 4) * a  # 1 < |x| < 2
   weights = np.where(distance <= 1, near, far)
@@ -150,7 +160,9 @@ def clap_segment_matrix() -> np.ndarray:
 
 def clap_segments(maps: np.ndarray) -> np.ndarray:
   """`[..., 64, 768]` CLAP feature maps -> `[..., 10, 768]` float32 segment features (see the docstring)."""
-  return np.einsum("tk,...kd->...td", clap_segment_matrix(), maps.astype(np.float64)).astype(np.float32)
+  return np.einsum("tk,...kd->...td", clap_segment_matrix(), maps.astype(np.float64)).astype(
+      np.float32
+  )
 
 
 def clap_maps_from_segments(segments: np.ndarray) -> np.ndarray:
@@ -163,28 +175,46 @@ def clap_maps_from_segments(segments: np.ndarray) -> np.ndarray:
   return np.einsum("kt,...td->...kd", inverse, segments.astype(np.float64)).astype(np.float32)
 
 
-def check_array(array: np.ndarray, expected: tuple[int, ...], *, clip: str, path: os.PathLike | str,
-                layout: str, modality: str) -> np.ndarray:
+def check_array(
+    array: np.ndarray,
+    expected: tuple[int, ...],
+    *,
+    clip: str,
+    path: os.PathLike | str,
+    layout: str,
+    modality: str,
+) -> np.ndarray:
   """Checks one loaded feature array; returns it as float32. Raises InputError naming clip and file."""
   folder = LAYOUTS[layout][modality][0]
   if not np.issubdtype(array.dtype, np.floating):
-    raise InputError(f"feature file {str(path)!r} of clip {clip} has dtype {array.dtype}, expected floating point "
-                     f"(float32) {folder} features of shape {expected}: re-extract this clip's features.")
+    raise InputError(
+        f"feature file {str(path)!r} of clip {clip} has dtype {array.dtype}, expected floating point "
+        f"(float32) {folder} features of shape {expected}: re-extract this clip's features."
+    )
   if array.shape != expected:
-    raise InputError(f"feature file {str(path)!r} of clip {clip} has shape {array.shape}, expected {expected} for "
-                     f"{folder} features in the {layout!r} layout: re-extract this file, or set "
-                     "--config.data.layout to the layout the folder holds.")
+    raise InputError(
+        f"feature file {str(path)!r} of clip {clip} has shape {array.shape}, expected {expected} for "
+        f"{folder} features in the {layout!r} layout: re-extract this file, or set "
+        "--config.data.layout to the layout the folder holds."
+    )
   finite = np.isfinite(array)
   if not finite.all():
     bad = np.argwhere(~finite)
     first = tuple(int(i) for i in bad[0])
-    raise InputError(f"feature file {str(path)!r} of clip {clip} holds {array[first]} at index {list(first)} "
-                     f"({len(bad)} non-finite values): re-extract this clip's features.")
+    raise InputError(
+        f"feature file {str(path)!r} of clip {clip} holds {array[first]} at index {list(first)} "
+        f"({len(bad)} non-finite values): re-extract this clip's features."
+    )
   return array.astype(np.float32, copy=False)
 
 
-def load_clip(features_dir: str | os.PathLike, layout: str, frames: str, clip: str,
-              filename: str | None = None) -> dict[str, np.ndarray]:
+def load_clip(
+    features_dir: str | os.PathLike,
+    layout: str,
+    frames: str,
+    clip: str,
+    filename: str | None = None,
+) -> dict[str, np.ndarray]:
   """Reads and checks one clip's features, pooled as the dataset stores them.
 
   Args:
@@ -205,11 +235,15 @@ def load_clip(features_dir: str | os.PathLike, layout: str, frames: str, clip: s
     try:
       array = np.load(path, allow_pickle=False)
     except FileNotFoundError:
-      raise InputError(f"feature file {str(path)!r} of clip {name} is missing: add it, or remove the clip from "
-                       "the label files.") from None
+      raise InputError(
+          f"feature file {str(path)!r} of clip {name} is missing: add it, or remove the clip from "
+          "the label files."
+      ) from None
     except (ValueError, OSError, EOFError) as error:
-      raise InputError(f"feature file {str(path)!r} of clip {name} is not a readable .npy array ({error}): "
-                       "re-extract or re-download it.") from None
+      raise InputError(
+          f"feature file {str(path)!r} of clip {name} is not a readable .npy array ({error}): "
+          "re-extract or re-download it."
+      ) from None
     array = check_array(array, shape, clip=name, path=path, layout=layout, modality=modality)
     if modality == "audio" and layout == "clip_clap":
       array = clap_segments(array)
@@ -219,8 +253,9 @@ def load_clip(features_dir: str | os.PathLike, layout: str, frames: str, clip: s
   return out
 
 
-def check_features_dir(features_dir: str | os.PathLike, layout: str,
-                       splits: Mapping[str, annotations.Split]) -> None:
+def check_features_dir(
+    features_dir: str | os.PathLike, layout: str, splits: Mapping[str, annotations.Split]
+) -> None:
   """Before a build: the folder holds every modality folder and a file for every clip of every split.
 
   Raises:
@@ -230,15 +265,19 @@ def check_features_dir(features_dir: str | os.PathLike, layout: str,
   check_layout(layout)
   root = pathlib.Path(features_dir).expanduser()
   if not root.is_dir():
-    raise InputError(f"features_dir {str(root)!r} is not a folder: set --config.data.features_dir to the folder "
-                     f"holding the {layout!r} features ({SOURCES[layout]}).")
+    raise InputError(
+        f"features_dir {str(root)!r} is not a folder: set --config.data.features_dir to the folder "
+        f"holding the {layout!r} features ({SOURCES[layout]})."
+    )
   folders = {m: root / sub for m, (sub, _) in LAYOUTS[layout].items()}
   for modality, folder in folders.items():
     if not folder.is_dir():
       expected = ", ".join(f"{sub}/" for sub, _ in LAYOUTS[layout].values())
-      raise InputError(f"features_dir {str(root)!r} has no {LAYOUTS[layout][modality][0]}/ folder: the "
-                       f"{layout!r} layout needs {expected} (each with <clip id>.npy); point "
-                       "--config.data.features_dir at the folder holding them, or set --config.data.layout.")
+      raise InputError(
+          f"features_dir {str(root)!r} has no {LAYOUTS[layout][modality][0]}/ folder: the "
+          f"{layout!r} layout needs {expected} (each with <clip id>.npy); point "
+          "--config.data.features_dir at the folder holding them, or set --config.data.layout."
+      )
   present = {m: {entry.name for entry in os.scandir(folder)} for m, folder in folders.items()}
   missing: list[tuple[str, str, str, list[str]]] = []  # (split, filename, clip, modalities missing)
   for split_name, split in splits.items():
@@ -253,22 +292,29 @@ def check_features_dir(features_dir: str | os.PathLike, layout: str,
   more = f" ({len(missing) - 1} more clips lack features too)" if len(missing) > 1 else ""
   path = feature_path(root, layout, absent[0], clip)
   if len(absent) == len(folders):
-    raise InputError(f"clip {clip} ({filename}) is listed in {label_file} but has no features in {str(root)!r}: "
-                     f"{str(path)!r} is missing{more}; add its features or remove it from the label files.")
-  raise InputError(f"feature file {str(path)!r} of clip {clip} ({filename}, {label_file}) is missing{more}: add "
-                   "it, or remove the clip from the label files.")
+    raise InputError(
+        f"clip {clip} ({filename}) is listed in {label_file} but has no features in {str(root)!r}: "
+        f"{str(path)!r} is missing{more}; add its features or remove it from the label files."
+    )
+  raise InputError(
+      f"feature file {str(path)!r} of clip {clip} ({filename}, {label_file}) is missing{more}: add "
+      "it, or remove the clip from the label files."
+  )
 
 
 def folder_stamp(features_dir: str | os.PathLike, layout: str) -> tuple[int, ...]:
   """Modification times (ns) of the modality folders: part of a build's key, so files added to or removed
   from a folder give a new build."""
   root = pathlib.Path(features_dir).expanduser()
-  return tuple((root / sub).stat().st_mtime_ns if (root / sub).is_dir() else -1
-               for sub, _ in LAYOUTS[layout].values())
+  return tuple(
+      (root / sub).stat().st_mtime_ns if (root / sub).is_dir() else -1
+      for sub, _ in LAYOUTS[layout].values()
+  )
 
 
-def iter_clips(features_dir: str | os.PathLike, layout: str, frames: str,
-               split: annotations.Split) -> Iterable[tuple[int, dict[str, np.ndarray]]]:
+def iter_clips(
+    features_dir: str | os.PathLike, layout: str, frames: str, split: annotations.Split
+) -> Iterable[tuple[int, dict[str, np.ndarray]]]:
   """(row, features) for every clip of `split` in file order."""
   for row, (filename, clip) in enumerate(zip(split.filenames, split.clip_ids)):
     yield row, load_clip(features_dir, layout, frames, clip, filename)

@@ -79,18 +79,26 @@ def _settings(data_config: ml_collections.ConfigDict) -> dict[str, Any]:
   features_lib.check_layout(layout, frames)
   if layout == "clip_clap":
     frames = "pooled"  # one frame per second: pooled and raw are the same data
-  settings = dict(layout=layout, frames=frames, synthetic=synthetic_lib.is_synthetic(data_config),
-                  labels_dir=str(annotations.resolve_labels_dir(data_config.labels_dir).resolve()),
-                  legacy_annotations=bool(data_config.legacy_annotations))
+  settings = dict(
+      layout=layout,
+      frames=frames,
+      synthetic=synthetic_lib.is_synthetic(data_config),
+      labels_dir=str(annotations.resolve_labels_dir(data_config.labels_dir).resolve()),
+      legacy_annotations=bool(data_config.legacy_annotations),
+  )
   if settings["synthetic"]:
-    settings.update(synthetic_train_clips=int(data_config.synthetic_train_clips),
-                    synthetic_seed=int(data_config.synthetic_seed),
-                    synthetic_eval_clips=int(data_config.synthetic_eval_clips))
+    settings.update(
+        synthetic_train_clips=int(data_config.synthetic_train_clips),
+        synthetic_seed=int(data_config.synthetic_seed),
+        synthetic_eval_clips=int(data_config.synthetic_eval_clips),
+    )
   else:
     features_dir = pathlib.Path(data_config.features_dir).expanduser()
     if not features_dir.is_dir():
-      raise InputError(f"config.data.features_dir {str(features_dir)!r} is not a folder: point it at the LLP "
-                       "features, or leave it empty for the embedded synthetic data.")
+      raise InputError(
+          f"config.data.features_dir {str(features_dir)!r} is not a folder: point it at the LLP "
+          "features, or leave it empty for the embedded synthetic data."
+      )
     settings["features_dir"] = str(features_dir.resolve())
   return settings
 
@@ -107,7 +115,9 @@ def build_key(data_config: ml_collections.ConfigDict) -> str:
   identity["labels"] = annotations.labels_fingerprint(settings["labels_dir"])
   identity["version"] = str(tfds_llp.AvvpLlp.VERSION)
   if not settings["synthetic"]:
-    identity["folders"] = list(features_lib.folder_stamp(settings["features_dir"], settings["layout"]))
+    identity["folders"] = list(
+        features_lib.folder_stamp(settings["features_dir"], settings["layout"])
+    )
   digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
   name = tfds_llp.config_name(settings["layout"], settings["frames"], settings["synthetic"])
   return f"{name}-{digest}"
@@ -121,12 +131,19 @@ def data_root(data_config: ml_collections.ConfigDict) -> pathlib.Path:
 def make_builder(data_config: ml_collections.ConfigDict) -> tfds_llp.AvvpLlp:
   """The (possibly not yet prepared) TFDS builder of `data_config`, in its keyed folder."""
   settings = _settings(data_config)
-  kwargs = dict(labels_dir=settings["labels_dir"], legacy_annotations=settings["legacy_annotations"])
+  kwargs = dict(
+      labels_dir=settings["labels_dir"], legacy_annotations=settings["legacy_annotations"]
+  )
   if settings["synthetic"]:
-    kwargs.update(synthetic_train_clips=settings["synthetic_train_clips"],
-                  synthetic_seed=settings["synthetic_seed"], synthetic_eval_clips=settings["synthetic_eval_clips"])
+    kwargs.update(
+        synthetic_train_clips=settings["synthetic_train_clips"],
+        synthetic_seed=settings["synthetic_seed"],
+        synthetic_eval_clips=settings["synthetic_eval_clips"],
+    )
   name = tfds_llp.config_name(settings["layout"], settings["frames"], settings["synthetic"])
-  builder = tfds_llp.AvvpLlp(config=name, data_dir=str(data_root(data_config) / build_key(data_config)), **kwargs)
+  builder = tfds_llp.AvvpLlp(
+      config=name, data_dir=str(data_root(data_config) / build_key(data_config)), **kwargs
+  )
   builder.features_dir = settings.get("features_dir")  # the manual dir of a real build
   return builder
 
@@ -141,13 +158,19 @@ def ensure_built(data_config: ml_collections.ConfigDict) -> tfds_llp.AvvpLlp:
   if builder.is_prepared():
     logging.info("Reusing the LLP build in %s.", builder.data_dir)
     return builder
-  logging.info("Building LLP (%s) into %s; later runs with the same features reuse it.",
-               builder.builder_config.name, builder.data_dir)
+  logging.info(
+      "Building LLP (%s) into %s; later runs with the same features reuse it.",
+      builder.builder_config.name,
+      builder.data_dir,
+  )
   leftovers = sorted(pathlib.Path(builder.data_dir).parent.glob("incomplete.*"))
   if leftovers:
-    logging.warning("Ignoring %d unfinished earlier build(s) of this dataset (%s): delete them to free the "
-                    "space, unless another process is building into this data_dir right now.", len(leftovers),
-                    ", ".join(str(p) for p in leftovers))
+    logging.warning(
+        "Ignoring %d unfinished earlier build(s) of this dataset (%s): delete them to free the "
+        "space, unless another process is building into this data_dir right now.",
+        len(leftovers),
+        ", ".join(str(p) for p in leftovers),
+    )
   try:
     builder.download_and_prepare(download_config=tfds_llp.download_config(builder.features_dir))
   except OSError:
@@ -156,12 +179,16 @@ def ensure_built(data_config: ml_collections.ConfigDict) -> tfds_llp.AvvpLlp:
     if not again.is_prepared():
       raise
     builder = again
-  return make_builder(data_config)  # re-read from disk: the info (and metadata) of the finished build
+  return make_builder(
+      data_config
+  )  # re-read from disk: the info (and metadata) of the finished build
 
 
 def _epoch_seed(seed: int, epoch: int, process_index: int) -> int:
   """A stable int64 tf.data seed per (seed, epoch, host)."""
-  state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch), int(process_index)]).generate_state(2)
+  state = np.random.SeedSequence(
+      [int(seed) & 0xFFFFFFFF, int(epoch), int(process_index)]
+  ).generate_state(2)
   return int((int(state[0]) << 31 ^ int(state[1])) & 0x7FFFFFFFFFFFFFFF)
 
 
@@ -181,6 +208,7 @@ class LLPData:
     pseudo_labels: the training clips' segment pseudo labels (`pseudo_labels.PseudoLabels`), added to every
       batch of `seed_train_batches` by its `index`; None: none (see `avvp_jax.data.run_data`).
   """
+
   builder: tfds_llp.AvvpLlp
   batch_size: int
   eval_batch_size: int
@@ -193,15 +221,21 @@ class LLPData:
 
   def __post_init__(self):
     if not 0 <= self.process_index < self.process_count:
-      raise InputError(f"process_index {self.process_index} is not one of the {self.process_count} processes.")
+      raise InputError(
+          f"process_index {self.process_index} is not one of the {self.process_count} processes."
+      )
     for name in ("batch_size", "eval_batch_size"):
       value = getattr(self, name)
       if value <= 0 or value % self.process_count:
-        raise InputError(f"config.{name}={value} must be a positive multiple of the {self.process_count} "
-                         f"processes (hosts): set --config.{name} accordingly.")
+        raise InputError(
+            f"config.{name}={value} must be a positive multiple of the {self.process_count} "
+            f"processes (hosts): set --config.{name} accordingly."
+        )
     if self.steps_per_epoch == 0:
-      raise InputError(f"the training split has {self.host_num_clips('train')} clips on this host, fewer than "
-                       f"the per-host batch of {self.host_batch_size}: lower --config.batch_size.")
+      raise InputError(
+          f"the training split has {self.host_num_clips('train')} clips on this host, fewer than "
+          f"the per-host batch of {self.host_batch_size}: lower --config.batch_size."
+      )
 
   # --- what the data is ------------------------------------------------------------------------------
 
@@ -220,7 +254,11 @@ class LLPData:
   @property
   def feature_shapes(self) -> dict[str, tuple[int, ...]]:
     """Per-clip shapes of the feature keys of a batch (without `[B]`)."""
-    return {k: tuple(self.builder.info.features[k].shape) for k in FEATURE_KEYS if k in self.builder.info.features}
+    return {
+        k: tuple(self.builder.info.features[k].shape)
+        for k in FEATURE_KEYS
+        if k in self.builder.info.features
+    }
 
   @property
   def input_dims(self) -> dict[str, int]:
@@ -281,7 +319,8 @@ class LLPData:
   @property
   def steps_per_epoch(self) -> int:
     """Training steps per epoch, the same on every host: with `keep_partial_batch` the largest slice decides
-    (the last batch padded and masked, shorter slices add whole padding batches), else the smallest."""
+    (the last batch padded and masked, shorter slices add whole padding batches), else the smallest.
+    """
     sizes = [self.host_num_clips("train", p) for p in range(self.process_count)]
     if self.keep_partial_batch:
       return -(-max(sizes) // self.host_batch_size)
@@ -303,8 +342,10 @@ class LLPData:
     """This host's slice of `split` as serialized examples, in `index` order (TFDS's file instructions of
     the `even_splits` slice, read one file after the other)."""
     instructions = self.builder.info.splits[self.host_split(split)].file_instructions
-    parts = [tf.data.TFRecordDataset(i.filename, buffer_size=8 << 20).skip(i.skip).take(i.take)
-             for i in instructions]
+    parts = [
+        tf.data.TFRecordDataset(i.filename, buffer_size=8 << 20).skip(i.skip).take(i.take)
+        for i in instructions
+    ]
     dataset = parts[0]
     for part in parts[1:]:
       dataset = dataset.concatenate(part)
@@ -321,7 +362,10 @@ class LLPData:
 
     def decode(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
       parsed = tf.io.parse_example(serialized, spec)
-      batch = {k: tf.reshape(tf.io.decode_raw(parsed[k], tf.float32), (-1, *shape)) for k, shape in shapes.items()}
+      batch = {
+          k: tf.reshape(tf.io.decode_raw(parsed[k], tf.float32), (-1, *shape))
+          for k, shape in shapes.items()
+      }
       batch["index"] = tf.cast(parsed["index"], tf.int32)
       return batch
 
@@ -333,8 +377,9 @@ class LLPData:
       raise InputError(f"cannot skip {skip} batches of an epoch of {self.steps_per_epoch}.")
     seed = self.seed if seed is None else seed
     buffer = max(1, min(int(self.shuffle_buffer), self.host_num_clips("train")))
-    dataset = self._serialized("train").shuffle(buffer, seed=_epoch_seed(seed, epoch, self.process_index),
-                                                reshuffle_each_iteration=False)
+    dataset = self._serialized("train").shuffle(
+        buffer, seed=_epoch_seed(seed, epoch, self.process_index), reshuffle_each_iteration=False
+    )
     dataset = dataset.batch(self.host_batch_size, drop_remainder=not self.keep_partial_batch)
     dataset = self._padded(dataset, "train", self.host_batch_size, self.steps_per_epoch)
     return dataset.take(self.steps_per_epoch).skip(skip).prefetch(tf.data.AUTOTUNE)
@@ -347,8 +392,9 @@ class LLPData:
     """
     yield from self.train_dataset(epoch, skip).as_numpy_iterator()
 
-  def seed_train_batches(self, seeds: Sequence[int], epoch: int, skip: int = 0
-                         ) -> Iterator[dict[str, np.ndarray]]:
+  def seed_train_batches(
+      self, seeds: Sequence[int], epoch: int, skip: int = 0
+  ) -> Iterator[dict[str, np.ndarray]]:
     """The training batches of several seeds side by side, each entry stacked on a leading `[S]` axis.
 
     Row `s` of every entry is exactly the batch `train_batches` yields for `seed=seeds[s]` (one shuffled
@@ -359,15 +405,19 @@ class LLPData:
       raise InputError("seed_train_batches needs at least one seed.")
     streams = tuple(self.train_dataset(epoch, skip, seed=seed) for seed in seeds)
     stacked = tf.data.Dataset.zip(streams).map(
-        lambda *batches: {key: tf.stack([b[key] for b in batches]) for key in batches[0]})
+        lambda *batches: {key: tf.stack([b[key] for b in batches]) for key in batches[0]}
+    )
     for batch in stacked.prefetch(2).as_numpy_iterator():
       if self.pseudo_labels is not None:
         batch.update(self.pseudo_labels.batch(batch["index"]))
       yield batch
 
-  def _padded(self, batches: tf.data.Dataset, split: str, size: int, num_batches: int) -> tf.data.Dataset:
+  def _padded(
+      self, batches: tf.data.Dataset, split: str, size: int, num_batches: int
+  ) -> tf.data.Dataset:
     """Decodes `[<= size]` batches of serialized examples and pads each to `size` clips: `mask` 1 on real
-    clips, 0 on padding (zeros, `index` -1); whole padding batches follow until there are `num_batches`."""
+    clips, 0 on padding (zeros, `index` -1); whole padding batches follow until there are `num_batches`.
+    """
     decode = self._decoder(split)
 
     def pad(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -382,7 +432,9 @@ class LLPData:
     dataset = batches.map(pad, num_parallel_calls=tf.data.AUTOTUNE)
     extra = num_batches - -(-self.host_num_clips(split) // size)
     if extra > 0:  # this host's slice is shorter: whole padding batches keep every host in step
-      blank = tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype), dataset.element_spec)
+      blank = tf.nest.map_structure(
+          lambda spec: tf.zeros(spec.shape, spec.dtype), dataset.element_spec
+      )
       blank["index"] = -tf.ones([size], tf.int32)
       dataset = dataset.concatenate(tf.data.Dataset.from_tensors(blank).repeat(extra))
     return dataset
@@ -390,7 +442,9 @@ class LLPData:
   def eval_dataset(self, split: str) -> tf.data.Dataset:
     """The tf.data pipeline behind `eval_batches`."""
     size = self.host_eval_batch_size
-    dataset = self._padded(self._serialized(split).batch(size), split, size, self.num_eval_batches(split))
+    dataset = self._padded(
+        self._serialized(split).batch(size), split, size, self.num_eval_batches(split)
+    )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
   def eval_batches(self, split: str) -> Iterator[dict[str, np.ndarray]]:
@@ -402,8 +456,15 @@ class LLPData:
     yield from self.eval_dataset(split).as_numpy_iterator()
 
 
-def prepare(data_config: ml_collections.ConfigDict, *, batch_size: int, eval_batch_size: int, seed: int = 0,
-            process_index: int | None = None, process_count: int | None = None) -> LLPData:
+def prepare(
+    data_config: ml_collections.ConfigDict,
+    *,
+    batch_size: int,
+    eval_batch_size: int,
+    seed: int = 0,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> LLPData:
   """Builds the dataset of `data_config` if needed and returns this host's view of it.
 
   Args:
@@ -421,9 +482,17 @@ def prepare(data_config: ml_collections.ConfigDict, *, batch_size: int, eval_bat
   """
   if process_index is None or process_count is None:
     import jax  # pylint: disable=g-import-not-at-top  (only when the caller does not name the host)
+
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
   builder = ensure_built(data_config)
-  return LLPData(builder=builder, batch_size=int(batch_size), eval_batch_size=int(eval_batch_size), seed=int(seed),
-                 shuffle_buffer=int(data_config.shuffle_buffer), process_index=int(process_index),
-                 process_count=int(process_count), keep_partial_batch=bool(data_config.keep_partial_batch))
+  return LLPData(
+      builder=builder,
+      batch_size=int(batch_size),
+      eval_batch_size=int(eval_batch_size),
+      seed=int(seed),
+      shuffle_buffer=int(data_config.shuffle_buffer),
+      process_index=int(process_index),
+      process_count=int(process_count),
+      keep_partial_batch=bool(data_config.keep_partial_batch),
+  )

@@ -82,6 +82,7 @@ class PseudoLabels:
     synthetic: the folder says it was made from SYNTHETIC data (its `SYNTHETIC.txt` marker).
     source: the folder they were read from ("" when built in memory).
   """
+
   clip_ids: tuple[str, ...]
   audio: np.ndarray
   visual: np.ndarray
@@ -121,8 +122,10 @@ class PseudoLabels:
     index = np.asarray(index)
     valid = (index >= 0)[..., None, None]
     rows = np.where(index >= 0, index, 0)
-    return {AUDIO_BATCH_KEY: np.where(valid, self.audio[rows], 0.0).astype(np.float32),
-            VISUAL_BATCH_KEY: np.where(valid, self.visual[rows], 0.0).astype(np.float32)}
+    return {
+        AUDIO_BATCH_KEY: np.where(valid, self.audio[rows], 0.0).astype(np.float32),
+        VISUAL_BATCH_KEY: np.where(valid, self.visual[rows], 0.0).astype(np.float32),
+    }
 
 
 # --- reading --------------------------------------------------------------------------------------------
@@ -132,15 +135,19 @@ def resolve_dirs(root: str | pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
   """The audio and visual pseudo-label folders under `root`, checked to exist."""
   root = pathlib.Path(root).expanduser()
   if not root.is_dir():
-    raise InputError(f"pseudo_labels {str(root)!r} is not a folder: point --config.data.pseudo_labels "
-                     f"at the folder where VALOR's CLAP.zip and CLIP.zip were unpacked (or one written by "
-                     "launch/make_pseudo_labels.py), or leave it empty.")
+    raise InputError(
+        f"pseudo_labels {str(root)!r} is not a folder: point --config.data.pseudo_labels "
+        f"at the folder where VALOR's CLAP.zip and CLIP.zip were unpacked (or one written by "
+        "launch/make_pseudo_labels.py), or leave it empty."
+    )
   dirs = (root / AUDIO_SUBDIR, root / VISUAL_SUBDIR)
   for path in dirs:
     if not path.is_dir():
-      raise InputError(f"pseudo_labels folder {str(root)!r} has no {path.relative_to(root)}/: unpack "
-                       "VALOR's CLAP.zip (audio) and CLIP.zip (visual) into it, or make the folder with "
-                       "launch/make_pseudo_labels.py.")
+      raise InputError(
+          f"pseudo_labels folder {str(root)!r} has no {path.relative_to(root)}/: unpack "
+          "VALOR's CLAP.zip (audio) and CLIP.zip (visual) into it, or make the folder with "
+          "launch/make_pseudo_labels.py."
+      )
   return dirs
 
 
@@ -151,8 +158,10 @@ def _read_stamp(folder: pathlib.Path) -> dict[str, Any] | None:
   try:
     stamp = json.loads(path.read_text())
   except (OSError, ValueError) as error:
-    raise InputError(f"pseudo-label stamp {str(path)!r} is not readable JSON ({error}): write the folder again "
-                     "with launch/make_pseudo_labels.py.") from None
+    raise InputError(
+        f"pseudo-label stamp {str(path)!r} is not readable JSON ({error}): write the folder again "
+        "with launch/make_pseudo_labels.py."
+    ) from None
   return stamp if isinstance(stamp, dict) else None
 
 
@@ -160,21 +169,29 @@ def _read_one(path: pathlib.Path) -> np.ndarray:
   try:
     labels = np.load(path, allow_pickle=False)
   except (OSError, ValueError, EOFError) as error:
-    raise InputError(f"pseudo-label file {str(path)!r} is not a readable .npy array ({error}): "
-                     "download and unpack VALOR's archive again.") from None
+    raise InputError(
+        f"pseudo-label file {str(path)!r} is not a readable .npy array ({error}): "
+        "download and unpack VALOR's archive again."
+    ) from None
   expected = (annotations.NUM_SECONDS, annotations.NUM_CLASSES)
   if labels.shape != expected:
-    raise InputError(f"pseudo-label file {str(path)!r} has shape {labels.shape}, expected {expected} "
-                     "(seconds x classes): use VALOR's segment_pseudo_labels files.")
+    raise InputError(
+        f"pseudo-label file {str(path)!r} has shape {labels.shape}, expected {expected} "
+        "(seconds x classes): use VALOR's segment_pseudo_labels files."
+    )
   if not (np.issubdtype(labels.dtype, np.number) or labels.dtype == np.bool_):
-    raise InputError(f"pseudo-label file {str(path)!r} has dtype {labels.dtype}, expected 0/1 integers (VALOR's "
-                     "int64): use VALOR's segment_pseudo_labels files.")
+    raise InputError(
+        f"pseudo-label file {str(path)!r} has dtype {labels.dtype}, expected 0/1 integers (VALOR's "
+        "int64): use VALOR's segment_pseudo_labels files."
+    )
   binary = (labels == 0) | (labels == 1)
   if not binary.all():
     second, cls = (int(i) for i in np.argwhere(~binary)[0])
-    raise InputError(f"pseudo-label file {str(path)!r} holds {labels[second, cls].item()!r} at second {second}, class "
-                     f"{annotations.CLASSES[cls]} ({int((~binary).sum())} values other than 0 and 1): pseudo "
-                     "labels are 0/1 per second and class; threshold soft labels before saving them.")
+    raise InputError(
+        f"pseudo-label file {str(path)!r} holds {labels[second, cls].item()!r} at second {second}, class "
+        f"{annotations.CLASSES[cls]} ({int((~binary).sum())} values other than 0 and 1): pseudo "
+        "labels are 0/1 per second and class; threshold soft labels before saving them."
+    )
   return labels.astype(np.float32)
 
 
@@ -183,15 +200,21 @@ def _read_modality(folder: pathlib.Path, clip_ids: Sequence[str], modality: str)
   missing = [clip for clip, path in zip(clip_ids, paths) if not path.is_file()]
   if missing:
     shown = ", ".join(missing[:_SHOW_AT_MOST]) + (", ..." if len(missing) > _SHOW_AT_MOST else "")
-    raise InputError(f"{len(missing)} of {len(clip_ids)} clips have no {modality} pseudo labels in "
-                     f"{str(folder)!r} ({shown}): unpack the complete VALOR archive there, make them for every "
-                     "clip with launch/make_pseudo_labels.py, or leave config.data.pseudo_labels empty.")
-  return np.stack([_read_one(path) for path in paths]) if paths else np.zeros(
-      (0, annotations.NUM_SECONDS, annotations.NUM_CLASSES), np.float32)
+    raise InputError(
+        f"{len(missing)} of {len(clip_ids)} clips have no {modality} pseudo labels in "
+        f"{str(folder)!r} ({shown}): unpack the complete VALOR archive there, make them for every "
+        "clip with launch/make_pseudo_labels.py, or leave config.data.pseudo_labels empty."
+    )
+  return (
+      np.stack([_read_one(path) for path in paths])
+      if paths
+      else np.zeros((0, annotations.NUM_SECONDS, annotations.NUM_CLASSES), np.float32)
+  )
 
 
-def load_pseudo_labels(root: str | pathlib.Path, filenames: Sequence[str],
-                       weak_labels: np.ndarray | None = None) -> PseudoLabels:
+def load_pseudo_labels(
+    root: str | pathlib.Path, filenames: Sequence[str], weak_labels: np.ndarray | None = None
+) -> PseudoLabels:
   """Reads the pseudo labels of `filenames` (a split's `filename` column) from VALOR's folder `root`.
 
   Args:
@@ -212,31 +235,55 @@ def load_pseudo_labels(root: str | pathlib.Path, filenames: Sequence[str],
   clip_ids = tuple(annotations.clip_id(name) for name in filenames)
   stamps = [_read_stamp(audio_dir), _read_stamp(visual_dir)]
   if all(stamps) and stamps[0].get("write_id") != stamps[1].get("write_id"):
-    raise InputError(f"pseudo_labels folder {str(root)!r} holds audio and visual labels from two different writes "
-                     "(one was interrupted): write the folder again with launch/make_pseudo_labels.py.")
-  labels = {"audio": _read_modality(audio_dir, clip_ids, "audio"),
-            "visual": _read_modality(visual_dir, clip_ids, "visual")}
-  synthetic = any((folder / MARKER_FILE).is_file() for folder in (pathlib.Path(root).expanduser(), audio_dir,
-                                                                   visual_dir))
+    raise InputError(
+        f"pseudo_labels folder {str(root)!r} holds audio and visual labels from two different writes "
+        "(one was interrupted): write the folder again with launch/make_pseudo_labels.py."
+    )
+  labels = {
+      "audio": _read_modality(audio_dir, clip_ids, "audio"),
+      "visual": _read_modality(visual_dir, clip_ids, "visual"),
+  }
+  synthetic = any(
+      (folder / MARKER_FILE).is_file()
+      for folder in (pathlib.Path(root).expanduser(), audio_dir, visual_dir)
+  )
   counts = {}
   if weak_labels is not None:
     weak = np.asarray(weak_labels)
     if weak.shape != (len(clip_ids), annotations.NUM_CLASSES):
-      raise InputError(f"weak_labels have shape {weak.shape}, expected ({len(clip_ids)}, "
-                       f"{annotations.NUM_CLASSES}) for the {len(clip_ids)} clips asked for: pass the split's weak "
-                       "labels in the order of its filenames.")
+      raise InputError(
+          f"weak_labels have shape {weak.shape}, expected ({len(clip_ids)}, "
+          f"{annotations.NUM_CLASSES}) for the {len(clip_ids)} clips asked for: pass the split's weak "
+          "labels in the order of its filenames."
+      )
     outside = {m: (labels[m] > 0) & (weak[:, None, :] == 0) for m in annotations.LABEL_MODALITIES}
     per_clip = sum(outside[m].sum(axis=(1, 2)) for m in annotations.LABEL_MODALITIES)
-    counts = dict(positives_outside_weak=int(per_clip.sum()), clips_outside_weak=int((per_clip > 0).sum()),
-                  weak_labels_checked=True)
+    counts = dict(
+        positives_outside_weak=int(per_clip.sum()),
+        clips_outside_weak=int((per_clip > 0).sum()),
+        weak_labels_checked=True,
+    )
     if counts["positives_outside_weak"]:
       shown = ", ".join(clip_ids[i] for i in np.flatnonzero(per_clip)[:_SHOW_AT_MOST])
-      logging.warning("Pseudo labels in %s: %d positive seconds (audio %d, visual %d) of a class outside the clip's "
-                      "weak label, in %d of %d clips (e.g. %s); kept as given.", root, counts["positives_outside_weak"],
-                      int(outside["audio"].sum()), int(outside["visual"].sum()), counts["clips_outside_weak"],
-                      len(clip_ids), shown)
-  return PseudoLabels(clip_ids=clip_ids, audio=labels["audio"], visual=labels["visual"], synthetic=synthetic,
-                      source=str(root), **counts)
+      logging.warning(
+          "Pseudo labels in %s: %d positive seconds (audio %d, visual %d) of a class outside the clip's "
+          "weak label, in %d of %d clips (e.g. %s); kept as given.",
+          root,
+          counts["positives_outside_weak"],
+          int(outside["audio"].sum()),
+          int(outside["visual"].sum()),
+          counts["clips_outside_weak"],
+          len(clip_ids),
+          shown,
+      )
+  return PseudoLabels(
+      clip_ids=clip_ids,
+      audio=labels["audio"],
+      visual=labels["visual"],
+      synthetic=synthetic,
+      source=str(root),
+      **counts,
+  )
 
 
 def load_for_split(root: str | pathlib.Path, split: annotations.Split) -> PseudoLabels:
@@ -253,39 +300,51 @@ def _binary_array(values: Any, name: str, num_clips: int) -> np.ndarray:
   try:
     array = np.asarray(values)
   except (TypeError, ValueError) as error:
-    raise InputError(f"{name} could not be read as an array ({error}): pass [N, T, C] 0/1 labels.") from None
+    raise InputError(
+        f"{name} could not be read as an array ({error}): pass [N, T, C] 0/1 labels."
+    ) from None
   expected = (num_clips, annotations.NUM_SECONDS, annotations.NUM_CLASSES)
   if array.shape != expected:
-    raise InputError(f"{name} has shape {array.shape}, expected {expected} (one [seconds, classes] row per clip "
-                     "id): pass one label array per clip.")
+    raise InputError(
+        f"{name} has shape {array.shape}, expected {expected} (one [seconds, classes] row per clip "
+        "id): pass one label array per clip."
+    )
   if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
     raise InputError(f"{name} has dtype {array.dtype}: pass 0/1 numbers or booleans.")
   binary = (array == 0) | (array == 1)
   if not binary.all():
     clip, second, cls = (int(i) for i in np.argwhere(~binary)[0])
-    raise InputError(f"{name} holds {array[clip, second, cls].item()!r} (clip row {clip}, second {second}, class "
-                     f"{annotations.CLASSES[cls]}): pseudo labels are 0/1; threshold probabilities first.")
+    raise InputError(
+        f"{name} holds {array[clip, second, cls].item()!r} (clip row {clip}, second {second}, class "
+        f"{annotations.CLASSES[cls]}): pseudo labels are 0/1; threshold probabilities first."
+    )
   return array.astype(FILE_DTYPE)
 
 
 def _checked_clip_ids(clip_ids: Sequence[str]) -> list[str]:
   if isinstance(clip_ids, str):
-    raise InputError("clip_ids is one string: pass a sequence of clip ids (or filenames), one per label row.")
+    raise InputError(
+        "clip_ids is one string: pass a sequence of clip ids (or filenames), one per label row."
+    )
   ids = [annotations.clip_id(str(name)) for name in clip_ids]
   if not ids:
     raise InputError("write_pseudo_labels got no clips: pass at least one clip id with its labels.")
   bad = [clip for clip in ids if not clip or clip.startswith(".") or "/" in clip or "\\" in clip]
   if bad:
-    raise InputError(f"clip id {bad[0]!r} cannot name a file: pass LLP clip ids or filenames such as "
-                     "'BjCEufrlXm4_20_30'.")
+    raise InputError(
+        f"clip id {bad[0]!r} cannot name a file: pass LLP clip ids or filenames such as "
+        "'BjCEufrlXm4_20_30'."
+    )
   seen, repeated = set(), []
   for clip in ids:
     if clip in seen:
       repeated.append(clip)
     seen.add(clip)
   if repeated:
-    raise InputError(f"clip ids repeat ({', '.join(sorted(set(repeated))[:_SHOW_AT_MOST])}): each clip's 11-character "
-                     "id names one file, so give each clip once.")
+    raise InputError(
+        f"clip ids repeat ({', '.join(sorted(set(repeated))[:_SHOW_AT_MOST])}): each clip's 11-character "
+        "id names one file, so give each clip once."
+    )
   return ids
 
 
@@ -296,17 +355,28 @@ def _write_text(path: pathlib.Path, text: str) -> None:
   os.replace(temporary, path)
 
 
-def _fill_label_folders(base: pathlib.Path, ids: Sequence[str], arrays: Mapping[str, np.ndarray], write_id: str,
-                        marker_text: str | None) -> None:
+def _fill_label_folders(
+    base: pathlib.Path,
+    ids: Sequence[str],
+    arrays: Mapping[str, np.ndarray],
+    write_id: str,
+    marker_text: str | None,
+) -> None:
   """Writes `base/<modality subdir>/` for both modalities, each with its stamp (and marker)."""
   for modality in annotations.LABEL_MODALITIES:
     folder = base / SUBDIRS[modality]
     folder.mkdir(parents=True)
     for clip, labels in zip(ids, arrays[modality]):
       np.save(folder / f"{clip}.npy", labels)
-    stamp = {"written_by": "avvp_jax.data.pseudo_labels.write_pseudo_labels", "write_id": write_id,
-             "modality": modality, "num_clips": len(ids), "shape": list(arrays[modality].shape[1:]),
-             "dtype": np.dtype(FILE_DTYPE).name, "synthetic": marker_text is not None}
+    stamp = {
+        "written_by": "avvp_jax.data.pseudo_labels.write_pseudo_labels",
+        "write_id": write_id,
+        "modality": modality,
+        "num_clips": len(ids),
+        "shape": list(arrays[modality].shape[1:]),
+        "dtype": np.dtype(FILE_DTYPE).name,
+        "synthetic": marker_text is not None,
+    }
     (folder / STAMP_FILE).write_text(json.dumps(stamp, indent=2) + "\n")
     if marker_text is not None:
       (folder / MARKER_FILE).write_text(marker_text)
@@ -329,9 +399,15 @@ def replaceable(root: str | os.PathLike[str]) -> bool:
   return not entries or (bool(stamp) and entries <= set(stamp.get("entries", ())))
 
 
-def write_pseudo_labels(root: str | os.PathLike[str], clip_ids: Sequence[str], audio: Any, visual: Any, *,
-                        marker_text: str | None = None,
-                        extra_files: Mapping[str, str] | None = None) -> pathlib.Path:
+def write_pseudo_labels(
+    root: str | os.PathLike[str],
+    clip_ids: Sequence[str],
+    audio: Any,
+    visual: Any,
+    *,
+    marker_text: str | None = None,
+    extra_files: Mapping[str, str] | None = None,
+) -> pathlib.Path:
   """Writes segment pseudo labels in VALOR's layout, atomically: `load_pseudo_labels(root, ...)` reads them.
 
   Files: `root/CLAP/segment_pseudo_labels/<id>.npy` (audio) and `root/CLIP/segment_pseudo_labels/<id>.npy`
@@ -366,16 +442,26 @@ def write_pseudo_labels(root: str | os.PathLike[str], clip_ids: Sequence[str], a
   """
   root = pathlib.Path(root).expanduser().absolute()
   ids = _checked_clip_ids(clip_ids)
-  arrays = {"audio": _binary_array(audio, "audio", len(ids)), "visual": _binary_array(visual, "visual", len(ids))}
+  arrays = {
+      "audio": _binary_array(audio, "audio", len(ids)),
+      "visual": _binary_array(visual, "visual", len(ids)),
+  }
   if marker_text is not None and not isinstance(marker_text, str):
-    raise InputError(f"marker_text must be a string (the text of {MARKER_FILE}), got {type(marker_text).__name__}.")
+    raise InputError(
+        f"marker_text must be a string (the text of {MARKER_FILE}), got {type(marker_text).__name__}."
+    )
   extra_files = dict(extra_files or {})
   reserved = {MARKER_FILE, STAMP_FILE, "CLAP", "CLIP"}
-  bad_names = [name for name in extra_files if name in reserved or os.path.basename(name) != name or
-               name.startswith(".") or not name]
+  bad_names = [
+      name
+      for name in extra_files
+      if name in reserved or os.path.basename(name) != name or name.startswith(".") or not name
+  ]
   if bad_names:
-    raise InputError(f"extra_files name {bad_names[0]!r} is not a plain file name beside the labels: use e.g. "
-                     "'quality.json'.")
+    raise InputError(
+        f"extra_files name {bad_names[0]!r} is not a plain file name beside the labels: use e.g. "
+        "'quality.json'."
+    )
   if root.exists() and not root.is_dir():
     raise InputError(f"pseudo-label folder {str(root)!r} is a file: pick a folder path.")
   write_id = uuid.uuid4().hex
@@ -383,25 +469,37 @@ def write_pseudo_labels(root: str | os.PathLike[str], clip_ids: Sequence[str], a
     _write_whole_root(root, ids, arrays, write_id, marker_text, extra_files)
   else:
     _write_into_folder(root, ids, arrays, write_id, marker_text, extra_files)
-  logging.info("Wrote %s pseudo labels of %d clips to %s.", "SYNTHETIC" if marker_text is not None else "segment",
-               len(ids), root)
+  logging.info(
+      "Wrote %s pseudo labels of %d clips to %s.",
+      "SYNTHETIC" if marker_text is not None else "segment",
+      len(ids),
+      root,
+  )
   return root
 
 
 def _write_whole_root(root: pathlib.Path, ids, arrays, write_id, marker_text, extra_files) -> None:
   root.parent.mkdir(parents=True, exist_ok=True)
-  partial = root.with_name(f".{root.name}.partial-{write_id[:12]}")  # mkdir, unlike mkdtemp, keeps the umask's mode
+  partial = root.with_name(
+      f".{root.name}.partial-{write_id[:12]}"
+  )  # mkdir, unlike mkdtemp, keeps the umask's mode
   partial.mkdir()
   old = None
   try:
     _fill_label_folders(partial, ids, arrays, write_id, marker_text)
-    entries = ["CLAP", "CLIP", STAMP_FILE, *extra_files] + ([MARKER_FILE] if marker_text is not None else [])
+    entries = ["CLAP", "CLIP", STAMP_FILE, *extra_files] + (
+        [MARKER_FILE] if marker_text is not None else []
+    )
     for name, text in extra_files.items():
       (partial / name).write_text(text)
     if marker_text is not None:
       (partial / MARKER_FILE).write_text(marker_text)
-    stamp = {"written_by": "avvp_jax.data.pseudo_labels.write_pseudo_labels", "write_id": write_id,
-             "num_clips": len(ids), "entries": sorted(entries)}
+    stamp = {
+        "written_by": "avvp_jax.data.pseudo_labels.write_pseudo_labels",
+        "write_id": write_id,
+        "num_clips": len(ids),
+        "entries": sorted(entries),
+    }
     (partial / STAMP_FILE).write_text(json.dumps(stamp, indent=2) + "\n")
     if root.exists() and _entries(root):  # an earlier write of ours: move it aside, then delete it
       old = root.with_name(f".{root.name}.old-{write_id[:8]}")
@@ -424,10 +522,14 @@ def _write_into_folder(root: pathlib.Path, ids, arrays, write_id, marker_text, e
   for modality in annotations.LABEL_MODALITIES:
     target = root / SUBDIRS[modality]
     if target.is_dir() and os.listdir(target) and _read_stamp(target) is None:
-      raise InputError(f"{str(target)!r} already holds pseudo labels that avvp_jax did not write (VALOR's?): "
-                       "write to another folder, or remove them first.")
+      raise InputError(
+          f"{str(target)!r} already holds pseudo labels that avvp_jax did not write (VALOR's?): "
+          "write to another folder, or remove them first."
+      )
     if target.exists() and not target.is_dir():
-      raise InputError(f"{str(target)!r} is a file: remove it, or write the pseudo labels to another folder.")
+      raise InputError(
+          f"{str(target)!r} is a file: remove it, or write the pseudo labels to another folder."
+      )
   partial = root / f"{_PARTIAL_PREFIX}{write_id[:12]}"
   partial.mkdir()
   try:
@@ -458,8 +560,9 @@ def _ratio(numerator: float, denominator: float, empty: bool) -> float:
   return 100.0 if empty else 0.0
 
 
-def quality(audio: Any, visual: Any, true_audio: Any, true_visual: Any,
-            mask: Any = None) -> dict[str, dict[str, float]]:
+def quality(
+    audio: Any, visual: Any, true_audio: Any, true_visual: Any, mask: Any = None
+) -> dict[str, dict[str, float]]:
   """How good segment pseudo labels are against dense labels, per modality, in percent.
 
   Two views of the same labels:
@@ -487,30 +590,44 @@ def quality(audio: Any, visual: Any, true_audio: Any, true_visual: Any,
   arrays = {name: np.asarray(value) for name, value in named.items()}
   shapes = {name: array.shape for name, array in arrays.items()}
   if len(set(shapes.values())) != 1 or arrays["audio"].ndim != 3:
-    raise InputError(f"quality got shapes {shapes}: pass [N, T, C] pseudo labels and dense labels of the same "
-                     "clips.")
+    raise InputError(
+        f"quality got shapes {shapes}: pass [N, T, C] pseudo labels and dense labels of the same "
+        "clips."
+    )
   for name, array in arrays.items():
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_) or not np.all(
-        (array == 0) | (array == 1)):
-      raise InputError(f"quality got {name} with values other than 0 and 1: pass 0/1 labels (threshold "
-                       "probabilities first).")
+        (array == 0) | (array == 1)
+    ):
+      raise InputError(
+          f"quality got {name} with values other than 0 and 1: pass 0/1 labels (threshold "
+          "probabilities first)."
+      )
   num_clips = arrays["audio"].shape[0]
   keep = np.ones(num_clips, bool) if mask is None else np.asarray(mask)
   if keep.shape != (num_clips,):
-    raise InputError(f"quality got a mask of shape {keep.shape} for {num_clips} clips: pass a [N] mask.")
+    raise InputError(
+        f"quality got a mask of shape {keep.shape} for {num_clips} clips: pass a [N] mask."
+    )
   keep = keep != 0
   if not keep.any():
-    raise InputError("quality got no clip to score (empty labels or a mask of zeros): pass at least one clip.")
+    raise InputError(
+        "quality got no clip to score (empty labels or a mask of zeros): pass at least one clip."
+    )
   from avvp_jax import metrics  # pylint: disable=g-import-not-at-top  (JAX only when scoring: the module stays numpy)
-  official = metrics.parsing_scores(*(arrays[name].astype(np.float32) for name in named),
-                                    mask=keep.astype(np.float32))
+
+  official = metrics.parsing_scores(
+      *(arrays[name].astype(np.float32) for name in named), mask=keep.astype(np.float32)
+  )
   out = {}
   for modality in annotations.LABEL_MODALITIES:
     pred = arrays[modality][keep] > 0
     true = arrays[f"true_{modality}"][keep] > 0
     tp, fp, fn = (float(np.sum(x)) for x in (pred & true, pred & ~true, ~pred & true))
     empty = tp + fp + fn == 0
-    out[modality] = {"precision": _ratio(tp, tp + fp, empty), "recall": _ratio(tp, tp + fn, empty),
-                     "f1": _ratio(2 * tp, 2 * tp + fp + fn, empty),
-                     "segment_f1": float(official[f"segment/{modality}"])}
+    out[modality] = {
+        "precision": _ratio(tp, tp + fp, empty),
+        "recall": _ratio(tp, tp + fn, empty),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn, empty),
+        "segment_f1": float(official[f"segment/{modality}"]),
+    }
   return out

@@ -34,41 +34,62 @@ def prepare_run(config: ml_collections.ConfigDict, *, train: bool = True) -> pip
   Raises:
     InputError: bad data, or features whose widths differ from `config.model.input_dims`.
   """
-  data = pipeline.prepare(config.data, batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
-                          seed=config.seed)
+  data = pipeline.prepare(
+      config.data,
+      batch_size=config.batch_size,
+      eval_batch_size=config.eval_batch_size,
+      seed=config.seed,
+  )
   expected = dict(config.model.input_dims)
   if data.input_dims != expected:
-    raise InputError(f"the features have widths {data.input_dims} but config.model.input_dims is "
-                     f"{expected}: set --config.model.input_dims.<name> to match the features "
-                     f"(layout {config.data.layout!r}).")
+    raise InputError(
+        f"the features have widths {data.input_dims} but config.model.input_dims is "
+        f"{expected}: set --config.model.input_dims.<name> to match the features "
+        f"(layout {config.data.layout!r})."
+    )
   if train and config.data.pseudo_labels:
     data.pseudo_labels = training_pseudo_labels(config, data.filenames("train"))
   return data
 
 
-def training_pseudo_labels(config: ml_collections.ConfigDict, filenames: Sequence[str]) -> pseudo_labels.PseudoLabels:
+def training_pseudo_labels(
+    config: ml_collections.ConfigDict, filenames: Sequence[str]
+) -> pseudo_labels.PseudoLabels:
   """The segment pseudo labels of the training clips `filenames` named by `config.data.pseudo_labels`."""
   source = config.data.pseudo_labels
   if source != simulated_teacher.SIMULATED:
     weak = annotations.load_split("train", config.data.labels_dir or None)[0]
     row = {name: i for i, name in enumerate(weak.filenames)}
-    weak_labels = weak.weak_labels[[row[name] for name in filenames]] if all(n in row for n in filenames) else None
+    weak_labels = (
+        weak.weak_labels[[row[name] for name in filenames]]
+        if all(n in row for n in filenames)
+        else None
+    )
     labels = pseudo_labels.load_pseudo_labels(source, filenames, weak_labels=weak_labels)
     logging.info("Segment pseudo labels for training: %s.", labels.describe())
     return labels
-  data = synthetic_lib.SyntheticLLP(num_train_clips=config.data.synthetic_train_clips,
-                                    seed=config.data.synthetic_seed, layout=config.data.layout,
-                                    labels_dir=config.data.labels_dir or None)
+  data = synthetic_lib.SyntheticLLP(
+      num_train_clips=config.data.synthetic_train_clips,
+      seed=config.data.synthetic_seed,
+      layout=config.data.layout,
+      labels_dir=config.data.labels_dir or None,
+  )
   simulated = simulated_teacher.simulated_pseudo_labels(data, ("train",))
   logging.info("%s", simulated.summary())
   audio, visual = simulated.labels["train"]
   row = {name: i for i, name in enumerate(data.split("train").filenames)}
   missing = [name for name in filenames if name not in row]
   if missing:
-    raise InputError(f"{len(missing)} training clips of the synthetic build (e.g. {missing[0]}) are not in the "
-                     "synthetic dataset the pseudo labels were simulated for: delete the stale build in "
-                     "config.data.data_dir.")
+    raise InputError(
+        f"{len(missing)} training clips of the synthetic build (e.g. {missing[0]}) are not in the "
+        "synthetic dataset the pseudo labels were simulated for: delete the stale build in "
+        "config.data.data_dir."
+    )
   order = np.array([row[name] for name in filenames], np.int64)
-  return pseudo_labels.PseudoLabels(clip_ids=tuple(annotations.clip_id(f) for f in filenames),
-                                    audio=audio[order], visual=visual[order], weak_labels_checked=True,
-                                    synthetic=True)  # simulated within the weak labels: none outside them
+  return pseudo_labels.PseudoLabels(
+      clip_ids=tuple(annotations.clip_id(f) for f in filenames),
+      audio=audio[order],
+      visual=visual[order],
+      weak_labels_checked=True,
+      synthetic=True,
+  )  # simulated within the weak labels: none outside them

@@ -44,18 +44,23 @@ PSEUDO_LABEL_TARGET_F1 = {"audio": 80.5, "visual": 71.0}
 @dataclasses.dataclass(frozen=True)
 class TeacherErrors:
   """Relative rates of a simulated teacher's errors; each rate is `min(1, severity * weight)`."""
+
   missed_event: float  # P(a whole true event is dropped)
   jitter: float  # P(an event's onset moves one second; the same, drawn apart, for its offset)
   missed_second: float  # P(a true second inside a kept event is dropped)
   spurious_second: float  # P(a non-event second of a weak class is labelled)
-  leaked_event: float  # P(a weak class absent from this modality is labelled on the other's seconds)
+  leaked_event: (
+      float  # P(a weak class absent from this modality is labelled on the other's seconds)
+  )
 
 
 TEACHER_ERRORS = {
-    "audio": TeacherErrors(missed_event=0.15, jitter=0.5, missed_second=0.15, spurious_second=0.06,
-                           leaked_event=0.4),
-    "visual": TeacherErrors(missed_event=0.2, jitter=0.5, missed_second=0.15, spurious_second=0.06,
-                            leaked_event=0.9),
+    "audio": TeacherErrors(
+        missed_event=0.15, jitter=0.5, missed_second=0.15, spurious_second=0.06, leaked_event=0.4
+    ),
+    "visual": TeacherErrors(
+        missed_event=0.2, jitter=0.5, missed_second=0.15, spurious_second=0.06, leaked_event=0.9
+    ),
 }
 _NUM_DRAWS = 8  # uniform [T, C] fields per clip and modality (see `_teacher_draws`)
 _BISECTION_STEPS = 18
@@ -65,12 +70,19 @@ def _teacher_draws(seed: int, modality: str, filenames: Sequence[str]) -> np.nda
   """`[N, _NUM_DRAWS, T, C]` float32 uniforms of each clip's simulated teacher (fixed per filename)."""
   out = np.empty((len(filenames), _NUM_DRAWS, T, C), np.float32)
   for row, name in enumerate(filenames):
-    out[row] = synthetic.seeded_generator(seed, "pseudo labels", modality, name).random((_NUM_DRAWS, T, C), dtype=np.float32)
+    out[row] = synthetic.seeded_generator(seed, "pseudo labels", modality, name).random(
+        (_NUM_DRAWS, T, C), dtype=np.float32
+    )
   return out
 
 
-def _paint_runs(shape: tuple[int, int, int], clip: np.ndarray, cls: np.ndarray, start: np.ndarray,
-                end: np.ndarray) -> np.ndarray:
+def _paint_runs(
+    shape: tuple[int, int, int],
+    clip: np.ndarray,
+    cls: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+) -> np.ndarray:
   """The union of runs [start, end) of seconds of (clip, class): `[R]` each -> bool `shape` `[N, T, C]`."""
   num_clips, num_seconds, num_classes = shape
   seconds_1xT = np.arange(num_seconds)[None, :]
@@ -80,8 +92,14 @@ def _paint_runs(shape: tuple[int, int, int], clip: np.ndarray, cls: np.ndarray, 
   return out_NxCxT.transpose(0, 2, 1)
 
 
-def simulate_teacher(labels: np.ndarray, other_labels: np.ndarray, weak_labels: np.ndarray, draws: np.ndarray,
-                     errors: TeacherErrors, severity: float) -> np.ndarray:
+def simulate_teacher(
+    labels: np.ndarray,
+    other_labels: np.ndarray,
+    weak_labels: np.ndarray,
+    draws: np.ndarray,
+    errors: TeacherErrors,
+    severity: float,
+) -> np.ndarray:
   """One modality's simulated pseudo labels from dense labels.
 
   Args:
@@ -99,7 +117,9 @@ def simulate_teacher(labels: np.ndarray, other_labels: np.ndarray, weak_labels: 
   truth = (np.asarray(labels) > 0) & weak
   other = (np.asarray(other_labels) > 0) & weak
   rate = lambda weight: min(1.0, severity * weight)
-  u_event, u_onset, u_offset, d_onset, d_offset, u_second, u_spurious, u_leak = np.moveaxis(draws, 1, 0)
+  u_event, u_onset, u_offset, d_onset, d_offset, u_second, u_spurious, u_leak = np.moveaxis(
+      draws, 1, 0
+  )
 
   absent = ~truth.any(axis=1, keepdims=True)  # [N, 1, C] weak classes this modality does not have
   leak = absent & (u_leak[:, :1] < rate(errors.leaked_event))
@@ -108,7 +128,9 @@ def simulate_teacher(labels: np.ndarray, other_labels: np.ndarray, weak_labels: 
   # The runs of `source` (`[R]` each, end exclusive); a run's draws are read at its onset second.
   clip, cls, start, end = events.runs(source)
   at_onset = lambda u: u[clip, start, cls]
-  shift = lambda u, d, weight: np.where(at_onset(u) < rate(weight), np.where(at_onset(d) < 0.5, -1, 1), 0)
+  shift = lambda u, d, weight: np.where(
+      at_onset(u) < rate(weight), np.where(at_onset(d) < 0.5, -1, 1), 0
+  )
   new_start = np.clip(start + shift(u_onset, d_onset, errors.jitter), 0, T)
   new_end = np.clip(end + shift(u_offset, d_offset, errors.jitter), 0, T)
   keep = (at_onset(u_event) >= rate(errors.missed_event)) & (new_end > new_start)
@@ -124,19 +146,29 @@ def _segment_f1(pseudo: np.ndarray, truth: np.ndarray) -> float:
   return metrics.parsing_scores(pseudo, pseudo, truth, truth)["segment/audio"]
 
 
-def calibrate_severity(labels: np.ndarray, other_labels: np.ndarray, weak_labels: np.ndarray, draws: np.ndarray,
-                       errors: TeacherErrors, target_f1: float) -> float:
+def calibrate_severity(
+    labels: np.ndarray,
+    other_labels: np.ndarray,
+    weak_labels: np.ndarray,
+    draws: np.ndarray,
+    errors: TeacherErrors,
+    target_f1: float,
+) -> float:
   """The severity whose simulated labels score `target_f1` (official segment F1, percent) against `labels`.
 
   Bisection over [0, severity at which every rate is 1]; the F1 falls as the severity grows because the
   draws are fixed. Raises InputError when the target is outside what the error mix can reach.
   """
-  score = lambda s: _segment_f1(simulate_teacher(labels, other_labels, weak_labels, draws, errors, s), labels)
+  score = lambda s: _segment_f1(
+      simulate_teacher(labels, other_labels, weak_labels, draws, errors, s), labels
+  )
   low, high = 0.0, 1.0 / min(w for w in dataclasses.astuple(errors) if w > 0)
   best, worst = score(low), score(high)
   if not worst <= target_f1 <= best:
-    raise InputError(f"simulated pseudo labels cannot reach segment F1 {target_f1}: their error mix spans "
-                     f"{worst:.1f} to {best:.1f} on these clips.")
+    raise InputError(
+        f"simulated pseudo labels cannot reach segment F1 {target_f1}: their error mix spans "
+        f"{worst:.1f} to {best:.1f} on these clips."
+    )
   for _ in range(_BISECTION_STEPS):
     middle = 0.5 * (low + high)
     if score(middle) > target_f1:
@@ -156,20 +188,28 @@ class SimulatedPseudoLabels:
     f1: split -> modality -> the official segment F1 (percent) against the split's dense labels (hidden
       drawn labels for train, the real ones for val / test).
   """
+
   severity: dict[str, float]
   labels: dict[str, tuple[np.ndarray, np.ndarray]]
   f1: dict[str, dict[str, float]]
 
   def summary(self) -> str:
     """One log line: the F1 of every split and modality, and the targets."""
-    parts = [f"{split} audio {f1['audio']:.1f} / visual {f1['visual']:.1f}" for split, f1 in self.f1.items()]
+    parts = [
+        f"{split} audio {f1['audio']:.1f} / visual {f1['visual']:.1f}"
+        for split, f1 in self.f1.items()
+    ]
     target = PSEUDO_LABEL_TARGET_F1
-    return (f"SIMULATED pseudo labels of the SYNTHETIC data (a VALOR-like teacher), official segment F1 against the "
-            f"dense labels: {'; '.join(parts)} (calibrated on train to audio {target['audio']} / visual "
-            f"{target['visual']}).")
+    return (
+        f"SIMULATED pseudo labels of the SYNTHETIC data (a VALOR-like teacher), official segment F1 against the "
+        f"dense labels: {'; '.join(parts)} (calibrated on train to audio {target['audio']} / visual "
+        f"{target['visual']})."
+    )
 
 
-def simulated_pseudo_labels(data: synthetic.SyntheticLLP, splits: Sequence[str] = ("train",)) -> SimulatedPseudoLabels:
+def simulated_pseudo_labels(
+    data: synthetic.SyntheticLLP, splits: Sequence[str] = ("train",)
+) -> SimulatedPseudoLabels:
   """SIMULATED VALOR-like segment pseudo labels of `splits` of the synthetic set `data`.
 
   The severity of each modality is calibrated once, on the set's training clips against their hidden dense
@@ -186,8 +226,14 @@ def simulated_pseudo_labels(data: synthetic.SyntheticLLP, splits: Sequence[str] 
     simulated = {}
     for modality, other in (("audio", "visual"), ("visual", "audio")):
       draws = _teacher_draws(data.seed, modality, clips.filenames)
-      simulated[modality] = simulate_teacher(dense[modality], dense[other], clips.weak_labels, draws,
-                                             TEACHER_ERRORS[modality], severity[modality])
+      simulated[modality] = simulate_teacher(
+          dense[modality],
+          dense[other],
+          clips.weak_labels,
+          draws,
+          TEACHER_ERRORS[modality],
+          severity[modality],
+      )
     labels[split] = (simulated["audio"], simulated["visual"])
     f1[split] = {m: _segment_f1(simulated[m], dense[m]) for m in annotations.LABEL_MODALITIES}
   return SimulatedPseudoLabels(severity=dict(severity), labels=labels, f1=f1)
@@ -198,7 +244,14 @@ def calibrated_severity(data: synthetic.SyntheticLLP) -> dict[str, float]:
   train = data.split("train")
   audio, visual = data.dense_train_labels
   dense = {"audio": audio, "visual": visual}
-  return {modality: calibrate_severity(dense[modality], dense[other], train.weak_labels,
-                                       _teacher_draws(data.seed, modality, train.filenames),
-                                       TEACHER_ERRORS[modality], PSEUDO_LABEL_TARGET_F1[modality])
-          for modality, other in (("audio", "visual"), ("visual", "audio"))}
+  return {
+      modality: calibrate_severity(
+          dense[modality],
+          dense[other],
+          train.weak_labels,
+          _teacher_draws(data.seed, modality, train.filenames),
+          TEACHER_ERRORS[modality],
+          PSEUDO_LABEL_TARGET_F1[modality],
+      )
+      for modality, other in (("audio", "visual"), ("visual", "audio"))
+  }

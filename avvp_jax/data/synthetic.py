@@ -80,8 +80,10 @@ C = annotations.NUM_CLASSES  # 25 classes
 # `features` reads as [T, 768].
 LAYOUTS = tuple(features.LAYOUTS)
 FEATURE_SHAPES = {layout: features.output_shapes(layout, "raw") for layout in LAYOUTS}
-FEATURE_DIRS = {layout: {modality: folder for modality, (folder, _) in features.LAYOUTS[layout].items()}
-                for layout in LAYOUTS}
+FEATURE_DIRS = {
+    layout: {modality: folder for modality, (folder, _) in features.LAYOUTS[layout].items()}
+    for layout in LAYOUTS
+}
 # Training clips of the default synthetic run (a seeded subset of the 10,000 real ones).
 DEFAULT_NUM_TRAIN_CLIPS = 2000
 MARKER_FILE = "SYNTHETIC.txt"  # written into every folder `launch/make_synthetic.py` fills
@@ -110,6 +112,7 @@ LATENT_DIM = 48  # width of the latent each second is built in before the fixed 
 @dataclasses.dataclass(frozen=True)
 class ModalitySpec:
   """How one modality's features are generated (see the module docstring's feature model)."""
+
   dim: int  # feature width D
   frames_per_second: int = 1  # 8 for ResNet-152 frames
   activation: str = "linear"  # "relu" (CNN features), "linear" (VGGish) or "l2" (CLIP/CLAP)
@@ -126,18 +129,30 @@ class ModalitySpec:
 
 MODALITY_SPECS = {
     "official": {
-        "audio": ModalitySpec(dim=128, activation="linear", scale=0.6, mean=0.3, salience=(0.5, 1.0),
-                              latent_noise=0.9),
-        "frames": ModalitySpec(dim=2048, frames_per_second=features.FRAMES_PER_SECOND, activation="relu", scale=0.5,
-                               mean=0.3, salience=(0.6, 1.0), latent_noise=1.0, frame_noise=0.8),
-        "motion": ModalitySpec(dim=512, activation="relu", scale=0.5, mean=0.3, salience=(0.4, 1.0),
-                               latent_noise=1.1),
+        "audio": ModalitySpec(
+            dim=128, activation="linear", scale=0.6, mean=0.3, salience=(0.5, 1.0), latent_noise=0.9
+        ),
+        "frames": ModalitySpec(
+            dim=2048,
+            frames_per_second=features.FRAMES_PER_SECOND,
+            activation="relu",
+            scale=0.5,
+            mean=0.3,
+            salience=(0.6, 1.0),
+            latent_noise=1.0,
+            frame_noise=0.8,
+        ),
+        "motion": ModalitySpec(
+            dim=512, activation="relu", scale=0.5, mean=0.3, salience=(0.4, 1.0), latent_noise=1.1
+        ),
     },
     "clip_clap": {
-        "audio": ModalitySpec(dim=768, activation="l2", scale=1.0, mean=0.0, salience=(0.5, 1.0),
-                              latent_noise=0.8),
-        "frames": ModalitySpec(dim=768, activation="l2", scale=1.0, mean=0.0, salience=(0.6, 1.0),
-                               latent_noise=0.9),
+        "audio": ModalitySpec(
+            dim=768, activation="l2", scale=1.0, mean=0.0, salience=(0.5, 1.0), latent_noise=0.8
+        ),
+        "frames": ModalitySpec(
+            dim=768, activation="l2", scale=1.0, mean=0.0, salience=(0.6, 1.0), latent_noise=0.9
+        ),
     },
 }
 # Which dense labels drive each modality.
@@ -165,8 +180,9 @@ def _count_events(labels: np.ndarray) -> np.ndarray:
   return ((labels > 0) & (previous == 0)).sum(axis=1)
 
 
-def label_statistics(weak_labels: np.ndarray, audio_labels: np.ndarray,
-                     visual_labels: np.ndarray) -> dict[str, np.ndarray]:
+def label_statistics(
+    weak_labels: np.ndarray, audio_labels: np.ndarray, visual_labels: np.ndarray
+) -> dict[str, np.ndarray]:
   """Per-class statistics of dense labels given weak labels (what `draw_dense_labels` reproduces).
 
   Args:
@@ -203,8 +219,12 @@ def label_statistics(weak_labels: np.ndarray, audio_labels: np.ndarray,
       "visual_events": mean_where(_count_events(visual_labels), visible),
       "audio_onset": mean_where(onset(audio_labels), audible),
       "visual_onset": mean_where(onset(visual_labels), visible),
-      "audio_length_hist": np.bincount(audio_labels.sum(axis=1)[audible].astype(int), minlength=T + 1),
-      "visual_length_hist": np.bincount(visual_labels.sum(axis=1)[visible].astype(int), minlength=T + 1),
+      "audio_length_hist": np.bincount(
+          audio_labels.sum(axis=1)[audible].astype(int), minlength=T + 1
+      ),
+      "visual_length_hist": np.bincount(
+          visual_labels.sum(axis=1)[visible].astype(int), minlength=T + 1
+      ),
   }
 
 
@@ -217,30 +237,35 @@ class EventPool:
     visual: `[P, T]` uint8 visual seconds of the same pair.
     start: `[C]` first row of each class's patterns; `count`: `[C]` their number (rows are class-sorted).
   """
+
   audio: np.ndarray
   visual: np.ndarray
   start: np.ndarray
   count: np.ndarray
 
   @classmethod
-  def from_labels(cls, weak_labels: np.ndarray, audio_labels: np.ndarray,
-                  visual_labels: np.ndarray) -> EventPool:
+  def from_labels(
+      cls, weak_labels: np.ndarray, audio_labels: np.ndarray, visual_labels: np.ndarray
+  ) -> EventPool:
     """Pools the pairs whose class is in the weak labels and audible or visible at least once."""
     keep = (weak_labels > 0) & (audio_labels.any(axis=1) | visual_labels.any(axis=1))  # [N, C]
     clips, classes = np.nonzero(keep.T)[::-1]  # class-major order: all pairs of class 0 first
     count = np.bincount(classes, minlength=C)
     if (count == 0).any():
       missing = [annotations.CLASSES[c] for c in np.nonzero(count == 0)[0]]
-      raise InputError(f"the dense labels have no event of {', '.join(missing)}: synthetic training labels "
-                       "are drawn from the validation and test annotations, which must cover every class.")
+      raise InputError(
+          f"the dense labels have no event of {', '.join(missing)}: synthetic training labels "
+          "are drawn from the validation and test annotations, which must cover every class."
+      )
     start = np.concatenate([[0], np.cumsum(count)[:-1]])
     audio = audio_labels[clips, :, classes].astype(np.uint8)
     visual = visual_labels[clips, :, classes].astype(np.uint8)
     return cls(audio, visual, start, count)
 
 
-def draw_dense_labels(filenames: Sequence[str], weak_labels: np.ndarray, pool: EventPool,
-                      seed: int) -> tuple[np.ndarray, np.ndarray]:
+def draw_dense_labels(
+    filenames: Sequence[str], weak_labels: np.ndarray, pool: EventPool, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
   """Draws dense audio and visual labels of training clips from their weak labels.
 
   Each weak class of a clip independently takes the (audio, visual) seconds of a pattern drawn uniformly
@@ -256,9 +281,14 @@ def draw_dense_labels(filenames: Sequence[str], weak_labels: np.ndarray, pool: E
     audio_labels, visual_labels: `[N, T, C]` float32 0/1; every weak class is present in >= 1 modality.
   """
   n = len(filenames)
-  uniforms = np.stack([seeded_generator(seed, "labels", f).random(C) for f in filenames]) if n else np.zeros((0, C))
-  rows = pool.start[None, :] + np.minimum((uniforms * pool.count[None, :]).astype(np.int64),
-                                          pool.count[None, :] - 1)  # [N, C] drawn pattern of every class
+  uniforms = (
+      np.stack([seeded_generator(seed, "labels", f).random(C) for f in filenames])
+      if n
+      else np.zeros((0, C))
+  )
+  rows = pool.start[None, :] + np.minimum(
+      (uniforms * pool.count[None, :]).astype(np.int64), pool.count[None, :] - 1
+  )  # [N, C] drawn pattern of every class
   weak = (weak_labels > 0)[:, None, :]  # [N, 1, C]
   audio = np.where(weak, pool.audio[rows].transpose(0, 2, 1), 0).astype(np.float32)
   visual = np.where(weak, pool.visual[rows].transpose(0, 2, 1), 0).astype(np.float32)
@@ -271,6 +301,7 @@ def draw_dense_labels(filenames: Sequence[str], weak_labels: np.ndarray, pool: E
 @dataclasses.dataclass(frozen=True)
 class _ModalityParams:
   """The fixed (per seed and layout) parameters of one modality."""
+
   spec: ModalitySpec
   prototypes: np.ndarray  # [C, L] class prototypes z_m, norm ~1
   mixing: np.ndarray  # [L, D] unit-variance mixing matrix M_m
@@ -284,15 +315,18 @@ def _modality_params(seed: int, layout: str, modality: str, spec: ModalitySpec) 
   prototypes = own.copy()
   for first, second in CONFUSABLE_PAIRS:
     i, j = annotations.CLASS_INDEX[first], annotations.CLASS_INDEX[second]
-    prototypes[j] = CONFUSABLE_SHARE * own[i] + np.sqrt(1 - CONFUSABLE_SHARE ** 2) * own[j]
+    prototypes[j] = CONFUSABLE_SHARE * own[i] + np.sqrt(1 - CONFUSABLE_SHARE**2) * own[j]
   prototypes = prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True) * norms
   mixing = rng.standard_normal((LATENT_DIM, spec.dim))
-  if spec.activation == "l2":  # CLIP/CLAP embeddings share a common direction (cosine ~0.5 between clips)
+  if (
+      spec.activation == "l2"
+  ):  # CLIP/CLAP embeddings share a common direction (cosine ~0.5 between clips)
     mean = rng.standard_normal(spec.dim) * 1.2
   else:
     mean = rng.exponential(spec.mean, size=spec.dim) if spec.mean else np.zeros(spec.dim)
-  return _ModalityParams(spec, prototypes.astype(np.float32), mixing.astype(np.float32),
-                         mean.astype(np.float32))
+  return _ModalityParams(
+      spec, prototypes.astype(np.float32), mixing.astype(np.float32), mean.astype(np.float32)
+  )
 
 
 def _unit(rng: np.random.Generator, shape: tuple[int, ...], norm: float) -> np.ndarray:
@@ -300,7 +334,9 @@ def _unit(rng: np.random.Generator, shape: tuple[int, ...], norm: float) -> np.n
   return rng.standard_normal(shape, dtype=np.float32) * np.float32(norm / np.sqrt(shape[-1]))
 
 
-def _modality_features(rng: np.random.Generator, params: _ModalityParams, labels: np.ndarray) -> np.ndarray:
+def _modality_features(
+    rng: np.random.Generator, params: _ModalityParams, labels: np.ndarray
+) -> np.ndarray:
   """One clip's features of one modality.
 
   Args:
@@ -316,7 +352,11 @@ def _modality_features(rng: np.random.Generator, params: _ModalityParams, labels
   instance = _unit(rng, (C, LATENT_DIM), spec.instance)  # [C, L]
   offset = _unit(rng, (LATENT_DIM,), spec.offset)  # [L]
   gain = np.float32(np.exp(spec.gain_spread * rng.standard_normal()))
-  latent = salience @ (params.prototypes + instance) + offset + _unit(rng, (T, LATENT_DIM), spec.latent_noise)
+  latent = (
+      salience @ (params.prototypes + instance)
+      + offset
+      + _unit(rng, (T, LATENT_DIM), spec.latent_noise)
+  )
   if spec.frames_per_second > 1:
     latent = np.repeat(latent, spec.frames_per_second, axis=0)
     latent += _unit(rng, latent.shape, spec.frame_noise)
@@ -342,9 +382,14 @@ class SyntheticLLP:
     clip = data.features("val", 0)  # {"audio": [10, 128], "frames": [10, 2048], "motion": [10, 512]}
   """
 
-  def __init__(self, num_train_clips: int | None = DEFAULT_NUM_TRAIN_CLIPS, seed: int = 0,
-               layout: str = "official", frames: str = "raw",
-               labels_dir: str | pathlib.Path | None = None):
+  def __init__(
+      self,
+      num_train_clips: int | None = DEFAULT_NUM_TRAIN_CLIPS,
+      seed: int = 0,
+      layout: str = "official",
+      frames: str = "raw",
+      labels_dir: str | pathlib.Path | None = None,
+  ):
     """Describes the dataset; nothing is generated until asked for.
 
     Args:
@@ -364,8 +409,10 @@ class SyntheticLLP:
     if num_train_clips is None:
       num_train_clips = total
     if not 0 < num_train_clips <= total:
-      raise InputError(f"num_train_clips={num_train_clips} must be between 1 and the {total} real training "
-                       "clips (None: all of them).")
+      raise InputError(
+          f"num_train_clips={num_train_clips} must be between 1 and the {total} real training "
+          "clips (None: all of them)."
+      )
     self.num_train_clips = int(num_train_clips)
     self._splits: dict[str, annotations.Split] = {}
 
@@ -377,8 +424,10 @@ class SyntheticLLP:
   def description(self) -> str:
     sizes = ", ".join(f"{s} {len(self.split(s))}" for s in annotations.SPLITS)
     shapes = ", ".join(f"{m} {list(s)}" for m, s in self.shapes.items())
-    return (f"SYNTHETIC LLP-structured features (seed {self.seed}, layout {self.layout}, {self.frames} frames: "
-            f"{shapes}; clips {sizes}), real weak labels and real val/test dense labels")
+    return (
+        f"SYNTHETIC LLP-structured features (seed {self.seed}, layout {self.layout}, {self.frames} frames: "
+        f"{shapes}; clips {sizes}), real weak labels and real val/test dense labels"
+    )
 
   def _real_split(self, name: str) -> annotations.Split:
     return annotations.load_split(name, self.labels_dir)[0]
@@ -388,7 +437,7 @@ class SyntheticLLP:
     """`[num_train_clips]` rows of the real training file in the subset, increasing."""
     total = len(self._real_split("train"))
     order = seeded_generator(self.seed, "train subset").permutation(total)
-    return np.sort(order[:self.num_train_clips])
+    return np.sort(order[: self.num_train_clips])
 
   def split(self, name: str) -> annotations.Split:
     """The split's clips and labels: the training subset (weak labels only), or all of val / test."""
@@ -398,15 +447,21 @@ class SyntheticLLP:
       real = self._real_split(name)
       if name == "train":
         rows = self.train_indices
-        real = annotations.Split(name, tuple(real.filenames[i] for i in rows), real.weak_labels[rows])
+        real = annotations.Split(
+            name, tuple(real.filenames[i] for i in rows), real.weak_labels[rows]
+        )
       self._splits[name] = real
     return self._splits[name]
 
   @functools.cached_property
   def event_pool(self) -> EventPool:
     val, test = self._real_split("val"), self._real_split("test")
-    return EventPool.from_labels(*(np.concatenate([getattr(val, k), getattr(test, k)])
-                                   for k in ("weak_labels", "audio_labels", "visual_labels")))
+    return EventPool.from_labels(
+        *(
+            np.concatenate([getattr(val, k), getattr(test, k)])
+            for k in ("weak_labels", "audio_labels", "visual_labels")
+        )
+    )
 
   @functools.cached_property
   def dense_train_labels(self) -> tuple[np.ndarray, np.ndarray]:
@@ -424,14 +479,20 @@ class SyntheticLLP:
 
   @functools.cached_property
   def _params(self) -> dict[str, _ModalityParams]:
-    return {m: _modality_params(self.seed, self.layout, m, spec)
-            for m, spec in MODALITY_SPECS[self.layout].items()}
+    return {
+        m: _modality_params(self.seed, self.layout, m, spec)
+        for m, spec in MODALITY_SPECS[self.layout].items()
+    }
 
-  def clip_features(self, filename: str, audio_labels: np.ndarray,
-                    visual_labels: np.ndarray) -> dict[str, np.ndarray]:
+  def clip_features(
+      self, filename: str, audio_labels: np.ndarray, visual_labels: np.ndarray
+  ) -> dict[str, np.ndarray]:
     """Features of one clip from its dense labels (`[T, C]` each); depends only on (seed, layout, filename)."""
     rng = seeded_generator(self.seed, self.layout, "features", filename)
-    labels = {"audio": np.asarray(audio_labels, np.float32), "visual": np.asarray(visual_labels, np.float32)}
+    labels = {
+        "audio": np.asarray(audio_labels, np.float32),
+        "visual": np.asarray(visual_labels, np.float32),
+    }
     out = {}
     for modality, params in self._params.items():
       out[modality] = _modality_features(rng, params, labels[_LABEL_SOURCE[modality]])
@@ -443,7 +504,9 @@ class SyntheticLLP:
     """Features of clip `index` (file order) of `split`: a dict modality -> float32 array of `self.shapes`."""
     data = self.split(split)
     if not 0 <= index < len(data):
-      raise InputError(f"clip index {index} is outside the {len(data)} clips of the synthetic {split} split.")
+      raise InputError(
+          f"clip index {index} is outside the {len(data)} clips of the synthetic {split} split."
+      )
     audio, visual = self.dense_labels(split)
     return self.clip_features(data.filenames[index], audio[index], visual[index])
 
@@ -475,8 +538,12 @@ def marker_text(data: SyntheticLLP, counts: dict[str, int], what: str) -> str:
   return "\n".join(lines) + "\n"
 
 
-def write_features(data: SyntheticLLP, output_dir: str | pathlib.Path, split: str,
-                   indices: Sequence[int] | None = None) -> int:
+def write_features(
+    data: SyntheticLLP,
+    output_dir: str | pathlib.Path,
+    split: str,
+    indices: Sequence[int] | None = None,
+) -> int:
   """Writes `<output_dir>/<modality dir>/<clip id>.npy` (float32, as stored: raw frames) for a split.
 
   Args:
@@ -489,8 +556,11 @@ def write_features(data: SyntheticLLP, output_dir: str | pathlib.Path, split: st
     The number of clips written.
   """
   output_dir = pathlib.Path(output_dir)
-  stored = data if data.frames == "raw" else SyntheticLLP(data.num_train_clips, data.seed, data.layout, "raw",
-                                                         data.labels_dir)
+  stored = (
+      data
+      if data.frames == "raw"
+      else SyntheticLLP(data.num_train_clips, data.seed, data.layout, "raw", data.labels_dir)
+  )
   folders = {m: output_dir / d for m, d in FEATURE_DIRS[data.layout].items()}
   for folder in folders.values():
     folder.mkdir(parents=True, exist_ok=True)
@@ -515,8 +585,9 @@ def _copy_rows(source: pathlib.Path, target: pathlib.Path, keep: set[str]) -> in
   return len(rows)
 
 
-def write_labels(data: SyntheticLLP, labels_out: str | pathlib.Path,
-                 filenames: dict[str, Sequence[str]]) -> dict[str, int]:
+def write_labels(
+    data: SyntheticLLP, labels_out: str | pathlib.Path, filenames: dict[str, Sequence[str]]
+) -> dict[str, int]:
   """Writes the annotation files of exactly the clips written, so labels and features agree.
 
   `AVVP_train.csv`, `AVVP_val_pd.csv`, `AVVP_test_pd.csv` and `AVVP_dataset_full.csv` keep the real rows
@@ -537,7 +608,9 @@ def write_labels(data: SyntheticLLP, labels_out: str | pathlib.Path,
   counts = {}
   for split in annotations.SPLITS:
     name = annotations.SPLIT_FILES[split]
-    counts[name] = _copy_rows(data.labels_dir / name, labels_out / name, set(filenames.get(split, ())))
+    counts[name] = _copy_rows(
+        data.labels_dir / name, labels_out / name, set(filenames.get(split, ()))
+    )
   every = set().union(*(set(f) for f in filenames.values())) if filenames else set()
   full = data.labels_dir / "AVVP_dataset_full.csv"
   if full.exists():

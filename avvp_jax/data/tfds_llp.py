@@ -98,6 +98,7 @@ features generated from the real annotations (avvp_jax.data.synthetic), not real
 class LlpConfig(tfds.core.BuilderConfig):
   """A feature set: `layout` ("official" | "clip_clap"), `frames` ("pooled" | "raw"), and whether the
   features are the SYNTHETIC ones."""
+
   layout: str = "official"
   frames: str = "pooled"
   synthetic: bool = False
@@ -105,17 +106,36 @@ class LlpConfig(tfds.core.BuilderConfig):
 
 def _config(name: str, layout: str, frames: str, synthetic: bool, what: str) -> LlpConfig:
   prefix = "SYNTHETIC features (avvp_jax.data.synthetic), " if synthetic else ""
-  return LlpConfig(name=name, layout=layout, frames=frames, synthetic=synthetic, description=prefix + what)
+  return LlpConfig(
+      name=name, layout=layout, frames=frames, synthetic=synthetic, description=prefix + what
+  )
 
 
 BUILDER_CONFIGS = [
-    _config("official_pooled", "official", "pooled", False,
-            "VGGish audio, ResNet-152 frames averaged per second [10, 2048], R(2+1)D-18 motion"),
-    _config("official_raw", "official", "raw", False,
-            "VGGish audio, ResNet-152 frames at 8 fps [80, 2048], R(2+1)D-18 motion"),
-    _config("clip_clap", "clip_clap", "pooled", False,
-            "VALOR's CLAP audio feature maps pooled to 10 segments [10, 768], CLIP ViT-L/14 frames [10, 768]"),
-    _config("synthetic_official_pooled", "official", "pooled", True, "official layout, pooled frames"),
+    _config(
+        "official_pooled",
+        "official",
+        "pooled",
+        False,
+        "VGGish audio, ResNet-152 frames averaged per second [10, 2048], R(2+1)D-18 motion",
+    ),
+    _config(
+        "official_raw",
+        "official",
+        "raw",
+        False,
+        "VGGish audio, ResNet-152 frames at 8 fps [80, 2048], R(2+1)D-18 motion",
+    ),
+    _config(
+        "clip_clap",
+        "clip_clap",
+        "pooled",
+        False,
+        "VALOR's CLAP audio feature maps pooled to 10 segments [10, 768], CLIP ViT-L/14 frames [10, 768]",
+    ),
+    _config(
+        "synthetic_official_pooled", "official", "pooled", True, "official layout, pooled frames"
+    ),
     _config("synthetic_official_raw", "official", "raw", True, "official layout, raw frames"),
     _config("synthetic_clip_clap", "clip_clap", "pooled", True, "clip_clap layout"),
 ]
@@ -133,7 +153,9 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
   """LLP (features + annotations) for AVVP; see the module docstring."""
 
   VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release: official and VALOR CLIP/CLAP layouts, synthetic configs."}
+  RELEASE_NOTES = {
+      "1.0.0": "First release: official and VALOR CLIP/CLAP layouts, synthetic configs."
+  }
   BUILDER_CONFIGS = BUILDER_CONFIGS
   DEFAULT_CONFIG_NAME = "official_pooled"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
@@ -159,9 +181,16 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
     # on Python < 3.9; this module is a plain file, so name it directly.
     return pathlib.Path(__file__)
 
-  def __init__(self, *, labels_dir: str | os.PathLike | None = None, legacy_annotations: bool = False,
-               synthetic_train_clips: int = 2000, synthetic_seed: int = 0, synthetic_eval_clips: int = 0,
-               **kwargs: Any):
+  def __init__(
+      self,
+      *,
+      labels_dir: str | os.PathLike | None = None,
+      legacy_annotations: bool = False,
+      synthetic_train_clips: int = 2000,
+      synthetic_seed: int = 0,
+      synthetic_eval_clips: int = 0,
+      **kwargs: Any,
+  ):
     """Args as `tfds.core.DatasetBuilder` (`config`, `data_dir`, ...) plus:
 
     Args:
@@ -214,36 +243,55 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
   # --- generation ------------------------------------------------------------------------------------
 
   def _annotation_splits(self) -> dict[str, annotations.Split]:
-    return {name: annotations.load_split(name, self._labels_dir, legacy_annotations=self._legacy_annotations)[0]
-            for name in annotations.SPLITS}
+    return {
+        name: annotations.load_split(
+            name, self._labels_dir, legacy_annotations=self._legacy_annotations
+        )[0]
+        for name in annotations.SPLITS
+    }
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     config = self.builder_config
     if config.synthetic:
-      data = synthetic.SyntheticLLP(self._synthetic_train_clips, self._synthetic_seed, config.layout,
-                                    config.frames, self._labels_dir)
+      data = synthetic.SyntheticLLP(
+          self._synthetic_train_clips,
+          self._synthetic_seed,
+          config.layout,
+          config.frames,
+          self._labels_dir,
+      )
       splits = {name: data.split(name) for name in annotations.SPLITS}
       if self._synthetic_eval_clips > 0:
-        splits = {name: _head(split, self._synthetic_eval_clips) if name != "train" else split
-                  for name, split in splits.items()}
+        splits = {
+            name: _head(split, self._synthetic_eval_clips) if name != "train" else split
+            for name, split in splits.items()
+        }
       sizes = ", ".join(f"{name} {len(s)}" for name, s in splits.items())
-      description = (f"SYNTHETIC LLP-structured features (avvp_jax.data.synthetic: seed {self._synthetic_seed}, "
-                     f"{config.layout} layout, {config.frames} frames; clips {sizes}), real weak labels and "
-                     "real val/test dense labels")
+      description = (
+          f"SYNTHETIC LLP-structured features (avvp_jax.data.synthetic: seed {self._synthetic_seed}, "
+          f"{config.layout} layout, {config.frames} frames; clips {sizes}), real weak labels and "
+          "real val/test dense labels"
+      )
       self._source = data
     else:
       features_dir = pathlib.Path(dl_manager.manual_dir)
       splits = self._annotation_splits()
-      features_lib.check_features_dir(features_dir, config.layout, splits)  # before anything is written
+      features_lib.check_features_dir(
+          features_dir, config.layout, splits
+      )  # before anything is written
       sizes = ", ".join(f"{name} {len(s)}" for name, s in splits.items())
-      description = (f"LLP features from {features_dir} ({config.layout} layout, {config.frames} frames; clips "
-                     f"{sizes}), labels from {self._labels_dir}")
+      description = (
+          f"LLP features from {features_dir} ({config.layout} layout, {config.frames} frames; clips "
+          f"{sizes}), labels from {self._labels_dir}"
+      )
       marker = features_dir / synthetic.MARKER_FILE
       if marker.exists():  # a folder written by launch/make_synthetic.py: say so in every output
         description = f"SYNTHETIC features written by launch/make_synthetic.py (marker {marker}): {description}"
       self._source = features_dir
     self.info.metadata["description"] = description
-    self.info.metadata["filenames"] = {name: list(split.filenames) for name, split in splits.items()}
+    self.info.metadata["filenames"] = {
+        name: list(split.filenames) for name, split in splits.items()
+    }
     logging.info("Building %s: %s", self.builder_config.name, description)
     return {name: self._generate_examples(name, split) for name, split in splits.items()}
 
@@ -260,14 +308,17 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
         "visual_label": split.visual_labels[row] if dense else zeros,
     }
 
-  def _generate_examples(self, name: str, split: annotations.Split) -> Iterator[tuple[int, dict[str, Any]]]:
+  def _generate_examples(
+      self, name: str, split: annotations.Split
+  ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(row, example) in label-file order; features are read (and checked) or generated per clip."""
     if self.builder_config.synthetic:
       for row in range(len(split)):
         yield row, {**self._labels(split, row), **self._source.features(name, row)}
     else:
-      for row, clip_features in features_lib.iter_clips(self._source, self.layout, self.builder_config.frames,
-                                                        split):
+      for row, clip_features in features_lib.iter_clips(
+          self._source, self.layout, self.builder_config.frames, split
+      ):
         yield row, {**self._labels(split, row), **clip_features}
 
   # --- reading -----------------------------------------------------------------------------------------
@@ -283,9 +334,13 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
 
 def _head(split: annotations.Split, n: int) -> annotations.Split:
   """The first `n` clips of an evaluated split."""
-  return annotations.Split(split.name, split.filenames[:n], split.weak_labels[:n],
-                           None if split.audio_labels is None else split.audio_labels[:n],
-                           None if split.visual_labels is None else split.visual_labels[:n])
+  return annotations.Split(
+      split.name,
+      split.filenames[:n],
+      split.weak_labels[:n],
+      None if split.audio_labels is None else split.audio_labels[:n],
+      None if split.visual_labels is None else split.visual_labels[:n],
+  )
 
 
 def download_config(features_dir: str | os.PathLike | None) -> tfds.download.DownloadConfig:

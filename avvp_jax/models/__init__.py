@@ -70,13 +70,19 @@ _NOT_FROM_CONFIG = ("parent", "name")  # flax's own Module fields
 def _field(model_config: ml_collections.ConfigDict, key: str) -> Any:
   """`config.model.<key>`; an InputError (not an AttributeError) when the config has no such field."""
   if key not in model_config:
-    raise InputError(f"config.model has no {key!r}: the config predates it (an old workdir's config.json?); "
-                     "start from a config in configs/ (configs/common.py sets every model field).")
+    raise InputError(
+        f"config.model has no {key!r}: the config predates it (an old workdir's config.json?); "
+        "start from a config in configs/ (configs/common.py sets every model field)."
+    )
   return model_config[key]
 
 
-def _splat(module_class: type[nn.Module], section: str, model_config: ml_collections.ConfigDict,
-           **fixed: Any) -> nn.Module:
+def _splat(
+    module_class: type[nn.Module],
+    section: str,
+    model_config: ml_collections.ConfigDict,
+    **fixed: Any,
+) -> nn.Module:
   """`module_class(**config.model.<section>, **fixed)`; a key of the section that is no attribute is an InputError.
 
   Args:
@@ -89,13 +95,18 @@ def _splat(module_class: type[nn.Module], section: str, model_config: ml_collect
   try:
     return module_class(**values, **fixed)
   except TypeError as error:
-    valid = [f.name for f in dataclasses.fields(module_class)
-             if f.init and f.name not in _NOT_FROM_CONFIG and f.name not in fixed]
+    valid = [
+        f.name
+        for f in dataclasses.fields(module_class)
+        if f.init and f.name not in _NOT_FROM_CONFIG and f.name not in fixed
+    ]
     unknown = sorted(set(values) - set(valid))
     if not unknown:
       raise
-    raise InputError(f"config.model.{section} has key(s) {', '.join(unknown)} that {module_class.__name__} does not "
-                     f"take: rename or remove them (valid keys: {', '.join(valid) or 'none'}).") from error
+    raise InputError(
+        f"config.model.{section} has key(s) {', '.join(unknown)} that {module_class.__name__} does not "
+        f"take: rename or remove them (valid keys: {', '.join(valid) or 'none'})."
+    ) from error
 
 
 def _han_encoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
@@ -107,15 +118,21 @@ def _mmpyramid_encoder(model_config: ml_collections.ConfigDict, dtype: Any) -> n
 
 
 def _link_encoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
-  return _splat(link.LINKEncoder, "link", model_config, han=_han_encoder(model_config, dtype), dtype=dtype)
+  return _splat(
+      link.LINKEncoder, "link", model_config, han=_han_encoder(model_config, dtype), dtype=dtype
+  )
 
 
 def _mmil_decoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
-  return _splat(mmil.MMILDecoder, "mmil", model_config, num_classes=annotations.NUM_CLASSES, dtype=dtype)
+  return _splat(
+      mmil.MMILDecoder, "mmil", model_config, num_classes=annotations.NUM_CLASSES, dtype=dtype
+  )
 
 
 def _leap_decoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
-  return _splat(leap.LEAPDecoder, "leap", model_config, num_classes=annotations.NUM_CLASSES, dtype=dtype)
+  return _splat(
+      leap.LEAPDecoder, "leap", model_config, num_classes=annotations.NUM_CLASSES, dtype=dtype
+  )
 
 
 def _no_refiner(model_config: ml_collections.ConfigDict, dtype: Any) -> None:
@@ -149,14 +166,22 @@ class AVVPModel(nn.Module):
   else the decoder's own predictions on the un-modulated segments (a first decoder pass, same weights, whose
   outputs are returned as `first_pass_<key>`). `audio_embedding` / `visual_embedding` are the encoder's outputs.
   """
+
   embed: nn.Module
   encoder: nn.Module
   decoder: nn.Module
   refiner: nn.Module | None = None
 
-  def __call__(self, audio: jax.Array, frames: jax.Array, motion: jax.Array | None = None, *,
-               train: bool = False, segment_labels: tuple[jax.Array, jax.Array] | None = None,
-               video_label: jax.Array | None = None) -> dict[str, jax.Array]:
+  def __call__(
+      self,
+      audio: jax.Array,
+      frames: jax.Array,
+      motion: jax.Array | None = None,
+      *,
+      train: bool = False,
+      segment_labels: tuple[jax.Array, jax.Array] | None = None,
+      video_label: jax.Array | None = None,
+  ) -> dict[str, jax.Array]:
     """`segment_labels` ((audio, visual) [B, T, C] pseudo labels) and `video_label` ([B, C] weak labels) are
     training-time inputs of a refiner; models without one ignore them."""
     audio_BxTxD, visual_BxTxD = self.embed(audio, frames, motion)
@@ -168,8 +193,13 @@ class AVVPModel(nn.Module):
       first_pass = self.decoder(audio_BxTxD, visual_BxTxD, train=train)
       extras.update({f"first_pass_{key}": value for key, value in first_pass.items()})
       decoder_audio, decoder_visual, refiner_extras = self.refiner(
-          audio_BxTxD, visual_BxTxD, first_pass, train=train, segment_labels=segment_labels,
-          video_label=video_label)
+          audio_BxTxD,
+          visual_BxTxD,
+          first_pass,
+          train=train,
+          segment_labels=segment_labels,
+          video_label=video_label,
+      )
       extras.update(refiner_extras)
     outputs = dict(self.decoder(decoder_audio, decoder_visual, train=train))
     outputs.update(extras)
@@ -185,7 +215,9 @@ def resolve_dtype(name: str, field: str = "compute dtype") -> Any:
   return COMPUTE_DTYPES[name]
 
 
-def _builder(model_config: ml_collections.ConfigDict, field: str, registry: dict[str, Builder]) -> Builder:
+def _builder(
+    model_config: ml_collections.ConfigDict, field: str, registry: dict[str, Builder]
+) -> Builder:
   name = _field(model_config, field)
   if name not in registry:
     raise InputError(f"config.model.{field} {name!r} is unknown: use one of {sorted(registry)}.")
@@ -210,7 +242,16 @@ def build_model(model_config: ml_collections.ConfigDict, dtype: Any = None) -> A
   encoder = _builder(model_config, "encoder", ENCODERS)
   decoder = _builder(model_config, "decoder", DECODERS)
   refiner = _builder(model_config, "refiner", REFINERS)
-  embedding = _splat(embed.InputEmbedding, "input_dims", model_config, hidden_dim=_field(model_config, "hidden_dim"),
-                     dtype=dtype)
-  return AVVPModel(embed=embedding, encoder=encoder(model_config, dtype), decoder=decoder(model_config, dtype),
-                   refiner=refiner(model_config, dtype))
+  embedding = _splat(
+      embed.InputEmbedding,
+      "input_dims",
+      model_config,
+      hidden_dim=_field(model_config, "hidden_dim"),
+      dtype=dtype,
+  )
+  return AVVPModel(
+      embed=embedding,
+      encoder=encoder(model_config, dtype),
+      decoder=decoder(model_config, dtype),
+      refiner=refiner(model_config, dtype),
+  )

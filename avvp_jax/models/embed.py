@@ -23,7 +23,6 @@ from avvp_jax.errors import InputError
 from avvp_jax.models import layers
 
 
-
 class InputEmbedding(nn.Module):
   """Embeds audio, frame and (optionally) motion features into [B, T, D] audio and visual segments.
 
@@ -37,6 +36,7 @@ class InputEmbedding(nn.Module):
     motion: Dm, the motion features' width (R(2+1)D-18 512); 0: no motion stream.
     dtype: computation dtype (params stay float32).
   """
+
   hidden_dim: int = 512
   audio: int = 128
   frames: int = 2048
@@ -44,37 +44,50 @@ class InputEmbedding(nn.Module):
   dtype: layers.Dtype | None = None
 
   @nn.compact
-  def __call__(self, audio_BxTxA: jax.Array, frames_BxNxF: jax.Array, motion_BxTxM: jax.Array | None
-               ) -> tuple[jax.Array, jax.Array]:
+  def __call__(
+      self, audio_BxTxA: jax.Array, frames_BxNxF: jax.Array, motion_BxTxM: jax.Array | None
+  ) -> tuple[jax.Array, jax.Array]:
     """Returns (audio_BxTxD, visual_BxTxD); `frames_BxNxF` is [B, T, Df] or [B, 8T, Df]."""
     batch, num_seconds, audio_dim = audio_BxTxA.shape
     _check_width("audio", audio_BxTxA, self.audio, "input_dims.audio")
     _check_width("frames", frames_BxNxF, self.frames, "input_dims.frames")
-    dense = lambda features, fan_in, name: layers.torch_dense(features, fan_in, name=name, dtype=self.dtype)
+    dense = lambda features, fan_in, name: layers.torch_dense(
+        features, fan_in, name=name, dtype=self.dtype
+    )
     audio_BxTxD = dense(self.hidden_dim, audio_dim, "fc_a")(audio_BxTxA)
 
     frames_embedded = dense(self.hidden_dim, self.frames, "fc_v")(frames_BxNxF)
     if frames_BxNxF.shape[:2] == (batch, num_seconds * features_lib.FRAMES_PER_SECOND):
-      frames_BxTxD = frames_embedded.reshape(batch, num_seconds, features_lib.FRAMES_PER_SECOND, self.hidden_dim).mean(axis=2)
+      frames_BxTxD = frames_embedded.reshape(
+          batch, num_seconds, features_lib.FRAMES_PER_SECOND, self.hidden_dim
+      ).mean(axis=2)
     elif frames_BxNxF.shape[:2] == (batch, num_seconds):
       frames_BxTxD = frames_embedded
     else:
-      raise InputError(f"frames of shape {tuple(frames_BxNxF.shape)} fit neither [B, T, Df] nor [B, 8T, Df] with the "
-                       f"audio's B={batch}, T={num_seconds}: give {features_lib.FRAMES_PER_SECOND} frames or one pooled "
-                       "feature per audio segment.")
+      raise InputError(
+          f"frames of shape {tuple(frames_BxNxF.shape)} fit neither [B, T, Df] nor [B, 8T, Df] with the "
+          f"audio's B={batch}, T={num_seconds}: give {features_lib.FRAMES_PER_SECOND} frames or one pooled "
+          "feature per audio segment."
+      )
 
     if not self.motion:
       if motion_BxTxM is not None:
-        raise InputError("motion features were given but config.model.input_dims.motion is 0: set it to "
-                         "their width or pass motion=None.")
+        raise InputError(
+            "motion features were given but config.model.input_dims.motion is 0: set it to "
+            "their width or pass motion=None."
+        )
       return audio_BxTxD, frames_BxTxD
     if motion_BxTxM is None:
-      raise InputError(f"motion is None but config.model.input_dims.motion is {self.motion}: pass the "
-                       "motion features or set input_dims.motion = 0.")
+      raise InputError(
+          f"motion is None but config.model.input_dims.motion is {self.motion}: pass the "
+          "motion features or set input_dims.motion = 0."
+      )
     _check_width("motion", motion_BxTxM, self.motion, "input_dims.motion")
     if motion_BxTxM.shape[:2] != (batch, num_seconds):
-      raise InputError(f"motion of shape {tuple(motion_BxTxM.shape)} does not match the audio's "
-                       f"[B={batch}, T={num_seconds}]: give one motion feature per audio segment.")
+      raise InputError(
+          f"motion of shape {tuple(motion_BxTxM.shape)} does not match the audio's "
+          f"[B={batch}, T={num_seconds}]: give one motion feature per audio segment."
+      )
     motion_BxTxD = dense(self.hidden_dim, self.motion, "fc_st")(motion_BxTxM)
     fused_BxTx2D = jnp.concatenate([frames_BxTxD, motion_BxTxD], axis=-1)
     visual_BxTxD = dense(self.hidden_dim, 2 * self.hidden_dim, "fc_fusion")(fused_BxTx2D)
@@ -83,5 +96,7 @@ class InputEmbedding(nn.Module):
 
 def _check_width(name: str, array: jax.Array, expected: int, field: str) -> None:
   if array.ndim != 3 or array.shape[-1] != expected:
-    raise InputError(f"{name} features of shape {tuple(array.shape)} do not end in config.model.{field}="
-                     f"{expected}: set that field to the features' width (or pass [B, T, {expected}]).")
+    raise InputError(
+        f"{name} features of shape {tuple(array.shape)} do not end in config.model.{field}="
+        f"{expected}: set that field to the features' width (or pass [B, T, {expected}])."
+    )

@@ -43,6 +43,7 @@ class HANLayer(nn.Module):
     attention_dropout: dropout on the attention weights (official 0.1).
     dtype: computation dtype.
   """
+
   num_heads: int = 1
   ffn_dim: int = 0
   dropout: float = 0.1
@@ -53,14 +54,19 @@ class HANLayer(nn.Module):
   def __call__(self, x_BxTxD: jax.Array, other_BxSxD: jax.Array, *, train: bool) -> jax.Array:
     dim = x_BxTxD.shape[-1]
     ffn_dim = self.ffn_dim or dim
-    attention = lambda name: layers.MultiHeadAttention(self.num_heads, self.attention_dropout, packed_init=True,
-                                                       dtype=self.dtype, name=name)
+    attention = lambda name: layers.MultiHeadAttention(
+        self.num_heads, self.attention_dropout, packed_init=True, dtype=self.dtype, name=name
+    )
     drop = lambda y: nn.Dropout(self.dropout)(y, deterministic=not train)
     cross_BxTxD, _ = attention("cm_attn")(x_BxTxD, other_BxSxD, other_BxSxD, train=train)
     self_BxTxD, _ = attention("self_attn")(x_BxTxD, x_BxTxD, x_BxTxD, train=train)
     x_BxTxD = layers.layer_norm("norm1", self.dtype)(x_BxTxD + drop(cross_BxTxD) + drop(self_BxTxD))
-    hidden_BxTxF = nn.relu(layers.torch_dense(ffn_dim, dim, name="linear1", dtype=self.dtype)(x_BxTxD))
-    ffn_BxTxD = layers.torch_dense(dim, ffn_dim, name="linear2", dtype=self.dtype)(drop(hidden_BxTxF))
+    hidden_BxTxF = nn.relu(
+        layers.torch_dense(ffn_dim, dim, name="linear1", dtype=self.dtype)(x_BxTxD)
+    )
+    ffn_BxTxD = layers.torch_dense(dim, ffn_dim, name="linear2", dtype=self.dtype)(
+        drop(hidden_BxTxF)
+    )
     return layers.layer_norm("norm2", self.dtype)(x_BxTxD + drop(ffn_BxTxD))
 
 
@@ -78,6 +84,7 @@ class HANEncoder(nn.Module):
     share_modalities: one set of layer weights for both modalities (official) or one per modality.
     dtype: computation dtype.
   """
+
   num_layers: int = 1
   num_heads: int = 1
   ffn_dim: int = 0
@@ -88,15 +95,24 @@ class HANEncoder(nn.Module):
   dtype: layers.Dtype | None = None
 
   @nn.compact
-  def __call__(self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool
-               ) -> tuple[jax.Array, jax.Array]:
+  def __call__(
+      self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool
+  ) -> tuple[jax.Array, jax.Array]:
     """Returns the encoded (audio_BxTxD, visual_BxTxD)."""
     if self.stacking not in STACKINGS:
-      raise InputError(f"config.model.han.stacking {self.stacking!r} is unknown: use one of {STACKINGS}.")
+      raise InputError(
+          f"config.model.han.stacking {self.stacking!r} is unknown: use one of {STACKINGS}."
+      )
     if self.num_layers < 1:
       raise InputError(f"config.model.han.num_layers is {self.num_layers}: use 1 or more.")
-    make = lambda name: HANLayer(num_heads=self.num_heads, ffn_dim=self.ffn_dim, dropout=self.dropout,
-                                 attention_dropout=self.attention_dropout, dtype=self.dtype, name=name)
+    make = lambda name: HANLayer(
+        num_heads=self.num_heads,
+        ffn_dim=self.ffn_dim,
+        dropout=self.dropout,
+        attention_dropout=self.attention_dropout,
+        dtype=self.dtype,
+        name=name,
+    )
     audio_out, visual_out = audio_BxTxD, visual_BxTxD
     for i in range(self.num_layers):
       if self.share_modalities:
@@ -108,5 +124,7 @@ class HANEncoder(nn.Module):
       else:
         audio_in, visual_in = audio_out, visual_out
       audio_out = audio_layer(audio_in, visual_in, train=train)
-      visual_out = visual_layer(visual_in, audio_out if self.stacking == "sequential" else audio_in, train=train)
+      visual_out = visual_layer(
+          visual_in, audio_out if self.stacking == "sequential" else audio_in, train=train
+      )
     return audio_out, visual_out

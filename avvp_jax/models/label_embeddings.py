@@ -38,15 +38,21 @@ from avvp_jax.errors import InputError
 
 PACKAGED = "packaged"
 LEARNED = "learned"
-PACKAGED_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "label_embeddings_minilm.npy")
+PACKAGED_PATH = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "assets", "label_embeddings_minilm.npy"
+)
 PACKAGED_DIM = 384
 # Leading bytes of a torch.save file: a zip archive (torch >= 1.6) or a bare pickle (older saves).
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80\x02")
 
 # The keys of LEAP's official label table, in `annotations.CLASSES` order: the class names with spaces for
 # underscores, except two that the LEAP authors reworded ("Frying_(food)" and "Baby_cry_infant_cry").
-OFFICIAL_KEYS: tuple[str, ...] = tuple({"Frying_(food)": "Fry food", "Baby_cry_infant_cry": "Baby cry infancy cry"}
-                                       .get(name, name.replace("_", " ")) for name in annotations.CLASSES)
+OFFICIAL_KEYS: tuple[str, ...] = tuple(
+    {"Frying_(food)": "Fry food", "Baby_cry_infant_cry": "Baby cry infancy cry"}.get(
+        name, name.replace("_", " ")
+    )
+    for name in annotations.CLASSES
+)
 _OFFICIAL_KEY = dict(zip(annotations.CLASSES, OFFICIAL_KEYS))
 
 
@@ -61,25 +67,33 @@ def class_words(name: str) -> tuple[str, ...]:
   return tuple(official_key(name).lower().split())
 
 
-def load_label_embeddings(source: str, class_names: tuple[str, ...] = annotations.CLASSES) -> np.ndarray:
+def load_label_embeddings(
+    source: str, class_names: tuple[str, ...] = annotations.CLASSES
+) -> np.ndarray:
   """The [len(class_names), D] float32 embeddings named by `source` ("packaged", a .npy, LEAP's official .pt
   or a GloVe text file; see the module docstring).
 
   Results are cached per (file, modification time, size, class_names); a model reads them once per trace.
   """
   if source == LEARNED:
-    raise InputError("label embeddings 'learned' are parameters of the model, not a file: load_label_embeddings "
-                     "takes 'packaged', a .npy path, LEAP's .pt table or a GloVe text path.")
+    raise InputError(
+        "label embeddings 'learned' are parameters of the model, not a file: load_label_embeddings "
+        "takes 'packaged', a .npy path, LEAP's .pt table or a GloVe text path."
+    )
   path = PACKAGED_PATH if source == PACKAGED else os.path.expanduser(source)
   if not os.path.isfile(path):
-    raise InputError(f"label embeddings file {source!r} does not exist: set config.model.leap.label_embeddings "
-                     "to 'packaged', 'learned', a [25, D] .npy file, LEAP's .pt table or a GloVe text file.")
+    raise InputError(
+        f"label embeddings file {source!r} does not exist: set config.model.leap.label_embeddings "
+        "to 'packaged', 'learned', a [25, D] .npy file, LEAP's .pt table or a GloVe text file."
+    )
   stat = os.stat(path)
   return _load_cached(source, path, stat.st_mtime_ns, stat.st_size, tuple(class_names)).copy()
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(source: str, path: str, mtime_ns: int, size: int, class_names: tuple[str, ...]) -> np.ndarray:
+def _load_cached(
+    source: str, path: str, mtime_ns: int, size: int, class_names: tuple[str, ...]
+) -> np.ndarray:
   """Loads `path`; the modification time and size in the cache key make a rewritten file load anew."""
   del mtime_ns, size
   if path.endswith(".npy"):
@@ -97,11 +111,15 @@ def _load_npy(path: str, num_classes: int) -> np.ndarray:
   try:
     embeddings = np.load(path, allow_pickle=False)
   except ValueError as error:
-    raise InputError(f"{path} is not a plain numpy array ({error}): save a [{num_classes}, D] float array "
-                     "with np.save.") from error
+    raise InputError(
+        f"{path} is not a plain numpy array ({error}): save a [{num_classes}, D] float array "
+        "with np.save."
+    ) from error
   if embeddings.ndim != 2 or embeddings.shape[0] != num_classes:
-    raise InputError(f"label embeddings in {path} have shape {embeddings.shape}: expected [{num_classes}, D], "
-                     "one row per class in the standard LLP class order.")
+    raise InputError(
+        f"label embeddings in {path} have shape {embeddings.shape}: expected [{num_classes}, D], "
+        "one row per class in the standard LLP class order."
+    )
   return embeddings.astype(np.float32)
 
 
@@ -117,20 +135,28 @@ def _load_torch_table(path: str, class_names: tuple[str, ...]) -> np.ndarray:
   try:
     import torch  # pylint: disable=g-import-not-at-top  (lazy: keeps the core install free of torch)
   except ImportError as error:
-    raise InputError(f"label embeddings {path} are a PyTorch file and torch is not installed: install the parity "
-                     "extra (pip install -e '.[parity]') or convert the file once to .npy elsewhere "
-                     f"(python launch/make_label_embeddings.py --source={path} --output=labels.npy).") from error
+    raise InputError(
+        f"label embeddings {path} are a PyTorch file and torch is not installed: install the parity "
+        "extra (pip install -e '.[parity]') or convert the file once to .npy elsewhere "
+        f"(python launch/make_label_embeddings.py --source={path} --output=labels.npy)."
+    ) from error
   try:
     table = torch.load(path, map_location="cpu", weights_only=True)
   except Exception as error:  # pylint: disable=broad-except  (torch raises many types for a bad file)
-    raise InputError(f"label embeddings {path} could not be read by torch.load ({type(error).__name__}): pass "
-                     "LEAP's llp_label_glove_embeddings.pt, a dict of class name -> [D] tensor.") from error
+    raise InputError(
+        f"label embeddings {path} could not be read by torch.load ({type(error).__name__}): pass "
+        "LEAP's llp_label_glove_embeddings.pt, a dict of class name -> [D] tensor."
+    ) from error
   if not isinstance(table, Mapping) or not all(isinstance(v, torch.Tensor) for v in table.values()):
-    raise InputError(f"label embeddings {path} are not a dict of tensors: pass LEAP's "
-                     "llp_label_glove_embeddings.pt (a dict of class name -> [D] tensor).")
+    raise InputError(
+        f"label embeddings {path} are not a dict of tensors: pass LEAP's "
+        "llp_label_glove_embeddings.pt (a dict of class name -> [D] tensor)."
+    )
   if len(table) != len(class_names):
-    raise InputError(f"label embeddings {path} hold {len(table)} entries, expected one per class "
-                     f"({len(class_names)}): pass LEAP's 25-class llp_label_glove_embeddings.pt.")
+    raise InputError(
+        f"label embeddings {path} hold {len(table)} entries, expected one per class "
+        f"({len(class_names)}): pass LEAP's 25-class llp_label_glove_embeddings.pt."
+    )
   # A key may be the official one ("Fry food") or our class name ("Frying_(food)").
   class_of = {official_key(name): name for name in class_names}
   class_of.update({name: name for name in class_names})
@@ -138,25 +164,36 @@ def _load_torch_table(path: str, class_names: tuple[str, ...]) -> np.ndarray:
   for key, value in table.items():
     name = class_of.get(key) if isinstance(key, str) else None
     if name is None:
-      raise InputError(f"label embeddings {path} have key {key!r}, which names no LLP class: use the official "
-                       f"keys ({', '.join(repr(official_key(n)) for n in class_names[:3])}, ...).")
+      raise InputError(
+          f"label embeddings {path} have key {key!r}, which names no LLP class: use the official "
+          f"keys ({', '.join(repr(official_key(n)) for n in class_names[:3])}, ...)."
+      )
     if name in rows:
-      raise InputError(f"label embeddings {path} hold class {name!r} twice (key {key!r}): keep one entry per "
-                       "class.")
+      raise InputError(
+          f"label embeddings {path} hold class {name!r} twice (key {key!r}): keep one entry per "
+          "class."
+      )
     if value.ndim != 1:
-      raise InputError(f"label embeddings {path} hold a {tuple(value.shape)} tensor under {key!r}: each class "
-                       "needs one [D] vector.")
+      raise InputError(
+          f"label embeddings {path} hold a {tuple(value.shape)} tensor under {key!r}: each class "
+          "needs one [D] vector."
+      )
     rows[name] = value.detach().to(torch.float32).numpy()
   widths = {name: row.shape[0] for name, row in rows.items()}
   if len(set(widths.values())) != 1:
     first = class_names[0]
     odd = next(name for name in class_names if widths[name] != widths[first])
-    raise InputError(f"label embeddings {path} have rows of unequal width: {official_key(odd)!r} has "
-                     f"{widths[odd]} values, {official_key(first)!r} {widths[first]}; every class needs a [D] vector "
-                     "of one D.")
+    raise InputError(
+        f"label embeddings {path} have rows of unequal width: {official_key(odd)!r} has "
+        f"{widths[odd]} values, {official_key(first)!r} {widths[first]}; every class needs a [D] vector "
+        "of one D."
+    )
   if list(rows) != list(class_names):
-    logging.warning("Label embeddings %s are not stored in the LLP class order; rows are matched to classes by key "
-                    "(the official loader would stack them in file order).", path)
+    logging.warning(
+        "Label embeddings %s are not stored in the LLP class order; rows are matched to classes by key "
+        "(the official loader would stack them in file order).",
+        path,
+    )
   return np.stack([rows[name] for name in class_names]).astype(np.float32)
 
 
@@ -173,13 +210,17 @@ def _load_glove_text(path: str, class_names: tuple[str, ...]) -> np.ndarray:
       try:
         vector = np.array(rest.split(), dtype=np.float32)
       except ValueError as error:
-        raise InputError(f"line {line_number} of {path} is not 'word v1 ... vD' ({error}): pass a GloVe text "
-                         "file or a .npy array.") from error
+        raise InputError(
+            f"line {line_number} of {path} is not 'word v1 ... vD' ({error}): pass a GloVe text "
+            "file or a .npy array."
+        ) from error
       if dim is None:
         dim = vector.size
       if vector.size != dim or dim == 0:
-        raise InputError(f"line {line_number} of {path} has {vector.size} values where earlier lines have "
-                         f"{dim}: pass an intact GloVe text file.")
+        raise InputError(
+            f"line {line_number} of {path} has {vector.size} values where earlier lines have "
+            f"{dim}: pass an intact GloVe text file."
+        )
       vectors[word] = vector
       if len(vectors) == len(wanted):
         break
@@ -189,10 +230,17 @@ def _load_glove_text(path: str, class_names: tuple[str, ...]) -> np.ndarray:
     found = [vectors[word] for word in words if word in vectors]
     missing = sorted({word for word in words if word not in vectors})
     if not found:
-      raise InputError(f"no word of class {name!r} ({', '.join(words)}) is in {path}: use a vocabulary that "
-                       "covers the LLP class names, or a .npy file.")
+      raise InputError(
+          f"no word of class {name!r} ({', '.join(words)}) is in {path}: use a vocabulary that "
+          "covers the LLP class names, or a .npy file."
+      )
     if missing:
-      logging.warning("Label embeddings: %s lacks %s; class %s uses %s.", path, missing, name,
-                      [word for word in words if word in vectors])
+      logging.warning(
+          "Label embeddings: %s lacks %s; class %s uses %s.",
+          path,
+          missing,
+          name,
+          [word for word in words if word in vectors],
+      )
     rows.append(np.mean(found, axis=0))
   return np.stack(rows).astype(np.float32)

@@ -28,11 +28,19 @@ MASKED_LOGIT = -1e9
 def _uniform(limit: float) -> nn.initializers.Initializer:
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -limit, limit)
+
   return init
 
 
-def torch_dense(features: int, fan_in: int, *, name: str, dtype: Dtype | None = None,
-                xavier: bool = False, zero_bias: bool = False) -> nn.Dense:
+def torch_dense(
+    features: int,
+    fan_in: int,
+    *,
+    name: str,
+    dtype: Dtype | None = None,
+    xavier: bool = False,
+    zero_bias: bool = False,
+) -> nn.Dense:
   """A Dense initialised like `torch.nn.Linear(fan_in, features)`; params stay float32.
 
   Args:
@@ -49,8 +57,14 @@ def torch_dense(features: int, fan_in: int, *, name: str, dtype: Dtype | None = 
   else:
     kernel_init = _uniform(1.0 / math.sqrt(fan_in))
   bias_init = nn.initializers.zeros if zero_bias else _uniform(1.0 / math.sqrt(fan_in))
-  return nn.Dense(features, dtype=dtype, param_dtype=jnp.float32, kernel_init=kernel_init,
-                  bias_init=bias_init, name=name)
+  return nn.Dense(
+      features,
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      kernel_init=kernel_init,
+      bias_init=bias_init,
+      name=name,
+  )
 
 
 def layer_norm(name: str, dtype: Dtype | None = None) -> nn.LayerNorm:
@@ -69,14 +83,22 @@ class MultiHeadAttention(nn.Module):
       MM-Pyramid's MultiHeadAttention).
     dtype: computation dtype of the projections and products (softmax runs in float32).
   """
+
   num_heads: int = 1
   attention_dropout: float = 0.0
   packed_init: bool = True
   dtype: Dtype | None = None
 
   @nn.compact
-  def __call__(self, query_BxQxD: jax.Array, key_BxKxD: jax.Array, value_BxKxD: jax.Array, *,
-               train: bool, mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  def __call__(
+      self,
+      query_BxQxD: jax.Array,
+      key_BxKxD: jax.Array,
+      value_BxKxD: jax.Array,
+      *,
+      train: bool,
+      mask: jax.Array | None = None,
+  ) -> tuple[jax.Array, jax.Array]:
     """Attends from the queries to the keys/values.
 
     Args:
@@ -94,11 +116,14 @@ class MultiHeadAttention(nn.Module):
     batch, num_queries, dim = query_BxQxD.shape
     num_keys = key_BxKxD.shape[1]
     if dim % self.num_heads:
-      raise InputError(f"attention width {dim} does not divide by num_heads={self.num_heads}: pick a "
-                       "hidden_dim that is a multiple of the number of heads.")
+      raise InputError(
+          f"attention width {dim} does not divide by num_heads={self.num_heads}: pick a "
+          "hidden_dim that is a multiple of the number of heads."
+      )
     head_dim = dim // self.num_heads
-    project = lambda name, x: torch_dense(dim, dim, name=name, dtype=self.dtype, xavier=self.packed_init,
-                                          zero_bias=self.packed_init)(x)
+    project = lambda name, x: torch_dense(
+        dim, dim, name=name, dtype=self.dtype, xavier=self.packed_init, zero_bias=self.packed_init
+    )(x)
     q_BxQxHxK = project("query", query_BxQxD).reshape(batch, num_queries, self.num_heads, head_dim)
     k_BxTxHxK = project("key", key_BxKxD).reshape(batch, num_keys, self.num_heads, head_dim)
     v_BxTxHxK = project("value", value_BxKxD).reshape(batch, num_keys, self.num_heads, head_dim)
@@ -108,7 +133,9 @@ class MultiHeadAttention(nn.Module):
       logits_BxHxQxT = jnp.where(mask, logits_BxHxQxT, MASKED_LOGIT)
     weights_BxHxQxT = jax.nn.softmax(logits_BxHxQxT, axis=-1)
     weights_BxHxQxT = nn.Dropout(self.attention_dropout)(weights_BxHxQxT, deterministic=not train)
-    attended_BxQxHxK = jnp.einsum("bhqt,bthk->bqhk", weights_BxHxQxT.astype(v_BxTxHxK.dtype), v_BxTxHxK)
+    attended_BxQxHxK = jnp.einsum(
+        "bhqt,bthk->bqhk", weights_BxHxQxT.astype(v_BxTxHxK.dtype), v_BxTxHxK
+    )
     attended_BxQxD = attended_BxQxHxK.reshape(batch, num_queries, dim)
     out_init = dict(xavier=False, zero_bias=self.packed_init)
     out_BxQxD = torch_dense(dim, dim, name="out", dtype=self.dtype, **out_init)(attended_BxQxD)

@@ -64,6 +64,7 @@ class LEAPBlock(nn.Module):
     variant: "official" (pre-norm, logits from a second pass) or "paper" (post-norm).
     dtype: computation dtype.
   """
+
   num_heads: int = 8
   ffn_dim: int = 0
   dropout: float = 0.2
@@ -72,32 +73,46 @@ class LEAPBlock(nn.Module):
   dtype: layers.Dtype | None = None
 
   @nn.compact
-  def __call__(self, labels_BxCxD: jax.Array, segments_BxTxD: jax.Array, *, train: bool
-               ) -> tuple[jax.Array, jax.Array]:
+  def __call__(
+      self, labels_BxCxD: jax.Array, segments_BxTxD: jax.Array, *, train: bool
+  ) -> tuple[jax.Array, jax.Array]:
     """Returns the updated labels_BxCxD and the attention logits_BxHxCxT (float32, pre-softmax)."""
     dim = labels_BxCxD.shape[-1]
     ffn_dim = self.ffn_dim or dim
-    attention = layers.MultiHeadAttention(self.num_heads, self.attention_dropout, packed_init=False,
-                                          dtype=self.dtype, name="cross_attn")
+    attention = layers.MultiHeadAttention(
+        self.num_heads,
+        self.attention_dropout,
+        packed_init=False,
+        dtype=self.dtype,
+        name="cross_attn",
+    )
     attn_norm = layers.layer_norm("attn_norm", self.dtype)
     ffn_norm = layers.layer_norm("ffn_norm", self.dtype)
     drop = lambda y: nn.Dropout(self.dropout)(y, deterministic=not train)
 
     def ffn(x_BxCxD):
-      hidden_BxCxF = nn.relu(layers.torch_dense(ffn_dim, dim, name="ffn_in", dtype=self.dtype)(x_BxCxD))
+      hidden_BxCxF = nn.relu(
+          layers.torch_dense(ffn_dim, dim, name="ffn_in", dtype=self.dtype)(x_BxCxD)
+      )
       return layers.torch_dense(dim, ffn_dim, name="ffn_out", dtype=self.dtype)(drop(hidden_BxCxF))
 
     if self.variant == "official":
-      attended_BxCxD, _ = attention(attn_norm(labels_BxCxD), segments_BxTxD, segments_BxTxD, train=train)
+      attended_BxCxD, _ = attention(
+          attn_norm(labels_BxCxD), segments_BxTxD, segments_BxTxD, train=train
+      )
       labels_BxCxD = labels_BxCxD + drop(attended_BxCxD)
       _, logits_BxHxCxT = attention(labels_BxCxD, segments_BxTxD, segments_BxTxD, train=train)
       labels_BxCxD = labels_BxCxD + drop(ffn(ffn_norm(labels_BxCxD)))
     elif self.variant == "paper":
-      attended_BxCxD, logits_BxHxCxT = attention(labels_BxCxD, segments_BxTxD, segments_BxTxD, train=train)
+      attended_BxCxD, logits_BxHxCxT = attention(
+          labels_BxCxD, segments_BxTxD, segments_BxTxD, train=train
+      )
       labels_BxCxD = attn_norm(labels_BxCxD + drop(attended_BxCxD))
       labels_BxCxD = ffn_norm(labels_BxCxD + drop(ffn(labels_BxCxD)))
     else:
-      raise InputError(f"config.model.leap.variant {self.variant!r} is unknown: use one of {VARIANTS}.")
+      raise InputError(
+          f"config.model.leap.variant {self.variant!r} is unknown: use one of {VARIANTS}."
+      )
     return labels_BxCxD, logits_BxHxCxT
 
 
@@ -116,6 +131,7 @@ class LEAPDecoder(nn.Module):
     filter: "union" (official) or "modality": which video-level probabilities gate segment predictions.
     dtype: computation dtype.
   """
+
   num_classes: int = annotations.NUM_CLASSES
   num_blocks: int = 2
   num_heads: int = 8
@@ -131,32 +147,52 @@ class LEAPDecoder(nn.Module):
   def label_table(self) -> jax.Array:
     """The [C, D_label] label embeddings (a constant, or the learned parameter)."""
     if self.label_embeddings == label_embeddings_lib.LEARNED:
-      return self.param("label_embedding", nn.initializers.normal(stddev=1.0),
-                        (self.num_classes, self.learned_label_dim), jnp.float32)
+      return self.param(
+          "label_embedding",
+          nn.initializers.normal(stddev=1.0),
+          (self.num_classes, self.learned_label_dim),
+          jnp.float32,
+      )
     if self.num_classes != annotations.NUM_CLASSES:
-      raise InputError(f"LEAP with {self.num_classes} classes needs label_embeddings='learned': the files "
-                       f"hold the {annotations.NUM_CLASSES} LLP classes.")
+      raise InputError(
+          f"LEAP with {self.num_classes} classes needs label_embeddings='learned': the files "
+          f"hold the {annotations.NUM_CLASSES} LLP classes."
+      )
     return jnp.asarray(label_embeddings_lib.load_label_embeddings(self.label_embeddings))
 
   @nn.compact
-  def __call__(self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool) -> dict[str, jax.Array]:
+  def __call__(
+      self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool
+  ) -> dict[str, jax.Array]:
     if self.variant not in VARIANTS:
-      raise InputError(f"config.model.leap.variant {self.variant!r} is unknown: use one of {VARIANTS}.")
+      raise InputError(
+          f"config.model.leap.variant {self.variant!r} is unknown: use one of {VARIANTS}."
+      )
     if self.filter not in FILTERS:
-      raise InputError(f"config.model.leap.filter {self.filter!r} is unknown: use one of {FILTERS}.")
+      raise InputError(
+          f"config.model.leap.filter {self.filter!r} is unknown: use one of {FILTERS}."
+      )
     if self.num_blocks < 1:
       raise InputError(f"config.model.leap.num_blocks is {self.num_blocks}: use 1 or more.")
     batch, _, dim = audio_BxTxD.shape
     table_CxL = self.label_table()
-    queries_CxD = layers.torch_dense(dim, table_CxL.shape[-1], name="fc_l", dtype=self.dtype)(table_CxL)
+    queries_CxD = layers.torch_dense(dim, table_CxL.shape[-1], name="fc_l", dtype=self.dtype)(
+        table_CxL
+    )
     queries_BxCxD = jnp.broadcast_to(queries_CxD, (batch,) + queries_CxD.shape)
 
     def branch(prefix: str, segments_BxTxD: jax.Array) -> tuple[jax.Array, jax.Array]:
       labels_BxCxD, logits_BxHxCxT = queries_BxCxD, None
       for i in range(self.num_blocks):
-        block = LEAPBlock(num_heads=self.num_heads, ffn_dim=self.ffn_dim, dropout=self.dropout,
-                          attention_dropout=self.attention_dropout, variant=self.variant, dtype=self.dtype,
-                          name=f"{prefix}_blocks_{i}")
+        block = LEAPBlock(
+            num_heads=self.num_heads,
+            ffn_dim=self.ffn_dim,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            variant=self.variant,
+            dtype=self.dtype,
+            name=f"{prefix}_blocks_{i}",
+        )
         labels_BxCxD, logits_BxHxCxT = block(labels_BxCxD, segments_BxTxD, train=train)
       return labels_BxCxD, logits_BxHxCxT.mean(axis=1).transpose(0, 2, 1)
 
@@ -184,5 +220,7 @@ class LEAPDecoder(nn.Module):
         "audio_filter_prob": audio_filter_BxC,
         "visual_filter_prob": visual_filter_BxC,
         "audio_label_embedding": audio_labels_BxCxD.astype(jnp.float32),  # official la_f [B, C, D]
-        "visual_label_embedding": visual_labels_BxCxD.astype(jnp.float32),  # official lv_f [B, C, D]
+        "visual_label_embedding": visual_labels_BxCxD.astype(
+            jnp.float32
+        ),  # official lv_f [B, C, D]
     }

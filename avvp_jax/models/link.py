@@ -66,6 +66,7 @@ class TSAM(nn.Module):
     spatial: "pool" (sigmoid of the summed time-pooled maps) or "mlp" (through a shared MLP first).
     dtype: computation dtype of the MLPs (weights in float32).
   """
+
   temporal_hidden: int = 0
   temporal_mlp: str = "across_time"
   spatial: str = "pool"
@@ -75,10 +76,14 @@ class TSAM(nn.Module):
   def __call__(self, x_BxTxD: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Returns (out_BxTxD, temporal_weight_BxT, spatial_weight_BxD)."""
     if self.temporal_mlp not in TEMPORAL_MLPS:
-      raise InputError(f"config.model.link.tsam_temporal_mlp {self.temporal_mlp!r} is unknown: use one of "
-                       f"{TEMPORAL_MLPS}.")
+      raise InputError(
+          f"config.model.link.tsam_temporal_mlp {self.temporal_mlp!r} is unknown: use one of "
+          f"{TEMPORAL_MLPS}."
+      )
     if self.spatial not in SPATIALS:
-      raise InputError(f"config.model.link.tsam_spatial {self.spatial!r} is unknown: use one of {SPATIALS}.")
+      raise InputError(
+          f"config.model.link.tsam_spatial {self.spatial!r} is unknown: use one of {SPATIALS}."
+      )
     _, num_seconds, dim = x_BxTxD.shape
     x32 = x_BxTxD.astype(jnp.float32)
 
@@ -111,11 +116,14 @@ class CMIM(nn.Module):
     alpha_init: initial alpha1 and alpha2 (betas start at 1).
     dtype: computation dtype of the products (softmax in float32).
   """
+
   alpha_init: float = 0.0
   dtype: layers.Dtype | None = None
 
   @nn.compact
-  def __call__(self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def __call__(
+      self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array
+  ) -> tuple[jax.Array, jax.Array]:
     scalar = lambda name, value: self.param(name, nn.initializers.constant(value), (), jnp.float32)
     alpha1, beta1 = scalar("alpha1", self.alpha_init), scalar("beta1", 1.0)
     alpha2, beta2 = scalar("alpha2", self.alpha_init), scalar("beta2", 1.0)
@@ -125,7 +133,9 @@ class CMIM(nn.Module):
     def interact(x_BxTxD, other_BxSxD, alpha, beta):
       logits_BxTxS = jnp.einsum("btd,bsd->bts", x_BxTxD, other_BxSxD).astype(jnp.float32)
       weights_BxTxS = jax.nn.softmax(logits_BxTxS, axis=-1)
-      attended_BxTxD = jnp.einsum("bts,bsd->btd", weights_BxTxS.astype(dtype), other_BxSxD).astype(jnp.float32)
+      attended_BxTxD = jnp.einsum("bts,bsd->btd", weights_BxTxS.astype(dtype), other_BxSxD).astype(
+          jnp.float32
+      )
       interacted_BxTxD = x_BxTxD.astype(jnp.float32) + alpha * beta * attended_BxTxD
       return (x_BxTxD.astype(jnp.float32) + interacted_BxTxD).astype(x_BxTxD.dtype)
 
@@ -147,6 +157,7 @@ class LINKEncoder(nn.Module):
     han: the HAN encoder after CMIM (its params under `han`); None, or one of num_layers = 0, skips it.
     dtype: computation dtype of TSAM and CMIM (the HAN encoder has its own).
   """
+
   tsam: bool = True
   cmim: bool = True
   tsam_temporal_hidden: int = 0
@@ -158,19 +169,33 @@ class LINKEncoder(nn.Module):
   dtype: layers.Dtype | None = None
 
   @nn.compact
-  def __call__(self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool
-               ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+  def __call__(
+      self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool
+  ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
     """Returns (audio_BxTxD, visual_BxTxD, extras): extras hold `similarity_mu` [] and TSAM's weights."""
-    extras = {"similarity_mu": self.param("similarity_mu", nn.initializers.constant(self.mu_init), (), jnp.float32)}
+    extras = {
+        "similarity_mu": self.param(
+            "similarity_mu", nn.initializers.constant(self.mu_init), (), jnp.float32
+        )
+    }
     if self.tsam:
-      make = lambda name: TSAM(temporal_hidden=self.tsam_temporal_hidden, temporal_mlp=self.tsam_temporal_mlp,
-                               spatial=self.tsam_spatial, dtype=self.dtype, name=name)
-      audio_BxTxD, extras["audio_temporal_weight"], extras["audio_channel_weight"] = make("audio_tsam")(audio_BxTxD)
-      visual_BxTxD, extras["visual_temporal_weight"], extras["visual_channel_weight"] = make("visual_tsam")(
-          visual_BxTxD)
+      make = lambda name: TSAM(
+          temporal_hidden=self.tsam_temporal_hidden,
+          temporal_mlp=self.tsam_temporal_mlp,
+          spatial=self.tsam_spatial,
+          dtype=self.dtype,
+          name=name,
+      )
+      audio_BxTxD, extras["audio_temporal_weight"], extras["audio_channel_weight"] = make(
+          "audio_tsam"
+      )(audio_BxTxD)
+      visual_BxTxD, extras["visual_temporal_weight"], extras["visual_channel_weight"] = make(
+          "visual_tsam"
+      )(visual_BxTxD)
     if self.cmim:
-      audio_BxTxD, visual_BxTxD = CMIM(alpha_init=self.cmim_alpha_init, dtype=self.dtype, name="cmim")(
-          audio_BxTxD, visual_BxTxD)
+      audio_BxTxD, visual_BxTxD = CMIM(
+          alpha_init=self.cmim_alpha_init, dtype=self.dtype, name="cmim"
+      )(audio_BxTxD, visual_BxTxD)
     if self.han is not None and self.han.num_layers:
       audio_BxTxD, visual_BxTxD = self.han(audio_BxTxD, visual_BxTxD, train=train)
     return audio_BxTxD, visual_BxTxD, extras
@@ -190,6 +215,7 @@ class PLSIM(nn.Module):
     train_gate: in training, keep own predictions only for the weak labels' classes (when they are given).
     dtype: computation dtype of the MLPs.
   """
+
   audio_label_embeddings: str = label_embeddings_lib.PACKAGED
   visual_label_embeddings: str = label_embeddings_lib.PACKAGED
   hidden_dim: int = 0
@@ -198,9 +224,16 @@ class PLSIM(nn.Module):
   dtype: layers.Dtype | None = None
 
   @nn.compact
-  def __call__(self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, first_pass: dict[str, jax.Array] | None,
-               *, train: bool, segment_labels: tuple[jax.Array, jax.Array] | None = None,
-               video_label: jax.Array | None = None) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+  def __call__(
+      self,
+      audio_BxTxD: jax.Array,
+      visual_BxTxD: jax.Array,
+      first_pass: dict[str, jax.Array] | None,
+      *,
+      train: bool,
+      segment_labels: tuple[jax.Array, jax.Array] | None = None,
+      video_label: jax.Array | None = None,
+  ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
     """Modulates the segments.
 
     Args:
@@ -219,18 +252,24 @@ class PLSIM(nn.Module):
       audio_label, visual_label = (jnp.asarray(x, jnp.float32) for x in segment_labels)
     else:
       if first_pass is None:
-        raise InputError("PLSIM got neither segment pseudo labels nor the decoder's first pass: pass "
-                         "segment_labels or let AVVPModel run the first pass.")
+        raise InputError(
+            "PLSIM got neither segment pseudo labels nor the decoder's first pass: pass "
+            "segment_labels or let AVVPModel run the first pass."
+        )
       audio_label = (first_pass["segment_audio_prob"] >= self.threshold).astype(jnp.float32)
       visual_label = (first_pass["segment_visual_prob"] >= self.threshold).astype(jnp.float32)
       if train and self.train_gate and video_label is not None:
         gate_Bx1xC = jnp.asarray(video_label, jnp.float32)[:, None, :]
         audio_label, visual_label = audio_label * gate_Bx1xC, visual_label * gate_Bx1xC
-    audio_label, visual_label = jax.lax.stop_gradient(audio_label), jax.lax.stop_gradient(visual_label)
+    audio_label, visual_label = jax.lax.stop_gradient(audio_label), jax.lax.stop_gradient(
+        visual_label
+    )
     num_classes = audio_label.shape[-1]
     if num_classes != annotations.NUM_CLASSES:
-      raise InputError(f"PLSIM got labels of {num_classes} classes; the class-name tables hold the "
-                       f"{annotations.NUM_CLASSES} LLP classes.")
+      raise InputError(
+          f"PLSIM got labels of {num_classes} classes; the class-name tables hold the "
+          f"{annotations.NUM_CLASSES} LLP classes."
+      )
 
     def text_embedding(source, label_BxTxC):
       table_CxL = jnp.asarray(label_embeddings_lib.load_label_embeddings(source))
@@ -240,7 +279,9 @@ class PLSIM(nn.Module):
     def mlp(name, e_BxTxL):
       hidden = self.hidden_dim or dim
       first = layers.torch_dense(hidden, e_BxTxL.shape[-1], name=f"{name}_in", dtype=self.dtype)
-      return layers.torch_dense(dim, hidden, name=f"{name}_out", dtype=self.dtype)(nn.relu(first(e_BxTxL)))
+      return layers.torch_dense(dim, hidden, name=f"{name}_out", dtype=self.dtype)(
+          nn.relu(first(e_BxTxL))
+      )
 
     def film(prefix, x_BxTxD, e_BxTxL):
       scale_BxTxD = mlp(f"{prefix}_scale", e_BxTxL).astype(jnp.float32)
@@ -248,6 +289,14 @@ class PLSIM(nn.Module):
       x32 = x_BxTxD.astype(jnp.float32)
       return (x32 * scale_BxTxD + shift_BxTxD + x32).astype(x_BxTxD.dtype)
 
-    audio_BxTxD = film("audio", audio_BxTxD, text_embedding(self.audio_label_embeddings, audio_label))
-    visual_BxTxD = film("visual", visual_BxTxD, text_embedding(self.visual_label_embeddings, visual_label))
-    return audio_BxTxD, visual_BxTxD, {"plsim_audio_label": audio_label, "plsim_visual_label": visual_label}
+    audio_BxTxD = film(
+        "audio", audio_BxTxD, text_embedding(self.audio_label_embeddings, audio_label)
+    )
+    visual_BxTxD = film(
+        "visual", visual_BxTxD, text_embedding(self.visual_label_embeddings, visual_label)
+    )
+    return (
+        audio_BxTxD,
+        visual_BxTxD,
+        {"plsim_audio_label": audio_label, "plsim_visual_label": visual_label},
+    )

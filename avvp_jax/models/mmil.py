@@ -29,16 +29,20 @@ class MMILDecoder(nn.Module):
     num_classes: C (LLP: 25).
     dtype: computation dtype of the Dense layers; probabilities are float32.
   """
+
   num_classes: int = 25
   dtype: layers.Dtype | None = None
 
   @nn.compact
-  def __call__(self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool) -> dict[str, jax.Array]:
+  def __call__(
+      self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool
+  ) -> dict[str, jax.Array]:
     del train  # no dropout here
     dim = audio_BxTxD.shape[-1]
     segments_BxTxMxD = jnp.stack([audio_BxTxD, visual_BxTxD], axis=2)
     head = lambda name: layers.torch_dense(self.num_classes, dim, name=name, dtype=self.dtype)(
-        segments_BxTxMxD).astype(jnp.float32)
+        segments_BxTxMxD
+    ).astype(jnp.float32)
     segment_prob_BxTxMxC = jax.nn.sigmoid(head("fc_prob"))
     temporal_att_BxTxMxC = jax.nn.softmax(head("fc_frame_att"), axis=1)
     modality_att_BxTxMxC = jax.nn.softmax(head("fc_av_att"), axis=2)

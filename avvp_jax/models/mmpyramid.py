@@ -44,6 +44,7 @@ from avvp_jax.models import layers
 def _uniform(limit: float) -> nn.initializers.Initializer:
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -limit, limit)
+
   return init
 
 
@@ -66,6 +67,7 @@ class PreNormLayer(nn.Module):
     dropout: on both sublayer outputs and inside the FFN (official 0.2).
     dtype: computation dtype.
   """
+
   num_heads: int = 8
   window: int | None = None
   ffn_dim: int = 0
@@ -78,15 +80,23 @@ class PreNormLayer(nn.Module):
     dim = x_BxQxD.shape[-1]
     ffn_dim = self.ffn_dim or dim
     drop = lambda y: nn.Dropout(self.dropout)(y, deterministic=not train)
-    attention = layers.MultiHeadAttention(self.num_heads, self.attention_dropout, packed_init=False,
-                                          dtype=self.dtype, name="attn")
+    attention = layers.MultiHeadAttention(
+        self.num_heads, self.attention_dropout, packed_init=False, dtype=self.dtype, name="attn"
+    )
     mask_QxK = window_mask(x_BxQxD.shape[1], other_BxKxD.shape[1], self.window)
-    attended_BxQxD, _ = attention(layers.layer_norm("attn_norm", self.dtype)(x_BxQxD), other_BxKxD, other_BxKxD,
-                                  train=train, mask=mask_QxK)
+    attended_BxQxD, _ = attention(
+        layers.layer_norm("attn_norm", self.dtype)(x_BxQxD),
+        other_BxKxD,
+        other_BxKxD,
+        train=train,
+        mask=mask_QxK,
+    )
     x_BxQxD = x_BxQxD + drop(attended_BxQxD)
     hidden = layers.layer_norm("ffn_norm", self.dtype)(x_BxQxD)
     hidden = nn.relu(layers.torch_dense(ffn_dim, dim, name="ffn_in", dtype=self.dtype)(hidden))
-    return x_BxQxD + drop(layers.torch_dense(dim, ffn_dim, name="ffn_out", dtype=self.dtype)(drop(hidden)))
+    return x_BxQxD + drop(
+        layers.torch_dense(dim, ffn_dim, name="ffn_out", dtype=self.dtype)(drop(hidden))
+    )
 
 
 class TemporalBlock(nn.Module):
@@ -97,6 +107,7 @@ class TemporalBlock(nn.Module):
     kernel_size: odd kernel width of the dilated convolution (official 3).
     dtype: computation dtype.
   """
+
   dilation: int = 1
   kernel_size: int = 3
   dtype: layers.Dtype | None = None
@@ -108,9 +119,17 @@ class TemporalBlock(nn.Module):
 
     def conv(name, kernel_size, dilation, padding):
       limit = 1.0 / math.sqrt(dim * kernel_size)  # PyTorch Conv1d: fan_in = in_channels * kernel
-      return nn.Conv(dim, (kernel_size,), kernel_dilation=(dilation,), padding=[(padding, padding)],
-                     dtype=self.dtype, param_dtype=jnp.float32, kernel_init=_uniform(limit),
-                     bias_init=_uniform(limit), name=name)
+      return nn.Conv(
+          dim,
+          (kernel_size,),
+          kernel_dilation=(dilation,),
+          padding=[(padding, padding)],
+          dtype=self.dtype,
+          param_dtype=jnp.float32,
+          kernel_init=_uniform(limit),
+          bias_init=_uniform(limit),
+          name=name,
+      )
 
     hidden_BxTxD = nn.relu(conv("dilated_conv", self.kernel_size, self.dilation, pad)(x_BxTxD))
     return nn.relu(x_BxTxD + conv("pointwise_conv", 1, 1, 0)(hidden_BxTxD))
@@ -126,6 +145,7 @@ class PyramidLevel(nn.Module):
     kernel_size: of the dilated convolution.
     dtype: computation dtype.
   """
+
   dilation: int = 1
   windowed: bool = True
   num_heads: int = 8
@@ -136,12 +156,19 @@ class PyramidLevel(nn.Module):
   dtype: layers.Dtype | None = None
 
   @nn.compact
-  def __call__(self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool
-               ) -> tuple[jax.Array, jax.Array]:
+  def __call__(
+      self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool
+  ) -> tuple[jax.Array, jax.Array]:
     dim = audio_BxTxD.shape[-1]
-    make = lambda name: PreNormLayer(num_heads=self.num_heads, window=self.dilation if self.windowed else None,
-                                     ffn_dim=self.ffn_dim, dropout=self.dropout,
-                                     attention_dropout=self.attention_dropout, dtype=self.dtype, name=name)
+    make = lambda name: PreNormLayer(
+        num_heads=self.num_heads,
+        window=self.dilation if self.windowed else None,
+        ffn_dim=self.ffn_dim,
+        dropout=self.dropout,
+        attention_dropout=self.attention_dropout,
+        dtype=self.dtype,
+        name=name,
+    )
     audio_self = make("audio_self")(audio_BxTxD, audio_BxTxD, train=train)
     visual_self = make("visual_self")(visual_BxTxD, visual_BxTxD, train=train)
     cross = make("cross")
@@ -150,14 +177,18 @@ class PyramidLevel(nn.Module):
 
     def gate(prefix, self_BxTxD, cross_BxTxD):
       both_BxTx2D = jnp.concatenate([self_BxTxD, cross_BxTxD], axis=-1)
-      weight = lambda name: jax.nn.sigmoid(layers.torch_dense(dim, 2 * dim, name=f"{prefix}_gate_{name}",
-                                                              dtype=self.dtype)(both_BxTx2D).astype(jnp.float32))
+      weight = lambda name: jax.nn.sigmoid(
+          layers.torch_dense(dim, 2 * dim, name=f"{prefix}_gate_{name}", dtype=self.dtype)(
+              both_BxTx2D
+          ).astype(jnp.float32)
+      )
       return (weight("self") * self_BxTxD + weight("cross") * cross_BxTxD).astype(self_BxTxD.dtype)
 
     audio_BxTxD = gate("audio", audio_self, audio_cross)
     visual_BxTxD = gate("visual", visual_self, visual_cross)
-    tcn = lambda name: TemporalBlock(dilation=self.dilation, kernel_size=self.kernel_size, dtype=self.dtype,
-                                     name=name)
+    tcn = lambda name: TemporalBlock(
+        dilation=self.dilation, kernel_size=self.kernel_size, dtype=self.dtype, name=name
+    )
     return tcn("audio_tcn")(audio_BxTxD), tcn("visual_tcn")(visual_BxTxD)
 
 
@@ -176,6 +207,7 @@ class MMPyramidEncoder(nn.Module):
     windowed: attention of level i restricted to +-2^i segments (official); False: unrestricted.
     dtype: computation dtype.
   """
+
   num_levels: int = 4
   num_heads: int = 8
   ffn_dim: int = 0
@@ -186,30 +218,52 @@ class MMPyramidEncoder(nn.Module):
   dtype: layers.Dtype | None = None
 
   @nn.compact
-  def __call__(self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool
-               ) -> tuple[jax.Array, jax.Array]:
+  def __call__(
+      self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool
+  ) -> tuple[jax.Array, jax.Array]:
     """Returns the encoded (audio_BxTxD, visual_BxTxD)."""
     if self.num_levels < 1:
       raise InputError(f"config.model.mmpyramid.num_levels is {self.num_levels}: use 1 or more.")
     if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-      raise InputError(f"config.model.mmpyramid.kernel_size is {self.kernel_size}: use an odd width (official 3) "
-                       "so that the dilated convolution keeps the T segments.")
+      raise InputError(
+          f"config.model.mmpyramid.kernel_size is {self.kernel_size}: use an odd width (official 3) "
+          "so that the dilated convolution keeps the T segments."
+      )
     batch, num_seconds, dim = audio_BxTxD.shape
     audio_levels, visual_levels = [], []
     for i in range(self.num_levels):
-      level = PyramidLevel(dilation=2**i, windowed=self.windowed, num_heads=self.num_heads, ffn_dim=self.ffn_dim,
-                           dropout=self.dropout, attention_dropout=self.attention_dropout,
-                           kernel_size=self.kernel_size, dtype=self.dtype, name=f"levels_{i}")
+      level = PyramidLevel(
+          dilation=2**i,
+          windowed=self.windowed,
+          num_heads=self.num_heads,
+          ffn_dim=self.ffn_dim,
+          dropout=self.dropout,
+          attention_dropout=self.attention_dropout,
+          kernel_size=self.kernel_size,
+          dtype=self.dtype,
+          name=f"levels_{i}",
+      )
       audio_BxTxD, visual_BxTxD = level(audio_BxTxD, visual_BxTxD, train=train)
       audio_levels.append(audio_BxTxD)
       visual_levels.append(visual_BxTxD)
 
     def fuse(prefix, levels_list):
-      levels_NxLxD = jnp.stack(levels_list, axis=2).reshape(batch * num_seconds, self.num_levels, dim)
-      layer = PreNormLayer(num_heads=self.num_heads, window=None, ffn_dim=self.ffn_dim, dropout=self.dropout,
-                           attention_dropout=self.attention_dropout, dtype=self.dtype, name=f"{prefix}_fusion")
+      levels_NxLxD = jnp.stack(levels_list, axis=2).reshape(
+          batch * num_seconds, self.num_levels, dim
+      )
+      layer = PreNormLayer(
+          num_heads=self.num_heads,
+          window=None,
+          ffn_dim=self.ffn_dim,
+          dropout=self.dropout,
+          attention_dropout=self.attention_dropout,
+          dtype=self.dtype,
+          name=f"{prefix}_fusion",
+      )
       mixed_NxLxD = layer(levels_NxLxD, levels_NxLxD, train=train)
-      logit_NxLx1 = layers.torch_dense(1, dim, name=f"{prefix}_fusion_weight", dtype=self.dtype)(mixed_NxLxD)
+      logit_NxLx1 = layers.torch_dense(1, dim, name=f"{prefix}_fusion_weight", dtype=self.dtype)(
+          mixed_NxLxD
+      )
       weight_NxLx1 = jax.nn.sigmoid(logit_NxLx1.astype(jnp.float32)).astype(mixed_NxLxD.dtype)
       return (weight_NxLx1 * mixed_NxLxD).sum(axis=1).reshape(batch, num_seconds, dim)
 

@@ -38,10 +38,14 @@ def detect_layout(features_dir: str | os.PathLike[str]) -> str:
   for layout, folders in features_lib.LAYOUTS.items():
     if all(os.path.isdir(os.path.join(root, sub)) for sub, _ in folders.values()):
       return layout
-  expected = "; ".join(f"{layout}: " + ", ".join(f"{sub}/" for sub, _ in folders.values())
-                       for layout, folders in features_lib.LAYOUTS.items())
-  raise InputError(f"features folder {root!r} holds neither layout's sub-folders ({expected}): point --features "
-                   "at the folder holding them, or at one .npz file.")
+  expected = "; ".join(
+      f"{layout}: " + ", ".join(f"{sub}/" for sub, _ in folders.values())
+      for layout, folders in features_lib.LAYOUTS.items()
+  )
+  raise InputError(
+      f"features folder {root!r} holds neither layout's sub-folders ({expected}): point --features "
+      "at the folder holding them, or at one .npz file."
+  )
 
 
 def _check_layout_fits(layout: str, config: ml_collections.ConfigDict, root: str) -> None:
@@ -49,13 +53,17 @@ def _check_layout_fits(layout: str, config: ml_collections.ConfigDict, root: str
   have = {name: shapes[name][1] if name in shapes else 0 for name in ("audio", "frames", "motion")}
   want = {name: int(config.model.input_dims.get(name, 0)) for name in have}
   if have != want:
-    raise InputError(f"features folder {root!r} holds {layout!r} features of widths {have} but the checkpoint's "
-                     f"model takes {want}: pass features of the layout the model was trained on.")
+    raise InputError(
+        f"features folder {root!r} holds {layout!r} features of widths {have} but the checkpoint's "
+        f"model takes {want}: pass features of the layout the model was trained on."
+    )
 
 
 def folder_clips(features_dir: str | os.PathLike[str], layout: str) -> list[str]:
   """Clip ids of a features folder: the `.npy` names of its audio sub-folder, sorted."""
-  folder = os.path.join(os.path.expanduser(os.fspath(features_dir)), features_lib.LAYOUTS[layout]["audio"][0])
+  folder = os.path.join(
+      os.path.expanduser(os.fspath(features_dir)), features_lib.LAYOUTS[layout]["audio"][0]
+  )
   return sorted(name[:-4] for name in os.listdir(folder) if name.endswith(".npy"))
 
 
@@ -63,7 +71,9 @@ def read_clip_list(path: str | os.PathLike[str]) -> list[str]:
   """Clip ids from a text file: the first field of every non-empty line (`#` starts a comment)."""
   path = os.path.expanduser(os.fspath(path))
   if not os.path.isfile(path):
-    raise InputError(f"clip list {path!r} does not exist: pass a text file with one clip id per line.")
+    raise InputError(
+        f"clip list {path!r} does not exist: pass a text file with one clip id per line."
+    )
   with open(path) as f:
     ids = [line.split("#", 1)[0].split() for line in f]
   ids = [fields[0] for fields in ids if fields]
@@ -72,26 +82,43 @@ def read_clip_list(path: str | os.PathLike[str]) -> list[str]:
   return ids
 
 
-def _load_npz(path: str, config: ml_collections.ConfigDict) -> tuple[list[str], dict[str, np.ndarray]]:
+def _load_npz(
+    path: str, config: ml_collections.ConfigDict
+) -> tuple[list[str], dict[str, np.ndarray]]:
   """(clip ids, {"audio", "frames", "motion"?} [N, ...]) from one .npz file."""
   try:
     with np.load(path, allow_pickle=False) as npz:
       arrays = {key: npz[key] for key in npz.files}
   except (ValueError, OSError, EOFError) as error:
-    raise InputError(f"--features {path!r} is not a readable .npz file ({error}): save it with "
-                     "numpy.savez(path, audio=..., frames=..., motion=...).") from None
+    raise InputError(
+        f"--features {path!r} is not a readable .npz file ({error}): save it with "
+        "numpy.savez(path, audio=..., frames=..., motion=...)."
+    ) from None
   frame_key = next((key for key in NPZ_FRAME_KEYS if key in arrays), None)
   use_motion = int(config.model.input_dims.get("motion", 0)) > 0
-  missing = [name for name, present in (("audio", "audio" in arrays), ("frames (or visual)", frame_key),
-                                        ("motion", "motion" in arrays or not use_motion)) if not present]
+  missing = [
+      name
+      for name, present in (
+          ("audio", "audio" in arrays),
+          ("frames (or visual)", frame_key),
+          ("motion", "motion" in arrays or not use_motion),
+      )
+      if not present
+  ]
   if missing:
-    raise InputError(f"--features {path!r} has no {', '.join(missing)} array (it holds {sorted(arrays)}): save "
-                     "the model's inputs as audio, frames and motion.")
+    raise InputError(
+        f"--features {path!r} has no {', '.join(missing)} array (it holds {sorted(arrays)}): save "
+        "the model's inputs as audio, frames and motion."
+    )
   out = {"audio": arrays["audio"], "frames": arrays[frame_key]}
   if use_motion:
     out["motion"] = arrays["motion"]
-  if config.get("data", {}).get("layout", "official") == "clip_clap" and out["audio"].shape[-2:-1] == (64,):
-    out["audio"] = features_lib.clap_segments(out["audio"])  # CLAP feature maps -> 10 one-second segments
+  if config.get("data", {}).get("layout", "official") == "clip_clap" and out["audio"].shape[
+      -2:-1
+  ] == (64,):
+    out["audio"] = features_lib.clap_segments(
+        out["audio"]
+    )  # CLAP feature maps -> 10 one-second segments
   stem = os.path.splitext(os.path.basename(path))[0]
   if out["audio"].ndim == 2:
     return [stem], {key: value[None] for key, value in out.items()}
@@ -99,14 +126,17 @@ def _load_npz(path: str, config: ml_collections.ConfigDict) -> tuple[list[str], 
   if "clip_ids" in arrays:
     ids = [str(x) for x in np.asarray(arrays["clip_ids"]).reshape(-1)]
     if len(ids) != num_clips:
-      raise InputError(f"--features {path!r} holds {len(ids)} clip_ids for {num_clips} clips: give one id per clip.")
+      raise InputError(
+          f"--features {path!r} holds {len(ids)} clip_ids for {num_clips} clips: give one id per clip."
+      )
   else:
     ids = [f"{stem}_{i}" for i in range(num_clips)]
   return ids, out
 
 
-def ground_truth(labels_dir: str | os.PathLike[str] | None, split: str
-                 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def ground_truth(
+    labels_dir: str | os.PathLike[str] | None, split: str
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """clip id -> (audio, visual) dense labels `[T, C]` of `split` ("val", "test" or "auto": both)."""
   splits = ("val", "test") if split == "auto" else ((split,) if split in ("val", "test") else ())
   if split not in ("auto", "val", "test", "none"):
@@ -150,12 +180,26 @@ def _write_json_records(path: str):
   return write, close
 
 
-def parse_files(checkpoint: str, features: str, out: str, *, clips: Sequence[str] | None = None,
-                clip_list: str | None = None, batch_size: int = 64, threshold: Any = events_lib.DEFAULT_THRESHOLD,
-                gate_threshold: Any = None, plot: str | None = None, plot_dir: str | None = None,
-                plot_clips: Sequence[str] | None = None, plot_max: int = 4, labels_dir: str | None = None,
-                split: str = "auto", title: str | None = None, progress: bool | None = None,
-                seed: int | None = None) -> str:
+def parse_files(
+    checkpoint: str,
+    features: str,
+    out: str,
+    *,
+    clips: Sequence[str] | None = None,
+    clip_list: str | None = None,
+    batch_size: int = 64,
+    threshold: Any = events_lib.DEFAULT_THRESHOLD,
+    gate_threshold: Any = None,
+    plot: str | None = None,
+    plot_dir: str | None = None,
+    plot_clips: Sequence[str] | None = None,
+    plot_max: int = 4,
+    labels_dir: str | None = None,
+    split: str = "auto",
+    title: str | None = None,
+    progress: bool | None = None,
+    seed: int | None = None,
+) -> str:
   """What `launch/parse.py` does: parse a features folder or .npz, write JSON records and timelines.
 
   Args:
@@ -180,9 +224,15 @@ def parse_files(checkpoint: str, features: str, out: str, *, clips: Sequence[str
     raise InputError(f"batch_size={batch_size} must be positive.")
   features = os.path.expanduser(os.fspath(features))
   if not os.path.exists(features):
-    raise InputError(f"--features {features!r} does not exist: pass a features folder or a .npz file.")
+    raise InputError(
+        f"--features {features!r} does not exist: pass a features folder or a .npz file."
+    )
   thresholds = events_lib.class_thresholds(threshold, "threshold")
-  gates = thresholds if gate_threshold is None else events_lib.class_thresholds(gate_threshold, "gate_threshold")
+  gates = (
+      thresholds
+      if gate_threshold is None
+      else events_lib.class_thresholds(gate_threshold, "gate_threshold")
+  )
   truth_table = ground_truth(labels_dir, split) if (plot or plot_dir) and split != "none" else {}
   parser = inference.load_parser(checkpoint, seed=seed)
   config = parser.config
@@ -199,20 +249,26 @@ def parse_files(checkpoint: str, features: str, out: str, *, clips: Sequence[str
     else:
       clip_ids = folder_clips(features, layout)
     if not clip_ids:
-      raise InputError(f"features folder {features!r} holds no clip (.npy files): extract features first.")
+      raise InputError(
+          f"features folder {features!r} holds no clip (.npy files): extract features first."
+      )
     npz_arrays = None
   else:
     if clips or clip_list:
-      raise InputError("--clips and --clip_list select clips of a features folder, not of an .npz file.")
+      raise InputError(
+          "--clips and --clip_list select clips of a features folder, not of an .npz file."
+      )
     clip_ids, npz_arrays = _load_npz(features, config)
     if not clip_ids:
       raise InputError(f"--features {features!r} holds no clip.")
   if len(set(clip_ids)) != len(clip_ids):
     raise InputError("the clip list names a clip more than once: give each clip once.")
-  wanted_plots = list(plot_clips) if plot_clips else clip_ids[:max(plot_max, 0)]
+  wanted_plots = list(plot_clips) if plot_clips else clip_ids[: max(plot_max, 0)]
   unknown = [c for c in wanted_plots if c not in set(clip_ids)]  # checked only when plotting
   if (plot or plot_dir) and unknown:
-    raise InputError(f"plot_clips names clips that are not parsed: {unknown[:5]}: pick ids among the parsed clips.")
+    raise InputError(
+        f"plot_clips names clips that are not parsed: {unknown[:5]}: pick ids among the parsed clips."
+    )
   plotted: dict[str, dict[str, Any]] = {}
   npz_rows = {clip: row for row, clip in enumerate(clip_ids)}
   plot_set = set(wanted_plots) if (plot or plot_dir) else set()
@@ -225,24 +281,33 @@ def parse_files(checkpoint: str, features: str, out: str, *, clips: Sequence[str
     return {key: np.stack([clip[key] for clip in loaded]) for key in loaded[0]}
 
   size = min(batch_size, len(clip_ids))
-  batches = [clip_ids[i:i + size] for i in range(0, len(clip_ids), size)]
+  batches = [clip_ids[i : i + size] for i in range(0, len(clip_ids), size)]
   write, close = _write_json_records(out)
   num_events = 0
-  bar = tqdm.tqdm(total=len(clip_ids), unit="clip", disable=None if progress is None else not progress,
-                  file=sys.stderr, dynamic_ncols=True)
+  bar = tqdm.tqdm(
+      total=len(clip_ids),
+      unit="clip",
+      disable=None if progress is None else not progress,
+      file=sys.stderr,
+      dynamic_ncols=True,
+  )
   try:
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
       pending = pool.submit(load_batch, batches[0], pool) if npz_arrays is None else None
       for k, ids in enumerate(batches):
         batch = pending.result() if pending is not None else load_batch(ids, pool)
         if npz_arrays is None and k + 1 < len(batches):
-          pending = pool.submit(load_batch, batches[k + 1], pool)  # read ahead while this batch runs
+          pending = pool.submit(
+              load_batch, batches[k + 1], pool
+          )  # read ahead while this batch runs
         pad = size - len(ids)
         if pad:  # one shape for every batch: one compilation
-          batch = {key: np.concatenate([value, np.zeros((pad, *value.shape[1:]), value.dtype)])
-                   for key, value in batch.items()}
+          batch = {
+              key: np.concatenate([value, np.zeros((pad, *value.shape[1:]), value.dtype)])
+              for key, value in batch.items()
+          }
         probs = parser.predict(batch["audio"], batch["frames"], batch.get("motion"))
-        probs = {key: value[:len(ids)] for key, value in probs.items()}
+        probs = {key: value[: len(ids)] for key, value in probs.items()}
         events = events_lib.events_from_probabilities(probs, thresholds, gates)
         labels = events_lib.video_labels(probs, gates)
         for clip, clip_events, clip_labels in zip(ids, events, labels):
@@ -267,6 +332,8 @@ def parse_files(checkpoint: str, features: str, out: str, *, clips: Sequence[str
       written.append(plot)
     if plot_dir:
       for entry in ordered:
-        timelines.plot_timelines(os.path.join(plot_dir, f"{entry['clip']}.png"), [entry], title=title or note)
+        timelines.plot_timelines(
+            os.path.join(plot_dir, f"{entry['clip']}.png"), [entry], title=title or note
+        )
       written.append(f"{len(ordered)} PNGs in {plot_dir}")
   return f"parsed {len(clip_ids)} clips ({num_events} events) with {parser.source}: wrote {', '.join(written)}"
