@@ -30,6 +30,9 @@ number of replicas and their seeds are the checkpoint's unless set explicitly. `
 
 Saves are asynchronous: always `close()` a `Checkpointer` (it waits for pending writes) - the trainer does so
 in a `finally`, so neither an error nor a normal exit loses a save.
+
+Length: every Orbax use of the package is here (training saves, params-only exports, the path resolver and
+the partial params restore with its fit check), so that one file changes when Orbax does.
 """
 
 from __future__ import annotations

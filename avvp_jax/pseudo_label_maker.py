@@ -36,6 +36,9 @@ Output (`write_pseudo_labels`, written whole or not at all): `OUT/CLAP/segment_p
 `OUT/quality.json`: per split the clip count and positives, and for val and test per modality the pooled
 segment-level precision, recall and F1 and the official segment F1 (`pseudo_labels.quality`), beside the
 teacher's own official segment F1 (its usual gated predictions) for comparison.
+
+Length: one stage, read top to bottom: inputs and their checks, batched prediction, thresholds (fixed or
+tuned on val), the atomic write and the quality report; splitting it would scatter one workflow.
 """
 
 from __future__ import annotations

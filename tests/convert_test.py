@@ -344,7 +344,7 @@ class BadCheckpointTest(absltest.TestCase):
       with self.assertRaisesRegex(
           InputError,
           r"is a HAN \(MMIL_Net\) checkpoint \(it has audio_encoder\..*"
-          rf"--model=han or --model=auto",
+          r"--model=han or --model=auto",
       ) as raised:
         convert.load_official(path, model)
       self.assertNotIn("\n", str(raised.exception))

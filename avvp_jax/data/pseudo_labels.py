@@ -29,6 +29,9 @@ audio 80.5, visual 61.7).
 The trainer puts the rows of a batch's clips under `AUDIO_BATCH_KEY` / `VISUAL_BATCH_KEY` (`[B, T, C]`
 float32); `avvp_jax.losses` uses them when they are present. This module is numpy only (`quality` imports
 the jitted metrics, hence JAX, when called; never TensorFlow).
+
+Length: one file format (VALOR's layout): its reader, writer, value checks and quality report change
+together when the format does.
 """
 
 from __future__ import annotations

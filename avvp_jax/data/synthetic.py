@@ -54,6 +54,9 @@ Determinism: prototypes depend on (seed, layout); a clip's drawn labels depend o
 its features on (seed, layout, filename), through generators seeded by a hash of them. Any clip can be
 generated alone, in any order, on any host, with identical bytes; a different seed gives different features.
 Generation speed: bench/bench_pipeline.py (its "build" phase of the synthetic source).
+
+Length: one generator (labels drawn, features made from them, the on-disk layout written); its parts share
+the seeding scheme and the label statistics, and the simulated teacher already lives in simulated_teacher.py.
 """
 
 from __future__ import annotations
