@@ -369,7 +369,10 @@ class OracleAgreementTest(_MetricsTestCase):
 
   @parameterized.parameters((4, 3), (1, 2), (10, 1), (31, 2), (32, 3))
   def test_other_shapes_match_the_oracle(self, num_seconds, num_classes):
-    labels = _random_set(seed=num_seconds, n=300, num_seconds=num_seconds, num_classes=num_classes)
+    n = (
+        300 if num_seconds <= 10 else 80
+    )  # the float64 oracle is slow on long clips; 80 still cover every case
+    labels = _random_set(seed=num_seconds, n=n, num_seconds=num_seconds, num_classes=num_classes)
     self.assertScores(metrics.parsing_scores(*labels), oracle_scores(*labels))
 
   def test_the_official_code_transcription_agrees(self):
