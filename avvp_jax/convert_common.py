@@ -226,6 +226,26 @@ def float32_tree(params: PyTree) -> PyTree:
 # --- configs and the converted tree -----------------------------------------------------------------
 
 
+def official_model_config(
+    base: ml_collections.ConfigDict | None,
+    base_name: str,
+    encoder: str,
+    decoder: str,
+    dims: dict[str, int],
+) -> ml_collections.ConfigDict:
+  """A copy of `base` (default `configs/<base_name>.py`) for an official checkpoint: its encoder, decoder,
+  no refiner (the official models have none; a LINK base config's PLSIM is dropped), and the input and
+  hidden widths `dims` ("audio", "frames", "motion", "hidden") read from the checkpoint."""
+  config = (base_config(base_name) if base is None else base).copy_and_resolve_references()
+  model = config.model
+  model.encoder, model.decoder, model.refiner = encoder, decoder, "none"
+  model.input_dims.audio = dims["audio"]
+  model.input_dims.frames = dims["frames"]
+  model.input_dims.motion = dims["motion"]
+  model.hidden_dim = dims["hidden"]
+  return config
+
+
 def base_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
   """`configs/<name>.py:get_config(arg)` of the source checkout this package lives in."""
   root = pathlib.Path(__file__).resolve().parents[1]

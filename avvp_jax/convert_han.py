@@ -216,16 +216,8 @@ def official_config(
         f"--num_heads={num_heads} does not divide the checkpoint's width {dims['hidden']}: pass the "
         "--nhead it was trained with (VALOR's scripts: 8)."
     )
-  config = (common.base_config("han") if base is None else base).copy_and_resolve_references()
+  config = common.official_model_config(base, "han", "han", "mmil", dims)
   section = config.model
-  section.encoder, section.decoder = "han", "mmil"
-  section.refiner = (
-      "none"  # the official model has no refiner (a LINK base config's PLSIM is dropped)
-  )
-  section.input_dims.audio = dims["audio"]
-  section.input_dims.frames = dims["frames"]
-  section.input_dims.motion = dims["motion"]
-  section.hidden_dim = dims["hidden"]
   section.han.num_layers = dims["layers"]
   section.han.num_heads = num_heads
   section.han.ffn_dim = 0 if dims["ffn"] == dims["hidden"] else dims["ffn"]

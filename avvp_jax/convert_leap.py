@@ -264,18 +264,8 @@ def official_config(
         f"--num_heads={num_heads} does not divide the checkpoint's width {dims['hidden']}: pass the "
         "--mmp_head/--avl_head it was trained with (the official run script: 8)."
     )
-  config = (
-      common.base_config("leap_mmpyr") if base is None else base
-  ).copy_and_resolve_references()
+  config = common.official_model_config(base, "leap_mmpyr", "mmpyramid", "leap", dims)
   section = config.model
-  section.encoder, section.decoder = "mmpyramid", "leap"
-  section.refiner = (
-      "none"  # the official model has no refiner (a LINK base config's PLSIM is dropped)
-  )
-  section.input_dims.audio = dims["audio"]
-  section.input_dims.frames = dims["frames"]
-  section.input_dims.motion = dims["motion"]
-  section.hidden_dim = dims["hidden"]
   section.mmpyramid.num_levels = dims["levels"]
   section.mmpyramid.num_heads = num_heads
   section.mmpyramid.ffn_dim = 0 if dims["mmp_ffn"] == dims["hidden"] else dims["mmp_ffn"]

@@ -39,6 +39,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+import leap_official
+
 import avvp_jax
 from avvp_jax import checkpoint
 from avvp_jax import convert
@@ -55,34 +57,6 @@ HIDDEN, AUDIO, FRAMES, MOTION, LABEL_DIM, CLASSES, LEVELS, HEADS = (
     25,
     4,
     8,
-)
-# The keys of the official llp_label_glove_embeddings.pt, in its order.
-LEAP_KEYS = (
-    "Speech",
-    "Car",
-    "Cheering",
-    "Dog",
-    "Cat",
-    "Fry food",
-    "Basketball bounce",
-    "Fire alarm",
-    "Chainsaw",
-    "Cello",
-    "Banjo",
-    "Singing",
-    "Chicken rooster",
-    "Violin fiddle",
-    "Vacuum cleaner",
-    "Baby laughter",
-    "Accordion",
-    "Lawn mower",
-    "Motorcycle",
-    "Helicopter",
-    "Acoustic guitar",
-    "Telephone bell ringing",
-    "Baby cry infancy cry",
-    "Blender",
-    "Clapping",
 )
 
 
@@ -337,7 +311,9 @@ def _randomise(model, seed):
 def _label_table(seed=0, dim=LABEL_DIM):
   """A table in the format of the official llp_label_glove_embeddings.pt (key -> [dim] float32 tensor)."""
   generator = torch.Generator().manual_seed(seed)
-  return collections.OrderedDict((key, torch.randn(dim, generator=generator)) for key in LEAP_KEYS)
+  return collections.OrderedDict(
+      (key, torch.randn(dim, generator=generator)) for key in leap_official.LEAP_KEYS
+  )
 
 
 def _write_official(directory, seed=0, levels=LEVELS, heads=HEADS):

@@ -11,40 +11,13 @@ from absl.testing import absltest
 import numpy as np
 import torch
 
+import leap_official
+
 from avvp_jax.data import annotations
 from avvp_jax.errors import InputError
 from avvp_jax.models import label_embeddings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# The keys of jasongief/LEAP's glove/6B/300d/llp_label_glove_embeddings.pt, in its order, copied from the file.
-LEAP_KEYS = (
-    "Speech",
-    "Car",
-    "Cheering",
-    "Dog",
-    "Cat",
-    "Fry food",
-    "Basketball bounce",
-    "Fire alarm",
-    "Chainsaw",
-    "Cello",
-    "Banjo",
-    "Singing",
-    "Chicken rooster",
-    "Violin fiddle",
-    "Vacuum cleaner",
-    "Baby laughter",
-    "Accordion",
-    "Lawn mower",
-    "Motorcycle",
-    "Helicopter",
-    "Acoustic guitar",
-    "Telephone bell ringing",
-    "Baby cry infancy cry",
-    "Blender",
-    "Clapping",
-)
 
 
 def _cosine(x, y):
@@ -102,17 +75,17 @@ class FileTest(absltest.TestCase):
       label_embeddings.load_label_embeddings(os.path.join(self.directory, "missing.npy"))
 
   def test_class_words_are_those_of_the_official_keys(self):
-    self.assertEqual(label_embeddings.OFFICIAL_KEYS, LEAP_KEYS)
+    self.assertEqual(label_embeddings.OFFICIAL_KEYS, leap_official.LEAP_KEYS)
     self.assertEqual(label_embeddings.class_words("Frying_(food)"), ("fry", "food"))
     self.assertEqual(label_embeddings.class_words("Violin_fiddle"), ("violin", "fiddle"))
     self.assertEqual(
         label_embeddings.class_words("Baby_cry_infant_cry"), ("baby", "cry", "infancy", "cry")
     )
-    for name, key in zip(annotations.CLASSES, LEAP_KEYS):
+    for name, key in zip(annotations.CLASSES, leap_official.LEAP_KEYS):
       self.assertEqual(label_embeddings.class_words(name), tuple(key.lower().split()), name)
 
   def _write_glove(self, skip=()):
-    words = sorted({w for key in LEAP_KEYS for w in key.lower().split()} - set(skip))
+    words = sorted({w for key in leap_official.LEAP_KEYS for w in key.lower().split()} - set(skip))
     vectors = {
         word: np.random.default_rng(i).normal(size=4).round(4) for i, word in enumerate(words)
     }
@@ -158,7 +131,7 @@ class FileTest(absltest.TestCase):
       label_embeddings.load_label_embeddings(path)
 
 
-def _official_table(dim=300, seed=0, keys=LEAP_KEYS):
+def _official_table(dim=300, seed=0, keys=leap_official.LEAP_KEYS):
   """A dict in the format of LEAP's llp_label_glove_embeddings.pt: key -> float32 [dim] tensor, file order."""
   generator = torch.Generator().manual_seed(seed)
   return collections.OrderedDict((key, torch.randn(dim, generator=generator)) for key in keys)

@@ -1,0 +1,30 @@
+"""Facts of the official LEAP release (jasongief/LEAP) shared by the label-table and converter tests."""
+
+# The keys of jasongief/LEAP's glove/6B/300d/llp_label_glove_embeddings.pt, in its order, copied from the file.
+LEAP_KEYS = (
+    "Speech",
+    "Car",
+    "Cheering",
+    "Dog",
+    "Cat",
+    "Fry food",
+    "Basketball bounce",
+    "Fire alarm",
+    "Chainsaw",
+    "Cello",
+    "Banjo",
+    "Singing",
+    "Chicken rooster",
+    "Violin fiddle",
+    "Vacuum cleaner",
+    "Baby laughter",
+    "Accordion",
+    "Lawn mower",
+    "Motorcycle",
+    "Helicopter",
+    "Acoustic guitar",
+    "Telephone bell ringing",
+    "Baby cry infancy cry",
+    "Blender",
+    "Clapping",
+)
