@@ -10,6 +10,7 @@ Inference entry points, imported on first use (`avvp_jax.inference`):
   parser.parse(audio, frames, motion)            # events in seconds (avvp_jax.events)
   avvp_jax.predict(config, params, audio, frames, motion)   # functional, jitted
   avvp_jax.predict_ensemble(config, stacked_params, audio, frames, motion)  # mean over seeds
+  avvp_jax.parse_video("workdir/han", ["walk.mp4"])   # videos in, events out (the `video` extra)
 """
 
 import importlib
@@ -23,6 +24,7 @@ _LAZY_EXPORTS = {
     "predict": "avvp_jax.inference",
     "predict_ensemble": "avvp_jax.inference",
     "Parser": "avvp_jax.inference",
+    "parse_video": "avvp_jax.video.parse",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]

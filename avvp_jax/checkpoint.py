@@ -2,7 +2,10 @@
 
 Workdir layout written by `avvp_jax.train.train_and_evaluate`:
 
-  WORKDIR/config.json        the run's config (`save_config` / `load_config`), enough to rebuild the model
+  WORKDIR/config.json        the run's config (`save_config` / `load_config`), enough to rebuild the model;
+                              the first start's, never rewritten (`avvp_jax.workdir`)
+  WORKDIR/config_history.jsonl  one JSON line per start of a run: what changed since the previous start
+  WORKDIR/.lock               while a trainer runs: its host, pid and start time (`avvp_jax.workdir`)
   WORKDIR/checkpoints/<step>/ latest full-state saves: items `state` (a `TrainState` of `config.num_seeds`
                               replicas, every leaf `[S, ...]`: step, params, optimizer state, dropout key)
                               and `progress` (JSON: epoch, batches done in it, each replica's best score)
@@ -69,11 +72,22 @@ def absolute(path: str) -> str:
 
 
 def save_config(directory: str, config: ml_collections.ConfigDict) -> str:
-  """Writes `config` as JSON to `directory/config.json` (process 0 only); returns the path."""
+  """Writes `config` as JSON to `directory/config.json` (process 0 only); returns the path.
+
+  On a local disk the file is written beside and renamed into place, so it is never seen half-written (an
+  interrupted write leaves the old file or none).
+  """
   path = epath.Path(absolute(directory)) / CONFIG_FILENAME
   if jax.process_index() == 0:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+    text = config.to_json_best_effort(indent=2, sort_keys=True)
+    if "://" in str(path):  # object stores write whole objects
+      path.write_text(text)
+    else:
+      temporary = f"{path}.{os.getpid()}.tmp"
+      with open(temporary, "w") as f:
+        f.write(text)
+      os.replace(temporary, path)
   return str(path)
 
 

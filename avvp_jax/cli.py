@@ -20,22 +20,98 @@ def fail(message: str, status: int = 2) -> NoReturn:
   sys.exit(status)
 
 
+# absl's help flags: each prints the usage and exits 1 (absl's choice); launchers exit 0.
+HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?")
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+def _asks_for_help(argv: list[str]) -> bool:
+  """Whether `argv` holds one of absl's help flags (`--help`, `-?`, `--helpfull=true`, ...)."""
+  for arg in argv[1:]:
+    if arg == "--":
+      break
+    if arg.startswith("-") and arg.lstrip("-").partition("=")[0] in HELP_FLAGS:
+      return True
+  return False
+
+
+def flag_error_line(message: str) -> str:
+  """One line of a flag error: a config file's traceback (ml_collections puts it in the message) is
+  cut down to the flag and the exception it ended in, e.g. "flag --config=configs/han.py:small:
+  unknown preset 'small' ...".
+  """
+  head, sep, trace = str(message).partition(_TRACEBACK)
+  if not sep:
+    return " ".join(str(message).split())
+  last = [line for line in trace.strip().splitlines() if line.strip()][-1].strip()
+  exception, colon, text = last.partition(": ")
+  if colon and exception.replace(".", "").replace("_", "").isalnum():
+    last = text  # "ValueError: unknown preset ..." -> "unknown preset ..."
+  head = head.replace("Error whilst parsing config file:", "").strip().rstrip(":")
+  return f"{' '.join(head.split())}: {last}" if head else last
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing for `app.run(main, flags_parser=parse_flags)`: a bad flag is a one-line error."""
+  """absl flag parsing for `app.run(main, flags_parser=parse_flags)`: a bad flag is a one-line
+  error; `--help` (and absl's other help flags) prints the usage and exits with status 0.
+  """
   try:
     return flags.FLAGS(argv)
+  except SystemExit as exit_:
+    if exit_.code == 1 and _asks_for_help(argv):  # absl printed the usage, then exits 1
+      sys.exit(0)
+    raise
   except flags.Error as error:
-    fail(str(error))
+    fail(flag_error_line(str(error)))
   except Exception as error:  # pylint: disable=broad-except  (a --config.x override that does not apply)
-    fail(f"bad --config flag: {error}")
+    fail(f"bad --config flag: {flag_error_line(str(error))}")
+
+
+# The reduced recipe of the embedded synthetic data: each field it replaces there -> (the config
+# field holding the replacement, the value of that field that means "no replacement"). See
+# configs/common.py.
+SYNTHETIC_RECIPE = {
+    "num_epochs": ("synthetic_num_epochs", 0),
+    "optimizer.learning_rate": ("synthetic_learning_rate", 0.0),
+    "model.leap.label_embeddings": ("synthetic_label_embeddings", ""),
+}
+
+
+def explicit_over_recipe(config, explicit) -> list[str]:
+  """Explicit values win over the synthetic reduced recipe: for every field of `SYNTHETIC_RECIPE`
+  named in `explicit` (the dotted names the user set, e.g. `--config.num_epochs=1`) whose
+  replacement field was not set too, the replacement is switched off (`synthetic_num_epochs=0`,
+  ...), so the run trains what was asked for, on either data, and its config.json says so. Returns
+  the replacement fields switched off.
+  """
+  explicit = set(explicit)
+  switched = []
+  for field, (replacement, off) in SYNTHETIC_RECIPE.items():
+    if field in explicit and replacement not in explicit and replacement in config:
+      if config[replacement] != off:
+        config[replacement] = off
+        switched.append(replacement)
+  return switched
 
 
 def loaded_config(config_flag: flags.FlagHolder):
-  """The value of a `config_flags` flag (None when not given); a file that failed to load is one line."""
+  """The value of a `config_flags` flag (None when not given); a load failure is one line.
+
+  Fields set with `--config.x=y` win over the synthetic reduced recipe (`explicit_over_recipe`).
+  """
   config = config_flag.value
   error = getattr(config, "_error", None)  # ml_collections keeps a load failure until first use
   if error is not None:
     fail(f"--config could not be loaded: {error}")
+  if config is not None:
+    flag_values = getattr(config_flag, "_flagvalues", flags.FLAGS)  # absl keeps no public accessor
+    overrides = getattr(flag_values[config_flag.name], "override_values", {}) or {}
+    switched = explicit_over_recipe(config, overrides)
+    if switched:
+      logging.info(
+          "Explicit --config values win over the synthetic reduced recipe: %s set to off.",
+          ", ".join(switched),
+      )
   return config
 
 

@@ -17,6 +17,7 @@ metric keys, plus `std` (sample standard deviation), `per_seed` and `ensemble`.
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
@@ -205,6 +206,35 @@ def report_lines(report: Mapping[str, Any]) -> list[str]:
   return lines
 
 
+def report_path(
+    workdir: str | None, checkpoint: str | None, split: str, out: str | None = None
+) -> str:
+  """The file `evaluate_checkpoint` writes: `out`, else `report_dir(...)/eval_<split>.json`.
+
+  Raises:
+    InputError: the report would go into a local folder that cannot be written (e.g. a read-only
+      converted checkpoint): the message says to pass `--out=FILE.json`.
+  """
+  if out:
+    path = checkpoint_lib.absolute(out)
+    if os.path.isdir(path):
+      path = os.path.join(path, f"eval_{split}.json")
+    where, fix = os.path.dirname(path), "pass another --out"
+  else:
+    folder = report_dir(workdir, checkpoint)
+    path = os.path.join(folder, f"eval_{split}.json")
+    where, fix = folder, "pass --out=FILE.json (the report's file) or --workdir=DIR"
+  if "://" not in path:
+    existing = where
+    while existing and not os.path.exists(existing):
+      existing = os.path.dirname(existing)
+    if not os.access(existing or ".", os.W_OK) or (
+        os.path.exists(path) and not os.access(path, os.W_OK)
+    ):
+      raise InputError(f"the report {path} cannot be written ({existing} is read-only): {fix}.")
+  return path
+
+
 def report_dir(workdir: str | None, checkpoint: str | None) -> str:
   """Where `evaluate_checkpoint` writes its report: `workdir`; without one, the checkpoint's workdir (for a step
   folder WORKDIR/best/STEP) or the checkpoint folder itself (a params-only or converted checkpoint).
@@ -225,8 +255,9 @@ def evaluate_checkpoint(
     checkpoint: str | None = None,
     *,
     explicit: Collection[str] | None = None,
+    out: str | None = None,
 ) -> dict[str, Any]:
-  """Scores a checkpoint on a whole split and writes `workdir/eval_<split>.json`.
+  """Scores a checkpoint on a whole split and writes `workdir/eval_<split>.json` (or `out`).
 
   Args:
     config: the run config (data and model); None: the checkpoint's `config.json` (`checkpoint.resolve`
@@ -239,6 +270,8 @@ def evaluate_checkpoint(
     explicit: the dotted names of the fields of `config` set explicitly (`launch/evaluate.py` passes its
       `--config.x=y` overrides): `num_seeds` and `seed` not among them are the checkpoint's, as trained. None:
       every field of `config` counts as set (a different number of seeds is an error).
+    out: the report's file (a folder: `out/eval_<split>.json`); None: `report_path`'s default,
+      beside the checkpoint for a params-only one. Checked for writing before anything is evaluated.
 
   Returns:
     The report written (`seed_report`, plus "split", "checkpoint" and "data", a note saying synthetic when
@@ -257,7 +290,7 @@ def evaluate_checkpoint(
         "neither a workdir nor a checkpoint to evaluate was given: pass --workdir or --checkpoint."
     )
   source = checkpoint_lib.resolve(checkpoint or workdir)
-  out_dir = checkpoint_lib.absolute(workdir) if workdir is not None else source.report_dir
+  path = epath.Path(report_path(workdir, checkpoint, split, out))
   config = state_lib.resolve_config(checkpoint_lib.checkpoint_config(source, config, explicit))
   seeds = state_lib.run_seeds(config)
   mesh = sharding.make_mesh(num_seeds=len(seeds))
@@ -279,7 +312,6 @@ def evaluate_checkpoint(
       summary_line(report),
   )
   report.update(split=split, checkpoint=source.path, data=data.description)
-  path = epath.Path(out_dir) / f"eval_{split}.json"
   if jax.process_index() == 0:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))

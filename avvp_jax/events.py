@@ -13,12 +13,14 @@ Events are built exactly as the official evaluation (`avvp_jax.metrics.segment_p
     second, `offset` the end of its last one (exclusive, so an event reaching the clip's end has offset
     T = 10);
   * audio-visual events are the runs where the audio AND the visual predictions are positive.
-Each event is `{"modality": "audio" | "visual" | "audio_visual", "label": class name, "onset": seconds,
-"offset": seconds, "score": float}`. `score` is the mean, over the event's seconds, of the segment
-probability of its modality; for an audio-visual event the per-second probability is the smaller of the
-audio and the visual one (both must hold for the event to exist), so its score is the mean of those minima.
-A clip's events are ordered by onset, then modality (audio, visual, audio_visual), then class. Event
-detection is vectorised over clips, classes and seconds (numpy); only the output dicts are built one by one.
+Each event is `{"modality": "audio" | "visual" | "audio_visual", "label": class name, "onset":
+seconds, "offset": seconds, "score": float}`. `score` is the mean, over the event's seconds, of the
+segment probability of its modality; for an audio-visual event the per-second probability is the
+smaller of the audio and the visual one (both must hold for the event to exist), so its score is the
+mean of those minima. `video_labels` lists a clip's classes by their whole-video score
+(`VIDEO_SCORE` says what it is: not a probability, MMIL's lies in [0, 2)). A clip's events are
+ordered by onset, then modality (audio, visual, audio_visual), then class. Event detection is
+vectorised over clips, classes and seconds (numpy); only the output dicts are built one by one.
 """
 
 from __future__ import annotations
@@ -34,6 +36,20 @@ from avvp_jax.errors import InputError
 Event = dict[str, Any]
 
 DEFAULT_THRESHOLD = 0.5  # the official segment and video-level threshold
+
+# What `video_labels(...)[n][k]["score"]` (the events JSON's `video_labels[].score`) is.
+VIDEO_SCORE = """`score` is the model's `video_prob`: the whole-video score that the official
+evaluation thresholds (at 0.5) to gate the segment predictions, not a calibrated probability. With
+the MMIL decoder (HAN, MM-Pyramid, LINK) it is the official attentive pooling
+(YapengTian/AVVP-ECCV20 `MMIL_Net`, global_prob) sum over seconds t and modalities m of Wt[t, m] *
+Wm[t, m] * P[t, m], with P the segment sigmoids, Wt the temporal attention (a softmax over the
+seconds, per modality) and Wm the modality attention (a softmax over audio and visual, per second):
+its weights add up to between 0 and 2, not to 1, so the score lies in [0, 2) and passes 1 when the
+two modalities attend to different seconds. With the LEAP decoder it is 0 or 1 (the union of the
+thresholded audio and visual probabilities, the official global_prob). `audio` and `visual` are the
+modality-level probabilities `audio_prob` / `visual_prob`, attention-weighted means of segment
+sigmoids, in [0, 1]."""
+
 SECONDS_PER_SEGMENT = 1.0  # LLP segments are one second long
 
 
@@ -247,7 +263,7 @@ def events_from_probabilities(
 def video_labels(
     probs: Mapping[str, Any], threshold: Any = DEFAULT_THRESHOLD
 ) -> list[list[dict[str, Any]]]:
-  """Per clip, the classes whose whole-video probability is >= `threshold`, by decreasing score.
+  """Per clip, the classes whose whole-video score `video_prob` is >= `threshold`, best first.
 
   Args:
     probs: `video_prob`, `audio_prob`, `visual_prob` `[N, C]`.
@@ -255,6 +271,8 @@ def video_labels(
 
   Returns:
     N lists of {"label", "score": `video_prob`, "audio": `audio_prob`, "visual": `visual_prob`}.
+    `score` is not a probability: with the MMIL decoder it lies in [0, 2), with LEAP's it is 0 or 1;
+    `audio` and `visual` lie in [0, 1] (see `VIDEO_SCORE`).
   """
   video = np.asarray(probs["video_prob"], np.float32)
   keep = video >= class_thresholds(threshold, "threshold")

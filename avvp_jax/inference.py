@@ -22,8 +22,11 @@ raises `avvp_jax.errors.InputError` with one sentence naming the culprit and the
 `predict` returns the model's own outputs (`avvp_jax.models`) as float32 probabilities, a leading `[B]` axis
 only when the inputs had one:
 
-  video_prob                  [B, C]     whole-video probability of each class
-  audio_prob, visual_prob     [B, C]     video-level probability per modality
+  video_prob                  [B, C]     whole-video score of each class, thresholded at 0.5 by
+                                         the official evaluation but not bounded by 1: MMIL's
+                                         attentive pooling lies in [0, 2), LEAP's is 0 or 1
+                                         (`avvp_jax.events.VIDEO_SCORE`)
+  audio_prob, visual_prob     [B, C]     video-level probability per modality, in [0, 1]
   segment_audio_prob          [B, T, C]  per-second audio probability
   segment_visual_prob         [B, T, C]  per-second visual probability
   audio_filter_prob, visual_filter_prob  [B, C]  the video-level probabilities the model's official evaluation

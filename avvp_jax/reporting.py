@@ -11,8 +11,10 @@ would do the same but its TF writer imports the `tensorboard` package, which our
 install, and clu's `ReportProgress` neither leaves paused sections out of its rate nor restores its timer
 from a checkpoint, so this module is written here (about 200 lines).
 
-`Progress` is a tqdm bar on an interactive terminal (process 0), absl log lines elsewhere. `Profiler`
-records a `jax.profiler` trace of `config.profile.num_steps` steps from `config.profile.first_step` into
+`Progress` is a tqdm bar on an interactive terminal (process 0), absl log lines elsewhere; on a
+terminal, log lines are written above the bar (through `tqdm.write`), never onto its line, and the
+bar's ETA is the chrono's (tqdm's own would count the compile step). `Profiler` records a
+`jax.profiler` trace of `config.profile.num_steps` steps from `config.profile.first_step` into
 `WORKDIR/profile` (open it with TensorBoard's profile plugin or Perfetto).
 """
 
@@ -146,11 +148,16 @@ class Chrono:
         out["steps_per_second"] = steps / seconds
         out["clips_per_second"] = steps * self.clips_per_step / seconds
       self._window = (self._clock(), self._paused_total(), step)
-    measured_seconds, measured_steps = self._measured(step)
-    per_step = measured_seconds / measured_steps if measured_steps > 0 else float("nan")
-    out["eta_seconds"] = max(self.total_steps - step, 0) * per_step
+    out["eta_seconds"] = self.eta_seconds(step)
     out["train_seconds"] = self.train_seconds()
     return out
+
+  def eta_seconds(self, step: int) -> float:
+    """Remaining steps after `step` x the measured seconds per step of every run so far (the compile
+    step and pauses left out); NaN before any step was measured. Changes nothing (unlike `tick`)."""
+    measured_seconds, measured_steps = self._measured(step)
+    per_step = measured_seconds / measured_steps if measured_steps > 0 else float("nan")
+    return max(self.total_steps - int(step), 0) * per_step
 
 
 class SummaryWriter:
@@ -196,31 +203,93 @@ class SummaryWriter:
       self._writer = None
 
 
-class Progress:
-  """A tqdm bar on an interactive terminal (process 0), plain absl lines otherwise."""
+class _BarStream:
+  """A text stream that writes whole lines through `tqdm.write`: the bar is cleared, the line
+  printed on a line of its own, the bar redrawn below it (what `Progress` routes absl's log lines
+  and stderr through).
+  """
 
-  def __init__(self, total_steps: int, initial: int):
+  def __init__(self, stream: Any, write: Callable[[str], None]):
+    self._stream, self._write, self._pending = stream, write, ""
+
+  def write(self, text: str) -> int:
+    self._pending += text
+    *lines, self._pending = self._pending.split("\n")
+    for line in lines:
+      self._write(line)
+    return len(text)
+
+  def flush(self) -> None:
+    if self._pending:
+      self._write(self._pending)
+      self._pending = ""
+    self._stream.flush()
+
+  def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the wrapped stream's
+    return getattr(self._stream, name)
+
+
+class Progress:
+  """A tqdm bar on an interactive terminal (process 0), plain absl lines otherwise.
+
+  While the bar is shown, absl's log lines (and anything else written to `sys.stderr` from Python)
+  go through `tqdm.write`, so a log line never lands on the bar's line. The bar shows no tqdm rate
+  or ETA of its own (tqdm's would count the compile step and validation); with a `chrono`, `report`
+  adds the chrono's ETA, which leaves both out.
+  """
+
+  def __init__(self, total_steps: int, initial: int, chrono: Chrono | None = None):
     self._bar = None
+    self._chrono = chrono
+    self._restore: list[Callable[[], None]] = []
     if jax.process_index() == 0 and sys.stderr.isatty():
       import tqdm  # pylint: disable=g-import-not-at-top  (only on a terminal)
 
-      self._bar = tqdm.tqdm(total=total_steps, initial=initial, unit="step", dynamic_ncols=True)
+      stderr = sys.stderr
+      self._bar = tqdm.tqdm(
+          total=total_steps,
+          initial=initial,
+          unit="step",
+          dynamic_ncols=True,
+          file=stderr,
+          bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+      )
+      self._route_through_bar(stderr, lambda line: tqdm.tqdm.write(line, file=stderr))
+
+  def _route_through_bar(self, stderr: Any, write: Callable[[str], None]) -> None:
+    """Sends absl's handler and `sys.stderr` through `write` until `close`."""
+    stream = _BarStream(stderr, write)
+    handler = logging.get_absl_handler().python_handler
+    saved = handler.stream
+    handler.stream = stream
+    sys.stderr = stream
+    self._restore = [
+        lambda: setattr(handler, "stream", saved),
+        lambda: setattr(sys, "stderr", stderr),
+    ]
 
   def update(self, n: int = 1) -> None:
     if self._bar is not None:
       self._bar.update(n)
 
   def report(self, bar_text: str, log_line: str) -> None:
-    """`bar_text` beside the bar on a terminal; `log_line` as an absl INFO line elsewhere."""
+    """`bar_text` beside the bar on a terminal (with the chrono's ETA); `log_line` as an absl INFO
+    line elsewhere."""
     if self._bar is not None:
+      if self._chrono is not None:
+        bar_text = f"{bar_text}, ETA {format_duration(self._chrono.eta_seconds(self._bar.n))}"
       self._bar.set_postfix_str(bar_text, refresh=True)
     else:
       logging.info("%s", log_line)
 
   def close(self) -> None:
     if self._bar is not None:
+      sys.stderr.flush()
       self._bar.close()
       self._bar = None
+    for restore in self._restore:
+      restore()
+    self._restore = []
 
 
 class Profiler:

@@ -6,17 +6,21 @@ axis `[S]`, split over the mesh's seed axis (`avvp_jax.sharding`). Replica s is 
 alone: key(seed) splits into the params and dropout-stream keys, so a replica equals the run a separate
 process with that seed would start.
 
-`resolve_config` is where a run config is checked (every launcher and library entry calls it first); the
-rest builds from a checked config: `build_model`, `make_optimizer`, `create_train_state` /
-`abstract_train_state` (for restoring), and `apply_model`, the one way training, evaluation, parsing and
-ensembles run a model on a batch.
+`resolve_config` is where a run config is checked (every launcher and library entry calls it first):
+bad values and an empty or wrongly laid out features folder are one-line InputErrors before any data
+is built, `model.input_dims` follow `data.layout` unless set by hand, and fields the chosen model
+never reads (`ignored_fields`) are one warning per process. The rest builds from a checked config:
+`build_model`, `make_optimizer`, `create_train_state` / `abstract_train_state` (for restoring), and
+`apply_model`, the one way training, evaluation, parsing and ensembles run a model on a batch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Callable, Iterable, Mapping
 
+from absl import logging
 import flax
 import flax.linen as nn
 import jax
@@ -27,6 +31,11 @@ from jax.sharding import Mesh, NamedSharding
 
 from avvp_jax import losses as losses_lib
 from avvp_jax import models
+from avvp_jax.models import han as han_lib
+from avvp_jax.models import leap as leap_lib
+from avvp_jax.models import link as link_lib
+from avvp_jax.models import mmil as mmil_lib
+from avvp_jax.models import mmpyramid as mmpyramid_lib
 from avvp_jax import sharding
 from avvp_jax.data import annotations
 from avvp_jax.data import features as features_lib
@@ -80,9 +89,11 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   models.resolve_dtype(config.compute_dtype, "config.compute_dtype")
   if config.num_epochs <= 0:
     raise InputError(f"config.num_epochs={config.num_epochs} must be positive.")
+  _warn_ignored_fields(config)
   if (
       synthetic_lib.is_synthetic(config.data)
       and config.synthetic_label_embeddings
+      and config.model.decoder == "leap"
       and config.model.leap.label_embeddings == "packaged"
   ):  # an explicitly chosen table is kept
     config.model.leap.label_embeddings = (
@@ -104,12 +115,124 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
         f"embedded synthetic data), or set --config.loss.{'=False --config.loss.'.join(needed)}=False."
     )
   features_dir = config.data.features_dir
-  if features_dir and not os.path.isdir(os.path.expanduser(features_dir)):
-    raise InputError(
-        f"config.data.features_dir {features_dir!r} does not exist: point it at the folder "
-        "holding the LLP feature folders, or leave it empty for the embedded synthetic data."
-    )
+  if features_dir:
+    if not os.path.isdir(os.path.expanduser(features_dir)):
+      raise InputError(
+          f"config.data.features_dir {features_dir!r} does not exist: point it at the folder "
+          "holding the LLP feature folders, or leave it empty for the embedded synthetic data."
+      )
+    features_lib.check_layout_folders(features_dir, config.data.layout)  # before TFDS is asked
+  _input_dims_from_layout(config)
   return config
+
+
+_logged_layout_dims: set[str] = set()  # layouts whose input dims were logged in this process
+
+
+def _input_dims_from_layout(config: ml_collections.ConfigDict) -> None:
+  """`config.model.input_dims` of `config.data.layout` when all three are still the official
+  layout's defaults (configs/common.py) and another layout is chosen: `clip_clap` gives audio 768,
+  frames 768 and no motion stream. Dims set by hand (any of the three changed) are kept; the data
+  check names a mismatch.
+  """
+  layout = config.data.layout
+  if layout == "official":
+    return
+  features_lib.check_layout(layout, config.data.frames)
+  official = _layout_input_dims("official")
+  if dict(config.model.input_dims) != official:
+    return
+  dims = _layout_input_dims(layout)
+  config.model.input_dims = ml_collections.ConfigDict(dims)
+  if layout in _logged_layout_dims:  # once per process, though resolve_config runs more than once
+    return
+  _logged_layout_dims.add(layout)
+  logging.info(
+      "config.model.input_dims from the %r layout: %s (set --config.model.input_dims.* to "
+      "override).",
+      layout,
+      ", ".join(f"{name} {value}" for name, value in dims.items()),
+  )
+
+
+def _layout_input_dims(layout: str) -> dict[str, int]:
+  """{audio, frames, motion} widths of `layout` (0: no such stream), as config.model.input_dims."""
+  shapes = features_lib.output_shapes(layout)
+  return {name: int(shapes[name][1]) if name in shapes else 0 for name in MODEL_INPUT_KEYS}
+
+
+# --- fields the chosen model does not read ---------------------------------------------------------
+
+# The sections of config.model each encoder / decoder / refiner name reads (models.build_model
+# splats them), and the module each section is splatted into: its attribute defaults are
+# configs/common.py's defaults.
+_SECTIONS_READ = {
+    "encoder": {"han": ("han",), "mmpyramid": ("mmpyramid",), "link": ("link", "han")},
+    "decoder": {"mmil": ("mmil",), "leap": ("leap",)},
+    "refiner": {"none": (), "plsim": ("plsim",)},
+}
+_SECTION_MODULES = {
+    "han": han_lib.HANEncoder,
+    "mmpyramid": mmpyramid_lib.MMPyramidEncoder,
+    "link": link_lib.LINKEncoder,
+    "mmil": mmil_lib.MMILDecoder,
+    "leap": leap_lib.LEAPDecoder,
+    "plsim": link_lib.PLSIM,
+}
+# The (field=value, ...) lists already warned about in this process.
+_warned_ignored: set[tuple[str, ...]] = set()
+
+
+def sections_read(model_config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The sections of `config.model` its encoder, decoder and refiner read (unknown names: none)."""
+  read = []
+  for part, table in _SECTIONS_READ.items():
+    read.extend(table.get(model_config.get(part, "none"), ()))
+  return tuple(dict.fromkeys(read))
+
+
+def ignored_fields(config: ml_collections.ConfigDict) -> list[str]:
+  """Dotted names of the `config.model` fields that were changed but that the model never reads.
+
+  A field counts as changed when its value differs from the default of the module its section is
+  splatted into (which are configs/common.py's defaults), e.g. `model.leap.label_embeddings` set for
+  HAN + MMIL, whose model builds no LEAP decoder. Sections of unknown modules are skipped
+  (`build_model` names those).
+  """
+  read = set(sections_read(config.model))
+  ignored = []
+  for section, module_class in _SECTION_MODULES.items():
+    if section in read or section not in config.model:
+      continue
+    defaults = {
+        f.name: f.default
+        for f in dataclasses.fields(module_class)
+        if f.init and f.default is not dataclasses.MISSING
+    }
+    for key, value in config.model[section].items():
+      if key in defaults and value != defaults[key]:
+        ignored.append(f"model.{section}.{key}")
+  return ignored
+
+
+def _warn_ignored_fields(config: ml_collections.ConfigDict) -> None:
+  """One warning per process for a run whose config sets fields the chosen model never reads."""
+  model = config.model
+  ignored = tuple(
+      f"{name}={model[name.split('.')[1]][name.split('.')[2]]!r}" for name in ignored_fields(config)
+  )
+  if not ignored or ignored in _warned_ignored:
+    return
+  _warned_ignored.add(ignored)
+  logging.warning(
+      "config field(s) %s are ignored: the model (encoder %s, decoder %s, refiner %s) reads only "
+      "%s of config.model's sections; choose a model that uses them or leave them out.",
+      ", ".join(ignored),
+      model.encoder,
+      model.decoder,
+      model.get("refiner", "none"),
+      ", ".join(f"model.{s}" for s in sections_read(model)),
+  )
 
 
 def num_train_epochs(config: ml_collections.ConfigDict) -> int:

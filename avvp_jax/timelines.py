@@ -3,6 +3,13 @@ overlap hatched, the ground truth beside the prediction when given.
 
   timelines.plot_timelines("timeline.png", [{"clip": "id", "events": events, "truth": truth_events}])
 
+The file's extension picks the format: .png, .pdf or .svg (`PLOT_FORMATS`); others are refused in
+one line.
+
+A clip may carry "thumbnails": (start_s, end_s, uint8 `[h, w, 3]` image) triples drawn as a strip above its
+prediction (`avvp_jax.video.parse` gives one per 10-s window of a video). Clips longer than 10 s get wider
+panels (up to 16 in) and sparser second ticks.
+
 Events are the dicts of `avvp_jax.events` ("modality", "label", "onset", "offset"). Drawing needs matplotlib
 and uses its Agg backend; `timeline_figure_size` gives a picture's size in pixels without drawing.
 """
@@ -26,6 +33,26 @@ _HEADER_IN = 0.55  # figure title and legend
 _CLIP_TITLE_IN = 0.35  # per clip, above its panels: the panel titles
 _CLIP_FOOTER_IN = 0.5  # per clip, below its panels: the seconds axis
 _ROW_IN = 0.32  # per class row
+_THUMBNAILS_IN = 0.75  # per clip with thumbnails: the strip above its prediction panel
+THUMBNAIL_HEIGHT_IN = 0.9 * _THUMBNAILS_IN  # a thumbnail's drawn height
+_MAX_PANEL_WIDTH_IN = 16.0
+_TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)  # seconds between x ticks
+
+
+PLOT_FORMATS = ("png", "pdf", "svg")  # picture formats by file extension
+
+
+def plot_format(path: str | os.PathLike[str], flag: str = "--plot") -> str:
+  """The picture format of `path` by its extension ("png", "pdf" or "svg"); others are an
+  InputError."""
+  extension = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+  if extension not in PLOT_FORMATS:
+    shown = f"extension .{extension}" if extension else "no extension"
+    raise InputError(
+        f"{flag} {os.fspath(path)!r} has {shown}: timelines are written as "
+        f"{', '.join('.' + f for f in PLOT_FORMATS)} (chosen by the file's extension)."
+    )
+  return extension
 
 
 def _timeline_rows(clip: Mapping[str, Any]) -> list[str]:
@@ -34,13 +61,31 @@ def _timeline_rows(clip: Mapping[str, Any]) -> list[str]:
   return [c for c in annotations.CLASSES if c in labels]
 
 
-def timeline_figure_size(clips: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
-  """(width, height) in pixels of `plot_timelines(clips)`'s picture."""
-  with_truth = any(clip.get("truth") is not None for clip in clips)
-  width = _LABEL_WIDTH_IN + _PANEL_WIDTH_IN * (2 if with_truth else 1)
-  height = _HEADER_IN + sum(
-      _CLIP_TITLE_IN + _CLIP_FOOTER_IN + _ROW_IN * max(1, len(_timeline_rows(c))) for c in clips
+def panel_width_in(num_seconds: int) -> float:
+  """A panel's width: 5 in for a 10-s clip, a quarter inch more per further second, at most 16 in."""
+  return min(
+      _MAX_PANEL_WIDTH_IN, _PANEL_WIDTH_IN + 0.25 * max(0, num_seconds - annotations.NUM_SECONDS)
   )
+
+
+def _tick_step(num_seconds: int) -> int:
+  """Seconds between x ticks: every second up to 16 s, then the first step giving at most 16 ticks."""
+  return next((step for step in _TICK_STEPS if num_seconds / step <= 16), _TICK_STEPS[-1])
+
+
+def _block_in(clip: Mapping[str, Any]) -> float:
+  """The height of one clip's block: title, thumbnails (if any), rows, seconds axis."""
+  strip = _THUMBNAILS_IN if clip.get("thumbnails") else 0.0
+  return _CLIP_TITLE_IN + strip + _ROW_IN * max(1, len(_timeline_rows(clip))) + _CLIP_FOOTER_IN
+
+
+def timeline_figure_size(
+    clips: Sequence[Mapping[str, Any]], num_seconds: int = annotations.NUM_SECONDS
+) -> tuple[int, int]:
+  """(width, height) in pixels of `plot_timelines(clips, num_seconds=...)`'s picture."""
+  with_truth = any(clip.get("truth") is not None for clip in clips)
+  width = _LABEL_WIDTH_IN + panel_width_in(num_seconds) * (2 if with_truth else 1)
+  height = _HEADER_IN + sum(_block_in(c) for c in clips)
   return int(round(width * PLOT_DPI)), int(round(height * PLOT_DPI))
 
 
@@ -77,7 +122,7 @@ def _draw_events(ax, events: Sequence[events_lib.Event], rows: list[str], num_se
       )
   ax.set_xlim(0, num_seconds)
   ax.set_ylim(0, max(1, len(rows)))
-  ax.set_xticks(range(num_seconds + 1))
+  ax.set_xticks(range(0, num_seconds + 1, _tick_step(num_seconds)))
   ax.set_yticks([len(rows) - 1 - i + 0.5 for i in range(len(rows))])
   ax.set_yticklabels([])
   ax.grid(axis="x", color="#dddddd", linewidth=0.6)
@@ -94,17 +139,19 @@ def plot_timelines(
     title: str | None = None,
     num_seconds: int = annotations.NUM_SECONDS,
 ) -> tuple[int, int]:
-  """Writes a PNG of clips' event timelines; returns its (width, height) in pixels.
+  """Writes a picture of clips' event timelines; returns its (width, height) in pixels.
 
   Args:
-    path: the PNG file to write (parent folders are created).
+    path: the file to write (parent folders are created); its extension picks the format: .png,
+      .pdf or .svg (`plot_format`; anything else is an InputError, raised before drawing).
     clips: per clip a mapping with "clip" (its id, the panel title), "events" (predicted events) and
-      optionally "truth" (ground-truth events, e.g. `events.extract_events` of the dense labels) or None.
+      optionally "truth" (ground-truth events, e.g. `events.extract_events` of the dense labels) or None,
+      and "thumbnails" ((start_s, end_s, image) triples drawn above the prediction).
     title: the figure title.
     num_seconds: the clips' length (the x axis).
 
   Returns:
-    (width, height) in pixels, `timeline_figure_size(clips)`.
+    (width, height) in pixels, `timeline_figure_size(clips, num_seconds)`.
   """
   # matplotlib only when drawing: importing this module (e.g. for `timeline_figure_size`) stays light.
   import matplotlib  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
@@ -113,20 +160,37 @@ def plot_timelines(
   from matplotlib import patches  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
 
+  image_format = plot_format(path, "plot_timelines path")
   if not clips:
     raise InputError("plot_timelines got no clips: pass at least one clip to draw.")
   with_truth = any(clip.get("truth") is not None for clip in clips)
-  width_px, height_px = timeline_figure_size(clips)
+  width_px, height_px = timeline_figure_size(clips, num_seconds)
   fig = plt.figure(figsize=(width_px / PLOT_DPI, height_px / PLOT_DPI), dpi=PLOT_DPI)
   try:
     width_in, height_in = width_px / PLOT_DPI, height_px / PLOT_DPI
-    panel_w = _PANEL_WIDTH_IN / width_in
+    panel_in = panel_width_in(num_seconds)
+    panel_w = panel_in / width_in
     top = 1.0 - _HEADER_IN / height_in
     for clip in clips:
       rows = _timeline_rows(clip)
-      block_in = _CLIP_TITLE_IN + _ROW_IN * max(1, len(rows)) + _CLIP_FOOTER_IN
+      block_in = _block_in(clip)
+      strip_in = _THUMBNAILS_IN if clip.get("thumbnails") else 0.0
       panel_h = _ROW_IN * max(1, len(rows)) / height_in
-      bottom = top - (_CLIP_TITLE_IN / height_in) - panel_h
+      bottom = top - ((_CLIP_TITLE_IN + strip_in) / height_in) - panel_h
+      if strip_in:
+        strip = fig.add_axes(
+            (
+                _LABEL_WIDTH_IN / width_in + 0.01,
+                bottom + panel_h,
+                panel_w - 0.03,
+                THUMBNAIL_HEIGHT_IN / height_in,
+            )
+        )
+        for start_s, end_s, image in clip["thumbnails"]:
+          strip.imshow(image, extent=(start_s, end_s, 0, 1), aspect="auto", interpolation="nearest")
+        strip.set_xlim(0, num_seconds)
+        strip.set_ylim(0, 1)
+        strip.set_axis_off()
       panels = [("prediction", clip["events"])]
       if with_truth:
         truth = clip.get("truth")
@@ -134,10 +198,15 @@ def plot_timelines(
             ("ground truth" if truth is not None else "ground truth (not available)", truth or [])
         )
       for column, (name, events) in enumerate(panels):
-        left = (_LABEL_WIDTH_IN + column * _PANEL_WIDTH_IN) / width_in + 0.01
+        left = (_LABEL_WIDTH_IN + column * panel_in) / width_in + 0.01
         ax = fig.add_axes((left, bottom, panel_w - 0.03, panel_h))
         _draw_events(ax, events, rows, num_seconds)
-        ax.set_title(f"{clip['clip']}: {name}", fontsize=9, loc="left")
+        if strip_in and column == 0:  # the title goes above the thumbnails
+          fig.text(
+              left, bottom + panel_h + strip_in / height_in, f"{clip['clip']}: {name}", fontsize=9
+          )
+        else:
+          ax.set_title(f"{clip['clip']}: {name}", fontsize=9, loc="left")
         if column == 0:
           ax.set_yticklabels([r.replace("_", " ") for r in rows], fontsize=8)
         ax.set_xlabel("seconds", fontsize=8, labelpad=1)
@@ -170,7 +239,7 @@ def plot_timelines(
     if title:
       fig.suptitle(title, x=0.02, y=1.0 - 0.08 / height_in, ha="left", va="top", fontsize=10)
     os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
-    fig.savefig(os.fspath(path), dpi=PLOT_DPI, format="png")
+    fig.savefig(os.fspath(path), dpi=PLOT_DPI, format=image_format)
   finally:
     plt.close(fig)
   return width_px, height_px

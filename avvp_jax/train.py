@@ -17,6 +17,14 @@ the data order and the per-step dropout keys (`fold_in(key, step)`) depend only 
 the step, so a resumed run continues exactly as an uninterrupted one would. Each replica keeps its own best
 state (`avvp_jax.best_tracker`); reporting (timer, summaries, progress, profiler) is `avvp_jax.reporting`.
 
+The workdir is a contract (`avvp_jax.workdir`): before anything is written the config is checked against
+the stored run's (a mismatch in the model, data, loss, optimizer or seeds is a one-line error), the workdir
+is locked for this run, and the start is appended to `WORKDIR/config_history.jsonl`. SIGINT and SIGTERM stop
+cleanly (`avvp_jax.interrupts`): the current step finishes, the full state and data position are saved (as
+a mid-epoch `checkpoint.every_steps` save is) and `interrupts.TrainingInterrupted` is raised; rerunning
+resumes exactly. A signal during validation or a save is honoured once that is done; one before the loop
+starts (data preparation, initialisation, the restore) stops at once, as nothing new is there to save.
+
 Synthetic data: with `config.data.features_dir` empty the embedded LLP-structured synthetic dataset is
 used with a reduced recipe (`config.synthetic_num_epochs` epochs, and the synthetic set's own training
 size), logged as "SYNTHETIC data: ..."; with real features the config's recipe applies in full.
@@ -41,11 +49,13 @@ from jax.sharding import Mesh
 from avvp_jax import best_tracker
 from avvp_jax import checkpoint as checkpoint_lib
 from avvp_jax import evaluate as evaluate_lib
+from avvp_jax import interrupts
 from avvp_jax import losses as losses_lib
 from avvp_jax import metrics as metrics_lib
 from avvp_jax import reporting
 from avvp_jax import sharding
 from avvp_jax import state as state_lib
+from avvp_jax import workdir as workdir_lib
 from avvp_jax.data import run_data
 from avvp_jax.data import synthetic as synthetic_lib
 from avvp_jax.errors import InputError
@@ -148,7 +158,7 @@ class _TrainLog:
         if len(seeds) > 1
         else []
     )
-    self.progress = reporting.Progress(chrono.total_steps, first_step)
+    self.progress = reporting.Progress(chrono.total_steps, first_step, chrono)
     self.pending: list[tuple[int, dict[str, jax.Array], np.ndarray]] = []
 
   def add(self, step: int, metrics: dict[str, jax.Array], index: np.ndarray) -> None:
@@ -300,11 +310,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     over the seeds, plus "std", "per_seed" and "num_clips".
 
   Raises:
-    InputError: bad config values or data.
+    InputError: bad config values or data, a config that does not match the workdir's stored run
+      (nothing in the workdir is changed then), or a workdir another trainer holds.
     NonFiniteLossError: the loss became NaN/inf; the last good checkpoint stays in `workdir`.
+    interrupts.TrainingInterrupted: SIGINT or SIGTERM arrived; the state was saved at the step it names
+      (the signal handlers are installed only during this call, from the main thread).
   """
   config = state_lib.resolve_config(config)
   workdir = checkpoint_lib.absolute(workdir)
+  with workdir_lib.claim(workdir, config) as run, interrupts.StopRequest() as stop:
+    return _train(config, workdir, run, stop)
+
+
+def _train(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    run: workdir_lib.Run,
+    stop: interrupts.StopRequest,
+) -> dict[str, Any]:
+  """The body of `train_and_evaluate`, with the workdir claimed and the stop signals caught."""
   seeds = state_lib.run_seeds(config)
   mesh = sharding.make_mesh(num_seeds=len(seeds))
   data = run_data.prepare_run(config)
@@ -321,7 +345,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state.params)),
       seeds,
   )
-  checkpoint_lib.save_config(workdir, config)
+  run.record_start()
   train_step = jit_train_step(make_train_step(config, model, tx), mesh, abstract_state)
   eval_step = evaluate_lib.make_eval_step(config, model, mesh)
   best = best_tracker.BestTracker(config.checkpoint.best_metric, seeds, metrics_lib.KEYS)
@@ -352,6 +376,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     progress = lambda epoch, batches: dict(
         epoch=epoch, batches_done=batches, chrono=chrono.state_dict(step), **best.state_dict()
     )
+    saved_step = step if restored is not None else None
+
+    def save(position: dict[str, Any]) -> None:
+      nonlocal saved_step
+      checkpointer.save(step, state, position)
+      saved_step = step
+
+    def stop_here(signum: int, position: Callable[[], dict[str, Any]]) -> None:
+      """Saves the full state at `position()` (unless this step is saved already), then stops."""
+      if saved_step != step:
+        with chrono.paused():
+          save(position())
+      raise interrupts.TrainingInterrupted(signum, step)
+
     log = _TrainLog(config, workdir, seeds, data, schedule, chrono, step, num_epochs)
     profiler = reporting.Profiler(
         os.path.join(workdir, "profile"),
@@ -361,6 +399,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
     chrono.start(step)
     first_step, val_report = step, {}
+    stop.immediate = False  # from here on a signal is a request, honoured at the next safe point
     try:
       for epoch in range(start_epoch, num_epochs):
         skip = batches_done if epoch == start_epoch else 0
@@ -383,7 +422,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           ):
             log.flush(step, epoch)
             with chrono.paused():
-              checkpointer.save(step, state, progress(epoch, batch_in_epoch + 1))
+              save(progress(epoch, batch_in_epoch + 1))
           if config.debug.kill_after_steps and step >= config.debug.kill_after_steps:
             checkpointer.wait_until_finished()
             logging.warning(
@@ -391,6 +430,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             )
             logging.flush()
             os.kill(os.getpid(), signal.SIGKILL)
+          if step == config.debug.get("signal_after_steps", 0):  # 0 never matches: steps start at 1
+            name = config.debug.get("signal", "SIGTERM")
+            logging.warning("debug.signal_after_steps=%d: sending %s to this process.", step, name)
+            os.kill(os.getpid(), signal.Signals[name])
+          signum = stop.check(sync_point=step % config.log_every_steps == 0)
+          if signum:
+            log.flush(step, epoch)
+            stop_here(signum, lambda: progress(epoch, batch_in_epoch + 1))
         log.flush(step, epoch)
         last = epoch + 1 == num_epochs
         improved = np.zeros(len(seeds), bool)
@@ -406,9 +453,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             if improved.any():
               logging.info("%s", best.describe(improved))
           if (epoch + 1) % config.checkpoint.every_epochs == 0 or last or improved.any():
-            checkpointer.save(step, state, progress(epoch + 1, 0))
+            save(progress(epoch + 1, 0))
           if improved.any():
             checkpointer.save_best(step, best.state, progress(epoch + 1, 0), best.metrics_record())
+        signum = stop.check()  # a signal during the validation or the saves
+        if signum and not last:
+          stop_here(signum, lambda: progress(epoch + 1, 0))
       profiler.stop()
       if not val_report:  # resumed after the last epoch: nothing left to train
         logging.info(

@@ -10,9 +10,14 @@ Flags:
   --split       val or test.
   --checkpoint  optional: another checkpoint to score (a step folder such as DIR/best/1234, another workdir,
                 or a params-only folder, e.g. a converted official checkpoint); default: DIR's best save.
+                `--checkpoint=DIR --split=test` alone (no --workdir) scores a converted checkpoint
+                and writes the report beside it, DIR/eval_test.json.
+  --out         optional: the report's file (or a folder for eval_<split>.json); needed when the
+                default folder is read-only.
 
-Prints the 10 official metrics and writes them, per-class F1s and a `data` note (synthetic or the features
-folder) to DIR/eval_<split>.json. Bad input prints one line `error: ...` to stderr and exits with status 2.
+Prints the 10 official metrics and writes them, per-class F1s and a `data` note (synthetic or the
+features folder) to DIR/eval_<split>.json (or --out). Bad input prints one line `error: ...` to
+stderr and exits with status 2.
 """
 
 import os
@@ -38,6 +43,9 @@ _SPLIT = flags.DEFINE_enum("split", "val", ["val", "test"], "Split to score.")
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Another checkpoint to score (default: DIR's best save)."
 )
+_OUT = flags.DEFINE_string(
+    "out", None, "Report file (or folder); default DIR/eval_<split>.json beside the checkpoint."
+)
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", False, "Call jax.distributed.initialize() (multi-host runs)."
 )
@@ -61,16 +69,15 @@ def main(argv: list[str]) -> None:
     explicit = (
         set(config_flags.get_override_values(flags.FLAGS["config"])) if config is not None else None
     )
+    path = evaluate.report_path(workdir, _CHECKPOINT.value, _SPLIT.value, _OUT.value)
     report = evaluate.evaluate_checkpoint(
-        config, workdir, _SPLIT.value, _CHECKPOINT.value, explicit=explicit
+        config, workdir, _SPLIT.value, _CHECKPOINT.value, explicit=explicit, out=path
     )
   except InputError as error:
     cli.fail(str(error))
   print(f"{_SPLIT.value} ({report['num_clips']} clips; {report['data']}):")
   print("\n".join(evaluate.report_lines(report)))
-  print(
-      f"wrote {os.path.join(evaluate.report_dir(workdir, _CHECKPOINT.value), f'eval_{_SPLIT.value}.json')}"
-  )
+  print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,15 @@ Flags:
                  default: every clip of the folder's audio sub-folder, in name order.
   --out          the JSON file to write: a list with one record per clip, {"clip", "events": [{"modality",
                  "label", "onset", "offset", "score"}], "video_labels": [{"label", "score", "audio",
-                 "visual"}]}; a name ending in .jsonl writes one record per line instead.
+                 "visual"}]}; a name ending in .jsonl writes one record per line instead. An
+                 event's score is its mean segment probability; a video label's score is the
+                 model's whole-video score (the official gate), not a probability: in [0, 2) for
+                 MMIL models (HAN, MM-Pyramid, LINK), 0 or 1 for LEAP; its audio and visual are
+                 probabilities in [0, 1].
   --threshold, --gate_threshold, --class_thresholds   segment / video-level thresholds (default 0.5, the
                  official rule) and per-class overrides, e.g. --class_thresholds=Speech=0.4,Dog=0.6.
-  --plot         a PNG of the timelines of the clips named by --plot_clips (default: the first --plot_max);
+  --plot         a picture of the timelines of the clips named by --plot_clips (default: the first
+                 --plot_max): .png, .pdf or .svg by the file's extension (others are an error);
   --plot_dir     a folder for one PNG per such clip (<clip id>.png).
   --labels_dir, --split   ground truth drawn beside the prediction: the dense labels of `--split` (val or
                  test) in --labels_dir (default: the packaged LLP files); --split=auto (default) looks each
@@ -63,7 +68,9 @@ _GATE_THRESHOLD = flags.DEFINE_float(
 _CLASS_THRESHOLDS = flags.DEFINE_list(
     "class_thresholds", [], "Per-class segment (and gate) thresholds, " "CLASS=VALUE,..."
 )
-_PLOT = flags.DEFINE_string("plot", None, "PNG with the timelines of the plotted clips.")
+_PLOT = flags.DEFINE_string(
+    "plot", None, "Picture of the plotted clips' timelines: .png, .pdf or .svg by its extension."
+)
 _PLOT_DIR = flags.DEFINE_string("plot_dir", None, "Folder for one timeline PNG per plotted clip.")
 _PLOT_CLIPS = flags.DEFINE_list(
     "plot_clips", None, "Clip ids to plot (default: the first --plot_max)."

@@ -5,7 +5,12 @@ Flags:
                   `--config.optimizer.learning_rate=1e-4`, `--config.data.features_dir=/data/llp` (the config
                   is locked, so a misspelt field is an error).
   --workdir       checkpoints, config.json, TensorBoard summaries; default `./workdir/<config name>` (with the
-                  preset appended: `./workdir/leap_tiny`). Rerunning on the same workdir resumes.
+                  preset appended: `./workdir/leap_tiny`). Rerunning on the same workdir resumes; without
+                  --config it continues the stored run (its config.json with the changes of
+                  config_history.jsonl). A --config whose model, data, loss, optimizer or seeds differ from
+                  the stored run's is refused before anything is written (one line naming each field);
+                  num_epochs, logging, evaluation and checkpoint cadence may change (they are recorded in
+                  config_history.jsonl). One trainer per workdir: a second one is refused (WORKDIR/.lock).
   --multihost     join the other hosts with `jax.distributed.initialize()` (Cloud TPU pods find the
                   coordinator themselves; elsewhere also give --coordinator_address, --num_processes and
                   --process_id, or JAX's environment variables). Implied by JAX_COORDINATOR_ADDRESS.
@@ -18,6 +23,10 @@ On a TPU pod slice (every host runs the same command):
 
 Bad input (a missing features folder, a wrong config value) prints one line `error: ...` to stderr and
 exits with status 2; a non-finite loss exits with status 1 after keeping the last good checkpoint.
+
+Ctrl-C (SIGINT) or SIGTERM (a preempted pod or cloud host): the current step finishes, the full state and
+data position are saved, one line "interrupted at step N; the same command resumes" goes to stderr, and the
+exit status is 130 (SIGINT) or 143 (SIGTERM). A second Ctrl-C aborts at once (from the latest save).
 """
 
 import os
@@ -35,7 +44,10 @@ from ml_collections import config_flags
 from avvp_jax import cli  # pylint: disable=g-import-not-at-top
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file[:preset], e.g. configs/leap.py:tiny.", lock_config=True
+    "config",
+    None,
+    "Config file[:preset], e.g. configs/leap.py:tiny; omitted: continue the stored run of --workdir.",
+    lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run folder; default ./workdir/<config name>[_<preset>]."
@@ -51,13 +63,30 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id (multi
 
 
 def main(argv: list[str]) -> None:
+  try:
+    _main(argv)
+  except KeyboardInterrupt:  # a second Ctrl-C (or one before training started): no traceback
+    print(
+        "aborted by Ctrl-C; rerunning the same command resumes from the latest save",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.exit(130)
+
+
+def _main(argv: list[str]) -> None:
   cli.no_arguments(argv)
   config = cli.loaded_config(_CONFIG)
-  if config is None:
-    cli.fail("--config is required, e.g. --config=configs/han.py.")
+  if config is None and not _WORKDIR.value:
+    cli.fail(
+        "--config is required, e.g. --config=configs/han.py (or --workdir=DIR alone to continue the "
+        "run stored there)."
+    )
   import jax  # pylint: disable=g-import-not-at-top
   from avvp_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from avvp_jax import interrupts  # pylint: disable=g-import-not-at-top
   from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+  from avvp_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from avvp_jax.data import synthetic as synthetic_lib  # pylint: disable=g-import-not-at-top
   from avvp_jax import train  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
@@ -65,6 +94,12 @@ def main(argv: list[str]) -> None:
   workdir = _WORKDIR.value or cli.default_workdir(
       config_flags.get_config_filename(flags.FLAGS["config"])
   )
+  if config is None:  # continue the stored run
+    try:
+      config = workdir_lib.current_config(workdir)
+    except InputError as error:
+      cli.fail(str(error))
+    logging.info("No --config: continuing the run stored in %s.", workdir)
   try:
     cli.setup_runtime(
         multihost=_MULTIHOST.value,
@@ -79,6 +114,9 @@ def main(argv: list[str]) -> None:
     cli.fail(str(error))
   except train.NonFiniteLossError as error:
     cli.fail(str(error), status=1)
+  except interrupts.TrainingInterrupted as stopped:
+    print(str(stopped), file=sys.stderr, flush=True)
+    sys.exit(stopped.exit_status)
   if jax.process_index() == 0:
     data = (
         "SYNTHETIC data (avvp_jax.data.synthetic)"

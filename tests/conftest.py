@@ -1,5 +1,5 @@
-"""pytest glue: absl flags are parsed once so `self.create_tempdir()` works, and one JAX compilation cache
-serves the whole session.
+"""pytest glue: absl flags are parsed once so `self.create_tempdir()` works, one JAX compilation cache
+serves the whole session, and the session's test files go to a fresh folder (`TEST_TMPDIR`).
 
 Many tests train the same tiny programs (in this process and in launcher subprocesses, which inherit the
 environment); a persistent compilation cache in a fresh folder per session compiles each only once. The
@@ -19,6 +19,13 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
   atexit.register(functools.partial(shutil.rmtree, _CACHE, ignore_errors=True))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# Tests keep fixtures under absltest's default folder (TEST_TMPDIR, else /tmp/absl_testing, shared by every
+# run on the machine): a fresh one per session, so no fixture of an earlier run or an older commit is reused.
+# pytest-xdist's workers inherit it from the controlling process, as they do the cache.
+if "TEST_TMPDIR" not in os.environ:
+  _TMP = tempfile.mkdtemp(prefix="avvp_jax_test_tmp_")
+  os.environ["TEST_TMPDIR"] = _TMP
+  atexit.register(functools.partial(shutil.rmtree, _TMP, ignore_errors=True))
 
 from absl import flags  # pylint: disable=g-import-not-at-top
 

@@ -158,7 +158,12 @@ class TrainStepTest(absltest.TestCase):
     self.assertEqual(
         state_lib.resolve_config(chosen).model.leap.label_embeddings, "/some/table.npy"
     )
-    config.data.features_dir = self.create_tempdir().full_path  # real features: the paper's recipe
+    from avvp_jax.data import features  # pylint: disable=g-import-not-at-top
+
+    features_dir = self.create_tempdir()  # real features: the paper's recipe
+    for sub, _ in features.LAYOUTS[config.data.layout].values():  # the layout's folders, as checked
+      features_dir.mkdir(sub)
+    config.data.features_dir = features_dir.full_path
     config.data.pseudo_labels = config.data.features_dir
     resolved = state_lib.resolve_config(config)
     self.assertEqual(resolved.model.leap.label_embeddings, "packaged")

@@ -253,6 +253,54 @@ def load_clip(
   return out
 
 
+def layout_contents(layout: str) -> str:
+  """What a features folder of `layout` holds, for messages: "vggish/<id>.npy [10, 128], ..."."""
+  check_layout(layout)
+  return ", ".join(
+      f"{sub}/<id>.npy [{shape[0]}, {shape[1]}]" for sub, shape in LAYOUTS[layout].values()
+  )
+
+
+def check_layout_folders(features_dir: str | os.PathLike, layout: str) -> dict[str, pathlib.Path]:
+  """{modality: folder} of `layout`'s folders in `features_dir` (cheap: no file is listed).
+
+  The check every run makes before a dataset build is asked for (`state.resolve_config`), and the
+  first part of `check_features_dir`.
+
+  Raises:
+    InputError: `features_dir` is not a folder, is empty, or lacks a modality folder of `layout`;
+      the message names the folder and what it should hold.
+  """
+  check_layout(layout)
+  root = pathlib.Path(features_dir).expanduser()
+  if not root.is_dir():
+    raise InputError(
+        f"features_dir {str(root)!r} is not a folder: set --config.data.features_dir to the folder "
+        f"holding the {layout!r} features ({SOURCES[layout]})."
+    )
+  others = [name for name in LAYOUTS if name != layout]
+  if not any(root.iterdir()):
+    raise InputError(
+        f"features_dir {str(root)!r} is empty: the {layout!r} layout needs "
+        f"{layout_contents(layout)} ({SOURCES[layout]}); fill it, point "
+        "--config.data.features_dir at the folder holding them, or leave it empty ('') for the "
+        "embedded synthetic data."
+    )
+  folders = {m: root / sub for m, (sub, _) in LAYOUTS[layout].items()}
+  for modality, folder in folders.items():
+    if not folder.is_dir():
+      hint = ""
+      for other in others:
+        if all((root / sub).is_dir() for sub, _ in LAYOUTS[other].values()):
+          hint = f" (it holds the {other!r} layout's folders: set --config.data.layout={other})"
+      raise InputError(
+          f"features_dir {str(root)!r} has no {LAYOUTS[layout][modality][0]}/ folder{hint}: the "
+          f"{layout!r} layout needs {layout_contents(layout)}; point --config.data.features_dir at "
+          "the folder holding them, or set --config.data.layout."
+      )
+  return folders
+
+
 def check_features_dir(
     features_dir: str | os.PathLike, layout: str, splits: Mapping[str, annotations.Split]
 ) -> None:
@@ -262,22 +310,8 @@ def check_features_dir(
     InputError: naming the missing folder, or the first missing clip (its file, its label file) and how
       many more are missing.
   """
-  check_layout(layout)
+  folders = check_layout_folders(features_dir, layout)
   root = pathlib.Path(features_dir).expanduser()
-  if not root.is_dir():
-    raise InputError(
-        f"features_dir {str(root)!r} is not a folder: set --config.data.features_dir to the folder "
-        f"holding the {layout!r} features ({SOURCES[layout]})."
-    )
-  folders = {m: root / sub for m, (sub, _) in LAYOUTS[layout].items()}
-  for modality, folder in folders.items():
-    if not folder.is_dir():
-      expected = ", ".join(f"{sub}/" for sub, _ in LAYOUTS[layout].values())
-      raise InputError(
-          f"features_dir {str(root)!r} has no {LAYOUTS[layout][modality][0]}/ folder: the "
-          f"{layout!r} layout needs {expected} (each with <clip id>.npy); point "
-          "--config.data.features_dir at the folder holding them, or set --config.data.layout."
-      )
   present = {m: {entry.name for entry in os.scandir(folder)} for m, folder in folders.items()}
   missing: list[tuple[str, str, str, list[str]]] = []  # (split, filename, clip, modalities missing)
   for split_name, split in splits.items():

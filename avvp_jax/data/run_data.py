@@ -15,6 +15,7 @@ from absl import logging
 import ml_collections
 import numpy as np
 
+from avvp_jax import losses as losses_lib
 from avvp_jax.data import annotations
 from avvp_jax.data import pipeline
 from avvp_jax.data import pseudo_labels
@@ -49,7 +50,39 @@ def prepare_run(config: ml_collections.ConfigDict, *, train: bool = True) -> pip
     )
   if train and config.data.pseudo_labels:
     data.pseudo_labels = training_pseudo_labels(config, data.filenames("train"))
+  if train:
+    logging.info("%s", pseudo_label_line(config, data.pseudo_labels, data.num_train_clips))
   return data
+
+
+def pseudo_label_line(
+    config: ml_collections.ConfigDict,
+    labels: pseudo_labels.PseudoLabels | None,
+    num_train_clips: int,
+) -> str:
+  """The log line that says whether segment pseudo labels were loaded, for how many training clips,
+  and whether the loss reads them, e.g. "pseudo labels: VALOR files from DIR, audio+visual segment
+  labels for 10000/10000 training clips (9871 with a positive second); read by the loss
+  (audio_pseudo_labels, ...)".
+  """
+  if labels is None:
+    return "pseudo labels: none (the model learns from video labels only)."
+  source = config.data.pseudo_labels
+  if source == simulated_teacher.SIMULATED:
+    kind = "SIMULATED VALOR-like labels of the SYNTHETIC data"
+  else:
+    kind = f"{'SYNTHETIC ' if labels.synthetic else ''}VALOR-layout files from {source}"
+  positive = (labels.audio.max(axis=(1, 2)) > 0) | (labels.visual.max(axis=(1, 2)) > 0)
+  used = losses_lib.needs_pseudo_labels(config.loss)
+  reader = (
+      f"read by the loss ({', '.join(f'config.loss.{name}' for name in used)})"
+      if used
+      else f"but the {config.loss.name!r} loss reads none of them"
+  )
+  return (
+      f"pseudo labels: {kind}, audio+visual segment labels for {len(labels)}/{num_train_clips} "
+      f"training clips ({int(positive.sum())} with a positive second); {reader}."
+  )
 
 
 def training_pseudo_labels(

@@ -7,6 +7,9 @@ loaded on worker threads while the previous batch runs), turns probabilities int
 (`avvp_jax.events`), writes one JSON record per clip, {"clip", "events": [{"modality", "label", "onset",
 "offset", "score"}], "video_labels": [{"label", "score", "audio", "visual"}]}, and draws the timelines of
 chosen clips (`avvp_jax.timelines`), with the dense labels as ground truth when the clips have them.
+An event's `score` is the mean segment probability over its seconds (in [0, 1]); a video label's
+`score` is the model's whole-video score `video_prob`, not a probability (MMIL: in [0, 2); LEAP: 0
+or 1), and its `audio` / `visual` are modality-level probabilities (`avvp_jax.events.VIDEO_SCORE`).
 """
 
 from __future__ import annotations
@@ -209,7 +212,9 @@ def parse_files(
     clips, clip_list: the clips of a folder to parse (ids, or a file of ids); default all.
     batch_size: clips per jitted call (the last batch is padded, so one compilation serves every batch).
     threshold, gate_threshold: as in `inference.Parser.parse`.
-    plot: a PNG of the timelines of the plotted clips; plot_dir: a folder of one PNG per plotted clip.
+    plot: a picture of the timelines of the plotted clips, .png, .pdf or .svg by its extension
+      (others are an InputError, raised before anything is parsed); plot_dir: a folder of one PNG
+      per plotted clip.
     plot_clips: the ids to plot; default the first `plot_max` clips.
     labels_dir, split: the dense labels drawn as ground truth (split "auto", "val", "test" or "none").
     title: the title of the `plot` picture; default names the checkpoint (and says synthetic when the
@@ -227,6 +232,8 @@ def parse_files(
     raise InputError(
         f"--features {features!r} does not exist: pass a features folder or a .npz file."
     )
+  if plot:
+    timelines.plot_format(plot)  # a bad extension is refused before the model is loaded
   thresholds = events_lib.class_thresholds(threshold, "threshold")
   gates = (
       thresholds

@@ -1,0 +1,79 @@
+r"""Extracts LLP's official-layout features from your own videos (VGGish, ResNet-152, R(2+1)D-18).
+
+  python launch/extract_features.py --videos=DIR --out=FEATURES_DIR [--weights_dir=DIR | --weights=random]
+
+Needs the `video` extra: pip install -e ".[video]".
+
+Writes `FEATURES_DIR/vggish/<id>.npy` [10, 128], `res152/<id>.npy` [80, 2048] and `r2plus1d_18/<id>.npy`
+[10, 512] per 10-s window (a video of up to 10 s is the clip `<file stem>`; a longer one gives
+`<stem>__0_10`, `<stem>__10_20`, ...; the last window padded), and `extraction.json` (per video: its clips,
+their valid seconds, and failures). The folder trains and evaluates with
+`launch/train.py --config.data.features_dir=FEATURES_DIR` (with labels for its clips) and parses with
+`launch/parse.py --features=FEATURES_DIR`.
+
+Decoding follows the official scripts (frames at 8 fps, 80 picked per window by
+np.round(np.linspace(0, n - 1, 80)); audio at 16 kHz, channels averaged); see avvp_jax/video/decode.py for
+where the decoded pixels can differ from the official JPEG frames.
+
+Flags:
+  --videos       a folder of videos (.mp4, .mkv, .webm, .avi, .mov, ...) or one video file.
+  --out          the features folder to write (created; rerunning skips the videos already done).
+  --weights      pretrained (default: the official files, from --weights_dir or torch's download cache,
+                 downloaded there when missing) or random (random networks for smoke runs: the folder and
+                 every summary then say RANDOM WEIGHTS).
+  --weights_dir  a folder with resnet152-b121ed2d.pth, r2plus1d_18-91a641e6.pth and the VGGish file
+                 (offline hosts; see the README's "Videos" section for the URLs).
+  --frame_batch  ResNet-152 frames per accelerator call (default 80: a whole window).
+
+A video that cannot be used (unreadable, no video stream, no audio track, no frames) is reported and
+skipped; the rest go on. Bad flags print one line `error: ...` and exit with status 2.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from avvp_jax import cli  # pylint: disable=g-import-not-at-top
+
+_VIDEOS = flags.DEFINE_string("videos", None, "Folder of videos, or one video file.")
+_OUT = flags.DEFINE_string("out", None, "Features folder to write (official layout).")
+_WEIGHTS = flags.DEFINE_enum(
+    "weights", "pretrained", ["pretrained", "random"], "Official weights, or random networks."
+)
+_WEIGHTS_DIR = flags.DEFINE_string(
+    "weights_dir", None, "Folder with the weight files (default: torch's download cache)."
+)
+_FRAME_BATCH = flags.DEFINE_integer("frame_batch", 80, "ResNet-152 frames per call.")
+
+
+def main(argv: list[str]) -> None:
+  cli.no_arguments(argv)
+  for flag in (_VIDEOS, _OUT):
+    if not flag.value:
+      cli.fail(f"--{flag.name} is required (see python launch/extract_features.py --help).")
+  from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top  (after flag checks)
+
+  try:
+    from avvp_jax.video import extract  # pylint: disable=g-import-not-at-top  (the optional extra)
+  except ImportError as error:
+    cli.fail(f'{error}: install the video extra: pip install -e ".[video]".')
+  try:
+    extract.list_videos(_VIDEOS.value)  # a bad --videos fails before the networks load
+    extractor = extract.FeatureExtractor(
+        _WEIGHTS.value, weights_dir=_WEIGHTS_DIR.value, frame_batch=_FRAME_BATCH.value
+    )
+    summary = extract.extract_folder(_VIDEOS.value, _OUT.value, extractor)
+  except InputError as error:
+    cli.fail(str(error))
+  for name, reason in summary.failures.items():
+    print(f"failed: {name}: {reason}", file=sys.stderr)
+  print(summary.describe())
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)
