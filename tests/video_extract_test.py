@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 import numpy as np
@@ -65,8 +66,14 @@ class ExtractTest(absltest.TestCase):
     cls.extractor = _extractor()
     cls.videos = os.path.join(cls.root, "videos")
     os.makedirs(cls.videos, exist_ok=True)
-    for name in ("long", "short", "no_audio"):
-      shutil.copy(video_samples.sample(name), os.path.join(cls.videos, f"{name}.mp4"))
+    for name in (
+        "long",
+        "short",
+        "no_audio",
+    ):  # this class's own files (it also rewrites its folder)
+      options = dict(video_samples.SAMPLES[name])
+      del options["ext"]
+      video_samples.make_video(os.path.join(cls.videos, f"{name}.mp4"), **options)
     with open(os.path.join(cls.videos, "notes.mp4"), "w") as f:
       f.write("not a video\n")
     cls.out = os.path.join(cls.root, "features")
@@ -141,6 +148,22 @@ class ExtractTest(absltest.TestCase):
     with open(os.path.join(out, "res152", "short.npy"), "rb") as f:
       self.assertEqual(f.read(), before[os.path.join("res152", "short.npy")])
     self.assertEmpty([n for _, _, names in os.walk(out) for n in names if ".tmp-" in n])
+
+  def test_an_unexpected_error_in_one_video_is_reported_and_the_rest_goes_on(self):
+    def fake(path, stem, *args):
+      if stem == "short":
+        raise RuntimeError("decoder crashed")
+      return {"status": "done", "clips": [], "duration_s": 1.0, "num_windows": 1, "padded": False}
+
+    out = self.create_tempdir().full_path
+    with mock.patch.object(extract, "_extract_video", side_effect=fake):
+      summary = extract.extract_folder(self.videos, out, self.extractor, progress=False)
+    self.assertEqual(summary.outcomes["long.mp4"], "done")
+    self.assertRegex(
+        summary.failures["short.mp4"], r"short\.mp4: unexpected RuntimeError .*crashed"
+    )
+    with open(os.path.join(out, extract.MANIFEST)) as f:
+      self.assertEqual(json.load(f)["videos"]["short.mp4"]["status"], "failed")
 
   def test_pretrained_features_do_not_mix_with_random_ones(self):
     with self.assertRaisesRegex(InputError, "random weights"):

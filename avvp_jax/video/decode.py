@@ -515,6 +515,8 @@ def read_audio(path: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
           f"{path}: its audio track cannot be decoded ({e.strerror}); check the file."
       ) from None
   samples = np.concatenate(chunks) if chunks else np.zeros((0, 2), np.int16)  # [n, 2] at 44.1 kHz
+  if not len(samples):
+    raise InputError(f"{path}: its audio track holds no decodable samples; check the file.")
   if (
       stream.duration is not None
   ):  # the ffmpeg program drops the encoder's padding past the track's end

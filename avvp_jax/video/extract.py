@@ -325,6 +325,10 @@ def extract_folder(
       except InputError as error:
         record = {"status": "failed", "reason": str(error)}
         log(f"skipped {name}: {error}")
+      except Exception as error:  # pylint: disable=broad-except  (one bad video never stops the rest)
+        reason = f"{path}: unexpected {type(error).__name__} while extracting: {error}"
+        record = {"status": "failed", "reason": " ".join(reason.split())}
+        log(f"skipped {name}: {record['reason']}")
       manifest["videos"][name] = record
       _write_json_atomically(manifest_path, manifest)
       if record["status"] == "done":
