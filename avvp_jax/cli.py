@@ -4,6 +4,7 @@ workdir, and the runtime set-up (TensorFlow kept off the accelerators, the hosts
 Light on purpose (absl only): launchers import it before JAX or TensorFlow.
 """
 
+import importlib
 import os
 import sys
 from typing import NoReturn
@@ -113,6 +114,14 @@ def loaded_config(config_flag: flags.FlagHolder):
           ", ".join(switched),
       )
   return config
+
+
+def video_module(name: str):
+  """`avvp_jax.video.<name>`; without the `video` extra installed, one line saying how to install it."""
+  try:
+    return importlib.import_module(f"avvp_jax.video.{name}")
+  except ImportError as error:
+    fail(f'{error}: install the video extra: pip install -e ".[video]".')
 
 
 def no_arguments(argv: list[str]) -> None:

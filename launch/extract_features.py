@@ -58,10 +58,7 @@ def main(argv: list[str]) -> None:
       cli.fail(f"--{flag.name} is required (see python launch/extract_features.py --help).")
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top  (after flag checks)
 
-  try:
-    from avvp_jax.video import extract  # pylint: disable=g-import-not-at-top  (the optional extra)
-  except ImportError as error:
-    cli.fail(f'{error}: install the video extra: pip install -e ".[video]".')
+  extract = cli.video_module("extract")
   try:
     extract.list_videos(_VIDEOS.value)  # a bad --videos fails before the networks load
     extractor = extract.FeatureExtractor(

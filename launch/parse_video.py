@@ -58,10 +58,7 @@ def main(argv: list[str]) -> None:
       cli.fail(f"--{flag.name} is required (see python launch/parse_video.py --help).")
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top  (after flag checks)
 
-  try:
-    from avvp_jax.video import parse  # pylint: disable=g-import-not-at-top  (the optional extra)
-  except ImportError as error:
-    cli.fail(f'{error}: install the video extra: pip install -e ".[video]".')
+  parse = cli.video_module("parse")
   try:
     records = parse.parse_video(
         _CHECKPOINT.value,

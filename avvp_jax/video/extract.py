@@ -45,6 +45,9 @@ from avvp_jax.video import weights as weights_lib
 LAYOUT = features_lib.LAYOUTS["official"]  # modality -> (sub-folder, per-clip shape)
 CLIPS_PER_WINDOW = 10  # VGGish examples and R(2+1)D-18 clips of 8 frames per 10-s window
 MANIFEST = "extraction.json"
+# The manifest is rewritten at most this often during a run, and at its end (or stop). A video done but
+# not yet recorded when a run is killed is extracted again by the next one (its files are atomic).
+MANIFEST_EVERY_S = 30.0
 THUMBNAIL_FRAMES = (0, 20, 40, 60)  # of a window's 80: at 0, 2.5, 5 and 7.5 s
 VIDEO_EXTENSIONS = (
     ".mp4",
@@ -295,7 +298,7 @@ def extract_folder(
     manifest["note"] = weights_lib.RANDOM_WEIGHTS_NOTE
   summary = ExtractionSummary(out=out, random_weights=extractor.random)
   log = log or (lambda message: print(message, file=sys.stderr))
-  start = time.perf_counter()
+  start = last_write = time.perf_counter()
   bar = tqdm.tqdm(
       total=len(paths),
       unit="video",
@@ -330,7 +333,9 @@ def extract_folder(
         record = {"status": "failed", "reason": " ".join(reason.split())}
         log(f"skipped {name}: {record['reason']}")
       manifest["videos"][name] = record
-      _write_json_atomically(manifest_path, manifest)
+      if time.perf_counter() - last_write >= MANIFEST_EVERY_S:  # not per video: O(videos^2) bytes
+        _write_json_atomically(manifest_path, manifest)
+        last_write = time.perf_counter()
       if record["status"] == "done":
         summary.outcomes[name] = "done"
         summary.clips_written += len(record["clips"])
@@ -341,6 +346,7 @@ def extract_folder(
       bar.update(1)
   finally:
     bar.close()
+    _write_json_atomically(manifest_path, manifest)  # also when stopped: what is done stays done
   summary.seconds = time.perf_counter() - start
   return summary
 

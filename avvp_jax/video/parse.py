@@ -34,11 +34,13 @@ from avvp_jax.video import weights as weights_lib
 
 
 def _check_parser(parser: inference.Parser) -> None:
+  """The model must take the official layout: VGGish audio, ResNet-152 frames, and R(2+1)D-18 motion if it
+  has a motion stream."""
   expected = {modality: shape[1] for modality, (_, shape) in extract.LAYOUT.items()}
   dims = parser.input_dims
-  if any(dims.get(modality, 0) not in (0, width) for modality, width in expected.items()) or (
-      dims.get("audio") != expected["audio"] or dims.get("frames") != expected["frames"]
-  ):
+  if (dims["audio"], dims["frames"]) != (expected["audio"], expected["frames"]) or dims.get(
+      "motion", 0
+  ) not in (0, expected["motion"]):
     raise InputError(
         f"the checkpoint {parser.source} takes features of widths {dims}, but videos are extracted in "
         f"the official layout ({expected}): use a model trained on the official LLP features."
