@@ -72,14 +72,19 @@ OUTPUT_KEYS = (
 
 
 def _model_key(config: ml_collections.ConfigDict) -> str:
-  """A hashable key of everything that defines the model: `config.model` and the compute dtype."""
-  model = (
-      config.model.to_dict()
-      if isinstance(config.model, ml_collections.ConfigDict)
-      else dict(config.model)
-  )
+  """A hashable key of everything that defines the model: `config.model`, the compute dtype and the task's
+  facts (`config.task` and the data layout its `Meta` reads)."""
+  as_dict = lambda x: x.to_dict() if isinstance(x, ml_collections.ConfigDict) else dict(x)
+  data = as_dict(config.data)
   return json.dumps(
-      {"model": model, "compute_dtype": config.compute_dtype}, sort_keys=True, default=str
+      {
+          "model": as_dict(config.model),
+          "compute_dtype": config.compute_dtype,
+          "task": config.get("task", "llp"),
+          "data": {key: data[key] for key in ("layout", "frames") if key in data},
+      },
+      sort_keys=True,
+      default=str,
   )
 
 
@@ -111,10 +116,15 @@ def _apply(
   # flax only once a model is applied: `avvp_jax.load_parser` and the input checks resolve without it.
   from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top  (flax: `import avvp_jax` stays light)
 
+  from avvp_jax import tasks  # pylint: disable=g-import-not-at-top  (as state: `import avvp_jax` stays light)
+
   model = _model_from_key(model_key)
+  input_keys = tasks.get(json.loads(model_key)["task"]).input_keys
 
   def one_replica(replica_params, replica_batch):
-    outputs = state_lib.apply_model(model, replica_params, replica_batch, train=False)
+    outputs = state_lib.apply_model(
+        model, replica_params, replica_batch, input_keys=input_keys, train=False
+    )
     return {key: outputs[key] for key in OUTPUT_KEYS}
 
   if num_seeds is None:

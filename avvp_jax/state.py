@@ -6,19 +6,19 @@ axis `[S]`, split over the mesh's seed axis (`avvp_jax.sharding`). Replica s is 
 alone: key(seed) splits into the params and dropout-stream keys, so a replica equals the run a separate
 process with that seed would start.
 
-`resolve_config` is where a run config is checked (every launcher and library entry calls it first):
-bad values and an empty or wrongly laid out features folder are one-line InputErrors before any data
-is built, `model.input_dims` follow `data.layout` unless set by hand, and fields the chosen model
-never reads (`ignored_fields`) are one warning per process. The rest builds from a checked config:
-`build_model`, `make_optimizer`, `create_train_state` / `abstract_train_state` (for restoring), and
-`apply_model`, the one way training, evaluation, parsing and ensembles run a model on a batch.
+`resolve_config` is where a run config is checked, once per run (every launcher and library entry calls it
+first): the generic fields here, the task's (`config.task`, `avvp_jax.tasks`) by the task, so bad values and
+an empty or wrongly laid out features folder are one-line InputErrors before any data is built; fields the
+chosen model never reads (`ignored_fields`) are one warning. The rest builds from a checked config:
+`build_model` (sized by the task's `Meta`), `make_optimizer` (the task's recipe gives the peak learning rate),
+`create_train_state` / `abstract_train_state` (for restoring), and `apply_model`, the one way training,
+evaluation, parsing and ensembles run a model on a batch. Nothing here knows a dataset.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from absl import logging
 import flax
@@ -29,25 +29,12 @@ import ml_collections
 import optax
 from jax.sharding import Mesh, NamedSharding
 
-from avvp_jax import losses as losses_lib
 from avvp_jax import models
-from avvp_jax.models import han as han_lib
-from avvp_jax.models import leap as leap_lib
-from avvp_jax.models import link as link_lib
-from avvp_jax.models import mmil as mmil_lib
-from avvp_jax.models import mmpyramid as mmpyramid_lib
 from avvp_jax import sharding
-from avvp_jax.data import annotations
-from avvp_jax.data import features as features_lib
-from avvp_jax.data import pseudo_labels
-from avvp_jax.data import simulated_teacher
-from avvp_jax.data import synthetic as synthetic_lib
+from avvp_jax import tasks
 from avvp_jax.errors import InputError
 
 PyTree = Any
-
-# Batch entries the model reads; everything else (labels, mask, index) is for losses and metrics.
-MODEL_INPUT_KEYS = ("audio", "frames", "motion")
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -68,11 +55,27 @@ def run_seeds(config: ml_collections.ConfigDict) -> list[int]:
 # --- the config ------------------------------------------------------------------------------------
 
 
-def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """An unlocked copy of `config`, checked; raises InputError on values that cannot work."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  if "num_seeds" not in config:  # configs written before seeds existed
+def backfill(config: ml_collections.ConfigDict) -> None:
+  """Adds, in place, the fields of configs written before they existed, with the values those runs had."""
+  if "num_seeds" not in config:
     config.num_seeds = 1
+  if "task" not in config:
+    config.task = tasks.DEFAULT
+  if "evals" not in config:
+    config.evals = ml_collections.ConfigDict()
+
+
+def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """An unlocked copy of `config`, checked; raises InputError on values that cannot work.
+
+  The generic fields are checked here (seeds, batch sizes against the mesh, dtype, epochs), the task's own by
+  its `check_config` (which may fill derived fields), the model sections by the model registry (`build_model`
+  names unknown keys; fields the chosen model never reads are one warning here). An empty
+  `checkpoint.best_metric` becomes the task's default.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  backfill(config)
+  task = tasks.of(config)
   if config.num_seeds < 1:
     raise InputError(
         f"config.num_seeds={config.num_seeds} must be at least 1: set --config.num_seeds=1 for one "
@@ -90,105 +93,13 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   if config.num_epochs <= 0:
     raise InputError(f"config.num_epochs={config.num_epochs} must be positive.")
   _warn_ignored_fields(config)
-  if (
-      synthetic_lib.is_synthetic(config.data)
-      and config.synthetic_label_embeddings
-      and config.model.decoder == "leap"
-      and config.model.leap.label_embeddings == "packaged"
-  ):  # an explicitly chosen table is kept
-    config.model.leap.label_embeddings = (
-        config.synthetic_label_embeddings
-    )  # recorded so in config.json
-  if config.data.pseudo_labels == simulated_teacher.SIMULATED and not synthetic_lib.is_synthetic(
-      config.data
-  ):
-    raise InputError(
-        "config.data.pseudo_labels='simulated' exists only for the embedded synthetic data (it "
-        "simulates a teacher from the set's hidden dense labels): with real features point it at "
-        "VALOR's pseudo-label folder or at one made by launch/make_pseudo_labels.py."
-    )
-  needed = losses_lib.needs_pseudo_labels(config.loss)
-  if needed and not config.data.pseudo_labels:
-    raise InputError(
-        f"config.loss.{needed[0]} is True but config.data.pseudo_labels is empty: give segment pseudo "
-        "labels (VALOR's folder, one made by launch/make_pseudo_labels.py, or 'simulated' on the "
-        f"embedded synthetic data), or set --config.loss.{'=False --config.loss.'.join(needed)}=False."
-    )
-  features_dir = config.data.features_dir
-  if features_dir:
-    if not os.path.isdir(os.path.expanduser(features_dir)):
-      raise InputError(
-          f"config.data.features_dir {features_dir!r} does not exist: point it at the folder "
-          "holding the LLP feature folders, or leave it empty for the embedded synthetic data."
-      )
-    features_lib.check_layout_folders(features_dir, config.data.layout)  # before TFDS is asked
-  _input_dims_from_layout(config)
+  task.check_config(config)
+  if "checkpoint" in config and not config.checkpoint.get("best_metric"):
+    config.checkpoint.best_metric = task.default_best_metric
   return config
 
 
-_logged_layout_dims: set[str] = set()  # layouts whose input dims were logged in this process
-
-
-def _input_dims_from_layout(config: ml_collections.ConfigDict) -> None:
-  """`config.model.input_dims` of `config.data.layout` when all three are still the official
-  layout's defaults (configs/common.py) and another layout is chosen: `clip_clap` gives audio 768,
-  frames 768 and no motion stream. Dims set by hand (any of the three changed) are kept; the data
-  check names a mismatch.
-  """
-  layout = config.data.layout
-  if layout == "official":
-    return
-  features_lib.check_layout(layout, config.data.frames)
-  official = _layout_input_dims("official")
-  if dict(config.model.input_dims) != official:
-    return
-  dims = _layout_input_dims(layout)
-  config.model.input_dims = ml_collections.ConfigDict(dims)
-  if layout in _logged_layout_dims:  # once per process, though resolve_config runs more than once
-    return
-  _logged_layout_dims.add(layout)
-  logging.info(
-      "config.model.input_dims from the %r layout: %s (set --config.model.input_dims.* to "
-      "override).",
-      layout,
-      ", ".join(f"{name} {value}" for name, value in dims.items()),
-  )
-
-
-def _layout_input_dims(layout: str) -> dict[str, int]:
-  """{audio, frames, motion} widths of `layout` (0: no such stream), as config.model.input_dims."""
-  shapes = features_lib.output_shapes(layout)
-  return {name: int(shapes[name][1]) if name in shapes else 0 for name in MODEL_INPUT_KEYS}
-
-
 # --- fields the chosen model does not read ---------------------------------------------------------
-
-# The sections of config.model each encoder / decoder / refiner name reads (models.build_model
-# splats them), and the module each section is splatted into: its attribute defaults are
-# configs/common.py's defaults.
-_SECTIONS_READ = {
-    "encoder": {"han": ("han",), "mmpyramid": ("mmpyramid",), "link": ("link", "han")},
-    "decoder": {"mmil": ("mmil",), "leap": ("leap",)},
-    "refiner": {"none": (), "plsim": ("plsim",)},
-}
-_SECTION_MODULES = {
-    "han": han_lib.HANEncoder,
-    "mmpyramid": mmpyramid_lib.MMPyramidEncoder,
-    "link": link_lib.LINKEncoder,
-    "mmil": mmil_lib.MMILDecoder,
-    "leap": leap_lib.LEAPDecoder,
-    "plsim": link_lib.PLSIM,
-}
-# The (field=value, ...) lists already warned about in this process.
-_warned_ignored: set[tuple[str, ...]] = set()
-
-
-def sections_read(model_config: ml_collections.ConfigDict) -> tuple[str, ...]:
-  """The sections of `config.model` its encoder, decoder and refiner read (unknown names: none)."""
-  read = []
-  for part, table in _SECTIONS_READ.items():
-    read.extend(table.get(model_config.get(part, "none"), ()))
-  return tuple(dict.fromkeys(read))
 
 
 def ignored_fields(config: ml_collections.ConfigDict) -> list[str]:
@@ -199,9 +110,9 @@ def ignored_fields(config: ml_collections.ConfigDict) -> list[str]:
   HAN + MMIL, whose model builds no LEAP decoder. Sections of unknown modules are skipped
   (`build_model` names those).
   """
-  read = set(sections_read(config.model))
+  read = set(models.sections_read(config.model))
   ignored = []
-  for section, module_class in _SECTION_MODULES.items():
+  for section, module_class in models.SECTION_MODULES.items():
     if section in read or section not in config.model:
       continue
     defaults = {
@@ -216,14 +127,13 @@ def ignored_fields(config: ml_collections.ConfigDict) -> list[str]:
 
 
 def _warn_ignored_fields(config: ml_collections.ConfigDict) -> None:
-  """One warning per process for a run whose config sets fields the chosen model never reads."""
+  """One warning for a run whose config sets fields the chosen model never reads."""
   model = config.model
-  ignored = tuple(
+  ignored = [
       f"{name}={model[name.split('.')[1]][name.split('.')[2]]!r}" for name in ignored_fields(config)
-  )
-  if not ignored or ignored in _warned_ignored:
+  ]
+  if not ignored:
     return
-  _warned_ignored.add(ignored)
   logging.warning(
       "config field(s) %s are ignored: the model (encoder %s, decoder %s, refiner %s) reads only "
       "%s of config.model's sections; choose a model that uses them or leave them out.",
@@ -231,45 +141,36 @@ def _warn_ignored_fields(config: ml_collections.ConfigDict) -> None:
       model.encoder,
       model.decoder,
       model.get("refiner", "none"),
-      ", ".join(f"model.{s}" for s in sections_read(model)),
+      ", ".join(f"model.{s}" for s in models.sections_read(model)),
   )
 
 
 def num_train_epochs(config: ml_collections.ConfigDict) -> int:
-  """The epochs this run trains: the reduced synthetic recipe without features, else `num_epochs`."""
-  if synthetic_lib.is_synthetic(config.data) and config.synthetic_num_epochs > 0:
-    return config.synthetic_num_epochs
-  return config.num_epochs
+  """The epochs this run trains: the task's recipe (e.g. a reduced one on synthetic data)."""
+  return tasks.of(config).recipe(config).num_epochs
 
 
 # --- model and optimizer ---------------------------------------------------------------------------
 
 
 def build_model(config: ml_collections.ConfigDict) -> nn.Module:
-  """The model of `config.model`, computing in `config.compute_dtype` (params stay float32)."""
-  return models.build_model(config.model, dtype=config.compute_dtype)
+  """The model of `config.model` for its task's data, computing in `config.compute_dtype` (params stay
+  float32)."""
+  return models.build_model(config.model, tasks.of(config).meta(config), dtype=config.compute_dtype)
 
 
-def dummy_inputs(
-    config: ml_collections.ConfigDict, batch_size: int = 1
-) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-  """Zero (audio, frames, motion) of the shapes the config's data produce, for initialisation."""
-  num_seconds = annotations.NUM_SECONDS
-  dims = config.model.input_dims
-  frame_steps = (
-      num_seconds * features_lib.FRAMES_PER_SECOND if config.data.frames == "raw" else num_seconds
-  )
-  audio = jnp.zeros((batch_size, num_seconds, dims.audio), jnp.float32)
-  frames = jnp.zeros((batch_size, frame_steps, dims.frames), jnp.float32)
-  motion = jnp.zeros((batch_size, num_seconds, dims.motion), jnp.float32) if dims.motion else None
-  return audio, frames, motion
+def dummy_inputs(config: ml_collections.ConfigDict, batch_size: int = 1) -> list[Any]:
+  """Zeros of the model's positional inputs (the task's `input_keys` order; a stream the data lack: None)
+  of the shapes the config's data produce, `[batch_size, ...]`, for initialisation and benchmarks.
+  """
+  task = tasks.of(config)
+  batch = task.dummy_batch(task.meta(config), batch_size)
+  return [batch.get(key) for key in task.input_keys]
 
 
 def peak_learning_rate(config: ml_collections.ConfigDict) -> float:
-  """`config.synthetic_learning_rate` on the embedded synthetic data when set, else `optimizer.learning_rate`."""
-  if synthetic_lib.is_synthetic(config.data) and config.synthetic_learning_rate > 0:
-    return float(config.synthetic_learning_rate)
-  return float(config.optimizer.learning_rate)
+  """The peak learning rate of the task's recipe (e.g. `config.synthetic_learning_rate` on synthetic data)."""
+  return tasks.of(config).recipe(config).learning_rate
 
 
 def learning_rate_schedule(
@@ -314,11 +215,13 @@ def _init_fn(
 ) -> Callable[[jax.Array], TrainState]:
   """`init(seed) -> TrainState` of one replica: key(seed) splits into (init, dropout-stream) keys."""
 
+  inputs = dummy_inputs(config)
+
   def init(seed: jax.Array) -> TrainState:
     init_rng, dropout_rng = jax.random.split(jax.random.key(seed))
     params_rng, init_dropout_rng = jax.random.split(init_rng)
     variables = model.init(
-        {"params": params_rng, "dropout": init_dropout_rng}, *dummy_inputs(config), train=False
+        {"params": params_rng, "dropout": init_dropout_rng}, *inputs, train=False
     )
     params = variables["params"]
     return TrainState(
@@ -383,29 +286,21 @@ def apply_model(
     params: PyTree,
     batch: Mapping[str, jax.Array],
     *,
+    input_keys: Sequence[str],
     train: bool,
     rng: jax.Array | None = None,
+    guidance: Mapping[str, Any] | None = None,
 ) -> dict[str, jax.Array]:
-  """Runs the model on a batch's `audio`, `frames` and (if present) `motion`; outputs are float32.
+  """Runs the model on a batch's `input_keys` (the task's; an absent stream is None); outputs are float32.
 
-  In training the weak labels (and VALOR's segment pseudo labels, when the batch has them) go to the model
-  as `video_label` / `segment_labels`; only LINK's PLSIM reads them, every other model ignores them.
+  `guidance` (training only: the task's `guidance(batch)`, e.g. LLP's weak and segment pseudo labels) goes to
+  the model as keyword inputs; models that do not read it ignore it.
 
   The compute dtype is the model's (`build_model` passes `config.compute_dtype`): with bfloat16 the
   Dense layers and attention products run in bfloat16 while the params, softmaxes and outputs stay
   float32, so losses and metrics always see float32.
   """
-  inputs = [batch.get(key) for key in MODEL_INPUT_KEYS]
+  inputs = [batch.get(key) for key in input_keys]
   rngs = {"dropout": rng} if train else None
-  guidance = {}
-  if (
-      train
-  ):  # label guidance for models that use it at train time (LINK's PLSIM); never at evaluation
-    guidance["video_label"] = batch["label"]
-    if pseudo_labels.AUDIO_BATCH_KEY in batch and pseudo_labels.VISUAL_BATCH_KEY in batch:
-      guidance["segment_labels"] = (
-          batch[pseudo_labels.AUDIO_BATCH_KEY],
-          batch[pseudo_labels.VISUAL_BATCH_KEY],
-      )
-  outputs = model.apply({"params": params}, *inputs, train=train, rngs=rngs, **guidance)
+  outputs = model.apply({"params": params}, *inputs, train=train, rngs=rngs, **(guidance or {}))
   return {key: value.astype(jnp.float32) for key, value in outputs.items()}

@@ -50,14 +50,11 @@ from avvp_jax import best_tracker
 from avvp_jax import checkpoint as checkpoint_lib
 from avvp_jax import evaluate as evaluate_lib
 from avvp_jax import interrupts
-from avvp_jax import losses as losses_lib
-from avvp_jax import metrics as metrics_lib
 from avvp_jax import reporting
 from avvp_jax import sharding
 from avvp_jax import state as state_lib
+from avvp_jax import tasks
 from avvp_jax import workdir as workdir_lib
-from avvp_jax.data import run_data
-from avvp_jax.data import synthetic as synthetic_lib
 from avvp_jax.errors import InputError
 
 Batch = dict[str, Any]
@@ -79,13 +76,22 @@ def make_train_step(
   Dropout uses `fold_in(state.rng, state.step)`. `metrics` holds the loss, its terms and the gradient norm.
   """
   nan_at_step = config.debug.nan_loss_at_step
+  task = tasks.of(config)
 
   def train_step(state: state_lib.TrainState, batch: Batch):
     step_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
     def loss_fn(params):
-      outputs = state_lib.apply_model(model, params, batch, train=True, rng=step_rng)
-      loss, terms = losses_lib.compute_loss(config.loss, outputs, batch)
+      outputs = state_lib.apply_model(
+          model,
+          params,
+          batch,
+          input_keys=task.input_keys,
+          train=True,
+          rng=step_rng,
+          guidance=task.guidance(batch),
+      )
+      loss, terms = task.loss(config.loss, outputs, batch)
       if nan_at_step >= 0:  # test hook, traced only when enabled
         loss = jnp.where(state.step == nan_at_step, jnp.nan, loss)
       return loss, terms
@@ -219,27 +225,43 @@ class _TrainLog:
       w.close()
 
 
-def _validate(config, eval_step, state, data, mesh, seeds) -> dict[str, Any]:
-  """Scores every replica on the validation split; logs the line (and per-seed ranking metric)."""
-  start = time.time()
-  results = evaluate_lib.run_evaluation(
-      eval_step, state.params, data.eval_batches("val"), mesh, num_clips=data.num_eval_clips("val")
-  )
-  report = evaluate_lib.seed_report(results, seeds)
-  logging.info(
-      "validation (%d clips, %.1fs): %s",
-      report["num_clips"],
-      time.time() - start,
-      evaluate_lib.summary_line(report),
-  )
+def _validate(config, evals, state, data, mesh, seeds, log=None, step=0) -> dict[str, Any]:
+  """Scores every replica with each of the run's evaluations ("val" first); logs a line per evaluation
+  (and the per-seed ranking metric) and, with `log`, their summaries at `step` (`<name>/<key>`); returns the
+  validation report. `evals`: {name: (evaluator, split, jitted eval step)}."""
+  reports = {}
+  for name, (evaluator, split, eval_step) in evals.items():
+    start = time.time()
+    results = evaluate_lib.run_evaluation(
+        eval_step,
+        evaluator,
+        state.params,
+        data.eval_batches(split),
+        mesh,
+        num_clips=data.num_eval_clips(split),
+    )
+    reports[name] = report = evaluate_lib.seed_report(results, seeds, evaluator.keys)
+    logging.info(
+        "%s (%d clips, %.1fs): %s",
+        "validation" if name == evaluate_lib.VALIDATION else f"{name} ({split})",
+        report["num_clips"],
+        time.time() - start,
+        evaluate_lib.summary_line(report, evaluator.keys),
+    )
   if len(seeds) > 1:
     metric = config.checkpoint.best_metric
     logging.info(
         "validation %s per seed: %s",
         metric,
-        ", ".join(f"{e['seed']}={e[metric]:.2f}" for e in report["per_seed"]),
+        ", ".join(
+            f"{e['seed']}={e[metric]:.2f}" for e in reports[evaluate_lib.VALIDATION]["per_seed"]
+        ),
     )
-  return report
+  for name, report in reports.items() if log is not None else ():
+    per_seed = report.get("per_seed", [report])
+    keys = evals[name][0].keys
+    log.scalars(step, {f"{name}/{k}": np.array([s[k] for s in per_seed]) for k in keys})
+  return reports[evaluate_lib.VALIDATION]
 
 
 def _log_run(
@@ -250,6 +272,7 @@ def _log_run(
     num_epochs: int,
     num_params: int,
     seeds: list[int],
+    recipe_note: str,
 ) -> None:
   logging.info(
       "Process %d/%d, %d local / %d global devices (%s), mesh %s; workdir %s",
@@ -261,25 +284,15 @@ def _log_run(
       dict(mesh.shape),
       workdir,
   )
-  if synthetic_lib.is_synthetic(config.data):
-    logging.info(
-        "SYNTHETIC data: %s; reduced recipe: %d epochs of %d training clips (%d steps of %d); "
-        "set config.data.features_dir for real LLP features and the full recipe (%d epochs).",
-        data.description,
-        num_epochs,
-        data.num_train_clips,
-        data.steps_per_epoch,
-        config.batch_size,
-        config.num_epochs,
-    )
-  else:
-    logging.info(
-        "Data: %s; %d epochs x %d steps of %d clips.",
-        data.description,
-        num_epochs,
-        data.steps_per_epoch,
-        config.batch_size,
-    )
+  logging.info(
+      "Data: %s; %d epochs of %d training clips (%d steps of %d).%s",
+      data.description,
+      num_epochs,
+      data.num_train_clips,
+      data.steps_per_epoch,
+      config.batch_size,
+      f" {recipe_note}" if recipe_note else "",
+  )
   logging.info(
       "Model %s/%s: %.2fM params, compute dtype %s; %d seed(s): %s.",
       config.model.encoder,
@@ -316,7 +329,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     interrupts.TrainingInterrupted: SIGINT or SIGTERM arrived; the state was saved at the step it names
       (the signal handlers are installed only during this call, from the main thread).
   """
-  config = state_lib.resolve_config(config)
+  config = state_lib.resolve_config(config)  # the one resolution of the run
+  logging.info("Config:\n%s", config)
   workdir = checkpoint_lib.absolute(workdir)
   with workdir_lib.claim(workdir, config) as run, interrupts.StopRequest() as stop:
     return _train(config, workdir, run, stop)
@@ -331,8 +345,10 @@ def _train(
   """The body of `train_and_evaluate`, with the workdir claimed and the stop signals caught."""
   seeds = state_lib.run_seeds(config)
   mesh = sharding.make_mesh(num_seeds=len(seeds))
-  data = run_data.prepare_run(config)
-  num_epochs, steps_per_epoch = state_lib.num_train_epochs(config), data.steps_per_epoch
+  task = tasks.of(config)
+  data = task.prepare_data(config)
+  recipe = task.recipe(config)
+  num_epochs, steps_per_epoch = recipe.num_epochs, data.steps_per_epoch
   model = state_lib.build_model(config)
   tx, schedule = state_lib.make_optimizer(config, steps_per_epoch)
   state, abstract_state = state_lib.create_train_state(config, model, tx, mesh, seeds)
@@ -344,11 +360,25 @@ def _train(
       num_epochs,
       sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state.params)),
       seeds,
+      recipe.note,
   )
   run.record_start()
   train_step = jit_train_step(make_train_step(config, model, tx), mesh, abstract_state)
-  eval_step = evaluate_lib.make_eval_step(config, model, mesh)
-  best = best_tracker.BestTracker(config.checkpoint.best_metric, seeds, metrics_lib.KEYS)
+  evals = {
+      name: (
+          evaluator,
+          split,
+          evaluate_lib.make_eval_step(
+              evaluator, model, mesh, num_seeds=len(seeds), input_keys=task.input_keys
+          ),
+      )
+      for name, (evaluator, split) in evaluate_lib.run_evaluators(
+          config, task, task.meta(config)
+      ).items()
+  }
+  best = best_tracker.BestTracker(
+      config.checkpoint.best_metric, seeds, evals[evaluate_lib.VALIDATION][0].keys
+  )
   chrono = reporting.Chrono(num_epochs * steps_per_epoch, config.batch_size * len(seeds))
   start_epoch, batches_done = 0, 0
   with checkpoint_lib.Checkpointer(workdir, keep=config.checkpoint.keep) as checkpointer:
@@ -444,11 +474,8 @@ def _train(
         with chrono.paused():
           if (epoch + 1) % config.eval_every_epochs == 0 or last:
             logging.info("epoch %d/%d:", epoch + 1, num_epochs)
-            val_report = _validate(config, eval_step, state, data, mesh, seeds)
+            val_report = _validate(config, evals, state, data, mesh, seeds, log, step)
             per_seed = val_report.get("per_seed", [val_report])
-            log.scalars(
-                step, {f"val/{k}": np.array([s[k] for s in per_seed]) for k in metrics_lib.KEYS}
-            )
             improved = best.update(step, per_seed, state)
             if improved.any():
               logging.info("%s", best.describe(improved))
@@ -464,7 +491,7 @@ def _train(
         logging.info(
             "Already trained for %d epochs in %s; validating the latest state.", num_epochs, workdir
         )
-        val_report = _validate(config, eval_step, state, data, mesh, seeds)
+        val_report = _validate(config, evals, state, data, mesh, seeds)
       logging.info(
           "Training done: %d steps in %s of training (all runs of this workdir; validation and saves "
           "left out).",

@@ -50,6 +50,7 @@ import ml_collections
 import numpy as np
 
 from avvp_jax import checkpoint as checkpoint_lib
+from avvp_jax import models
 from avvp_jax import state as state_lib
 from avvp_jax.errors import InputError
 
@@ -63,6 +64,7 @@ MUST_MATCH = {
     "data": "which clips, features, labels and pseudo labels train, and their order",
     "loss": "what the gradients are of",
     "optimizer": "the update rule, its state's shapes and the learning-rate schedule",
+    "task": "the task family: its data, the model's outputs and the losses",
     "seed": "the initialisation, the dropout stream and the data order",
     "num_seeds": "the replicas: the leading axis of every saved array",
     "batch_size": "the batches, the steps per epoch and so the schedule and the saved data position",
@@ -85,6 +87,7 @@ MAY_CHANGE = {
     "debug": "test hooks",
     "profile": "a trace of some steps; no effect on training",
     "data.data_dir": "where the data build is cached; a build is keyed by its inputs",
+    "evals": "what else is scored at each validation; the steps and the ranking do not change",
 }
 
 ABSENT = "<absent>"  # a field one of the two configs does not have (written before it existed)
@@ -148,7 +151,9 @@ def stored_config(workdir: str) -> ml_collections.ConfigDict | None:
   """The config of the workdir's first start (`config.json`), or None for a workdir without one."""
   if not _path(workdir, checkpoint_lib.CONFIG_FILENAME).is_file():
     return None
-  return checkpoint_lib.load_config(workdir)
+  config = checkpoint_lib.load_config(workdir)
+  state_lib.backfill(config)  # fields written before they existed hold the values that run had
+  return config
 
 
 def history(workdir: str) -> list[dict[str, Any]]:
@@ -224,12 +229,12 @@ def check(workdir: str, config: ml_collections.ConfigDict) -> dict[str, tuple[An
 def _unread_model_sections(
     stored: ml_collections.ConfigDict, config: ml_collections.ConfigDict
 ) -> list[list[str]]:
-  """`[["model", section], ...]`: the model sections neither run's model reads (`state.sections_read`),
+  """`[["model", section], ...]`: the model sections neither run's model reads (`models.sections_read`),
   when both build the same model: a change there changes nothing (it is recorded, not refused)."""
   parts = ("encoder", "decoder", "refiner")
   if any(stored.model.get(p) != config.model.get(p) for p in parts):
     return []
-  read = set(state_lib.sections_read(stored.model)) | set(state_lib.sections_read(config.model))
+  read = set(models.sections_read(stored.model)) | set(models.sections_read(config.model))
   sections = set(stored.model) | set(config.model)
   return [
       ["model", name]

@@ -28,6 +28,7 @@ import numpy as np
 
 import avvp_jax  # pylint: disable=g-import-not-at-top
 from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+from avvp_jax.tasks.llp import task as llp_task
 from configs import han  # pylint: disable=g-import-not-at-top
 from configs import leap  # pylint: disable=g-import-not-at-top
 
@@ -51,7 +52,7 @@ def _untrained_parser(config):
   from avvp_jax import models  # pylint: disable=g-import-not-at-top
   from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
 
-  model = models.build_model(config.model)
+  model = models.build_model(config.model, llp_task.META)
   dummy = state_lib.dummy_inputs(config)
   params = jax.jit(lambda key: model.init(key, *dummy, train=False)["params"])(jax.random.key(0))
   return avvp_jax.Parser(config, params)

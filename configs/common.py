@@ -12,6 +12,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   del arg
   config = ml_collections.ConfigDict()
 
+  # The task family (avvp_jax/tasks/): "llp", audio-visual video parsing on LLP; or the dotted path of a
+  # module of one's own that defines TASK (an avvp_jax.task.Task).
+  config.task = "llp"
   config.seed = 0  # initialisation, dropout and data order all derive from it
   # Independent replicas trained side by side in one jitted program, with seeds seed, ..., seed + N - 1:
   # replica s is the run `--config.seed=s` would train alone. Every metric is then reported as mean ± std
@@ -249,6 +252,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint.keep = 1  # latest saves kept in WORKDIR/checkpoints
   # Validation metric that selects the separate full-state "best" save in WORKDIR/best (higher is better).
   config.checkpoint.best_metric = "segment/type"
+  # More evaluations at every validation, beside "val" (which ranks the epochs): {name: {split, type}}, the
+  # task's default evaluator unless `type` names another. Entries are added in a config file (a locked config
+  # takes no new keys on the command line), e.g. `config.evals.test = dict(split="test")` to follow the test
+  # split along the run (the papers that select on it; this project selects on validation).
+  config.evals = ml_collections.ConfigDict()
 
   return config
 

@@ -54,6 +54,8 @@ _MULTIHOST = flags.DEFINE_bool(
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
   from avvp_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from avvp_jax import tasks  # pylint: disable=g-import-not-at-top
+  from avvp_jax.tools import evaluate_checkpoint  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
 
   config = cli.loaded_config(_CONFIG)
@@ -69,14 +71,16 @@ def main(argv: list[str]) -> None:
     explicit = (
         set(config_flags.get_override_values(flags.FLAGS["config"])) if config is not None else None
     )
-    path = evaluate.report_path(workdir, _CHECKPOINT.value, _SPLIT.value, _OUT.value)
-    report = evaluate.evaluate_checkpoint(
+    path = evaluate_checkpoint.report_path(workdir, _CHECKPOINT.value, _SPLIT.value, _OUT.value)
+    report = evaluate_checkpoint.evaluate_checkpoint(
         config, workdir, _SPLIT.value, _CHECKPOINT.value, explicit=explicit, out=path
     )
   except InputError as error:
     cli.fail(str(error))
   print(f"{_SPLIT.value} ({report['num_clips']} clips; {report['data']}):")
-  print("\n".join(evaluate.report_lines(report)))
+  task = tasks.get(report["task"])
+  keys = task.evaluators[task.default_evaluator].keys
+  print("\n".join(evaluate.report_lines(report, keys)))
   print(f"wrote {path}")
 
 

@@ -85,9 +85,8 @@ def _main(argv: list[str]) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   from avvp_jax import evaluate  # pylint: disable=g-import-not-at-top
   from avvp_jax import interrupts  # pylint: disable=g-import-not-at-top
-  from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+  from avvp_jax import tasks  # pylint: disable=g-import-not-at-top
   from avvp_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  from avvp_jax.data import synthetic as synthetic_lib  # pylint: disable=g-import-not-at-top
   from avvp_jax import train  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
 
@@ -107,9 +106,7 @@ def _main(argv: list[str]) -> None:
         num_processes=_NUM_PROCESSES.value,
         process_id=_PROCESS_ID.value,
     )
-    state_lib.resolve_config(config)  # bad values fail here, before the long log lines
-    logging.info("Config:\n%s", config)
-    scores = train.train_and_evaluate(config, workdir)
+    scores = train.train_and_evaluate(config, workdir)  # resolves (and logs) the config first
   except InputError as error:
     cli.fail(str(error))
   except train.NonFiniteLossError as error:
@@ -118,13 +115,10 @@ def _main(argv: list[str]) -> None:
     print(str(stopped), file=sys.stderr, flush=True)
     sys.exit(stopped.exit_status)
   if jax.process_index() == 0:
-    data = (
-        "SYNTHETIC data (avvp_jax.data.synthetic)"
-        if synthetic_lib.is_synthetic(config.data)
-        else config.data.features_dir
-    )
-    print(f"validation, last epoch ({scores['num_clips']} clips; {data}):")
-    print("\n".join(evaluate.report_lines(scores)))
+    task = tasks.of(config)
+    keys = task.evaluators[task.default_evaluator].keys
+    print(f"validation, last epoch ({scores['num_clips']} clips; {task.data_line(config)}):")
+    print("\n".join(evaluate.report_lines(scores, keys)))
     print(
         f"workdir {os.path.abspath(workdir)}; test split: python launch/evaluate.py --workdir={workdir} "
         "--split=test"

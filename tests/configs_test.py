@@ -14,6 +14,7 @@ from ml_collections import config_flags
 from avvp_jax import metrics
 from avvp_jax import models
 from avvp_jax import train
+from avvp_jax.tasks.llp import task as llp_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -94,7 +95,7 @@ class ConfigsTest(parameterized.TestCase):
       for decoder in models.DECODERS:
         for refiner in models.REFINERS:
           config.encoder, config.decoder, config.refiner = encoder, decoder, refiner
-          self.assertIsInstance(models.build_model(config), models.AVVPModel)
+          self.assertIsInstance(models.build_model(config, llp_task.META), models.AVVPModel)
 
   @parameterized.parameters(*CONFIG_NAMES)
   def test_locked_through_config_flags(self, name):

@@ -28,6 +28,7 @@ import avvp_jax
 from avvp_jax import convert
 from avvp_jax import models
 from avvp_jax.errors import InputError
+from avvp_jax.tasks.llp import task as llp_task
 import torch_oracles
 
 
@@ -154,7 +155,7 @@ class ParityTest(parameterized.TestCase):
           k: v.numpy()
           for k, v in reference(*map(torch.from_numpy, (audio, frames, motion))).items()
       }
-    got = models.build_model(converted.config.model).apply(
+    got = models.build_model(converted.config.model, llp_task.META).apply(
         {"params": converted.params}, audio, frames, motion, train=False
     )
     np.testing.assert_allclose(

@@ -46,6 +46,7 @@ from avvp_jax import checkpoint
 from avvp_jax import convert
 from avvp_jax import models
 from avvp_jax.errors import InputError
+from avvp_jax.tasks.llp import task as llp_task
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HIDDEN, AUDIO, FRAMES, MOTION, LABEL_DIM, CLASSES, LEVELS, HEADS = (
@@ -402,7 +403,7 @@ class ParityTest(absltest.TestCase):
     audio, frames, motion = _inputs()
     if frames_pooled:
       frames = frames.reshape(2, 10, 8, FRAMES).mean(axis=2)
-    return models.build_model(config.model).apply(
+    return models.build_model(config.model, llp_task.META).apply(
         {"params": params}, audio, frames, motion, train=False
     )
 

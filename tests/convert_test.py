@@ -33,6 +33,7 @@ from torch import nn
 import avvp_jax
 from avvp_jax import convert
 from avvp_jax.errors import InputError
+from avvp_jax.tasks.llp import task as llp_task
 
 HIDDEN, AUDIO, FRAMES, MOTION, CLASSES = 512, 128, 2048, 512, 25
 
@@ -184,7 +185,7 @@ class ParityTest(absltest.TestCase):
     with torch.no_grad():
       expected = self.reference(*map(torch.from_numpy, (audio, frames, motion)))
     flax_frames = frames.reshape(2, 10, 8, FRAMES).mean(axis=2) if frames_pooled else frames
-    outputs = models.build_model(config.model).apply(
+    outputs = models.build_model(config.model, llp_task.META).apply(
         {"params": params}, audio, flax_frames, motion, train=False
     )
     for key, value in expected.items():

@@ -32,6 +32,7 @@ from avvp_jax import convert
 from avvp_jax import models
 from avvp_jax.data import features
 from avvp_jax.errors import InputError
+from avvp_jax.tasks.llp import task as llp_task
 import torch_oracles
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -163,7 +164,7 @@ class ParityTest(parameterized.TestCase):
       audio = np.einsum(
           "sk,bkd->bsd", features.clap_segment_matrix(), audio.astype(np.float64)
       ).astype(np.float32)
-    got = models.build_model(config.model).apply(
+    got = models.build_model(config.model, llp_task.META).apply(
         {"params": converted.params}, audio, frames, motion, train=False
     )
     logits = expected.pop("frame_logits")
@@ -206,7 +207,7 @@ class ParityTest(parameterized.TestCase):
     )
     config = converted.config.copy_and_resolve_references()
     audio, frames, motion = _inputs(VALOR_PLUS)
-    apply = lambda c: models.build_model(c.model).apply(
+    apply = lambda c: models.build_model(c.model, llp_task.META).apply(
         {"params": converted.params}, audio, frames, motion, train=False
     )["segment_visual_prob"]
     sequential = apply(config)

@@ -13,6 +13,7 @@ import numpy as np
 from avvp_jax.data import annotations
 from avvp_jax.data import features
 from avvp_jax.data import pipeline
+from avvp_jax.data import streams
 from avvp_jax.errors import InputError
 from configs import common
 
@@ -85,7 +86,7 @@ class PipelineTest(parameterized.TestCase):
     shutil.rmtree(cls.root, ignore_errors=True)
     super().tearDownClass()
 
-  def host(self, index: int, count: int, **kwargs) -> pipeline.LLPData:
+  def host(self, index: int, count: int, **kwargs) -> streams.Streams:
     config = data_config(self.config, keep_partial_batch=kwargs.pop("keep_partial_batch", True))
     args = dict(batch_size=4, eval_batch_size=6, seed=7, process_index=index, process_count=count)
     args.update(kwargs)

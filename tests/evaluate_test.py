@@ -14,6 +14,9 @@ import numpy as np
 
 from avvp_jax import checkpoint
 from avvp_jax import evaluate
+from avvp_jax.tasks.llp import task as llp_task
+from avvp_jax.tasks.llp.evaluator import ParsingEvaluator
+from avvp_jax.tools import evaluate_checkpoint
 from avvp_jax import metrics
 from avvp_jax import state as state_lib
 from avvp_jax import sharding
@@ -73,8 +76,12 @@ class EvaluateTest(absltest.TestCase):
     batches = list(data.eval_batches("val"))
     num_clips = data.num_eval_clips("val")
     self.assertGreater(len(batches) * config.eval_batch_size, num_clips)  # the last batch is padded
+    evaluator = ParsingEvaluator(llp_task.TASK.meta(config))
     got = evaluate.run_evaluation(
-        evaluate.make_eval_step(config, model, mesh, ensemble=True),
+        evaluate.make_eval_step(
+            evaluator, model, mesh, num_seeds=2, input_keys=llp_task.INPUT_KEYS, ensemble=True
+        ),
+        evaluator,
         params,
         batches,
         mesh,
@@ -92,7 +99,11 @@ class EvaluateTest(absltest.TestCase):
     whole = {key: jax.numpy.asarray(value[real]) for key, value in whole.items()}
     replica_outputs = [
         state_lib.apply_model(
-            model, checkpoint.select_seed(config, params, seed), whole, train=False
+            model,
+            checkpoint.select_seed(config, params, seed),
+            whole,
+            input_keys=llp_task.INPUT_KEYS,
+            train=False,
         )
         for seed in (0, 1)
     ]
@@ -156,9 +167,11 @@ class EvaluateTest(absltest.TestCase):
         "per_class": {},
         "num_clips": 3,
     }
-    report = evaluate.seed_report({"per_seed": [scores], "ensemble": None}, [7])
+    report = evaluate.seed_report({"per_seed": [scores], "ensemble": None}, [7], metrics.KEYS)
     self.assertEqual(report, scores)  # no std / per_seed / ensemble keys for one seed
-    self.assertEqual(evaluate.report_lines(report)[3].split(), ["segment/type", "3.00"])
+    self.assertEqual(
+        evaluate.report_lines(report, metrics.KEYS)[3].split(), ["segment/type", "3.00"]
+    )
 
   def test_params_only_checkpoint(self):
     config, params = checkpoint.restore_params(self.workdir)
@@ -168,8 +181,8 @@ class EvaluateTest(absltest.TestCase):
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(restored)):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     out_dir = self.create_tempdir().full_path
-    report = evaluate.evaluate_checkpoint(None, out_dir, "val", checkpoint=export)
-    expected = evaluate.evaluate_checkpoint(None, self.workdir, "val")
+    report = evaluate_checkpoint.evaluate_checkpoint(None, out_dir, "val", checkpoint=export)
+    expected = evaluate_checkpoint.evaluate_checkpoint(None, self.workdir, "val")
     for key in metrics.KEYS:
       self.assertEqual(report[key], expected[key])
     self.assertEqual(report["ensemble"], expected["ensemble"])
@@ -196,7 +209,9 @@ class EvaluateTest(absltest.TestCase):
       report = json.load(f)
     self.assertEqual([entry["seed"] for entry in report["per_seed"]], [0, 1])
     self.assertIn("ensemble", report)
-    expected = evaluate.evaluate_checkpoint(None, self.workdir, "val")  # the stored config
+    expected = evaluate_checkpoint.evaluate_checkpoint(
+        None, self.workdir, "val"
+    )  # the stored config
     for key in metrics.KEYS:
       self.assertAlmostEqual(report[key], expected[key], delta=1e-9, msg=key)
 

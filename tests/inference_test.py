@@ -18,6 +18,7 @@ from avvp_jax import inference
 from avvp_jax import metrics
 from avvp_jax.data import annotations
 from avvp_jax.errors import InputError
+from avvp_jax.tasks.llp import task as llp_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -35,7 +36,7 @@ def _spans(events):
 def _init_params(config):
   from avvp_jax import models  # pylint: disable=g-import-not-at-top
 
-  model = models.build_model(config.model)
+  model = models.build_model(config.model, llp_task.META)
   dummy = _clip_inputs(config, 1)
   return jax.jit(lambda key: model.init(key, *dummy, train=False)["params"])(jax.random.key(0))
 
@@ -83,7 +84,7 @@ class PredictTest(parameterized.TestCase):
     from avvp_jax import models  # pylint: disable=g-import-not-at-top
 
     inputs = _clip_inputs(self.config, 2)
-    outputs = models.build_model(self.config.model).apply(
+    outputs = models.build_model(self.config.model, llp_task.META).apply(
         {"params": self.params}, *inputs, train=False
     )
     probs = self.parser.predict(*inputs)

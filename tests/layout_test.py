@@ -11,6 +11,21 @@ from absl.testing import absltest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "avvp_jax")
 MAX_LINES = 500  # a longer file says why at its top (a line starting "Length:" in its docstring)
+# The trainer's layer: the modules that must never import a task package (`avvp_jax.tasks.<family>`).
+TASK_FREE = (
+    "avvp_jax.best_tracker",
+    "avvp_jax.checkpoint",
+    "avvp_jax.evaluate",
+    "avvp_jax.interrupts",
+    "avvp_jax.reporting",
+    "avvp_jax.sharding",
+    "avvp_jax.state",
+    "avvp_jax.task",
+    "avvp_jax.tasks",
+    "avvp_jax.train",
+    "avvp_jax.workdir",
+    "avvp_jax.data.streams",
+)
 
 
 def _modules() -> dict[str, str]:
@@ -87,6 +102,22 @@ class LayoutTest(absltest.TestCase):
   def test_nothing_in_the_package_imports_the_trainer(self):
     for name, imports in self.graph.items():
       self.assertNotIn("avvp_jax.train", [target for target, _, _ in imports], msg=name)
+
+  def test_the_trainers_layer_imports_no_task_package(self):
+    # The trainer's layer knows no dataset: the tasks reach it through `avvp_jax.tasks.get` (a plain dict of
+    # lazily imported modules), never through an import, not even a function-local one.
+    layer = [
+        name
+        for name in self.graph
+        if name in TASK_FREE or name.startswith("avvp_jax.tools.evaluate")
+    ]
+    self.assertContainsSubset(TASK_FREE, layer)
+    for name in layer:
+      for target, line, _ in self.graph[name]:
+        self.assertFalse(
+            target.startswith("avvp_jax.tasks."),
+            msg=f"{name} (line {line}) imports the task package {target}",
+        )
 
   def test_function_local_imports_say_why(self):
     for path in self.modules.values():

@@ -6,11 +6,13 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
+from avvp_jax import models
 from avvp_jax.errors import InputError
 from avvp_jax.models import label_embeddings
-from avvp_jax.models import leap
+from avvp_jax.tasks.llp import task as llp_task
 import models_oracles as oracles
 
 DIM = 16
@@ -25,7 +27,10 @@ def _segments(seed=0):
 
 
 def _decoder(**kwargs):
-  return leap.LEAPDecoder(ffn_dim=24, **kwargs)
+  """The LEAP decoder as `models.build_model` builds it (its class-name table loaded for LLP's classes)."""
+  section = {"ffn_dim": 24, **kwargs}
+  model_config = ml_collections.ConfigDict({"leap": section})
+  return models.DECODERS["leap"].build(model_config, llp_task.META, None)
 
 
 def _dropout_key(seed):
@@ -86,7 +91,7 @@ class LEAPDecoderTest(parameterized.TestCase):
         set(params["audio_blocks_0"]), {"cross_attn", "ffn_in", "ffn_out", "attn_norm", "ffn_norm"}
     )
     self.assertEqual(params["audio_blocks_0"]["ffn_in"]["kernel"].shape, (DIM, 24))
-    default_ffn = self._init(leap.LEAPDecoder(num_blocks=1))  # ffn_dim 0: the width D
+    default_ffn = self._init(_decoder(num_blocks=1, ffn_dim=0))  # ffn_dim 0: the width D
     self.assertEqual(default_ffn["visual_blocks_0"]["ffn_out"]["kernel"].shape, (DIM, DIM))
 
   def test_video_prob_is_union_of_thresholded_modalities(self):

@@ -6,6 +6,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from avvp_jax import models
@@ -13,6 +14,7 @@ from avvp_jax.errors import InputError
 from avvp_jax.models import han
 from avvp_jax.models import label_embeddings
 from avvp_jax.models import link
+from avvp_jax.tasks.llp import task as llp_task
 import models_oracles as oracles
 
 DIM = 16
@@ -134,6 +136,12 @@ class CMIMTest(absltest.TestCase):
     np.testing.assert_allclose(got_v, want_v, rtol=1e-5, atol=1e-5)
 
 
+def _plsim(**kwargs):
+  """PLSIM as `models.build_model` builds it (its class-name tables loaded for LLP's classes)."""
+  model_config = ml_collections.ConfigDict({"plsim": kwargs})
+  return models.REFINERS["plsim"].build(model_config, llp_task.META, None)
+
+
 class PLSIMTest(absltest.TestCase):
 
   def setUp(self):
@@ -143,7 +151,7 @@ class PLSIMTest(absltest.TestCase):
 
   def test_given_labels_match_numpy_oracle(self):
     labels = (_labels(3), _labels(4))
-    module = link.PLSIM(hidden_dim=12)
+    module = _plsim(hidden_dim=12)
     params = module.init(
         jax.random.key(0), self.audio, self.visual, None, train=False, segment_labels=labels
     )["params"]
@@ -182,7 +190,7 @@ class PLSIMTest(absltest.TestCase):
         "segment_visual_prob": rng.random((2, 10, 25)).astype(np.float32),
     }
     weak = (rng.random((2, 25)) < 0.3).astype(np.float32)
-    module = link.PLSIM(threshold=0.7)
+    module = _plsim(threshold=0.7)
     params = module.init(jax.random.key(0), self.audio, self.visual, first_pass, train=False)[
         "params"
     ]
@@ -207,14 +215,14 @@ class PLSIMTest(absltest.TestCase):
         self.table,
     )
     np.testing.assert_allclose(train_a, want[0], rtol=1e-5, atol=1e-5)
-    ungated = link.PLSIM(threshold=0.7, train_gate=False).apply(
+    ungated = _plsim(threshold=0.7, train_gate=False).apply(
         {"params": params}, self.audio, self.visual, first_pass, train=True, video_label=weak
     )
     np.testing.assert_array_equal(ungated[2]["plsim_audio_label"], own_a)
 
   def test_missing_labels_raise_input_error(self):
     with self.assertRaisesRegex(InputError, "segment_labels"):
-      link.PLSIM().init(jax.random.key(0), self.audio, self.visual, None, train=False)
+      _plsim().init(jax.random.key(0), self.audio, self.visual, None, train=False)
 
 
 def _link_config(tsam=True, cmim=True, plsim=True):
@@ -233,7 +241,7 @@ class LINKModelTest(absltest.TestCase):
 
   def test_full_model_matches_numpy_oracle(self):
     """embed -> TSAM -> CMIM -> HAN -> MMIL first pass -> own labels -> PLSIM -> MMIL, all in numpy."""
-    model = models.build_model(_link_config())
+    model = models.build_model(_link_config(), llp_task.META)
     params = model.init(jax.random.key(0), *self.inputs)["params"]
     self.assertEqual(set(params), {"embed", "encoder", "decoder", "refiner"})
     self.assertEqual(
@@ -263,7 +271,7 @@ class LINKModelTest(absltest.TestCase):
     self.assertEqual(float(got["similarity_mu"]), 0.0)
 
   def test_all_parts_off_is_han_mmil(self):
-    model = models.build_model(_link_config(tsam=False, cmim=False, plsim=False))
+    model = models.build_model(_link_config(tsam=False, cmim=False, plsim=False), llp_task.META)
     params = model.init(jax.random.key(1), *self.inputs)["params"]
     self.assertEqual(set(params), {"embed", "encoder", "decoder"})
     self.assertEqual(set(params["encoder"]), {"han", "similarity_mu"})
@@ -287,7 +295,7 @@ class LINKModelTest(absltest.TestCase):
     config.han.update(
         num_layers=2, num_heads=2, ffn_dim=24, stacking="stacked", share_modalities=False
     )
-    model = models.build_model(config)
+    model = models.build_model(config, llp_task.META)
     self.assertIsInstance(model.encoder.han, han.HANEncoder)
     for key, value in config.han.items():
       self.assertEqual(getattr(model.encoder.han, key), value, key)
@@ -315,12 +323,14 @@ class LINKModelTest(absltest.TestCase):
   def test_han_with_no_layers_is_skipped(self):
     config = _link_config(plsim=False)
     config.han.num_layers = 0
-    params = models.build_model(config).init(jax.random.key(4), *self.inputs)["params"]
+    params = models.build_model(config, llp_task.META).init(jax.random.key(4), *self.inputs)[
+        "params"
+    ]
     self.assertEqual(set(params["encoder"]), {"audio_tsam", "visual_tsam", "cmim", "similarity_mu"})
 
   def test_given_pseudo_labels_reach_plsim_and_others_ignore_them(self):
     labels = (_labels(7), _labels(8))
-    model = models.build_model(_link_config(tsam=False, cmim=False))
+    model = models.build_model(_link_config(tsam=False, cmim=False), llp_task.META)
     params = model.init(jax.random.key(2), *self.inputs)["params"]
     given = model.apply(
         {"params": params},
@@ -330,7 +340,7 @@ class LINKModelTest(absltest.TestCase):
         rngs={"dropout": jax.random.key(0)},
     )
     np.testing.assert_array_equal(given["plsim_audio_label"], labels[0])
-    han_model = models.build_model(oracles.micro_model_config("mmil"))
+    han_model = models.build_model(oracles.micro_model_config("mmil"), llp_task.META)
     han_params = han_model.init(jax.random.key(2), *self.inputs)["params"]
     plain = han_model.apply({"params": han_params}, *self.inputs)
     ignored = han_model.apply(

@@ -10,6 +10,7 @@ from avvp_jax import models
 from avvp_jax.errors import InputError
 from avvp_jax.models import layers
 from avvp_jax.models import mmpyramid
+from avvp_jax.tasks.llp import task as llp_task
 import models_oracles as oracles
 
 DIM = 16
@@ -248,7 +249,7 @@ class MMPyramidTest(parameterized.TestCase):
     config.encoder = "mmpyramid"
     config.mmpyramid.num_heads = 2
     config.mmpyramid.num_levels = 2
-    model = models.build_model(config)
+    model = models.build_model(config, llp_task.META)
     audio, frames, motion = oracles.micro_inputs(raw_frames=False)
     params = model.init(jax.random.key(0), audio, frames, motion)["params"]
     self.assertIn("levels_1", params["encoder"])

@@ -10,6 +10,7 @@ import numpy as np
 
 from avvp_jax import models
 from avvp_jax.errors import InputError
+from avvp_jax.tasks.llp import task as llp_task
 from configs import common
 import models_oracles as oracles
 
@@ -37,17 +38,17 @@ class RegistryTest(parameterized.TestCase):
     config = oracles.micro_model_config()
     config.encoder = "transformer"
     with self.assertRaisesRegex(InputError, "config.model.encoder"):
-      models.build_model(config)
+      models.build_model(config, llp_task.META)
     config = oracles.micro_model_config()
     config.decoder = "linear"
     with self.assertRaisesRegex(InputError, "config.model.decoder"):
-      models.build_model(config)
+      models.build_model(config, llp_task.META)
     with self.assertRaisesRegex(InputError, "float16"):
-      models.build_model(oracles.micro_model_config(), dtype="float16")
+      models.build_model(oracles.micro_model_config(), llp_task.META, dtype="float16")
     config = oracles.micro_model_config()
     config.refiner = "film"
     with self.assertRaisesRegex(InputError, "config.model.refiner 'film' is unknown"):
-      models.build_model(config)
+      models.build_model(config, llp_task.META)
 
   @parameterized.named_parameters(
       ("input_dims", "han", "mmil", "none", "input_dims"),
@@ -68,7 +69,7 @@ class RegistryTest(parameterized.TestCase):
         r"\(valid keys: .+\)\.$"
     )
     with self.assertRaisesRegex(InputError, message) as caught:
-      models.build_model(config)
+      models.build_model(config, llp_task.META)
     self.assertNotIn("\n", str(caught.exception))
     valid = str(caught.exception).split("valid keys: ")[1].rstrip(").").split(", ")
     self.assertContainsSubset(set(config[section]) - {"num_layer"}, set(valid))
@@ -80,13 +81,13 @@ class RegistryTest(parameterized.TestCase):
     with self.assertRaisesRegex(
         InputError, "config.model.leap has key.s. num_classes that LEAPDecoder"
     ):
-      models.build_model(config)
+      models.build_model(config, llp_task.META)
     config = oracles.micro_model_config()
     config.han.dtype = (
         "bfloat16"  # the compute dtype is build_model's argument (config.compute_dtype)
     )
     with self.assertRaisesRegex(InputError, "config.model.han has key.s. dtype"):
-      models.build_model(config)
+      models.build_model(config, llp_task.META)
 
   def test_old_link_keys_are_one_input_error(self):
     """A config.json from before the PLSIM section: its LINK keys name the problem on one line."""
@@ -99,16 +100,16 @@ class RegistryTest(parameterized.TestCase):
         r"config.model.link has key.s. plsim, plsim_threshold that LINKEncoder "
         r"does not take.*valid keys: tsam, cmim, tsam_temporal_hidden",
     ):
-      models.build_model(config)
+      models.build_model(config, llp_task.META)
     del config["refiner"]
     with self.assertRaisesRegex(InputError, "config.model has no 'refiner'"):
-      models.build_model(config)
+      models.build_model(config, llp_task.META)
     config = oracles.micro_model_config()
     del config["plsim"]
-    models.build_model(config)  # sections of modules not built are not read
+    models.build_model(config, llp_task.META)  # sections of modules not built are not read
     config.refiner = "plsim"
     with self.assertRaisesRegex(InputError, "config.model has no 'plsim'"):
-      models.build_model(config)
+      models.build_model(config, llp_task.META)
 
   def test_sections_are_the_module_attributes(self):
     config = oracles.micro_model_config()
@@ -140,7 +141,7 @@ class ComposedModelTest(parameterized.TestCase):
   @parameterized.parameters("mmil", "leap")
   def test_contract_outputs(self, decoder):
     config = oracles.micro_model_config(decoder)
-    model = models.build_model(config)
+    model = models.build_model(config, llp_task.META)
     audio, frames, motion = oracles.micro_inputs(batch=3)
     params = model.init(jax.random.key(0), audio, frames, motion, train=False)["params"]
     self.assertEqual(set(params), {"embed", "encoder", "decoder"})
@@ -164,7 +165,7 @@ class ComposedModelTest(parameterized.TestCase):
     self.assertEqual(outputs["audio_embedding"].shape, (3, 10, 16))
 
   def test_han_mmil_matches_numpy_oracle(self):
-    model = models.build_model(oracles.micro_model_config("mmil"))
+    model = models.build_model(oracles.micro_model_config("mmil"), llp_task.META)
     audio, frames, motion = oracles.micro_inputs()
     params = model.init(jax.random.key(1), audio, frames, motion)["params"]
     with jax.numpy_rank_promotion("raise"):
@@ -178,7 +179,7 @@ class ComposedModelTest(parameterized.TestCase):
     np.testing.assert_allclose(got["visual_embedding"], encoded[1], rtol=1e-5, atol=1e-5)
 
   def test_han_leap_matches_numpy_oracle(self):
-    model = models.build_model(oracles.micro_model_config("leap"))
+    model = models.build_model(oracles.micro_model_config("leap"), llp_task.META)
     audio, frames, motion = oracles.micro_inputs(raw_frames=False)
     params = model.init(jax.random.key(2), audio, frames, motion)["params"]
     with jax.numpy_rank_promotion("raise"):
@@ -195,7 +196,7 @@ class ComposedModelTest(parameterized.TestCase):
       np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5, err_msg=key)
 
   def test_raw_and_pooled_frames_give_the_same_outputs(self):
-    model = models.build_model(oracles.micro_model_config("mmil"))
+    model = models.build_model(oracles.micro_model_config("mmil"), llp_task.META)
     audio, frames, motion = oracles.micro_inputs(raw_frames=True)
     params = model.init(jax.random.key(3), audio, frames, motion)
     raw = model.apply(params, audio, frames, motion)
@@ -205,7 +206,7 @@ class ComposedModelTest(parameterized.TestCase):
 
   def test_without_motion(self):
     config = oracles.micro_model_config("leap", motion=False)
-    model = models.build_model(config)
+    model = models.build_model(config, llp_task.META)
     audio, frames, _ = oracles.micro_inputs(motion=False)
     params = model.init(jax.random.key(4), audio, frames, None)["params"]
     self.assertEqual(set(params["embed"]), {"fc_a", "fc_v"})
@@ -215,8 +216,8 @@ class ComposedModelTest(parameterized.TestCase):
   def test_bfloat16_compute(self):
     config = oracles.micro_model_config("mmil")
     audio, frames, motion = oracles.micro_inputs()
-    model32 = models.build_model(config)
-    model16 = models.build_model(config, dtype="bfloat16")
+    model32 = models.build_model(config, llp_task.META)
+    model16 = models.build_model(config, llp_task.META, dtype="bfloat16")
     params = model32.init(jax.random.key(5), audio, frames, motion)["params"]
     params16 = jax.eval_shape(model16.init, jax.random.key(5), audio, frames, motion)["params"]
     for leaf in jax.tree.leaves(params16):

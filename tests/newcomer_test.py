@@ -27,7 +27,7 @@ import numpy as np
 
 from avvp_jax import checkpoint
 from avvp_jax import cli
-from avvp_jax import evaluate
+from avvp_jax import models
 from avvp_jax import events
 from avvp_jax import metrics
 from avvp_jax import reporting
@@ -39,6 +39,7 @@ from avvp_jax.data import pseudo_labels
 from avvp_jax.data import run_data
 from avvp_jax.errors import InputError
 from avvp_jax.models import mmil
+from avvp_jax.tools import evaluate_checkpoint
 from avvp_jax.tools import parse_features
 
 from configs_test import CONFIG_NAMES  # pylint: disable=g-bad-import-order
@@ -218,7 +219,7 @@ class ConfigChecksTest(absltest.TestCase):
   def test_sections_read_follow_the_builders(self):
     config = han.get_config()
     config.model.encoder, config.model.decoder, config.model.refiner = "link", "leap", "plsim"
-    self.assertEqual(state_lib.sections_read(config.model), ("link", "han", "leap", "plsim"))
+    self.assertEqual(models.sections_read(config.model), ("link", "han", "leap", "plsim"))
     config.model.leap.label_embeddings = "learned"
     self.assertEqual(state_lib.ignored_fields(config), [])
 
@@ -340,15 +341,16 @@ class ParamsOnlyEvaluateTest(absltest.TestCase):
       self.assertBetween(report[key], 0.0, 100.0)
 
   def test_read_only_folder_asks_for_out(self):
-    with mock.patch.object(evaluate.os, "access", return_value=False):
+    with mock.patch.object(evaluate_checkpoint.os, "access", return_value=False):
       with self.assertRaisesRegex(InputError, r"cannot be written .*--out=FILE.json"):
-        evaluate.report_path(None, self.export, "test")
+        evaluate_checkpoint.report_path(None, self.export, "test")
     out = os.path.join(self.create_tempdir().full_path, "sub")
     self.assertEqual(
-        evaluate.report_path(None, self.export, "val", out + "/r.json"), out + "/r.json"
+        evaluate_checkpoint.report_path(None, self.export, "val", out + "/r.json"), out + "/r.json"
     )
     self.assertEqual(
-        evaluate.report_path(None, self.export, "val"), os.path.join(self.export, "eval_val.json")
+        evaluate_checkpoint.report_path(None, self.export, "val"),
+        os.path.join(self.export, "eval_val.json"),
     )
 
 

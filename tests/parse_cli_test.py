@@ -25,6 +25,7 @@ from avvp_jax.data import features as features_lib
 from avvp_jax.data import synthetic
 from avvp_jax.errors import InputError
 from avvp_jax.tools import parse_features
+from avvp_jax.tasks.llp import task as llp_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -69,7 +70,9 @@ def _fixture():
       np.zeros((1, 10, dims.frames), np.float32),
       np.zeros((1, 10, dims.motion), np.float32),
   )
-  init = jax.jit(lambda key: models.build_model(config.model).init(key, *dummy)["params"])
+  init = jax.jit(
+      lambda key: models.build_model(config.model, llp_task.META).init(key, *dummy)["params"]
+  )
   params = init(jax.random.key(1))
   ckpt = checkpoint.save_params_checkpoint(
       os.path.join(root, "params_ckpt"), config, checkpoint.stack_seeds(params)

@@ -21,7 +21,7 @@ import time
 from absl.testing import absltest
 import avvp_jax
 from avvp_jax import checkpoint
-from avvp_jax import evaluate
+from avvp_jax.tools import evaluate_checkpoint
 from avvp_jax import metrics
 from avvp_jax import state as state_lib
 from avvp_jax import train
@@ -154,7 +154,7 @@ class WorkdirContractTest(absltest.TestCase):
         train.train_and_evaluate(tiny_config(**change), workdir)
     self.assertEqual(_tree_digest(workdir), before)
     # What launch/evaluate.py --workdir=W does (its best save with its config.json), and load_parser.
-    report = evaluate.evaluate_checkpoint(
+    report = evaluate_checkpoint.evaluate_checkpoint(
         None, workdir, "val", out=os.path.join(self.root, "refused_eval.json")
     )
     self.assertEqual(

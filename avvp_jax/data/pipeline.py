@@ -1,70 +1,36 @@
 """The input pipeline: build LLP once (TFDS), then stream per-host batches with tf.data.
 
-One entry point, `prepare(config.data, batch_size=..., eval_batch_size=..., seed=...) -> LLPData`:
+One entry point, `prepare(config.data, batch_size=..., eval_batch_size=..., seed=...) -> Streams`:
   * picks the builder config from `config.data` (layout, frames; an empty `features_dir` means the embedded
     SYNTHETIC data) and builds it on first use into `<data_dir>/<config name>-<key>/`, where the key hashes
     what the build was made from: the absolute features path, its modality folders' modification times, the
     labels' fingerprint, layout, frames and annotation mode (synthetic: clips, seed and labels). Pointing at
     other features or labels therefore never reuses a stale build; the same ones reuse it at no cost. TFDS
     writes a build atomically, so an interrupted build is rebuilt on the next call.
-  * returns this host's view (`LLPData`): `train_batches(epoch, skip)`, `eval_batches(split)`, the sizes the
+  * returns this host's `streams.Streams`: `train_batches(epoch, skip)`, `eval_batches(split)`, the sizes the
     trainer needs, and each split's filenames / clip ids in `index` order.
 
-Per-host data: host `p` of `P` reads `tfds.even_splits(split, P)[p]`, a contiguous slice (sizes differ by
-at most one clip); the slices are disjoint and cover the split. The slice is read through the build's TFDS
-file instructions as serialized examples, shuffled and batched as such, and each batch is parsed at once
-(`tf.io.parse_example` + `tf.io.decode_raw`), faster than decoding clip by clip. Each host
-builds on first use into its own `data_dir`; on a pod with a shared `data_dir`, concurrent builds of the same
-key are tolerated (the first to finish wins), but building once beforehand saves the duplicate work.
-
-Training order (exactly resumable by design): epoch `e` of host `p` is this host's slice, shuffled by
-tf.data with a buffer of `min(config.data.shuffle_buffer, slice size)` clips and the seed
-`hash(seed, e, p)`, batched to `batch_size // P` and cut to `steps_per_epoch` batches (the same on every
-host). With `config.data.keep_partial_batch` (the default, as the official PyTorch loaders' `drop_last=False`)
-the last, smaller batch is trained on too, padded to the batch size with `mask` 0 (the losses average over
-real clips only; hosts with shorter slices add whole padding batches); without it the remainder is dropped
-and the smallest slice sets the steps. It is a pure function of (seed, epoch, process index/count): a run
-resumed at batch k of epoch e calls `train_batches(e, skip=k)`, which yields the same batches an
-uninterrupted run would have seen from k on (the skipped batches are read and discarded). Every epoch
-draws a new order. `seed_train_batches(seeds, e, k)` zips one such stream per seed into batches with a
-leading `[S]` axis, for replicas trained side by side (`config.num_seeds`). Memory: the buffer holds decoded
-clips (~105 KB each with pooled official features, ~680 KB raw); lower `shuffle_buffer` for raw frames on
-small hosts (a smaller buffer shuffles less uniformly but stays deterministic).
-
-Evaluation counts every clip exactly once: each host reads its own slice, pads its last batch (and adds
-whole padding batches so every host runs the same `num_eval_batches(split)`), and marks real clips with
-`mask` 1 and their row in `index`; padding has `mask` 0 and `index` -1.
-
-Batches are dicts of numpy arrays (see CONTRACT.md): `audio` [B, T, Da], `frames` [B, T, Df] (pooled) or
-[B, 8T, Df] (raw), `motion` [B, T, 512] (official layout only), `label` [B, C], for val/test
+The streams themselves are task-free (`avvp_jax.data.streams`: per-host slices, seeded resumable epochs,
+the padded and masked last batch, seed stacking); this module says what an LLP build is and which of its keys
+are features and labels. Batches (`avvp_jax.data.batch_keys`): `audio` [B, T, Da], `frames` [B, T, Df]
+(pooled) or [B, 8T, Df] (raw), `motion` [B, T, 512] (official layout only), `label` [B, C], for val/test
 `audio_label` and `visual_label` [B, T, C], `mask` [B] float32, `index` [B] int32.
 
-TensorFlow is imported here and in `tfds_llp` only, quietly (TF_CPP_MIN_LOG_LEVEL=2,
+TensorFlow is imported in `streams` and `tfds_llp` only, quietly (TF_CPP_MIN_LOG_LEVEL=2,
 TF_ENABLE_ONEDNN_OPTS=0) and with GPUs hidden from it.
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
-import dataclasses  # pylint: disable=g-import-not-at-top,g-bad-import-order
-import hashlib
-import json
 import pathlib
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-from absl import logging
 import ml_collections
-import numpy as np
-import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from avvp_jax.data import annotations
 from avvp_jax.data import features as features_lib
 from avvp_jax.data import synthetic as synthetic_lib
+from avvp_jax.data import streams
 from avvp_jax.data import tfds_llp
 from avvp_jax.errors import InputError
 
@@ -118,9 +84,8 @@ def build_key(data_config: ml_collections.ConfigDict) -> str:
     identity["folders"] = list(
         features_lib.folder_stamp(settings["features_dir"], settings["layout"])
     )
-  digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
   name = tfds_llp.config_name(settings["layout"], settings["frames"], settings["synthetic"])
-  return f"{name}-{digest}"
+  return streams.keyed_dir("", name, identity).name
 
 
 def data_root(data_config: ml_collections.ConfigDict) -> pathlib.Path:
@@ -155,305 +120,11 @@ def ensure_built(data_config: ml_collections.ConfigDict) -> tfds_llp.AvvpLlp:
     InputError: bad features or labels (nothing is built then).
   """
   builder = make_builder(data_config)
-  if builder.is_prepared():
-    logging.info("Reusing the LLP build in %s.", builder.data_dir)
-    return builder
-  logging.info(
-      "Building LLP (%s) into %s; later runs with the same features reuse it.",
-      builder.builder_config.name,
-      builder.data_dir,
+  return streams.build_once(
+      lambda: make_builder(data_config),
+      "LLP",
+      download_config=tfds_llp.download_config(builder.features_dir),
   )
-  leftovers = sorted(pathlib.Path(builder.data_dir).parent.glob("incomplete.*"))
-  if leftovers:
-    logging.warning(
-        "Ignoring %d unfinished earlier build(s) of this dataset (%s): delete them to free the "
-        "space, unless another process is building into this data_dir right now.",
-        len(leftovers),
-        ", ".join(str(p) for p in leftovers),
-    )
-  try:
-    builder.download_and_prepare(download_config=tfds_llp.download_config(builder.features_dir))
-  except OSError:
-    # Another process sharing `data_dir` may have finished the same build first (its rename won).
-    again = make_builder(data_config)
-    if not again.is_prepared():
-      raise
-    builder = again
-  return make_builder(
-      data_config
-  )  # re-read from disk: the info (and metadata) of the finished build
-
-
-def _epoch_seed(seed: int, epoch: int, process_index: int) -> int:
-  """A stable int64 tf.data seed per (seed, epoch, host)."""
-  state = np.random.SeedSequence(
-      [int(seed) & 0xFFFFFFFF, int(epoch), int(process_index)]
-  ).generate_state(2)
-  return int((int(state[0]) << 31 ^ int(state[1])) & 0x7FFFFFFFFFFFFFFF)
-
-
-@dataclasses.dataclass
-class LLPData:
-  """This host's view of a built LLP dataset (see the module docstring).
-
-  Attributes:
-    builder: the prepared `tfds_llp.AvvpLlp`.
-    batch_size: global training batch (over all hosts).
-    eval_batch_size: global evaluation batch.
-    seed: training order seed.
-    shuffle_buffer: training shuffle buffer (clips), capped at the host's slice.
-    process_index, process_count: this host and the number of hosts.
-    keep_partial_batch: train on the last, smaller batch of an epoch too, padded and masked (as the official
-      PyTorch loaders do, `drop_last=False`); False: drop it.
-    pseudo_labels: the training clips' segment pseudo labels (`pseudo_labels.PseudoLabels`), added to every
-      batch of `seed_train_batches` by its `index`; None: none (see `avvp_jax.data.run_data`).
-  """
-
-  builder: tfds_llp.AvvpLlp
-  batch_size: int
-  eval_batch_size: int
-  seed: int = 0
-  shuffle_buffer: int = 10_000
-  process_index: int = 0
-  process_count: int = 1
-  keep_partial_batch: bool = True
-  pseudo_labels: Any = None
-
-  def __post_init__(self):
-    if not 0 <= self.process_index < self.process_count:
-      raise InputError(
-          f"process_index {self.process_index} is not one of the {self.process_count} processes."
-      )
-    for name in ("batch_size", "eval_batch_size"):
-      value = getattr(self, name)
-      if value <= 0 or value % self.process_count:
-        raise InputError(
-            f"config.{name}={value} must be a positive multiple of the {self.process_count} "
-            f"processes (hosts): set --config.{name} accordingly."
-        )
-    if self.steps_per_epoch == 0:
-      raise InputError(
-          f"the training split has {self.host_num_clips('train')} clips on this host, fewer than "
-          f"the per-host batch of {self.host_batch_size}: lower --config.batch_size."
-      )
-
-  # --- what the data is ------------------------------------------------------------------------------
-
-  @property
-  def synthetic(self) -> bool:
-    return bool(self.builder.builder_config.synthetic)
-
-  @property
-  def layout(self) -> str:
-    return self.builder.builder_config.layout
-
-  @property
-  def description(self) -> str:
-    return self.builder.description_line
-
-  @property
-  def feature_shapes(self) -> dict[str, tuple[int, ...]]:
-    """Per-clip shapes of the feature keys of a batch (without `[B]`)."""
-    return {
-        k: tuple(self.builder.info.features[k].shape)
-        for k in FEATURE_KEYS
-        if k in self.builder.info.features
-    }
-
-  @property
-  def input_dims(self) -> dict[str, int]:
-    """Feature widths for `config.model.input_dims` (motion 0 when the layout has none)."""
-    shapes = self.feature_shapes
-    return {k: (shapes[k][-1] if k in shapes else 0) for k in FEATURE_KEYS}
-
-  def filenames(self, split: str) -> tuple[str, ...]:
-    """The split's `<id>_<start>_<end>` filenames in `index` order."""
-    self._check_split(split)
-    return self.builder.filenames(split)
-
-  def clip_ids(self, split: str) -> tuple[str, ...]:
-    """The split's 11-character clip ids in `index` order."""
-    return tuple(annotations.clip_id(f) for f in self.filenames(split))
-
-  def num_clips(self, split: str) -> int:
-    """Clips of the whole split (all hosts)."""
-    self._check_split(split)
-    return int(self.builder.info.splits[split].num_examples)
-
-  @property
-  def num_train_clips(self) -> int:
-    return self.num_clips("train")
-
-  def num_eval_clips(self, split: str) -> int:
-    """Clips of the split that an evaluation counts (all hosts): every one."""
-    return self.num_clips(split)
-
-  def train_clip_ids(self, index: Sequence[int] | np.ndarray) -> list[str]:
-    """Clip ids of training rows (e.g. a batch's `index`); -1 (padding) is skipped."""
-    ids = self.clip_ids("train")
-    return [ids[i] for i in np.asarray(index).reshape(-1) if i >= 0]
-
-  # --- per-host slices ---------------------------------------------------------------------------------
-
-  def _check_split(self, split: str) -> None:
-    if split not in annotations.SPLITS:
-      raise InputError(f"unknown split {split!r}; choose one of {', '.join(annotations.SPLITS)}.")
-
-  def host_split(self, split: str, process_index: int | None = None) -> Any:
-    """The TFDS split of host `process_index` (default: this host): a contiguous, disjoint slice."""
-    self._check_split(split)
-    index = self.process_index if process_index is None else process_index
-    return tfds.even_splits(split, n=self.process_count)[index]
-
-  def host_num_clips(self, split: str, process_index: int | None = None) -> int:
-    return int(self.builder.info.splits[self.host_split(split, process_index)].num_examples)
-
-  @property
-  def host_batch_size(self) -> int:
-    return self.batch_size // self.process_count
-
-  @property
-  def host_eval_batch_size(self) -> int:
-    return self.eval_batch_size // self.process_count
-
-  @property
-  def steps_per_epoch(self) -> int:
-    """Training steps per epoch, the same on every host: with `keep_partial_batch` the largest slice decides
-    (the last batch padded and masked, shorter slices add whole padding batches), else the smallest.
-    """
-    sizes = [self.host_num_clips("train", p) for p in range(self.process_count)]
-    if self.keep_partial_batch:
-      return -(-max(sizes) // self.host_batch_size)
-    return min(sizes) // self.host_batch_size
-
-  def num_eval_batches(self, split: str) -> int:
-    """Evaluation batches per host, the same on every host (the largest slice decides)."""
-    largest = max(self.host_num_clips(split, p) for p in range(self.process_count))
-    return -(-largest // self.host_eval_batch_size)
-
-  # --- tf.data ----------------------------------------------------------------------------------------
-
-  def _keys(self, split: str) -> list[str]:
-    """The batch keys read from the build (dense labels for val/test only)."""
-    keys = [k for k in FEATURE_KEYS if k in self.builder.info.features] + ["label", "index"]
-    return keys + (list(DENSE_KEYS) if split != "train" else [])
-
-  def _serialized(self, split: str) -> tf.data.Dataset:
-    """This host's slice of `split` as serialized examples, in `index` order (TFDS's file instructions of
-    the `even_splits` slice, read one file after the other)."""
-    instructions = self.builder.info.splits[self.host_split(split)].file_instructions
-    parts = [
-        tf.data.TFRecordDataset(i.filename, buffer_size=8 << 20).skip(i.skip).take(i.take)
-        for i in instructions
-    ]
-    dataset = parts[0]
-    for part in parts[1:]:
-      dataset = dataset.concatenate(part)
-    options = tf.data.Options()
-    options.deterministic = True
-    return dataset.with_options(options)
-
-  def _decoder(self, split: str):
-    """Parses a `[B]` batch of serialized examples at once: one `parse_example` and one `decode_raw` per
-    key and batch (TFDS's `as_dataset` decodes clip by clip)."""
-    keys = self._keys(split)
-    spec = {k: tf.io.FixedLenFeature([], tf.int64 if k == "index" else tf.string) for k in keys}
-    shapes = {k: tuple(self.builder.info.features[k].shape) for k in keys if k != "index"}
-
-    def decode(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-      parsed = tf.io.parse_example(serialized, spec)
-      batch = {
-          k: tf.reshape(tf.io.decode_raw(parsed[k], tf.float32), (-1, *shape))
-          for k, shape in shapes.items()
-      }
-      batch["index"] = tf.cast(parsed["index"], tf.int32)
-      return batch
-
-    return decode
-
-  def train_dataset(self, epoch: int, skip: int = 0, seed: int | None = None) -> tf.data.Dataset:
-    """The tf.data pipeline behind `train_batches` (batches without `mask`); `seed` None: `self.seed`."""
-    if not 0 <= skip <= self.steps_per_epoch:
-      raise InputError(f"cannot skip {skip} batches of an epoch of {self.steps_per_epoch}.")
-    seed = self.seed if seed is None else seed
-    buffer = max(1, min(int(self.shuffle_buffer), self.host_num_clips("train")))
-    dataset = self._serialized("train").shuffle(
-        buffer, seed=_epoch_seed(seed, epoch, self.process_index), reshuffle_each_iteration=False
-    )
-    dataset = dataset.batch(self.host_batch_size, drop_remainder=not self.keep_partial_batch)
-    dataset = self._padded(dataset, "train", self.host_batch_size, self.steps_per_epoch)
-    return dataset.take(self.steps_per_epoch).skip(skip).prefetch(tf.data.AUTOTUNE)
-
-  def train_batches(self, epoch: int, skip: int = 0) -> Iterator[dict[str, np.ndarray]]:
-    """This host's training batches of `epoch` (0-based), from batch `skip` on.
-
-    Yields `steps_per_epoch - skip` dicts: `audio`, `frames`, (`motion`), `label`, `index` [B] int32 (rows
-    of the training split) and `mask` [B] float32 ones, with B = `batch_size // process_count`.
-    """
-    yield from self.train_dataset(epoch, skip).as_numpy_iterator()
-
-  def seed_train_batches(
-      self, seeds: Sequence[int], epoch: int, skip: int = 0
-  ) -> Iterator[dict[str, np.ndarray]]:
-    """The training batches of several seeds side by side, each entry stacked on a leading `[S]` axis.
-
-    Row `s` of every entry is exactly the batch `train_batches` yields for `seed=seeds[s]` (one shuffled
-    stream per seed, zipped in tf.data): replicas trained together see what separate runs would. Memory:
-    one shuffle buffer per seed. With `pseudo_labels` set, each batch also holds the clips' pseudo labels.
-    """
-    if not seeds:
-      raise InputError("seed_train_batches needs at least one seed.")
-    streams = tuple(self.train_dataset(epoch, skip, seed=seed) for seed in seeds)
-    stacked = tf.data.Dataset.zip(streams).map(
-        lambda *batches: {key: tf.stack([b[key] for b in batches]) for key in batches[0]}
-    )
-    for batch in stacked.prefetch(2).as_numpy_iterator():
-      if self.pseudo_labels is not None:
-        batch.update(self.pseudo_labels.batch(batch["index"]))
-      yield batch
-
-  def _padded(
-      self, batches: tf.data.Dataset, split: str, size: int, num_batches: int
-  ) -> tf.data.Dataset:
-    """Decodes `[<= size]` batches of serialized examples and pads each to `size` clips: `mask` 1 on real
-    clips, 0 on padding (zeros, `index` -1); whole padding batches follow until there are `num_batches`.
-    """
-    decode = self._decoder(split)
-
-    def pad(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-      batch = decode(serialized)
-      n = tf.shape(serialized)[0]
-      missing = size - n
-      out = {k: tf.pad(v, [[0, missing]] + [[0, 0]] * (len(v.shape) - 1)) for k, v in batch.items()}
-      out["index"] = tf.concat([batch["index"], -tf.ones([missing], tf.int32)], axis=0)
-      out["mask"] = tf.concat([tf.ones([n], tf.float32), tf.zeros([missing], tf.float32)], axis=0)
-      return {k: tf.ensure_shape(v, [size, *v.shape[1:]]) for k, v in out.items()}
-
-    dataset = batches.map(pad, num_parallel_calls=tf.data.AUTOTUNE)
-    extra = num_batches - -(-self.host_num_clips(split) // size)
-    if extra > 0:  # this host's slice is shorter: whole padding batches keep every host in step
-      blank = tf.nest.map_structure(
-          lambda spec: tf.zeros(spec.shape, spec.dtype), dataset.element_spec
-      )
-      blank["index"] = -tf.ones([size], tf.int32)
-      dataset = dataset.concatenate(tf.data.Dataset.from_tensors(blank).repeat(extra))
-    return dataset
-
-  def eval_dataset(self, split: str) -> tf.data.Dataset:
-    """The tf.data pipeline behind `eval_batches`."""
-    size = self.host_eval_batch_size
-    dataset = self._padded(
-        self._serialized(split).batch(size), split, size, self.num_eval_batches(split)
-    )
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-  def eval_batches(self, split: str) -> Iterator[dict[str, np.ndarray]]:
-    """This host's `num_eval_batches(split)` padded evaluation batches of `split`, every clip once.
-
-    Each dict: the features, `label`, `audio_label`/`visual_label` (val/test), `mask` [B] float32 (0 on
-    padding) and `index` [B] int32 (-1 on padding), B = `eval_batch_size // process_count`.
-    """
-    yield from self.eval_dataset(split).as_numpy_iterator()
 
 
 def prepare(
@@ -464,8 +135,8 @@ def prepare(
     seed: int = 0,
     process_index: int | None = None,
     process_count: int | None = None,
-) -> LLPData:
-  """Builds the dataset of `data_config` if needed and returns this host's view of it.
+) -> streams.Streams:
+  """Builds the dataset of `data_config` if needed and returns this host's streams of it.
 
   Args:
     data_config: `config.data` as `configs/common.py` defines it (features_dir, labels_dir, layout, frames,
@@ -486,8 +157,15 @@ def prepare(
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
   builder = ensure_built(data_config)
-  return LLPData(
+  return streams.Streams(
       builder=builder,
+      feature_keys=FEATURE_KEYS,
+      label_keys=("label",),
+      eval_label_keys=DENSE_KEYS,
+      splits=annotations.SPLITS,
+      clip_id=annotations.clip_id,
+      description=builder.description_line,
+      synthetic=bool(builder.builder_config.synthetic),
       batch_size=int(batch_size),
       eval_batch_size=int(eval_batch_size),
       seed=int(seed),

@@ -1,4 +1,4 @@
-"""The data of a run: this host's `LLPData` for a run config, checked against the model, with pseudo labels.
+"""The data of an LLP run: this host's streams for a run config, checked against the model, with pseudo labels.
 
 `prepare_run(config)` is what training and evaluation read: `pipeline.prepare` on `config.data` with the
 run's batch sizes and seed, its feature widths checked against `config.model.input_dims`, and (for
@@ -20,11 +20,12 @@ from avvp_jax.data import annotations
 from avvp_jax.data import pipeline
 from avvp_jax.data import pseudo_labels
 from avvp_jax.data import simulated_teacher
+from avvp_jax.data import streams
 from avvp_jax.data import synthetic as synthetic_lib
 from avvp_jax.errors import InputError
 
 
-def prepare_run(config: ml_collections.ConfigDict, *, train: bool = True) -> pipeline.LLPData:
+def prepare_run(config: ml_collections.ConfigDict, *, train: bool = True) -> streams.Streams:
   """This host's data of the run `config` (a checked config, `state.resolve_config`).
 
   Args:
@@ -49,9 +50,9 @@ def prepare_run(config: ml_collections.ConfigDict, *, train: bool = True) -> pip
         f"(layout {config.data.layout!r})."
     )
   if train and config.data.pseudo_labels:
-    data.pseudo_labels = training_pseudo_labels(config, data.filenames("train"))
+    data.train_extras = training_pseudo_labels(config, data.filenames("train"))
   if train:
-    logging.info("%s", pseudo_label_line(config, data.pseudo_labels, data.num_train_clips))
+    logging.info("%s", pseudo_label_line(config, data.train_extras, data.num_train_clips))
   return data
 
 

@@ -17,7 +17,8 @@ with audio [B, T, Da], frames [B, T, Df] (pooled) or [B, 8T, Df] (raw), motion [
   plus decoder extras (MMIL: temporal_attention, modality_attention [B, T, 2, C]; LEAP: video_prob_soft,
   segment_*_logits, *_label_embedding).
 
-Registries map a config name to a builder `(model_config, dtype) -> nn.Module` ("none" refiner: None); a new
+Registries map a config name to a `Part`: a builder `(model_config, meta, dtype) -> nn.Module` ("none" refiner:
+None) and the config sections it reads (which the workdir contract and the ignored-field warning ask); a new
 encoder or decoder is one module plus one line here. Encoders map (audio [B, T, D], visual [B, T, D], train)
 to the same shapes (optionally plus a dict of extra outputs); decoders map them to the output dict above
 (without the embeddings, which `AVVPModel` adds). Encoders: "han" (han.py), "mmpyramid" (mmpyramid.py), "link"
@@ -32,10 +33,13 @@ module's attributes, so a new hyper-parameter touches the module and configs/com
   embed      InputEmbedding(hidden_dim=config.model.hidden_dim, **config.model.input_dims)
   encoder    HANEncoder(**config.model.han), MMPyramidEncoder(**config.model.mmpyramid),
              LINKEncoder(**config.model.link, han=HANEncoder(**config.model.han))
-  decoder    MMILDecoder(**config.model.mmil, num_classes=25), LEAPDecoder(**config.model.leap, num_classes=25)
-  refiner    PLSIM(**config.model.plsim)
+  decoder    MMILDecoder(**config.model.mmil, num_classes=C),
+             LEAPDecoder(**config.model.leap, num_classes=C, label_table=[C, L] table of the class names)
+  refiner    PLSIM(**config.model.plsim, audio_label_table=..., visual_label_table=...)
 
-(each with `dtype=`). A key that is not an attribute is an InputError naming the section, the key and the valid
+(each with `dtype=`), where the task's facts (`avvp_jax.task.Meta`, from `build_model(config.model, meta)`) give
+the class count C and names: LEAP's and PLSIM's class-name tables are loaded here, for those names, and handed
+to the modules, which know no dataset. A key that is not an attribute is an InputError naming the section, the key and the valid
 keys; only the sections of the chosen encoder, decoder and refiner are read.
 
 Compute dtype: `build_model(config.model, dtype=jnp.bfloat16)` (or the name "bfloat16"; None: float32) runs the
@@ -52,10 +56,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from avvp_jax.data import annotations
 from avvp_jax.errors import InputError
 from avvp_jax.models import embed
 from avvp_jax.models import han
+from avvp_jax.models import label_embeddings
 from avvp_jax.models import leap
 from avvp_jax.models import link
 from avvp_jax.models import mmil
@@ -63,7 +67,7 @@ from avvp_jax.models import mmpyramid
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
-Builder = Callable[[ml_collections.ConfigDict, Any], nn.Module | None]
+Builder = Callable[[ml_collections.ConfigDict, Any, Any], nn.Module | None]
 _NOT_FROM_CONFIG = ("parent", "name")  # flax's own Module fields
 
 
@@ -109,53 +113,102 @@ def _splat(
     ) from error
 
 
-def _han_encoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
+def _han_encoder(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+  del meta
   return _splat(han.HANEncoder, "han", model_config, dtype=dtype)
 
 
-def _mmpyramid_encoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
+def _mmpyramid_encoder(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+  del meta
   return _splat(mmpyramid.MMPyramidEncoder, "mmpyramid", model_config, dtype=dtype)
 
 
-def _link_encoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
+def _link_encoder(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
   return _splat(
-      link.LINKEncoder, "link", model_config, han=_han_encoder(model_config, dtype), dtype=dtype
+      link.LINKEncoder,
+      "link",
+      model_config,
+      han=_han_encoder(model_config, meta, dtype),
+      dtype=dtype,
   )
 
 
-def _mmil_decoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
+def _mmil_decoder(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+  return _splat(mmil.MMILDecoder, "mmil", model_config, num_classes=meta.num_classes, dtype=dtype)
+
+
+def _leap_decoder(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+  source = _field(model_config, "leap").get("label_embeddings", label_embeddings.PACKAGED)
+  table = (
+      None
+      if source == label_embeddings.LEARNED
+      else label_embeddings.load_label_embeddings(source, meta.class_names)
+  )
   return _splat(
-      mmil.MMILDecoder, "mmil", model_config, num_classes=annotations.NUM_CLASSES, dtype=dtype
+      leap.LEAPDecoder,
+      "leap",
+      model_config,
+      num_classes=meta.num_classes,
+      label_table=table,
+      dtype=dtype,
   )
 
 
-def _leap_decoder(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
-  return _splat(
-      leap.LEAPDecoder, "leap", model_config, num_classes=annotations.NUM_CLASSES, dtype=dtype
-  )
+def _no_refiner(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> None:
+  del model_config, meta, dtype
 
 
-def _no_refiner(model_config: ml_collections.ConfigDict, dtype: Any) -> None:
-  del model_config, dtype
+def _plsim_refiner(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+  section = _field(model_config, "plsim")
+  tables = {
+      f"{modality}_label_table": label_embeddings.load_label_embeddings(
+          section.get(f"{modality}_label_embeddings", label_embeddings.PACKAGED), meta.class_names
+      )
+      for modality in ("audio", "visual")
+  }
+  return _splat(link.PLSIM, "plsim", model_config, **tables, dtype=dtype)
 
 
-def _plsim_refiner(model_config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
-  return _splat(link.PLSIM, "plsim", model_config, dtype=dtype)
+@dataclasses.dataclass(frozen=True)
+class Part:
+  """A registry entry: `build(config.model, meta, dtype)` and the `config.model` sections it reads."""
+
+  build: Builder
+  sections: tuple[str, ...]
 
 
-ENCODERS: dict[str, Builder] = {
-    "han": _han_encoder,
-    "mmpyramid": _mmpyramid_encoder,
-    "link": _link_encoder,
+ENCODERS: dict[str, Part] = {
+    "han": Part(_han_encoder, ("han",)),
+    "mmpyramid": Part(_mmpyramid_encoder, ("mmpyramid",)),
+    "link": Part(_link_encoder, ("link", "han")),
 }
-DECODERS: dict[str, Builder] = {
-    "mmil": _mmil_decoder,
-    "leap": _leap_decoder,
+DECODERS: dict[str, Part] = {
+    "mmil": Part(_mmil_decoder, ("mmil",)),
+    "leap": Part(_leap_decoder, ("leap",)),
 }
-REFINERS: dict[str, Builder] = {
-    "none": _no_refiner,
-    "plsim": _plsim_refiner,
+REFINERS: dict[str, Part] = {
+    "none": Part(_no_refiner, ()),
+    "plsim": Part(_plsim_refiner, ("plsim",)),
 }
+# The module each section of config.model is splatted into: its attribute defaults are configs/common.py's.
+SECTION_MODULES: dict[str, type[nn.Module]] = {
+    "han": han.HANEncoder,
+    "mmpyramid": mmpyramid.MMPyramidEncoder,
+    "link": link.LINKEncoder,
+    "mmil": mmil.MMILDecoder,
+    "leap": leap.LEAPDecoder,
+    "plsim": link.PLSIM,
+}
+_PARTS = {"encoder": ENCODERS, "decoder": DECODERS, "refiner": REFINERS}
+
+
+def sections_read(model_config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The sections of `config.model` its encoder, decoder and refiner read (unknown names: none)."""
+  read = []
+  for part, registry in _PARTS.items():
+    entry = registry.get(model_config.get(part, "none"))
+    read.extend(entry.sections if entry else ())
+  return tuple(dict.fromkeys(read))
 
 
 class AVVPModel(nn.Module):
@@ -216,19 +269,22 @@ def resolve_dtype(name: str, field: str = "compute dtype") -> Any:
 
 
 def _builder(
-    model_config: ml_collections.ConfigDict, field: str, registry: dict[str, Builder]
+    model_config: ml_collections.ConfigDict, field: str, registry: dict[str, Part]
 ) -> Builder:
   name = _field(model_config, field)
   if name not in registry:
     raise InputError(f"config.model.{field} {name!r} is unknown: use one of {sorted(registry)}.")
-  return registry[name]
+  return registry[name].build
 
 
-def build_model(model_config: ml_collections.ConfigDict, dtype: Any = None) -> AVVPModel:
-  """The model of `config.model` (see the package docstring for how each section builds its module).
+def build_model(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any = None) -> AVVPModel:
+  """The model of `config.model` for a task's data (see the package docstring for how each section builds
+  its module).
 
   Args:
     model_config: `config.model`.
+    meta: the task's facts (`avvp_jax.task.Meta`): the class count and names size the decoder (and LEAP's
+      and PLSIM's class-name tables), the frames stream's frames per segment the embedding.
     dtype: the computation dtype: a jnp dtype or a name of `COMPUTE_DTYPES`; None: float32.
 
   Raises:
@@ -247,11 +303,12 @@ def build_model(model_config: ml_collections.ConfigDict, dtype: Any = None) -> A
       "input_dims",
       model_config,
       hidden_dim=_field(model_config, "hidden_dim"),
+      frames_per_segment=meta.frames_per_segment,
       dtype=dtype,
   )
   return AVVPModel(
       embed=embedding,
-      encoder=encoder(model_config, dtype),
-      decoder=decoder(model_config, dtype),
-      refiner=refiner(model_config, dtype),
+      encoder=encoder(model_config, meta, dtype),
+      decoder=decoder(model_config, meta, dtype),
+      refiner=refiner(model_config, meta, dtype),
   )

@@ -18,7 +18,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from avvp_jax.data import features as features_lib
 from avvp_jax.errors import InputError
 from avvp_jax.models import layers
 
@@ -34,6 +33,8 @@ class InputEmbedding(nn.Module):
     audio: Da, the audio features' width (VGGish 128; CLAP 512).
     frames: Df, the frame features' width (ResNet-152 2048; CLIP 768).
     motion: Dm, the motion features' width (R(2+1)D-18 512); 0: no motion stream.
+    frames_per_segment: F, frames a segment when they come raw ([B, F*T, Df]; LLP's 8 a second); the builder
+      gives the task's (`Meta.frames_per_segment`).
     dtype: computation dtype (params stay float32).
   """
 
@@ -41,6 +42,7 @@ class InputEmbedding(nn.Module):
   audio: int = 128
   frames: int = 2048
   motion: int = 512
+  frames_per_segment: int = 8
   dtype: layers.Dtype | None = None
 
   @nn.compact
@@ -57,16 +59,19 @@ class InputEmbedding(nn.Module):
     audio_BxTxD = dense(self.hidden_dim, audio_dim, "fc_a")(audio_BxTxA)
 
     frames_embedded = dense(self.hidden_dim, self.frames, "fc_v")(frames_BxNxF)
-    if frames_BxNxF.shape[:2] == (batch, num_seconds * features_lib.FRAMES_PER_SECOND):
+    if self.frames_per_segment > 1 and frames_BxNxF.shape[:2] == (
+        batch,
+        num_seconds * self.frames_per_segment,
+    ):
       frames_BxTxD = frames_embedded.reshape(
-          batch, num_seconds, features_lib.FRAMES_PER_SECOND, self.hidden_dim
+          batch, num_seconds, self.frames_per_segment, self.hidden_dim
       ).mean(axis=2)
     elif frames_BxNxF.shape[:2] == (batch, num_seconds):
       frames_BxTxD = frames_embedded
     else:
       raise InputError(
           f"frames of shape {tuple(frames_BxNxF.shape)} fit neither [B, T, Df] nor [B, 8T, Df] with the "
-          f"audio's B={batch}, T={num_seconds}: give {features_lib.FRAMES_PER_SECOND} frames or one pooled "
+          f"audio's B={batch}, T={num_seconds}: give {self.frames_per_segment} frames or one pooled "
           "feature per audio segment."
       )
 

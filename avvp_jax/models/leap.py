@@ -40,11 +40,12 @@ Param names: `fc_l`, `fc_la`, `fc_lv` as in the official code; block i of the au
 learned label embeddings, `label_embedding` [C, learned_label_dim].
 """
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from avvp_jax.data import annotations
 from avvp_jax.errors import InputError
 from avvp_jax.models import label_embeddings as label_embeddings_lib
 from avvp_jax.models import layers
@@ -119,20 +120,22 @@ class LEAPBlock(nn.Module):
 class LEAPDecoder(nn.Module):
   """LEAP decoding of [B, T, D] audio and visual segments into the output dict (see the module docstring).
 
-  Built as `LEAPDecoder(**config.model.leap, num_classes=..., dtype=...)`: the section's keys are these
-  attributes (all but num_classes and dtype).
+  Built as `LEAPDecoder(**config.model.leap, num_classes=..., label_table=..., dtype=...)`: the section's keys
+  are these attributes (all but num_classes, label_table and dtype; `models.build_model` loads the table for
+  the task's class names).
 
   Attributes:
-    num_classes: C (LLP: 25); must match the label embeddings' rows.
+    num_classes: C, the task's classes; the label table's rows.
     num_blocks: N blocks per modality (official 2).
     num_heads, ffn_dim, dropout, attention_dropout, variant: per block, see `LEAPBlock` (ffn_dim 0: D).
     label_embeddings: "packaged", "learned", a .npy path or a GloVe text path (see `label_embeddings.py`).
+    label_table: the [C, L] class-name embeddings `label_embeddings` names (None with "learned").
     learned_label_dim: width of the learned table ("learned" only).
     filter: "union" (official) or "modality": which video-level probabilities gate segment predictions.
     dtype: computation dtype.
   """
 
-  num_classes: int = annotations.NUM_CLASSES
+  num_classes: int = 0
   num_blocks: int = 2
   num_heads: int = 8
   ffn_dim: int = 0
@@ -141,10 +144,11 @@ class LEAPDecoder(nn.Module):
   variant: str = "official"
   label_embeddings: str = label_embeddings_lib.PACKAGED
   learned_label_dim: int = label_embeddings_lib.PACKAGED_DIM
+  label_table: Any = None
   filter: str = "union"
   dtype: layers.Dtype | None = None
 
-  def label_table(self) -> jax.Array:
+  def label_queries_table(self) -> jax.Array:
     """The [C, D_label] label embeddings (a constant, or the learned parameter)."""
     if self.label_embeddings == label_embeddings_lib.LEARNED:
       return self.param(
@@ -153,12 +157,18 @@ class LEAPDecoder(nn.Module):
           (self.num_classes, self.learned_label_dim),
           jnp.float32,
       )
-    if self.num_classes != annotations.NUM_CLASSES:
+    if self.label_table is None:
       raise InputError(
-          f"LEAP with {self.num_classes} classes needs label_embeddings='learned': the files "
-          f"hold the {annotations.NUM_CLASSES} LLP classes."
+          "LEAPDecoder was built without its label table: build it with avvp_jax.models.build_model, "
+          "which loads config.model.leap.label_embeddings for the task's class names."
       )
-    return jnp.asarray(label_embeddings_lib.load_label_embeddings(self.label_embeddings))
+    table_CxL = jnp.asarray(self.label_table, jnp.float32)
+    if table_CxL.ndim != 2 or table_CxL.shape[0] != self.num_classes:
+      raise InputError(
+          f"LEAP's label table has shape {tuple(table_CxL.shape)}: expected [{self.num_classes}, L], "
+          "one row per class."
+      )
+    return table_CxL
 
   @nn.compact
   def __call__(
@@ -175,7 +185,7 @@ class LEAPDecoder(nn.Module):
     if self.num_blocks < 1:
       raise InputError(f"config.model.leap.num_blocks is {self.num_blocks}: use 1 or more.")
     batch, _, dim = audio_BxTxD.shape
-    table_CxL = self.label_table()
+    table_CxL = self.label_queries_table()
     queries_CxD = layers.torch_dense(dim, table_CxL.shape[-1], name="fc_l", dtype=self.dtype)(
         table_CxL
     )

@@ -42,11 +42,12 @@ MLPs (L -> D -> D, ReLU) map it to FiLM parameters:
   under `first_pass_*` so that a loss can train it (the test-time labels come from it).
 """
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from avvp_jax.data import annotations
 from avvp_jax.errors import InputError
 from avvp_jax.models import han as han_lib
 from avvp_jax.models import label_embeddings as label_embeddings_lib
@@ -204,12 +205,14 @@ class LINKEncoder(nn.Module):
 class PLSIM(nn.Module):
   """Pseudo-label semantic interaction: FiLM of the [B, T, D] segments by their labels' text embeddings.
 
-  Built as `PLSIM(**config.model.plsim, dtype=...)` when `config.model.refiner == "plsim"`: the section's keys
-  are these attributes but `dtype`.
+  Built as `PLSIM(**config.model.plsim, audio_label_table=..., visual_label_table=..., dtype=...)` when
+  `config.model.refiner == "plsim"`: the section's keys are these attributes but the tables and `dtype`
+  (`models.build_model` loads the tables for the task's class names).
 
   Attributes:
-    audio_label_embeddings, visual_label_embeddings: the [C, L] class-name tables ("packaged" or a .npy path,
-      e.g. CLAP / CLIP text embeddings of the prompted class names).
+    audio_label_embeddings, visual_label_embeddings: where the [C, L] class-name tables come from ("packaged"
+      or a .npy path, e.g. CLAP / CLIP text embeddings of the prompted class names).
+    audio_label_table, visual_label_table: those tables, [C, L].
     hidden_dim: hidden width of the four MLPs; 0: D.
     threshold: on the decoder's segment probabilities when the model's own predictions are the labels.
     train_gate: in training, keep own predictions only for the weak labels' classes (when they are given).
@@ -218,6 +221,8 @@ class PLSIM(nn.Module):
 
   audio_label_embeddings: str = label_embeddings_lib.PACKAGED
   visual_label_embeddings: str = label_embeddings_lib.PACKAGED
+  audio_label_table: Any = None
+  visual_label_table: Any = None
   hidden_dim: int = 0
   threshold: float = 0.5
   train_gate: bool = True
@@ -265,14 +270,18 @@ class PLSIM(nn.Module):
         visual_label
     )
     num_classes = audio_label.shape[-1]
-    if num_classes != annotations.NUM_CLASSES:
-      raise InputError(
-          f"PLSIM got labels of {num_classes} classes; the class-name tables hold the "
-          f"{annotations.NUM_CLASSES} LLP classes."
-      )
 
-    def text_embedding(source, label_BxTxC):
-      table_CxL = jnp.asarray(label_embeddings_lib.load_label_embeddings(source))
+    def text_embedding(table, label_BxTxC):
+      if table is None:
+        raise InputError(
+            "PLSIM was built without its class-name tables: build it with avvp_jax.models.build_model."
+        )
+      table_CxL = jnp.asarray(table, jnp.float32)
+      if table_CxL.shape[0] != num_classes:
+        raise InputError(
+            f"PLSIM got labels of {num_classes} classes; its class-name table has "
+            f"{table_CxL.shape[0]} rows."
+        )
       count_BxTx1 = label_BxTxC.sum(axis=-1, keepdims=True)
       return jnp.einsum("btc,cl->btl", label_BxTxC, table_CxL) / jnp.maximum(count_BxTx1, 1.0)
 
@@ -289,11 +298,9 @@ class PLSIM(nn.Module):
       x32 = x_BxTxD.astype(jnp.float32)
       return (x32 * scale_BxTxD + shift_BxTxD + x32).astype(x_BxTxD.dtype)
 
-    audio_BxTxD = film(
-        "audio", audio_BxTxD, text_embedding(self.audio_label_embeddings, audio_label)
-    )
+    audio_BxTxD = film("audio", audio_BxTxD, text_embedding(self.audio_label_table, audio_label))
     visual_BxTxD = film(
-        "visual", visual_BxTxD, text_embedding(self.visual_label_embeddings, visual_label)
+        "visual", visual_BxTxD, text_embedding(self.visual_label_table, visual_label)
     )
     return (
         audio_BxTxD,

@@ -26,11 +26,11 @@ class MMILDecoder(nn.Module):
   """Attentive MMIL pooling of [B, T, D] audio and visual segments into the output dict.
 
   Attributes:
-    num_classes: C (LLP: 25).
+    num_classes: C, the task's classes (`models.build_model` gives them).
     dtype: computation dtype of the Dense layers; probabilities are float32.
   """
 
-  num_classes: int = 25
+  num_classes: int = 0
   dtype: layers.Dtype | None = None
 
   @nn.compact

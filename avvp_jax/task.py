@@ -1,0 +1,165 @@
+"""What a task family hands the trainer: its facts (`Meta`), data, losses and evaluators (`Task`).
+
+The trainer's layer (`state`, `train`, `evaluate`, `checkpoint`, `workdir`) knows no dataset: it asks the task of
+`config.task` (`avvp_jax.tasks.get`) for everything that depends on one, in the spirit of scenic's
+`ClassificationModel` and nanodo's `get_model_and_loss`:
+
+  meta(config)                 class names and count, segments per clip, the model's input features, splits
+  check_config(config)         the task's checks and derived fields of a run config (unlocked copy, in place)
+  recipe(config)               the epochs and peak learning rate the run trains with (a reduced recipe, say)
+  prepare_data(config, train=) this host's `streams.Streams`: padded, masked, resumable, seed-stacked batches
+  input_keys                   the batch entries the model reads, in the order the model takes them
+  guidance(batch)              what a training batch also tells the model (e.g. labels for a refiner)
+  dummy_batch(meta, n)         zeros of the model inputs' shapes, for initialisation
+  loss(loss_config, outputs, batch)  (scalar loss, {term: value})
+  evaluators                   {type name: Evaluator class}, built as `Evaluator(meta)`
+  default_evaluator, default_best_metric
+
+An `Evaluator` has big_vision's shape: `batch_sums(outputs, batch)` is jittable and turns one batch into
+masked sums (padding rows, `mask == 0`, count for nothing), `scores(totals)` turns the split-wide float64 sums
+into the reported numbers, and `keys` names the headline scores (what `seed_report` averages over seeds and
+what `checkpoint.best_metric` may name).
+
+A new task family is a package under `avvp_jax/tasks/` with a `TASK` object of a `Task` subclass, and one
+line in `avvp_jax/tasks/__init__.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
+
+PyTree = Any
+Batch = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+  """One model input of a clip: its batch key, per-clip shape (no batch axis) and dtype.
+
+  E.g. LLP's official layout: `FeatureSpec("audio", (10, 128))`, `FeatureSpec("frames", (10, 2048))` (pooled)
+  or `(80, 2048)` (raw), `FeatureSpec("motion", (10, 512))`.
+  """
+
+  name: str
+  shape: tuple[int, ...]
+  dtype: str = "float32"
+
+  @property
+  def width(self) -> int:
+    """The last axis: the feature's channels."""
+    return int(self.shape[-1])
+
+
+@dataclasses.dataclass(frozen=True)
+class Meta:
+  """The facts of a task's data that size a model and its evaluation.
+
+  Attributes:
+    task: the task family's name (`config.task`).
+    class_names: the classes in label order (`[C]` of every label array).
+    num_segments: T, segments (seconds) per clip.
+    features: the model's inputs, in `Task.input_keys` order (a stream the data lack is left out).
+    splits: the data's splits; `eval_splits` those with dense labels to score.
+    eval_splits: splits an evaluator scores.
+    frames_per_segment: frames of the `frames` stream per segment as extracted (LLP's ResNet-152 frames: 8 a
+      second); the data may hand them pooled (one per segment) or raw, and a model embedding takes both.
+  """
+
+  task: str
+  class_names: tuple[str, ...]
+  num_segments: int
+  features: tuple[FeatureSpec, ...]
+  frames_per_segment: int = 1
+  splits: tuple[str, ...] = ("train", "val", "test")
+  eval_splits: tuple[str, ...] = ("val", "test")
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  def feature(self, name: str) -> FeatureSpec | None:
+    """The spec of input `name`; None when the data have no such stream."""
+    return next((spec for spec in self.features if spec.name == name), None)
+
+  def input_dims(self, names: tuple[str, ...]) -> dict[str, int]:
+    """{name: width} of `names` (0 for a stream the data lack)."""
+    return {name: spec.width if (spec := self.feature(name)) else 0 for name in names}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """How long and how fast a run trains: `num_epochs` passes at peak learning rate `learning_rate`.
+
+  `note` says why it differs from the config's own fields (e.g. a reduced recipe on synthetic data); empty
+  when it does not.
+  """
+
+  num_epochs: int
+  learning_rate: float
+  note: str = ""
+
+
+class Evaluator:
+  """Scores model outputs on padded batches (see the module docstring); subclasses set `keys`."""
+
+  keys: tuple[str, ...] = ()
+
+  def __init__(self, meta: Meta):
+    self.meta = meta
+
+  def batch_sums(self, outputs: Mapping[str, Any], batch: Batch) -> PyTree:
+    """Jittable: masked sums of one batch (a pytree of arrays; `batch["mask"]` [B] is 0 on padding)."""
+    raise NotImplementedError
+
+  def scores(self, totals: PyTree) -> dict[str, Any]:
+    """The scores from the split's float64 sums (`batch_sums` added over batches): `keys` and extras,
+    with "num_clips" the number of real clips scored."""
+    raise NotImplementedError
+
+
+class Task:
+  """A task family's facts, data, losses and evaluators (see the module docstring for each member)."""
+
+  name: str = ""
+  input_keys: tuple[str, ...] = ()
+  evaluators: Mapping[str, type[Evaluator]] = {}
+  default_evaluator: str = ""
+  default_best_metric: str = ""
+
+  def meta(self, config) -> Meta:
+    raise NotImplementedError
+
+  def check_config(self, config) -> None:
+    """Raises InputError on task fields that cannot work; may fill derived fields of the unlocked copy."""
+
+  def recipe(self, config) -> Recipe:
+    return Recipe(int(config.num_epochs), float(config.optimizer.learning_rate))
+
+  def prepare_data(self, config, *, train: bool = True):
+    raise NotImplementedError
+
+  def guidance(self, batch: Batch) -> dict[str, Any]:
+    """Model keyword inputs a training batch gives (never at evaluation); default none."""
+    del batch
+    return {}
+
+  def dummy_batch(self, meta: Meta, batch_size: int = 1) -> dict[str, np.ndarray]:
+    """Zeros of the model inputs' shapes `[batch_size, ...]` (streams the data lack are left out)."""
+    return {
+        spec.name: np.zeros((batch_size, *spec.shape), spec.dtype)
+        for spec in meta.features
+        if spec.name in self.input_keys
+    }
+
+  def loss(
+      self, loss_config, outputs: Mapping[str, Any], batch: Batch
+  ) -> tuple[Any, dict[str, Any]]:
+    raise NotImplementedError
+
+  def data_line(self, config) -> str:
+    """What the run's data are, for the launcher's last lines (e.g. a features folder)."""
+    del config
+    return self.name

@@ -1,0 +1,176 @@
+"""LLP as a task: audio-visual video parsing, 25 classes, 10 one-second segments, weak training labels.
+
+What the trainer asks of it (`avvp_jax.task`):
+  meta          the 25 LLP classes, 10 segments, the features of `config.data.layout` / `frames` at the widths
+                of `config.model.input_dims` (which follow the layout unless set by hand)
+  check_config  the data fields: layout, features folder, pseudo labels against the loss, the synthetic
+                set's LEAP label table
+  recipe        the reduced recipe of the embedded SYNTHETIC data (`synthetic_num_epochs`,
+                `synthetic_learning_rate`), else the config's own epochs and learning rate
+  prepare_data  `run_data.prepare_run`: the TFDS build's per-host streams, pseudo labels attached
+  guidance      the weak labels and segment pseudo labels of a training batch (LINK's PLSIM reads them)
+  loss          `losses.compute_loss` (HAN, LEAP, LINK)
+  evaluators    "parsing": the official segment- and event-level F1s (`evaluator.ParsingEvaluator`)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from absl import logging
+import ml_collections
+
+from avvp_jax import losses as losses_lib
+from avvp_jax import task as task_lib
+from avvp_jax.data import annotations
+from avvp_jax.data import features as features_lib
+from avvp_jax.data import pseudo_labels
+from avvp_jax.data import simulated_teacher
+from avvp_jax.data import synthetic as synthetic_lib
+from avvp_jax.errors import InputError
+from avvp_jax.tasks.llp import evaluator as evaluator_lib
+
+INPUT_KEYS = ("audio", "frames", "motion")  # the model's positional inputs (motion absent: None)
+
+
+def _meta(layout: str, frames: str, input_dims: Mapping[str, int]) -> task_lib.Meta:
+  """The facts of LLP features of `layout` (`frames` pooled or raw) at the widths `input_dims`."""
+  shapes = features_lib.output_shapes(layout, frames)
+  return task_lib.Meta(
+      task="llp",
+      class_names=annotations.CLASSES,
+      num_segments=annotations.NUM_SECONDS,
+      features=tuple(
+          task_lib.FeatureSpec(name, (shapes[name][0], int(input_dims[name])))
+          for name in INPUT_KEYS
+          if input_dims.get(name)
+      ),
+      frames_per_segment=features_lib.FRAMES_PER_SECOND,
+      splits=annotations.SPLITS,
+      eval_splits=("val", "test"),
+  )
+
+
+# The official layout's facts: what a model built outside a run (tests, converters) is sized by.
+META = _meta("official", "pooled", dict(audio=128, frames=2048, motion=512))
+
+
+class LLPTask(task_lib.Task):
+  """Audio-visual video parsing on LLP (see the module docstring)."""
+
+  name = "llp"
+  input_keys = INPUT_KEYS
+  evaluators = {"parsing": evaluator_lib.ParsingEvaluator}
+  default_evaluator = "parsing"
+  default_best_metric = "segment/type"
+
+  def meta(self, config: ml_collections.ConfigDict) -> task_lib.Meta:
+    layout = config.data.get("layout", "official")
+    frames = "pooled" if layout == "clip_clap" else config.data.get("frames", "pooled")
+    return _meta(layout, frames, config.model.input_dims)
+
+  def check_config(self, config: ml_collections.ConfigDict) -> None:
+    data = config.data
+    synthetic = synthetic_lib.is_synthetic(data)
+    if (
+        synthetic
+        and config.get("synthetic_label_embeddings")
+        and config.model.decoder == "leap"
+        and config.model.leap.label_embeddings == "packaged"
+    ):  # an explicitly chosen table is kept; recorded so in config.json
+      config.model.leap.label_embeddings = config.synthetic_label_embeddings
+    if data.pseudo_labels == simulated_teacher.SIMULATED and not synthetic:
+      raise InputError(
+          "config.data.pseudo_labels='simulated' exists only for the embedded synthetic data (it "
+          "simulates a teacher from the set's hidden dense labels): with real features point it at "
+          "VALOR's pseudo-label folder or at one made by launch/make_pseudo_labels.py."
+      )
+    needed = losses_lib.needs_pseudo_labels(config.loss)
+    if needed and not data.pseudo_labels:
+      raise InputError(
+          f"config.loss.{needed[0]} is True but config.data.pseudo_labels is empty: give segment pseudo "
+          "labels (VALOR's folder, one made by launch/make_pseudo_labels.py, or 'simulated' on the "
+          f"embedded synthetic data), or set --config.loss.{'=False --config.loss.'.join(needed)}=False."
+      )
+    if data.features_dir:
+      if not os.path.isdir(os.path.expanduser(data.features_dir)):
+        raise InputError(
+            f"config.data.features_dir {data.features_dir!r} does not exist: point it at the folder "
+            "holding the LLP feature folders, or leave it empty for the embedded synthetic data."
+        )
+      features_lib.check_layout_folders(data.features_dir, data.layout)  # before TFDS is asked
+    _input_dims_from_layout(config)
+
+  def recipe(self, config: ml_collections.ConfigDict) -> task_lib.Recipe:
+    """The reduced recipe on the embedded synthetic data (each replacement when set), else the config's."""
+    epochs, rate = int(config.num_epochs), float(config.optimizer.learning_rate)
+    if not synthetic_lib.is_synthetic(config.data):
+      return task_lib.Recipe(epochs, rate)
+    if config.get("synthetic_num_epochs", 0) > 0:
+      epochs = int(config.synthetic_num_epochs)
+    if config.get("synthetic_learning_rate", 0) > 0:
+      rate = float(config.synthetic_learning_rate)
+    return task_lib.Recipe(
+        epochs,
+        rate,
+        note=(
+            f"SYNTHETIC data: reduced recipe ({epochs} epochs at peak learning rate {rate:g}); set "
+            f"config.data.features_dir for real LLP features and the full recipe ({config.num_epochs} "
+            "epochs)."
+        ),
+    )
+
+  def prepare_data(self, config: ml_collections.ConfigDict, *, train: bool = True):
+    from avvp_jax.data import run_data  # pylint: disable=g-import-not-at-top  (TensorFlow only when data are read)
+
+    return run_data.prepare_run(config, train=train)
+
+  def guidance(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+    """The weak labels as `video_label` and (when the batch has them) the segment pseudo labels as
+    `segment_labels`: training-time inputs of LINK's PLSIM, ignored by every other model."""
+    guidance = {"video_label": batch["label"]}
+    if pseudo_labels.AUDIO_BATCH_KEY in batch and pseudo_labels.VISUAL_BATCH_KEY in batch:
+      guidance["segment_labels"] = (
+          batch[pseudo_labels.AUDIO_BATCH_KEY],
+          batch[pseudo_labels.VISUAL_BATCH_KEY],
+      )
+    return guidance
+
+  def loss(self, loss_config, outputs, batch):
+    return losses_lib.compute_loss(loss_config, outputs, batch)
+
+  def data_line(self, config: ml_collections.ConfigDict) -> str:
+    if synthetic_lib.is_synthetic(config.data):
+      return "SYNTHETIC data (avvp_jax.data.synthetic)"
+    return config.data.features_dir
+
+
+def _input_dims_from_layout(config: ml_collections.ConfigDict) -> None:
+  """`config.model.input_dims` of `config.data.layout` when all three are still the official layout's
+  defaults (configs/common.py) and another layout is chosen: `clip_clap` gives audio 768, frames 768 and no
+  motion stream. Dims set by hand (any of the three changed) are kept; the data check names a mismatch.
+  """
+  layout = config.data.layout
+  if layout == "official":
+    return
+  features_lib.check_layout(layout, config.data.frames)
+  if dict(config.model.input_dims) != _layout_input_dims("official"):
+    return
+  dims = _layout_input_dims(layout)
+  config.model.input_dims = ml_collections.ConfigDict(dims)
+  logging.info(
+      "config.model.input_dims from the %r layout: %s (set --config.model.input_dims.* to "
+      "override).",
+      layout,
+      ", ".join(f"{name} {value}" for name, value in dims.items()),
+  )
+
+
+def _layout_input_dims(layout: str) -> dict[str, int]:
+  """{audio, frames, motion} widths of `layout` (0: no such stream), as config.model.input_dims."""
+  shapes = features_lib.output_shapes(layout)
+  return {name: int(shapes[name][1]) if name in shapes else 0 for name in INPUT_KEYS}
+
+
+TASK = LLPTask()

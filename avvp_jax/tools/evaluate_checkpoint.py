@@ -1,0 +1,153 @@
+"""Scoring a trained checkpoint on a whole split: `evaluate_checkpoint`, and where its report goes.
+
+`launch/evaluate.py` calls `evaluate_checkpoint(config, workdir, split, checkpoint)`: the checkpoint's config
+(or the one given), its task's data and default evaluator, the generic padded loop of `avvp_jax.evaluate`,
+and `eval_<split>.json` written beside the run (`report_path`, `report_dir`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Collection
+
+from absl import logging
+from etils import epath
+import jax
+import ml_collections
+
+from avvp_jax import checkpoint as checkpoint_lib
+from avvp_jax import evaluate
+from avvp_jax import sharding
+from avvp_jax import state as state_lib
+from avvp_jax import tasks
+from avvp_jax.errors import InputError
+
+
+def report_path(
+    workdir: str | None, checkpoint: str | None, split: str, out: str | None = None
+) -> str:
+  """The file `evaluate_checkpoint` writes: `out`, else `report_dir(...)/eval_<split>.json`.
+
+  Raises:
+    InputError: the report would go into a local folder that cannot be written (e.g. a read-only
+      converted checkpoint): the message says to pass `--out=FILE.json`.
+  """
+  if out:
+    path = checkpoint_lib.absolute(out)
+    if os.path.isdir(path):
+      path = os.path.join(path, f"eval_{split}.json")
+    where, fix = os.path.dirname(path), "pass another --out"
+  else:
+    folder = report_dir(workdir, checkpoint)
+    path = os.path.join(folder, f"eval_{split}.json")
+    where, fix = folder, "pass --out=FILE.json (the report's file) or --workdir=DIR"
+  if "://" not in path:
+    existing = where
+    while existing and not os.path.exists(existing):
+      existing = os.path.dirname(existing)
+    if not os.access(existing or ".", os.W_OK) or (
+        os.path.exists(path) and not os.access(path, os.W_OK)
+    ):
+      raise InputError(f"the report {path} cannot be written ({existing} is read-only): {fix}.")
+  return path
+
+
+def report_dir(workdir: str | None, checkpoint: str | None) -> str:
+  """Where `evaluate_checkpoint` writes its report: `workdir`; without one, the checkpoint's workdir (for a step
+  folder WORKDIR/best/STEP) or the checkpoint folder itself (a params-only or converted checkpoint).
+  """
+  if workdir is not None:
+    return checkpoint_lib.absolute(workdir)
+  if not checkpoint:
+    raise InputError(
+        "neither a workdir nor a checkpoint to evaluate was given: pass --workdir or --checkpoint."
+    )
+  return checkpoint_lib.resolve(checkpoint).report_dir
+
+
+def evaluate_checkpoint(
+    config: ml_collections.ConfigDict | None,
+    workdir: str | None,
+    split: str = "val",
+    checkpoint: str | None = None,
+    *,
+    explicit: Collection[str] | None = None,
+    out: str | None = None,
+) -> dict[str, Any]:
+  """Scores a checkpoint on a whole split and writes `workdir/eval_<split>.json` (or `out`).
+
+  Args:
+    config: the run config (data and model); None: the checkpoint's `config.json` (`checkpoint.resolve`
+      says where it lives).
+    workdir: the training workdir; its best save (else latest) is scored unless `checkpoint` is given. None:
+      `report_dir(None, checkpoint)`, e.g. a converted checkpoint's own folder.
+    split: "val" or "test".
+    checkpoint: another checkpoint (a step folder, another workdir, or a params-only folder such as a
+      converted official checkpoint written by `avvp_jax.checkpoint.save_params_checkpoint`).
+    explicit: the dotted names of the fields of `config` set explicitly (`launch/evaluate.py` passes its
+      `--config.x=y` overrides): `num_seeds` and `seed` not among them are the checkpoint's, as trained. None:
+      every field of `config` counts as set (a different number of seeds is an error).
+    out: the report's file (a folder: `out/eval_<split>.json`); None: `report_path`'s default,
+      beside the checkpoint for a params-only one. Checked for writing before anything is evaluated.
+
+  Returns:
+    The report written (`evaluate.seed_report` of the task's default evaluator, plus "split", "checkpoint"
+    and "data", a note saying synthetic when it is). LLP, one seed: the 10 metric keys (percent),
+    "per_class", "num_clips". A multi-seed workdir: the evaluator's keys hold the mean over the seeds, plus
+    "std" (sample standard deviation, same keys), "per_seed" (one dict per seed, with its "seed") and
+    "ensemble" (the scores of the outputs averaged over the seeds; LLP: the probabilities, before
+    thresholding).
+
+  Raises:
+    InputError: a bad split, no checkpoint at the path, or a config that does not fit the checkpoint.
+  """
+  if split not in ("val", "test"):
+    raise InputError(f"--split={split!r} is not an evaluation split: use val or test.")
+  if workdir is None and not checkpoint:
+    raise InputError(
+        "neither a workdir nor a checkpoint to evaluate was given: pass --workdir or --checkpoint."
+    )
+  source = checkpoint_lib.resolve(checkpoint or workdir)
+  path = epath.Path(report_path(workdir, checkpoint, split, out))
+  config = state_lib.resolve_config(checkpoint_lib.checkpoint_config(source, config, explicit))
+  task = tasks.of(config)
+  evaluator = task.evaluators[task.default_evaluator](task.meta(config))
+  seeds = state_lib.run_seeds(config)
+  mesh = sharding.make_mesh(num_seeds=len(seeds))
+  data = task.prepare_data(config, train=False)
+  _, params = checkpoint_lib.restore_params(source, config)
+  params = jax.device_put(params, sharding.seed_sharded(mesh))
+  model = state_lib.build_model(config)
+  eval_step = evaluate.make_eval_step(
+      evaluator,
+      model,
+      mesh,
+      num_seeds=len(seeds),
+      input_keys=task.input_keys,
+      ensemble=len(seeds) > 1,
+  )
+  start = time.time()
+  results = evaluate.run_evaluation(
+      eval_step,
+      evaluator,
+      params,
+      data.eval_batches(split),
+      mesh,
+      num_clips=data.num_eval_clips(split),
+  )
+  report = evaluate.seed_report(results, seeds, evaluator.keys)
+  logging.info(
+      "%s (%d clips, %.1fs): %s",
+      split,
+      report["num_clips"],
+      time.time() - start,
+      evaluate.summary_line(report, evaluator.keys),
+  )
+  report.update(split=split, checkpoint=source.path, data=data.description, task=task.name)
+  if jax.process_index() == 0:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+  logging.info("Wrote %s", path)
+  return report

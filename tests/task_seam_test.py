@@ -1,0 +1,119 @@
+"""The task seam: a toy second task (tests/toy_task.py) trains through launch/train.py, the registry, the meta."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+import jax
+import ml_collections
+import numpy as np
+
+from avvp_jax import models
+from avvp_jax import state as state_lib
+from avvp_jax import task as task_lib
+from avvp_jax import tasks
+from avvp_jax.errors import InputError
+from avvp_jax.tasks.llp import task as llp_task
+from train_test import ROOT, TIMEOUT_S, _env  # pylint: disable=g-bad-import-order
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+class ToyTaskTest(absltest.TestCase):
+
+  def test_trains_one_epoch_through_the_launcher(self):
+    root = tempfile.mkdtemp(prefix="toy_task_")
+    workdir = os.path.join(root, "workdir")
+    env = _env()
+    env["PYTHONPATH"] = TESTS + os.pathsep + env["PYTHONPATH"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "launch", "train.py"),
+            "--config=configs/han.py:tiny",
+            f"--workdir={workdir}",
+            "--config.task=toy_task",
+            f"--config.data.data_dir={root}/tfds",
+            "--config.num_epochs=1",
+            "--config.batch_size=8",
+            "--config.eval_batch_size=4",
+            "--config.model.input_dims.audio=6",
+            "--config.model.input_dims.frames=6",
+            "--config.model.input_dims.motion=0",
+            "--config.checkpoint.best_metric=accuracy",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
+    self.assertIn("validation, last epoch (10 clips; toy)", result.stdout)
+    self.assertRegex(result.stdout, r"accuracy +\d+\.\d\d")
+    stored = json.load(open(os.path.join(workdir, "config.json")))
+    self.assertEqual(stored["task"], "toy_task")
+    self.assertLen(os.listdir(os.path.join(workdir, "best")), 1)  # ranked by the toy's accuracy
+
+
+class RegistryTest(absltest.TestCase):
+
+  def test_unknown_task_is_one_line(self):
+    with self.assertRaisesRegex(InputError, "config.task 'nope' is unknown: use one of llp"):
+      tasks.get("nope")
+    with self.assertRaisesRegex(InputError, "is unknown"):
+      tasks.get("no_such_package.no_task")
+
+  def test_configs_before_tasks_are_llp(self):
+    config = ml_collections.ConfigDict({"num_seeds": 1})
+    state_lib.backfill(config)
+    self.assertEqual(config.task, "llp")
+    self.assertIs(tasks.of(config), llp_task.TASK)
+
+
+class MetaTest(absltest.TestCase):
+
+  def test_llp_meta_follows_the_layout(self):
+    meta = llp_task.META
+    self.assertEqual(meta.num_classes, 25)
+    self.assertEqual(meta.num_segments, 10)
+    self.assertEqual(meta.input_dims(llp_task.INPUT_KEYS), dict(audio=128, frames=2048, motion=512))
+    clip_clap = llp_task._meta("clip_clap", "pooled", dict(audio=768, frames=768, motion=0))
+    self.assertEqual([spec.name for spec in clip_clap.features], ["audio", "frames"])
+    raw = llp_task._meta("official", "raw", dict(audio=128, frames=2048, motion=512))
+    self.assertEqual(raw.feature("frames").shape, (80, 2048))
+
+  def test_models_are_sized_by_the_meta(self):
+    meta = task_lib.Meta(
+        task="three",
+        class_names=("a", "b", "c"),
+        num_segments=5,
+        features=(task_lib.FeatureSpec("audio", (5, 7)), task_lib.FeatureSpec("frames", (5, 9))),
+    )
+    config = ml_collections.ConfigDict(
+        dict(
+            encoder="han",
+            decoder="leap",
+            refiner="none",
+            hidden_dim=16,
+            input_dims=dict(audio=7, frames=9, motion=0),
+            han=dict(num_heads=2),
+            leap=dict(num_blocks=1, num_heads=2, label_embeddings="learned", learned_label_dim=8),
+        )
+    )
+    model = models.build_model(config, meta)
+    audio, frames = np.zeros((2, 5, 7), np.float32), np.zeros((2, 5, 9), np.float32)
+    params = model.init(jax.random.key(0), audio, frames, train=False)["params"]
+    outputs = model.apply({"params": params}, audio, frames, train=False)
+    self.assertEqual(outputs["segment_audio_prob"].shape, (2, 5, 3))
+    # A file table must have one row per class of the task: the packaged LLP table has 25.
+    config.leap.label_embeddings = "packaged"
+    with self.assertRaisesRegex(InputError, "25"):
+      models.build_model(config, meta)
+
+
+if __name__ == "__main__":
+  absltest.main()
