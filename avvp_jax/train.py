@@ -15,7 +15,9 @@ A run resumes automatically from `WORKDIR/checkpoints` (see `avvp_jax.checkpoint
 params, optimizer state, dropout keys, the data position, the bests so far and the timer are restored, and
 the data order and the per-step dropout keys (`fold_in(key, step)`) depend only on the seed, the epoch and
 the step, so a resumed run continues exactly as an uninterrupted one would. Each replica keeps its own best
-state (`avvp_jax.best_tracker`); reporting (timer, summaries, progress, profiler) is `avvp_jax.reporting`.
+state (`avvp_jax.best_tracker`); reporting (timer, summaries, progress, profiler) is `avvp_jax.reporting`,
+the log line `avvp_jax.train_log`, and when the loop logs, saves and validates, with what runs after each
+step (profiler, log line, test faults), `avvp_jax.hooks`.
 
 The workdir is a contract (`avvp_jax.workdir`): before anything is written the config is checked against
 the stored run's (a mismatch in the model, data, loss, optimizer or seeds is a one-line error), the workdir
@@ -25,22 +27,20 @@ a mid-epoch `checkpoint.every_steps` save is) and `interrupts.TrainingInterrupte
 resumes exactly. A signal during validation or a save is honoured once that is done; one before the loop
 starts (data preparation, initialisation, the restore) stops at once, as nothing new is there to save.
 
-Synthetic data: with `config.data.features_dir` empty the embedded LLP-structured synthetic dataset is
-used with a reduced recipe (`config.synthetic_num_epochs` epochs, and the synthetic set's own training
-size), logged as "SYNTHETIC data: ..."; with real features the config's recipe applies in full.
+Tasks: the loop knows no dataset. The task of `config.task` (`avvp_jax.tasks`) prepares the data streams,
+says which batch entries the model reads and what else a training batch tells it, computes the loss, names
+the evaluators (`evaluate.run_evaluators`: "val" ranks the epochs, `config.evals` adds more) and the recipe
+(e.g. LLP's reduced recipe on its embedded SYNTHETIC data, logged as such).
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from typing import Any, Callable
 
 from absl import logging
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -49,11 +49,14 @@ from jax.sharding import Mesh
 from avvp_jax import best_tracker
 from avvp_jax import checkpoint as checkpoint_lib
 from avvp_jax import evaluate as evaluate_lib
+from avvp_jax import faults
+from avvp_jax import hooks as hooks_lib
 from avvp_jax import interrupts
 from avvp_jax import reporting
 from avvp_jax import sharding
 from avvp_jax import state as state_lib
 from avvp_jax import tasks
+from avvp_jax import train_log
 from avvp_jax import workdir as workdir_lib
 from avvp_jax.errors import InputError
 
@@ -61,8 +64,8 @@ Batch = dict[str, Any]
 PyTree = Any
 
 
-class NonFiniteLossError(RuntimeError):
-  """The training loss became NaN or infinite; the message names the step and the batch's clips."""
+# The training loss became NaN or infinite (raised by the log line; `launch/train.py` catches it here).
+NonFiniteLossError = train_log.NonFiniteLossError
 
 
 # --- the step --------------------------------------------------------------------------------------
@@ -74,8 +77,9 @@ def make_train_step(
   """The pure train step of one replica, `(state, batch) -> (state, metrics)` (see `jit_train_step`).
 
   Dropout uses `fold_in(state.rng, state.step)`. `metrics` holds the loss, its terms and the gradient norm.
+  The task (`config.task`) says which batch entries the model reads, what a training batch also tells it
+  (`guidance`) and the loss.
   """
-  nan_at_step = config.debug.nan_loss_at_step
   task = tasks.of(config)
 
   def train_step(state: state_lib.TrainState, batch: Batch):
@@ -91,10 +95,7 @@ def make_train_step(
           rng=step_rng,
           guidance=task.guidance(batch),
       )
-      loss, terms = task.loss(config.loss, outputs, batch)
-      if nan_at_step >= 0:  # test hook, traced only when enabled
-        loss = jnp.where(state.step == nan_at_step, jnp.nan, loss)
-      return loss, terms
+      return task.loss(config.loss, outputs, batch)
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -106,7 +107,8 @@ def make_train_step(
     }
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-  return train_step
+  # Test machinery (`config.debug.nan_loss_at_step`); off, as in every real run, this is `train_step`.
+  return faults.nan_loss(config.debug.nan_loss_at_step, train_step)
 
 
 def jit_train_step(train_step: Callable, mesh: Mesh, abstract_state: PyTree) -> Callable:
@@ -126,103 +128,6 @@ def jit_train_step(train_step: Callable, mesh: Mesh, abstract_state: PyTree) -> 
 
 
 # --- reporting the run -----------------------------------------------------------------------------
-
-
-def _mean_std(values: np.ndarray, fmt: str) -> str:
-  """`mean` for one value, `mean ± std` (sample std) for several."""
-  values = np.asarray(values, np.float64)
-  if values.size == 1:
-    return format(float(values[0]), fmt)
-  return f"{format(float(values.mean()), fmt)} ± {format(float(values.std(ddof=1)), fmt)}"
-
-
-class _TrainLog:
-  """The train metrics of pending steps: fetched in one transfer per log line, checked, written, reported."""
-
-  def __init__(
-      self,
-      config: ml_collections.ConfigDict,
-      workdir: str,
-      seeds: list[int],
-      data: Any,
-      schedule: optax.Schedule,
-      chrono: reporting.Chrono,
-      first_step: int,
-      num_epochs: int,
-  ):
-    self.config, self.seeds, self.data, self.schedule, self.chrono = (
-        config,
-        seeds,
-        data,
-        schedule,
-        chrono,
-    )
-    self.num_epochs = num_epochs
-    self.writer = reporting.SummaryWriter(workdir)
-    self.seed_writers = (
-        [reporting.SummaryWriter(os.path.join(workdir, f"seed_{seed}")) for seed in seeds]
-        if len(seeds) > 1
-        else []
-    )
-    self.progress = reporting.Progress(chrono.total_steps, first_step, chrono)
-    self.pending: list[tuple[int, dict[str, jax.Array], np.ndarray]] = []
-
-  def add(self, step: int, metrics: dict[str, jax.Array], index: np.ndarray) -> None:
-    """Step `step` (0-based) ran on the clips `index` ([S, B] rows of the training split)."""
-    self.pending.append((step, metrics, index))
-    self.progress.update()
-
-  def flush(self, step: int, epoch: int) -> None:
-    """Fetches the pending metrics; raises NonFiniteLossError on a non-finite loss; logs `step`'s line."""
-    if not self.pending:
-      return
-    fetched = jax.device_get([m for _, m, _ in self.pending])
-    for (pending_step, _, index), values in zip(self.pending, fetched):
-      for k in np.flatnonzero(~np.isfinite(np.asarray(values["loss"]))):
-        clips = self.data.train_clip_ids(index[k])
-        shown = ", ".join(clips[:8]) + (", ..." if len(clips) > 8 else "")
-        replica = f" of the replica with seed {self.seeds[k]}" if len(self.seeds) > 1 else ""
-        raise NonFiniteLossError(
-            f"training loss{replica} is {float(values['loss'][k])} at step {pending_step} (0-based) on the batch "
-            f"of clips [{shown}]; the last good checkpoint is kept: lower the learning rate or check those clips' "
-            "features."
-        )
-    per_seed = {key: np.mean([v[key] for v in fetched], axis=0) for key in fetched[0]}  # [S] each
-    self.pending.clear()
-    timing = self.chrono.tick(step)
-    learning_rate = float(self.schedule(step - 1))
-    self.scalars(
-        step,
-        {f"train/{k}": v for k, v in per_seed.items()},
-        {
-            "train/learning_rate": learning_rate,
-            "train/clips_per_second": timing["clips_per_second"],
-            "train/steps_per_second": timing["steps_per_second"],
-        },
-    )
-    loss, rate = _mean_std(per_seed["loss"], ".4f"), f"{timing['clips_per_second']:.0f} clips/s"
-    self.progress.report(
-        f"loss {loss} lr {learning_rate:.1e} {rate}",
-        f"epoch {epoch + 1}/{self.num_epochs} step {step}/{self.chrono.total_steps}: loss {loss}, "
-        f"lr {learning_rate:.2e}, {rate}, ETA {reporting.format_duration(timing['eta_seconds'])}",
-    )
-
-  def scalars(
-      self, step: int, per_seed: dict[str, np.ndarray], shared: dict[str, float] | None = None
-  ) -> None:
-    """Summaries: the mean over seeds (and `shared`) at the workdir, each seed's values in `seed_<s>/`."""
-    values = {k: float(np.mean(v)) for k, v in per_seed.items()}
-    values.update({k: v for k, v in (shared or {}).items() if np.isfinite(v)})
-    self.writer.scalars(step, values)
-    for k, seed_writer in enumerate(self.seed_writers):
-      seed_writer.scalars(step, {key: float(np.asarray(v)[k]) for key, v in per_seed.items()})
-    for w in (self.writer, *self.seed_writers):
-      w.flush()
-
-  def close(self) -> None:
-    self.progress.close()
-    for w in (self.writer, *self.seed_writers):
-      w.close()
 
 
 def _validate(config, evals, state, data, mesh, seeds, log=None, step=0) -> dict[str, Any]:
@@ -318,9 +223,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       seeds, `workdir/seed_<k>/` holds each replica's own summaries (TensorBoard overlays them as runs).
 
   Returns:
-    The last validation report (`avvp_jax.evaluate.seed_report`): for one seed the 10 keys of
-    `avvp_jax.metrics.KEYS` (percent), "per_class" and "num_clips"; for several, the 10 keys hold the mean
-    over the seeds, plus "std", "per_seed" and "num_clips".
+    The last validation report (`avvp_jax.evaluate.seed_report` of the task's default evaluator): for one
+    seed its scores (LLP: the 10 keys of `avvp_jax.metrics.KEYS` in percent, "per_class") and "num_clips";
+    for several, the evaluator's keys hold the mean over the seeds, plus "std", "per_seed" and "num_clips".
 
   Raises:
     InputError: bad config values or data, a config that does not match the workdir's stored run
@@ -379,6 +284,7 @@ def _train(
   best = best_tracker.BestTracker(
       config.checkpoint.best_metric, seeds, evals[evaluate_lib.VALIDATION][0].keys
   )
+
   chrono = reporting.Chrono(num_epochs * steps_per_epoch, config.batch_size * len(seeds))
   start_epoch, batches_done = 0, 0
   with checkpoint_lib.Checkpointer(workdir, keep=config.checkpoint.keep) as checkpointer:
@@ -420,13 +326,8 @@ def _train(
           save(position())
       raise interrupts.TrainingInterrupted(signum, step)
 
-    log = _TrainLog(config, workdir, seeds, data, schedule, chrono, step, num_epochs)
-    profiler = reporting.Profiler(
-        os.path.join(workdir, "profile"),
-        config.profile.first_step,
-        config.profile.num_steps,
-        chrono,
-    )
+    log = train_log.TrainLog(config, workdir, seeds, data, schedule, chrono, step, num_epochs)
+    hooks = hooks_lib.make_hooks(config, workdir, log, chrono, checkpointer)
     chrono.start(step)
     first_step, val_report = step, {}
     stop.immediate = False  # from here on a signal is a request, honoured at the next safe point
@@ -442,51 +343,40 @@ def _train(
           if step == first_step + 1:  # the compile step: rates are measured from its end
             jax.block_until_ready(metrics)
             chrono.compiled(step)
-          profiler.step(step, metrics)
-          if step % config.log_every_steps == 0:
-            log.flush(step, epoch)
-          if (
-              config.checkpoint.every_steps
-              and step % config.checkpoint.every_steps == 0
-              and batch_in_epoch + 1 < steps_per_epoch
+          # Mid-epoch saves only: the epoch's last step is saved at the epoch's end.
+          if hooks_lib.itstime(
+              step, config.checkpoint.every_steps, (epoch + 1) * steps_per_epoch, last=False
           ):
-            log.flush(step, epoch)
+            log.flush(step)
             with chrono.paused():
               save(progress(epoch, batch_in_epoch + 1))
-          if config.debug.kill_after_steps and step >= config.debug.kill_after_steps:
-            checkpointer.wait_until_finished()
-            logging.warning(
-                "debug.kill_after_steps=%d: killing this process.", config.debug.kill_after_steps
-            )
-            logging.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-          if step == config.debug.get("signal_after_steps", 0):  # 0 never matches: steps start at 1
-            name = config.debug.get("signal", "SIGTERM")
-            logging.warning("debug.signal_after_steps=%d: sending %s to this process.", step, name)
-            os.kill(os.getpid(), signal.Signals[name])
-          signum = stop.check(sync_point=step % config.log_every_steps == 0)
+          for hook in hooks:  # the profiler, the log line, test faults (`avvp_jax.hooks`)
+            hook(step, metrics)
+          signum = stop.check(sync_point=hooks_lib.itstime(step, config.log_every_steps))
           if signum:
-            log.flush(step, epoch)
+            log.flush(step)
             stop_here(signum, lambda: progress(epoch, batch_in_epoch + 1))
-        log.flush(step, epoch)
+        log.flush(step)
         last = epoch + 1 == num_epochs
         improved = np.zeros(len(seeds), bool)
         with chrono.paused():
-          if (epoch + 1) % config.eval_every_epochs == 0 or last:
+          if hooks_lib.itstime(epoch + 1, config.eval_every_epochs, num_epochs):
             logging.info("epoch %d/%d:", epoch + 1, num_epochs)
             val_report = _validate(config, evals, state, data, mesh, seeds, log, step)
             per_seed = val_report.get("per_seed", [val_report])
             improved = best.update(step, per_seed, state)
             if improved.any():
               logging.info("%s", best.describe(improved))
-          if (epoch + 1) % config.checkpoint.every_epochs == 0 or last or improved.any():
+          if (
+              hooks_lib.itstime(epoch + 1, config.checkpoint.every_epochs, num_epochs)
+              or improved.any()
+          ):
             save(progress(epoch + 1, 0))
           if improved.any():
             checkpointer.save_best(step, best.state, progress(epoch + 1, 0), best.metrics_record())
         signum = stop.check()  # a signal during the validation or the saves
         if signum and not last:
           stop_here(signum, lambda: progress(epoch + 1, 0))
-      profiler.stop()
       if not val_report:  # resumed after the last epoch: nothing left to train
         logging.info(
             "Already trained for %d epochs in %s; validating the latest state.", num_epochs, workdir

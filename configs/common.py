@@ -45,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.compute_dtype = (
       "float32"  # "bfloat16" on GPU/TPU: matmuls in bf16, params and loss in float32
   )
-  # Test hooks, off (0 / -1) in every real run.
+  # Test machinery (`avvp_jax.faults`), off (0 / -1) in every real run.
   config.debug = ml_collections.ConfigDict()
   # After this many training steps: wait for pending checkpoint writes, then SIGKILL the own process
   # (simulates a crash; the resume test uses it). 0: never.
