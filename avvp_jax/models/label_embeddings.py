@@ -1,4 +1,8 @@
-"""Class-name embeddings for LEAP's label queries: [25, D_label] float32, rows in `annotations.CLASSES` order.
+"""Class-name embeddings for LEAP's label queries: [C, D_label] float32, one row per class of the task.
+
+`models.build_model` asks for the task's class names (`Meta.class_names`); for LLP those are its 25 classes in
+`annotations.CLASSES` order. Nothing here imports a task: the packaged table names its own classes
+(`assets/label_embeddings_minilm.classes.txt`), and tables read from a file are matched to the names asked for.
 
 `config.model.leap.label_embeddings` says where they come from:
 
@@ -33,7 +37,6 @@ from typing import Mapping
 from absl import logging
 import numpy as np
 
-from avvp_jax.data import annotations
 from avvp_jax.errors import InputError
 
 PACKAGED = "packaged"
@@ -45,20 +48,21 @@ PACKAGED_DIM = 384
 # Leading bytes of a torch.save file: a zip archive (torch >= 1.6) or a bare pickle (older saves).
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80\x02")
 
-# The keys of LEAP's official label table, in `annotations.CLASSES` order: the class names with spaces for
-# underscores, except two that the LEAP authors reworded ("Frying_(food)" and "Baby_cry_infant_cry").
-OFFICIAL_KEYS: tuple[str, ...] = tuple(
-    {"Frying_(food)": "Fry food", "Baby_cry_infant_cry": "Baby cry infancy cry"}.get(
-        name, name.replace("_", " ")
-    )
-    for name in annotations.CLASSES
-)
-_OFFICIAL_KEY = dict(zip(annotations.CLASSES, OFFICIAL_KEYS))
+# The classes of the packaged table, in its row order (LLP's 25, `annotations.CLASSES` order).
+with open(os.path.splitext(PACKAGED_PATH)[0] + ".classes.txt") as _file:
+  PACKAGED_CLASSES: tuple[str, ...] = tuple(line.strip() for line in _file if line.strip())
+# Two LLP classes the LEAP authors reworded in the keys of their official table; every other key is the class
+# name with spaces for underscores.
+_REWORDED_KEYS = {"Frying_(food)": "Fry food", "Baby_cry_infant_cry": "Baby cry infancy cry"}
 
 
 def official_key(name: str) -> str:
   """The key of class `name` in LEAP's official table: "Frying_(food)" -> "Fry food"."""
-  return _OFFICIAL_KEY.get(name, " ".join(word for word in re.split(r"[_\s,()]+", name) if word))
+  return _REWORDED_KEYS.get(name, " ".join(word for word in re.split(r"[_\s,()]+", name) if word))
+
+
+# The keys of LEAP's official label table, in the packaged (LLP) class order.
+OFFICIAL_KEYS: tuple[str, ...] = tuple(official_key(name) for name in PACKAGED_CLASSES)
 
 
 def class_words(name: str) -> tuple[str, ...]:
@@ -67,14 +71,15 @@ def class_words(name: str) -> tuple[str, ...]:
   return tuple(official_key(name).lower().split())
 
 
-def load_label_embeddings(
-    source: str, class_names: tuple[str, ...] = annotations.CLASSES
-) -> np.ndarray:
+def load_label_embeddings(source: str, class_names: tuple[str, ...] | None = None) -> np.ndarray:
   """The [len(class_names), D] float32 embeddings named by `source` ("packaged", a .npy, LEAP's official .pt
   or a GloVe text file; see the module docstring).
 
-  Results are cached per (file, modification time, size, class_names); a model reads them once per trace.
+  `class_names`: the task's classes (`Meta.class_names`); None: the packaged table's (LLP's 25). The packaged
+  table gives the rows of the classes it holds (any other name is an error); a .npy must have one row per
+  class, in order. Results are cached per (file, modification time, size, class_names).
   """
+  class_names = PACKAGED_CLASSES if class_names is None else tuple(class_names)
   if source == LEARNED:
     raise InputError(
         "label embeddings 'learned' are parameters of the model, not a file: load_label_embeddings "
@@ -96,7 +101,9 @@ def _load_cached(
 ) -> np.ndarray:
   """Loads `path`; the modification time and size in the cache key make a rewritten file load anew."""
   del mtime_ns, size
-  if path.endswith(".npy"):
+  if source == PACKAGED:
+    embeddings = _packaged_rows(path, class_names)
+  elif path.endswith(".npy"):
     embeddings = _load_npy(path, len(class_names))
   elif _is_torch_file(path):
     embeddings = _load_torch_table(path, class_names)
@@ -105,6 +112,19 @@ def _load_cached(
   if not np.all(np.isfinite(embeddings)):
     raise InputError(f"label embeddings in {source!r} are not all finite: regenerate the file.")
   return embeddings
+
+
+def _packaged_rows(path: str, class_names: tuple[str, ...]) -> np.ndarray:
+  """The packaged table's rows of `class_names`."""
+  unknown = [name for name in class_names if name not in PACKAGED_CLASSES]
+  if unknown:
+    raise InputError(
+        f"the packaged label embeddings hold the {len(PACKAGED_CLASSES)} LLP classes, not "
+        f"{', '.join(map(repr, unknown[:3]))}{' ...' if len(unknown) > 3 else ''}: give the task's table "
+        "(a [C, D] .npy, a GloVe text file) or 'learned'."
+    )
+  table = np.load(path, allow_pickle=False).astype(np.float32)
+  return table[[PACKAGED_CLASSES.index(name) for name in class_names]]
 
 
 def _load_npy(path: str, num_classes: int) -> np.ndarray:
