@@ -2,11 +2,14 @@
 
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from unittest import mock
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -15,6 +18,8 @@ import numpy as np
 from avvp_jax.data import annotations
 from avvp_jax.data import features
 from avvp_jax.data import pipeline
+from avvp_jax.data import run_data
+from avvp_jax.data import simulated_teacher
 from avvp_jax.data import synthetic
 from avvp_jax.data import tfds_llp
 from avvp_jax.errors import InputError
@@ -250,6 +255,88 @@ class InterruptedBuildTest(absltest.TestCase):
     self.assertLen(examples, 60)
     for row in (0, 59):
       np.testing.assert_array_equal(examples[row]["audio"], stored["train"][row]["audio"])
+
+
+class SimulatedPseudoLabelsTest(absltest.TestCase):
+  """A synthetic build stores the SIMULATED training pseudo labels; training reads them back."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.config = common.get_config()
+    cls.config.data.update(
+        dict(
+            features_dir="",
+            data_dir=tempfile.mkdtemp(prefix="simulated_tfds_"),
+            synthetic_train_clips=24,
+            synthetic_seed=2,
+            synthetic_eval_clips=2,
+            layout="clip_clap",
+            pseudo_labels=simulated_teacher.SIMULATED,
+        )
+    )
+    cls.builder = pipeline.ensure_built(cls.config.data)
+    # The oracle: what training computed before the build stored them, from a second generator.
+    data = synthetic.SyntheticLLP(num_train_clips=24, seed=2, layout="clip_clap")
+    cls.fresh = simulated_teacher.simulated_pseudo_labels(data, ("train",))
+    cls.train_filenames = data.split("train").filenames
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.config.data.data_dir, ignore_errors=True)
+    super().tearDownClass()
+
+  def test_stored_labels_are_bit_identical_to_a_fresh_simulation(self):
+    self.assertTrue((self.builder.data_path / tfds_llp.SIMULATED_LABELS_FILE).exists())
+    stored = self.builder.simulated_pseudo_labels()
+    self.assertEqual(self.builder.filenames("train"), self.train_filenames)
+    for got, want in zip(stored.labels["train"], self.fresh.labels["train"]):
+      self.assertEqual(got.dtype, np.float32)
+      self.assertEqual(got.tobytes(), want.tobytes())
+    self.assertGreater(stored.labels["train"][0].sum(), 0)
+    self.assertEqual(stored.severity, self.fresh.severity)
+    self.assertEqual(stored.f1, self.fresh.f1)
+    self.assertEqual(stored.summary(), self.fresh.summary())
+
+  def test_training_reads_them_back_in_order_without_recomputing(self):
+    filenames = self.train_filenames[::-3]  # another order, and a subset
+    with (
+        mock.patch.object(
+            simulated_teacher, "simulated_pseudo_labels", side_effect=AssertionError("recomputed")
+        ),
+        mock.patch.object(run_data.logging, "info") as info,
+    ):
+      self.assertTrue(pipeline.ensure_built(self.config.data).is_prepared())
+      labels = run_data.training_pseudo_labels(self.config, filenames)
+    self.assertIn(mock.call("%s", self.fresh.summary()), info.call_args_list)
+    self.assertEqual(labels.clip_ids, tuple(annotations.clip_id(f) for f in filenames))
+    rows = [self.train_filenames.index(f) for f in filenames]
+    audio, visual = self.fresh.labels["train"]
+    self.assertEqual(labels.audio.tobytes(), audio[rows].tobytes())
+    self.assertEqual(labels.visual.tobytes(), visual[rows].tobytes())
+    self.assertTrue(labels.synthetic)
+    self.assertTrue(labels.weak_labels_checked)
+    with self.assertRaisesRegex(InputError, "1 training clips .* not in the synthetic build"):
+      run_data.training_pseudo_labels(self.config, ("xxxxxxxxxxx_0_10",))
+
+  def test_a_teacher_that_cannot_be_calibrated_fails_on_reading_not_building(self):
+    config = self.config.copy_and_resolve_references()
+    config.data.data_dir = self.create_tempdir().full_path
+    with mock.patch.object(
+        simulated_teacher, "simulated_pseudo_labels", side_effect=InputError("cannot reach F1")
+    ):
+      builder = pipeline.ensure_built(config.data)
+    self.assertTrue(builder.is_prepared())
+    with self.assertRaisesRegex(InputError, "cannot reach F1"):
+      run_data.training_pseudo_labels(config, builder.filenames("train"))
+
+  def test_real_builds_hold_none(self):
+    root = pathlib.Path(self.create_tempdir().full_path)
+    features_dir, labels_dir, _ = write_tiny_llp(root)
+    builder = build(root, features_dir, labels_dir, "official_pooled")
+    self.assertFalse((builder.data_path / tfds_llp.SIMULATED_LABELS_FILE).exists())
+    with self.assertRaisesRegex(InputError, "only for the embedded synthetic data"):
+      builder.simulated_pseudo_labels()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 run's batch sizes and seed, its feature widths checked against `config.model.input_dims`, and (for
 training, when `config.data.pseudo_labels` is set) the training clips' segment pseudo labels attached, so
 that `seed_train_batches` yields them beside the features: VALOR's folder or one made by
-`launch/make_pseudo_labels.py`, or on the embedded synthetic data the SIMULATED ones ("simulated").
+`launch/make_pseudo_labels.py`, or on the embedded synthetic data the SIMULATED ones ("simulated"), which
+the synthetic build stores (computed once when it is made, `tfds_llp.AvvpLlp.simulated_pseudo_labels`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from avvp_jax.data import pipeline
 from avvp_jax.data import pseudo_labels
 from avvp_jax.data import simulated_teacher
 from avvp_jax.data import streams
-from avvp_jax.data import synthetic as synthetic_lib
 from avvp_jax.errors import InputError
 
 
@@ -102,22 +102,19 @@ def training_pseudo_labels(
     labels = pseudo_labels.load_pseudo_labels(source, filenames, weak_labels=weak_labels)
     logging.info("Segment pseudo labels for training: %s.", labels.describe())
     return labels
-  data = synthetic_lib.SyntheticLLP(
-      num_train_clips=config.data.synthetic_train_clips,
-      seed=config.data.synthetic_seed,
-      layout=config.data.layout,
-      labels_dir=config.data.labels_dir or None,
-  )
-  simulated = simulated_teacher.simulated_pseudo_labels(data, ("train",))
+  builder = pipeline.make_builder(config.data)
+  if not builder.is_prepared():
+    builder = pipeline.ensure_built(config.data)
+  simulated = builder.simulated_pseudo_labels()  # computed once, when the synthetic build was made
   logging.info("%s", simulated.summary())
   audio, visual = simulated.labels["train"]
-  row = {name: i for i, name in enumerate(data.split("train").filenames)}
+  row = {name: i for i, name in enumerate(builder.filenames("train"))}
   missing = [name for name in filenames if name not in row]
   if missing:
     raise InputError(
-        f"{len(missing)} training clips of the synthetic build (e.g. {missing[0]}) are not in the "
-        "synthetic dataset the pseudo labels were simulated for: delete the stale build in "
-        "config.data.data_dir."
+        f"{len(missing)} training clips (e.g. {missing[0]}) are not in the synthetic build in "
+        f"{builder.data_dir} that holds the SIMULATED pseudo labels: read the clips and the labels from "
+        "the same config.data."
     )
   order = np.array([row[name] for name in filenames], np.int64)
   return pseudo_labels.PseudoLabels(

@@ -22,6 +22,12 @@ layout (float32, stored as raw bytes: `tfds.features.Tensor(encoding=BYTES)`, de
 `tf.io.decode_raw`). Examples are stored in label-file order (`disable_shuffling`); the metadata
 (`info.metadata`) holds each split's filenames in that order and a one-line description.
 
+A synthetic build also holds the SIMULATED VALOR-like segment pseudo labels of its training clips
+(`simulated_teacher`, `config.data.pseudo_labels = "simulated"`), computed once from the generator the
+build is made from and written into the build's folder before TFDS renames it (`SIMULATED_LABELS_FILE`: the
+labels as 0/1 uint8 in `filenames("train")` order and their calibration), so they are part of the atomic
+build; `AvvpLlp.simulated_pseudo_labels()` reads them back. Builds of real features hold none.
+
 Bad input (a missing folder or file, a clip of the labels without features, a wrong shape or dtype, NaN or
 Inf values) raises `avvp_jax.errors.InputError` before the build completes, so no build is produced.
 """
@@ -34,6 +40,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import dataclasses  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import io
+import json
 import pathlib
 from typing import Any, Iterator
 
@@ -44,7 +52,9 @@ import tensorflow_datasets as tfds
 
 from avvp_jax.data import annotations
 from avvp_jax.data import features as features_lib
+from avvp_jax.data import simulated_teacher
 from avvp_jax.data import synthetic
+from avvp_jax.errors import InputError
 
 
 def hide_accelerators_from_tf() -> None:
@@ -140,6 +150,7 @@ BUILDER_CONFIGS = [
     _config("synthetic_clip_clap", "clip_clap", "pooled", True, "clip_clap layout"),
 ]
 CONFIG_NAMES = tuple(c.name for c in BUILDER_CONFIGS)
+SIMULATED_LABELS_FILE = "simulated_pseudo_labels.npz"  # in the folder of a synthetic build
 
 
 def config_name(layout: str, frames: str, synthetic: bool) -> str:
@@ -152,9 +163,13 @@ def config_name(layout: str, frames: str, synthetic: bool) -> str:
 class AvvpLlp(tfds.core.GeneratorBasedBuilder):
   """LLP (features + annotations) for AVVP; see the module docstring."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.1.0")
   RELEASE_NOTES = {
-      "1.0.0": "First release: official and VALOR CLIP/CLAP layouts, synthetic configs."
+      "1.0.0": "First release: official and VALOR CLIP/CLAP layouts, synthetic configs.",
+      "1.1.0": (
+          "Synthetic configs store the SIMULATED training pseudo labels and their calibration "
+          f"({SIMULATED_LABELS_FILE}), computed once at build time; the examples are unchanged."
+      ),
   }
   BUILDER_CONFIGS = BUILDER_CONFIGS
   DEFAULT_CONFIG_NAME = "official_pooled"
@@ -272,6 +287,7 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
           f"{config.layout} layout, {config.frames} frames; clips {sizes}), real weak labels and "
           "real val/test dense labels"
       )
+      self._write_simulated_pseudo_labels(data)
       self._source = data
     else:
       features_dir = pathlib.Path(dl_manager.manual_dir)
@@ -294,6 +310,32 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
     }
     logging.info("Building %s: %s", self.builder_config.name, description)
     return {name: self._generate_examples(name, split) for name, split in splits.items()}
+
+  def _write_simulated_pseudo_labels(self, data: synthetic.SyntheticLLP) -> None:
+    """Writes the SIMULATED pseudo labels of the training clips of `data` into the build's folder.
+
+    During `download_and_prepare` `self.data_dir` is TFDS's incomplete folder, renamed only when the whole
+    build succeeded, so the file is there exactly when the build is. A training split the teacher cannot be
+    calibrated on (a tiny one) still builds: its error is stored and raised when the labels are read.
+    """
+    try:
+      simulated = simulated_teacher.simulated_pseudo_labels(data, ("train",))
+    except InputError as e:
+      stored = {"error": np.array(str(e))}
+    else:
+      audio, visual = simulated.labels["train"]
+      # The calibration's floats round-trip exactly through JSON: `summary()` reads back the same line.
+      calibration = {"severity": simulated.severity, "f1": simulated.f1}
+      stored = {
+          "filenames": np.array(data.split("train").filenames),
+          "audio": audio.astype(np.uint8),  # 0/1 exactly: float32 again on reading, the same bytes
+          "visual": visual.astype(np.uint8),
+          "calibration": np.array(json.dumps(calibration)),
+      }
+      logging.info("%s", simulated.summary())
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **stored)
+    (self.data_path / SIMULATED_LABELS_FILE).write_bytes(buffer.getvalue())
 
   def _labels(self, split: annotations.Split, row: int) -> dict[str, Any]:
     t, c = annotations.NUM_SECONDS, annotations.NUM_CLASSES
@@ -330,6 +372,42 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
   def filenames(self, split: str) -> tuple[str, ...]:
     """The split's clip filenames in `index` order (from the build's metadata)."""
     return tuple(self.info.metadata["filenames"][split])
+
+  def simulated_pseudo_labels(self) -> simulated_teacher.SimulatedPseudoLabels:
+    """The SIMULATED pseudo labels of the training clips stored with this synthetic build, as
+    `simulated_teacher.simulated_pseudo_labels(data, ("train",))` returned them when the build was made
+    (labels `[N, T, C]` float32 0/1 in `filenames("train")` order, severity, F1; `summary()` is its log line).
+
+    Raises:
+      InputError: a build of real features, a build without them (stale), or a training split the teacher
+        could not be calibrated on.
+    """
+    if not self.builder_config.synthetic:
+      raise InputError(
+          f"the build in {self.data_dir} holds real features: SIMULATED pseudo labels exist only for "
+          "the embedded synthetic data."
+      )
+    path = self.data_path / SIMULATED_LABELS_FILE
+    if not path.exists():
+      raise InputError(
+          f"the synthetic build in {self.data_dir} holds no {SIMULATED_LABELS_FILE}: delete the stale "
+          "build in config.data.data_dir."
+      )
+    with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as npz:
+      stored = dict(npz)
+    if "error" in stored:
+      raise InputError(str(stored["error"]))
+    if tuple(stored["filenames"]) != self.filenames("train"):
+      raise InputError(
+          f"{path} names other training clips than the build's metadata: delete the build in "
+          "config.data.data_dir."
+      )
+    calibration = json.loads(str(stored["calibration"]))
+    return simulated_teacher.SimulatedPseudoLabels(
+        severity=calibration["severity"],
+        labels={"train": (stored["audio"].astype(np.float32), stored["visual"].astype(np.float32))},
+        f1=calibration["f1"],
+    )
 
 
 def _head(split: annotations.Split, n: int) -> annotations.Split:
