@@ -35,8 +35,8 @@ Evaluation counts every clip exactly once: each host reads its own slice, pads i
 whole padding batches so every host runs the same `num_eval_batches(split)`), and marks real clips with
 `mask` 1 and their row in `index`; padding has `mask` 0 and `index` -1.
 
-Batches are dicts of numpy arrays (see CONTRACT.md): `audio` [B, T, Da], `frames` [B, T, Df] (pooled) or
-[B, 8T, Df] (raw), `motion` [B, T, 512] (official layout only), `label` [B, C], for val/test
+Batches are dicts of numpy arrays (`avvp_jax.data.batch_keys`): `audio` [B, T, Da], `frames` [B, T, Df]
+(pooled) or [B, 8T, Df] (raw), `motion` [B, T, 512] (official layout only), `label` [B, C], for val/test
 `audio_label` and `visual_label` [B, T, C], `mask` [B] float32, `index` [B] int32.
 
 TensorFlow is imported here and in `tfds_llp` only, quietly (TF_CPP_MIN_LOG_LEVEL=2,

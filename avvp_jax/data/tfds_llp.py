@@ -263,7 +263,7 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
       splits = {name: data.split(name) for name in annotations.SPLITS}
       if self._synthetic_eval_clips > 0:
         splits = {
-            name: _head(split, self._synthetic_eval_clips) if name != "train" else split
+            name: split.head(self._synthetic_eval_clips) if name != "train" else split
             for name, split in splits.items()
         }
       sizes = ", ".join(f"{name} {len(s)}" for name, s in splits.items())
@@ -330,17 +330,6 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
   def filenames(self, split: str) -> tuple[str, ...]:
     """The split's clip filenames in `index` order (from the build's metadata)."""
     return tuple(self.info.metadata["filenames"][split])
-
-
-def _head(split: annotations.Split, n: int) -> annotations.Split:
-  """The first `n` clips of an evaluated split."""
-  return annotations.Split(
-      split.name,
-      split.filenames[:n],
-      split.weak_labels[:n],
-      None if split.audio_labels is None else split.audio_labels[:n],
-      None if split.visual_labels is None else split.visual_labels[:n],
-  )
 
 
 def download_config(features_dir: str | os.PathLike | None) -> tfds.download.DownloadConfig:
