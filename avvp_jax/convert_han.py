@@ -179,15 +179,6 @@ def official_to_flax(state: Mapping[str, np.ndarray], num_layers: int = 1) -> di
   return common.float32_tree(params)
 
 
-def layout_of(dims: Mapping[str, int]) -> str | None:
-  """The data layout whose features have the model's audio and frame widths (None: neither)."""
-  for layout in features.LAYOUTS:
-    shapes = features.output_shapes(layout)
-    if (shapes["audio"][1], shapes["frames"][1]) == (dims["audio"], dims["frames"]):
-      return layout
-  return None
-
-
 def official_config(
     dims: Mapping[str, int],
     base: ml_collections.ConfigDict | None = None,
@@ -223,7 +214,7 @@ def official_config(
   section.han.ffn_dim = 0 if dims["ffn"] == dims["hidden"] else dims["ffn"]
   section.han.stacking = STACKING[model]
   section.han.share_modalities = True  # one layer serves both modalities in all three
-  layout = layout_of(dims)
+  layout = features.layout_of_dims(dims)
   if layout is not None and layout != config.data.layout:
     logging.info(
         "The checkpoint's input widths are those of the %r data layout: config.data.layout set to it.",

@@ -35,8 +35,6 @@ from avvp_jax.errors import InputError
 
 Event = dict[str, Any]
 
-DEFAULT_THRESHOLD = 0.5  # the official segment and video-level threshold
-
 # What `video_labels(...)[n][k]["score"]` (the events JSON's `video_labels[].score`) is.
 VIDEO_SCORE = """`score` is the model's `video_prob`: the whole-video score that the official
 evaluation thresholds (at 0.5) to gate the segment predictions, not a calibrated probability. With
@@ -72,9 +70,9 @@ def class_thresholds(
     InputError: on unknown class names, a wrong number of values, or values outside [0, 1].
   """
   if threshold is None:
-    threshold = DEFAULT_THRESHOLD
+    threshold = metrics.OFFICIAL_THRESHOLD
   if isinstance(threshold, Mapping):
-    values = np.full(annotations.NUM_CLASSES, DEFAULT_THRESHOLD, np.float64)
+    values = np.full(annotations.NUM_CLASSES, metrics.OFFICIAL_THRESHOLD, np.float64)
     unknown = [label for label in threshold if label not in annotations.CLASS_INDEX]
     if unknown:
       raise InputError(
@@ -98,12 +96,14 @@ def class_thresholds(
 
 
 def segment_predictions(
-    probs: Mapping[str, Any], threshold: Any = DEFAULT_THRESHOLD, gate_threshold: Any = None
+    probs: Mapping[str, Any],
+    threshold: Any = metrics.OFFICIAL_THRESHOLD,
+    gate_threshold: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
   """0/1 second-level predictions from a model's probabilities.
 
-  With one threshold for segments and gate (the default 0.5 included) this is exactly
-  `metrics.segment_predictions`, what evaluation scores; per-class values apply the same rule per class.
+  The rule of `metrics.segment_predictions` (`metrics.gate`), what evaluation scores at the default 0.5;
+  per-class values apply it per class.
 
   Args:
     probs: `segment_audio_prob`, `segment_visual_prob` `[N, T, C]` and `audio_filter_prob`,
@@ -128,13 +128,10 @@ def segment_predictions(
           "visual_filter_prob",
       )
   ]
-  if np.all(segment_t == segment_t[0]) and np.all(gate_t == segment_t[0]):
-    pred_audio, pred_visual = metrics.segment_predictions(*arrays, threshold=float(segment_t[0]))
-    return np.asarray(pred_audio) > 0, np.asarray(pred_visual) > 0
-  seg_audio, seg_visual, filter_audio, filter_visual = arrays
-  pred_audio = (seg_audio >= segment_t) & (filter_audio >= gate_t)[:, None, :]
-  pred_visual = (seg_visual >= segment_t) & (filter_visual >= gate_t)[:, None, :]
-  return pred_audio, pred_visual
+  pred_audio, pred_visual = metrics.segment_predictions(
+      *arrays, threshold=segment_t, gate_threshold=gate_t
+  )
+  return np.asarray(pred_audio) > 0, np.asarray(pred_visual) > 0
 
 
 # --- runs and events ------------------------------------------------------------------------------
@@ -242,7 +239,9 @@ def extract_events(
 
 
 def events_from_probabilities(
-    probs: Mapping[str, Any], threshold: Any = DEFAULT_THRESHOLD, gate_threshold: Any = None
+    probs: Mapping[str, Any],
+    threshold: Any = metrics.OFFICIAL_THRESHOLD,
+    gate_threshold: Any = None,
 ) -> list[list[Event]]:
   """Events of every clip of a batch of probabilities (each `[N, ...]`; see `segment_predictions`).
 
@@ -261,7 +260,7 @@ def events_from_probabilities(
 
 
 def video_labels(
-    probs: Mapping[str, Any], threshold: Any = DEFAULT_THRESHOLD
+    probs: Mapping[str, Any], threshold: Any = metrics.OFFICIAL_THRESHOLD
 ) -> list[list[dict[str, Any]]]:
   """Per clip, the classes whose whole-video score `video_prob` is >= `threshold`, best first.
 

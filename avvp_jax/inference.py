@@ -9,6 +9,9 @@ Library API (`load_parser`, `predict`, `predict_ensemble` and `Parser` are also 
   probs = avvp_jax.predict(config, params, audio, frames, motion)   # functional, jitted, jax.Arrays
   probs = avvp_jax.predict_ensemble(config, stacked_params, audio, frames, motion)  # [S, ...] params
 
+  for job, probs in inference.predict_batches(parser.predict, read, jobs, 64):  # many clips: padded
+    ...                                                 # batches, each read while the one before runs
+
 Multi-seed workdirs (`config.num_seeds > 1`): `load_parser(path)` gives the seed ensemble, whose
 probabilities are the mean of the replicas' (what `launch/evaluate.py` scores as "ensemble");
 `load_parser(path, seed=k)` gives the replica trained with seed k alone.
@@ -38,10 +41,11 @@ mapped over an ensemble's replicas with `avvp_jax.sharding.map_seeds`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from absl import logging
 import jax
@@ -50,11 +54,13 @@ import ml_collections
 import numpy as np
 
 from avvp_jax import events as events_lib
+from avvp_jax import metrics
 from avvp_jax import sharding
 from avvp_jax.data import features as features_lib
 from avvp_jax.errors import InputError
 
 PyTree = Any
+Job = TypeVar("Job")  # what names one batch of clips for `predict_batches`' reader
 
 # The model outputs `predict` returns (the model's own names; see the module docstring).
 OUTPUT_KEYS = (
@@ -313,6 +319,49 @@ def predict_ensemble(
   return _predict(config, params, audio, frames, motion, num_seeds=num_seeds)
 
 
+def _padded(batch: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+  """`[b, ...]` arrays with `size - b` zero clips appended: `[size, ...]`."""
+  return {
+      key: np.concatenate([value, np.zeros((size - len(value), *value.shape[1:]), value.dtype)])
+      for key, value in batch.items()
+  }
+
+
+def predict_batches(
+    predict_fn: Callable[..., Mapping[str, Any]],
+    read: Callable[[Job], Mapping[str, np.ndarray]],
+    jobs: Sequence[Job],
+    batch_size: int,
+) -> Iterator[tuple[Job, dict[str, np.ndarray]]]:
+  """A model's probabilities over many clips, a batch at a time, the next batch read while one runs.
+
+  `read(job)` gives the features of b <= `batch_size` clips, `audio` / `frames` / (`motion`) `[b, ...]`
+  (`avvp_jax.data.batch_keys.FEATURE_KEYS`); it runs on a worker thread, one job ahead. Zero clips pad every
+  batch to `batch_size`, so one compilation serves them all, and the padding's outputs are dropped.
+
+  Args:
+    predict_fn: `(audio, frames, motion or None) -> probabilities`, e.g. `Parser.predict`.
+    read: the reader of one job's features.
+    jobs: what to read, in order (e.g. lists of clip ids).
+    batch_size: the padded batch size (at least the largest b).
+
+  Yields:
+    (job, its clips' probabilities: `OUTPUT_KEYS` -> numpy `[b, ...]`), in the order of `jobs`.
+  """
+  if not jobs:
+    return
+  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    pending = pool.submit(read, jobs[0])
+    for k, job in enumerate(jobs):
+      batch = pending.result()
+      if k + 1 < len(jobs):
+        pending = pool.submit(read, jobs[k + 1])
+      num_clips = len(batch["audio"])
+      padded = _padded(batch, batch_size)
+      probs = predict_fn(padded["audio"], padded["frames"], padded.get("motion"))
+      yield job, {key: np.asarray(value)[:num_clips] for key, value in probs.items()}
+
+
 # --- the parser object ----------------------------------------------------------------------------
 
 
@@ -359,7 +408,7 @@ class Parser:
       frames: Any,
       motion: Any = None,
       *,
-      threshold: Any = events_lib.DEFAULT_THRESHOLD,
+      threshold: Any = metrics.OFFICIAL_THRESHOLD,
       gate_threshold: Any = None,
   ) -> list[events_lib.Event] | list[list[events_lib.Event]]:
     """Events of one clip (a list of event dicts) or of a batch (a list of such lists).

@@ -1,9 +1,9 @@
 """Training losses of HAN and LEAP: `compute_loss(config.loss, outputs, batch) -> (loss, terms)`.
 
-`outputs` is a model's output dict (see `avvp_jax.models`), `batch` the batch dict of CONTRACT.md. Every
-loss is the mean over the real clips of the batch (weighted by `batch["mask"]` when present), computed in
-float32 whatever the model's dtype, with no Python loop over clips, and is jittable. Probabilities are
-clamped to `[clamp_eps, 1 - clamp_eps]` before any log, as both official codes do.
+`outputs` is a model's output dict (`avvp_jax.models`), `batch` a batch dict (`avvp_jax.data.batch_keys`).
+Every loss is the mean over the real clips of the batch (weighted by `batch["mask"]` when present),
+computed in float32 whatever the model's dtype, with no Python loop over clips, and is jittable.
+Probabilities are clamped to `[clamp_eps, 1 - clamp_eps]` before any log, as both official codes do.
 
 HAN (Tian, Li and Xu, ECCV 2020; YapengTian/AVVP-ECCV20 `main_avvp.py:train`):
   BCE(video_prob, y) + BCE(audio_prob, s_a y + (1 - s_a) / 2) + BCE(visual_prob, s_v y + (1 - s_v) / 2)
@@ -14,7 +14,7 @@ LEAP (Zhou et al., ECCV 2024; jasongief/LEAP `main_leap.py:train`, `avss_loss`):
           + BCE(audio_prob, pa) + BCE(visual_prob, pv)                  video level, per modality
           + segment_weight * [BCE(segment_audio_prob, Pa) + BCE(segment_visual_prob, Pv)]
   L = L_basic + avss_weight * MSE(relu(cos(audio_embedding_i, visual_embedding_j)), target_ij).
-  With VALOR's segment pseudo labels in the batch (`avvp_jax.data.pseudo_labels` batch keys), Pa / Pv
+  With VALOR's segment pseudo labels in the batch (`batch_keys.PSEUDO_LABELS`), Pa / Pv
   are those and pa / pv their maximum over time. Without them the video-level targets are the smoothed
   weak labels (as the official data loader does), the segment term is off (reported as 0), and the avss
   target is built from the model's own segment predictions, thresholded at 0.5 and kept only for classes
@@ -39,13 +39,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from avvp_jax.data import pseudo_labels
+from avvp_jax import metrics
+from avvp_jax.data import batch_keys
 from avvp_jax.errors import InputError
 
 Array = jax.Array
 Terms = dict[str, Array]
 
-PREDICTION_THRESHOLD = 0.5  # the official threshold of the avss fallback's segment predictions
 NORMALIZE_EPS = 1e-12  # smallest norm in the cosine similarity (torch F.normalize's default)
 AVSS_TARGETS = ("official", "paper")
 LINK_SIMILARITIES = ("weighted", "plain", "off")
@@ -83,9 +83,9 @@ def _bce_per_clip(prob: Array, target: Array) -> Array:
 
 def _batch_mean(per_clip: Array, batch: Mapping[str, Any]) -> Array:
   """Mean of `[B]` values over the real clips (`batch["mask"]`, when present)."""
-  if "mask" not in batch:
+  if batch_keys.MASK not in batch:
     return per_clip.mean()
-  mask = _f32(batch["mask"])
+  mask = _f32(batch[batch_keys.MASK])
   return (per_clip * mask).sum() / jnp.maximum(mask.sum(), 1.0)
 
 
@@ -142,7 +142,7 @@ def han_loss(
 ) -> tuple[Array, Terms]:
   """HAN's loss: video BCE plus the smoothed audio and visual guided BCEs (module docstring)."""
   eps = config.clamp_eps
-  label = _f32(batch["label"])
+  label = _f32(batch[batch_keys.LABEL])
   terms = {
       "video": _batch_mean(_bce_per_clip(_clamp(outputs["video_prob"], eps), label), batch),
       "audio": _batch_mean(
@@ -160,10 +160,10 @@ def han_loss(
 
 
 def _fallback_segments(segment_prob: Array, video_prob: Array) -> Array:
-  """The model's own 0/1 segment predictions `[B, T, C]`, kept where its video-level prob is >= 0.5."""
-  segment = (_f32(segment_prob) >= PREDICTION_THRESHOLD).astype(jnp.float32)
-  video = (_f32(video_prob) >= PREDICTION_THRESHOLD).astype(jnp.float32)
-  return jax.lax.stop_gradient(segment * video[:, None, :])
+  """The model's own 0/1 segment predictions `[B, T, C]`, kept where its video-level prob is >= 0.5 (the
+  official rule and threshold, `metrics.gate`)."""
+  own = metrics.gate(_f32(segment_prob), _f32(video_prob), metrics.OFFICIAL_THRESHOLD)
+  return jax.lax.stop_gradient(own.astype(jnp.float32))
 
 
 def _pseudo_label_flags(config: ml_collections.ConfigDict) -> dict[str, bool]:
@@ -199,8 +199,8 @@ def _basic_terms(
   """
   eps = config.clamp_eps
   flags = _pseudo_label_flags(config)
-  label = _f32(batch["label"])
-  keys = {"audio": pseudo_labels.AUDIO_BATCH_KEY, "visual": pseudo_labels.VISUAL_BATCH_KEY}
+  label = _f32(batch[batch_keys.LABEL])
+  keys = {"audio": batch_keys.AUDIO_PSEUDO_LABEL, "visual": batch_keys.VISUAL_PSEUDO_LABEL}
   needed = {
       "audio_pseudo_labels": [keys["audio"]],
       "visual_pseudo_labels": [keys["visual"]],

@@ -5,8 +5,9 @@ The numbers match the evaluation released with Tian, Li and Xu (ECCV 2020; `main
 Its rules, quirks included:
 
   * Predictions. A second is predicted for a class when its segment probability is >= 0.5 AND the clip's
-    video-level probability for that class is >= 0.5 (`segment_predictions`). The audio-visual prediction
-    and truth are the products (logical AND) of the audio and the visual ones.
+    video-level probability for that class is >= 0.5 (`OFFICIAL_THRESHOLD`; the rule is `gate`, applied
+    to both modalities by `segment_predictions`). The audio-visual prediction and truth are the products
+    (logical AND) of the audio and the visual ones.
   * Segment level. Per clip and class: TP, FP, FN counted over the T seconds. A class enters the clip's
     average only if it is present in the prediction or in the truth; its F1 is 2TP / (2TP + FP + FN), so a
     class with only false positives or only false negatives scores 0. The clip's value is the mean over
@@ -40,6 +41,9 @@ Typical use:
 
 For evaluation over batches: `masked_clip_sums(clip_scores(...), mask)` per batch, accumulate the sums and
 the clip counts on the host in float64, and report 100 * sum / count.
+
+Length: one rule set, the official evaluation (the prediction rule, the counts, the scores), which changes
+as a whole when it does.
 """
 
 from __future__ import annotations
@@ -77,6 +81,10 @@ PER_CLASS_KEYS = (
     "event/audio_visual",
 )
 
+# The official cut of segment and video-level probabilities (YapengTian/AVVP-ECCV20 `main_avvp.py:eval`:
+# `o = (output >= 0.5)`, `Pa = (Pa >= 0.5) * np.repeat(o, ...)`; jasongief/LEAP's `global_prob` too).
+OFFICIAL_THRESHOLD = 0.5
+
 # Values are split into a multiple of 2^-12 and a remainder before summing; the coarse parts of up to
 # 4096 values in [0, 1] add up exactly in float32 (24-bit significand).
 _COARSE_SCALE = 4096.0
@@ -88,26 +96,43 @@ MAX_SECONDS = 32
 # Predictions.
 
 
+def gate(
+    segment_prob: Any,
+    filter_prob: Any,
+    threshold: Any = OFFICIAL_THRESHOLD,
+    gate_threshold: Any = None,
+) -> Any:
+  """The official rule, bool `[N, T, C]`: a second is positive for a class when its `segment_prob`
+  `[N, T, C]` is >= `threshold` and the clip's video-level `filter_prob` `[N, C]` is >= `gate_threshold`
+  (None: `threshold`, as officially). Thresholds: one number or `[C]`. numpy or jax arrays, jittable; no
+  checks (`segment_predictions` checks the shapes)."""
+  gate_threshold = threshold if gate_threshold is None else gate_threshold
+  # A [C] threshold gets explicit leading axes (no rank promotion); `np.reshape` keeps jax arrays jax.
+  cut = lambda t, rank: t if np.ndim(t) == 0 else np.reshape(t, (1,) * (rank - 1) + (-1,))
+  return (segment_prob >= cut(threshold, 3)) & (filter_prob >= cut(gate_threshold, 2))[:, None, :]
+
+
 def segment_predictions(
     segment_audio_prob: jax.Array,
     segment_visual_prob: jax.Array,
     audio_filter_prob: jax.Array,
     visual_filter_prob: jax.Array,
-    threshold: float = 0.5,
+    threshold: Any = OFFICIAL_THRESHOLD,
+    gate_threshold: Any = None,
 ) -> tuple[jax.Array, jax.Array]:
-  """Turns model probabilities into 0/1 second-level predictions, the official way.
+  """Turns model probabilities into 0/1 second-level predictions, the official way (`gate`).
 
-  A second is positive for a class when its segment probability is >= `threshold` and the clip-level
-  probability of that class (the "filter" probability of that modality) is >= `threshold` too. The
-  official code uses 0.5 for both and, for HAN/MMIL and LEAP, the whole-video probability as the filter
-  of both modalities; the model decides which probabilities it hands over. Jittable.
+  The official code uses 0.5 (`OFFICIAL_THRESHOLD`) for the segment and the clip-level ("filter")
+  probabilities and, for HAN/MMIL and LEAP, the whole-video probability as the filter of both modalities;
+  the model decides which probabilities it hands over. Jittable.
 
   Args:
     segment_audio_prob: [N, T, C] audio segment probabilities.
     segment_visual_prob: [N, T, C] visual segment probabilities.
     audio_filter_prob: [N, C] video-level probabilities gating the audio predictions.
     visual_filter_prob: [N, C] video-level probabilities gating the visual predictions.
-    threshold: the cut for both the segment and the video-level probabilities (kept when >=).
+    threshold: the cut of the segment probabilities (kept when >=): one number or [C] (one per class).
+    gate_threshold: the cut of the video-level probabilities, same forms; None: `threshold` (official).
 
   Returns:
     (pred_audio, pred_visual): float32 0/1 arrays [N, T, C].
@@ -125,13 +150,9 @@ def segment_predictions(
           f"segment_predictions got segment_{name}_prob of shape {seg.shape} and {name}_filter_prob of "
           f"shape {flt.shape}: pass [N, T, C] segment and [N, C] video-level probabilities."
       )
-
-  def gate(segment_prob, filter_prob):
-    keep_class_NxC = filter_prob >= threshold
-    positive_NxTxC = segment_prob >= threshold
-    return (positive_NxTxC & keep_class_NxC[:, None, :]).astype(jnp.float32)
-
-  return gate(segment_audio_prob, audio_filter_prob), gate(segment_visual_prob, visual_filter_prob)
+  pred_audio = gate(segment_audio_prob, audio_filter_prob, threshold, gate_threshold)
+  pred_visual = gate(segment_visual_prob, visual_filter_prob, threshold, gate_threshold)
+  return pred_audio.astype(jnp.float32), pred_visual.astype(jnp.float32)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -44,13 +44,12 @@ tuned on val), the atomic write and the quality report; splitting it would scatt
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import dataclasses
 import json
 import os
 import pathlib
 import sys
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from absl import logging
 import numpy as np
@@ -64,7 +63,6 @@ from avvp_jax.data import pseudo_labels
 from avvp_jax.data import synthetic
 from avvp_jax.errors import InputError
 
-DEFAULT_THRESHOLD = events.DEFAULT_THRESHOLD  # the official 0.5
 TUNING_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05, 0.10, ..., 0.95
 QUALITY_FILE = "quality.json"
 RULE = (
@@ -78,7 +76,7 @@ Thresholds = dict[str, np.ndarray]  # modality -> [C] float32
 # --- thresholds and the rule (numpy) -----------------------------------------------------------------
 
 
-def modality_thresholds(threshold: Any = DEFAULT_THRESHOLD) -> Thresholds:
+def modality_thresholds(threshold: Any = metrics.OFFICIAL_THRESHOLD) -> Thresholds:
   """Per-modality `[C]` thresholds from one number, `[C]` numbers, {class name: value} (others 0.5), or
   {"audio": any of those, "visual": ...} (a modality left out gets 0.5)."""
   if (
@@ -87,7 +85,7 @@ def modality_thresholds(threshold: Any = DEFAULT_THRESHOLD) -> Thresholds:
       and set(threshold) <= set(annotations.LABEL_MODALITIES)
   ):
     return {
-        m: events.class_thresholds(threshold.get(m, DEFAULT_THRESHOLD), f"{m} threshold")
+        m: events.class_thresholds(threshold.get(m, metrics.OFFICIAL_THRESHOLD), f"{m} threshold")
         for m in annotations.LABEL_MODALITIES
     }
   values = events.class_thresholds(threshold, "threshold")
@@ -116,7 +114,7 @@ def tune_thresholds(
     segment_prob: Any,
     true_labels: Any,
     weak_labels: Any,
-    default: Any = DEFAULT_THRESHOLD,
+    default: Any = metrics.OFFICIAL_THRESHOLD,
     grid: Sequence[float] = TUNING_GRID,
 ) -> np.ndarray:
   """Per-class thresholds of one modality that maximise each class's pooled F1 of `apply_rule` on labelled clips.
@@ -179,47 +177,13 @@ class ClipSource:
   synthetic: bool
 
 
-def _head(split: annotations.Split, n: int) -> annotations.Split:
-  """The first `n` clips of a split (as the synthetic build keeps them)."""
-  cut = lambda x: None if x is None else x[:n]
-  return annotations.Split(
-      split.name,
-      split.filenames[:n],
-      split.weak_labels[:n],
-      cut(split.audio_labels),
-      cut(split.visual_labels),
+def detect_layout(features_dir: str | os.PathLike[str]) -> str:
+  """The layout of the `--features_dir` folder (`features.detect_layout`, this tool's messages)."""
+  return features_lib.detect_layout(
+      features_dir,
+      name="--features_dir",
+      alternative=", or leave it empty for the embedded synthetic data",
   )
-
-
-def detect_layout(features_dir: pathlib.Path) -> str:
-  """The layout whose sub-folders `features_dir` holds, or InputError naming the folder."""
-  if not features_dir.is_dir():
-    raise InputError(
-        f"--features_dir {str(features_dir)!r} is not a folder: point it at the LLP features, or leave "
-        "it empty for the embedded synthetic data."
-    )
-  for layout, folders in features_lib.LAYOUTS.items():
-    if all((features_dir / sub).is_dir() for sub, _ in folders.values()):
-      return layout
-  expected = "; ".join(
-      f"{layout}: " + ", ".join(f"{sub}/" for sub, _ in folders.values())
-      for layout, folders in features_lib.LAYOUTS.items()
-  )
-  raise InputError(
-      f"--features_dir {str(features_dir)!r} holds neither layout's sub-folders ({expected}): point it "
-      "at the folder holding them, or leave it empty for the embedded synthetic data."
-  )
-
-
-def _check_widths(layout: str, input_dims: Mapping[str, int], where: str) -> None:
-  shapes = features_lib.output_shapes(layout, "pooled")
-  have = {name: shapes[name][1] if name in shapes else 0 for name in ("audio", "frames", "motion")}
-  want = {name: int(input_dims.get(name, 0)) for name in have}
-  if have != want:
-    raise InputError(
-        f"{where} holds {layout!r} features of widths {have} but the teacher takes {want}: pass features "
-        "of the layout the teacher was trained on."
-    )
 
 
 def folder_source(
@@ -236,7 +200,9 @@ def folder_source(
   """
   root = pathlib.Path(features_dir).expanduser()
   layout = detect_layout(root)
-  _check_widths(layout, input_dims, f"--features_dir {str(root)!r}")
+  features_lib.check_input_dims(
+      layout, input_dims, where=f"--features_dir {str(root)!r}", model="the teacher"
+  )
   splits = {name: annotations.load_split(name, labels_dir or None)[0] for name in split_names}
   features_lib.check_features_dir(root, layout, splits)  # every file present, before any work
 
@@ -273,7 +239,9 @@ def synthetic_source(
       else default
   )
   layout = get("layout", "official")
-  _check_widths(layout, input_dims, "the embedded synthetic data")
+  features_lib.check_input_dims(
+      layout, input_dims, where="the embedded synthetic data", model="the teacher"
+  )
   data = synthetic.SyntheticLLP(
       num_train_clips=int(get("synthetic_train_clips", synthetic.DEFAULT_NUM_TRAIN_CLIPS)),
       seed=int(get("synthetic_seed", 0)),
@@ -285,7 +253,7 @@ def synthetic_source(
   splits = {}
   for name in split_names:
     split = data.split(name)
-    splits[name] = _head(split, eval_clips) if name != "train" and eval_clips > 0 else split
+    splits[name] = split.head(eval_clips) if name != "train" and eval_clips > 0 else split
   sizes = ", ".join(f"{name} {len(split)}" for name, split in splits.items())
   description = (
       f"SYNTHETIC LLP-structured features (avvp_jax.data.synthetic: seed {data.seed}, {layout} layout; "
@@ -299,26 +267,6 @@ def synthetic_source(
 # --- the teacher's probabilities ---------------------------------------------------------------------
 
 
-def _batches(
-    source: ClipSource, split_names: Sequence[str], size: int
-) -> Iterator[tuple[str, list[int], dict[str, np.ndarray]]]:
-  """(split, rows, features) batches of every split in order, the next one read on a thread meanwhile."""
-  jobs = [
-      (name, list(range(start, min(start + size, len(source.splits[name])))))
-      for name in split_names
-      for start in range(0, len(source.splits[name]), size)
-  ]
-  if not jobs:
-    return
-  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-    pending = pool.submit(source.read, *jobs[0])
-    for k, (name, rows) in enumerate(jobs):
-      batch = pending.result()
-      if k + 1 < len(jobs):
-        pending = pool.submit(source.read, *jobs[k + 1])
-      yield name, rows, batch
-
-
 def teacher_probabilities(
     parser: inference.Parser,
     source: ClipSource,
@@ -329,13 +277,18 @@ def teacher_probabilities(
 ) -> dict[str, dict[str, np.ndarray]]:
   """The teacher's probabilities of every clip: split -> {`inference.OUTPUT_KEYS`: `[N, ...]` float32}.
 
-  Batches are padded to one size, so one compilation serves every batch; a tqdm bar counts clips (None:
-  only on a terminal).
+  Batches of `batch_size` clips of one split (`inference.predict_batches`: padded to one size, so one
+  compilation serves every batch); a tqdm bar counts clips (None: only on a terminal).
   """
   import tqdm  # pylint: disable=g-import-not-at-top  (only when labelling)
 
   total = sum(len(source.splits[name]) for name in split_names)
   size = max(1, min(batch_size, max((len(source.splits[name]) for name in split_names), default=1)))
+  jobs = [
+      (name, list(range(start, min(start + size, len(source.splits[name])))))
+      for name in split_names
+      for start in range(0, len(source.splits[name]), size)
+  ]
   parts: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in split_names}
   bar = tqdm.tqdm(
       total=total,
@@ -346,14 +299,10 @@ def teacher_probabilities(
       dynamic_ncols=True,
   )
   try:
-    for name, rows, batch in _batches(source, split_names, size):
-      pad = size - len(rows)
-      if pad:
-        batch = {
-            k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in batch.items()
-        }
-      probs = parser.predict(batch["audio"], batch["frames"], batch.get("motion"))
-      parts[name].append({k: np.asarray(v[: len(rows)], np.float32) for k, v in probs.items()})
+    for (name, rows), probs in inference.predict_batches(
+        parser.predict, lambda job: source.read(*job), jobs, size
+    ):
+      parts[name].append({k: np.asarray(v, np.float32) for k, v in probs.items()})
       bar.update(len(rows))
   finally:
     bar.close()
@@ -401,7 +350,7 @@ def make_pseudo_labels(
     *,
     features_dir: str | os.PathLike[str] | None = None,
     labels_dir: str | os.PathLike[str] | None = None,
-    threshold: Any = DEFAULT_THRESHOLD,
+    threshold: Any = metrics.OFFICIAL_THRESHOLD,
     tune_on_val: bool = False,
     splits: Sequence[str] = annotations.SPLITS,
     batch_size: int = 64,

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 import avvp_jax  # pylint: disable=g-import-not-at-top
+from avvp_jax.data import batch_keys  # pylint: disable=g-import-not-at-top
 from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
 from avvp_jax.tasks.llp import task as llp_task
 from configs import han  # pylint: disable=g-import-not-at-top
@@ -87,9 +88,9 @@ def main(argv):
   for name, parser in parsers.items():
     for batch in batch_sizes:
       if batch == 1:  # a single clip without the batch axis
-        inputs = tuple(clips[k][0] for k in ("audio", "frames", "motion"))
+        inputs = tuple(clips[k][0] for k in batch_keys.FEATURE_KEYS)
       else:
-        inputs = tuple(clips[k][:batch] for k in ("audio", "frames", "motion"))
+        inputs = tuple(clips[k][:batch] for k in batch_keys.FEATURE_KEYS)
       start = time.perf_counter()
       parser.predict(*inputs)
       first_ms = 1000.0 * (time.perf_counter() - start)

@@ -123,9 +123,9 @@ def random_batch(config, rng, with_pseudo_labels=None, num_real=None):
       "label": (rng.random((size, 25)) < 0.1),
   }
   if with_pseudo_labels:
-    from avvp_jax.data import pseudo_labels  # pylint: disable=g-import-not-at-top
+    from avvp_jax.data import batch_keys  # pylint: disable=g-import-not-at-top
 
-    for key in (pseudo_labels.AUDIO_BATCH_KEY, pseudo_labels.VISUAL_BATCH_KEY):
+    for key in batch_keys.PSEUDO_LABELS:
       batch[key] = rng.random((size, 10, 25)) < 0.05
   if motion is not None:
     batch["motion"] = rng.normal(size=motion.shape)

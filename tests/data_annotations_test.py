@@ -39,6 +39,22 @@ class PackagedFilesTest(absltest.TestCase):
     self.assertIsNone(train.audio_labels)
     self.assertEqual(train.weak_labels.shape, (10_000, 25))
 
+  def test_head_keeps_the_first_clips_and_their_labels(self):
+    val, _ = annotations.load_split("val")
+    head = val.head(3)
+    self.assertEqual((head.name, head.filenames), ("val", val.filenames[:3]))
+    for got, full in (
+        (head.weak_labels, val.weak_labels),
+        (head.audio_labels, val.audio_labels),
+        (head.visual_labels, val.visual_labels),
+    ):
+      self.assertLen(got, 3)
+      np.testing.assert_array_equal(got, full[:3])
+    self.assertLen(val.head(10_000), 649)
+    train, _ = annotations.load_split("train")
+    self.assertIsNone(train.head(2).audio_labels)
+    self.assertEqual(train.head(2).clip_ids, train.clip_ids[:2])
+
   def test_weak_labels_first_rows(self):
     train, _ = annotations.load_split("train")
     self.assertEqual(train.filenames[0], "BjCEufrlXm4_20_30")  # Speech,Dog

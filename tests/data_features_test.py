@@ -8,6 +8,7 @@ from absl.testing import parameterized
 import numpy as np
 
 from avvp_jax.data import annotations
+from avvp_jax.data import batch_keys
 from avvp_jax.data import features
 from avvp_jax.errors import InputError
 
@@ -56,6 +57,65 @@ class LayoutTest(absltest.TestCase):
       features.check_layout("vggish_only")
     with self.assertRaisesRegex(InputError, "frames"):
       features.check_layout("official", "mean")
+
+
+class InputDimsTest(parameterized.TestCase):
+  """The model input widths of each layout, against the published feature sizes."""
+
+  @parameterized.parameters(
+      ("official", {"audio": 128, "frames": 2048, "motion": 512}),  # VGGish, ResNet-152, R(2+1)D-18
+      ("clip_clap", {"audio": 768, "frames": 768, "motion": 0}),  # CLAP, CLIP ViT-L/14, no motion
+  )
+  def test_widths_and_the_way_back(self, layout, widths):
+    self.assertEqual(features.input_dims(layout), widths)
+    self.assertEqual(features.layout_of_dims(widths), layout)
+
+  def test_keys_are_the_batch_feature_keys(self):
+    self.assertEqual(tuple(features.input_dims("official")), batch_keys.FEATURE_KEYS)
+    self.assertEqual(tuple(features.LAYOUTS["official"]), batch_keys.FEATURE_KEYS)
+    self.assertEqual(tuple(features.LAYOUTS["clip_clap"]), batch_keys.FEATURE_KEYS[:2])
+
+  def test_motion_beside_a_layout_and_unknown_widths(self):
+    # VALOR++ reads R(2+1)D-18 motion beside the CLAP / CLIP features.
+    self.assertEqual(
+        features.layout_of_dims({"audio": 768, "frames": 768, "motion": 512}), "clip_clap"
+    )
+    self.assertIsNone(features.layout_of_dims({"audio": 128, "frames": 768, "motion": 0}))
+
+  def test_check_input_dims(self):
+    features.check_input_dims("clip_clap", {"audio": 768, "frames": 768}, where="here")
+    with self.assertRaisesRegex(
+        InputError,
+        r"^here holds 'clip_clap' features of widths .* but the teacher takes .*"
+        r"'motion': 512.*: pass features of the layout the teacher was trained on\.$",
+    ):
+      features.check_input_dims(
+          "clip_clap",
+          {"audio": 768, "frames": 768, "motion": 512},
+          where="here",
+          model="the teacher",
+      )
+
+
+class DetectLayoutTest(parameterized.TestCase):
+
+  @parameterized.parameters("official", "clip_clap")
+  def test_detects_each_layout(self, layout):
+    root = pathlib.Path(self.create_tempdir().full_path)
+    _write_clip(root, layout, "aaaaaaaaaaa", np.random.default_rng(0))
+    self.assertEqual(features.detect_layout(root), layout)
+
+  def test_neither_layout_and_not_a_folder(self):
+    root = pathlib.Path(self.create_tempdir().full_path)
+    (root / "vggish").mkdir()  # one official folder is not the layout
+    with self.assertRaisesRegex(
+        InputError,
+        r"^--x '.*' holds neither layout's sub-folders \(official: vggish/, res152/, r2plus1d_18/; "
+        r"clip_clap: CLAP/features/, CLIP/features/\): point it at the folder holding them, or not\.$",
+    ):
+      features.detect_layout(root, name="--x", alternative=", or not")
+    with self.assertRaisesRegex(InputError, r"^features folder '.*nope' is not a folder"):
+      features.detect_layout(root / "nope")
 
 
 class ClapSegmentTest(absltest.TestCase):

@@ -6,6 +6,7 @@ loads it with `avvp_jax.load_parser` and parses synthetic validation clips.
 
 import os
 import sys
+import threading
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -319,6 +320,45 @@ class TrainedRoundTripTest(absltest.TestCase):
     os.makedirs(empty, exist_ok=True)
     with self.assertRaisesRegex(InputError, "No checkpoint"):
       avvp_jax.load_parser(empty)
+
+
+class PredictBatchesTest(absltest.TestCase):
+  """`inference.predict_batches` with a stand-in model: padding, order, the cut, read-ahead."""
+
+  def test_pads_to_one_size_cuts_the_padding_and_keeps_order(self):
+    clips = np.arange(7 * 2 * 3, dtype=np.float32).reshape(7, 2, 3) + 1.0  # 7 clips, no zero clip
+    jobs = [[0, 1, 2], [3, 4, 5], [6]]
+    calls = []
+
+    def predict_fn(audio, frames, motion):
+      calls.append((audio.shape, frames.shape, motion.shape))
+      return {"total": (audio + frames + motion).sum(axis=(1, 2)), "nonzero": audio[:, 0, 0] != 0}
+
+    read = lambda rows: {"audio": clips[rows], "frames": 2 * clips[rows], "motion": 3 * clips[rows]}
+    got = list(inference.predict_batches(predict_fn, read, jobs, 3))
+    self.assertEqual([job for job, _ in got], jobs)
+    self.assertEqual(calls, [((3, 2, 3),) * 3] * 3)  # the last batch padded to 3 clips too
+    total = np.concatenate([probs["total"] for _, probs in got])
+    np.testing.assert_array_equal(
+        total, 6 * clips.sum(axis=(1, 2))
+    )  # the padding's outputs are gone
+    self.assertTrue(all(probs["nonzero"].all() for _, probs in got))
+    self.assertEqual(list(inference.predict_batches(predict_fn, read, [], 3)), [])
+
+  def test_the_next_job_is_read_while_one_is_consumed(self):
+    started = [threading.Event() for _ in range(3)]
+
+    def read(job):
+      started[job].set()
+      return {"audio": np.ones((1, T, 1), np.float32), "frames": np.ones((1, T, 1), np.float32)}
+
+    def predict_fn(audio, frames, motion):
+      self.assertIsNone(motion)
+      return {"x": audio[:, 0, 0]}
+
+    for job, _ in inference.predict_batches(predict_fn, read, [0, 1, 2], 1):
+      if job + 1 < 3:  # job + 1 is asked for only after this one: it must already be under way
+        self.assertTrue(started[job + 1].wait(timeout=30), job)
 
 
 class PackageImportTest(absltest.TestCase):

@@ -578,6 +578,25 @@ class SegmentPredictionsTest(_MetricsTestCase):
     )
     self.assertEqual(float(pred_audio.sum()), T * C)
 
+  def test_per_class_and_gate_thresholds_against_a_loop(self):
+    rng = np.random.default_rng(6)
+    segment, other = rng.random((2, 4, T, C)).astype(np.float32)
+    filt = rng.random((4, C)).astype(np.float32)
+    threshold, gate_threshold = rng.random((2, C)).astype(np.float32)
+    expected = np.zeros((4, T, C), bool)
+    for i in range(4):
+      for c in range(C):
+        if filt[i, c] >= gate_threshold[c]:
+          expected[i, :, c] = segment[i, :, c] >= threshold[c]
+    got = metrics.gate(segment, filt, threshold, gate_threshold)
+    self.assertIsInstance(got, np.ndarray)  # numpy in, numpy out
+    np.testing.assert_array_equal(got, expected)
+    pred_audio, _ = metrics.segment_predictions(
+        segment, other, filt, filt, threshold=threshold, gate_threshold=gate_threshold
+    )
+    np.testing.assert_array_equal(pred_audio, expected.astype(np.float32))
+    self.assertEqual(metrics.OFFICIAL_THRESHOLD, 0.5)
+
   def test_bad_shapes_raise(self):
     with self.assertRaisesRegex(InputError, "audio_filter_prob"):
       metrics.segment_predictions(

@@ -299,6 +299,17 @@ class Split:
   def __len__(self) -> int:
     return len(self.filenames)
 
+  def head(self, n: int) -> Split:
+    """The first `n` clips of the split (all of them when it has fewer), with their labels."""
+    cut = lambda labels: None if labels is None else labels[:n]
+    return Split(
+        self.name,
+        self.filenames[:n],
+        self.weak_labels[:n],
+        cut(self.audio_labels),
+        cut(self.visual_labels),
+    )
+
 
 def dense_labels(
     filenames: tuple[str, ...],

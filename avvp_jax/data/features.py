@@ -1,7 +1,9 @@
 """LLP feature layouts on disk: where each clip's features live, their shapes, and checked reading (numpy only).
 
 Two layouts, chosen by `config.data.layout`; `LAYOUTS` is the single source of truth for file names and
-stored shapes, `output_shapes` for what the dataset holds after build-time pooling.
+stored shapes, `output_shapes` for what the dataset holds after build-time pooling, `input_dims` for the
+model input widths a layout gives (`layout_of_dims` the way back), and `detect_layout` for the layout a
+folder holds.
 
 "official" (Tian et al., ECCV 2020, https://github.com/YapengTian/AVVP-ECCV20, "feature download links"):
   `<features_dir>/vggish/<id>.npy`       [10, 128]   VGGish audio, one vector per second
@@ -39,6 +41,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from avvp_jax.data import annotations
+from avvp_jax.data import batch_keys
 from avvp_jax.errors import InputError
 
 T = annotations.NUM_SECONDS  # 10 one-second segments
@@ -100,6 +103,50 @@ def output_shapes(layout: str, frames: str = "pooled") -> dict[str, tuple[int, i
   if frames == "pooled":
     shapes["frames"] = (T, shapes["frames"][1])
   return shapes
+
+
+def input_dims(layout: str) -> dict[str, int]:
+  """The model input widths `layout`'s features have, as `config.model.input_dims`.
+
+  Returns:
+    {"audio": Da, "frames": Df, "motion": Dm} (`batch_keys.FEATURE_KEYS`), 0 for a stream the layout lacks:
+    official 128 / 2048 / 512, clip_clap 768 / 768 / 0.
+  """
+  shapes = output_shapes(layout)
+  return {key: int(shapes[key][1]) if key in shapes else 0 for key in batch_keys.FEATURE_KEYS}
+
+
+def layout_of_dims(dims: Mapping[str, int]) -> str | None:
+  """The layout whose audio and frame widths `dims` (model input widths) has; None: no layout's.
+
+  Motion is not compared: a model may read motion features beside a layout that holds none (VALOR++ reads
+  R(2+1)D-18 motion beside CLAP / CLIP); `input_dims(layout)` is the exact inverse.
+  """
+  for layout in LAYOUTS:
+    widths = input_dims(layout)
+    if (widths["audio"], widths["frames"]) == (dims["audio"], dims["frames"]):
+      return layout
+  return None
+
+
+def check_input_dims(
+    layout: str, dims: Mapping[str, int], *, where: str, model: str = "the model"
+) -> None:
+  """Raises InputError unless a model of input widths `dims` takes `layout`'s features (`input_dims`).
+
+  Args:
+    layout: the layout of the features at hand.
+    dims: the model's `config.model.input_dims` (a missing stream counts as 0).
+    where: what holds the features, for the message (e.g. "--features_dir '/data/llp'").
+    model: what the model is called in the message (e.g. "the teacher").
+  """
+  have = input_dims(layout)
+  want = {name: int(dims.get(name, 0)) for name in have}
+  if have != want:
+    raise InputError(
+        f"{where} holds {layout!r} features of widths {have} but {model} takes {want}: pass features "
+        f"of the layout {model} was trained on."
+    )
 
 
 def feature_path(
@@ -261,6 +308,42 @@ def layout_contents(layout: str) -> str:
   )
 
 
+def _holds_layout(root: pathlib.Path, layout: str) -> bool:
+  """Whether folder `root` has every modality sub-folder of `layout`."""
+  return all((root / sub).is_dir() for sub, _ in LAYOUTS[layout].values())
+
+
+def detect_layout(
+    features_dir: str | os.PathLike, *, name: str = "features folder", alternative: str = ""
+) -> str:
+  """The layout whose modality sub-folders `features_dir` holds (the first of `LAYOUTS` that fits).
+
+  Args:
+    features_dir: the folder ("~" is expanded).
+    name: what messages call the folder, e.g. the flag that names it ("--features_dir").
+    alternative: what else the user may do, ending the fix in messages (", or leave it empty ...").
+
+  Raises:
+    InputError: `features_dir` is not a folder, or holds neither layout's sub-folders (listed).
+  """
+  root = pathlib.Path(features_dir).expanduser()
+  if not root.is_dir():
+    raise InputError(
+        f"{name} {str(root)!r} is not a folder: point it at the LLP features{alternative}."
+    )
+  for layout in LAYOUTS:
+    if _holds_layout(root, layout):
+      return layout
+  expected = "; ".join(
+      f"{layout}: " + ", ".join(f"{sub}/" for sub, _ in folders.values())
+      for layout, folders in LAYOUTS.items()
+  )
+  raise InputError(
+      f"{name} {str(root)!r} holds neither layout's sub-folders ({expected}): point it at the folder "
+      f"holding them{alternative}."
+  )
+
+
 def check_layout_folders(features_dir: str | os.PathLike, layout: str) -> dict[str, pathlib.Path]:
   """{modality: folder} of `layout`'s folders in `features_dir` (cheap: no file is listed).
 
@@ -291,7 +374,7 @@ def check_layout_folders(features_dir: str | os.PathLike, layout: str) -> dict[s
     if not folder.is_dir():
       hint = ""
       for other in others:
-        if all((root / sub).is_dir() for sub, _ in LAYOUTS[other].values()):
+        if _holds_layout(root, other):
           hint = f" (it holds the {other!r} layout's folders: set --config.data.layout={other})"
       raise InputError(
           f"features_dir {str(root)!r} has no {LAYOUTS[layout][modality][0]}/ folder{hint}: the "

@@ -27,8 +27,8 @@ pooled, and the official AVVP segment F1 (the figure UWAV's Table 3 reports for 
 audio 80.5, visual 61.7).
 
 The trainer puts the rows of a batch's clips under `AUDIO_BATCH_KEY` / `VISUAL_BATCH_KEY` (`[B, T, C]`
-float32); `avvp_jax.losses` uses them when they are present. This module is numpy only (`quality` imports
-the jitted metrics, hence JAX, when called; never TensorFlow).
+float32; `avvp_jax.data.batch_keys`); `avvp_jax.losses` uses them when they are present. This module is
+numpy only (`quality` imports the jitted metrics, hence JAX, when called; never TensorFlow).
 
 Length: one file format (VALOR's layout): its reader, writer, value checks and quality report change
 together when the format does.
@@ -48,12 +48,13 @@ from absl import logging
 import numpy as np
 
 from avvp_jax.data import annotations
+from avvp_jax.data import batch_keys
 from avvp_jax.data import synthetic as synthetic_lib
 from avvp_jax.errors import InputError
 
-# Batch keys of the segment-level pseudo labels, `[B, T, C]` float32 in {0, 1}.
-AUDIO_BATCH_KEY = "audio_pseudo_label"
-VISUAL_BATCH_KEY = "visual_pseudo_label"
+# Batch keys of the segment-level pseudo labels, `[B, T, C]` float32 in {0, 1} (names for `batch_keys`' own).
+AUDIO_BATCH_KEY = batch_keys.AUDIO_PSEUDO_LABEL
+VISUAL_BATCH_KEY = batch_keys.VISUAL_PSEUDO_LABEL
 
 # Sub-folders of `config.data.pseudo_labels`, as VALOR's archives unpack.
 AUDIO_SUBDIR = "CLAP/segment_pseudo_labels"

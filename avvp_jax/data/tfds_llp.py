@@ -278,7 +278,7 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
       splits = {name: data.split(name) for name in annotations.SPLITS}
       if self._synthetic_eval_clips > 0:
         splits = {
-            name: _head(split, self._synthetic_eval_clips) if name != "train" else split
+            name: split.head(self._synthetic_eval_clips) if name != "train" else split
             for name, split in splits.items()
         }
       sizes = ", ".join(f"{name} {len(s)}" for name, s in splits.items())
@@ -408,17 +408,6 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
         labels={"train": (stored["audio"].astype(np.float32), stored["visual"].astype(np.float32))},
         f1=calibration["f1"],
     )
-
-
-def _head(split: annotations.Split, n: int) -> annotations.Split:
-  """The first `n` clips of an evaluated split."""
-  return annotations.Split(
-      split.name,
-      split.filenames[:n],
-      split.weak_labels[:n],
-      None if split.audio_labels is None else split.audio_labels[:n],
-      None if split.visual_labels is None else split.visual_labels[:n],
-  )
 
 
 def download_config(features_dir: str | os.PathLike | None) -> tfds.download.DownloadConfig:

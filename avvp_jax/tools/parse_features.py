@@ -3,13 +3,14 @@
   summary = parse_features.parse_files("workdir/han", "/data/llp", "events.json", plot="timeline.png")
 
 `parse_files` loads a parser (`avvp_jax.inference.load_parser`), reads clips in padded batches (features
-loaded on worker threads while the previous batch runs), turns probabilities into events
-(`avvp_jax.events`), writes one JSON record per clip, {"clip", "events": [{"modality", "label", "onset",
-"offset", "score"}], "video_labels": [{"label", "score", "audio", "visual"}]}, and draws the timelines of
-chosen clips (`avvp_jax.timelines`), with the dense labels as ground truth when the clips have them.
-An event's `score` is the mean segment probability over its seconds (in [0, 1]); a video label's
-`score` is the model's whole-video score `video_prob`, not a probability (MMIL: in [0, 2); LEAP: 0
-or 1), and its `audio` / `visual` are modality-level probabilities (`avvp_jax.events.VIDEO_SCORE`).
+loaded on worker threads while the previous batch runs: `avvp_jax.inference.predict_batches`), turns
+probabilities into events (`avvp_jax.events`), writes one JSON record per clip, {"clip", "events":
+[{"modality", "label", "onset", "offset", "score"}], "video_labels": [{"label", "score", "audio",
+"visual"}]}, and draws the timelines of chosen clips (`avvp_jax.timelines`), with the dense labels as
+ground truth when the clips have them. An event's `score` is the mean segment probability over its
+seconds (in [0, 1]); a video label's `score` is the model's whole-video score `video_prob`, not a
+probability (MMIL: in [0, 2); LEAP: 0 or 1), and its `audio` / `visual` are modality-level
+probabilities (`avvp_jax.events.VIDEO_SCORE`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import tqdm
 
 from avvp_jax import events as events_lib
 from avvp_jax import inference
+from avvp_jax import metrics
 from avvp_jax import timelines
 from avvp_jax.data import annotations
 from avvp_jax.data import features as features_lib
@@ -33,33 +35,6 @@ from avvp_jax.data import synthetic
 from avvp_jax.errors import InputError
 
 NPZ_FRAME_KEYS = ("frames", "visual")  # the frames of an .npz may be stored under either name
-
-
-def detect_layout(features_dir: str | os.PathLike[str]) -> str:
-  """The layout of a features folder ("official" or "clip_clap"), from its sub-folders."""
-  root = os.path.expanduser(os.fspath(features_dir))
-  for layout, folders in features_lib.LAYOUTS.items():
-    if all(os.path.isdir(os.path.join(root, sub)) for sub, _ in folders.values()):
-      return layout
-  expected = "; ".join(
-      f"{layout}: " + ", ".join(f"{sub}/" for sub, _ in folders.values())
-      for layout, folders in features_lib.LAYOUTS.items()
-  )
-  raise InputError(
-      f"features folder {root!r} holds neither layout's sub-folders ({expected}): point --features "
-      "at the folder holding them, or at one .npz file."
-  )
-
-
-def _check_layout_fits(layout: str, config: ml_collections.ConfigDict, root: str) -> None:
-  shapes = features_lib.output_shapes(layout, "pooled")
-  have = {name: shapes[name][1] if name in shapes else 0 for name in ("audio", "frames", "motion")}
-  want = {name: int(config.model.input_dims.get(name, 0)) for name in have}
-  if have != want:
-    raise InputError(
-        f"features folder {root!r} holds {layout!r} features of widths {have} but the checkpoint's "
-        f"model takes {want}: pass features of the layout the model was trained on."
-    )
 
 
 def folder_clips(features_dir: str | os.PathLike[str], layout: str) -> list[str]:
@@ -191,7 +166,7 @@ def parse_files(
     clips: Sequence[str] | None = None,
     clip_list: str | None = None,
     batch_size: int = 64,
-    threshold: Any = events_lib.DEFAULT_THRESHOLD,
+    threshold: Any = metrics.OFFICIAL_THRESHOLD,
     gate_threshold: Any = None,
     plot: str | None = None,
     plot_dir: str | None = None,
@@ -246,8 +221,15 @@ def parse_files(
 
   synthetic_data = False
   if os.path.isdir(features):
-    layout = detect_layout(features)
-    _check_layout_fits(layout, config, features)
+    layout = features_lib.detect_layout(
+        features, name="--features", alternative=", or at one .npz file"
+    )
+    features_lib.check_input_dims(
+        layout,
+        config.model.input_dims,
+        where=f"features folder {features!r}",
+        model="the checkpoint's model",
+    )
     synthetic_data = os.path.isfile(os.path.join(features, synthetic.MARKER_FILE))
     if clip_list:
       clip_ids = read_clip_list(clip_list)
@@ -280,11 +262,11 @@ def parse_files(
   npz_rows = {clip: row for row, clip in enumerate(clip_ids)}
   plot_set = set(wanted_plots) if (plot or plot_dir) else set()
 
-  def load_batch(ids: Sequence[str], pool) -> dict[str, np.ndarray]:
+  def load_batch(ids: Sequence[str], loaders: concurrent.futures.Executor) -> dict[str, np.ndarray]:
     if npz_arrays is not None:
       rows = [npz_rows[c] for c in ids]
       return {key: value[rows] for key, value in npz_arrays.items()}
-    loaded = list(pool.map(lambda c: features_lib.load_clip(features, layout, "pooled", c), ids))
+    loaded = list(loaders.map(lambda c: features_lib.load_clip(features, layout, "pooled", c), ids))
     return {key: np.stack([clip[key] for clip in loaded]) for key in loaded[0]}
 
   size = min(batch_size, len(clip_ids))
@@ -299,22 +281,11 @@ def parse_files(
       dynamic_ncols=True,
   )
   try:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-      pending = pool.submit(load_batch, batches[0], pool) if npz_arrays is None else None
-      for k, ids in enumerate(batches):
-        batch = pending.result() if pending is not None else load_batch(ids, pool)
-        if npz_arrays is None and k + 1 < len(batches):
-          pending = pool.submit(
-              load_batch, batches[k + 1], pool
-          )  # read ahead while this batch runs
-        pad = size - len(ids)
-        if pad:  # one shape for every batch: one compilation
-          batch = {
-              key: np.concatenate([value, np.zeros((pad, *value.shape[1:]), value.dtype)])
-              for key, value in batch.items()
-          }
-        probs = parser.predict(batch["audio"], batch["frames"], batch.get("motion"))
-        probs = {key: value[: len(ids)] for key, value in probs.items()}
+    with concurrent.futures.ThreadPoolExecutor(
+        max_workers=4
+    ) as loaders:  # a batch's clips in parallel
+      read = lambda ids: load_batch(ids, loaders)
+      for ids, probs in inference.predict_batches(parser.predict, read, batches, size):
         events = events_lib.events_from_probabilities(probs, thresholds, gates)
         labels = events_lib.video_labels(probs, gates)
         for clip, clip_events, clip_labels in zip(ids, events, labels):

@@ -25,8 +25,10 @@ import numpy as np
 
 from avvp_jax import events as events_lib
 from avvp_jax import inference
+from avvp_jax import metrics
 from avvp_jax import timelines
 from avvp_jax.data import annotations
+from avvp_jax.data import features as features_lib
 from avvp_jax.errors import InputError
 from avvp_jax.video import decode
 from avvp_jax.video import extract
@@ -36,7 +38,7 @@ from avvp_jax.video import weights as weights_lib
 def _check_parser(parser: inference.Parser) -> None:
   """The model must take the official layout: VGGish audio, ResNet-152 frames, and R(2+1)D-18 motion if it
   has a motion stream."""
-  expected = {modality: shape[1] for modality, (_, shape) in extract.LAYOUT.items()}
+  expected = features_lib.input_dims("official")
   dims = parser.input_dims
   if (dims["audio"], dims["frames"]) != (expected["audio"], expected["frames"]) or dims.get(
       "motion", 0
@@ -50,7 +52,7 @@ def _check_parser(parser: inference.Parser) -> None:
 def window_events(
     probs: dict[str, np.ndarray],
     segment_mask: np.ndarray,
-    threshold: Any = events_lib.DEFAULT_THRESHOLD,
+    threshold: Any = metrics.OFFICIAL_THRESHOLD,
     gate_threshold: Any = None,
 ) -> list[events_lib.Event]:
   """The events of a whole video from its windows' probabilities (step 4 of the module docstring).
@@ -79,7 +81,7 @@ def parse_features(
     parser: inference.Parser,
     video: extract.VideoFeatures,
     *,
-    threshold: Any = events_lib.DEFAULT_THRESHOLD,
+    threshold: Any = metrics.OFFICIAL_THRESHOLD,
     gate_threshold: Any = None,
 ) -> dict[str, Any]:
   """The record of one decoded video from its windows' features (see the module docstring).
@@ -125,7 +127,7 @@ def parse_video(
     weights_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
     frame_batch: int = 80,
-    threshold: Any = events_lib.DEFAULT_THRESHOLD,
+    threshold: Any = metrics.OFFICIAL_THRESHOLD,
     gate_threshold: Any = None,
     extractor: extract.FeatureExtractor | None = None,
     plot: str | os.PathLike[str] | None = None,
