@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from avvp_jax.data import batch_keys  # pylint: disable=g-import-not-at-top
 from avvp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
 from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
 from configs import common  # pylint: disable=g-import-not-at-top
@@ -45,7 +46,7 @@ _PASSES = flags.DEFINE_integer("warm_passes", 3, "Warm training passes (the medi
 
 
 def _feature_bytes(batch: dict) -> int:
-  return sum(batch[k].nbytes for k in pipeline.FEATURE_KEYS if k in batch)
+  return sum(batch[k].nbytes for k in batch_keys.FEATURE_KEYS if k in batch)
 
 
 def _time_pass(batches) -> tuple[float, int, int]:

@@ -23,6 +23,8 @@ from avvp_jax import evaluate as evaluate_lib
 from avvp_jax import sharding
 from avvp_jax import state as state_lib
 from avvp_jax import train
+from avvp_jax.tasks.llp import evaluator as llp_evaluator
+from avvp_jax.tasks.llp import task as llp_task
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -93,9 +95,12 @@ class TracesTest(parameterized.TestCase):
     self.assertTrue(np.isfinite(metrics["loss"]).all())
     np.testing.assert_array_equal(jax.device_get(state.step), [4] * num_seeds)
 
-    traced_sums = chex.assert_max_traces(evaluate_lib._batch_sums, n=1)  # pylint: disable=protected-access
-    with mock.patch.object(evaluate_lib, "_batch_sums", traced_sums):
-      eval_step = evaluate_lib.make_eval_step(config, model, mesh)
+    evaluator = llp_evaluator.ParsingEvaluator(llp_task.TASK.meta(config))
+    traced_sums = chex.assert_max_traces(evaluator.batch_sums, n=1)
+    with mock.patch.object(evaluator, "batch_sums", traced_sums):
+      eval_step = evaluate_lib.make_eval_step(
+          evaluator, model, mesh, num_seeds=num_seeds, input_keys=llp_task.INPUT_KEYS
+      )
       eval_size = config.eval_batch_size
       totals = []
       for params, num_real in (

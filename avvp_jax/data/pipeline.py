@@ -28,6 +28,7 @@ from typing import Any
 import ml_collections
 
 from avvp_jax.data import annotations
+from avvp_jax.data import batch_keys
 from avvp_jax.data import features as features_lib
 from avvp_jax.data import synthetic as synthetic_lib
 from avvp_jax.data import streams
@@ -35,8 +36,6 @@ from avvp_jax.data import tfds_llp
 from avvp_jax.errors import InputError
 
 DEFAULT_DATA_DIR = "~/.cache/avvp_jax/tfds"
-FEATURE_KEYS = ("audio", "frames", "motion")
-DENSE_KEYS = ("audio_label", "visual_label")
 
 
 def _settings(data_config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -159,9 +158,9 @@ def prepare(
   builder = ensure_built(data_config)
   return streams.Streams(
       builder=builder,
-      feature_keys=FEATURE_KEYS,
-      label_keys=("label",),
-      eval_label_keys=DENSE_KEYS,
+      feature_keys=batch_keys.FEATURE_KEYS,
+      label_keys=(batch_keys.LABEL,),
+      eval_label_keys=batch_keys.DENSE_LABELS,
       splits=annotations.SPLITS,
       clip_id=annotations.clip_id,
       description=builder.description_line,

@@ -16,6 +16,7 @@ import numpy as np
 
 from avvp_jax import metrics as metrics_lib
 from avvp_jax import task as task_lib
+from avvp_jax.data import batch_keys
 
 
 class ParsingEvaluator(task_lib.Evaluator):
@@ -33,11 +34,13 @@ class ParsingEvaluator(task_lib.Evaluator):
         outputs["audio_filter_prob"],
         outputs["visual_filter_prob"],
     )
-    true = (batch["audio_label"], batch["visual_label"])
+    true = (batch[batch_keys.AUDIO_LABEL], batch[batch_keys.VISUAL_LABEL])
     scores = metrics_lib.clip_scores(pred_audio, pred_visual, *true)
     return {
-        "sums": metrics_lib.masked_clip_sums(scores, batch["mask"]),
-        "class_counts": metrics_lib.per_class_counts(pred_audio, pred_visual, *true, batch["mask"]),
+        "sums": metrics_lib.masked_clip_sums(scores, batch[batch_keys.MASK]),
+        "class_counts": metrics_lib.per_class_counts(
+            pred_audio, pred_visual, *true, batch[batch_keys.MASK]
+        ),
     }
 
   def scores(self, totals: Mapping[str, Any]) -> dict[str, Any]:

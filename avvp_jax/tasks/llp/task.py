@@ -24,14 +24,14 @@ import ml_collections
 from avvp_jax import losses as losses_lib
 from avvp_jax import task as task_lib
 from avvp_jax.data import annotations
+from avvp_jax.data import batch_keys
 from avvp_jax.data import features as features_lib
-from avvp_jax.data import pseudo_labels
 from avvp_jax.data import simulated_teacher
 from avvp_jax.data import synthetic as synthetic_lib
 from avvp_jax.errors import InputError
 from avvp_jax.tasks.llp import evaluator as evaluator_lib
 
-INPUT_KEYS = ("audio", "frames", "motion")  # the model's positional inputs (motion absent: None)
+INPUT_KEYS = batch_keys.FEATURE_KEYS  # the model's positional inputs (motion absent: None)
 
 
 def _meta(layout: str, frames: str, input_dims: Mapping[str, int]) -> task_lib.Meta:
@@ -129,12 +129,9 @@ class LLPTask(task_lib.Task):
   def guidance(self, batch: Mapping[str, Any]) -> dict[str, Any]:
     """The weak labels as `video_label` and (when the batch has them) the segment pseudo labels as
     `segment_labels`: training-time inputs of LINK's PLSIM, ignored by every other model."""
-    guidance = {"video_label": batch["label"]}
-    if pseudo_labels.AUDIO_BATCH_KEY in batch and pseudo_labels.VISUAL_BATCH_KEY in batch:
-      guidance["segment_labels"] = (
-          batch[pseudo_labels.AUDIO_BATCH_KEY],
-          batch[pseudo_labels.VISUAL_BATCH_KEY],
-      )
+    guidance = {"video_label": batch[batch_keys.LABEL]}
+    if all(key in batch for key in batch_keys.PSEUDO_LABELS):
+      guidance["segment_labels"] = tuple(batch[key] for key in batch_keys.PSEUDO_LABELS)
     return guidance
 
   def loss(self, loss_config, outputs, batch):
@@ -155,9 +152,9 @@ def _input_dims_from_layout(config: ml_collections.ConfigDict) -> None:
   if layout == "official":
     return
   features_lib.check_layout(layout, config.data.frames)
-  if dict(config.model.input_dims) != _layout_input_dims("official"):
+  if dict(config.model.input_dims) != features_lib.input_dims("official"):
     return
-  dims = _layout_input_dims(layout)
+  dims = features_lib.input_dims(layout)
   config.model.input_dims = ml_collections.ConfigDict(dims)
   logging.info(
       "config.model.input_dims from the %r layout: %s (set --config.model.input_dims.* to "
@@ -165,12 +162,6 @@ def _input_dims_from_layout(config: ml_collections.ConfigDict) -> None:
       layout,
       ", ".join(f"{name} {value}" for name, value in dims.items()),
   )
-
-
-def _layout_input_dims(layout: str) -> dict[str, int]:
-  """{audio, frames, motion} widths of `layout` (0: no such stream), as config.model.input_dims."""
-  shapes = features_lib.output_shapes(layout)
-  return {name: int(shapes[name][1]) if name in shapes else 0 for name in INPUT_KEYS}
 
 
 TASK = LLPTask()
