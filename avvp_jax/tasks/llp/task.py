@@ -41,10 +41,12 @@ def _meta(layout: str, frames: str, input_dims: Mapping[str, int]) -> task_lib.M
       task="llp",
       class_names=annotations.CLASSES,
       num_segments=annotations.NUM_SECONDS,
-      features=tuple(
-          task_lib.FeatureSpec(name, (shapes[name][0], int(input_dims[name])))
+      features=tuple(  # a stream the layout lacks but the model reads (VALOR++'s motion): per second
+          task_lib.FeatureSpec(
+              name, (shapes[name][0] if name in shapes else annotations.NUM_SECONDS, int(width))
+          )
           for name in INPUT_KEYS
-          if input_dims.get(name)
+          if (width := input_dims.get(name))
       ),
       frames_per_segment=features_lib.FRAMES_PER_SECOND,
       splits=annotations.SPLITS,
