@@ -132,7 +132,7 @@ def no_arguments(argv: list[str]) -> None:
 
 def class_value(item: str, flag: str = "--class_thresholds") -> tuple[int, float]:
   """`CLASS=VALUE` (an entry of a per-class flag) -> (the class's index, the value); bad entries are InputErrors."""
-  from avvp_jax.data import annotations  # pylint: disable=g-import-not-at-top  (keeps launcher start-up light)
+  from avvp_jax.tasks.llp import annotations  # pylint: disable=g-import-not-at-top  (keeps launcher start-up light)
 
   name, sep, value = item.partition("=")
   try:

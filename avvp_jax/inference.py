@@ -4,7 +4,7 @@ Library API (`load_parser`, `predict`, `predict_ensemble` and `Parser` are also 
 
   parser = avvp_jax.load_parser("workdir/han")        # a workdir (its best save) or a checkpoint folder
   probs = parser.predict(audio, frames, motion)        # dict of probabilities (below), numpy
-  events = parser.parse(audio, frames, motion)         # per clip: a list of event dicts (`avvp_jax.events`)
+  events = parser.parse(audio, frames, motion)         # per clip: a list of event dicts (`avvp_jax.tasks.llp.events`)
 
   probs = avvp_jax.predict(config, params, audio, frames, motion)   # functional, jitted, jax.Arrays
   probs = avvp_jax.predict_ensemble(config, stacked_params, audio, frames, motion)  # [S, ...] params
@@ -28,7 +28,7 @@ only when the inputs had one:
   video_prob                  [B, C]     whole-video score of each class, thresholded at 0.5 by
                                          the official evaluation but not bounded by 1: MMIL's
                                          attentive pooling lies in [0, 2), LEAP's is 0 or 1
-                                         (`avvp_jax.events.VIDEO_SCORE`)
+                                         (`avvp_jax.tasks.llp.events.VIDEO_SCORE`)
   audio_prob, visual_prob     [B, C]     video-level probability per modality, in [0, 1]
   segment_audio_prob          [B, T, C]  per-second audio probability
   segment_visual_prob         [B, T, C]  per-second visual probability
@@ -53,10 +53,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from avvp_jax import events as events_lib
-from avvp_jax import metrics
+from avvp_jax.tasks.llp import events as events_lib
+from avvp_jax.tasks.llp import metrics
 from avvp_jax import sharding
-from avvp_jax.data import features as features_lib
+from avvp_jax.tasks.llp import features as features_lib
 from avvp_jax.errors import InputError
 
 PyTree = Any
@@ -336,7 +336,7 @@ def predict_batches(
   """A model's probabilities over many clips, a batch at a time, the next batch read while one runs.
 
   `read(job)` gives the features of b <= `batch_size` clips, `audio` / `frames` / (`motion`) `[b, ...]`
-  (`avvp_jax.data.batch_keys.FEATURE_KEYS`); it runs on a worker thread, one job ahead. Zero clips pad every
+  (`avvp_jax.tasks.llp.batch_keys.FEATURE_KEYS`); it runs on a worker thread, one job ahead. Zero clips pad every
   batch to `batch_size`, so one compilation serves them all, and the padding's outputs are dropped.
 
   Args:
@@ -419,7 +419,7 @@ class Parser:
       gate_threshold: video-level gate threshold, same forms; None: the same as `threshold` (official).
 
     Returns:
-      The events of `avvp_jax.events.events_from_probabilities`: one list per clip, or one list for one clip.
+      The events of `avvp_jax.tasks.llp.events.events_from_probabilities`: one list per clip, or one list for one clip.
     """
     batched = np.ndim(audio) == 3
     probs = self.predict(audio, frames, motion)

@@ -5,7 +5,7 @@ a train state is split along its leading seed axis (`P("seed")`), a training bat
 axes (`P("seed", "data")`), an evaluation batch along its clip axis (`P("data")`), and XLA inserts the
 gradient all-reduce over "data". The seed axis has gcd(num_seeds, devices per host) devices, so a GPU or
 a TPU slice runs seeds side by side while every host keeps all seeds of its own clips. Each host reads its
-own slice of every global batch (`avvp_jax.data.pipeline`), and `global_batch` assembles the global
+own slice of every global batch (`avvp_jax.tasks.llp.pipeline`), and `global_batch` assembles the global
 `jax.Array` with `jax.make_array_from_process_local_data`.
 
 `map_seeds` maps a one-replica function over the seed axis: every function of a run's replicas (the train

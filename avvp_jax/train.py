@@ -224,7 +224,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   Returns:
     The last validation report (`avvp_jax.evaluate.seed_report` of the task's default evaluator): for one
-    seed its scores (LLP: the 10 keys of `avvp_jax.metrics.KEYS` in percent, "per_class") and "num_clips";
+    seed its scores (LLP: the 10 keys of `avvp_jax.tasks.llp.metrics.KEYS` in percent, "per_class") and "num_clips";
     for several, the evaluator's keys hold the mean over the seeds, plus "std", "per_seed" and "num_clips".
 
   Raises:

@@ -5,7 +5,7 @@ Run from the repository root:
   python bench/bench_metrics.py
 
 Labels: the 1,200 real test clips' dense audio and visual labels, from the packaged LLP annotations
-(`avvp_jax.data.annotations.load_split("test")`). Predictions are SIMULATED: the same labels perturbed
+(`avvp_jax.tasks.llp.annotations.load_split("test")`). Predictions are SIMULATED: the same labels perturbed
 (seconds flipped, clips shifted by a second; `tests/metrics_test.py:_perturb`), so the event structure is
 realistic; no model is run.
 
@@ -28,8 +28,8 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from avvp_jax import metrics  # pylint: disable=g-import-not-at-top
-from avvp_jax.data import annotations  # pylint: disable=g-import-not-at-top
+from avvp_jax.tasks.llp import metrics  # pylint: disable=g-import-not-at-top
+from avvp_jax.tasks.llp import annotations  # pylint: disable=g-import-not-at-top
 import metrics_test  # pylint: disable=g-import-not-at-top
 
 _OURS_REPEATS = 50

@@ -6,11 +6,11 @@ Run from the repository root:
   python bench/bench_parse.py --checkpoint=WORKDIR  # a trained model instead
 
 Inputs are SYNTHETIC official-layout clips (VGGish [10, 128], pooled ResNet-152 [10, 2048], R(2+1)D-18
-[10, 512]) from `avvp_jax.data.synthetic`. For each model and batch size the table gives the first-call
+[10, 512]) from `avvp_jax.tasks.llp.synthetic`. For each model and batch size the table gives the first-call
 time (compilation included), then the median of `--repeats` calls of
   predict: `Parser.predict` (input checks, one jitted call, transfer to the host), and
   parse:   `Parser.parse` (the same, plus thresholding and event extraction into dicts with
-           `avvp_jax.events`),
+           `avvp_jax.tasks.llp.events`),
 as milliseconds per call and clips per second.
 """
 
@@ -27,8 +27,8 @@ import jax
 import numpy as np
 
 import avvp_jax  # pylint: disable=g-import-not-at-top
-from avvp_jax.data import batch_keys  # pylint: disable=g-import-not-at-top
-from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+from avvp_jax.tasks.llp import batch_keys  # pylint: disable=g-import-not-at-top
+from avvp_jax.tasks.llp import synthetic  # pylint: disable=g-import-not-at-top
 from avvp_jax.tasks.llp import task as llp_task
 from configs import han  # pylint: disable=g-import-not-at-top
 from configs import leap  # pylint: disable=g-import-not-at-top

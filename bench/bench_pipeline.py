@@ -7,7 +7,7 @@ Run from the repository root:
 
 `--source=synthetic` builds the embedded SYNTHETIC set (features generated while building); `--source=files`
 first writes the synthetic features as official-layout `.npy` files plus a matching labels folder
-(`avvp_jax.data.synthetic.write_features` / `write_labels`) and builds from those files, which times the
+(`avvp_jax.tasks.llp.synthetic.write_features` / `write_labels`) and builds from those files, which times the
 real-feature path (reading, checking, pooling). Each build goes into a fresh temporary data dir.
 
 Phases: "build" (generation or reading + TFRecord writing; clips of all three splits), "train cold" (the
@@ -29,9 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from avvp_jax.data import batch_keys  # pylint: disable=g-import-not-at-top
-from avvp_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+from avvp_jax.tasks.llp import batch_keys  # pylint: disable=g-import-not-at-top
+from avvp_jax.tasks.llp import pipeline  # pylint: disable=g-import-not-at-top
+from avvp_jax.tasks.llp import synthetic  # pylint: disable=g-import-not-at-top
 from configs import common  # pylint: disable=g-import-not-at-top
 
 _SOURCE = flags.DEFINE_enum("source", "synthetic", ["synthetic", "files"], "What the build reads.")

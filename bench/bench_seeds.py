@@ -32,7 +32,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from avvp_jax import metrics  # pylint: disable=g-import-not-at-top,wrong-import-position
+from avvp_jax.tasks.llp import metrics  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SUMMARY = re.compile(r"validation \(\d+ clips, [\d.]+s\): (.*)$")
 PER_SEED = re.compile(r"validation segment/type per seed: (.*)$")

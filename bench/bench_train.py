@@ -45,13 +45,13 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 LLP_TRAIN_CLIPS = 10_000
-_RUN_DATA = "avvp_jax.data.run_data"
+_RUN_DATA = "avvp_jax.tasks.llp.run_data"
 
 
 def _stub_data_without_tensorflow() -> bool:
   """Without TensorFlow, stands in a stub for the trainer's data module (device-resident runs read no data).
 
-  `avvp_jax.train` and `avvp_jax.evaluate` import `avvp_jax.data.run_data`, which imports TensorFlow; the
+  `avvp_jax.train` and `avvp_jax.evaluate` import `avvp_jax.tasks.llp.run_data`, which imports TensorFlow; the
   device-resident epoch calls none of it. Returns whether the stub was installed.
   """
   try:
@@ -123,7 +123,7 @@ def random_batch(config, rng, with_pseudo_labels=None, num_real=None):
       "label": (rng.random((size, 25)) < 0.1),
   }
   if with_pseudo_labels:
-    from avvp_jax.data import batch_keys  # pylint: disable=g-import-not-at-top
+    from avvp_jax.tasks.llp import batch_keys  # pylint: disable=g-import-not-at-top
 
     for key in batch_keys.PSEUDO_LABELS:
       batch[key] = rng.random((size, 10, 25)) < 0.05
@@ -204,7 +204,7 @@ def time_step(config, steps, with_pseudo_labels=None):
 
 def time_input_epoch(config, steps):
   """Steps through the real input path; returns measured clips/s and the extrapolated 10k-clip epoch."""
-  from avvp_jax.data import run_data  # pylint: disable=g-import-not-at-top  (TensorFlow: only this mode)
+  from avvp_jax.tasks.llp import run_data  # pylint: disable=g-import-not-at-top  (TensorFlow: only this mode)
 
   state_lib, sharding, _ = _libs()
   mesh, state, step_fn, _ = _setup(config)

@@ -82,10 +82,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.legacy_annotations = False
   # VALOR's segment-level pseudo labels, used by the LEAP loss when given: the folder where VALOR's
   # CLAP.zip and CLIP.zip were unpacked (CLAP/segment_pseudo_labels/<clip id>.npy and
-  # CLIP/segment_pseudo_labels/<clip id>.npy, [10, 25] each; see avvp_jax/data/pseudo_labels.py).
+  # CLIP/segment_pseudo_labels/<clip id>.npy, [10, 25] each; see avvp_jax/tasks/llp/pseudo_labels.py).
   # Empty: none.
   # "simulated": on the embedded synthetic data only, SIMULATED VALOR-like pseudo labels made from the set's
-  # hidden dense labels (avvp_jax/data/synthetic.py; official segment F1 audio 80.5, visual 71.0).
+  # hidden dense labels (avvp_jax/tasks/llp/synthetic.py; official segment F1 audio 80.5, visual 71.0).
   config.data.pseudo_labels = ""
   # Training clips in the shuffle buffer (LLP train has 10,000): the order of an epoch depends only on
   # (seed, epoch), so a resumed run sees exactly the same batches. Decoded clips are held in memory (~105 KB
@@ -199,7 +199,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # --- loss -----------------------------------------------------------------------------------------
   config.loss = ml_collections.ConfigDict()
-  config.loss.name = "han"  # key of avvp_jax.losses.LOSSES
+  config.loss.name = "han"  # key of avvp_jax.tasks.llp.losses.LOSSES
   # Probabilities are clamped to [clamp_eps, 1 - clamp_eps] before the BCEs (both official codes).
   config.loss.clamp_eps = 1e-7
   # Label smoothing toward 0.5 of the audio / visual video-level targets, s * y + (1 - s) * 0.5: HAN's

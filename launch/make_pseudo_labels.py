@@ -9,7 +9,7 @@ the same --config.data.features_dir / labels_dir as the features labelled here).
 
 A second of class c becomes a pseudo label of a modality when c is in the clip's weak label and the teacher's
 segment probability of that modality is >= the threshold of (modality, c); every split is filtered by its
-weak labels, as VALOR's released files are (see avvp_jax/pseudo_label_maker.py).
+weak labels, as VALOR's released files are (see avvp_jax/tools/pseudo_label_maker.py).
 
 Flags:
   --checkpoint         the teacher: a training workdir (a multi-seed one: its seed ensemble), a step folder, or
@@ -88,7 +88,7 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Clips per jitted call.")
 
 def thresholds_from_flags() -> dict[str, list[float]]:
   """--threshold, --audio_threshold, --visual_threshold and --class_thresholds as {modality: [C] values}."""
-  from avvp_jax.data import annotations  # pylint: disable=g-import-not-at-top
+  from avvp_jax.tasks.llp import annotations  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
 
   base = {"audio": _AUDIO_THRESHOLD.value, "visual": _VISUAL_THRESHOLD.value}
@@ -115,7 +115,7 @@ def main(argv: list[str]) -> None:
   for flag in (_CHECKPOINT, _OUT):
     if not flag.value:
       cli.fail(f"--{flag.name} is required (see python launch/make_pseudo_labels.py --help).")
-  from avvp_jax import pseudo_label_maker  # pylint: disable=g-import-not-at-top
+  from avvp_jax.tools import pseudo_label_maker  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
 
   try:

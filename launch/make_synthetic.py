@@ -3,7 +3,7 @@ r"""Writes the SYNTHETIC LLP-structured dataset to disk in the real features' la
     python launch/make_synthetic.py --output_dir=/tmp/llp_synthetic [--num_train_clips=2000] \
         [--splits=train,val,test] [--num_eval_clips=0] [--layout=official] [--seed=0] [--labels_dir=]
 
-Writes, for every clip of the chosen splits (the same clips and features `avvp_jax.data.synthetic` gives
+Writes, for every clip of the chosen splits (the same clips and features `avvp_jax.tasks.llp.synthetic` gives
 the trainer when no features are configured):
   official layout:  OUT/vggish/<id>.npy [10, 128], OUT/res152/<id>.npy [80, 2048],
                     OUT/r2plus1d_18/<id>.npy [10, 512]
@@ -14,7 +14,7 @@ of exactly those clips (unless --nowrite_labels); and OUT/SYNTHETIC.txt, OUT/lab
 that the features are synthetic; and (unless --nopseudo_labels) SIMULATED VALOR-like segment pseudo labels of
 the same clips in VALOR's layout, OUT/CLAP/segment_pseudo_labels/<id>.npy (audio) and
 OUT/CLIP/segment_pseudo_labels/<id>.npy (visual), [10, 25] int64 0/1, with their precision, recall and F1 against
-the dense labels in OUT/pseudo_label_quality.json (see avvp_jax/data/synthetic.py). Then train on the real-data
+the dense labels in OUT/pseudo_label_quality.json (see avvp_jax/tasks/llp/synthetic.py). Then train on the real-data
 path with
 `--config.data.features_dir=OUT --config.data.labels_dir=OUT/labels`.
 
@@ -71,8 +71,8 @@ _PSEUDO_LABELS = flags.DEFINE_bool(
 def make_synthetic() -> None:
   """Generates and writes the chosen splits; raises InputError on bad flags."""
   import pathlib  # pylint: disable=g-import-not-at-top
-  from avvp_jax.data import annotations  # pylint: disable=g-import-not-at-top
-  from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  from avvp_jax.tasks.llp import annotations  # pylint: disable=g-import-not-at-top
+  from avvp_jax.tasks.llp import synthetic  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
 
   if not _OUTPUT_DIR.value:
@@ -149,9 +149,9 @@ def write_simulated_pseudo_labels(data, output_dir, written) -> None:
   """Writes the SIMULATED pseudo labels of the written clips in VALOR's layout, with their quality."""
   import json  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from avvp_jax.data import pseudo_labels  # pylint: disable=g-import-not-at-top
-  from avvp_jax.data import simulated_teacher  # pylint: disable=g-import-not-at-top
-  from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  from avvp_jax.tasks.llp import pseudo_labels  # pylint: disable=g-import-not-at-top
+  from avvp_jax.tasks.llp import simulated_teacher  # pylint: disable=g-import-not-at-top
+  from avvp_jax.tasks.llp import synthetic  # pylint: disable=g-import-not-at-top
 
   start = time.perf_counter()
   simulated = simulated_teacher.simulated_pseudo_labels(data, tuple(written))

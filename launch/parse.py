@@ -95,7 +95,7 @@ def _class_thresholds():
   """--threshold with --class_thresholds applied: a float or a {class: value} mapping (library form)."""
   if not _CLASS_THRESHOLDS.value:
     return _THRESHOLD.value
-  from avvp_jax.data import annotations  # pylint: disable=g-import-not-at-top
+  from avvp_jax.tasks.llp import annotations  # pylint: disable=g-import-not-at-top
 
   values = [_THRESHOLD.value] * annotations.NUM_CLASSES
   for item in _CLASS_THRESHOLDS.value:

@@ -11,7 +11,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 from ml_collections import config_flags
 
-from avvp_jax import metrics
+from avvp_jax.tasks.llp import metrics
 from avvp_jax import models
 from avvp_jax import train
 from avvp_jax.tasks.llp import task as llp_task

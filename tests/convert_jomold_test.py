@@ -1,4 +1,4 @@
-"""Parity of the JoMoLD converter (avvp_jax.convert_han, model "jomold") with a PyTorch JoMoLD to the official names.
+"""Parity of the JoMoLD converter (avvp_jax.convert.han, model "jomold") with a PyTorch JoMoLD to the official names.
 
 The reference below is our own PyTorch transcription of MCG-NJU/JoMoLD's `nets/net_audiovisual.py` (`MMIL_Net`,
 `Encoder`, `HANLayer`), saved as its `main.py` saves it: {"model": state_dict, "optimizer", "scheduler",

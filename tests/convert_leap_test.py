@@ -1,4 +1,4 @@
-"""Parity of the LEAP converter (avvp_jax.convert_leap) with a PyTorch LEAP written to the official names.
+"""Parity of the LEAP converter (avvp_jax.convert.leap) with a PyTorch LEAP written to the official names.
 
 The reference below is our own PyTorch transcription of jasongief/LEAP's `AVVPNet`
 (`main_network_temporal_add_label.py`, `nets/MPAM.py`, `nets/Transformer.py`): the same module tree, so its

@@ -1,4 +1,4 @@
-"""Parity of the VALOR converter (avvp_jax.convert_han, model "valor") with a PyTorch VALOR to the official names.
+"""Parity of the VALOR converter (avvp_jax.convert.han, model "valor") with a PyTorch VALOR to the official names.
 
 The reference below is our own PyTorch transcription of Franklin905/VALOR's `main_network.py` (`MMIL_Net`,
 `Encoder`, `HANLayer`, `--norm_where post_norm` as in every released script), so its `state_dict()` has the
@@ -30,7 +30,7 @@ from torch.nn import functional as F
 import avvp_jax
 from avvp_jax import convert
 from avvp_jax import models
-from avvp_jax.data import features
+from avvp_jax.tasks.llp import features
 from avvp_jax.errors import InputError
 from avvp_jax.tasks.llp import task as llp_task
 import torch_oracles

@@ -1,4 +1,4 @@
-"""Tests of avvp_jax.data.annotations against hand-read rows of the real LLP files."""
+"""Tests of avvp_jax.tasks.llp.annotations against hand-read rows of the real LLP files."""
 
 import hashlib
 import pathlib
@@ -9,7 +9,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-from avvp_jax.data import annotations
+from avvp_jax.tasks.llp import annotations
 from avvp_jax.errors import InputError
 
 C = annotations.CLASS_INDEX

@@ -1,4 +1,4 @@
-"""Tests of avvp_jax.data.features: layouts, pooling, VALOR's CLAP segment map, checked reading."""
+"""Tests of avvp_jax.tasks.llp.features: layouts, pooling, VALOR's CLAP segment map, checked reading."""
 
 import os
 import pathlib
@@ -7,9 +7,9 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-from avvp_jax.data import annotations
-from avvp_jax.data import batch_keys
-from avvp_jax.data import features
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import batch_keys
+from avvp_jax.tasks.llp import features
 from avvp_jax.errors import InputError
 
 

@@ -1,4 +1,4 @@
-"""Tests of avvp_jax.data.pipeline: build keys and reuse, per-host slices, padded evaluation, shuffling and
+"""Tests of avvp_jax.tasks.llp.pipeline: build keys and reuse, per-host slices, padded evaluation, shuffling and
 exact resumption."""
 
 import pathlib
@@ -10,9 +10,9 @@ from absl.testing import parameterized
 import ml_collections
 import numpy as np
 
-from avvp_jax.data import annotations
-from avvp_jax.data import features
-from avvp_jax.data import pipeline
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import features
+from avvp_jax.tasks.llp import pipeline
 from avvp_jax.data import streams
 from avvp_jax.errors import InputError
 from configs import common

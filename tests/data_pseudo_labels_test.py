@@ -1,4 +1,4 @@
-"""Tests of avvp_jax.data.pseudo_labels on small folders laid out as VALOR's archives unpack: reading, the
+"""Tests of avvp_jax.tasks.llp.pseudo_labels on small folders laid out as VALOR's archives unpack: reading, the
 atomic writer, and `quality` against a hand-worked pair of clips."""
 
 import json
@@ -9,8 +9,8 @@ from unittest import mock
 from absl.testing import absltest
 import numpy as np
 
-from avvp_jax.data import annotations
-from avvp_jax.data import pseudo_labels
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import pseudo_labels
 from avvp_jax.errors import InputError
 
 FILENAMES = ("BjCEufrlXm4_20_30", "AP0061o0Nvk_101.8_111.8", "-0A9suni5YA_0_10")

@@ -1,4 +1,4 @@
-"""Tests of avvp_jax.data.synthetic: shapes, exact pooling, determinism, labels, learnability, writing."""
+"""Tests of avvp_jax.tasks.llp.synthetic: shapes, exact pooling, determinism, labels, learnability, writing."""
 
 import functools
 import pathlib
@@ -7,9 +7,9 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-from avvp_jax.data import annotations
-from avvp_jax.data import simulated_teacher
-from avvp_jax.data import synthetic
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import simulated_teacher
+from avvp_jax.tasks.llp import synthetic
 from avvp_jax.errors import InputError
 
 T, C = annotations.NUM_SECONDS, annotations.NUM_CLASSES

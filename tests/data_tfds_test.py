@@ -1,4 +1,4 @@
-"""Tests of avvp_jax.data.tfds_llp: TFDS builds of tiny feature folders, read-back, atomicity, bad input."""
+"""Tests of avvp_jax.tasks.llp.tfds_llp: TFDS builds of tiny feature folders, read-back, atomicity, bad input."""
 
 import os
 import pathlib
@@ -15,13 +15,13 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-from avvp_jax.data import annotations
-from avvp_jax.data import features
-from avvp_jax.data import pipeline
-from avvp_jax.data import run_data
-from avvp_jax.data import simulated_teacher
-from avvp_jax.data import synthetic
-from avvp_jax.data import tfds_llp
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import features
+from avvp_jax.tasks.llp import pipeline
+from avvp_jax.tasks.llp import run_data
+from avvp_jax.tasks.llp import simulated_teacher
+from avvp_jax.tasks.llp import synthetic
+from avvp_jax.tasks.llp import tfds_llp
 from avvp_jax.errors import InputError
 from configs import common
 
@@ -200,7 +200,7 @@ class BuildTest(parameterized.TestCase):
 
 _KILLED_BUILD = textwrap.dedent("""
     import sys, time
-    from avvp_jax.data import features, pipeline
+    from avvp_jax.tasks.llp import features, pipeline
     from configs import common
     load_clip = features.load_clip
     def slow_load_clip(*args, **kwargs):

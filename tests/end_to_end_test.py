@@ -15,7 +15,7 @@ import tempfile
 from absl.testing import absltest
 import numpy as np
 
-from avvp_jax import metrics
+from avvp_jax.tasks.llp import metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 300

@@ -17,12 +17,12 @@ from avvp_jax import evaluate
 from avvp_jax.tasks.llp import task as llp_task
 from avvp_jax.tasks.llp.evaluator import ParsingEvaluator
 from avvp_jax.tools import evaluate_checkpoint
-from avvp_jax import metrics
+from avvp_jax.tasks.llp import metrics
 from avvp_jax import state as state_lib
 from avvp_jax import sharding
-from avvp_jax.data import run_data
+from avvp_jax.tasks.llp import run_data
 from avvp_jax import train
-from avvp_jax.data import annotations
+from avvp_jax.tasks.llp import annotations
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)

@@ -1,12 +1,12 @@
-"""avvp_jax.events: hand-worked event extraction, runs, thresholds and video labels, against loop oracles."""
+"""avvp_jax.tasks.llp.events: hand-worked event extraction, runs, thresholds and video labels, against loop oracles."""
 
 from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-from avvp_jax import events as events_lib
-from avvp_jax import metrics
-from avvp_jax.data import annotations
+from avvp_jax.tasks.llp import events as events_lib
+from avvp_jax.tasks.llp import metrics
+from avvp_jax.tasks.llp import annotations
 from avvp_jax.errors import InputError
 
 T, C = annotations.NUM_SECONDS, annotations.NUM_CLASSES

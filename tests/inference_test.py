@@ -16,8 +16,8 @@ import numpy as np
 
 import avvp_jax
 from avvp_jax import inference
-from avvp_jax import metrics
-from avvp_jax.data import annotations
+from avvp_jax.tasks.llp import metrics
+from avvp_jax.tasks.llp import annotations
 from avvp_jax.errors import InputError
 from avvp_jax.tasks.llp import task as llp_task
 
@@ -225,7 +225,7 @@ class TrainedRoundTripTest(absltest.TestCase):
     config.synthetic_num_epochs = 1
     config.seed, config.num_seeds = 3, 2  # replicas with seeds 3 and 4
     train.train_and_evaluate(config, cls.workdir)
-    from avvp_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+    from avvp_jax.tasks.llp import synthetic  # pylint: disable=g-import-not-at-top
 
     data = synthetic.SyntheticLLP(num_train_clips=8, layout="official", frames="pooled")
     cls.val = data.split("val")
@@ -379,7 +379,7 @@ class PackageImportTest(absltest.TestCase):
     import subprocess  # pylint: disable=g-import-not-at-top
 
     code = (
-        "import sys, avvp_jax.inference, avvp_jax.events, avvp_jax.timelines; heavy = [m for m in "
+        "import sys, avvp_jax.inference, avvp_jax.tasks.llp.events, avvp_jax.tasks.llp.timelines; heavy = [m for m in "
         "('tensorflow', 'orbax', 'matplotlib') if m in sys.modules]; assert not heavy, heavy"
     )
     subprocess.run(

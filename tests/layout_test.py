@@ -110,7 +110,7 @@ class LayoutTest(absltest.TestCase):
 
   def test_the_trainers_layer_imports_no_task_package(self):
     # The trainer's layer knows no dataset: the tasks reach it through `avvp_jax.tasks.get` (a plain dict of
-    # lazily imported modules), never through an import, not even a function-local one.
+    # lazily imported modules), never through an import, direct or indirect, not even a function-local one.
     layer = [
         name
         for name in self.graph
@@ -118,11 +118,17 @@ class LayoutTest(absltest.TestCase):
     ]
     self.assertContainsSubset(TASK_FREE, layer)
     for name in layer:
-      for target, line, _ in self.graph[name]:
-        self.assertFalse(
-            target.startswith("avvp_jax.tasks."),
-            msg=f"{name} (line {line}) imports the task package {target}",
-        )
+      seen, todo = set(), [(name, [name])]
+      while todo:
+        module, path = todo.pop()
+        for target, line, _ in self.graph.get(module, ()):
+          self.assertFalse(
+              target.startswith("avvp_jax.tasks."),
+              msg=f"{' -> '.join(path + [target])} (line {line} of {module}): a task package",
+          )
+          if target not in seen:
+            seen.add(target)
+            todo.append((target, path + [target]))
 
   def test_the_trainer_stays_small(self):
     with open(os.path.join(PACKAGE, "train.py")) as f:

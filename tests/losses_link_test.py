@@ -1,4 +1,4 @@
-"""Tests of the LINK loss (`avvp_jax.losses.link_loss`, S-LOSS's eq. 11 weight) against numpy oracles."""
+"""Tests of the LINK loss (`avvp_jax.tasks.llp.losses.link_loss`, S-LOSS's eq. 11 weight) against numpy oracles."""
 
 import math
 
@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from avvp_jax import losses
-from avvp_jax.data import pseudo_labels
+from avvp_jax.tasks.llp import losses
+from avvp_jax.tasks.llp import pseudo_labels
 from avvp_jax.errors import InputError
 from configs import common
 

@@ -1,4 +1,4 @@
-"""Tests of avvp_jax.losses against loop-by-loop numpy transcriptions of the official formulas."""
+"""Tests of avvp_jax.tasks.llp.losses against loop-by-loop numpy transcriptions of the official formulas."""
 
 import math
 
@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import common
-from avvp_jax import losses
-from avvp_jax.data import pseudo_labels
+from avvp_jax.tasks.llp import losses
+from avvp_jax.tasks.llp import pseudo_labels
 from avvp_jax.errors import InputError
 
 B, T, C, D = 3, 10, 25, 8

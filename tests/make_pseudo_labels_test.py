@@ -1,4 +1,4 @@
-"""`avvp_jax.pseudo_label_maker` and launch/make_pseudo_labels.py: a teacher's pseudo labels, end to end.
+"""`avvp_jax.tools.pseudo_label_maker` and launch/make_pseudo_labels.py: a teacher's pseudo labels, end to end.
 
 The two-stage recipe on the embedded SYNTHETIC data: a tiny HAN (`configs/han.py:tiny`) is trained, its pseudo
 labels are made, and a `configs/leap.py:tiny` run trains on them (the same programs configs_test.py trains, so
@@ -22,11 +22,11 @@ from absl.testing import absltest
 import numpy as np
 
 import avvp_jax
-from avvp_jax import pseudo_label_maker
-from avvp_jax.data import annotations
-from avvp_jax.data import features as features_lib
-from avvp_jax.data import pseudo_labels
-from avvp_jax.data import synthetic
+from avvp_jax.tools import pseudo_label_maker
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import features as features_lib
+from avvp_jax.tasks.llp import pseudo_labels
+from avvp_jax.tasks.llp import synthetic
 from avvp_jax.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,11 +9,11 @@ import sys
 from absl.testing import absltest
 import numpy as np
 
-from avvp_jax.data import annotations
-from avvp_jax.data import features
-from avvp_jax.data import pseudo_labels
-from avvp_jax.data import simulated_teacher
-from avvp_jax.data import synthetic
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import features
+from avvp_jax.tasks.llp import pseudo_labels
+from avvp_jax.tasks.llp import simulated_teacher
+from avvp_jax.tasks.llp import synthetic
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "launch" / "make_synthetic.py"

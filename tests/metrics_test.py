@@ -1,4 +1,4 @@
-"""Tests of avvp_jax.metrics against a plain-Python transcription of the official rules and hand-worked clips.
+"""Tests of avvp_jax.tasks.llp.metrics against a plain-Python transcription of the official rules and hand-worked clips.
 
 The oracle below is written from the rules of the official LLP evaluation (YapengTian/AVVP-ECCV20,
 `utils/eval_metrics.py` and `main_avvp.py:eval`), one clip, one class, one event at a time, in float64.
@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from avvp_jax import metrics
-from avvp_jax.data import annotations
+from avvp_jax.tasks.llp import metrics
+from avvp_jax.tasks.llp import annotations
 from avvp_jax.errors import InputError
 
 T = 10

@@ -13,7 +13,7 @@ import torch
 
 import leap_official
 
-from avvp_jax.data import annotations
+from avvp_jax.tasks.llp import annotations
 from avvp_jax.errors import InputError
 from avvp_jax.models import label_embeddings
 

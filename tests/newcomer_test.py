@@ -28,15 +28,15 @@ import numpy as np
 from avvp_jax import checkpoint
 from avvp_jax import cli
 from avvp_jax import models
-from avvp_jax import events
-from avvp_jax import metrics
+from avvp_jax.tasks.llp import events
+from avvp_jax.tasks.llp import metrics
 from avvp_jax import reporting
 from avvp_jax import sharding
 from avvp_jax import state as state_lib
-from avvp_jax import timelines
-from avvp_jax.data import features
-from avvp_jax.data import pseudo_labels
-from avvp_jax.data import run_data
+from avvp_jax.tasks.llp import timelines
+from avvp_jax.tasks.llp import features
+from avvp_jax.tasks.llp import pseudo_labels
+from avvp_jax.tasks.llp import run_data
 from avvp_jax.errors import InputError
 from avvp_jax.models import mmil
 from avvp_jax.tools import evaluate_checkpoint

@@ -17,12 +17,12 @@ import jax
 import numpy as np
 
 import avvp_jax
-from avvp_jax import events as events_lib
-from avvp_jax import metrics
-from avvp_jax import timelines
-from avvp_jax.data import annotations
-from avvp_jax.data import features as features_lib
-from avvp_jax.data import synthetic
+from avvp_jax.tasks.llp import events as events_lib
+from avvp_jax.tasks.llp import metrics
+from avvp_jax.tasks.llp import timelines
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import features as features_lib
+from avvp_jax.tasks.llp import synthetic
 from avvp_jax.errors import InputError
 from avvp_jax.tools import parse_features
 from avvp_jax.tasks.llp import task as llp_task

@@ -3,7 +3,7 @@
 Over several steps of the `configs/han.py:tiny` preset (one seed: the default runs' program), the train step sees full batches
 and the padded last batch of an epoch, and its own output state comes back as its next input; the
 evaluation step sees the initial and the trained params, and full and padded batches. Every batch has the
-keys and dtypes the input pipeline yields (`avvp_jax/data/pipeline.py`): float32 features and labels,
+keys and dtypes the input pipeline yields (`avvp_jax/tasks/llp/pipeline.py`): float32 features and labels,
 `index` int32 (-1 on padding), `mask` float32 (0 on padding). `chex.assert_max_traces` fails on a second
 trace: a changed dtype or weak type in the state a step returns, a Python scalar in a batch, or a sharding
 that differs between calls would all retrace.

@@ -18,7 +18,7 @@ from avvp_jax import checkpoint
 from avvp_jax import cli
 from avvp_jax import state as state_lib
 from avvp_jax import sharding
-from avvp_jax.data import run_data
+from avvp_jax.tasks.llp import run_data
 from avvp_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -158,7 +158,7 @@ class TrainStepTest(absltest.TestCase):
     self.assertEqual(
         state_lib.resolve_config(chosen).model.leap.label_embeddings, "/some/table.npy"
     )
-    from avvp_jax.data import features  # pylint: disable=g-import-not-at-top
+    from avvp_jax.tasks.llp import features  # pylint: disable=g-import-not-at-top
 
     features_dir = self.create_tempdir()  # real features: the paper's recipe
     for sub, _ in features.LAYOUTS[config.data.layout].values():  # the layout's folders, as checked
@@ -218,7 +218,7 @@ class TrainAndEvaluateTest(absltest.TestCase):
     cls.seeds_scores = train.train_and_evaluate(cls.seeds_config, cls.seeds_workdir)
 
   def test_run_writes_config_checkpoints_and_summaries(self):
-    from avvp_jax import metrics  # pylint: disable=g-import-not-at-top
+    from avvp_jax.tasks.llp import metrics  # pylint: disable=g-import-not-at-top
 
     for key in metrics.KEYS:
       self.assertBetween(self.scores[key], 0.0, 100.0)
@@ -345,7 +345,7 @@ class TrainAndEvaluateTest(absltest.TestCase):
 
 
 def metrics_keys():
-  from avvp_jax import metrics  # pylint: disable=g-import-not-at-top
+  from avvp_jax.tasks.llp import metrics  # pylint: disable=g-import-not-at-top
 
   return metrics.KEYS
 

@@ -21,7 +21,7 @@ import numpy as np
 from avvp_jax import inference
 from avvp_jax import state as state_lib
 from avvp_jax import train
-from avvp_jax.data import features as features_lib
+from avvp_jax.tasks.llp import features as features_lib
 from avvp_jax.errors import InputError
 from avvp_jax.video import decode
 from avvp_jax.video import extract

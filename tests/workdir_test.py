@@ -22,7 +22,7 @@ from absl.testing import absltest
 import avvp_jax
 from avvp_jax import checkpoint
 from avvp_jax.tools import evaluate_checkpoint
-from avvp_jax import metrics
+from avvp_jax.tasks.llp import metrics
 from avvp_jax import state as state_lib
 from avvp_jax import train
 from avvp_jax import workdir as workdir_lib

@@ -1,4 +1,4 @@
-"""LLP data: annotations (numpy only), feature layouts, the synthetic set and the tf.data pipeline.
+"""Task-free data: `streams`, every task's per-host, seeded, resumable, padded input path over its TFDS build.
 
-Only `pipeline` and `tfds_llp` import TensorFlow; everything else here is numpy.
+A task's own data (its annotations, features, TFDS builder) live in its package (`avvp_jax/tasks/<family>/`).
 """

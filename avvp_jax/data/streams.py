@@ -27,7 +27,7 @@ Evaluation counts every clip exactly once: each host reads its own slice, pads i
 whole padding batches so every host runs the same `num_eval_batches(split)`), and marks real clips with
 `mask` 1 and their row in `index`; padding has `mask` 0 and `index` -1.
 
-Batches are dicts of numpy arrays (`avvp_jax.data.batch_keys` names the LLP ones): the feature keys, the
+Batches are dicts of numpy arrays (`avvp_jax.tasks.llp.batch_keys` names the LLP ones): the feature keys, the
 label keys (plus the evaluation labels in evaluation splits), `mask` [B] float32 and `index` [B] int32.
 """
 

@@ -25,7 +25,7 @@ Two variants (`variant`):
 
 Outputs (cf. jasongief/LEAP `main_network_temporal_add_label.py` `AVVPNet.forward` and `main_leap.py` `eval`):
   * `video_prob` is the official `global_prob`: the 0/1 union a + v - a * v of a = [audio_prob >= 0.5] and
-    v = [visual_prob >= 0.5] (`metrics.OFFICIAL_THRESHOLD`). It is piecewise constant, so its BCE (the
+    v = [visual_prob >= 0.5] (`official.THRESHOLD`). It is piecewise constant, so its BCE (the
     official loss3) passes no gradient, exactly as in PyTorch, where the thresholding leaves the graph.
     `video_prob_soft` = 1 - (1 - p_a)(1 - p_v) is offered for losses that want a differentiable whole-video
     term.
@@ -47,7 +47,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from avvp_jax import metrics
+from avvp_jax import official
 from avvp_jax.errors import InputError
 from avvp_jax.models import label_embeddings as label_embeddings_lib
 from avvp_jax.models import layers
@@ -213,8 +213,8 @@ class LEAPDecoder(nn.Module):
     video_head = lambda name, x: layers.torch_dense(1, dim, name=name, dtype=self.dtype)(x)[..., 0]
     audio_prob_BxC = jax.nn.sigmoid(video_head("fc_la", audio_labels_BxCxD).astype(jnp.float32))
     visual_prob_BxC = jax.nn.sigmoid(video_head("fc_lv", visual_labels_BxCxD).astype(jnp.float32))
-    audio_hit = (audio_prob_BxC >= metrics.OFFICIAL_THRESHOLD).astype(jnp.float32)
-    visual_hit = (visual_prob_BxC >= metrics.OFFICIAL_THRESHOLD).astype(jnp.float32)
+    audio_hit = (audio_prob_BxC >= official.THRESHOLD).astype(jnp.float32)
+    visual_hit = (visual_prob_BxC >= official.THRESHOLD).astype(jnp.float32)
     video_prob_BxC = jax.lax.stop_gradient(audio_hit + visual_hit - audio_hit * visual_hit)
     if self.filter == "union":
       audio_filter_BxC = visual_filter_BxC = video_prob_BxC

@@ -1,5 +1,5 @@
 """LINK: adaptive modality interaction (Wang, Zhu, Chen and Wang, "LINK: Adaptive Modality Interaction for
-Audio-Visual Video Parsing", arXiv 2412.20872): TSAM, CMIM and PLSIM (S-LOSS is in `avvp_jax.losses`).
+Audio-Visual Video Parsing", arXiv 2412.20872): TSAM, CMIM and PLSIM (S-LOSS is in `avvp_jax.tasks.llp.losses`).
 
 No public code of LINK was found; this is written from the paper's equations. The model is
 

@@ -4,13 +4,13 @@
 
 `parse_files` loads a parser (`avvp_jax.inference.load_parser`), reads clips in padded batches (features
 loaded on worker threads while the previous batch runs: `avvp_jax.inference.predict_batches`), turns
-probabilities into events (`avvp_jax.events`), writes one JSON record per clip, {"clip", "events":
+probabilities into events (`avvp_jax.tasks.llp.events`), writes one JSON record per clip, {"clip", "events":
 [{"modality", "label", "onset", "offset", "score"}], "video_labels": [{"label", "score", "audio",
-"visual"}]}, and draws the timelines of chosen clips (`avvp_jax.timelines`), with the dense labels as
+"visual"}]}, and draws the timelines of chosen clips (`avvp_jax.tasks.llp.timelines`), with the dense labels as
 ground truth when the clips have them. An event's `score` is the mean segment probability over its
 seconds (in [0, 1]); a video label's `score` is the model's whole-video score `video_prob`, not a
 probability (MMIL: in [0, 2); LEAP: 0 or 1), and its `audio` / `visual` are modality-level
-probabilities (`avvp_jax.events.VIDEO_SCORE`).
+probabilities (`avvp_jax.tasks.llp.events.VIDEO_SCORE`).
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from avvp_jax import events as events_lib
+from avvp_jax.tasks.llp import events as events_lib
 from avvp_jax import inference
-from avvp_jax import metrics
-from avvp_jax import timelines
-from avvp_jax.data import annotations
-from avvp_jax.data import features as features_lib
-from avvp_jax.data import synthetic
+from avvp_jax.tasks.llp import metrics
+from avvp_jax.tasks.llp import timelines
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import features as features_lib
+from avvp_jax.tasks.llp import synthetic
 from avvp_jax.errors import InputError
 
 NPZ_FRAME_KEYS = ("frames", "visual")  # the frames of an .npz may be stored under either name

@@ -2,7 +2,7 @@
 
 `FeatureExtractor` holds the three Flax networks (pretrained from the official files, or random) and turns
 one decoded window (`avvp_jax.video.decode`) into the three arrays of the official layout
-(`avvp_jax.data.features.LAYOUTS["official"]`):
+(`avvp_jax.tasks.llp.features.LAYOUTS["official"]`):
 
   audio   [10, 128]   VGGish of the window's 10 log-mel examples (`vggish.waveform_to_examples`)
   frames  [80, 2048]  ResNet-152 of the 80 selected frames (`resnet.resnet_transform`)
@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from avvp_jax.data import features as features_lib
+from avvp_jax.tasks.llp import features as features_lib
 from avvp_jax.errors import InputError
 from avvp_jax.video import decode
 from avvp_jax.video import r2plus1d

@@ -23,12 +23,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from avvp_jax import events as events_lib
+from avvp_jax.tasks.llp import events as events_lib
 from avvp_jax import inference
-from avvp_jax import metrics
-from avvp_jax import timelines
-from avvp_jax.data import annotations
-from avvp_jax.data import features as features_lib
+from avvp_jax.tasks.llp import metrics
+from avvp_jax.tasks.llp import timelines
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import features as features_lib
 from avvp_jax.errors import InputError
 from avvp_jax.video import decode
 from avvp_jax.video import extract

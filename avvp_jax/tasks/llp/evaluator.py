@@ -14,9 +14,9 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from avvp_jax import metrics as metrics_lib
+from avvp_jax.tasks.llp import metrics as metrics_lib
 from avvp_jax import task as task_lib
-from avvp_jax.data import batch_keys
+from avvp_jax.tasks.llp import batch_keys
 
 
 class ParsingEvaluator(task_lib.Evaluator):

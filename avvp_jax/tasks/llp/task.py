@@ -21,13 +21,13 @@ from typing import Any, Mapping
 from absl import logging
 import ml_collections
 
-from avvp_jax import losses as losses_lib
+from avvp_jax.tasks.llp import losses as losses_lib
 from avvp_jax import task as task_lib
-from avvp_jax.data import annotations
-from avvp_jax.data import batch_keys
-from avvp_jax.data import features as features_lib
-from avvp_jax.data import simulated_teacher
-from avvp_jax.data import synthetic as synthetic_lib
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import batch_keys
+from avvp_jax.tasks.llp import features as features_lib
+from avvp_jax.tasks.llp import simulated_teacher
+from avvp_jax.tasks.llp import synthetic as synthetic_lib
 from avvp_jax.errors import InputError
 from avvp_jax.tasks.llp import evaluator as evaluator_lib
 
@@ -124,7 +124,7 @@ class LLPTask(task_lib.Task):
     )
 
   def prepare_data(self, config: ml_collections.ConfigDict, *, train: bool = True):
-    from avvp_jax.data import run_data  # pylint: disable=g-import-not-at-top  (TensorFlow only when data are read)
+    from avvp_jax.tasks.llp import run_data  # pylint: disable=g-import-not-at-top  (TensorFlow only when data are read)
 
     return run_data.prepare_run(config, train=train)
 
@@ -141,7 +141,7 @@ class LLPTask(task_lib.Task):
 
   def data_line(self, config: ml_collections.ConfigDict) -> str:
     if synthetic_lib.is_synthetic(config.data):
-      return "SYNTHETIC data (avvp_jax.data.synthetic)"
+      return "SYNTHETIC data (avvp_jax.tasks.llp.synthetic)"
     return config.data.features_dir
 
 

@@ -36,9 +36,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from avvp_jax import convert_common as common
-from avvp_jax.data import annotations
-from avvp_jax.data import features
+from avvp_jax.convert import common as common
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import features
 from avvp_jax.errors import InputError
 
 PyTree = Any

@@ -16,11 +16,11 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from avvp_jax import losses as losses_lib
-from avvp_jax.data import annotations
-from avvp_jax.data import pipeline
-from avvp_jax.data import pseudo_labels
-from avvp_jax.data import simulated_teacher
+from avvp_jax.tasks.llp import losses as losses_lib
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import pipeline
+from avvp_jax.tasks.llp import pseudo_labels
+from avvp_jax.tasks.llp import simulated_teacher
 from avvp_jax.data import streams
 from avvp_jax.errors import InputError
 

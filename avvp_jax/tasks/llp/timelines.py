@@ -10,7 +10,7 @@ A clip may carry "thumbnails": (start_s, end_s, uint8 `[h, w, 3]` image) triples
 prediction (`avvp_jax.video.parse` gives one per 10-s window of a video). Clips longer than 10 s get wider
 panels (up to 16 in) and sparser second ticks.
 
-Events are the dicts of `avvp_jax.events` ("modality", "label", "onset", "offset"). Drawing needs matplotlib
+Events are the dicts of `avvp_jax.tasks.llp.events` ("modality", "label", "onset", "offset"). Drawing needs matplotlib
 and uses its Agg backend; `timeline_figure_size` gives a picture's size in pixels without drawing.
 """
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Sequence
 
-from avvp_jax import events as events_lib
-from avvp_jax.data import annotations
+from avvp_jax.tasks.llp import events as events_lib
+from avvp_jax.tasks.llp import annotations
 from avvp_jax.errors import InputError
 
 AUDIO_COLOR = "#1f77b4"  # blue

@@ -5,8 +5,8 @@
 
 `model` is one of `MODELS`, or "auto": picked from the file's keys (`detect_model`); a checkpoint of another
 model than the one asked for is refused. The mappings, the keys each model's forward reads and those it
-ignores are in `avvp_jax.convert_han` (HAN: YapengTian/AVVP-ECCV20 `MMIL_Net`; VALOR: Franklin905/VALOR;
-JoMoLD: MCG-NJU/JoMoLD, whose file wraps the state_dict under "model") and `avvp_jax.convert_leap` (LEAP:
+ignores are in `avvp_jax.convert.han` (HAN: YapengTian/AVVP-ECCV20 `MMIL_Net`; VALOR: Franklin905/VALOR;
+JoMoLD: MCG-NJU/JoMoLD, whose file wraps the state_dict under "model") and `avvp_jax.convert.leap` (LEAP:
 jasongief/LEAP `AVVPNet`, MM-Pyramid + LEAP; its class-name table is not in the state_dict, so LEAP needs
 `label_embeddings`, e.g. the official `llp_label_glove_embeddings.pt`).
 
@@ -30,9 +30,9 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from avvp_jax import convert_common
-from avvp_jax import convert_han
-from avvp_jax import convert_leap
+from avvp_jax.convert import common as convert_common
+from avvp_jax.convert import han as convert_han
+from avvp_jax.convert import leap as convert_leap
 from avvp_jax.errors import InputError
 
 PyTree = Any

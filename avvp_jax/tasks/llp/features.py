@@ -40,8 +40,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from avvp_jax.data import annotations
-from avvp_jax.data import batch_keys
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import batch_keys
 from avvp_jax.errors import InputError
 
 T = annotations.NUM_SECONDS  # 10 one-second segments

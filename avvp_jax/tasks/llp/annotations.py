@@ -1,6 +1,6 @@
 """The LLP annotations: classes, weak labels and dense second-level labels as arrays.
 
-Source of the packaged files (`avvp_jax/data/llp/AVVP_*.csv`): the Look, Listen and Parse dataset released
+Source of the packaged files (`avvp_jax/tasks/llp/labels/AVVP_*.csv`): the Look, Listen and Parse dataset released
 with Tian, Li and Xu, "Unified Multisensory Perception: Weakly-Supervised Audio-Visual Video Parsing",
 ECCV 2020 (https://github.com/YapengTian/AVVP-ECCV20, `data/`), in the version after the upstream
 correction of 2024-04-16.
@@ -87,7 +87,7 @@ _FILENAME_RE = re.compile(r"^[A-Za-z0-9_-]{11}_\d+(\.\d+)?_\d+(\.\d+)?$")
 
 def default_labels_dir() -> pathlib.Path:
   """The packaged real LLP annotation files."""
-  return pathlib.Path(__file__).resolve().parent / "llp"
+  return pathlib.Path(__file__).resolve().parent / "labels"
 
 
 def resolve_labels_dir(labels_dir: str | pathlib.Path | None) -> pathlib.Path:

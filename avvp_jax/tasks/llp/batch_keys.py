@@ -1,8 +1,8 @@
 """The batch contract: the keys of a batch dict and what each holds.
 
-The input pipeline (`avvp_jax.data.pipeline`) yields batches as dicts of numpy arrays; the trainer, the
-losses (`avvp_jax.losses`) and the evaluator read them by these names. B clips, T = 10 one-second segments,
-C = 25 classes (`avvp_jax.data.annotations`); float32 unless said otherwise.
+The input pipeline (`avvp_jax.tasks.llp.pipeline`) yields batches as dicts of numpy arrays; the trainer, the
+losses (`avvp_jax.tasks.llp.losses`) and the evaluator read them by these names. B clips, T = 10 one-second segments,
+C = 25 classes (`avvp_jax.tasks.llp.annotations`); float32 unless said otherwise.
 
   audio                 [B, T, Da]   audio features (Da: 128 VGGish official, 768 CLAP clip_clap)
   frames                [B, T, Df]   frame features, pooled per second (Df: 2048 ResNet-152, 768 CLIP), or
@@ -12,13 +12,13 @@ C = 25 classes (`avvp_jax.data.annotations`); float32 unless said otherwise.
   audio_label           [B, T, C]    dense audio labels, 0/1: val and test batches only
   visual_label          [B, T, C]    dense visual labels, 0/1: val and test batches only
   audio_pseudo_label    [B, T, C]    segment pseudo labels, 0/1: training batches of a run with
-  visual_pseudo_label   [B, T, C]      `config.data.pseudo_labels` (`avvp_jax.data.pseudo_labels`)
+  visual_pseudo_label   [B, T, C]      `config.data.pseudo_labels` (`avvp_jax.tasks.llp.pseudo_labels`)
   mask                  [B]          1 on a real clip, 0 on padding (the last, padded batch of a split)
   index                 [B] int32    the clip's row in its split, -1 on padding
 
 Padding clips are all zeros. The training batches of replicas trained side by side (`config.num_seeds`)
 carry a leading `[S]` axis on every key. Which feature keys a layout holds, and their widths, is
-`avvp_jax.data.features.input_dims`.
+`avvp_jax.tasks.llp.features.input_dims`.
 """
 
 # The model inputs, in the order the models take them (`motion` absent for a layout without it).

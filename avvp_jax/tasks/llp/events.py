@@ -4,7 +4,7 @@ Everything here reads the model's own output names (`avvp_jax.models`): `segment
 `segment_visual_prob` `[N, T, C]`, `audio_filter_prob`, `visual_filter_prob`, `video_prob`, `audio_prob`,
 `visual_prob` `[N, C]`, as `avvp_jax.inference.predict` returns them.
 
-Events are built exactly as the official evaluation (`avvp_jax.metrics.segment_predictions`) does:
+Events are built exactly as the official evaluation (`avvp_jax.tasks.llp.metrics.segment_predictions`) does:
   * a second is positive for a class and modality when its segment probability is >= `threshold` and the
     clip's gate probability (`audio_filter_prob` / `visual_filter_prob`) is >= `gate_threshold` (both 0.5 by
     default, the official values; either can be one number, `[C]` numbers, or a {class name: value} mapping
@@ -29,8 +29,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from avvp_jax import metrics
-from avvp_jax.data import annotations
+from avvp_jax.tasks.llp import metrics
+from avvp_jax.tasks.llp import annotations
 from avvp_jax.errors import InputError
 
 Event = dict[str, Any]
@@ -77,7 +77,7 @@ def class_thresholds(
     if unknown:
       raise InputError(
           f"{name} names unknown classes {unknown}: use LLP class names such as "
-          f"{', '.join(annotations.CLASSES[:3])} (see avvp_jax.data.annotations.CLASSES)."
+          f"{', '.join(annotations.CLASSES[:3])} (see avvp_jax.tasks.llp.annotations.CLASSES)."
       )
     for label, value in threshold.items():
       values[annotations.CLASS_INDEX[label]] = value

@@ -1,6 +1,6 @@
 """Training losses of HAN and LEAP: `compute_loss(config.loss, outputs, batch) -> (loss, terms)`.
 
-`outputs` is a model's output dict (`avvp_jax.models`), `batch` a batch dict (`avvp_jax.data.batch_keys`).
+`outputs` is a model's output dict (`avvp_jax.models`), `batch` a batch dict (`avvp_jax.tasks.llp.batch_keys`).
 Every loss is the mean over the real clips of the batch (weighted by `batch["mask"]` when present),
 computed in float32 whatever the model's dtype, with no Python loop over clips, and is jittable.
 Probabilities are clamped to `[clamp_eps, 1 - clamp_eps]` before any log, as both official codes do.
@@ -39,8 +39,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from avvp_jax import metrics
-from avvp_jax.data import batch_keys
+from avvp_jax.tasks.llp import metrics
+from avvp_jax.tasks.llp import batch_keys
 from avvp_jax.errors import InputError
 
 Array = jax.Array
@@ -347,7 +347,7 @@ def compute_loss(
       `segment_audio_prob`, `segment_visual_prob [B, T, C]`, `audio_embedding`, `visual_embedding
       [B, T, D]`), any float dtype.
     batch: the batch dict; uses `label [B, C]`, `mask [B]` when present, and for LEAP the pseudo-label
-      keys of `avvp_jax.data.pseudo_labels` when present.
+      keys of `avvp_jax.tasks.llp.pseudo_labels` when present.
 
   Returns:
     `(loss, terms)`: the float32 scalar to minimise and a dict of its named float32 scalar terms

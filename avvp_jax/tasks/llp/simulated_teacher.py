@@ -28,10 +28,10 @@ from typing import Sequence
 
 import numpy as np
 
-from avvp_jax import events
-from avvp_jax import metrics
-from avvp_jax.data import annotations
-from avvp_jax.data import synthetic
+from avvp_jax.tasks.llp import events
+from avvp_jax.tasks.llp import metrics
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import synthetic
 from avvp_jax.errors import InputError
 
 T = annotations.NUM_SECONDS

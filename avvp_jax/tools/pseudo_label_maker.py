@@ -54,13 +54,13 @@ from typing import Any, Callable, Mapping, Sequence
 from absl import logging
 import numpy as np
 
-from avvp_jax import events
+from avvp_jax.tasks.llp import events
 from avvp_jax import inference
-from avvp_jax import metrics
-from avvp_jax.data import annotations
-from avvp_jax.data import features as features_lib
-from avvp_jax.data import pseudo_labels
-from avvp_jax.data import synthetic
+from avvp_jax.tasks.llp import metrics
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import features as features_lib
+from avvp_jax.tasks.llp import pseudo_labels
+from avvp_jax.tasks.llp import synthetic
 from avvp_jax.errors import InputError
 
 TUNING_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05, 0.10, ..., 0.95
@@ -256,7 +256,7 @@ def synthetic_source(
     splits[name] = split.head(eval_clips) if name != "train" and eval_clips > 0 else split
   sizes = ", ".join(f"{name} {len(split)}" for name, split in splits.items())
   description = (
-      f"SYNTHETIC LLP-structured features (avvp_jax.data.synthetic: seed {data.seed}, {layout} layout; "
+      f"SYNTHETIC LLP-structured features (avvp_jax.tasks.llp.synthetic: seed {data.seed}, {layout} layout; "
       f"clips {sizes}), real weak labels and real val/test dense labels"
   )
   return ClipSource(

@@ -4,7 +4,7 @@ Everything this module produces is SYNTHETIC. It is the data `launch/train.py` t
 no features are given; every log line, marker file and description that mentions it says "synthetic".
 
 What is real and what is drawn
-  * Clips and weak labels are the real LLP ones (`avvp_jax.data.annotations`): the training split is a
+  * Clips and weak labels are the real LLP ones (`avvp_jax.tasks.llp.annotations`): the training split is a
     seeded subset of the 10,000 real training clips with their real weak labels; validation (649) and test
     (1,200) are all real clips with their real weak and dense labels.
   * Dense training labels are drawn (`draw_dense_labels`) and only steer the feature generator; they are
@@ -47,7 +47,7 @@ Feature model (per modality m: audio, frames, motion; class labels y[t, c] of th
   features predicts the dense labels far better than chance but not perfectly.
 
 SIMULATED segment pseudo labels of this set (`config.data.pseudo_labels = "simulated"`) are
-`avvp_jax.data.simulated_teacher`: a VALOR-like zero-shot teacher simulated on the dense labels, restricted to
+`avvp_jax.tasks.llp.simulated_teacher`: a VALOR-like zero-shot teacher simulated on the dense labels, restricted to
 the weak labels and calibrated to VALOR's quality on LLP.
 
 Determinism: prototypes depend on (seed, layout); a clip's drawn labels depend only on (seed, filename) and
@@ -69,8 +69,8 @@ from typing import Sequence
 
 import numpy as np
 
-from avvp_jax.data import annotations
-from avvp_jax.data import features
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import features
 from avvp_jax.errors import InputError
 
 NAME = "synthetic"  # what every output of this module calls the data
@@ -531,7 +531,7 @@ def marker_text(data: SyntheticLLP, counts: dict[str, int], what: str) -> str:
       "SYNTHETIC DATA - not real LLP features.",
       "",
       f"{what}, written by launch/make_synthetic.py from the avvp_jax synthetic generator",
-      f"(avvp_jax.data.synthetic): {data.description}.",
+      f"(avvp_jax.tasks.llp.synthetic): {data.description}.",
       "Clips, weak labels and validation/test dense labels are the real LLP annotations; the features",
       "are generated from them (training clips from dense labels drawn to follow LLP's statistics).",
       "Numbers obtained on these files are not comparable with published LLP results.",

@@ -1,7 +1,7 @@
 """What the official-checkpoint converters share: reading a PyTorch file, checking its keys and shapes, the
 PyTorch -> Flax parameter layouts, the base configs, and an all-or-nothing write of the converted folder.
 
-Used by `avvp_jax.convert_han` (HAN, VALOR, JoMoLD) and `avvp_jax.convert_leap` (LEAP); `avvp_jax.convert`
+Used by `avvp_jax.convert.han` (HAN, VALOR, JoMoLD) and `avvp_jax.convert.leap` (LEAP); `avvp_jax.convert`
 is the front door. Layouts: a torch `Linear.weight [out, in]` is a Flax Dense kernel `[in, out]`; a
 `Conv1d.weight [out, in, k]` is a Flax Conv kernel `[k, in, out]`; `LayerNorm.weight` is the Flax scale.
 

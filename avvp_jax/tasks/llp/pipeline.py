@@ -12,7 +12,7 @@ One entry point, `prepare(config.data, batch_size=..., eval_batch_size=..., seed
 
 The streams themselves are task-free (`avvp_jax.data.streams`: per-host slices, seeded resumable epochs,
 the padded and masked last batch, seed stacking); this module says what an LLP build is and which of its keys
-are features and labels. Batches (`avvp_jax.data.batch_keys`): `audio` [B, T, Da], `frames` [B, T, Df]
+are features and labels. Batches (`avvp_jax.tasks.llp.batch_keys`): `audio` [B, T, Da], `frames` [B, T, Df]
 (pooled) or [B, 8T, Df] (raw), `motion` [B, T, 512] (official layout only), `label` [B, C], for val/test
 `audio_label` and `visual_label` [B, T, C], `mask` [B] float32, `index` [B] int32.
 
@@ -27,12 +27,12 @@ from typing import Any
 
 import ml_collections
 
-from avvp_jax.data import annotations
-from avvp_jax.data import batch_keys
-from avvp_jax.data import features as features_lib
-from avvp_jax.data import synthetic as synthetic_lib
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import batch_keys
+from avvp_jax.tasks.llp import features as features_lib
+from avvp_jax.tasks.llp import synthetic as synthetic_lib
 from avvp_jax.data import streams
-from avvp_jax.data import tfds_llp
+from avvp_jax.tasks.llp import tfds_llp
 from avvp_jax.errors import InputError
 
 DEFAULT_DATA_DIR = "~/.cache/avvp_jax/tfds"

@@ -27,7 +27,7 @@ pooled, and the official AVVP segment F1 (the figure UWAV's Table 3 reports for 
 audio 80.5, visual 61.7).
 
 The trainer puts the rows of a batch's clips under `AUDIO_BATCH_KEY` / `VISUAL_BATCH_KEY` (`[B, T, C]`
-float32; `avvp_jax.data.batch_keys`); `avvp_jax.losses` uses them when they are present. This module is
+float32; `avvp_jax.tasks.llp.batch_keys`); `avvp_jax.tasks.llp.losses` uses them when they are present. This module is
 numpy only (`quality` imports the jitted metrics, hence JAX, when called; never TensorFlow).
 
 Length: one file format (VALOR's layout): its reader, writer, value checks and quality report change
@@ -47,9 +47,9 @@ from typing import Any, Mapping, Sequence
 from absl import logging
 import numpy as np
 
-from avvp_jax.data import annotations
-from avvp_jax.data import batch_keys
-from avvp_jax.data import synthetic as synthetic_lib
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import batch_keys
+from avvp_jax.tasks.llp import synthetic as synthetic_lib
 from avvp_jax.errors import InputError
 
 # Batch keys of the segment-level pseudo labels, `[B, T, C]` float32 in {0, 1} (names for `batch_keys`' own).
@@ -373,7 +373,7 @@ def _fill_label_folders(
     for clip, labels in zip(ids, arrays[modality]):
       np.save(folder / f"{clip}.npy", labels)
     stamp = {
-        "written_by": "avvp_jax.data.pseudo_labels.write_pseudo_labels",
+        "written_by": "avvp_jax.tasks.llp.pseudo_labels.write_pseudo_labels",
         "write_id": write_id,
         "modality": modality,
         "num_clips": len(ids),
@@ -499,7 +499,7 @@ def _write_whole_root(root: pathlib.Path, ids, arrays, write_id, marker_text, ex
     if marker_text is not None:
       (partial / MARKER_FILE).write_text(marker_text)
     stamp = {
-        "written_by": "avvp_jax.data.pseudo_labels.write_pseudo_labels",
+        "written_by": "avvp_jax.tasks.llp.pseudo_labels.write_pseudo_labels",
         "write_id": write_id,
         "num_clips": len(ids),
         "entries": sorted(entries),
@@ -617,7 +617,7 @@ def quality(
     raise InputError(
         "quality got no clip to score (empty labels or a mask of zeros): pass at least one clip."
     )
-  from avvp_jax import metrics  # pylint: disable=g-import-not-at-top  (JAX only when scoring: the module stays numpy)
+  from avvp_jax.tasks.llp import metrics  # pylint: disable=g-import-not-at-top  (JAX only when scoring: the module stays numpy)
 
   official = metrics.parsing_scores(
       *(arrays[name].astype(np.float32) for name in named), mask=keep.astype(np.float32)

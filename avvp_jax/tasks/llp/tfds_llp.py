@@ -3,7 +3,7 @@
 `AvvpLlp` is a `tfds.core.GeneratorBasedBuilder`. Real configs read a features folder, given as the TFDS
 manual dir (`tfds.download.DownloadConfig(manual_dir=features_dir)`), and the annotation files of
 `labels_dir` (default: the packaged real ones); synthetic configs generate the embedded SYNTHETIC
-LLP-structured set (`avvp_jax.data.synthetic`) and read no files. TFDS provides the sharded files, the
+LLP-structured set (`avvp_jax.tasks.llp.synthetic`) and read no files. TFDS provides the sharded files, the
 progress bar, the version and the atomic build: examples are written into a `*.incomplete*` folder that is
 renamed only when the whole build succeeded, so a build that fails or is killed part-way is never
 `is_prepared()` and the next `download_and_prepare` starts over.
@@ -50,10 +50,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from avvp_jax.data import annotations
-from avvp_jax.data import features as features_lib
-from avvp_jax.data import simulated_teacher
-from avvp_jax.data import synthetic
+from avvp_jax.tasks.llp import annotations
+from avvp_jax.tasks.llp import features as features_lib
+from avvp_jax.tasks.llp import simulated_teacher
+from avvp_jax.tasks.llp import synthetic
 from avvp_jax.errors import InputError
 
 
@@ -100,7 +100,7 @@ _DESCRIPTION = """
 The Look, Listen and Parse (LLP) dataset for weakly-supervised audio-visual video parsing: 11,849 ten-second
 YouTube clips (10,000 train with video-level labels; 649 validation and 1,200 test with second-level audio
 and visual labels) over 25 event classes, as pre-extracted features. The synthetic configs hold SYNTHETIC
-features generated from the real annotations (avvp_jax.data.synthetic), not real LLP features.
+features generated from the real annotations (avvp_jax.tasks.llp.synthetic), not real LLP features.
 """
 
 
@@ -115,7 +115,7 @@ class LlpConfig(tfds.core.BuilderConfig):
 
 
 def _config(name: str, layout: str, frames: str, synthetic: bool, what: str) -> LlpConfig:
-  prefix = "SYNTHETIC features (avvp_jax.data.synthetic), " if synthetic else ""
+  prefix = "SYNTHETIC features (avvp_jax.tasks.llp.synthetic), " if synthetic else ""
   return LlpConfig(
       name=name, layout=layout, frames=frames, synthetic=synthetic, description=prefix + what
   )
@@ -283,7 +283,7 @@ class AvvpLlp(tfds.core.GeneratorBasedBuilder):
         }
       sizes = ", ".join(f"{name} {len(s)}" for name, s in splits.items())
       description = (
-          f"SYNTHETIC LLP-structured features (avvp_jax.data.synthetic: seed {self._synthetic_seed}, "
+          f"SYNTHETIC LLP-structured features (avvp_jax.tasks.llp.synthetic: seed {self._synthetic_seed}, "
           f"{config.layout} layout, {config.frames} frames; clips {sizes}), real weak labels and "
           "real val/test dense labels"
       )
