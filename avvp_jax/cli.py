@@ -68,26 +68,18 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(f"bad --config flag: {flag_error_line(str(error))}")
 
 
-# The reduced recipe of the embedded synthetic data: each field it replaces there -> (the config
-# field holding the replacement, the value of that field that means "no replacement"). See
-# configs/common.py.
-SYNTHETIC_RECIPE = {
-    "num_epochs": ("synthetic_num_epochs", 0),
-    "optimizer.learning_rate": ("synthetic_learning_rate", 0.0),
-    "model.leap.label_embeddings": ("synthetic_label_embeddings", ""),
-}
-
-
 def explicit_over_recipe(config, explicit) -> list[str]:
-  """Explicit values win over the synthetic reduced recipe: for every field of `SYNTHETIC_RECIPE`
-  named in `explicit` (the dotted names the user set, e.g. `--config.num_epochs=1`) whose
-  replacement field was not set too, the replacement is switched off (`synthetic_num_epochs=0`,
-  ...), so the run trains what was asked for, on either data, and its config.json says so. Returns
-  the replacement fields switched off.
+  """Explicit values win over a task's reduced recipe (`Task.recipe_replacements`; LLP's on its embedded
+  synthetic data): for every replaced field named in `explicit` (the dotted names the user set, e.g.
+  `--config.num_epochs=1`) whose replacement field was not set too, the replacement is switched off
+  (`synthetic_num_epochs=0`, ...), so the run trains what was asked for, on either data, and its config.json
+  says so. Returns the replacement fields switched off.
   """
+  from avvp_jax import tasks  # pylint: disable=g-import-not-at-top  (the task's modules only once a config is loaded)
+
   explicit = set(explicit)
   switched = []
-  for field, (replacement, off) in SYNTHETIC_RECIPE.items():
+  for field, (replacement, off) in tasks.of(config).recipe_replacements.items():
     if field in explicit and replacement not in explicit and replacement in config:
       if config[replacement] != off:
         config[replacement] = off

@@ -128,6 +128,10 @@ class Task:
   evaluators: Mapping[str, type[Evaluator]] = {}
   default_evaluator: str = ""
   default_best_metric: str = ""
+  # A reduced recipe's replacements (`recipe`, `check_config`): each config field it replaces -> (the field
+  # holding the replacement, the value meaning "no replacement"); an explicit command-line value of the
+  # replaced field switches its replacement off (`cli.explicit_over_recipe`).
+  recipe_replacements: Mapping[str, tuple[str, Any]] = {}
 
   def meta(self, config) -> Meta:
     raise NotImplementedError

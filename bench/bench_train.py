@@ -21,20 +21,18 @@ input pipeline pads it (`config.data.keep_partial_batch`), timed end to end afte
 input pipeline: a few distinct random batches of the real shapes (and pseudo labels where the config reads
 them) are placed on the device before the clock starts, and the loop fetches nothing until the epoch is
 done. Prints steps/s, clips/s (all replicas), the epoch's seconds, FLOPs per clip and the achieved TFLOP/s.
-This mode needs no TensorFlow (the GPU image has none): without it, the data module of the trainer is
-replaced by a stub that fails if called.
+This mode needs no TensorFlow (the GPU image has none): the trainer imports none, and the task's input
+pipeline, which does, is never called.
 
 Prints a markdown table. The numbers are for the machine it runs on (the devices JAX sees).
 """
 
 import argparse
 import importlib
-import importlib.util
 import math
 import os
 import sys
 import time
-import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -45,37 +43,10 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 LLP_TRAIN_CLIPS = 10_000
-_RUN_DATA = "avvp_jax.tasks.llp.run_data"
-
-
-def _stub_data_without_tensorflow() -> bool:
-  """Without TensorFlow, stands in a stub for the trainer's data module (device-resident runs read no data).
-
-  `avvp_jax.train` and `avvp_jax.evaluate` import `avvp_jax.tasks.llp.run_data`, which imports TensorFlow; the
-  device-resident epoch calls none of it. Returns whether the stub was installed.
-  """
-  try:
-    available = importlib.util.find_spec("tensorflow") is not None
-  except (ImportError, ValueError):  # blocked, or a broken install
-    available = False
-  if available or _RUN_DATA in sys.modules:
-    return False
-  stub = types.ModuleType(
-      _RUN_DATA, "stub: TensorFlow is not installed, so the input pipeline is unavailable"
-  )
-
-  def unavailable(*args, **kwargs):
-    raise RuntimeError(
-        "the input pipeline needs TensorFlow (tensorflow-cpu), which is not installed here"
-    )
-
-  stub.prepare_run = stub.training_pseudo_labels = unavailable
-  sys.modules[_RUN_DATA] = stub
-  return True
 
 
 def _libs():
-  """The trainer's modules, imported on first use (after `_stub_data_without_tensorflow` may have run)."""
+  """The trainer's modules, imported on first use (they import no TensorFlow: the task reads its data lazily)."""
   from avvp_jax import sharding  # pylint: disable=g-import-not-at-top
   from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
   from avvp_jax import train  # pylint: disable=g-import-not-at-top
@@ -290,10 +261,6 @@ def _devices_line():
 
 
 def main_resident(args):
-  if _stub_data_without_tensorflow():
-    print(
-        "TensorFlow is not installed: the trainer's input pipeline is stubbed out (not used in this mode)."
-    )
   print(_devices_line(), flush=True)
   rows = []
   for name in args.configs.split(","):

@@ -39,6 +39,7 @@ from avvp_jax.tasks.llp import pseudo_labels
 from avvp_jax.tasks.llp import run_data
 from avvp_jax.errors import InputError
 from avvp_jax.models import mmil
+from avvp_jax.tasks.llp import task as llp_task
 from avvp_jax.tools import evaluate_checkpoint
 from avvp_jax.tools import parse_features
 
@@ -150,7 +151,7 @@ class ExplicitOverRecipeTest(absltest.TestCase):
   def test_every_replaced_field_has_its_replacement_in_the_configs(self):
     for name in CONFIG_NAMES:
       config = _config_flag(f"{name}.py").value
-      for field, (replacement, _) in cli.SYNTHETIC_RECIPE.items():
+      for field, (replacement, _) in llp_task.TASK.recipe_replacements.items():
         self.assertIn(replacement, config, name)
         section = config
         for key in field.split("."):
@@ -431,7 +432,7 @@ class HelpShapesTest(absltest.TestCase):
     stored = {sub: shape for layout in features.LAYOUTS.values() for sub, shape in layout.values()}
     pattern = re.compile(r"([A-Za-z0-9_]+(?:/features)?)/<id>\.npy`?\s*\[(\d+), (\d+)\]")
     seen = set()
-    for path in LAUNCHERS + [os.path.join(ROOT, "avvp_jax", "data", "features.py")]:
+    for path in LAUNCHERS + [os.path.join(ROOT, "avvp_jax", "tasks", "llp", "features.py")]:
       with open(path) as f:
         text = f.read()
       for sub, rows, width in pattern.findall(text):

@@ -248,7 +248,7 @@ def official_model_config(
 
 def base_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
   """`configs/<name>.py:get_config(arg)` of the source checkout this package lives in."""
-  root = pathlib.Path(__file__).resolve().parents[1]
+  root = pathlib.Path(__file__).resolve().parents[2]
   path = root / "configs" / f"{name}.py"
   if not path.is_file():
     raise InputError(

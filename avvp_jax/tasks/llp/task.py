@@ -66,6 +66,13 @@ class LLPTask(task_lib.Task):
   evaluators = {"parsing": evaluator_lib.ParsingEvaluator}
   default_evaluator = "parsing"
   default_best_metric = "segment/type"
+  # The reduced recipe of the embedded synthetic data (configs/common.py), applied here and nowhere else:
+  # epochs and learning rate by `recipe`, LEAP's label table by `check_config`.
+  recipe_replacements = {
+      "num_epochs": ("synthetic_num_epochs", 0),
+      "optimizer.learning_rate": ("synthetic_learning_rate", 0.0),
+      "model.leap.label_embeddings": ("synthetic_label_embeddings", ""),
+  }
 
   def meta(self, config: ml_collections.ConfigDict) -> task_lib.Meta:
     layout = config.data.get("layout", "official")
@@ -75,13 +82,13 @@ class LLPTask(task_lib.Task):
   def check_config(self, config: ml_collections.ConfigDict) -> None:
     data = config.data
     synthetic = synthetic_lib.is_synthetic(data)
+    table = self._replacement(config, "model.leap.label_embeddings")
     if (
-        synthetic
-        and config.get("synthetic_label_embeddings")
+        table
         and config.model.decoder == "leap"
         and config.model.leap.label_embeddings == "packaged"
     ):  # an explicitly chosen table is kept; recorded so in config.json
-      config.model.leap.label_embeddings = config.synthetic_label_embeddings
+      config.model.leap.label_embeddings = table
     if data.pseudo_labels == simulated_teacher.SIMULATED and not synthetic:
       raise InputError(
           "config.data.pseudo_labels='simulated' exists only for the embedded synthetic data (it "
@@ -109,10 +116,8 @@ class LLPTask(task_lib.Task):
     epochs, rate = int(config.num_epochs), float(config.optimizer.learning_rate)
     if not synthetic_lib.is_synthetic(config.data):
       return task_lib.Recipe(epochs, rate)
-    if config.get("synthetic_num_epochs", 0) > 0:
-      epochs = int(config.synthetic_num_epochs)
-    if config.get("synthetic_learning_rate", 0) > 0:
-      rate = float(config.synthetic_learning_rate)
+    epochs = int(self._replacement(config, "num_epochs") or epochs)
+    rate = float(self._replacement(config, "optimizer.learning_rate") or rate)
     return task_lib.Recipe(
         epochs,
         rate,
@@ -122,6 +127,14 @@ class LLPTask(task_lib.Task):
             "epochs)."
         ),
     )
+
+  def _replacement(self, config: ml_collections.ConfigDict, field: str) -> Any:
+    """The reduced recipe's value for `field` on the synthetic data; None off it or when switched off."""
+    name, off = self.recipe_replacements[field]
+    value = config.get(name, off)
+    if not synthetic_lib.is_synthetic(config.data) or value == off:
+      return None
+    return value
 
   def prepare_data(self, config: ml_collections.ConfigDict, *, train: bool = True):
     from avvp_jax.tasks.llp import run_data  # pylint: disable=g-import-not-at-top  (TensorFlow only when data are read)
