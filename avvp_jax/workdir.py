@@ -19,7 +19,7 @@ else `config.json` would lie about what the finished epochs were trained with. A
 logging, evaluation and checkpoint cadence, profiling, test hooks) may differ and go into the history;
 `current_config` is `config.json` with the history's changes applied, the config of the latest start, which
 `launch/train.py --workdir=W` (no --config) continues. A field in neither table must match, except the
-sections of `config.model` that neither config's model reads (`state.sections_read`, same encoder,
+sections of `config.model` that neither config's model reads (`models.sections_read`, same encoder,
 decoder and refiner): they change nothing and are recorded like a `MAY_CHANGE` field.
 
 The lock is taken atomically (a complete file hard-linked into place, or `O_CREAT | O_EXCL` where the

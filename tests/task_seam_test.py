@@ -11,15 +11,20 @@ import jax
 import ml_collections
 import numpy as np
 
+from avvp_jax import evaluate
 from avvp_jax import models
 from avvp_jax import state as state_lib
 from avvp_jax import task as task_lib
 from avvp_jax import tasks
+from avvp_jax import train
 from avvp_jax.errors import InputError
 from avvp_jax.tasks.llp import task as llp_task
 from train_test import ROOT, TIMEOUT_S, _env  # pylint: disable=g-bad-import-order
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, ROOT)
+
+from configs import han  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 class ToyTaskTest(absltest.TestCase):
@@ -57,6 +62,45 @@ class ToyTaskTest(absltest.TestCase):
     stored = json.load(open(os.path.join(workdir, "config.json")))
     self.assertEqual(stored["task"], "toy_task")
     self.assertLen(os.listdir(os.path.join(workdir, "best")), 1)  # ranked by the toy's accuracy
+
+
+class EvalsTest(absltest.TestCase):
+
+  def _config(self):
+    config = han.get_config("tiny")
+    config.unlock()
+    config.task = "toy_task"
+    config.num_epochs, config.batch_size, config.eval_batch_size = 1, 8, 4
+    config.model.input_dims.update(audio=6, frames=6, motion=0)
+    config.checkpoint.best_metric = ""  # the task's default
+    return state_lib.resolve_config(config)
+
+  def test_config_evals_add_evaluations_without_touching_the_trainer(self):
+    config = self._config()
+    self.assertEqual(config.checkpoint.best_metric, "accuracy")
+    config.evals.again = dict(split="val")
+    config.data.data_dir = tempfile.mkdtemp(prefix="toy_evals_")
+    with self.assertLogs(level="INFO") as logs:
+      report = train.train_and_evaluate(config, os.path.join(config.data.data_dir, "workdir"))
+    lines = [r.getMessage() for r in logs.records]
+    validation = [line for line in lines if line.startswith("validation (10 clips")]
+    again = [line for line in lines if line.startswith("again (val) (10 clips")]
+    self.assertLen(validation, 1)
+    self.assertLen(again, 1)
+    self.assertEqual(
+        validation[0].split(": ", 1)[1], again[0].split(": ", 1)[1]
+    )  # same split, same scores
+    self.assertIn("accuracy", report)
+
+  def test_bad_entries_are_one_line(self):
+    config = self._config()
+    task = tasks.of(config)
+    config.evals.test = dict(split="test")
+    with self.assertRaisesRegex(InputError, "scores split 'test'"):
+      evaluate.run_evaluators(config, task, task.meta(config))
+    config.evals.test = dict(split="val", type="f1")
+    with self.assertRaisesRegex(InputError, "'f1' is not an evaluator of task 'toy'"):
+      evaluate.run_evaluators(config, task, task.meta(config))
 
 
 class RegistryTest(absltest.TestCase):

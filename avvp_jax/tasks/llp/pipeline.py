@@ -33,7 +33,6 @@ from avvp_jax.tasks.llp import features as features_lib
 from avvp_jax.tasks.llp import synthetic as synthetic_lib
 from avvp_jax.data import streams
 from avvp_jax.tasks.llp import tfds_llp
-from avvp_jax.errors import InputError
 
 DEFAULT_DATA_DIR = "~/.cache/avvp_jax/tfds"
 
@@ -58,13 +57,8 @@ def _settings(data_config: ml_collections.ConfigDict) -> dict[str, Any]:
         synthetic_eval_clips=int(data_config.synthetic_eval_clips),
     )
   else:
-    features_dir = pathlib.Path(data_config.features_dir).expanduser()
-    if not features_dir.is_dir():
-      raise InputError(
-          f"config.data.features_dir {str(features_dir)!r} is not a folder: point it at the LLP "
-          "features, or leave it empty for the embedded synthetic data."
-      )
-    settings["features_dir"] = str(features_dir.resolve())
+    features_lib.check_layout_folders(data_config.features_dir, layout)  # the one folder check
+    settings["features_dir"] = str(pathlib.Path(data_config.features_dir).expanduser().resolve())
   return settings
 
 

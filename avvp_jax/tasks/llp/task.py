@@ -15,7 +15,6 @@ What the trainer asks of it (`avvp_jax.task`):
 
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping
 
 from absl import logging
@@ -102,13 +101,8 @@ class LLPTask(task_lib.Task):
           "labels (VALOR's folder, one made by launch/make_pseudo_labels.py, or 'simulated' on the "
           f"embedded synthetic data), or set --config.loss.{'=False --config.loss.'.join(needed)}=False."
       )
-    if data.features_dir:
-      if not os.path.isdir(os.path.expanduser(data.features_dir)):
-        raise InputError(
-            f"config.data.features_dir {data.features_dir!r} does not exist: point it at the folder "
-            "holding the LLP feature folders, or leave it empty for the embedded synthetic data."
-        )
-      features_lib.check_layout_folders(data.features_dir, data.layout)  # before TFDS is asked
+    if data.features_dir:  # the folder and its layout, before TFDS is asked
+      features_lib.check_layout_folders(data.features_dir, data.layout)
     _input_dims_from_layout(config)
 
   def recipe(self, config: ml_collections.ConfigDict) -> task_lib.Recipe:
