@@ -99,7 +99,10 @@ def loaded_config(config_flag: flags.FlagHolder):
   if config is not None:
     flag_values = getattr(config_flag, "_flagvalues", flags.FLAGS)  # absl keeps no public accessor
     overrides = getattr(flag_values[config_flag.name], "override_values", {}) or {}
-    switched = explicit_over_recipe(config, overrides)
+    try:
+      switched = explicit_over_recipe(config, overrides)
+    except InputError as error:  # e.g. an unknown config.task
+      fail(str(error))
     if switched:
       logging.info(
           "Explicit --config values win over the synthetic reduced recipe: %s set to off.",

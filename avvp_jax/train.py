@@ -326,7 +326,7 @@ def _train(
           save(position())
       raise interrupts.TrainingInterrupted(signum, step)
 
-    log = train_log.TrainLog(config, workdir, seeds, data, schedule, chrono, step, num_epochs)
+    log = train_log.TrainLog(workdir, seeds, data, schedule, chrono, step, num_epochs)
     hooks = hooks_lib.make_hooks(config, workdir, log, chrono, checkpointer)
     chrono.start(step)
     first_step, val_report = step, {}

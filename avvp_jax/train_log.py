@@ -12,7 +12,6 @@ import os
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 import optax
 
@@ -36,7 +35,6 @@ class TrainLog:
 
   def __init__(
       self,
-      config: ml_collections.ConfigDict,
       workdir: str,
       seeds: list[int],
       data: Any,
@@ -45,13 +43,7 @@ class TrainLog:
       first_step: int,
       num_epochs: int,
   ):
-    self.config, self.seeds, self.data, self.schedule, self.chrono = (
-        config,
-        seeds,
-        data,
-        schedule,
-        chrono,
-    )
+    self.seeds, self.data, self.schedule, self.chrono = seeds, data, schedule, chrono
     self.num_epochs = num_epochs
     self.writer = reporting.SummaryWriter(workdir)
     self.seed_writers = (

@@ -51,6 +51,7 @@ from absl import flags
 from absl import logging
 
 from avvp_jax import cli  # pylint: disable=g-import-not-at-top
+from avvp_jax import official  # the 0.5 of the official code (a leaf module: no JAX at start-up)
 
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Workdir or checkpoint folder of the trained teacher."
@@ -68,7 +69,7 @@ _OUT = flags.DEFINE_string(
     "out", None, "Pseudo-label folder to write (config.data.pseudo_labels of the LEAP run)."
 )
 _THRESHOLD = flags.DEFINE_float(
-    "threshold", 0.5, "Segment probability threshold, every class and modality."
+    "threshold", official.THRESHOLD, "Segment probability threshold, every class and modality."
 )
 _AUDIO_THRESHOLD = flags.DEFINE_float(
     "audio_threshold", None, "Audio threshold; default --threshold."

@@ -46,6 +46,7 @@ from absl import flags
 from absl import logging
 
 from avvp_jax import cli  # pylint: disable=g-import-not-at-top
+from avvp_jax import official  # the 0.5 of the official code (a leaf module: no JAX at start-up)
 
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Workdir or checkpoint folder of a trained model."
@@ -61,7 +62,9 @@ _CLIP_LIST = flags.DEFINE_string(
     "clip_list", None, "File with one clip id per line (instead of --clips)."
 )
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Clips per jitted call.")
-_THRESHOLD = flags.DEFINE_float("threshold", 0.5, "Segment probability threshold (official 0.5).")
+_THRESHOLD = flags.DEFINE_float(
+    "threshold", official.THRESHOLD, "Segment probability threshold (official 0.5)."
+)
 _GATE_THRESHOLD = flags.DEFINE_float(
     "gate_threshold", None, "Video-level gate threshold; default --threshold."
 )

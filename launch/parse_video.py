@@ -34,6 +34,7 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
 from avvp_jax import cli  # pylint: disable=g-import-not-at-top
+from avvp_jax import official  # the 0.5 of the official code (a leaf module: no JAX at start-up)
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Workdir or checkpoint folder.")
 _OUT = flags.DEFINE_string("out", None, "JSON file to write.")
@@ -43,7 +44,9 @@ _WEIGHTS = flags.DEFINE_enum(
 )
 _WEIGHTS_DIR = flags.DEFINE_string("weights_dir", None, "Folder with the weight files.")
 _FRAME_BATCH = flags.DEFINE_integer("frame_batch", 80, "ResNet-152 frames per call.")
-_THRESHOLD = flags.DEFINE_float("threshold", 0.5, "Segment probability threshold (official 0.5).")
+_THRESHOLD = flags.DEFINE_float(
+    "threshold", official.THRESHOLD, "Segment probability threshold (official 0.5)."
+)
 _GATE_THRESHOLD = flags.DEFINE_float(
     "gate_threshold", None, "Video-level gate threshold; default --threshold."
 )

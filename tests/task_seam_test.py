@@ -111,6 +111,29 @@ class RegistryTest(absltest.TestCase):
     with self.assertRaisesRegex(InputError, "is unknown"):
       tasks.get("no_such_package.no_task")
 
+  def test_launcher_names_an_unknown_task_in_one_line(self):
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "launch", "train.py"),
+            "--config=configs/han.py:tiny",
+            "--config.task=nope",
+            f"--workdir={tempfile.mkdtemp(prefix='nope_')}/w",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    self.assertEqual(result.returncode, 2)
+    self.assertEqual(
+        result.stderr.strip().splitlines()[-1],
+        "error: config.task 'nope' is unknown: use one of llp, or the dotted path of an importable "
+        "module that defines TASK (an avvp_jax.task.Task).",
+    )
+    self.assertNotIn("Traceback", result.stderr)
+
   def test_configs_before_tasks_are_llp(self):
     config = ml_collections.ConfigDict({"num_seeds": 1})
     state_lib.backfill(config)
