@@ -6,9 +6,9 @@ skips the first step of every (re)started run, which holds the compilation. Its 
 the checkpointed progress, so a resumed run's ETA (from the measured time per step of every run so far)
 and its total training time are right from its first log line.
 
-`SummaryWriter` writes TensorBoard scalars with `tf.summary`, and the same to `metrics.jsonl` (process 0 only). clu's `metric_writers`
-would do the same but its TF writer imports the `tensorboard` package, which our pinned stack does not
-install, and clu's `ReportProgress` neither leaves paused sections out of its rate nor restores its timer
+`SummaryWriter` writes TensorBoard scalars with `tf.summary` and the same as JSON lines to `metrics.jsonl`
+(process 0 only). clu's `metric_writers` would do the same but its TF writer imports the `tensorboard`
+package, which our pinned stack does not install, and clu's `ReportProgress` neither leaves paused sections out of its rate nor restores its timer
 from a checkpoint, so this module is written here (about 200 lines).
 
 `Progress` is a tqdm bar on an interactive terminal (process 0), absl log lines elsewhere; on a

@@ -56,9 +56,9 @@ def report_path(
 
 
 def replacing_line(path: str, workdir: str | None, checkpoint: str | None) -> str | None:
-  """ "replacing eval_test.json of step 500 with step 700" when the report at `path` exists and names another
-  step than the checkpoint about to be scored (`workdir`'s best save, or `checkpoint`); else None.
-  """
+  """The line "replacing eval_test.json of step 500 with step 700" when the report at `path` exists and
+  names another step than the checkpoint about to be scored (`workdir`'s best save, or `checkpoint`); else
+  None (`launch/evaluate.py` prints it)."""
   try:
     with epath.Path(path).open() as f:
       old = json.load(f)
