@@ -8,8 +8,8 @@ and its total training time are right from its first log line.
 
 `SummaryWriter` writes TensorBoard scalars with `tf.summary` and the same as JSON lines to `metrics.jsonl`
 (process 0 only). clu's `metric_writers` would do the same but its TF writer imports the `tensorboard`
-package, which our pinned stack does not install, and clu's `ReportProgress` neither leaves paused sections out of its rate nor restores its timer
-from a checkpoint, so this module is written here (about 200 lines).
+package, which our pinned stack does not install, and clu's `ReportProgress` neither leaves paused
+sections out of its rate nor restores its timer from a checkpoint, so this module is written here.
 
 `Progress` is a tqdm bar on an interactive terminal (process 0), absl log lines elsewhere; on a
 terminal, log lines are written above the bar (through `tqdm.write`), never onto its line, and the
