@@ -6,10 +6,10 @@ skips the first step of every (re)started run, which holds the compilation. Its 
 the checkpointed progress, so a resumed run's ETA (from the measured time per step of every run so far)
 and its total training time are right from its first log line.
 
-`SummaryWriter` writes TensorBoard scalars with `tf.summary` (process 0 only). clu's `metric_writers`
-would do the same but its TF writer imports the `tensorboard` package, which our pinned stack does not
-install, and clu's `ReportProgress` neither leaves paused sections out of its rate nor restores its timer
-from a checkpoint, so this module is written here (about 200 lines).
+`SummaryWriter` writes TensorBoard scalars with `tf.summary` and the same as JSON lines to `metrics.jsonl`
+(process 0 only). clu's `metric_writers` would do the same but its TF writer imports the `tensorboard`
+package, which our pinned stack does not install, and clu's `ReportProgress` neither leaves paused
+sections out of its rate nor restores its timer from a checkpoint, so this module is written here.
 
 `Progress` is a tqdm bar on an interactive terminal (process 0), absl log lines elsewhere; on a
 terminal, log lines are written above the bar (through `tqdm.write`), never onto its line, and the
@@ -21,6 +21,8 @@ bar's ETA is the chrono's (tqdm's own would count the compile step). `Profiler` 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import sys
 import time
@@ -160,15 +162,23 @@ class Chrono:
     return max(self.total_steps - int(step), 0) * per_step
 
 
-class SummaryWriter:
-  """TensorBoard scalar summaries in a folder, through `tf.summary` (no `tensorboard` package needed).
+METRICS_FILE = "metrics.jsonl"
 
-  Only process 0 writes; elsewhere every call is a no-op. TensorFlow is imported on construction (the
-  trainer's data pipeline has imported it already).
+
+class SummaryWriter:
+  """TensorBoard scalar summaries in a folder, through `tf.summary` (no `tensorboard` package needed), and
+  the same scalars as JSON lines in `<logdir>/metrics.jsonl`.
+
+  Every `scalars(step, values)` call appends one line `{"step": N, "time": unix seconds, <tag>: value, ...}`
+  (a non-finite value is `null`) and flushes it, so the file is readable while the run goes on
+  (`pandas.read_json(path, lines=True)`); a resumed run appends to it. Only process 0 writes; elsewhere
+  every call is a no-op. TensorFlow is imported on construction (the trainer's data pipeline has imported
+  it already).
   """
 
   def __init__(self, logdir: str):
     self._writer = None
+    self._jsonl = None
     if jax.process_index() != 0:
       return
     import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only process 0 writes summaries)
@@ -180,10 +190,18 @@ class SummaryWriter:
     metadata.plugin_data.plugin_name = "scalars"
     metadata.data_class = summary_pb2.DATA_CLASS_SCALAR
     self._metadata = metadata.SerializeToString()
+    tf.io.gfile.makedirs(logdir)
+    self._jsonl = tf.io.gfile.GFile(os.path.join(logdir, METRICS_FILE), "a")
 
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
     if self._writer is None:
       return
+    record = {"step": int(step), "time": time.time()}
+    for name, value in values.items():
+      value = float(value)
+      record[name] = value if math.isfinite(value) else None
+    self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.flush()
     with self._writer.as_default():
       for name, value in values.items():
         self._tf.summary.write(
@@ -196,11 +214,13 @@ class SummaryWriter:
   def flush(self) -> None:
     if self._writer is not None:
       self._writer.flush()
+      self._jsonl.flush()
 
   def close(self) -> None:
     if self._writer is not None:
       self._writer.close()
-      self._writer = None
+      self._jsonl.close()
+      self._writer = self._jsonl = None
 
 
 class _BarStream:

@@ -72,6 +72,9 @@ def main(argv: list[str]) -> None:
         set(config_flags.get_override_values(flags.FLAGS["config"])) if config is not None else None
     )
     path = evaluate_checkpoint.report_path(workdir, _CHECKPOINT.value, _SPLIT.value, _OUT.value)
+    replacing = evaluate_checkpoint.replacing_line(path, workdir, _CHECKPOINT.value)
+    if replacing:
+      print(replacing)
     report = evaluate_checkpoint.evaluate_checkpoint(
         config, workdir, _SPLIT.value, _CHECKPOINT.value, explicit=explicit, out=path
     )

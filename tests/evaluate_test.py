@@ -12,6 +12,7 @@ from absl.testing import absltest
 import jax
 import numpy as np
 
+import avvp_jax
 from avvp_jax import checkpoint
 from avvp_jax import evaluate
 from avvp_jax.tasks.llp import task as llp_task
@@ -137,10 +138,25 @@ class EvaluateTest(absltest.TestCase):
     self.assertNotEqual(got["per_seed"][0]["segment/type"], got["per_seed"][1]["segment/type"])
 
   def test_launcher_writes_eval_json_from_workdir(self):
+    with open(os.path.join(self.workdir, "eval_test.json"), "w") as f:  # a report of another step
+      json.dump({"step": 1}, f)
     result = self._launch(f"--workdir={self.workdir}", "--split=test")
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     with open(os.path.join(self.workdir, "eval_test.json")) as f:
       report = json.load(f)
+    step = checkpoint.resolve(self.workdir).step  # the best save, the one scored
+    self.assertIn(f"replacing eval_test.json of step 1 with step {step}", result.stdout)
+    self.assertEqual(
+        {k: report[k] for k in ("step", "seeds", "headline", "synthetic", "package_version")},
+        {
+            "step": step,
+            "seeds": [0, 1],
+            "headline": "mean over 2 seeds",
+            "synthetic": True,
+            "package_version": avvp_jax.__version__,
+        },
+    )
+    self.assertIn("commit", report)
     self.assertContainsSubset(metrics.KEYS, report)
     self.assertEqual([entry["seed"] for entry in report["per_seed"]], [0, 1])
     for (
@@ -187,6 +203,8 @@ class EvaluateTest(absltest.TestCase):
       self.assertEqual(report[key], expected[key])
     self.assertEqual(report["ensemble"], expected["ensemble"])
     self.assertTrue(os.path.isfile(os.path.join(out_dir, "eval_val.json")))
+    self.assertIsNone(report["step"])  # a params-only checkpoint: no train step
+    self.assertEqual(expected["step"], checkpoint.resolve(self.workdir).step)
 
   def test_config_with_other_seeds_is_an_input_error(self):
     from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top

@@ -126,7 +126,7 @@ class ParseFilesTest(absltest.TestCase):
   def _check_schema(self, records, gate=0.5):
     self.assertEqual([r["clip"] for r in records], self.clip_ids)
     for record in records:
-      self.assertEqual(set(record), {"clip", "events", "video_labels"})
+      self.assertEqual(set(record), {"clip", "events", "video_labels", "provenance"})
       for event in record["events"]:
         self.assertEqual(set(event), EVENT_KEYS)
         self.assertIn(event["modality"], metrics.MODALITIES)
@@ -153,6 +153,21 @@ class ParseFilesTest(absltest.TestCase):
     for record, clip_events in zip(records, expected):
       self.assertEventsEqual(record["events"], clip_events)
     self.assertTrue(any(r["events"] for r in records))
+    source = records[0][
+        "provenance"
+    ]  # a params-only checkpoint has no step; the features carry the marker
+    self.assertEqual(
+        {k: source[k] for k in ("checkpoint", "step", "seeds", "threshold", "gate_threshold")},
+        {
+            "checkpoint": os.path.abspath(self.checkpoint),
+            "step": None,
+            "seeds": None,
+            "threshold": 0.45,
+            "gate_threshold": None,
+        },
+    )
+    self.assertIs(source["synthetic"], True)
+    self.assertEqual(source["package_version"], avvp_jax.__version__)
 
   def test_seed_of_a_multi_seed_checkpoint(self):
     seeds_checkpoint = _fixture().seeds_checkpoint

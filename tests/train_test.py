@@ -5,6 +5,7 @@ Runs on the embedded synthetic data with the `configs/han.py:tiny` preset (a mic
 """
 
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -80,6 +81,12 @@ def _event_tags(folder):
       for event in tf.compat.v1.train.summary_iterator(events[0])
       for value in event.summary.value
   }
+
+
+def _metrics_lines(logdir: str) -> list[dict]:
+  """The lines of `logdir/metrics.jsonl`, parsed."""
+  with open(os.path.join(logdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
 
 
 class ScheduleTest(absltest.TestCase):
@@ -231,6 +238,18 @@ class TrainAndEvaluateTest(absltest.TestCase):
     self.assertContainsSubset(
         {"train/loss", "train/learning_rate", "val/segment/type"}, _event_tags(self.workdir)
     )
+    lines = _metrics_lines(self.workdir)  # the same scalars as JSON lines, one per write
+    train_steps = [line["step"] for line in lines if "train/loss" in line]
+    self.assertEqual(train_steps, sorted(set(train_steps)))
+    self.assertEqual(train_steps[-1], 2 * self.steps_per_epoch)
+    val_lines = [line for line in lines if "val/segment/type" in line]
+    self.assertEqual(val_lines[-1]["step"], 2 * self.steps_per_epoch)
+    self.assertAlmostEqual(
+        val_lines[-1]["val/segment/type"], self.scores["segment/type"], delta=1e-6
+    )
+    for line in lines:
+      self.assertIsInstance(line["time"], float)
+    self.assertContainsSubset({"train/loss", "train/learning_rate"}, lines[0])
     self.assertNotIn("std", self.scores)  # one seed: its own scores, as before seeds existed
     self.assertIn("per_class", self.scores)
     self.assertFalse(os.path.exists(os.path.join(self.workdir, "seed_0")))
@@ -296,6 +315,22 @@ class TrainAndEvaluateTest(absltest.TestCase):
           {"train/loss", "val/segment/type"},
           _event_tags(os.path.join(self.seeds_workdir, f"seed_{seed}")),
       )
+    mean_lines = _metrics_lines(self.seeds_workdir)
+    seed_lines = [_metrics_lines(os.path.join(self.seeds_workdir, f"seed_{s}")) for s in (0, 1)]
+    for k, lines in enumerate(
+        seed_lines
+    ):  # each seed's file: its own replica's values, step by step
+      self.assertEqual([line["step"] for line in lines], [line["step"] for line in mean_lines])
+      self.assertAlmostEqual(
+          lines[-1]["val/segment/type"],
+          self.seeds_scores["per_seed"][k]["segment/type"],
+          delta=1e-6,
+      )
+    self.assertAlmostEqual(
+        mean_lines[-1]["val/segment/type"],
+        (seed_lines[0][-1]["val/segment/type"] + seed_lines[1][-1]["val/segment/type"]) / 2,
+        delta=1e-9,
+    )
 
   def test_killed_and_resumed_two_seed_run_equals_uninterrupted_run_bit_for_bit(self):
     workdir = os.path.join(self.root, "killed")

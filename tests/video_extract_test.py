@@ -18,6 +18,7 @@ from unittest import mock
 from absl.testing import absltest
 import numpy as np
 
+from avvp_jax import checkpoint
 from avvp_jax import inference
 from avvp_jax import state as state_lib
 from avvp_jax import train
@@ -278,6 +279,15 @@ class ParseVideoTest(absltest.TestCase):
     self.assertEqual([w["start_s"] for w in record["windows"]], [0, 10, 20])
     self.assertEqual([w["valid_seconds"] for w in record["windows"]], [10, 10, 2])
     self.assertIn("RANDOM WEIGHTS", record["features"])
+    self.assertEqual(
+        {k: record["provenance"][k] for k in ("checkpoint", "step", "synthetic", "threshold")},
+        {
+            "checkpoint": self.parser.source,
+            "step": checkpoint.resolve(self.workdir).step,
+            "synthetic": False,
+            "threshold": 0.5,
+        },
+    )
     for event in record["events"]:
       self.assertLessEqual(event["offset"], 22.0)
       self.assertLess(event["onset"], event["offset"])

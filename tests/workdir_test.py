@@ -181,6 +181,9 @@ class WorkdirContractTest(absltest.TestCase):
         },
     )
     self.assertEqual(second["argv"], sys.argv)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:  # the continued run appended its lines
+      train_steps = [line["step"] for line in map(json.loads, f) if "train/loss" in line]
+    self.assertEqual(train_steps, [*range(1, 9), 12, 16])
     current = workdir_lib.current_config(workdir)
     self.assertEqual(
         (current.synthetic_num_epochs, current.log_every_steps, current.model.hidden_dim),

@@ -19,6 +19,7 @@ import ml_collections
 
 from avvp_jax import checkpoint as checkpoint_lib
 from avvp_jax import evaluate
+from avvp_jax import provenance
 from avvp_jax import sharding
 from avvp_jax import state as state_lib
 from avvp_jax import tasks
@@ -52,6 +53,24 @@ def report_path(
     ):
       raise InputError(f"the report {path} cannot be written ({existing} is read-only): {fix}.")
   return path
+
+
+def replacing_line(path: str, workdir: str | None, checkpoint: str | None) -> str | None:
+  """The line "replacing eval_test.json of step 500 with step 700" when the report at `path` exists and
+  names another step than the checkpoint about to be scored (`workdir`'s best save, or `checkpoint`); else
+  None (`launch/evaluate.py` prints it)."""
+  try:
+    with epath.Path(path).open() as f:
+      old = json.load(f)
+  except (OSError, ValueError):
+    return None
+  if not isinstance(old, dict) or "step" not in old:
+    return None
+  step = checkpoint_lib.resolve(checkpoint or workdir).step
+  if old["step"] == step:
+    return None
+  describe = lambda s: "a checkpoint without a step" if s is None else f"step {s}"
+  return f"replacing {os.path.basename(path)} of {describe(old['step'])} with {describe(step)}"
 
 
 def report_dir(workdir: str | None, checkpoint: str | None) -> str:
@@ -94,7 +113,10 @@ def evaluate_checkpoint(
 
   Returns:
     The report written (`evaluate.seed_report` of the task's default evaluator, plus "split", "checkpoint"
-    and "data", a note saying synthetic when it is). LLP, one seed: the 10 metric keys (percent),
+    and "data", a note saying synthetic when it is; what produced it: "step" (the train step of the
+    checkpoint scored; None for a params-only one), "seeds" (the replicas scored), "headline" ("one seed"
+    or "mean over N seeds": what the top-level scores are), "synthetic", "package_version" and "commit"
+    (`avvp_jax.provenance.package`)). LLP, one seed: the 10 metric keys (percent),
     "per_class", "num_clips". A multi-seed workdir: the evaluator's keys hold the mean over the seeds, plus
     "std" (sample standard deviation, same keys), "per_seed" (one dict per seed, with its "seed") and
     "ensemble" (the scores of the outputs averaged over the seeds; LLP: the probabilities, before
@@ -146,6 +168,13 @@ def evaluate_checkpoint(
       evaluate.summary_line(report, evaluator.keys),
   )
   report.update(split=split, checkpoint=source.path, data=data.description, task=task.name)
+  report.update(
+      step=source.step,
+      seeds=list(seeds),
+      headline="one seed" if len(seeds) == 1 else f"mean over {len(seeds)} seeds",
+      synthetic=bool(data.synthetic) or "SYNTHETIC" in data.description,
+      **provenance.package(),
+  )
   if jax.process_index() == 0:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))

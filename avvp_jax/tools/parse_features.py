@@ -6,7 +6,8 @@
 loaded on worker threads while the previous batch runs: `avvp_jax.inference.predict_batches`), turns
 probabilities into events (`avvp_jax.tasks.llp.events`), writes one JSON record per clip, {"clip", "events":
 [{"modality", "label", "onset", "offset", "score"}], "video_labels": [{"label", "score", "audio",
-"visual"}]}, and draws the timelines of chosen clips (`avvp_jax.tasks.llp.timelines`), with the dense labels as
+"visual"}], "provenance": what produced it (`avvp_jax.provenance.parse_record`: checkpoint, step, seeds,
+thresholds, synthetic, package version and commit)}, and draws the timelines of chosen clips (`avvp_jax.tasks.llp.timelines`), with the dense labels as
 ground truth when the clips have them. An event's `score` is the mean segment probability over its
 seconds (in [0, 1]); a video label's `score` is the model's whole-video score `video_prob`, not a
 probability (MMIL: in [0, 2); LEAP: 0 or 1), and its `audio` / `visual` are modality-level
@@ -27,6 +28,7 @@ import tqdm
 
 from avvp_jax.tasks.llp import events as events_lib
 from avvp_jax import inference
+from avvp_jax import provenance
 from avvp_jax.tasks.llp import metrics
 from avvp_jax.tasks.llp import timelines
 from avvp_jax.tasks.llp import annotations
@@ -269,6 +271,9 @@ def parse_files(
     loaded = list(loaders.map(lambda c: features_lib.load_clip(features, layout, "pooled", c), ids))
     return {key: np.stack([clip[key] for clip in loaded]) for key in loaded[0]}
 
+  source = provenance.parse_record(
+      parser, threshold, gate_threshold, synthetic_data if npz_arrays is None else None
+  )
   size = min(batch_size, len(clip_ids))
   batches = [clip_ids[i : i + size] for i in range(0, len(clip_ids), size)]
   write, close = _write_json_records(out)
@@ -289,7 +294,14 @@ def parse_files(
         events = events_lib.events_from_probabilities(probs, thresholds, gates)
         labels = events_lib.video_labels(probs, gates)
         for clip, clip_events, clip_labels in zip(ids, events, labels):
-          write({"clip": clip, "events": clip_events, "video_labels": clip_labels})
+          write(
+              {
+                  "clip": clip,
+                  "events": clip_events,
+                  "video_labels": clip_labels,
+                  "provenance": source,
+              }
+          )
           num_events += len(clip_events)
           if clip in plot_set:
             plotted[clip] = {"clip": clip, "events": clip_events, "truth": None}

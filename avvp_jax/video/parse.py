@@ -25,6 +25,7 @@ import numpy as np
 
 from avvp_jax.tasks.llp import events as events_lib
 from avvp_jax import inference
+from avvp_jax import provenance
 from avvp_jax.tasks.llp import metrics
 from avvp_jax.tasks.llp import timelines
 from avvp_jax.tasks.llp import annotations
@@ -147,7 +148,9 @@ def parse_video(
 
   Returns:
     Per video, `parse_features`'s record plus "features": the weights the features came from ("pretrained",
-    or the RANDOM WEIGHTS note) and "audio": how the audio track was used.
+    or the RANDOM WEIGHTS note), "audio": how the audio track was used, and "provenance": what produced it
+    (`avvp_jax.provenance.parse_record`: checkpoint, step, seeds, thresholds, package version and commit;
+    "synthetic" false: real videos).
 
   Raises:
     InputError: no video, a bad video (missing, unreadable, no frames), a checkpoint that does not take
@@ -168,6 +171,7 @@ def parse_video(
     extractor = extract.FeatureExtractor(
         weights, weights_dir=weights_dir, download=download, frame_batch=frame_batch
     )
+  source = provenance.parse_record(parser, threshold, gate_threshold, synthetic=False)
   records, thumbnails = [], []
   for path in paths:
     video = extract.video_features(path, extractor)
@@ -177,6 +181,7 @@ def parse_video(
     record["audio"] = (
         "the video's audio track" if video.has_audio else "none: the VGGish features of silence"
     )
+    record["provenance"] = source
     records.append(record)
   if plot:
     if extractor.random:
