@@ -475,6 +475,23 @@ class ProgressTest(absltest.TestCase):
     self.assertLen(lines, 1)
     self.assertNotIn("step", lines[0].split("a line for the log")[0])  # not glued onto the bar
 
+  def test_first_step_says_compiling_instead_of_nan_clips_per_second(self):
+    chrono = reporting.Chrono(8, 8)
+    chrono.start(0)
+    timing = chrono.tick(1)  # within the compile step: nothing measured yet
+    line = f"step 1/8: loss 2.0782, lr 3.00e-04, {timing['clips_per_second']:.0f} clips/s, ETA ?"
+    with self.assertLogs(level="INFO") as logs:
+      reporting.Progress(8, 0, chrono).report(
+          f"loss 2.0 {timing['clips_per_second']:.0f} clips/s", line
+      )
+    self.assertEqual(
+        logs.records[-1].getMessage(),
+        "step 1/8: loss 2.0782, lr 3.00e-04 (with compilation: no rate or ETA yet)",
+    )
+    with self.assertLogs(level="INFO") as logs:
+      reporting.Progress(8, 0, chrono).report("x", "step 2/8: loss 2.0, 53 clips/s, ETA 0:00:01")
+    self.assertEqual(logs.records[-1].getMessage(), "step 2/8: loss 2.0, 53 clips/s, ETA 0:00:01")
+
 
 class PseudoLabelLineTest(absltest.TestCase):
 
