@@ -1,11 +1,16 @@
-"""What every launcher in `launch/` shares: one-line errors instead of tracebacks or usage text, the default
-workdir, and the runtime set-up (TensorFlow kept off the accelerators, the hosts joined).
+"""What every launcher in `launch/` shares: one-line errors instead of tracebacks or usage text, a quiet
+console, the default workdir, and the runtime set-up (TensorFlow kept off the accelerators, the hosts joined).
+
+A quiet console: JAX's backend probe ("Unable to initialize backend 'tpu' ...") and Orbax's INFO lines are
+left out of the log; absl's `-v 1` (`--verbosity=1`, DEBUG) brings them back with everything else.
 
 Light on purpose (absl only): launchers import it before JAX or TensorFlow.
 """
 
+import difflib
 import importlib
 import os
+import re
 import sys
 from typing import NoReturn
 
@@ -52,12 +57,69 @@ def flag_error_line(message: str) -> str:
   return f"{' '.join(head.split())}: {last}" if head else last
 
 
+def _config_paths(node, prefix: str = "") -> list[str]:
+  """The dotted names of every field under a ConfigDict `node` (sections and their fields)."""
+  paths = []
+  for key, value in node.items():
+    paths.append(prefix + key)
+    if hasattr(value, "items") and hasattr(value, "to_dict"):  # a ConfigDict section
+      paths.extend(_config_paths(value, f"{prefix}{key}."))
+  return paths
+
+
+def _argv_config(name: str, argv: list[str], flag_values: flags.FlagValues):
+  """The config `--<name>=...` in `argv` names, loaded again (during parsing, the flag holds no value yet)."""
+  value = flag_values[name].value
+  if hasattr(value, "to_dict"):
+    return value
+  for arg in argv[1:]:
+    flag, sep, text = arg.lstrip("-").partition("=")
+    if flag == name and sep:
+      return flag_values[name].parser.parse(text)
+  return None
+
+
+def unknown_field_line(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> str | None:
+  """For a `--config.x.y=...` override naming no field: "--config.x.y is not a field of the config; did you
+  mean --config.x.z?" (the fields of the closest names, in any section); None when every override in `argv`
+  names a field.
+  """
+  for arg in argv[1:]:
+    match = re.fullmatch(r"--?([A-Za-z_]\w*)\.([\w.]+)(=.*)?", arg, flags=re.DOTALL)
+    if not match or match.group(1) not in flag_values:
+      continue
+    name, path = match.group(1), match.group(2)
+    config = _argv_config(name, argv, flag_values)
+    if not hasattr(config, "to_dict"):
+      continue
+    node, parts = config, path.split(".")
+    for depth, part in enumerate(parts):
+      if hasattr(node, "to_dict") and part in node:
+        node = node[part]
+        continue
+      if not hasattr(node, "to_dict"):  # a field of a plain value, e.g. --config.seed.x
+        return f"--{name}.{path} is not a field of the config: --{name}.{'.'.join(parts[:depth])} is a value."
+      every = _config_paths(config)
+      section, rest = ".".join(parts[:depth]), ".".join(parts[depth + 1 :])
+      leaves = difflib.get_close_matches(part, sorted({p.rpartition(".")[2] for p in every}), n=3)
+      close = []
+      for leaf in leaves:  # the closest names first; in the override's own section first
+        found = [p for p in every if p.rpartition(".")[2] == leaf]
+        found.sort(key=lambda p: p.rpartition(".")[0] != section)
+        close += [f"{p}.{rest}" if rest and f"{p}.{rest}" in every else p for p in found]
+      close = list(dict.fromkeys(close))[:2]
+      hint = "; did you mean " + " or ".join(f"--{name}.{c}" for c in close) + "?" if close else "."
+      return f"--{name}.{path} is not a field of the config{hint}"
+  return None
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing for `app.run(main, flags_parser=parse_flags)`: a bad flag is a one-line
-  error; `--help` (and absl's other help flags) prints the usage and exits with status 0.
+  error (an override naming no config field says which fields are close); `--help` (and absl's other help
+  flags) prints the usage and exits with status 0. Also quiets the console (`quiet_console`).
   """
   try:
-    return flags.FLAGS(argv)
+    remaining = flags.FLAGS(argv)
   except SystemExit as exit_:
     if exit_.code == 1 and _asks_for_help(argv):  # absl printed the usage, then exits 1
       sys.exit(0)
@@ -65,7 +127,17 @@ def parse_flags(argv: list[str]) -> list[str]:
   except flags.Error as error:
     fail(flag_error_line(str(error)))
   except Exception as error:  # pylint: disable=broad-except  (a --config.x override that does not apply)
-    fail(f"bad --config flag: {flag_error_line(str(error))}")
+    try:
+      line = unknown_field_line(argv)
+    except Exception:  # pylint: disable=broad-except  (the line is a nicety: fall back to the error's text)
+      line = None
+    if line is None:
+      text = error.args[0] if error.args and isinstance(error.args[0], KeyError) else error
+      text = text.args[0] if isinstance(text, KeyError) and text.args else text
+      line = f"bad --config flag: {flag_error_line(str(text))}"
+    fail(line)
+  quiet_console()
+  return remaining
 
 
 def explicit_over_recipe(config, explicit) -> list[str]:
@@ -95,7 +167,18 @@ def loaded_config(config_flag: flags.FlagHolder):
   config = config_flag.value
   error = getattr(config, "_error", None)  # ml_collections keeps a load failure until first use
   if error is not None:
-    fail(f"--config could not be loaded: {error}")
+    from ml_collections import config_flags  # pylint: disable=g-import-not-at-top  (cli stays absl-only)
+
+    flag_values = getattr(config_flag, "_flagvalues", flags.FLAGS)  # absl keeps no public accessor
+    try:
+      path = config_flags.get_config_filename(flag_values[config_flag.name]).partition(":")[0]
+    except Exception:  # pylint: disable=broad-except  (only for a better line)
+      path = None
+    if path and not os.path.exists(path):
+      fail(
+          f"--{config_flag.name} file {path} does not exist (give a path such as configs/han.py:tiny)."
+      )
+    fail(f"--{config_flag.name} could not be loaded: {error}")
   if config is not None:
     flag_values = getattr(config_flag, "_flagvalues", flags.FLAGS)  # absl keeps no public accessor
     overrides = getattr(flag_values[config_flag.name], "override_values", {}) or {}
@@ -152,9 +235,20 @@ def default_workdir(config_arg: str) -> str:
   return os.path.join(".", "workdir", name)
 
 
-def _quiet_orbax(record) -> bool:
-  """absl log filter: Orbax's per-save INFO lines are left out (its warnings and errors stay)."""
-  return record.levelno >= 30 or f"{os.sep}orbax{os.sep}" not in record.pathname
+def _quiet(record) -> bool:
+  """absl log filter: JAX's backend probe and Orbax's INFO lines are left out (their warnings and errors
+  stay); with absl's `-v 1` (DEBUG) or more, everything is kept."""
+  if record.levelno >= 30 or logging.get_verbosity() >= logging.DEBUG:
+    return True
+  return not (
+      record.name.startswith("jax._src.xla_bridge") or f"{os.sep}orbax{os.sep}" in record.pathname
+  )
+
+
+def quiet_console() -> None:
+  """Leaves JAX's "Unable to initialize backend 'tpu'" probe and Orbax's INFO chatter out of the log
+  (absl's `-v 1` brings them back). Every launcher has it through `parse_flags`; idempotent."""
+  logging.get_absl_handler().addFilter(_quiet)
 
 
 def setup_runtime(
@@ -173,7 +267,7 @@ def setup_runtime(
   """
   import jax  # pylint: disable=g-import-not-at-top  (cli stays light: launchers import it before parsing flags)
 
-  logging.get_absl_handler().addFilter(_quiet_orbax)
+  quiet_console()
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only to hide accelerators from it)
 

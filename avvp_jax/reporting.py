@@ -249,6 +249,16 @@ class _BarStream:
     return getattr(self._stream, name)
 
 
+def _unmeasured_left_out(text: str) -> str:
+  """`text` without a rate that is NaN (`Chrono.tick` within the compile step): "..., lr 3.00e-04, nan
+  clips/s, ETA ?" -> "..., lr 3.00e-04 (with compilation: no rate or ETA yet)"."""
+  for unmeasured in (", nan clips/s, ETA ?", ", nan clips/s", " nan clips/s"):
+    if unmeasured in text:
+      note = " (with compilation: no rate or ETA yet)" if "ETA" in unmeasured else ""
+      return text.replace(unmeasured, note)
+  return text
+
+
 class Progress:
   """A tqdm bar on an interactive terminal (process 0), plain absl lines otherwise.
 
@@ -293,11 +303,15 @@ class Progress:
       self._bar.update(n)
 
   def report(self, bar_text: str, log_line: str) -> None:
-    """`bar_text` beside the bar on a terminal (with the chrono's ETA); `log_line` as an absl INFO
-    line elsewhere."""
+    """`bar_text` beside the bar on a terminal (with the chrono's ETA once one is measured); `log_line` as
+    an absl INFO line elsewhere. A rate not measured yet (the compile step's "nan clips/s", "ETA ?") is
+    left out: the line says "with compilation: no rate or ETA yet" instead."""
+    bar_text, log_line = _unmeasured_left_out(bar_text), _unmeasured_left_out(log_line)
     if self._bar is not None:
       if self._chrono is not None:
-        bar_text = f"{bar_text}, ETA {format_duration(self._chrono.eta_seconds(self._bar.n))}"
+        eta = self._chrono.eta_seconds(self._bar.n)
+        if eta == eta:  # not NaN: some step was measured
+          bar_text = f"{bar_text}, ETA {format_duration(eta)}"
       self._bar.set_postfix_str(bar_text, refresh=True)
     else:
       logging.info("%s", log_line)

@@ -69,8 +69,9 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   """An unlocked copy of `config`, checked; raises InputError on values that cannot work.
 
   The generic fields are checked here (seeds, batch sizes against the mesh, dtype, epochs), the task's own by
-  its `check_config` (which may fill derived fields), the model sections by the model registry (`build_model`
-  names unknown keys; fields the chosen model never reads are one warning here). An empty
+  its `check_config` (which may fill derived fields), the model sections by the model registry (the model is
+  built once, without parameters: `build_model` names unknown modules and keys; fields the chosen model never
+  reads are one warning here). An empty
   `checkpoint.best_metric` becomes the task's default.
   """
   config = ml_collections.ConfigDict(config.to_dict())
@@ -94,9 +95,31 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     raise InputError(f"config.num_epochs={config.num_epochs} must be positive.")
   _warn_ignored_fields(config)
   task.check_config(config)
+  build_model(
+      config
+  )  # unknown encoder/decoder/refiner names and section keys fail here, before any data
   if "checkpoint" in config and not config.checkpoint.get("best_metric"):
     config.checkpoint.best_metric = task.default_best_metric
   return config
+
+
+def summary_line(config: ml_collections.ConfigDict) -> str:
+  """One line of a resolved run config for the console (the whole config goes to the workdir's config.json):
+  task, model modules, data (the task's `data_line`, and the layout where the config has one), seeds,
+  epochs (the task's recipe) and batch size.
+  """
+  model = config.get("model") or {}
+  modules = "/".join(str(model[key]) for key in ("encoder", "decoder", "refiner") if key in model)
+  data = tasks.of(config).data_line(config)
+  layout = (config.get("data") or {}).get("layout")
+  if layout:
+    data += f", {layout} layout"
+  seeds = run_seeds(config)
+  epochs = num_train_epochs(config)
+  return (
+      f"task {config.task}, model {modules or '?'} on {data}; seed{'s' if len(seeds) > 1 else ''} "
+      f"{', '.join(map(str, seeds))}, {epochs} epoch{'s' if epochs != 1 else ''}, batch {config.batch_size}"
+  )
 
 
 # --- fields the chosen model does not read ---------------------------------------------------------

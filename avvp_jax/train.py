@@ -235,8 +235,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       (the signal handlers are installed only during this call, from the main thread).
   """
   config = state_lib.resolve_config(config)  # the one resolution of the run
-  logging.info("Config:\n%s", config)
   workdir = checkpoint_lib.absolute(workdir)
+  logging.info(
+      "Run: %s (the whole config: %s).", state_lib.summary_line(config), f"{workdir}/config.json"
+  )
   with workdir_lib.claim(workdir, config) as run, interrupts.StopRequest() as stop:
     return _train(config, workdir, run, stop)
 

@@ -80,7 +80,9 @@ def main(argv: list[str]) -> None:
   except InputError as error:
     cli.fail(str(error))
   num_events = sum(len(r["events"]) for r in records)
-  print(f"{len(records)} videos, {num_events} events; wrote {', '.join(written)}")
+  videos = f"{len(records)} video{'' if len(records) == 1 else 's'}"
+  events = f"{num_events} event{'' if num_events == 1 else 's'}"
+  print(f"{videos}, {events}; wrote {', '.join(written)}")
 
 
 if __name__ == "__main__":

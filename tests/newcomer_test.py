@@ -98,6 +98,72 @@ class LauncherTest(absltest.TestCase):
     self.assertRegex(lines[0], r"^error: .*configs/han\.py:small.*unknown preset 'small'.*:tiny")
     self.assertNotIn("Traceback", lines[0])
 
+  def test_unknown_encoder_is_refused_before_any_data_or_workdir(self):
+    tmp = self.create_tempdir().full_path
+    data_dir, workdir = os.path.join(tmp, "tfds"), os.path.join(tmp, "run")
+    result = _run(
+        os.path.join("launch", "train.py"),
+        "--config=configs/han.py:tiny",
+        f"--workdir={workdir}",
+        f"--config.data.data_dir={data_dir}",
+        "--config.model.encoder=nope",
+    )
+    self.assertEqual(result.returncode, 2, result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    self.assertEqual(errors, [lines[-1]], result.stderr)
+    self.assertRegex(
+        lines[-1], r"^error: config\.model\.encoder 'nope' is unknown: use one of .*'han'"
+    )
+    for chatter in ("Building", "Reusing", "Config:", "Unable to initialize backend", "Traceback"):
+      self.assertNotIn(chatter, result.stderr)
+    self.assertFalse(os.path.exists(data_dir))  # refused before any data was built
+    self.assertFalse(os.path.exists(workdir))
+
+  def test_unknown_field_and_missing_file_are_one_line(self):
+    cases = {
+        "--config.learning_rat=1": (
+            r"^error: --config\.learning_rat is not a field of the config; did you mean "
+            r"--config\.optimizer\.learning_rate\b"
+        ),
+        "--config.optimzer.learning_rate=1": (
+            r"^error: --config\.optimzer\.learning_rate is not a field of the config; did you mean "
+            r"--config\.optimizer\.learning_rate\?$"
+        ),
+    }
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+      results = dict(
+          zip(
+              [*cases, "missing"],
+              pool.map(
+                  lambda argv: _run(os.path.join("launch", "train.py"), *argv),
+                  [
+                      *(["--config=configs/han.py:tiny", arg] for arg in cases),
+                      ["--config=configs/nope.py:tiny"],
+                  ],
+              ),
+          )
+      )
+    cases["missing"] = r"^error: --config file configs/nope\.py does not exist"
+    for name, pattern in cases.items():
+      result = results[name]
+      self.assertEqual(result.returncode, 2, f"{name}: {result.stderr[-2000:]}")
+      lines = result.stderr.strip().splitlines()
+      self.assertLen(lines, 1, result.stderr)
+      self.assertRegex(lines[0], pattern)
+
+  def test_jax_backend_probe_and_orbax_info_are_quiet_unless_verbose(self):
+    def record(name, pathname, level=std_logging.INFO):
+      return std_logging.LogRecord(name, level, pathname, 1, "x", None, None)
+
+    probe = record("jax._src.xla_bridge", "/x/jax/_src/xla_bridge.py")
+    orbax = record("absl", f"/x/orbax{os.sep}checkpoint/manager.py")
+    ours = record("absl", "/x/avvp_jax/train.py")
+    self.assertEqual([cli._quiet(r) for r in (probe, orbax, ours)], [False, False, True])
+    self.assertTrue(cli._quiet(record("absl", "/x/orbax/c.py", std_logging.WARNING)))
+    with mock.patch.object(cli.logging, "get_verbosity", return_value=logging.DEBUG):  # absl's -v 1
+      self.assertTrue(cli._quiet(probe) and cli._quiet(orbax))
+
 
 class PresetTest(parameterized.TestCase):
 
@@ -404,6 +470,23 @@ class ProgressTest(absltest.TestCase):
     lines = [line for line in re.split(r"[\r\n]", text) if "a line for the log" in line]
     self.assertLen(lines, 1)
     self.assertNotIn("step", lines[0].split("a line for the log")[0])  # not glued onto the bar
+
+  def test_first_step_says_compiling_instead_of_nan_clips_per_second(self):
+    chrono = reporting.Chrono(8, 8)
+    chrono.start(0)
+    timing = chrono.tick(1)  # within the compile step: nothing measured yet
+    line = f"step 1/8: loss 2.0782, lr 3.00e-04, {timing['clips_per_second']:.0f} clips/s, ETA ?"
+    with mock.patch.object(reporting.logging, "info") as info:
+      progress = reporting.Progress(8, 0, chrono)
+      progress.report(f"loss 2.0 {timing['clips_per_second']:.0f} clips/s", line)
+      progress.report("x", "step 2/8: loss 2.0, 53 clips/s, ETA 0:00:01")
+    self.assertEqual(
+        [call.args[1] for call in info.call_args_list],
+        [
+            "step 1/8: loss 2.0782, lr 3.00e-04 (with compilation: no rate or ETA yet)",
+            "step 2/8: loss 2.0, 53 clips/s, ETA 0:00:01",
+        ],
+    )
 
 
 class PseudoLabelLineTest(absltest.TestCase):

@@ -159,12 +159,14 @@ class TrainStepTest(absltest.TestCase):
     self.assertEqual(resolved.model.leap.label_embeddings, "learned")
     self.assertEqual(state_lib.peak_learning_rate(resolved), 3e-4)
     chosen = config.copy_and_resolve_references()
+    table = os.path.join(self.create_tempdir().full_path, "table.npy")
+    np.save(
+        table, np.zeros((25, 8), np.float32)
+    )  # resolve_config builds the model: the file must exist
     chosen.model.leap.label_embeddings = (
-        "/some/table.npy"  # an explicit table (e.g. a converted LEAP's) is kept
+        table  # an explicit table (e.g. a converted LEAP's) is kept
     )
-    self.assertEqual(
-        state_lib.resolve_config(chosen).model.leap.label_embeddings, "/some/table.npy"
-    )
+    self.assertEqual(state_lib.resolve_config(chosen).model.leap.label_embeddings, table)
     from avvp_jax.tasks.llp import features  # pylint: disable=g-import-not-at-top
 
     features_dir = self.create_tempdir()  # real features: the paper's recipe

@@ -221,6 +221,21 @@ class ExtractTest(absltest.TestCase):
       weights_lib.load_state_dict(os.path.join(folder, "bad.pth"))
 
 
+class SummaryLineTest(absltest.TestCase):
+
+  def test_counts_are_singular_or_plural(self):
+    one = extract.ExtractionSummary(
+        out="f", outcomes={"a.mp4": "done"}, clips_written=1, seconds=1.0
+    )
+    self.assertStartsWith(
+        one.describe(), "1 video extracted (1 clip, 1.00 clips/s), 0 already done"
+    )
+    two = extract.ExtractionSummary(
+        out="f", outcomes={"a.mp4": "done", "b.mp4": "done"}, clips_written=2, seconds=1.0
+    )
+    self.assertStartsWith(two.describe(), "2 videos extracted (2 clips, 2.00 clips/s)")
+
+
 class _PretendPretrained:
   random = False
 

@@ -247,13 +247,19 @@ class ExtractionSummary:
     done = sum(why == "done" for why in self.outcomes.values())
     skipped = sum(why == "skipped" for why in self.outcomes.values())
     rate = self.clips_written / self.seconds if self.seconds > 0 else 0.0
+    clips = self.clips_written
     line = (
-        f"{done} videos extracted ({self.clips_written} clips, {rate:.2f} clips/s), {skipped} already "
-        f"done, {len(self.failures)} failed; features in {self.out}"
+        f"{_counted(done, 'video')} extracted ({_counted(clips, 'clip')}, {rate:.2f} clips/s), {skipped} "
+        f"already done, {len(self.failures)} failed; features in {self.out}"
     )
     if self.random_weights:
       line += f" [{weights_lib.RANDOM_WEIGHTS_NOTE}]"
     return line
+
+
+def _counted(number: int, noun: str) -> str:
+  """`1 video`, `2 videos`."""
+  return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def extract_folder(
