@@ -71,8 +71,7 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   The generic fields are checked here (seeds, batch sizes against the mesh, dtype, epochs), the task's own by
   its `check_config` (which may fill derived fields), the model sections by the model registry (the model is
   built once, without parameters: `build_model` names unknown modules and keys; fields the chosen model never
-  reads are one warning here). An empty
-  `checkpoint.best_metric` becomes the task's default.
+  reads are one warning here). An empty `checkpoint.best_metric` becomes the task's default.
   """
   config = ml_collections.ConfigDict(config.to_dict())
   backfill(config)
@@ -95,9 +94,7 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     raise InputError(f"config.num_epochs={config.num_epochs} must be positive.")
   _warn_ignored_fields(config)
   task.check_config(config)
-  build_model(
-      config
-  )  # unknown encoder/decoder/refiner names and section keys fail here, before any data
+  build_model(config)  # unknown module names and section keys fail here, before any data is read
   if "checkpoint" in config and not config.checkpoint.get("best_metric"):
     config.checkpoint.best_metric = task.default_best_metric
   return config
