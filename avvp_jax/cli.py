@@ -258,7 +258,8 @@ def setup_runtime(
     num_processes: int | None = None,
     process_id: int | None = None,
 ) -> None:
-  """Launcher start-up: hides accelerators from TensorFlow, joins the other hosts, logs the devices.
+  """Launcher start-up: joins the other hosts, logs the devices (TensorFlow, which only reads data, is imported
+  later, by `avvp_jax.data.streams`, which hides the accelerators from it).
 
   With `multihost` (or `JAX_COORDINATOR_ADDRESS` in the environment) this calls
   `jax.distributed.initialize` before anything touches a device; on Cloud TPU pod slices it finds the
@@ -268,13 +269,6 @@ def setup_runtime(
   import jax  # pylint: disable=g-import-not-at-top  (cli stays light: launchers import it before parsing flags)
 
   quiet_console()
-  try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only to hide accelerators from it)
-
-    tf.config.set_visible_devices([], "GPU")  # tf.data only: TF must not grab GPU memory
-    tf.config.set_visible_devices([], "TPU")
-  except (ImportError, RuntimeError, ValueError):
-    pass
   if multihost or os.environ.get("JAX_COORDINATOR_ADDRESS"):
     kwargs = {
         key: value

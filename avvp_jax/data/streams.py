@@ -52,6 +52,19 @@ import tensorflow_datasets as tfds
 from avvp_jax.errors import InputError
 
 
+def hide_accelerators_from_tf() -> None:
+  """Keeps TensorFlow (used for input only) off the GPUs/TPUs that JAX uses; called when this module, the one
+  way tasks read their builds, is imported, before any TensorFlow op runs."""
+  for kind in ("GPU", "TPU"):
+    try:
+      tf.config.set_visible_devices([], kind)
+    except (RuntimeError, ValueError):  # already initialised, or no such device type
+      pass
+
+
+hide_accelerators_from_tf()
+
+
 def keyed_dir(root: str | os.PathLike, name: str, identity: Mapping[str, Any]) -> pathlib.Path:
   """`root/<name>-<hash of identity>`: the folder of the build that `identity` (JSON data: what the build is
   made of, e.g. the features path and its modification times, the labels' fingerprint, the builder version)

@@ -47,26 +47,16 @@ from typing import Any, Iterator
 
 from absl import logging
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from avvp_jax.data import streams
 from avvp_jax.tasks.llp import annotations
 from avvp_jax.tasks.llp import features as features_lib
 from avvp_jax.tasks.llp import simulated_teacher
 from avvp_jax.tasks.llp import synthetic
 from avvp_jax.errors import InputError
 
-
-def hide_accelerators_from_tf() -> None:
-  """Keeps TensorFlow (used for input only) off the GPUs/TPUs that JAX uses."""
-  for kind in ("GPU", "TPU"):
-    try:
-      tf.config.set_visible_devices([], kind)
-    except (RuntimeError, ValueError):  # already initialised, or no such device type
-      pass
-
-
-hide_accelerators_from_tf()
+streams.hide_accelerators_from_tf()  # before any TensorFlow op of a build (idempotent)
 
 
 class _DropDtypeDeprecation(logging.logging.Filter):
