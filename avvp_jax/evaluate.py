@@ -12,8 +12,8 @@ to `eval_<split>.json`: one seed's scores as they are; for several seeds the mea
 evaluator's keys, plus `std` (sample standard deviation), `per_seed` and `ensemble`.
 
 `run_evaluators(config, task, meta)` names what a run evaluates: the task's default evaluator on "val" (what
-`checkpoint.best_metric` ranks), plus any `config.evals` entry (`--config.evals.test.split=test` scores the
-test split too at every validation, with the default evaluator unless `type` names another of the task's).
+`checkpoint.best_metric` ranks), plus any `config.evals` entry (in a config file, `config.evals.test = dict(split="test")` scores the test
+split too at every validation, with the default evaluator unless `type` names another of the task's).
 """
 
 from __future__ import annotations

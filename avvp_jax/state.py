@@ -100,7 +100,7 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   return config
 
 
-def summary_line(config: ml_collections.ConfigDict) -> str:
+def run_summary(config: ml_collections.ConfigDict) -> str:
   """One line of a resolved run config for the console (the whole config goes to the workdir's config.json):
   task, model modules, data (the task's `data_line`, and the layout where the config has one), seeds,
   epochs (the task's recipe) and batch size.

@@ -237,7 +237,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   config = state_lib.resolve_config(config)  # the one resolution of the run
   workdir = checkpoint_lib.absolute(workdir)
   logging.info(
-      "Run: %s (the whole config: %s).", state_lib.summary_line(config), f"{workdir}/config.json"
+      "Run: %s (the whole config: %s).", state_lib.run_summary(config), f"{workdir}/config.json"
   )
   with workdir_lib.claim(workdir, config) as run, interrupts.StopRequest() as stop:
     return _train(config, workdir, run, stop)

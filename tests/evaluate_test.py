@@ -15,6 +15,7 @@ import numpy as np
 import avvp_jax
 from avvp_jax import checkpoint
 from avvp_jax import evaluate
+from avvp_jax.errors import InputError
 from avvp_jax.tasks.llp import task as llp_task
 from avvp_jax.tasks.llp.evaluator import ParsingEvaluator
 from avvp_jax.tools import evaluate_checkpoint
@@ -249,6 +250,14 @@ class EvaluateTest(absltest.TestCase):
           r"^error: the checkpoint in .* holds 2 replica\(s\) \(seeds \[0, 1\]\), but the "
           r"given config has num_seeds=1: pass --config.num_seeds=2 --config.seed=0",
       )
+
+  def test_a_split_the_task_cannot_score_is_refused_before_anything_is_written(self):
+    before = sorted(os.listdir(self.workdir))
+    with self.assertRaisesRegex(
+        InputError, r"^--split='train' is not an evaluation split: use val or test\.$"
+    ):
+      evaluate_checkpoint.evaluate_checkpoint(None, self.workdir, "train")
+    self.assertEqual(sorted(os.listdir(self.workdir)), before)
 
   def test_missing_checkpoint_is_one_line_error(self):
     empty = self.create_tempdir().full_path

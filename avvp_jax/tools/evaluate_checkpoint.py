@@ -125,8 +125,6 @@ def evaluate_checkpoint(
   Raises:
     InputError: a bad split, no checkpoint at the path, or a config that does not fit the checkpoint.
   """
-  if split not in ("val", "test"):
-    raise InputError(f"--split={split!r} is not an evaluation split: use val or test.")
   if workdir is None and not checkpoint:
     raise InputError(
         "neither a workdir nor a checkpoint to evaluate was given: pass --workdir or --checkpoint."
@@ -135,7 +133,12 @@ def evaluate_checkpoint(
   path = epath.Path(report_path(workdir, checkpoint, split, out))
   config = state_lib.resolve_config(checkpoint_lib.checkpoint_config(source, config, explicit))
   task = tasks.of(config)
-  evaluator = task.evaluators[task.default_evaluator](task.meta(config))
+  meta = task.meta(config)
+  if split not in meta.eval_splits:  # checked before anything is read or written
+    raise InputError(
+        f"--split={split!r} is not an evaluation split: use {' or '.join(meta.eval_splits)}."
+    )
+  evaluator = task.evaluators[task.default_evaluator](meta)
   seeds = state_lib.run_seeds(config)
   mesh = sharding.make_mesh(num_seeds=len(seeds))
   data = task.prepare_data(config, train=False)
