@@ -74,7 +74,8 @@ class BestTracker:
     """One log line naming the replicas that improved and their new bests."""
     rows = np.flatnonzero(improved)
     return (
-        f"New best {self.metric} for seed(s) {', '.join(str(self.seeds[k]) for k in rows)}: "
+        f"New best {self.metric} for seed{'s' if len(rows) != 1 else ''} "
+        f"{', '.join(str(self.seeds[k]) for k in rows)}: "
         f"{', '.join(f'{self.scores[k]:.2f} at step {self.steps[k]}' for k in rows)}."
     )
 

@@ -1,10 +1,17 @@
-"""What every launcher in `launch/` shares: one-line errors instead of tracebacks or usage text, a quiet
+"""What every launcher in `launch/` shares: one vocabulary of flag names (`FLAG_NAMES`, with the old names
+kept as deprecated aliases, `deprecated_alias`), one-line errors instead of tracebacks or usage text, a quiet
 console, the default workdir, and the runtime set-up (TensorFlow kept off the accelerators, the hosts joined).
 
 A quiet console: JAX's backend probe ("Unable to initialize backend 'tpu' ...") and Orbax's INFO lines are
 left out of the log; absl's `-v 1` (`--verbosity=1`, DEBUG) brings them back with everything else.
 
-Light on purpose (absl only): launchers import it before JAX or TensorFlow.
+A persistent compilation cache: every launcher keeps JAX's compiled programs in `--compilation_cache` (default
+`~/.cache/avvp_jax/xla`; `off` for none), so a rerun, a resume, `evaluate.py`, `parse.py` and the trainer's
+final report load the train and evaluation steps instead of compiling them again. A
+`JAX_COMPILATION_CACHE_DIR` set in the environment wins.
+
+Light on purpose (absl and the JAX-free `avvp_jax.model_parts` only): launchers import it before JAX or
+TensorFlow, and an unknown model part is refused before they load (`loaded_config`).
 """
 
 import difflib
@@ -17,7 +24,152 @@ from typing import NoReturn
 from absl import flags
 from absl import logging
 
+from avvp_jax import model_parts
 from avvp_jax.errors import InputError
+
+# --- one vocabulary for the launchers ---------------------------------------------------------------------
+# Every flag of every launch/*.py is a name of this table (one name per concept), a launcher's own flag
+# (`OWN_FLAGS`), or a deprecated alias (`DEPRECATED`); tests/launcher_flags_test.py holds each launcher to it.
+
+FLAG_NAMES = {
+    "config": "a config file[:preset], with --config.x=y overrides",
+    "workdir": "a training run's folder",
+    "checkpoint": "a trained model to use: a workdir, a step folder of one, or a params-only folder",
+    "official": "an official PyTorch checkpoint (.pt) to convert",
+    "features": "features to read: a folder (either layout) or one .npz file",
+    "videos": "video files: a folder of videos, one file, or a comma-separated list of files",
+    "out": "what a launcher writes: a file or a folder",
+    "split": "the split to score (val or test)",
+    "truth_split": "the split whose dense labels are drawn as ground truth (auto, val, test or none)",
+    "splits": "the splits to write or label",
+    "replica": "the replica (training seed) of a multi-seed checkpoint to use; default: the seed ensemble",
+    "data_seed": "the seed of generated (SYNTHETIC) data",
+    "labels_dir": "a folder with AVVP_*.csv annotation files",
+    "batch_size": "clips (10-s windows of a video) per jitted call",
+    "threshold": "the segment probability threshold (official 0.5)",
+    "gate_threshold": "the video-level gate threshold",
+    "class_thresholds": "per-class thresholds, CLASS=VALUE,...",
+    "plot": "a timeline picture (.png, .pdf or .svg)",
+    "plot_dir": "a folder for one timeline PNG per clip or video",
+    "title": "the title of the --plot picture",
+    "weights": "the feature extractor's weights: pretrained or random",
+    "weights_dir": "a folder with the feature extractor's weight files",
+    "frame_batch": "ResNet-152 frames per accelerator call",
+    "multihost": "join the other hosts with jax.distributed.initialize()",
+}
+
+# Flags only one launcher has (by the launcher's file name); a new one goes here or in FLAG_NAMES.
+OWN_FLAGS = {
+    "convert_official": ("model", "label_embeddings", "num_heads"),
+    "make_label_embeddings": ("source",),
+    "make_pseudo_labels": ("audio_threshold", "visual_threshold", "tune_on_val"),
+    "make_synthetic": (
+        "num_train_clips",
+        "num_eval_clips",
+        "layout",
+        "write_labels",
+        "pseudo_labels",
+        "video",
+        "video_seconds",
+    ),
+    "parse": ("clips", "clip_list", "plot_clips", "plot_max"),
+    "train": ("coordinator_address", "num_processes", "process_id"),
+}
+
+# Old flag names, per launcher: old -> the FLAG_NAMES name that replaced it (`deprecated_alias`).
+DEPRECATED = {
+    "convert_official": {"checkpoint": "official"},
+    "make_label_embeddings": {"output": "out"},
+    "make_pseudo_labels": {"features_dir": "features", "seed": "replica"},
+    "make_synthetic": {"output_dir": "out", "seed": "data_seed"},
+    "parse": {"split": "truth_split", "seed": "replica"},
+}
+
+REQUIRED = "(required)"  # in the help of every required flag, so that --help shows which they are
+
+
+class _DeprecatedAlias(flags.Flag):
+  """An old flag name: `--old=X` sets `--new` (the warning and the both-given error: `resolve_aliases`)."""
+
+  def __init__(self, new: flags.Flag, name: str, help_text: str, note: str | None):
+    self.new = new
+    self.note = note
+    super().__init__(new.parser, new.serializer, name, new.default, help_text, boolean=new.boolean)
+
+  def parse(self, argument):
+    self.new.parse(argument)
+    self.present += 1
+
+  def _parse_from_default(self, value):
+    return value  # parsed by the new flag already
+
+  @property
+  def value(self):
+    return self.new.value
+
+  @value.setter
+  def value(self, value):
+    self.new.value = value
+
+  def warning(self) -> str:
+    """The one line printed when the old name is used."""
+    return f"warning: --{self.name} is deprecated; {self.note or f'use --{self.new.name}'}"
+
+
+def deprecated_alias(
+    old: str, new: str, note: str | None = None, flag_values: flags.FlagValues = flags.FLAGS
+) -> None:
+  """Keeps `--old` working as a deprecated name of the (already defined) flag `--new`.
+
+  `--old=X` works exactly like `--new=X` and prints one line to stderr, "warning: --old is deprecated; use
+  --new" (or "; <note>" instead of "use --new"); giving both is a one-line error (`resolve_aliases`, which
+  `parse_flags` calls). The old name is defined by this module, so `--help` (the launcher's own flags) leaves
+  it out and `--helpfull` lists it as "Deprecated: use --new."
+  """
+  alias = _DeprecatedAlias(flag_values[new], old, f"Deprecated: use --{new}.", note)
+  flags.DEFINE_flag(alias, flag_values, module_name=__name__)
+
+
+def aliases(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, str]:
+  """The deprecated aliases defined in `flag_values`: old name -> new name."""
+  return {
+      name: flag.new.name
+      for name, flag in flag_values._flags().items()  # pylint: disable=protected-access
+      if isinstance(flag, _DeprecatedAlias)
+  }
+
+
+def refuse_both_names(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """A one-line error when a deprecated name and its new name were both given."""
+  for name, new in aliases(flag_values).items():
+    if flag_values[name].present and flag_values[new].present > flag_values[name].present:
+      fail(
+          f"--{name} and --{new} both given: --{name} is the deprecated name of --{new}; give --{new} only."
+      )
+
+
+def resolve_aliases(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """After parsing: an error when both names of a flag were given, else one warning line per deprecated
+  name used."""
+  refuse_both_names(flag_values)
+  for name in aliases(flag_values):
+    if flag_values[name].present:
+      print(flag_values[name].warning(), file=sys.stderr, flush=True)
+
+
+def required(*holders: flags.FlagHolder) -> None:
+  """Marks flags as required (absl checks them while parsing; `parse_flags` makes the error one line).
+
+  Each one's help must say "(required)", so that `--help` shows it.
+  """
+  for holder in holders:
+    flag = getattr(holder, "_flagvalues", flags.FLAGS)[holder.name]
+    if REQUIRED not in flag.help:
+      raise ValueError(f"the help of required flag --{holder.name} must say {REQUIRED}")
+    flags.mark_flag_as_required(holder.name, getattr(holder, "_flagvalues", flags.FLAGS))
+
+
+_MISSING = re.compile(r"Flag --(\w+) must have a value other than None")
 
 
 def fail(message: str, status: int = 2) -> NoReturn:
@@ -113,10 +265,34 @@ def unknown_field_line(argv: list[str], flag_values: flags.FlagValues = flags.FL
   return None
 
 
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache",
+    "~/.cache/avvp_jax/xla",
+    "Folder of JAX's persistent compilation cache (compiled steps reused across runs); off: none.",
+)
+
+
+def use_compilation_cache(folder: str) -> str | None:
+  """Points JAX's persistent compilation cache at `folder` (`~` expanded; "off" or "": none) unless the
+  environment already names one (`JAX_COMPILATION_CACHE_DIR`). Returns the folder in use, or None.
+  """
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return os.environ["JAX_COMPILATION_CACHE_DIR"]
+  if folder in ("", "off"):
+    return None
+  folder = os.path.expanduser(folder)
+  if "jax" in sys.modules:  # imported already: its config was read from the environment
+    sys.modules["jax"].config.update("jax_compilation_cache_dir", folder)
+  else:  # read when jax is imported (launchers import it after their flags are checked)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+  return folder
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing for `app.run(main, flags_parser=parse_flags)`: a bad flag is a one-line
-  error (an override naming no config field says which fields are close); `--help` (and absl's other help
-  flags) prints the usage and exits with status 0. Also quiets the console (`quiet_console`).
+  error (an override naming no config field says which fields are close; a missing required flag names
+  itself); `--help` (and absl's other help flags) prints the usage and exits with status 0; a deprecated flag
+  name warns (`resolve_aliases`). Also quiets the console (`quiet_console`).
   """
   try:
     remaining = flags.FLAGS(argv)
@@ -125,6 +301,11 @@ def parse_flags(argv: list[str]) -> list[str]:
       sys.exit(0)
     raise
   except flags.Error as error:
+    refuse_both_names()
+    missing = _MISSING.search(str(error))
+    if missing:  # a flag marked `required`
+      launcher = os.path.join("launch", os.path.basename(argv[0])) if argv else "the launcher"
+      fail(f"--{missing.group(1)} is required (see python {launcher} --help).")
     fail(flag_error_line(str(error)))
   except Exception as error:  # pylint: disable=broad-except  (a --config.x override that does not apply)
     try:
@@ -136,7 +317,9 @@ def parse_flags(argv: list[str]) -> list[str]:
       text = text.args[0] if isinstance(text, KeyError) and text.args else text
       line = f"bad --config flag: {flag_error_line(str(text))}"
     fail(line)
+  resolve_aliases()
   quiet_console()
+  use_compilation_cache(_COMPILATION_CACHE.value)
   return remaining
 
 
@@ -162,7 +345,8 @@ def explicit_over_recipe(config, explicit) -> list[str]:
 def loaded_config(config_flag: flags.FlagHolder):
   """The value of a `config_flags` flag (None when not given); a load failure is one line.
 
-  Fields set with `--config.x=y` win over the synthetic reduced recipe (`explicit_over_recipe`).
+  Fields set with `--config.x=y` win over the synthetic reduced recipe (`explicit_over_recipe`). An unknown
+  encoder, decoder or refiner is refused here, before JAX or a task is imported (`model_parts.check_names`).
   """
   config = config_flag.value
   error = getattr(config, "_error", None)  # ml_collections keeps a load failure until first use
@@ -180,6 +364,11 @@ def loaded_config(config_flag: flags.FlagHolder):
       )
     fail(f"--{config_flag.name} could not be loaded: {error}")
   if config is not None:
+    try:
+      if "model" in config:
+        model_parts.check_names(config.model)
+    except InputError as error:
+      fail(str(error))
     flag_values = getattr(config_flag, "_flagvalues", flags.FLAGS)  # absl keeps no public accessor
     overrides = getattr(flag_values[config_flag.name], "override_values", {}) or {}
     try:
@@ -206,6 +395,32 @@ def no_arguments(argv: list[str]) -> None:
   """Launchers take flags only."""
   if len(argv) > 1:
     fail(f"unexpected arguments {argv[1:]}: pass everything as --flags.")
+
+
+# The options launch/parse.py and launch/parse_video.py share: the same names, meaning and help.
+PARSING_HELP = {
+    "checkpoint": "Workdir or checkpoint folder of a trained model " + REQUIRED + ".",
+    "replica": "Multi-seed checkpoint: the replica (training seed) to use; default: the seed ensemble.",
+    "batch_size": "Clips (10-s windows of a video) per jitted call.",
+    "threshold": "Segment probability threshold (official 0.5).",
+    "gate_threshold": "Video-level gate threshold; default --threshold.",
+    "class_thresholds": "Per-class segment (and gate) thresholds, CLASS=VALUE,...",
+    "plot_dir": "Folder for one timeline PNG per plotted clip or video.",
+    "title": "Title of the --plot picture.",
+}
+
+
+def segment_thresholds(threshold: float, class_thresholds: list[str]):
+  """--threshold with --class_thresholds applied: a float, or [C] values (the library's forms)."""
+  if not class_thresholds:
+    return threshold
+  from avvp_jax.tasks.llp import annotations  # pylint: disable=g-import-not-at-top  (keeps start-up light)
+
+  values = [threshold] * annotations.NUM_CLASSES
+  for item in class_thresholds:
+    index, number = class_value(item)
+    values[index] = number
+  return values
 
 
 def class_value(item: str, flag: str = "--class_thresholds") -> tuple[int, float]:
@@ -235,19 +450,28 @@ def default_workdir(config_arg: str) -> str:
   return os.path.join(".", "workdir", name)
 
 
+# Warnings of other libraries that say nothing to a user of ours: TFDS's before every first build of a
+# dataset, Orbax's when a read-only checkpoint manager (ours, for evaluation and parsing) opens a folder.
+_EXPECTED_WARNINGS = ("has no dataset_info.json", "Given directory is read only")
+
+
 def _quiet(record) -> bool:
-  """absl log filter: JAX's backend probe and Orbax's INFO lines are left out (their warnings and errors
-  stay); with absl's `-v 1` (DEBUG) or more, everything is kept."""
-  if record.levelno >= 30 or logging.get_verbosity() >= logging.DEBUG:
+  """absl log filter: JAX's backend probe, Orbax's and TFDS's INFO lines and their expected warnings are left
+  out (other warnings and errors stay); with absl's `-v 1` (DEBUG) or more, everything is kept."""
+  if logging.get_verbosity() >= logging.DEBUG:
     return True
+  if record.levelno >= 30:
+    return not any(text in record.getMessage() for text in _EXPECTED_WARNINGS)
   return not (
-      record.name.startswith("jax._src.xla_bridge") or f"{os.sep}orbax{os.sep}" in record.pathname
+      record.name.startswith("jax._src.xla_bridge")
+      or f"{os.sep}orbax{os.sep}" in record.pathname
+      or f"{os.sep}tensorflow_datasets{os.sep}" in record.pathname
   )
 
 
 def quiet_console() -> None:
-  """Leaves JAX's "Unable to initialize backend 'tpu'" probe and Orbax's INFO chatter out of the log
-  (absl's `-v 1` brings them back). Every launcher has it through `parse_flags`; idempotent."""
+  """Leaves JAX's "Unable to initialize backend 'tpu'" probe and Orbax's and TFDS's INFO chatter out of the
+  log (absl's `-v 1` brings them back). Every launcher has it through `parse_flags`; idempotent."""
   logging.get_absl_handler().addFilter(_quiet)
 
 
@@ -281,11 +505,12 @@ def setup_runtime(
     }
     jax.distributed.initialize(**kwargs)
   logging.info(
-      "JAX %s: process %d of %d; %d local devices of %d: %s",
+      "JAX %s: process %d of %d; %d local device%s of %d: %s",
       jax.__version__,
       jax.process_index(),
       jax.process_count(),
       jax.local_device_count(),
+      "s" if jax.local_device_count() != 1 else "",
       jax.device_count(),
       ", ".join(str(d) for d in jax.local_devices()),
   )

@@ -63,6 +63,17 @@ def backfill(config: ml_collections.ConfigDict) -> None:
     config.task = tasks.DEFAULT
   if "evals" not in config:
     config.evals = ml_collections.ConfigDict()
+  if "final_report" not in config:
+    config.final_report = ""
+  if "optimizer" in config and "decay_epochs" not in config.optimizer:
+    config.optimizer.decay_epochs = ()
+
+
+def backfilled(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """An unlocked copy of `config` with `backfill`'s fields (a stored config of an older run reads as it ran)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  backfill(config)
+  return config
 
 
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -73,8 +84,7 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   built once, without parameters: `build_model` names unknown modules and keys; fields the chosen model never
   reads are one warning here). An empty `checkpoint.best_metric` becomes the task's default.
   """
-  config = ml_collections.ConfigDict(config.to_dict())
-  backfill(config)
+  config = backfilled(config)
   task = tasks.of(config)
   if config.num_seeds < 1:
     raise InputError(
@@ -94,6 +104,12 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     raise InputError(f"config.num_epochs={config.num_epochs} must be positive.")
   _warn_ignored_fields(config)
   task.check_config(config)
+  eval_splits = task.meta(config).eval_splits
+  if config.final_report and config.final_report not in eval_splits:
+    raise InputError(
+        f"config.final_report={config.final_report!r} is not an evaluation split: use "
+        f"{' or '.join(map(repr, eval_splits))}, or '' for no final report."
+    )
   build_model(config)  # unknown module names and section keys fail here, before any data is read
   if "checkpoint" in config and not config.checkpoint.get("best_metric"):
     config.checkpoint.best_metric = task.default_best_metric
@@ -196,9 +212,19 @@ def peak_learning_rate(config: ml_collections.ConfigDict) -> float:
 def learning_rate_schedule(
     config: ml_collections.ConfigDict, steps_per_epoch: int
 ) -> optax.Schedule:
-  """Adam's learning rate per step: PyTorch's per-epoch StepLR (x decay_factor every N epochs)."""
+  """Adam's learning rate per step: PyTorch's per-epoch StepLR (x decay_factor every N epochs), or its
+  MultiStepLR (x decay_factor after each epoch of `decay_epochs`)."""
   opt = config.optimizer
   peak = peak_learning_rate(config)
+  milestones = tuple(opt.get("decay_epochs", ()))
+  if milestones:
+    if any(int(e) <= 0 for e in milestones) or list(milestones) != sorted(set(milestones)):
+      raise InputError(
+          f"config.optimizer.decay_epochs={milestones} must be increasing positive epochs, e.g. (60, 120)."
+      )
+    return optax.piecewise_constant_schedule(
+        peak, {int(epoch) * steps_per_epoch: opt.decay_factor for epoch in milestones}
+    )
   if opt.decay_every_epochs <= 0:
     return optax.constant_schedule(peak)
   return optax.exponential_decay(

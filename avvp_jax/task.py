@@ -66,6 +66,8 @@ class Meta:
     eval_splits: splits an evaluator scores.
     frames_per_segment: frames of the `frames` stream per segment as extracted (LLP's ResNet-152 frames: 8 a
       second); the data may hand them pooled (one per segment) or raw, and a model embedding takes both.
+    supervision: what the training labels say: "weak" (one label set per clip, LLP's) or "full" (a label per
+      segment, AVE's supervised setting); models with a head per setting (AVE's) are built for it.
   """
 
   task: str
@@ -75,6 +77,7 @@ class Meta:
   frames_per_segment: int = 1
   splits: tuple[str, ...] = ("train", "val", "test")
   eval_splits: tuple[str, ...] = ("val", "test")
+  supervision: str = "weak"
 
   @property
   def num_classes(self) -> int:
@@ -106,6 +109,9 @@ class Evaluator:
   """Scores model outputs on padded batches (see the module docstring); subclasses set `keys`."""
 
   keys: tuple[str, ...] = ()
+  # Whether the replicas' outputs averaged are a model to score (a seed ensemble): true of probabilities
+  # (LLP's), not of outputs that are already decisions (AVE's `segment_class`).
+  ensemble: bool = True
 
   def __init__(self, meta: Meta):
     self.meta = meta
@@ -139,8 +145,37 @@ class Task:
   def check_config(self, config) -> None:
     """Raises InputError on task fields that cannot work; may fill derived fields of the unlocked copy."""
 
+  def synthetic(self, config) -> bool:
+    """Whether the run trains on the task's embedded SYNTHETIC data (where `recipe_replacements` apply)."""
+    del config
+    return False
+
+  def replacement(self, config, field: str) -> Any:
+    """The reduced recipe's value for `field` (a key of `recipe_replacements`) on the synthetic data; None off
+    it, or when its replacement is switched off."""
+    name, off = self.recipe_replacements[field]
+    value = config.get(name, off)
+    if not self.synthetic(config) or value == off:
+      return None
+    return value
+
   def recipe(self, config) -> Recipe:
-    return Recipe(int(config.num_epochs), float(config.optimizer.learning_rate))
+    """The config's epochs and peak learning rate, or the reduced recipe's on the synthetic data."""
+    epochs, rate = int(config.num_epochs), float(config.optimizer.learning_rate)
+    if not self.synthetic(config):
+      return Recipe(epochs, rate)
+    replaced = {field: self.replacement(config, field) for field in self.recipe_replacements}
+    epochs = int(replaced.get("num_epochs") or epochs)
+    rate = float(replaced.get("optimizer.learning_rate") or rate)
+    return Recipe(
+        epochs,
+        rate,
+        note=(
+            f"SYNTHETIC data: reduced recipe ({epochs} epoch{'s' if epochs != 1 else ''} at peak learning "
+            f"rate {rate:g}); set config.data.features_dir for real features and the full recipe "
+            f"({config.num_epochs} epoch{'s' if config.num_epochs != 1 else ''})."
+        ),
+    )
 
   def prepare_data(self, config, *, train: bool = True):
     raise NotImplementedError

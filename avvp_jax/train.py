@@ -116,7 +116,7 @@ def jit_train_step(train_step: Callable, mesh: Mesh, abstract_state: PyTree) -> 
 
   `(state [S, ...], batch [S, B, ...]) -> (state, metrics [S])`. The state is not donated: with donation
   XLA's CPU backend copied every param and Adam moment at the step's entry, a slower step (measured by
-  `bench/bench_train.py`; figures in the README). The caller rebinds `state`, which frees the old one.
+  `bench/bench_train.py`; figures in docs/benchmarks.md). The caller rebinds `state`, which frees the old one.
   """
   state_sharding = jax.tree.map(lambda x: x.sharding, abstract_state)
   num_seeds = jax.tree.leaves(abstract_state)[0].shape[0]
@@ -190,21 +190,22 @@ def _log_run(
       workdir,
   )
   logging.info(
-      "Data: %s; %d epochs of %d training clips (%d steps of %d).%s",
+      "Data: %s; %d epoch%s of %d training clips (%d steps of %d).%s",
       data.description,
       num_epochs,
+      "s" if num_epochs != 1 else "",
       data.num_train_clips,
       data.steps_per_epoch,
       config.batch_size,
       f" {recipe_note}" if recipe_note else "",
   )
   logging.info(
-      "Model %s/%s: %.2fM params, compute dtype %s; %d seed(s): %s.",
+      "Model %s/%s: %.2fM params, compute dtype %s; seed%s %s.",
       config.model.encoder,
       config.model.decoder,
       num_params / 1e6,
       config.compute_dtype,
-      len(seeds),
+      "s" if len(seeds) != 1 else "",
       ", ".join(map(str, seeds)),
   )
 
@@ -381,7 +382,10 @@ def _train(
           stop_here(signum, lambda: progress(epoch + 1, 0))
       if not val_report:  # resumed after the last epoch: nothing left to train
         logging.info(
-            "Already trained for %d epochs in %s; validating the latest state.", num_epochs, workdir
+            "Already trained for %d epoch%s in %s; validating the latest state.",
+            num_epochs,
+            "s" if num_epochs != 1 else "",
+            workdir,
         )
         val_report = _validate(config, evals, state, data, mesh, seeds)
       logging.info(

@@ -20,7 +20,9 @@ logging, evaluation and checkpoint cadence, profiling, test hooks) may differ an
 `current_config` is `config.json` with the history's changes applied, the config of the latest start, which
 `launch/train.py --workdir=W` (no --config) continues. A field in neither table must match, except the
 sections of `config.model` that neither config's model reads (`models.sections_read`, same encoder,
-decoder and refiner): they change nothing and are recorded like a `MAY_CHANGE` field.
+decoder and refiner), and the sections `config.data.<family>` of the task families other than the run's
+(`tasks.TASKS`, e.g. `data.ave` in an LLP run, a section added to configs/common.py after the run was stored):
+they change nothing and are recorded like a `MAY_CHANGE` field.
 
 The lock is taken atomically (a complete file hard-linked into place, or `O_CREAT | O_EXCL` where the
 filesystem has no hard links) and removed on exit, errors and clean stops included. A lock whose process
@@ -52,6 +54,7 @@ import numpy as np
 from avvp_jax import checkpoint as checkpoint_lib
 from avvp_jax import models
 from avvp_jax import state as state_lib
+from avvp_jax import tasks
 from avvp_jax.errors import InputError
 
 HISTORY_FILENAME = "config_history.jsonl"
@@ -88,6 +91,7 @@ MAY_CHANGE = {
     "profile": "a trace of some steps; no effect on training",
     "data.data_dir": "where the data build is cached; a build is keyed by its inputs",
     "evals": "what else is scored at each validation; the steps and the ranking do not change",
+    "final_report": "what is scored after training; the training does not change",
 }
 
 ABSENT = "<absent>"  # a field one of the two configs does not have (written before it existed)
@@ -207,7 +211,7 @@ def check(workdir: str, config: ml_collections.ConfigDict) -> dict[str, tuple[An
   stored = stored_config(workdir)
   if stored is None:
     return {}
-  unread = _unread_model_sections(stored, config)
+  unread = _unread_model_sections(stored, config) + _other_tasks_data_sections(stored, config)
   refused = {
       name: c
       for name, c in differences(stored, config).items()
@@ -243,6 +247,16 @@ def _unread_model_sections(
       and name != "input_dims"
       and isinstance(config.model.get(name, stored.model.get(name)), ml_collections.ConfigDict)
   ]
+
+
+def _other_tasks_data_sections(
+    stored: ml_collections.ConfigDict, config: ml_collections.ConfigDict
+) -> list[list[str]]:
+  """`[["data", family], ...]`: the data sections of the task families other than the run's (same task in
+  both configs): another family's fields change nothing in this run."""
+  if stored.get("task") != config.get("task"):
+    return []
+  return [["data", name] for name in sorted(tasks.TASKS) if name != config.get("task")]
 
 
 def _now() -> str:

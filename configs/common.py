@@ -100,6 +100,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.synthetic_train_clips = 2000
   config.data.synthetic_seed = 0
   config.data.synthetic_eval_clips = 0
+  # AVE (config.task = "ave", avvp_jax/tasks/ave/): its own fields; features_dir (empty: the embedded SYNTHETIC
+  # AVE set), data_dir, shuffle_buffer, keep_partial_batch and synthetic_seed above serve it too. A visual map is
+  # 1 MB a clip in float32: the shuffle buffer holds that much per clip (3,339 training clips: 3.3 GB).
+  config.data.ave = ml_collections.ConfigDict()
+  # "full": segment labels in training (the supervised setting); "weak": training sees the video labels only,
+  # plus the 178 background-only videos (*_noisy.h5 in features_dir) appended to train, as AVE and CMBS do.
+  config.data.ave.supervision = "full"
+  # Folder of Annotations.txt and {train,val,test}_order.h5. Empty: the copies packaged with avvp_jax.
+  config.data.ave.labels_dir = ""
+  # The SYNTHETIC AVE set: training clips (a seeded subset of the 3,339 training rows) and how many of the
+  # first val / test rows to keep (0: all 402). Its build is keyed by these.
+  config.data.ave.synthetic_train_clips = 800
+  config.data.ave.synthetic_eval_clips = 0
+  # Weak setting only, never by default: PSP's prob_label.h5 ([4143, 29], the share of event and background
+  # segments of each video) as the training batches' `prob_label`, which PSP's weak loss reads. It leaks each
+  # event's duration into weak training (more than video labels). Empty: none.
+  config.data.ave.prob_labels = ""
 
   # --- model ----------------------------------------------------------------------------------------
   config.model = ml_collections.ConfigDict()
@@ -113,6 +130,29 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # These are the official layout's; with another data.layout and all three left as they are, the
   # run takes that layout's widths (clip_clap: audio 768, frames 768, motion 0; state.resolve_config).
   config.model.input_dims = ml_collections.ConfigDict(dict(audio=128, frames=2048, motion=512))
+  # Event localizers (the AVE task; encoder "ave", "psp" or "cmbs" with decoder "dch"), their official
+  # sizes; the supervised or weak network follows config.data.ave.supervision.
+  # AVE-ECCV18: "concat" (A+V-att) or "dmrn" fusion; audio-guided attention width; LSTM width; DMRN blocks.
+  config.model.ave = ml_collections.ConfigDict(
+      dict(fusion="concat", hidden_dim=128, hidden_size=512, num_blocks=1)
+  )
+  # PSP: pruning threshold (None: official, 0.099 supervised / 0.095 weak), width, dropout.
+  config.model.psp = ml_collections.ConfigDict(dict(threshold=None, hidden_dim=128, dropout=0.1))
+  # CMBS, supervised (configs/main.json of marmot-xy/CMBS) and weak (configs/weak.json).
+  config.model.cmbs = ml_collections.ConfigDict(
+      dict(alpha=0.1, gamma=0.3, beta=0.4, d_model=256, top_k=4, dropout=0.2)
+  )
+  config.model.cmbs_weak = ml_collections.ConfigDict(
+      dict(
+          alpha=0.2,
+          gamma=0.5,
+          beta=0.5,
+          d_model=256,
+          top_k=4,
+          dropout=0.1,
+          every_segment_foreground=True,
+      )
+  )
   config.model.hidden_dim = 512  # width of the embedded segments and of the encoder
   # HAN encoder (avvp_jax/models/han.py); defaults are the official model's (YapengTian/AVVP-ECCV20).
   config.model.han = ml_collections.ConfigDict()
@@ -239,6 +279,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Step decay as PyTorch's StepLR stepped per epoch: lr x decay_factor every this many epochs; 0: constant.
   config.optimizer.decay_every_epochs = 10
   config.optimizer.decay_factor = 0.1  # the StepLR gamma
+  # PyTorch's MultiStepLR stepped per epoch: lr x decay_factor after each of these epochs (e.g. (60, 120));
+  # when given, it replaces decay_every_epochs.
+  config.optimizer.decay_epochs = ()
   config.optimizer.weight_decay = 0.0  # decoupled weight decay (adamw only)
   config.optimizer.grad_clip_norm = 0.0  # clip the global gradient norm to this; 0: no clipping
 
@@ -257,27 +300,50 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # takes no new keys on the command line), e.g. `config.evals.test = dict(split="test")` to follow the test
   # split along the run (the papers that select on it; this project selects on validation).
   config.evals = ml_collections.ConfigDict()
+  # After training, launch/train.py scores each replica's best state (and a multi-seed run's ensemble) on
+  # this split and writes WORKDIR/eval_<split>.json, as launch/evaluate.py does (no second start-up; the
+  # compilation cache serves the evaluation step); "": no final report.
+  config.final_report = "test"
 
   return config
 
 
 PRESETS = ("tiny",)
+# The AVE run cards' presets: the weak setting, and the micro runs of either setting.
+AVE_PRESETS = ("tiny", "weak", "weak_tiny")
 
 
-def apply_preset(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
-  """Applies the preset named after the colon of `--config=configs/X.py:PRESET` (None: the full recipe).
-
-  tiny: a micro model on a few synthetic clips for one epoch, batch 8 (divisible by 1, 2, 4 and 8
-        devices), logging every step. Tests train a step with it; it finishes in seconds on a CPU.
-  """
-  if not arg:
-    return config
-  if arg not in PRESETS:
-    valid = ", ".join(f":{name}" for name in PRESETS)
+def check_preset(arg: str | None, presets: tuple[str, ...] = PRESETS) -> None:
+  """Raises ValueError for a preset name the run card does not have (None: the full recipe)."""
+  if arg and arg not in presets:
+    valid = ", ".join(f":{name}" for name in presets)
     raise ValueError(
         f"unknown preset {arg!r}: the presets are {valid} (or none, the full recipe); see the "
         "config's docstring, 'Presets'."
     )
+
+
+def apply_preset(
+    config: ml_collections.ConfigDict, arg: str | None, presets: tuple[str, ...] = PRESETS
+) -> ml_collections.ConfigDict:
+  """Applies the preset named after the colon of `--config=configs/X.py:PRESET` (None: the full recipe).
+
+  tiny: a micro model on a few synthetic clips for one epoch, batch 8 (divisible by 1, 2, 4 and 8
+        devices), logging every step. Tests train a step with it; it finishes in seconds on a CPU.
+  (The AVE run cards' weak presets are theirs; `tiny` and `weak_tiny` end here.)
+  """
+  check_preset(arg, presets)
+  if arg and arg.endswith("tiny") and config.task == "ave":
+    config.num_epochs = 1
+    config.synthetic_num_epochs = 1
+    config.batch_size = 8
+    config.eval_batch_size = 16
+    config.log_every_steps = 1
+    config.data.ave.synthetic_train_clips = 16  # 2 steps per epoch
+    config.data.ave.synthetic_eval_clips = (
+        20  # the first 20 val / test rows: a full and a padded batch
+    )
+    return config
   if arg == "tiny":
     config.num_epochs = 1
     config.synthetic_num_epochs = 1

@@ -18,7 +18,7 @@ Run card
                event:   audio 72.40, visual 56.48, audio-visual 50.01, Type@AV 59.63, Event@AV 66.27
              (these measure the code path, not the paper: the synthetic features are easier than real ones).
              Five seeds (--config.num_seeds=5, one process, 4 min 24 s): validation segment Type@AV
-             65.75 ± 0.89, test 65.81 ± 0.67, the seed ensemble 66.41 on test (README, Results).
+             65.75 ± 0.89, test 65.81 ± 0.67, the seed ensemble 66.41 on test (docs/results.md).
   Evaluate:  python launch/evaluate.py --workdir=./workdir/han --split=test
 
 Presets (the string after the colon):

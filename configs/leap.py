@@ -12,7 +12,7 @@ Run card
              the packaged label embeddings (or the official GloVe table: model.leap.label_embeddings=FILE.pt).
              SYNTHETIC data (features_dir empty): the reduced recipe, 6 epochs of 2,000 clips at lr 3e-4 with a
              learned label table and the SIMULATED VALOR-like pseudo labels (segment F1 80.5 / 71.0 on train).
-             Why (one seed, validation segment Type@AV per epoch; README, Results): the paper's lr 1e-4 with the
+             Why (one seed, validation segment Type@AV per epoch; docs/results.md): the paper's lr 1e-4 with the
              packaged embeddings reaches 13.6 after 4 epochs; at lr 3e-4 the packaged unit-norm sentence
              embeddings reach 18.3 after 3 epochs and a learned table 41.9 (68.2 after 6); lr 6e-4 and above
              stall or diverge.
@@ -32,7 +32,7 @@ Run card
                  event:   audio 67.2 ± 1.5, visual 69.1 ± 1.0, audio-visual 58.2 ± 2.1, Type@AV 64.8 ± 1.5,
                           Event@AV 66.0 ± 1.1
                with pseudo labels from a 3-seed HAN teacher (launch/make_pseudo_labels.py, threshold 0.5):
-                 segment Type@AV 62.6 ± 0.5, event Type@AV 56.7 ± 0.5 (README, Pseudo labels and Results)
+                 segment Type@AV 62.6 ± 0.5, event Type@AV 56.7 ± 0.5 (docs/pseudo_labels.md, docs/results.md)
              (HAN's default run, three seeds: segment Type@AV 66.2 ± 0.7, event Type@AV 60.4 ± 0.8.)
   Evaluate:  python launch/evaluate.py --workdir=./workdir/leap --split=test
 

@@ -1,15 +1,15 @@
 r"""Converts an official PyTorch checkpoint (HAN, VALOR/VALOR+/VALOR++, JoMoLD or LEAP) into an avvp_jax one.
 
-  python launch/convert_official.py --checkpoint=models/MMIL_Net.pt --out=./workdir/han_official
-  python launch/convert_official.py --checkpoint=MMPyr_LEAP_pretrained.pt \
+  python launch/convert_official.py --official=models/MMIL_Net.pt --out=./workdir/han_official
+  python launch/convert_official.py --official=MMPyr_LEAP_pretrained.pt \
       --label_embeddings=llp_label_glove_embeddings.pt --out=./workdir/leap_official
   python launch/evaluate.py --checkpoint=./workdir/leap_official --split=test   # writes its eval_test.json
 
 Flags:
-  --checkpoint        the .pt file the official training script saved: YapengTian/AVVP-ECCV20's MMIL_Net.pt,
+  --official          (required) the .pt file the official training script saved: YapengTian/AVVP-ECCV20's MMIL_Net.pt,
                       Franklin905/VALOR's checkpoint_best.pt, MCG-NJU/JoMoLD's JoMoLD.pt (its "model" entry) or
                       jasongief/LEAP's MMPyr_LEAP_pretrained.pt.
-  --out               the folder to create (new or empty): OUT/config.json (the converted model's config),
+  --out               (required) the folder to create (new or empty): OUT/config.json (the converted model's config),
                       OUT/params/ (an Orbax save of the Flax params) and, for LEAP, OUT/label_embeddings.npy.
                       Written to a temporary folder and renamed when complete: an error leaves no OUT.
   --model             han, leap, valor, jomold, or auto (default: from the file's keys). A checkpoint of
@@ -21,6 +21,10 @@ Flags:
   --config            optional base config file[:preset] with `--config.x=y` overrides (e.g. the data fields to
                       store in OUT/config.json); default configs/han.py, or configs/leap_mmpyr.py for LEAP.
                       Its model section is replaced by the architecture read off the checkpoint.
+
+The converted folder is then a --checkpoint of the other launchers (evaluate, parse, parse_video,
+make_pseudo_labels). Old name, deprecated (it warns): --checkpoint (here it named the official .pt: now
+--official).
 
 Needs torch (the `parity` extra: pip install -e '.[parity]'). Bad input prints one line `error: ...` to
 stderr and exits with status 2.
@@ -39,8 +43,10 @@ from ml_collections import config_flags
 
 from avvp_jax import cli  # pylint: disable=g-import-not-at-top
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Official state_dict file (.pt).")
-_OUT = flags.DEFINE_string("out", None, "New folder to write OUT/config.json and OUT/params/ into.")
+_OFFICIAL = flags.DEFINE_string("official", None, "Official state_dict file (.pt) (required).")
+_OUT = flags.DEFINE_string(
+    "out", None, "New folder to write OUT/config.json and OUT/params/ into (required)."
+)
 _MODEL = flags.DEFINE_enum(
     "model",
     "auto",
@@ -60,21 +66,23 @@ _CONFIG = config_flags.DEFINE_config_file(
     "configs/han.py (configs/leap_mmpyr.py for LEAP).",
     lock_config=True,
 )
+cli.deprecated_alias(
+    "checkpoint",
+    "official",
+    note="here it is now --official (the official .pt file to convert); use --official",
+)
+cli.required(_OFFICIAL, _OUT)
 
 
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
-  if not _CHECKPOINT.value or not _OUT.value:
-    cli.fail(
-        "--checkpoint (the official .pt file) and --out (the folder to write) are both required."
-    )
   config = cli.loaded_config(_CONFIG)
   from avvp_jax import convert  # pylint: disable=g-import-not-at-top  (after flag parsing: JAX loads late)
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
 
   try:
     out = convert.convert_official(
-        _CHECKPOINT.value,
+        _OFFICIAL.value,
         _OUT.value,
         _MODEL.value,
         config,

@@ -7,7 +7,7 @@ Flags:
                 --config.seed (a number of seeds other than the trained one is an error).
   --workdir     the training workdir; default `./workdir/<config name>` when --config is given, else the
                 folder of --checkpoint (so `--checkpoint=DIR` alone scores a converted checkpoint).
-  --split       val or test.
+  --split       the split to score: test (default) or val.
   --checkpoint  optional: another checkpoint to score (a step folder such as DIR/best/1234, another workdir,
                 or a params-only folder, e.g. a converted official checkpoint); default: DIR's best save.
                 `--checkpoint=DIR --split=test` alone (no --workdir) scores a converted checkpoint
@@ -39,7 +39,7 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Training workdir; default ./workdir/<config name>."
 )
-_SPLIT = flags.DEFINE_enum("split", "val", ["val", "test"], "Split to score.")
+_SPLIT = flags.DEFINE_enum("split", "test", ["val", "test"], "Split to score.")
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Another checkpoint to score (default: DIR's best save)."
 )

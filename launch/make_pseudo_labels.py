@@ -1,8 +1,8 @@
 r"""Makes segment pseudo labels with a trained parser (the teacher), in VALOR's layout, for training LEAP.
 
-  python launch/make_pseudo_labels.py --checkpoint=WORKDIR --features_dir=DIR --out=DIR \
+  python launch/make_pseudo_labels.py --checkpoint=WORKDIR --features=DIR --out=DIR \
       [--labels_dir=] [--threshold=0.5] [--audio_threshold=] [--visual_threshold=] \
-      [--class_thresholds=audio:Speech=0.4,Dog=0.6] [--tune_on_val] [--splits=train,val,test] [--seed=]
+      [--class_thresholds=audio:Speech=0.4,Dog=0.6] [--tune_on_val] [--splits=train,val,test] [--replica=]
 
 Then train on them: `python launch/train.py --config=configs/leap.py --config.data.pseudo_labels=OUT` (with
 the same --config.data.features_dir / labels_dir as the features labelled here).
@@ -12,15 +12,17 @@ segment probability of that modality is >= the threshold of (modality, c); every
 weak labels, as VALOR's released files are (see avvp_jax/tools/pseudo_label_maker.py).
 
 Flags:
-  --checkpoint         the teacher: a training workdir (a multi-seed one: its seed ensemble), a step folder, or
-                       a params-only checkpoint folder.
-  --seed               a multi-seed teacher's replica to use; default: the ensemble.
-  --features_dir       features in either layout (official: vggish/ res152/ r2plus1d_18/; clip_clap:
+  --checkpoint         (required) the teacher: a training workdir (a multi-seed one: its seed ensemble), a step
+                       folder, or a params-only checkpoint folder.
+  --replica            a multi-seed teacher's replica to use (the seed it was trained with); default: the
+                       ensemble.
+  --features           a features folder in either layout (official: vggish/ res152/ r2plus1d_18/; clip_clap:
                        CLAP/features/ CLIP/features/). Empty: the embedded SYNTHETIC data the teacher's config
-                       describes (for a teacher trained on it with launch/train.py and no features_dir).
+                       describes (for a teacher trained on it with launch/train.py and no
+                       --config.data.features_dir).
   --labels_dir         the AVVP_*.csv files of those clips (a launch/make_synthetic.py folder: DIR/labels);
                        default: the teacher's config.data.labels_dir, else the packaged LLP files.
-  --out                the folder to write: OUT/CLAP/segment_pseudo_labels/<id>.npy (audio) and
+  --out                (required) the folder to write: OUT/CLAP/segment_pseudo_labels/<id>.npy (audio) and
                        OUT/CLIP/segment_pseudo_labels/<id>.npy (visual), [10, 25] int64 0/1, OUT/quality.json,
                        and OUT/SYNTHETIC.txt when the features are synthetic. Written whole or not at all; an
                        existing folder is replaced only if this tool wrote it.
@@ -32,6 +34,8 @@ Flags:
                        its pooled F1; the given thresholds break ties). Val figures are then optimistic.
   --splits             splits to label (train is required; val and test get quality figures).
   --batch_size         clips per jitted call.
+
+Old names, deprecated (they warn): --features_dir (now --features), --seed (now --replica).
 
 Prints, and writes to OUT/quality.json, the pseudo labels' segment-level precision, recall and F1 (pooled) and
 official segment F1 against the dense labels of val and test, per modality, beside the teacher's own official
@@ -54,19 +58,21 @@ from avvp_jax import cli  # pylint: disable=g-import-not-at-top
 from avvp_jax import official  # the 0.5 of the official code (a leaf module: no JAX at start-up)
 
 _CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "Workdir or checkpoint folder of the trained teacher."
+    "checkpoint", None, "Workdir or checkpoint folder of the trained teacher (required)."
 )
-_SEED = flags.DEFINE_integer(
-    "seed", None, "Multi-seed teacher: the replica to use (default: the seed ensemble)."
+_REPLICA = flags.DEFINE_integer(
+    "replica", None, "Multi-seed teacher: the replica to use (default: the seed ensemble)."
 )
-_FEATURES_DIR = flags.DEFINE_string(
-    "features_dir", "", "Features folder (either layout); empty: the embedded " "SYNTHETIC data."
+_FEATURES = flags.DEFINE_string(
+    "features", "", "Features folder (either layout); empty: the embedded SYNTHETIC data."
 )
 _LABELS_DIR = flags.DEFINE_string(
     "labels_dir", "", "Folder with AVVP_*.csv; default: the teacher's, else packaged."
 )
 _OUT = flags.DEFINE_string(
-    "out", None, "Pseudo-label folder to write (config.data.pseudo_labels of the LEAP run)."
+    "out",
+    None,
+    "Pseudo-label folder to write (config.data.pseudo_labels of the LEAP run) (required).",
 )
 _THRESHOLD = flags.DEFINE_float(
     "threshold", official.THRESHOLD, "Segment probability threshold, every class and modality."
@@ -85,6 +91,9 @@ _TUNE_ON_VAL = flags.DEFINE_bool(
 )
 _SPLITS = flags.DEFINE_list("splits", ["train", "val", "test"], "Splits to label (train required).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Clips per jitted call.")
+cli.deprecated_alias("features_dir", "features")
+cli.deprecated_alias("seed", "replica")
+cli.required(_CHECKPOINT, _OUT)
 
 
 def thresholds_from_flags() -> dict[str, list[float]]:
@@ -113,9 +122,6 @@ def thresholds_from_flags() -> dict[str, list[float]]:
 
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
-  for flag in (_CHECKPOINT, _OUT):
-    if not flag.value:
-      cli.fail(f"--{flag.name} is required (see python launch/make_pseudo_labels.py --help).")
   from avvp_jax.tools import pseudo_label_maker  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
 
@@ -123,13 +129,13 @@ def main(argv: list[str]) -> None:
     report = pseudo_label_maker.make_pseudo_labels(
         _CHECKPOINT.value,
         _OUT.value,
-        features_dir=_FEATURES_DIR.value,
+        features_dir=_FEATURES.value,
         labels_dir=_LABELS_DIR.value,
         threshold=thresholds_from_flags(),
         tune_on_val=_TUNE_ON_VAL.value,
         splits=_SPLITS.value,
         batch_size=_BATCH_SIZE.value,
-        seed=_SEED.value,
+        seed=_REPLICA.value,
     )
   except InputError as error:
     cli.fail(str(error))

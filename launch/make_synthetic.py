@@ -1,7 +1,12 @@
-r"""Writes the SYNTHETIC LLP-structured dataset to disk in the real features' layout.
+r"""Writes the SYNTHETIC LLP-structured dataset to disk in the real features' layout, or a SYNTHETIC video.
 
-    python launch/make_synthetic.py --output_dir=/tmp/llp_synthetic [--num_train_clips=2000] \
-        [--splits=train,val,test] [--num_eval_clips=0] [--layout=official] [--seed=0] [--labels_dir=]
+    python launch/make_synthetic.py --out=./llp_synthetic [--num_train_clips=2000] \
+        [--splits=train,val,test] [--num_eval_clips=0] [--layout=official] [--data_seed=0] [--labels_dir=]
+    python launch/make_synthetic.py --video --out=demo.mp4 [--video_seconds=10]
+
+With --video it writes one SYNTHETIC video instead (H.264 + AAC, 29.97 fps: a frame counter over moving colour
+bars and a 440-Hz tone; avvp_jax/video/synthetic.py; needs the `video` extra), something to try
+launch/extract_features.py and launch/parse_video.py on. It holds no LLP event: parsed events mean nothing.
 
 Writes, for every clip of the chosen splits (the same clips and features `avvp_jax.tasks.llp.synthetic` gives
 the trainer when no features are configured):
@@ -19,15 +24,19 @@ path with
 `--config.data.features_dir=OUT --config.data.labels_dir=OUT/labels`.
 
 Flags:
-  --output_dir       the folder to fill (created).
+  --out              (required) the folder to fill (created).
   --num_train_clips  size of the seeded training subset; -1: all 10,000 real training clips.
   --splits           comma-separated splits to write (train, val, test).
   --num_eval_clips   write only the first N validation and test clips (file order); 0: all of them.
   --layout           official (VGGish / ResNet-152 / R(2+1)D-18) or clip_clap (CLAP / CLIP).
-  --seed             the dataset seed (training subset, drawn training labels, every feature).
+  --data_seed        the dataset seed (training subset, drawn training labels, every feature).
   --labels_dir       the real annotation files to start from; empty: the packaged ones.
   --write_labels     also write OUT/labels/ (default true).
   --pseudo_labels    also write the SIMULATED pseudo labels (default true).
+  --video            write a SYNTHETIC video to --out (a .mp4 file) instead of features.
+  --video_seconds    its length in seconds (default 10: one 10-s window).
+
+Old names, deprecated (they warn): --output_dir (now --out), --seed (now --data_seed).
 
 Bad input prints one line `error: ...` to stderr and exits with status 2.
 """
@@ -44,16 +53,14 @@ from absl import logging
 
 from avvp_jax import cli  # pylint: disable=g-import-not-at-top
 
-_OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "Folder to write the synthetic features into."
-)
+_OUT = flags.DEFINE_string("out", None, "Folder to write the synthetic features into (required).")
 _NUM_TRAIN_CLIPS = flags.DEFINE_integer(
     "num_train_clips", 2000, "Training clips (seeded subset of the real ones); -1: all."
 )
 _SPLITS = flags.DEFINE_list("splits", ["train", "val", "test"], "Splits to write.")
 _NUM_EVAL_CLIPS = flags.DEFINE_integer("num_eval_clips", 0, "First N val/test clips only; 0: all.")
 _LAYOUT = flags.DEFINE_string("layout", "official", "official or clip_clap.")
-_SEED = flags.DEFINE_integer("seed", 0, "Dataset seed.")
+_DATA_SEED = flags.DEFINE_integer("data_seed", 0, "Dataset seed.")
 _LABELS_DIR = flags.DEFINE_string(
     "labels_dir", "", "Real AVVP_*.csv files; empty: the packaged ones."
 )
@@ -66,6 +73,13 @@ _PSEUDO_LABELS = flags.DEFINE_bool(
     "Also write SIMULATED VALOR-like segment pseudo labels "
     "(OUT/CLAP/segment_pseudo_labels/, OUT/CLIP/segment_pseudo_labels/).",
 )
+_VIDEO = flags.DEFINE_bool(
+    "video", False, "Write a SYNTHETIC video to --out (.mp4) instead of features."
+)
+_VIDEO_SECONDS = flags.DEFINE_float("video_seconds", 10.0, "The video's length in seconds.")
+cli.deprecated_alias("output_dir", "out")
+cli.deprecated_alias("seed", "data_seed")
+cli.required(_OUT)
 
 
 def make_synthetic() -> None:
@@ -75,8 +89,8 @@ def make_synthetic() -> None:
   from avvp_jax.tasks.llp import synthetic  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
 
-  if not _OUTPUT_DIR.value:
-    raise InputError("--output_dir is required: the folder to write the synthetic features into.")
+  if not _OUT.value:
+    raise InputError("--out is empty: name the folder to write the synthetic features into.")
   splits = [s.strip() for s in _SPLITS.value if s.strip()]
   unknown = [s for s in splits if s not in annotations.SPLITS]
   if unknown or not splits:
@@ -88,12 +102,12 @@ def make_synthetic() -> None:
   num_train = None if _NUM_TRAIN_CLIPS.value == -1 else _NUM_TRAIN_CLIPS.value
   data = synthetic.SyntheticLLP(
       num_train_clips=num_train,
-      seed=_SEED.value,
+      seed=_DATA_SEED.value,
       layout=_LAYOUT.value,
       frames="raw",
       labels_dir=_LABELS_DIR.value or None,
   )
-  output_dir = pathlib.Path(_OUTPUT_DIR.value).expanduser()
+  output_dir = pathlib.Path(_OUT.value).expanduser()
   output_dir.mkdir(parents=True, exist_ok=True)
   logging.info("SYNTHETIC data: writing %s to %s", data.description, output_dir)
 
@@ -204,12 +218,31 @@ def write_simulated_pseudo_labels(data, output_dir, written) -> None:
   )
 
 
+def make_video() -> None:
+  """Writes the SYNTHETIC video of --video to --out; raises InputError on bad flags."""
+  from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+
+  synthetic_video = cli.video_module("synthetic")
+  if not _OUT.value.endswith(".mp4"):
+    raise InputError(f"--out={_OUT.value}: with --video, name an .mp4 file to write.")
+  if not 0 < _VIDEO_SECONDS.value <= 600:
+    raise InputError(f"--video_seconds={_VIDEO_SECONDS.value:g} must be in (0, 600].")
+  path = os.path.expanduser(_OUT.value)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  synthetic_video.make_video(path, _VIDEO_SECONDS.value)
+  logging.info(
+      "SYNTHETIC video (%g s: a frame counter over colour bars and a tone; no LLP event) written to %s.",
+      _VIDEO_SECONDS.value,
+      path,
+  )
+
+
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
 
   try:
-    make_synthetic()
+    make_video() if _VIDEO.value else make_synthetic()
   except InputError as error:
     cli.fail(str(error))
 

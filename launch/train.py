@@ -1,9 +1,10 @@
 r"""Trains an AVVP model: `python launch/train.py --config=configs/han.py [--workdir=DIR]`.
 
 Flags:
-  --config        a config file, optionally with a preset (`configs/leap.py:tiny`); override any field with
-                  `--config.optimizer.learning_rate=1e-4`, `--config.data.features_dir=/data/llp` (the config
-                  is locked, so a misspelt field is an error).
+  --config        (required unless --workdir holds a stored run) a config file, optionally with a preset
+                  (`configs/leap.py:tiny`); override any field with `--config.optimizer.learning_rate=1e-4`,
+                  `--config.data.features_dir=/data/llp` (the config is locked, so a misspelt field is an
+                  error).
   --workdir       checkpoints, config.json, TensorBoard summaries; default `./workdir/<config name>` (with the
                   preset appended: `./workdir/leap_tiny`). Rerunning on the same workdir resumes; without
                   --config it continues the stored run (its config.json with the changes of
@@ -46,7 +47,7 @@ from avvp_jax import cli  # pylint: disable=g-import-not-at-top
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
     None,
-    "Config file[:preset], e.g. configs/leap.py:tiny; omitted: continue the stored run of --workdir.",
+    "Config file[:preset], e.g. configs/leap.py:tiny; required unless --workdir holds a run to continue.",
     lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string(
@@ -85,10 +86,12 @@ def _main(argv: list[str]) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   from avvp_jax import evaluate  # pylint: disable=g-import-not-at-top
   from avvp_jax import interrupts  # pylint: disable=g-import-not-at-top
+  from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
   from avvp_jax import tasks  # pylint: disable=g-import-not-at-top
   from avvp_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from avvp_jax import train  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  from avvp_jax.tools import evaluate_checkpoint  # pylint: disable=g-import-not-at-top
 
   workdir = _WORKDIR.value or cli.default_workdir(
       config_flags.get_config_filename(flags.FLAGS["config"])
@@ -114,14 +117,28 @@ def _main(argv: list[str]) -> None:
   except interrupts.TrainingInterrupted as stopped:
     print(str(stopped), file=sys.stderr, flush=True)
     sys.exit(stopped.exit_status)
+  task = tasks.of(config)
+  keys = task.evaluators[task.default_evaluator].keys
   if jax.process_index() == 0:
-    task = tasks.of(config)
-    keys = task.evaluators[task.default_evaluator].keys
     print(f"validation, last epoch ({scores['num_clips']} clips; {task.data_line(config)}):")
     print("\n".join(evaluate.report_lines(scores, keys)))
+  split = state_lib.backfilled(config).final_report
+  if not split:
+    if jax.process_index() == 0:
+      print(
+          f"workdir {os.path.abspath(workdir)}; test split: python launch/evaluate.py "
+          f"--workdir={workdir} --split=test"
+      )
+    return
+  try:  # every process: the evaluation is one program over the mesh
+    report = evaluate_checkpoint.evaluate_checkpoint(config, workdir, split)
+  except InputError as error:
+    cli.fail(str(error))
+  if jax.process_index() == 0:
+    print(f"{split}, best state ({report['num_clips']} clips; {report['headline']}):")
+    print("\n".join(evaluate.report_lines(report, keys)))
     print(
-        f"workdir {os.path.abspath(workdir)}; test split: python launch/evaluate.py --workdir={workdir} "
-        "--split=test"
+        f"workdir {os.path.abspath(workdir)}; wrote {os.path.join(workdir, f'eval_{split}.json')}"
     )
 
 

@@ -32,7 +32,8 @@ class BestTrackerTest(absltest.TestCase):
     self.assertEqual(tracker.steps, [10, 20, 20])
     self.assertEqual(tracker.scores, [50.0, 40.0, 31.0])
     self.assertEqual(tracker.metrics[1], {"segment/type": 40.0, "event/type": 7.0})
-    self.assertIn("seed(s) 4, 5", tracker.describe(improved))
+    self.assertIn("seeds 4, 5: ", tracker.describe(improved))
+    self.assertIn("for seed 4: 40.00 at step 20", tracker.describe(np.array([False, True, False])))
 
   def test_json_round_trip(self):
     tracker = best_tracker.BestTracker("segment/type", seeds=[0, 1], keys=KEYS)

@@ -11,9 +11,14 @@ from absl.testing import absltest
 from absl.testing import parameterized
 from ml_collections import config_flags
 
-from avvp_jax.tasks.llp import metrics
+import dataclasses
+
+from avvp_jax import model_parts
 from avvp_jax import models
+from avvp_jax import tasks
 from avvp_jax import train
+from avvp_jax.errors import InputError
+from avvp_jax.tasks.ave import task as ave_task
 from avvp_jax.tasks.llp import task as llp_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,6 +33,17 @@ CONFIG_NAMES = sorted(
 
 def _load(name, arg=None):
   return importlib.import_module(f"configs.{name}").get_config(arg)
+
+
+def _keys(config):
+  """The headline scores of the config's task (its default evaluator's keys)."""
+  task = tasks.of(config)
+  return task.evaluators[task.default_evaluator].keys
+
+
+def _tiny_presets(name):
+  """The micro presets a config has: "tiny", and the AVE run cards' "weak_tiny"."""
+  return ("tiny", "weak_tiny") if _load(name).task == "ave" else ("tiny",)
 
 
 def _leaves(config, prefix=""):
@@ -45,11 +61,11 @@ class ConfigsTest(parameterized.TestCase):
 
   @parameterized.parameters(*CONFIG_NAMES)
   def test_loads_with_and_without_preset(self, name):
-    for arg in (None, "tiny"):
+    for arg in (None, *_tiny_presets(name)):
       config = _load(name, arg)
       self.assertGreater(config.num_epochs, 0)
       self.assertGreater(config.batch_size, 0)
-      self.assertIn(config.checkpoint.best_metric, metrics.KEYS)
+      self.assertIn(config.checkpoint.best_metric, _keys(config))
     with self.assertRaisesRegex(ValueError, "preset"):
       _load(name, "no_such_preset")
 
@@ -89,13 +105,22 @@ class ConfigsTest(parameterized.TestCase):
 
   @parameterized.parameters(*CONFIG_NAMES)
   def test_every_model_section_splats_into_its_module(self, name):
-    """Every encoder x decoder x refiner builds from the config's sections (their keys are module attributes)."""
+    """Every encoder x decoder x refiner builds from the config's sections (their keys are module attributes);
+    the localizers for both AVE settings, and parts that do not go together are one line."""
     config = _load(name).model
     for encoder in models.ENCODERS:
       for decoder in models.DECODERS:
         for refiner in models.REFINERS:
           config.encoder, config.decoder, config.refiner = encoder, decoder, refiner
-          self.assertIsInstance(models.build_model(config, llp_task.META), models.AVVPModel)
+          if model_parts.pairing_line(config):
+            with self.assertRaisesRegex(InputError, "config.model"):
+              models.build_model(config, llp_task.META)
+          elif encoder in model_parts.LOCALIZERS:
+            for supervision in ("full", "weak"):
+              meta = dataclasses.replace(ave_task.META, supervision=supervision)
+              self.assertNotIsInstance(models.build_model(config, meta), models.AVVPModel)
+          else:
+            self.assertIsInstance(models.build_model(config, llp_task.META), models.AVVPModel)
 
   @parameterized.parameters(*CONFIG_NAMES)
   def test_locked_through_config_flags(self, name):
@@ -119,13 +144,14 @@ class ConfigsTest(parameterized.TestCase):
 
   @parameterized.parameters(*CONFIG_NAMES)
   def test_tiny_preset_trains_end_to_end(self, name):
-    config = _load(name, "tiny")
-    workdir = self.create_tempdir().full_path
-    scores = train.train_and_evaluate(config, workdir)
-    for key in metrics.KEYS:
-      self.assertBetween(scores[key], 0.0, 100.0)
-    self.assertTrue(os.path.isfile(os.path.join(workdir, "config.json")))
-    self.assertNotEmpty(os.listdir(os.path.join(workdir, "checkpoints")))
+    for preset in _tiny_presets(name):
+      config = _load(name, preset)
+      workdir = self.create_tempdir().full_path
+      scores = train.train_and_evaluate(config, workdir)
+      for key in _keys(config):
+        self.assertBetween(scores[key], 0.0, 100.0)
+      self.assertTrue(os.path.isfile(os.path.join(workdir, "config.json")))
+      self.assertNotEmpty(os.listdir(os.path.join(workdir, "checkpoints")))
 
 
 if __name__ == "__main__":

@@ -596,7 +596,7 @@ class LauncherTest(absltest.TestCase):
     out = os.path.join(directory, "converted")
     done = self._run(
         "convert_official.py",
-        f"--checkpoint={path}",
+        f"--official={path}",
         f"--label_embeddings={labels}",
         f"--out={out}",
         "--config=configs/leap_mmpyr.py:tiny",
@@ -613,9 +613,7 @@ class LauncherTest(absltest.TestCase):
     self.assertIn("segment/type", report)
     self.assertIn(f"wrote {out}/eval_test.json", evaluated.stdout)
 
-    bad = self._run(
-        "convert_official.py", f"--checkpoint={path}", f"--out={out}_2", "--model=jomold"
-    )
+    bad = self._run("convert_official.py", f"--official={path}", f"--out={out}_2", "--model=jomold")
     self.assertEqual(bad.returncode, 2)
     self.assertRegex(
         bad.stderr.strip().splitlines()[-1], r"^error: .*is a LEAP \(AVVPNet\) checkpoint"

@@ -249,7 +249,7 @@ class LauncherTest(absltest.TestCase):
     _, path = _reference_and_checkpoint(directory, seed=3)
     out = os.path.join(directory, "converted")
     done = self._run(
-        f"--checkpoint={path}",
+        f"--official={path}",
         f"--out={out}",
         "--config=configs/han.py",
         "--config.data.features_dir=/data/llp",
@@ -261,15 +261,25 @@ class LauncherTest(absltest.TestCase):
     _, expected = convert.load_official_han(path)
     jax.tree.map(np.testing.assert_array_equal, params, expected)
 
-    bad = self._run(f"--checkpoint={os.path.join(directory, 'nope.pt')}", f"--out={out}")
+    bad = self._run(f"--official={os.path.join(directory, 'nope.pt')}", f"--out={out}")
     self.assertEqual(bad.returncode, 2)
     self.assertRegex(bad.stderr.strip().splitlines()[-1], r"^error: .*nope\.pt")
+    # The old name of --official still works, with one warning line naming what it now is.
+    old = self._run(f"--checkpoint={os.path.join(directory, 'nope.pt')}", f"--out={out}")
+    self.assertEqual(old.returncode, 2)
+    lines = old.stderr.strip().splitlines()
+    self.assertIn(
+        "warning: --checkpoint is deprecated; here it is now --official (the official .pt file to "
+        "convert); use --official",
+        lines,
+    )
+    self.assertRegex(lines[-1], r"^error: .*nope\.pt")
 
   def test_converted_checkpoint_evaluates_without_a_workdir_and_parses(self):
     directory = self.create_tempdir().full_path
     reference, path = _reference_and_checkpoint(directory, seed=5)
     out = os.path.join(directory, "han_official")
-    done = self._run(f"--checkpoint={path}", f"--out={out}", "--config=configs/han.py:tiny")
+    done = self._run(f"--official={path}", f"--out={out}", "--config=configs/han.py:tiny")
     self.assertEqual(done.returncode, 0, done.stderr)
     root = pathlib.Path(__file__).resolve().parents[1]
     evaluated = subprocess.run(

@@ -283,7 +283,7 @@ class ConvertedCheckpointTest(absltest.TestCase):
         [
             sys.executable,
             str(ROOT / "launch" / "convert_official.py"),
-            f"--checkpoint={_save(directory, reference)}",
+            f"--official={_save(directory, reference)}",
             f"--out={out}",
             "--model=valor",
             "--config=configs/han.py:tiny",

@@ -44,7 +44,7 @@ class OfficialLayoutTest(absltest.TestCase):
     cls.features_dir = os.path.join(cls.root, "features")
     made = _launch(
         "make_synthetic.py",
-        f"--output_dir={cls.features_dir}",
+        f"--out={cls.features_dir}",
         f"--num_train_clips={NUM_TRAIN}",
         f"--num_eval_clips={NUM_EVAL}",
     )

@@ -141,8 +141,11 @@ class EvaluateTest(absltest.TestCase):
   def test_launcher_writes_eval_json_from_workdir(self):
     with open(os.path.join(self.workdir, "eval_test.json"), "w") as f:  # a report of another step
       json.dump({"step": 1}, f)
-    result = self._launch(f"--workdir={self.workdir}", "--split=test")
+    result = self._launch(
+        f"--workdir={self.workdir}"
+    )  # --split=test by default, as the examples say
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    self.assertIn("test (", result.stdout)
     with open(os.path.join(self.workdir, "eval_test.json")) as f:
       report = json.load(f)
     step = checkpoint.resolve(self.workdir).step  # the best save, the one scored

@@ -338,7 +338,7 @@ class MakePseudoLabelsTest(absltest.TestCase):
     out = os.path.join(self.fixture.root, "launched")
     result = _launch(
         f"--checkpoint={self.fixture.teacher}",
-        f"--features_dir={self.fixture.features}",
+        f"--features={self.fixture.features}",
         f"--labels_dir={self.fixture.labels}",
         f"--out={out}",
         "--visual_threshold=0.7",
@@ -359,13 +359,13 @@ class MakePseudoLabelsTest(absltest.TestCase):
 
     bad = _launch(
         f"--checkpoint={self.fixture.teacher}",
-        f"--features_dir={self.fixture.root}",
+        f"--features_dir={self.fixture.root}",  # the deprecated name of --features: it warns
         f"--out={out}2",
     )
     self.assertEqual(bad.returncode, 2)
-    self.assertRegex(
-        bad.stderr.strip().splitlines()[-1], r"^error: --features_dir .* holds neither layout"
-    )
+    lines = bad.stderr.strip().splitlines()
+    self.assertIn("warning: --features_dir is deprecated; use --features", lines)
+    self.assertRegex(lines[-1], r"^error: --features .* holds neither layout")
     self.assertNotIn("Traceback", bad.stderr)
     missing = _launch(f"--checkpoint={self.fixture.teacher}")
     self.assertEqual(

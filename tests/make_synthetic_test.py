@@ -36,12 +36,12 @@ class MakeSyntheticTest(absltest.TestCase):
   def test_writes_a_consistent_features_and_labels_pair(self):
     out = pathlib.Path(self.create_tempdir().full_path) / "synthetic"
     result = _run(
-        f"--output_dir={out}",
+        f"--out={out}",
         "--num_train_clips=5",
         "--splits=train,test",
         "--num_eval_clips=3",
         "--layout=clip_clap",
-        "--seed=7",
+        "--data_seed=7",
     )
     self.assertEqual(result.returncode, 0, result.stderr)
     log_lines = [line for line in result.stderr.splitlines() if "make_synthetic.py" in line]
@@ -96,9 +96,7 @@ class MakeSyntheticTest(absltest.TestCase):
 
   def test_official_layout_files(self):
     out = pathlib.Path(self.create_tempdir().full_path)
-    result = _run(
-        f"--output_dir={out}", "--num_train_clips=2", "--splits=train", "--nowrite_labels"
-    )
+    result = _run(f"--out={out}", "--num_train_clips=2", "--splits=train", "--nowrite_labels")
     self.assertEqual(result.returncode, 0, result.stderr)
     clip = synthetic.SyntheticLLP(num_train_clips=2).split("train").clip_ids[1]
     for modality, folder in synthetic.FEATURE_DIRS["official"].items():
@@ -113,10 +111,11 @@ class MakeSyntheticTest(absltest.TestCase):
   def test_bad_flags_are_one_line_errors(self):
     out = self.create_tempdir().full_path
     for args, culprit in (
-        ((f"--output_dir={out}", "--splits=dev"), "--splits"),
-        ((f"--output_dir={out}", "--layout=i3d"), "layout"),
-        ((f"--output_dir={out}", "--num_train_clips=0"), "num_train_clips"),
-        ((), "--output_dir"),
+        ((f"--out={out}", "--splits=dev"), "--splits"),
+        ((f"--out={out}", "--layout=i3d"), "layout"),
+        ((f"--out={out}", "--num_train_clips=0"), "num_train_clips"),
+        ((), "--out is required"),
+        ((f"--out={out}", f"--output_dir={out}"), "--output_dir and --out both given"),
     ):
       result = _run(*args)
       self.assertEqual(result.returncode, 2, result.stderr)

@@ -233,7 +233,7 @@ class OfficialTableTest(absltest.TestCase):
     output = os.path.join(self.directory, "out", "llp_glove.npy")
     script = os.path.join(ROOT, "launch", "make_label_embeddings.py")
     done = subprocess.run(
-        [sys.executable, script, f"--source={source}", f"--output={output}"],
+        [sys.executable, script, f"--source={source}", f"--out={output}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -254,7 +254,7 @@ class OfficialTableTest(absltest.TestCase):
         check=False,
     )
     self.assertEqual(bad.returncode, 2)
-    self.assertRegex(bad.stderr.strip().splitlines()[-1], r"^error: --source needs --output")
+    self.assertRegex(bad.stderr.strip().splitlines()[-1], r"^error: --source needs --out\b")
 
 
 class ScriptTest(absltest.TestCase):

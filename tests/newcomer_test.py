@@ -27,6 +27,7 @@ import numpy as np
 
 from avvp_jax import checkpoint
 from avvp_jax import cli
+from avvp_jax import model_parts
 from avvp_jax import models
 from avvp_jax.tasks.llp import events
 from avvp_jax.tasks.llp import metrics
@@ -60,6 +61,22 @@ def _run(*argv: str) -> subprocess.CompletedProcess:
       text=True,
       timeout=TIMEOUT_S,
   )
+
+
+# What a refusal on the command line must not wait for (issue 22: refused in under 2 s).
+HEAVY_MODULES = ("jax", "jaxlib", "flax", "optax", "orbax", "tensorflow", "torch")
+
+
+def _refused_without_heavy_imports(test, *argv: str) -> list[str]:
+  """Runs `python -X importtime launch/train.py ...argv`; checks it exits 2 having imported none of
+  `HEAVY_MODULES`; returns its stderr lines other than the import times."""
+  result = _run("-X", "importtime", os.path.join("launch", "train.py"), *argv)
+  test.assertEqual(result.returncode, 2, result.stderr[-2000:])
+  lines = result.stderr.strip().splitlines()
+  imported = {line.rpartition("|")[2].strip() for line in lines if line.startswith("import time:")}
+  test.assertNotEmpty(imported)  # -X importtime did report
+  test.assertEmpty({name.partition(".")[0] for name in imported} & set(HEAVY_MODULES), argv)
+  return [line for line in lines if not line.startswith("import time:")]
 
 
 def _config_flag(name: str, *overrides: str):
@@ -120,6 +137,19 @@ class LauncherTest(absltest.TestCase):
     self.assertFalse(os.path.exists(data_dir))  # refused before any data was built
     self.assertFalse(os.path.exists(workdir))
 
+  def test_unknown_part_and_field_are_refused_before_jax_loads(self):
+    for override, pattern in (
+        ("--config.model.encoder=nope", r"^error: config\.model\.encoder 'nope' is unknown"),
+        ("--config.model.refiner=nope", r"^error: config\.model\.refiner 'nope' is unknown"),
+        (
+            "--config.optimizer.learning_rat=1e-3",
+            r"^error: --config\.optimizer\.learning_rat is not a field of the config",
+        ),
+    ):
+      lines = _refused_without_heavy_imports(self, "--config=configs/han.py:tiny", override)
+      self.assertLen(lines, 1, lines)
+      self.assertRegex(lines[0], pattern)
+
   def test_unknown_field_and_missing_file_are_one_line(self):
     cases = {
         "--config.learning_rat=1": (
@@ -153,16 +183,37 @@ class LauncherTest(absltest.TestCase):
       self.assertRegex(lines[0], pattern)
 
   def test_jax_backend_probe_and_orbax_info_are_quiet_unless_verbose(self):
-    def record(name, pathname, level=std_logging.INFO):
-      return std_logging.LogRecord(name, level, pathname, 1, "x", None, None)
+    def record(name, pathname, level=std_logging.INFO, msg="x", args=None):
+      return std_logging.LogRecord(name, level, pathname, 1, msg, args, None)
 
     probe = record("jax._src.xla_bridge", "/x/jax/_src/xla_bridge.py")
     orbax = record("absl", f"/x/orbax{os.sep}checkpoint/manager.py")
+    tfds = record(
+        "absl", "/x/tensorflow_datasets/core/dataset_info.py", msg="Load dataset info from %s"
+    )
     ours = record("absl", "/x/avvp_jax/train.py")
-    self.assertEqual([cli._quiet(r) for r in (probe, orbax, ours)], [False, False, True])
+    self.assertEqual(
+        [cli._quiet(r) for r in (probe, orbax, tfds, ours)], [False, False, False, True]
+    )
     self.assertTrue(cli._quiet(record("absl", "/x/orbax/c.py", std_logging.WARNING)))
+    expected = (
+        record(
+            "absl",
+            "/x/tensorflow_datasets/file_utils.py",
+            std_logging.WARNING,
+            "Variant folder %s has no %s",
+            ("/d", "dataset_info.json"),
+        ),
+        record(
+            "absl",
+            "/x/orbax/checkpoint_manager.py",
+            std_logging.WARNING,
+            "Given directory is read only=%s",
+        ),
+    )
+    self.assertEqual([cli._quiet(r) for r in expected], [False, False])
     with mock.patch.object(cli.logging, "get_verbosity", return_value=logging.DEBUG):  # absl's -v 1
-      self.assertTrue(cli._quiet(probe) and cli._quiet(orbax))
+      self.assertTrue(all(cli._quiet(r) for r in (probe, orbax, tfds, *expected)))
 
 
 class PresetTest(parameterized.TestCase):
@@ -264,6 +315,20 @@ class ConfigChecksTest(absltest.TestCase):
     self.assertEqual(state_lib.resolve_config(config).model.input_dims.audio, 1024)
     self.assertEqual(state_lib.resolve_config(config).model.input_dims.frames, 2048)
 
+  def test_final_report_names_an_evaluation_split_or_none(self):
+    config = han.get_config("tiny")
+    self.assertEqual(config.final_report, "test")
+    config.final_report = "train"
+    with self.assertRaisesRegex(
+        InputError, r"^config.final_report='train' is not an evaluation split: use 'val' or 'test'"
+    ):
+      state_lib.resolve_config(config)
+    config.final_report = ""
+    self.assertEqual(state_lib.resolve_config(config).final_report, "")
+    old = han.get_config("tiny")
+    del old["final_report"]  # a config stored before the field existed: no final report, as it ran
+    self.assertEqual(state_lib.backfilled(old).final_report, "")
+
   def test_ignored_fields_warn_once_per_resolution_listing_them(self):
     config = han.get_config("tiny")
     self.assertEqual(state_lib.ignored_fields(config), [])
@@ -283,6 +348,28 @@ class ConfigChecksTest(absltest.TestCase):
     with self.assertLogs(level="WARNING") as logs:
       state_lib.resolve_config(config)  # a run resolves its config once: each resolution says it
     self.assertLen([r for r in logs.records if "ignored" in r.getMessage()], 1)
+
+  def test_the_light_name_check_is_the_builders(self):
+    # cli refuses an unknown part with model_parts before JAX loads; the builder refuses it with the same line.
+    for field in ("encoder", "decoder", "refiner"):
+      config = han.get_config()
+      config.model[field] = "nope"
+      with self.assertRaises(InputError) as light:
+        model_parts.check_names(config.model)
+      with self.assertRaises(InputError) as built:
+        models.build_model(config.model, llp_task.META)
+      self.assertEqual(str(light.exception), str(built.exception))
+      self.assertIn(f"config.model.{field} 'nope' is unknown", str(light.exception))
+    self.assertEqual(
+        {field: sorted(registry) for field, registry in model_parts.PARTS.items()},
+        {
+            "encoder": sorted(models.ENCODERS),
+            "decoder": sorted(models.DECODERS),
+            "refiner": sorted(models.REFINERS),
+        },
+    )
+    with self.assertRaisesRegex(ValueError, r"encoder builders \['han'\] != avvp_jax.model_parts"):
+      models._registry("encoder", {"han": models.ENCODERS["han"].build})
 
   def test_sections_read_follow_the_builders(self):
     config = han.get_config()

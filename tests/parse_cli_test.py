@@ -353,6 +353,7 @@ class LauncherTest(absltest.TestCase):
         f"--plot={png}",
         "--plot_max=2",
         "--class_thresholds=Speech=0.4,Dog=0.6",
+        "--truth_split=auto",
     )
     self.assertEqual(result.returncode, 0, result.stderr[-2000:])
     self.assertIn(f"parsed {NUM_CLIPS} clips", result.stdout)
@@ -383,9 +384,14 @@ class LauncherTest(absltest.TestCase):
     )
     self.assertOneErrorLine(self._run(*common, "--class_thresholds=Speech:0.4"), "not CLASS=VALUE")
     self.assertOneErrorLine(
-        self._run(*common, "--seed=3"),
+        self._run(*common, "--replica=3"),
         r"seed=3 is not a replica of this run, which trained " r"seed 0 only",
     )
+    old = self._run(
+        *common, "--seed=3"
+    )  # the deprecated name of --replica: the same, with a warning
+    self.assertOneErrorLine(old, r"seed=3 is not a replica of this run")
+    self.assertIn("warning: --seed is deprecated; use --replica", old.stderr.splitlines())
 
 
 if __name__ == "__main__":

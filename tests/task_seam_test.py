@@ -49,6 +49,7 @@ class ToyTaskTest(absltest.TestCase):
             "--config.model.input_dims.frames=6",
             "--config.model.input_dims.motion=0",
             "--config.checkpoint.best_metric=accuracy",
+            "--config.final_report=val",  # the toy has no test split
         ],
         cwd=ROOT,
         env=env,
@@ -62,6 +63,9 @@ class ToyTaskTest(absltest.TestCase):
     stored = json.load(open(os.path.join(workdir, "config.json")))
     self.assertEqual(stored["task"], "toy_task")
     self.assertLen(os.listdir(os.path.join(workdir, "best")), 1)  # ranked by the toy's accuracy
+    self.assertIn("val, best state (10 clips; one seed)", result.stdout)  # the final report
+    report = json.load(open(os.path.join(workdir, "eval_val.json")))
+    self.assertEqual((report["task"], report["num_clips"]), ("toy", 10))
 
 
 class EvalsTest(absltest.TestCase):
@@ -73,6 +77,7 @@ class EvalsTest(absltest.TestCase):
     config.num_epochs, config.batch_size, config.eval_batch_size = 1, 8, 4
     config.model.input_dims.update(audio=6, frames=6, motion=0)
     config.checkpoint.best_metric = ""  # the task's default
+    config.final_report = "val"  # the toy has no test split
     return state_lib.resolve_config(config)
 
   def test_config_evals_add_evaluations_without_touching_the_trainer(self):
@@ -106,7 +111,7 @@ class EvalsTest(absltest.TestCase):
 class RegistryTest(absltest.TestCase):
 
   def test_unknown_task_is_one_line(self):
-    with self.assertRaisesRegex(InputError, "config.task 'nope' is unknown: use one of llp"):
+    with self.assertRaisesRegex(InputError, "config.task 'nope' is unknown: use one of ave, llp"):
       tasks.get("nope")
     with self.assertRaisesRegex(InputError, "is unknown"):
       tasks.get("no_such_package.no_task")
@@ -129,7 +134,7 @@ class RegistryTest(absltest.TestCase):
     self.assertEqual(result.returncode, 2)
     self.assertEqual(
         result.stderr.strip().splitlines()[-1],
-        "error: config.task 'nope' is unknown: use one of llp, or the dotted path of an importable "
+        "error: config.task 'nope' is unknown: use one of ave, llp, or the dotted path of an importable "
         "module that defines TASK (an avvp_jax.task.Task).",
     )
     self.assertNotIn("Traceback", result.stderr)

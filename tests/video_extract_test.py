@@ -176,6 +176,12 @@ class ExtractTest(absltest.TestCase):
       extract.list_videos(empty)
     with self.assertRaisesRegex(InputError, "does not exist"):
       extract.list_videos(os.path.join(empty, "nowhere"))
+    long, short = os.path.join(self.videos, "long.mp4"), os.path.join(self.videos, "short.mp4")
+    self.assertEqual(
+        extract.list_videos(f"{short},{long}"), [short, long]
+    )  # a list keeps its order
+    with self.assertRaisesRegex(InputError, r"lists '.*nowhere\.mp4', which is not a video file"):
+      extract.list_videos(f"{short},{os.path.join(empty, 'nowhere.mp4')}")
     zero = os.path.join(empty, "zero.mp4")
     open(zero, "wb").close()
     summary = extract.extract_folder(empty, os.path.join(empty, "out"), self.extractor)
@@ -315,6 +321,21 @@ class ParseVideoTest(absltest.TestCase):
     )
     self.assertEqual(record["events"], parse.window_events(probs, video.segment_mask))
     json.dumps(records)  # plain JSON types only
+    # Two windows per jitted call (the last call padded): the same events and video labels.
+    batched = parse.parse_video(self.parser, [long], extractor=self.extractor, batch_size=2)[0]
+    self.assertEqual(
+        [(e["modality"], e["label"], e["onset"], e["offset"]) for e in batched["events"]],
+        [(e["modality"], e["label"], e["onset"], e["offset"]) for e in record["events"]],
+    )
+    np.testing.assert_allclose(
+        [e["score"] for e in batched["events"]], [e["score"] for e in record["events"]], rtol=1e-5
+    )
+    self.assertEqual(
+        [[label["label"] for label in w["video_labels"]] for w in batched["windows"]],
+        [[label["label"] for label in w["video_labels"]] for w in record["windows"]],
+    )
+    with self.assertRaisesRegex(InputError, "batch_size=0 must be positive"):
+      parse.parse_video(self.parser, [long], extractor=self.extractor, batch_size=0)
 
   def test_outputs_json_and_plot(self):
     out = self.create_tempdir().full_path
@@ -323,8 +344,13 @@ class ParseVideoTest(absltest.TestCase):
         [video_samples.sample("short"), video_samples.sample("long")],
         extractor=self.extractor,
         plot=f"{out}/timeline.png",
+        plot_dir=f"{out}/timelines",
     )
     written = [parse.write_records(records, f"{out}/events.json"), f"{out}/timeline.png"]
+    self.assertEqual(sorted(os.listdir(f"{out}/timelines")), ["long.png", "short.png"])
+    for name in ("long.png", "short.png"):  # one picture per video
+      with open(f"{out}/timelines/{name}", "rb") as f:
+        self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
     with open(written[0]) as f:
       stored = json.load(f)
     self.assertEqual(stored, records)
@@ -341,10 +367,15 @@ class ParseVideoTest(absltest.TestCase):
     with open(text, "w") as f:
       f.write("not a video\n")
     launcher = os.path.join(ROOT, "launch", "parse_video.py")
+    missing = os.path.join(out, "missing.mp4")
     for args, culprit in (
-        ([os.path.join(out, "missing.mp4")], "missing.mp4"),
-        ([text], "notes.mp4"),
-        ([], "no video given"),
+        ([f"--videos={missing}"], "missing.mp4"),
+        ([f"--videos={text}"], "notes.mp4"),
+        ([f"--videos={text},{missing}"], "missing.mp4"),
+        ([], "--videos is required"),
+        ([f"--videos={text}", missing], "give --videos only"),
+        ([f"--videos={text}", "--class_thresholds=Speech:0.4"], "not CLASS=VALUE"),
+        ([text, "--batch_size=0"], "--batch_size=0 must be positive"),
     ):
       bad = subprocess.run(
           [sys.executable, launcher, f"--checkpoint={self.workdir}", f"--out={out}/x.json", *args],
@@ -354,8 +385,15 @@ class ParseVideoTest(absltest.TestCase):
           timeout=300,
       )
       self.assertEqual(bad.returncode, 2, bad.stderr)
-      self.assertEqual(bad.stderr.strip().splitlines(), [bad.stderr.strip()], bad.stderr)
-      self.assertIn(culprit, bad.stderr)
+      lines = bad.stderr.strip().splitlines()
+      if args and not args[0].startswith("--"):  # positional videos: deprecated, one warning line
+        self.assertEqual(
+            lines[0], f"warning: positional video arguments are deprecated; use --videos={text}"
+        )
+        lines = lines[1:]
+      self.assertEqual(lines, [lines[-1]], bad.stderr)
+      self.assertStartsWith(lines[-1], "error: ")
+      self.assertIn(culprit, lines[-1])
     self.assertFalse(os.path.exists(f"{out}/x.json"))
 
   def test_checkpoint_for_other_features_is_refused(self):
@@ -363,6 +401,29 @@ class ParseVideoTest(absltest.TestCase):
     config.model.input_dims.audio = 768
     with self.assertRaisesRegex(InputError, "official layout"):
       parse._check_parser(inference.Parser(config, self.parser.params))
+
+
+class VideoProgressTest(absltest.TestCase):
+
+  def test_one_line_per_video_with_an_eta_that_leaves_the_compiling_first_video_out(self):
+    lines = []
+    clock = iter(
+        [0.0, 50.0, 60.0, 70.0]
+    )  # construction, then three videos: 50 s (compiling), 10 s, 10 s
+    with mock.patch.object(extract.time, "perf_counter", lambda: next(clock)):
+      progress = extract.VideoProgress(4, lines.append)
+      progress.done("a.mp4", "1 window, 2 events")
+      progress.done("b.mp4", "2 windows, 0 events")
+      progress.total -= 1  # a video done in an earlier run
+      progress.done("c.mp4", "1 window, 1 event")
+    self.assertEqual(
+        lines,
+        [
+            "video 1/4 a.mp4: 1 window, 2 events in 50.0 s (with compiling the networks); ETA 0:02:30",
+            "video 2/4 b.mp4: 2 windows, 0 events in 10.0 s; ETA 0:00:20",
+            "video 3/3 c.mp4: 1 window, 1 event in 10.0 s",
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -38,10 +38,13 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import dataclasses  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import contextlib  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import dataclasses
 import hashlib
+import io
 import json
 import pathlib
+import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from absl import logging
@@ -102,13 +105,33 @@ def build_once(make_builder: Callable[[], Any], what: str, **prepare_kwargs: Any
         len(leftovers),
         ", ".join(str(p) for p in leftovers),
     )
+  start = time.perf_counter()
   try:
-    builder.download_and_prepare(**prepare_kwargs)
+    with _quiet_build():
+      builder.download_and_prepare(**prepare_kwargs)
   except OSError:
     # Another process sharing `data_dir` may have finished the same build first (its rename won).
     if not make_builder().is_prepared():
       raise
-  return make_builder()  # re-read from disk: the info (and metadata) of the finished build
+  built = make_builder()  # re-read from disk: the info (and metadata) of the finished build
+  logging.info("Built %s in %.1f s.", what, time.perf_counter() - start)
+  return built
+
+
+@contextlib.contextmanager
+def _quiet_build():
+  """TFDS's own progress bars and "Downloading and preparing dataset Unknown size ..." lines left out of a
+  build (our log says what is built, where, and how long it took), unless absl's `-v 1` asks for them.
+  """
+  if logging.get_verbosity() >= logging.DEBUG:
+    yield
+    return
+  tfds.display_progress_bar(False)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  finally:
+    tfds.display_progress_bar(True)
 
 
 def _epoch_seed(seed: int, epoch: int, process_index: int) -> int:

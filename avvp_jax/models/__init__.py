@@ -17,12 +17,14 @@ with audio [B, T, Da], frames [B, T, Df] (pooled) or [B, 8T, Df] (raw), motion [
   plus decoder extras (MMIL: temporal_attention, modality_attention [B, T, 2, C]; LEAP: video_prob_soft,
   segment_*_logits, *_label_embedding).
 
-Registries map a config name to a `Part`: a builder `(model_config, meta, dtype) -> nn.Module` ("none" refiner:
-None) and the config sections it reads (which the workdir contract and the ignored-field warning ask); a new
-encoder or decoder is one module plus one line here. Encoders map (audio [B, T, D], visual [B, T, D], train)
-to the same shapes (optionally plus a dict of extra outputs); decoders map them to the output dict above
-(without the embeddings, which `AVVPModel` adds). Encoders: "han" (han.py), "mmpyramid" (mmpyramid.py), "link"
-(link.py: TSAM, CMIM and a HAN encoder; adds `similarity_mu`). Refiners (`config.model.refiner`): "none", or
+Registries map a config name to a `Part`: a builder `(model_config, meta, dtype) -> nn.Module` ("none"
+refiner: None) and the config sections it reads (which the workdir contract and the ignored-field warning ask).
+The names and sections are listed once, without JAX, in `avvp_jax.model_parts` (launchers check names against
+it before importing JAX); a new encoder or decoder is one module, its line there and its builder here.
+Encoders map (audio [B, T, D], visual [B, T, D], train) to the same shapes (optionally plus a dict of extra
+outputs); decoders map them to the output dict above (without the embeddings, which `AVVPModel` adds).
+Encoders: "han" (han.py), "mmpyramid" (mmpyramid.py), "link" (link.py: TSAM, CMIM and a HAN encoder; adds
+`similarity_mu`). Refiners (`config.model.refiner`): "none", or
 "plsim" (LINK's PLSIM, link.py), which runs the decoder twice and adds `first_pass_*` and `plsim_*_label`
 outputs. Training-time extras for a refiner: `model.apply(..., segment_labels=(audio [B, T, C], visual
 [B, T, C]), video_label=[B, C])`, ignored by models without one.
@@ -42,6 +44,17 @@ the class count C and names: LEAP's and PLSIM's class-name tables are loaded her
 to the modules, which know no dataset. A key that is not an attribute is an InputError naming the section, the key and the valid
 keys; only the sections of the chosen encoder, decoder and refiner are read.
 
+Event localizers (the AVE task) are whole models as their official code has them, head included:
+`config.model.encoder` "ave" (AVE-ECCV18's A+V-att, or DMRN with `model.ave.fusion="dmrn"`; models/ave.py),
+"psp" (models/psp.py) or "cmbs" (models/cmbs.py), with `config.model.decoder = "dch"` (their official head)
+and no refiner, built for the task's `meta.supervision` ("full" or "weak"):
+
+  AVENet(**config.model.ave, supervision=..., num_classes=29), PSPNet(**config.model.psp, ...),
+  CMBS(**config.model.cmbs) or, weak, WeakCMBS(**config.model.cmbs_weak)
+
+They map (audio [B, T, 128], visual [B, T, 7, 7, 512]) to their official outputs plus `segment_class` [B, T]
+(0-27 an event, 28 background) by their official decision rule.
+
 Compute dtype: `build_model(config.model, dtype=jnp.bfloat16)` (or the name "bfloat16"; None: float32) runs the
 Dense layers and attention products in bfloat16 while params stay float32; softmax, sigmoid and all outputs
 are float32.
@@ -56,7 +69,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from avvp_jax import model_parts
 from avvp_jax.errors import InputError
+from avvp_jax.models import ave
+from avvp_jax.models import cmbs
 from avvp_jax.models import embed
 from avvp_jax.models import han
 from avvp_jax.models import label_embeddings
@@ -64,6 +80,7 @@ from avvp_jax.models import leap
 from avvp_jax.models import link
 from avvp_jax.models import mmil
 from avvp_jax.models import mmpyramid
+from avvp_jax.models import psp
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -158,6 +175,42 @@ def _no_refiner(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) 
   del model_config, meta, dtype
 
 
+# --- event localizers (the AVE task): whole models with their official head -------------------------------
+
+
+def _ave_localizer(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+  return _splat(
+      ave.AVENet,
+      "ave",
+      model_config,
+      supervision=meta.supervision,
+      num_classes=meta.num_classes,
+      dtype=dtype,
+  )
+
+
+def _psp_localizer(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+  return _splat(
+      psp.PSPNet,
+      "psp",
+      model_config,
+      supervision=meta.supervision,
+      num_classes=meta.num_classes,
+      dtype=dtype,
+  )
+
+
+def _cmbs_localizer(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+  if meta.supervision == "weak":  # another network in the weak setting (models/cmbs.py)
+    return _splat(cmbs.WeakCMBS, "cmbs_weak", model_config, dtype=dtype)
+  return _splat(cmbs.CMBS, "cmbs", model_config, dtype=dtype)
+
+
+def _official_head(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> None:
+  """ "dch": a localizer's head is part of its model (`build_model` builds the localizer alone)."""
+  del model_config, meta, dtype
+
+
 def _plsim_refiner(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
   section = _field(model_config, "plsim")
   tables = {
@@ -177,19 +230,31 @@ class Part:
   sections: tuple[str, ...]
 
 
-ENCODERS: dict[str, Part] = {
-    "han": Part(_han_encoder, ("han",)),
-    "mmpyramid": Part(_mmpyramid_encoder, ("mmpyramid",)),
-    "link": Part(_link_encoder, ("link", "han")),
-}
-DECODERS: dict[str, Part] = {
-    "mmil": Part(_mmil_decoder, ("mmil",)),
-    "leap": Part(_leap_decoder, ("leap",)),
-}
-REFINERS: dict[str, Part] = {
-    "none": Part(_no_refiner, ()),
-    "plsim": Part(_plsim_refiner, ("plsim",)),
-}
+def _registry(field: str, builders: dict[str, Builder]) -> dict[str, Part]:
+  """Each name of `model_parts.PARTS[field]` (the one list of names and sections) with its builder."""
+  names = model_parts.PARTS[field]
+  if set(builders) != set(names):
+    raise ValueError(
+        f"{field} builders {sorted(builders)} != avvp_jax.model_parts names {sorted(names)}"
+    )
+  return {name: Part(builders[name], sections) for name, sections in names.items()}
+
+
+ENCODERS: dict[str, Part] = _registry(
+    "encoder",
+    {
+        "han": _han_encoder,
+        "mmpyramid": _mmpyramid_encoder,
+        "link": _link_encoder,
+        "ave": _ave_localizer,
+        "psp": _psp_localizer,
+        "cmbs": _cmbs_localizer,
+    },
+)
+DECODERS: dict[str, Part] = _registry(
+    "decoder", {"mmil": _mmil_decoder, "leap": _leap_decoder, "dch": _official_head}
+)
+REFINERS: dict[str, Part] = _registry("refiner", {"none": _no_refiner, "plsim": _plsim_refiner})
 # The module each section of config.model is splatted into: its attribute defaults are configs/common.py's.
 SECTION_MODULES: dict[str, type[nn.Module]] = {
     "han": han.HANEncoder,
@@ -198,17 +263,12 @@ SECTION_MODULES: dict[str, type[nn.Module]] = {
     "mmil": mmil.MMILDecoder,
     "leap": leap.LEAPDecoder,
     "plsim": link.PLSIM,
+    "ave": ave.AVENet,
+    "psp": psp.PSPNet,
+    "cmbs": cmbs.CMBS,
+    "cmbs_weak": cmbs.WeakCMBS,
 }
-_PARTS = {"encoder": ENCODERS, "decoder": DECODERS, "refiner": REFINERS}
-
-
-def sections_read(model_config: ml_collections.ConfigDict) -> tuple[str, ...]:
-  """The sections of `config.model` its encoder, decoder and refiner read (unknown names: none)."""
-  read = []
-  for part, registry in _PARTS.items():
-    entry = registry.get(model_config.get(part, "none"))
-    read.extend(entry.sections if entry else ())
-  return tuple(dict.fromkeys(read))
+sections_read = model_parts.sections_read  # the sections of config.model its parts read
 
 
 class AVVPModel(nn.Module):
@@ -273,13 +333,14 @@ def _builder(
 ) -> Builder:
   name = _field(model_config, field)
   if name not in registry:
-    raise InputError(f"config.model.{field} {name!r} is unknown: use one of {sorted(registry)}.")
+    raise InputError(model_parts.unknown_line(field, name))
   return registry[name].build
 
 
-def build_model(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any = None) -> AVVPModel:
+def build_model(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any = None) -> nn.Module:
   """The model of `config.model` for a task's data (see the package docstring for how each section builds
-  its module).
+  its module): an `AVVPModel`, or an event localizer (encoder "ave", "psp" or "cmbs" with the "dch" decoder)
+  built alone, for `meta.supervision` (AVE's supervised or weak network).
 
   Args:
     model_config: `config.model`.
@@ -298,6 +359,11 @@ def build_model(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any =
   encoder = _builder(model_config, "encoder", ENCODERS)
   decoder = _builder(model_config, "decoder", DECODERS)
   refiner = _builder(model_config, "refiner", REFINERS)
+  pairing = model_parts.pairing_line(model_config)
+  if pairing:
+    raise InputError(pairing)
+  if model_config.encoder in model_parts.LOCALIZERS:  # a whole model, its head included
+    return encoder(model_config, meta, dtype)
   embedding = _splat(
       embed.InputEmbedding,
       "input_dims",

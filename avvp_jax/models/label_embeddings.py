@@ -19,7 +19,7 @@
                    is matched to its class, so rows are in `annotations.CLASSES` order whatever the file's
                    order, and a missing, unknown or repeated key, a count other than 25 or rows of unequal
                    width are refused. Needs torch (the `parity` extra); without it, convert the file once to
-                   .npy (`launch/make_label_embeddings.py --source=FILE.pt --output=FILE.npy`);
+                   .npy (`launch/make_label_embeddings.py --source=FILE.pt --out=FILE.npy`);
   "/path/glove.txt" a GloVe-style text file ("word v1 v2 ... vD" per line, e.g. glove.6B.300d.txt as in the
                    paper). Each class embeds the words of its official LEAP key, lower-cased
                    (`class_words`: "Frying_(food)" -> fry, food; "Baby_cry_infant_cry" -> baby, cry, infancy,
@@ -158,7 +158,7 @@ def _load_torch_table(path: str, class_names: tuple[str, ...]) -> np.ndarray:
     raise InputError(
         f"label embeddings {path} are a PyTorch file and torch is not installed: install the parity "
         "extra (pip install -e '.[parity]') or convert the file once to .npy elsewhere "
-        f"(python launch/make_label_embeddings.py --source={path} --output=labels.npy)."
+        f"(python launch/make_label_embeddings.py --source={path} --out=labels.npy)."
     ) from error
   try:
     table = torch.load(path, map_location="cpu", weights_only=True)

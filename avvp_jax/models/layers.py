@@ -40,6 +40,7 @@ def torch_dense(
     dtype: Dtype | None = None,
     xavier: bool = False,
     zero_bias: bool = False,
+    use_bias: bool = True,
 ) -> nn.Dense:
   """A Dense initialised like `torch.nn.Linear(fan_in, features)`; params stay float32.
 
@@ -51,6 +52,7 @@ def torch_dense(
     xavier: Xavier-uniform kernel instead (`nn.MultiheadAttention`'s input projection, computed over
       the packed [3 * fan_in, fan_in] matrix, i.e. fan_in + fan_out = 4 * fan_in).
     zero_bias: zero bias (`nn.MultiheadAttention`'s projections).
+    use_bias: False: no bias (e.g. a bias-free `nn.Conv1d` of kernel size 1, initialised the same way).
   """
   if xavier:
     kernel_init = _uniform(math.sqrt(6.0 / (fan_in + 3 * features)))
@@ -59,6 +61,7 @@ def torch_dense(
   bias_init = nn.initializers.zeros if zero_bias else _uniform(1.0 / math.sqrt(fan_in))
   return nn.Dense(
       features,
+      use_bias=use_bias,
       dtype=dtype,
       param_dtype=jnp.float32,
       kernel_init=kernel_init,
@@ -81,7 +84,8 @@ class MultiHeadAttention(nn.Module):
     packed_init: initialise as `nn.MultiheadAttention` (Xavier-uniform q/k/v, zero biases, PyTorch-Linear out
       kernel with zero bias: HAN); False: four plain `nn.Linear`s (LEAP's VanillaMultiHeadAttention and
       MM-Pyramid's MultiHeadAttention).
-    dtype: computation dtype of the projections and products (softmax runs in float32).
+    dtype: computation dtype of the projections and products (softmax runs in float32, or float64 when the
+      inputs and params are float64).
   """
 
   num_heads: int = 1
@@ -111,7 +115,7 @@ class MultiHeadAttention(nn.Module):
     Returns:
       out_BxQxD: the attended values after the output projection (computation dtype);
       logits_BxHxQxK: the scaled scores q.k / sqrt(D / H), before softmax (masked ones at `MASKED_LOGIT`), in
-        float32.
+        float32 (float64 when computed in float64).
     """
     batch, num_queries, dim = query_BxQxD.shape
     num_keys = key_BxKxD.shape[1]
@@ -128,7 +132,7 @@ class MultiHeadAttention(nn.Module):
     k_BxTxHxK = project("key", key_BxKxD).reshape(batch, num_keys, self.num_heads, head_dim)
     v_BxTxHxK = project("value", value_BxKxD).reshape(batch, num_keys, self.num_heads, head_dim)
     logits_BxHxQxT = jnp.einsum("bqhk,bthk->bhqt", q_BxQxHxK, k_BxTxHxK) / math.sqrt(head_dim)
-    logits_BxHxQxT = logits_BxHxQxT.astype(jnp.float32)
+    logits_BxHxQxT = logits_BxHxQxT.astype(jnp.promote_types(logits_BxHxQxT.dtype, jnp.float32))
     if mask is not None:
       logits_BxHxQxT = jnp.where(mask, logits_BxHxQxT, MASKED_LOGIT)
     weights_BxHxQxT = jax.nn.softmax(logits_BxHxQxT, axis=-1)

@@ -15,6 +15,7 @@ from avvp_jax.errors import InputError
 DEFAULT = "llp"  # the task of configs written before tasks existed
 TASKS: dict[str, str] = {
     "llp": "avvp_jax.tasks.llp.task",  # audio-visual video parsing on LLP (avvp_jax/tasks/llp/)
+    "ave": "avvp_jax.tasks.ave.task",  # audio-visual event localization on AVE (avvp_jax/tasks/ave/)
 }
 
 

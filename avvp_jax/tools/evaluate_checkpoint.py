@@ -151,7 +151,7 @@ def evaluate_checkpoint(
       mesh,
       num_seeds=len(seeds),
       input_keys=task.input_keys,
-      ensemble=len(seeds) > 1,
+      ensemble=len(seeds) > 1 and evaluator.ensemble,
   )
   start = time.time()
   results = evaluate.run_evaluation(

@@ -178,10 +178,10 @@ class ClipSource:
 
 
 def detect_layout(features_dir: str | os.PathLike[str]) -> str:
-  """The layout of the `--features_dir` folder (`features.detect_layout`, this tool's messages)."""
+  """The layout of the `--features` folder (`features.detect_layout`, this tool's messages)."""
   return features_lib.detect_layout(
       features_dir,
-      name="--features_dir",
+      name="--features",
       alternative=", or leave it empty for the embedded synthetic data",
   )
 
@@ -201,7 +201,7 @@ def folder_source(
   root = pathlib.Path(features_dir).expanduser()
   layout = detect_layout(root)
   features_lib.check_input_dims(
-      layout, input_dims, where=f"--features_dir {str(root)!r}", model="the teacher"
+      layout, input_dims, where=f"--features {str(root)!r}", model="the teacher"
   )
   splits = {name: annotations.load_split(name, labels_dir or None)[0] for name in split_names}
   features_lib.check_features_dir(root, layout, splits)  # every file present, before any work
@@ -409,7 +409,7 @@ def make_pseudo_labels(
       raise InputError(
           f"the teacher in {checkpoint} was trained on the features in {data_config['features_dir']!r}: "
           "pass "
-          "--features_dir (without it the embedded synthetic data is labelled, which only fits a teacher "
+          "--features (without it the embedded synthetic data is labelled, which only fits a teacher "
           "trained on it)."
       )
     source = synthetic_source(data_config, labels_dir, split_names, parser.input_dims)

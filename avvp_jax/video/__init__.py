@@ -9,7 +9,7 @@ official weight files). The networks are Flax ports run by JAX on whatever accel
 
 Modules: `decode` (read_clip, iter_windows, frame_indices), `vggish`, `resnet`, `r2plus1d` (the networks
 and their preprocessing), `weights` (finding and reading the weight files), `extract` (FeatureExtractor,
-extract_folder), `parse` (parse_video).
+extract_folder), `parse` (parse_video), `synthetic` (SYNTHETIC videos for trying the path and for tests).
 """
 
 import importlib

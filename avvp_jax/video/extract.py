@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from avvp_jax.tasks.llp import features as features_lib
+from avvp_jax import reporting
 from avvp_jax.errors import InputError
 from avvp_jax.video import decode
 from avvp_jax.video import r2plus1d
@@ -188,14 +189,24 @@ def clip_names(stem: str, num_windows: int, window_seconds: int) -> list[str]:
 
 
 def list_videos(videos: str | os.PathLike[str]) -> list[str]:
-  """The video files of a folder (by extension, sorted), or the one file given.
+  """The video files of a folder (by extension, sorted), the one file given, or the files of a comma-separated
+  list (in its order).
 
   Raises:
-    InputError: the path does not exist, or the folder holds no video file.
+    InputError: the path does not exist, or the folder holds no video file; a listed file does not exist.
   """
   videos = os.path.expanduser(os.fspath(videos))
   if os.path.isfile(videos):
     return [videos]
+  if "," in videos:
+    listed = [os.path.expanduser(v.strip()) for v in videos.split(",") if v.strip()]
+    missing = [v for v in listed if not os.path.isfile(v)]
+    if missing or not listed:
+      raise InputError(
+          f"--videos lists {', '.join(map(repr, missing)) or 'no file'}, which "
+          f"{'is' if len(missing) == 1 else 'are'} not a video file: list existing files, comma-separated."
+      )
+    return listed
   if not os.path.isdir(videos):
     raise InputError(f"--videos {videos!r} does not exist: pass a folder of videos or one video.")
   found = sorted(
@@ -249,7 +260,7 @@ class ExtractionSummary:
     rate = self.clips_written / self.seconds if self.seconds > 0 else 0.0
     clips = self.clips_written
     line = (
-        f"{_counted(done, 'video')} extracted ({_counted(clips, 'clip')}, {rate:.2f} clips/s), {skipped} "
+        f"{counted(done, 'video')} extracted ({counted(clips, 'clip')}, {rate:.2f} clips/s), {skipped} "
         f"already done, {len(self.failures)} failed; features in {self.out}"
     )
     if self.random_weights:
@@ -257,9 +268,38 @@ class ExtractionSummary:
     return line
 
 
-def _counted(number: int, noun: str) -> str:
+def counted(number: int, noun: str) -> str:
   """`1 video`, `2 videos`."""
   return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+class VideoProgress:
+  """One log line per finished video with an ETA for the rest: the first video's time includes compiling the
+  networks, so once a second video is done the rate leaves the first out.
+
+    progress = VideoProgress(len(paths), log)
+    ...
+    progress.done(name, "3 windows, 5 events")   # "video 1/4 walk.mp4: 3 windows, 5 events in 31.2 s; ETA ..."
+  """
+
+  def __init__(self, total: int, log: Callable[[str], None]):
+    self.total = total
+    self.log = log
+    self.seconds: list[float] = []
+    self._start = time.perf_counter()
+
+  def done(self, name: str, detail: str) -> None:
+    """Logs the line of the video just finished (`detail`: what it gave)."""
+    now = time.perf_counter()
+    self.seconds.append(now - self._start)
+    self._start = now
+    left = self.total - len(self.seconds)
+    rate = self.seconds[1:] or self.seconds
+    eta = f"; ETA {reporting.format_duration(left * sum(rate) / len(rate))}" if left else ""
+    first = " (with compiling the networks)" if len(self.seconds) == 1 and left else ""
+    self.log(
+        f"video {len(self.seconds)}/{self.total} {name}: {detail} in {self.seconds[-1]:.1f} s{first}{eta}"
+    )
 
 
 def extract_folder(
@@ -312,6 +352,8 @@ def extract_folder(
       file=sys.stderr,
       dynamic_ncols=True,
   )
+  # Off a terminal (no bar), one line per video with an ETA.
+  progress = VideoProgress(len(paths), log) if bar.disable else None
   try:
     for path in paths:
       name = os.path.basename(path)
@@ -328,6 +370,8 @@ def extract_folder(
       ):
         summary.outcomes[name] = "skipped"
         bar.update(1)
+        if progress is not None:
+          progress.total -= 1  # done in an earlier run: no time, no line
         continue
       try:
         record = _extract_video(path, stem, out, extractor, window_seconds)
@@ -350,6 +394,9 @@ def extract_folder(
       summary.seconds = time.perf_counter() - start
       bar.set_postfix(clips_per_s=f"{summary.clips_written / max(summary.seconds, 1e-9):.2f}")
       bar.update(1)
+      if progress is not None:
+        done = record["status"] == "done"
+        progress.done(name, counted(len(record["clips"]), "clip") if done else "failed")
   finally:
     bar.close()
     _write_json_atomically(manifest_path, manifest)  # also when stopped: what is done stays done

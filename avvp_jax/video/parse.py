@@ -21,6 +21,7 @@ import json
 import os
 from typing import Any, Sequence
 
+from absl import logging
 import numpy as np
 
 from avvp_jax.tasks.llp import events as events_lib
@@ -84,6 +85,7 @@ def parse_features(
     *,
     threshold: Any = metrics.OFFICIAL_THRESHOLD,
     gate_threshold: Any = None,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
   """The record of one decoded video from its windows' features (see the module docstring).
 
@@ -91,16 +93,21 @@ def parse_features(
     parser: the trained model.
     video: the video's window features (`extract.video_features`).
     threshold, gate_threshold: as in `inference.Parser.parse`.
+    batch_size: windows per jitted call (the last call padded); None: all the video's windows in one call.
 
   Returns:
     {"video", "duration_s", "num_windows", "events": [...], "windows": [{"start_s", "valid_seconds",
     "video_labels"}]}; event onsets and offsets are seconds of the video.
   """
   features = video.features
-  motion = features["motion"] if parser.uses_motion else None
-  probs = parser.predict(features["audio"], features["frames"], motion)  # [W, ...]
-  video_events = window_events(probs, video.segment_mask, threshold, gate_threshold)
+  keys = ("audio", "frames", "motion") if parser.uses_motion else ("audio", "frames")
   num_windows, seconds = np.shape(video.segment_mask)
+  size = num_windows if batch_size is None else min(batch_size, num_windows)
+  starts = list(range(0, num_windows, size))
+  read = lambda start: {key: np.asarray(features[key][start : start + size]) for key in keys}
+  parts = [probs for _, probs in inference.predict_batches(parser.predict, read, starts, size)]
+  probs = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}  # [W, ...]
+  video_events = window_events(probs, video.segment_mask, threshold, gate_threshold)
   labels = events_lib.video_labels(probs, threshold if gate_threshold is None else gate_threshold)
   windows = [
       {
@@ -132,7 +139,10 @@ def parse_video(
     gate_threshold: Any = None,
     extractor: extract.FeatureExtractor | None = None,
     plot: str | os.PathLike[str] | None = None,
+    plot_dir: str | os.PathLike[str] | None = None,
     title: str | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
 ) -> list[dict[str, Any]]:
   """Parses videos into events (see the module docstring); one record per video.
 
@@ -144,7 +154,11 @@ def parse_video(
     threshold, gate_threshold: as in `inference.Parser.parse`.
     extractor: a loaded extractor to reuse.
     plot: a timeline picture over each whole video, with frames along the top (.png, .pdf or .svg).
-    title: its title (the RANDOM WEIGHTS note is added when the features are random).
+    plot_dir: a folder for one such PNG per video (`<video file stem>.png`).
+    title: the pictures' title (the RANDOM WEIGHTS note is added when the features are random).
+    seed: for a multi-seed checkpoint path, the replica to use; None: the seed ensemble
+      (`inference.load_parser`).
+    batch_size: windows per jitted call (`parse_features`); None: a video's windows in one call.
 
   Returns:
     Per video, `parse_features`'s record plus "features": the weights the features came from ("pretrained",
@@ -163,8 +177,12 @@ def parse_video(
   paths = [os.fspath(path) for path in paths]
   for path in paths:  # a bad file fails before the model and the networks load
     decode.probe(path)
+  if batch_size is not None and batch_size < 1:
+    raise InputError(f"batch_size={batch_size} must be positive.")
   parser = (
-      checkpoint if isinstance(checkpoint, inference.Parser) else inference.load_parser(checkpoint)
+      checkpoint
+      if isinstance(checkpoint, inference.Parser)
+      else inference.load_parser(checkpoint, seed=seed)
   )
   _check_parser(parser)
   if extractor is None:
@@ -173,20 +191,35 @@ def parse_video(
     )
   source = provenance.parse_record(parser, threshold, gate_threshold, synthetic=False)
   records, thumbnails = [], []
+  progress = extract.VideoProgress(len(paths), logging.info)
   for path in paths:
     video = extract.video_features(path, extractor)
     thumbnails.append(video.thumbnails)
-    record = parse_features(parser, video, threshold=threshold, gate_threshold=gate_threshold)
+    record = parse_features(
+        parser, video, threshold=threshold, gate_threshold=gate_threshold, batch_size=batch_size
+    )
     record["features"] = weights_lib.RANDOM_WEIGHTS_NOTE if extractor.random else "pretrained"
     record["audio"] = (
         "the video's audio track" if video.has_audio else "none: the VGGish features of silence"
     )
     record["provenance"] = source
     records.append(record)
+    progress.done(
+        os.path.basename(path),
+        f"{extract.counted(record['num_windows'], 'window')}, "
+        f"{extract.counted(len(record['events']), 'event')}",
+    )
+  if extractor.random and (plot or plot_dir):
+    title = f"{title or ''} [RANDOM WEIGHTS: the events mean nothing]".strip()
   if plot:
-    if extractor.random:
-      title = f"{title or ''} [RANDOM WEIGHTS: the events mean nothing]".strip()
     plot_video_timelines(plot, records, thumbnails=thumbnails, title=title)
+  if plot_dir:
+    os.makedirs(plot_dir, exist_ok=True)
+    for record, frames in zip(records, thumbnails):
+      stem = os.path.splitext(os.path.basename(record["video"]))[0]
+      plot_video_timelines(
+          os.path.join(plot_dir, f"{stem}.png"), [record], thumbnails=[frames], title=title
+      )
   return records
 
 

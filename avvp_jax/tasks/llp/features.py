@@ -137,7 +137,7 @@ def check_input_dims(
   Args:
     layout: the layout of the features at hand.
     dims: the model's `config.model.input_dims` (a missing stream counts as 0).
-    where: what holds the features, for the message (e.g. "--features_dir '/data/llp'").
+    where: what holds the features, for the message (e.g. "--features '/data/llp'").
     model: what the model is called in the message (e.g. "the teacher").
   """
   have = input_dims(layout)
@@ -320,7 +320,7 @@ def detect_layout(
 
   Args:
     features_dir: the folder ("~" is expanded).
-    name: what messages call the folder, e.g. the flag that names it ("--features_dir").
+    name: what messages call the folder, e.g. the flag that names it ("--features").
     alternative: what else the user may do, ending the fix in messages (", or leave it empty ...").
 
   Raises:

@@ -81,7 +81,7 @@ class LLPTask(task_lib.Task):
   def check_config(self, config: ml_collections.ConfigDict) -> None:
     data = config.data
     synthetic = synthetic_lib.is_synthetic(data)
-    table = self._replacement(config, "model.leap.label_embeddings")
+    table = self.replacement(config, "model.leap.label_embeddings")
     if (
         table
         and config.model.decoder == "leap"
@@ -105,30 +105,8 @@ class LLPTask(task_lib.Task):
       features_lib.check_layout_folders(data.features_dir, data.layout)
     _input_dims_from_layout(config)
 
-  def recipe(self, config: ml_collections.ConfigDict) -> task_lib.Recipe:
-    """The reduced recipe on the embedded synthetic data (each replacement when set), else the config's."""
-    epochs, rate = int(config.num_epochs), float(config.optimizer.learning_rate)
-    if not synthetic_lib.is_synthetic(config.data):
-      return task_lib.Recipe(epochs, rate)
-    epochs = int(self._replacement(config, "num_epochs") or epochs)
-    rate = float(self._replacement(config, "optimizer.learning_rate") or rate)
-    return task_lib.Recipe(
-        epochs,
-        rate,
-        note=(
-            f"SYNTHETIC data: reduced recipe ({epochs} epochs at peak learning rate {rate:g}); set "
-            f"config.data.features_dir for real LLP features and the full recipe ({config.num_epochs} "
-            "epochs)."
-        ),
-    )
-
-  def _replacement(self, config: ml_collections.ConfigDict, field: str) -> Any:
-    """The reduced recipe's value for `field` on the synthetic data; None off it or when switched off."""
-    name, off = self.recipe_replacements[field]
-    value = config.get(name, off)
-    if not synthetic_lib.is_synthetic(config.data) or value == off:
-      return None
-    return value
+  def synthetic(self, config: ml_collections.ConfigDict) -> bool:
+    return synthetic_lib.is_synthetic(config.data)
 
   def prepare_data(self, config: ml_collections.ConfigDict, *, train: bool = True):
     from avvp_jax.tasks.llp import run_data  # pylint: disable=g-import-not-at-top  (TensorFlow only when data are read)

@@ -1,0 +1,1 @@
+"""AVE's official losses, one module per model family."""
