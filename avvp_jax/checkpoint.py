@@ -101,7 +101,16 @@ def load_config(path: str) -> ml_collections.ConfigDict:
         f"No {CONFIG_FILENAME} at {path}: point to a workdir or checkpoint folder written by "
         "avvp_jax (or pass --config)."
     )
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  return ml_collections.ConfigDict(_tuples(json.loads(path.read_text())))
+
+
+def _tuples(tree: Any) -> Any:
+  """JSON's arrays back to the tuples the run cards write (config flags override tuples, never lists)."""
+  if isinstance(tree, dict):
+    return {key: _tuples(value) for key, value in tree.items()}
+  if isinstance(tree, list):
+    return tuple(_tuples(value) for value in tree)
+  return tree
 
 
 # --- full training state --------------------------------------------------------------------------

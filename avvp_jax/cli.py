@@ -12,6 +12,9 @@ final report load the train and evaluation steps instead of compiling them again
 
 Light on purpose (absl and the JAX-free `avvp_jax.model_parts` only): launchers import it before JAX or
 TensorFlow, and an unknown model part is refused before they load (`loaded_config`).
+
+Length: one light module on purpose: a launcher imports only this before JAX, so the flag table, its checks
+and the console and runtime set-up stay together rather than spread over modules that pull in JAX.
 """
 
 import difflib

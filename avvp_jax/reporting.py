@@ -15,7 +15,8 @@ sections out of its rate nor restores its timer from a checkpoint, so this modul
 terminal, log lines are written above the bar (through `tqdm.write`), never onto its line, and the
 bar's ETA is the chrono's (tqdm's own would count the compile step). `Profiler` records a
 `jax.profiler` trace of `config.profile.num_steps` steps from `config.profile.first_step` into
-`WORKDIR/profile` (open it with TensorBoard's profile plugin or Perfetto).
+`WORKDIR/profile` (open it with TensorBoard's profile plugin or Perfetto). `VideoProgress` is the per-video
+line with an ETA of the video launchers.
 """
 
 from __future__ import annotations
@@ -38,6 +39,40 @@ def format_duration(seconds: float) -> str:
     return "?"
   seconds = int(max(seconds, 0))
   return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def counted(number: int, noun: str) -> str:
+  """`1 video`, `2 videos`."""
+  return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+class VideoProgress:
+  """One log line per finished video with an ETA for the rest: the first video's time includes compiling the
+  networks, so once a second video is done the rate leaves the first out.
+
+    progress = VideoProgress(len(paths), log)
+    ...
+    progress.done(name, "3 windows, 5 events")   # "video 1/4 walk.mp4: 3 windows, 5 events in 31.2 s; ETA ..."
+  """
+
+  def __init__(self, total: int, log: Callable[[str], None]):
+    self.total = total
+    self.log = log
+    self.seconds: list[float] = []
+    self._start = time.perf_counter()
+
+  def done(self, name: str, detail: str) -> None:
+    """Logs the line of the video just finished (`detail`: what it gave)."""
+    now = time.perf_counter()
+    self.seconds.append(now - self._start)
+    self._start = now
+    left = self.total - len(self.seconds)
+    rate = self.seconds[1:] or self.seconds
+    eta = f"; ETA {format_duration(left * sum(rate) / len(rate))}" if left else ""
+    first = " (with compiling the networks)" if len(self.seconds) == 1 and left else ""
+    self.log(
+        f"video {len(self.seconds)}/{self.total} {name}: {detail} in {self.seconds[-1]:.1f} s{first}{eta}"
+    )
 
 
 class Chrono:

@@ -31,7 +31,7 @@ class RegistryTest(parameterized.TestCase):
 
   def test_names(self):
     self.assertIn("han", models.ENCODERS)
-    self.assertEqual(set(models.DECODERS), {"mmil", "leap"})
+    self.assertEqual(set(models.DECODERS), {"mmil", "leap", "dch"})
     self.assertEqual(set(models.REFINERS), {"none", "plsim"})
 
   def test_unknown_names_raise_input_error(self):

@@ -20,6 +20,7 @@ import numpy as np
 
 from avvp_jax import checkpoint
 from avvp_jax import inference
+from avvp_jax import reporting
 from avvp_jax import state as state_lib
 from avvp_jax import train
 from avvp_jax.tasks.llp import features as features_lib
@@ -410,8 +411,8 @@ class VideoProgressTest(absltest.TestCase):
     clock = iter(
         [0.0, 50.0, 60.0, 70.0]
     )  # construction, then three videos: 50 s (compiling), 10 s, 10 s
-    with mock.patch.object(extract.time, "perf_counter", lambda: next(clock)):
-      progress = extract.VideoProgress(4, lines.append)
+    with mock.patch.object(reporting.time, "perf_counter", lambda: next(clock)):
+      progress = reporting.VideoProgress(4, lines.append)
       progress.done("a.mp4", "1 window, 2 events")
       progress.done("b.mp4", "2 windows, 0 events")
       progress.total -= 1  # a video done in an earlier run

@@ -164,6 +164,11 @@ def _numpy_state_dict(model):
 
 class LogMelTest(absltest.TestCase):
 
+  def setUp(self):
+    super().setUp()
+    # The batched log-mel broadcasts explicitly, so it runs where a user sets rank promotion to "raise".
+    self.enter_context(jax.numpy_rank_promotion("raise"))
+
   def test_reference_alignment_matches_the_reference(self):
     waveform = _test_waveform(160000)
     ours = vggish.waveform_to_examples(waveform)

@@ -260,46 +260,12 @@ class ExtractionSummary:
     rate = self.clips_written / self.seconds if self.seconds > 0 else 0.0
     clips = self.clips_written
     line = (
-        f"{counted(done, 'video')} extracted ({counted(clips, 'clip')}, {rate:.2f} clips/s), {skipped} "
+        f"{reporting.counted(done, 'video')} extracted ({reporting.counted(clips, 'clip')}, {rate:.2f} clips/s), {skipped} "
         f"already done, {len(self.failures)} failed; features in {self.out}"
     )
     if self.random_weights:
       line += f" [{weights_lib.RANDOM_WEIGHTS_NOTE}]"
     return line
-
-
-def counted(number: int, noun: str) -> str:
-  """`1 video`, `2 videos`."""
-  return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-class VideoProgress:
-  """One log line per finished video with an ETA for the rest: the first video's time includes compiling the
-  networks, so once a second video is done the rate leaves the first out.
-
-    progress = VideoProgress(len(paths), log)
-    ...
-    progress.done(name, "3 windows, 5 events")   # "video 1/4 walk.mp4: 3 windows, 5 events in 31.2 s; ETA ..."
-  """
-
-  def __init__(self, total: int, log: Callable[[str], None]):
-    self.total = total
-    self.log = log
-    self.seconds: list[float] = []
-    self._start = time.perf_counter()
-
-  def done(self, name: str, detail: str) -> None:
-    """Logs the line of the video just finished (`detail`: what it gave)."""
-    now = time.perf_counter()
-    self.seconds.append(now - self._start)
-    self._start = now
-    left = self.total - len(self.seconds)
-    rate = self.seconds[1:] or self.seconds
-    eta = f"; ETA {reporting.format_duration(left * sum(rate) / len(rate))}" if left else ""
-    first = " (with compiling the networks)" if len(self.seconds) == 1 and left else ""
-    self.log(
-        f"video {len(self.seconds)}/{self.total} {name}: {detail} in {self.seconds[-1]:.1f} s{first}{eta}"
-    )
 
 
 def extract_folder(
@@ -353,7 +319,7 @@ def extract_folder(
       dynamic_ncols=True,
   )
   # Off a terminal (no bar), one line per video with an ETA.
-  progress = VideoProgress(len(paths), log) if bar.disable else None
+  progress = reporting.VideoProgress(len(paths), log) if bar.disable else None
   try:
     for path in paths:
       name = os.path.basename(path)
@@ -396,7 +362,7 @@ def extract_folder(
       bar.update(1)
       if progress is not None:
         done = record["status"] == "done"
-        progress.done(name, counted(len(record["clips"]), "clip") if done else "failed")
+        progress.done(name, reporting.counted(len(record["clips"]), "clip") if done else "failed")
   finally:
     bar.close()
     _write_json_atomically(manifest_path, manifest)  # also when stopped: what is done stays done

@@ -27,6 +27,7 @@ import numpy as np
 from avvp_jax.tasks.llp import events as events_lib
 from avvp_jax import inference
 from avvp_jax import provenance
+from avvp_jax import reporting
 from avvp_jax.tasks.llp import metrics
 from avvp_jax.tasks.llp import timelines
 from avvp_jax.tasks.llp import annotations
@@ -191,7 +192,7 @@ def parse_video(
     )
   source = provenance.parse_record(parser, threshold, gate_threshold, synthetic=False)
   records, thumbnails = [], []
-  progress = extract.VideoProgress(len(paths), logging.info)
+  progress = reporting.VideoProgress(len(paths), logging.info)
   for path in paths:
     video = extract.video_features(path, extractor)
     thumbnails.append(video.thumbnails)
@@ -206,8 +207,8 @@ def parse_video(
     records.append(record)
     progress.done(
         os.path.basename(path),
-        f"{extract.counted(record['num_windows'], 'window')}, "
-        f"{extract.counted(len(record['events']), 'event')}",
+        f"{reporting.counted(record['num_windows'], 'window')}, "
+        f"{reporting.counted(len(record['events']), 'event')}",
     )
   if extractor.random and (plot or plot_dir):
     title = f"{title or ''} [RANDOM WEIGHTS: the events mean nothing]".strip()

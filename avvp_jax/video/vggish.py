@@ -196,7 +196,7 @@ def log_mel_examples(waveforms: jax.Array, alignment: str = "reference") -> jax.
     return jnp.zeros((batch, 0, EXAMPLE_FRAMES, NUM_BANDS), jnp.float32)
   starts = np.arange(rows[-1, -1] + 1) * HOP_SAMPLES  # only the frames the examples use
   windows_BxFxW = waveforms[:, starts[:, None] + np.arange(WINDOW_SAMPLES)]
-  windowed_BxFxW = windows_BxFxW * jnp.asarray(periodic_hann(), jnp.float32)
+  windowed_BxFxW = windows_BxFxW * jnp.asarray(periodic_hann(), jnp.float32)[None, None, :]
   magnitude_BxFxK = jnp.abs(jnp.fft.rfft(windowed_BxFxW, n=FFT_LENGTH, axis=-1))
   mel_BxFxM = jnp.matmul(
       magnitude_BxFxK,
