@@ -11,6 +11,11 @@ Inference entry points, imported on first use (`avvp_jax.inference`):
   avvp_jax.predict(config, params, audio, frames, motion)   # functional, jitted
   avvp_jax.predict_ensemble(config, stacked_params, audio, frames, motion)  # mean over seeds
   avvp_jax.parse_video("workdir/han", ["walk.mp4"])   # videos in, events out (the `video` extra)
+
+AVE event localizers (`avvp_jax.tasks.ave.inference`):
+
+  localizer = avvp_jax.load_localizer("workdir/psp")   # a workdir or a checkpoint folder (a converted one too)
+  localizer.predict(audio, visual)               # the official outputs + segment_class [B, 10] (28: background)
 """
 
 import importlib
@@ -25,6 +30,8 @@ _LAZY_EXPORTS = {
     "predict_ensemble": "avvp_jax.inference",
     "Parser": "avvp_jax.inference",
     "parse_video": "avvp_jax.video.parse",
+    "load_localizer": "avvp_jax.tasks.ave.inference",
+    "Localizer": "avvp_jax.tasks.ave.inference",
 }
 
 # Old module paths users may hold: `avvp_jax.metrics.parsing_scores` (the LLP metrics live in tasks/llp/).

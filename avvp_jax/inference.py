@@ -442,14 +442,22 @@ def load_parser(path: str | os.PathLike[str], seed: int | None = None) -> Parser
     The parser, its `source` the absolute path.
 
   Raises:
-    InputError: when `path` holds no checkpoint avvp_jax can read, or `seed` is not one of its replicas.
+    InputError: when `path` holds no checkpoint avvp_jax can read, one of an AVE localizer (whose loader is
+      `avvp_jax.load_localizer`), or `seed` is not one of its replicas.
   """
   # Orbax only when loading (predicting with params in memory never imports it); state (flax) as in `_apply`.
   from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top  (orbax, only when loading)
   from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top  (flax: `import avvp_jax` stays light)
 
   path = os.path.abspath(os.path.expanduser(os.fspath(path)))
-  config, params = checkpoint.restore_params(path)
+  source = checkpoint.resolve(path)
+  task = checkpoint.checkpoint_config(source).get("task", "llp")
+  if task != "llp":
+    raise InputError(
+        f"{path} holds a model of the {task!r} task, which parses no LLP events: load it with "
+        "avvp_jax.load_localizer (AVE) instead."
+    )
+  config, params = checkpoint.restore_params(source)
   seeds = state_lib.run_seeds(config)
   if seed is not None or len(seeds) == 1:
     chosen = seeds[0] if seed is None else seed

@@ -245,6 +245,12 @@ class BadCheckpointTest(absltest.TestCase):
     path = os.path.join(self.directory, "pickled.pt")
     torch.save({"model": self.reference.state_dict(), "args": _PlainObject()}, path)
     with self.assertRaisesRegex(InputError, r"pickled\.pt.*could not be read by torch\.load"):
+      convert.load_official(path, "jomold")
+    # "auto" also tries the reader of whole pickled modules (AVE-ECCV18's, PSP's), which names the class.
+    with self.assertRaisesRegex(
+        InputError,
+        r"pickled\.pt.*asks its unpickler for convert_jomold_test\._PlainObject.*nothing was run",
+    ):
       convert.load_official(path)
 
 

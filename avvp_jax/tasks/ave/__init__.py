@@ -12,4 +12,5 @@ synthetic     the embedded SYNTHETIC AVE set
 tfds_ave      the TFDS builder `avvp_ave` (real h5 features or the SYNTHETIC set)
 pipeline      AVE builds, keyed by their inputs, and their `streams.Streams`
 losses/       the official losses, one module per model family (ave, psp, cmbs)
+inference     `load_localizer` / `Localizer`: a trained or converted localizer's outputs and decisions
 """
