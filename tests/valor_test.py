@@ -27,11 +27,13 @@ from torch.nn import functional as F
 from avvp_jax import checkpoint as checkpoint_lib
 from avvp_jax import models
 from avvp_jax import state as state_lib
+from avvp_jax import train
 from avvp_jax import workdir as workdir_lib
 from avvp_jax.errors import InputError
 from avvp_jax.tasks.llp import batch_keys
 from avvp_jax.tasks.llp import losses
 from avvp_jax.tasks.llp import task as llp_task
+from configs import common
 from configs import han
 from configs import valor
 
@@ -288,6 +290,16 @@ class RunCardTest(absltest.TestCase):
     self.assertEqual(variables["params"]["embed"]["fc_a"]["kernel"].shape, (768, 256))
     with self.assertRaisesRegex(ValueError, "unknown preset 'plus_plus'"):
       valor.get_config("plus_plus")
+
+  def test_plusplus_trains_on_the_synthetic_clip_clap_layout(self):
+    # VALOR++ at the micro width of :tiny (64 clips, 1 epoch).
+    config = common.apply_preset(valor.get_config("plusplus"), "tiny")
+    workdir = self.create_tempdir().full_path
+    scores = train.train_and_evaluate(config, workdir)
+    self.assertBetween(scores["segment/type"], 0.0, 100.0)
+    stored = json.load(open(os.path.join(workdir, checkpoint_lib.CONFIG_FILENAME)))
+    self.assertEqual(stored["data"]["layout"], "clip_clap")
+    self.assertEqual(stored["model"]["input_dims"], {"audio": 768, "frames": 768, "motion": 0})
 
 
 class BackfillTest(absltest.TestCase):
