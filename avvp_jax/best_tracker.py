@@ -3,7 +3,8 @@
 A run of S replicas keeps S bests, each by its own validation `config.checkpoint.best_metric`, each from
 its own best epoch; `BestTracker.state` is the seed-stacked train state whose row s is replica s's best,
 kept in device memory (a second copy of the train state) so a later improvement of some replicas merges
-into it on the device (`keep_best`). A tie keeps the later epoch, as the official code (`>=`).
+into it on the device (`keep_best`). `config.checkpoint.best_rule` decides ties: ">=" (default) keeps the
+later epoch, as HAN's official code; ">" keeps the first best, as VALOR's (`if F > best_F`).
 
 `state_dict()` is the JSON the checkpointer saves with the best state (and with every latest save, so a
 resumed run knows what to beat); `load_state_dict` restores it; `metrics_record()` is the best save's
@@ -19,7 +20,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from avvp_jax.errors import InputError
+
 PyTree = Any
+
+TIES_KEEP_LATER = ">="  # a tie replaces the best (HAN: AVVP-ECCV20 main_avvp.py `if F >= best_F`)
+TIES_KEEP_FIRST = (
+    ">"  # strict: a tie keeps the earlier best (VALOR: Franklin905/VALOR main_avvp.py)
+)
+RULES = (TIES_KEEP_LATER, TIES_KEEP_FIRST)
+
+
+def check_rule(rule: str) -> None:
+  """Raises a one-line InputError for a `config.checkpoint.best_rule` other than ">=" or ">"."""
+  if rule not in RULES:
+    raise InputError(
+        f"config.checkpoint.best_rule {rule!r} is unknown: use '>=' (a tie keeps the later epoch) or "
+        "'>' (a tie keeps the first best)."
+    )
 
 
 @jax.jit
@@ -38,13 +56,22 @@ class BestTracker:
   Attributes:
     metric: the validation key that ranks epochs (higher is better), e.g. "segment/type".
     seeds: the replicas' seeds.
+    rule: ">=" (a tie becomes the best: the later epoch) or ">" (strict: the first best is kept).
     keys: the metric keys kept per best (`metrics.KEYS`).
     scores, steps, metrics: per replica its best score (-inf before any), its step (-1) and metrics (None).
     state: the seed-stacked best train state on the device; None before the first validation.
   """
 
-  def __init__(self, metric: str, seeds: Sequence[int], keys: Sequence[str]):
+  def __init__(
+      self,
+      metric: str,
+      seeds: Sequence[int],
+      keys: Sequence[str],
+      rule: str = TIES_KEEP_LATER,
+  ):
+    check_rule(rule)
     self.metric = metric
+    self.rule = rule
     self.seeds = [int(s) for s in seeds]
     self.keys = tuple(keys)
     self.scores = [-math.inf] * len(self.seeds)
@@ -54,13 +81,13 @@ class BestTracker:
 
   def update(self, step: int, per_seed: Sequence[Mapping[str, float]], state: PyTree) -> np.ndarray:
     """Records the validation of `state` at `step` (`per_seed[s]`: replica s's scores); returns bool `[S]`,
-    the replicas that improved (or tied), whose rows of `state` become their bests."""
+    the replicas that improved (or tied, under ">="), whose rows of `state` become their bests."""
     if len(per_seed) != len(self.seeds):
       raise ValueError(f"{len(per_seed)} validation reports for {len(self.seeds)} replicas")
     improved = np.zeros(len(self.seeds), bool)
     for k, scores in enumerate(per_seed):
       score = float(scores[self.metric])
-      if score >= self.scores[k]:  # the official rule: a tie keeps the later epoch
+      if score > self.scores[k] or (self.rule == TIES_KEEP_LATER and score == self.scores[k]):
         improved[k] = True
         self.scores[k], self.steps[k] = score, int(step)
         self.metrics[k] = {key: float(scores[key]) for key in self.keys}

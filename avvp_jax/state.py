@@ -29,6 +29,7 @@ import ml_collections
 import optax
 from jax.sharding import Mesh, NamedSharding
 
+from avvp_jax import best_tracker
 from avvp_jax import models
 from avvp_jax import sharding
 from avvp_jax import tasks
@@ -55,6 +56,19 @@ def run_seeds(config: ml_collections.ConfigDict) -> list[int]:
 # --- the config ------------------------------------------------------------------------------------
 
 
+# The optimizer fields of configs/common.py that older configs lack, with the values those runs trained with.
+_OPTIMIZER_BACKFILL = {
+    "decay_epochs": (),
+    "schedule": "step",
+    "warmup_epochs": 0,
+    "final_lr_divisor": 100.0,
+    "b1": 0.9,
+    "b2": 0.999,
+    "eps": 1e-8,
+}
+SCHEDULES = ("step", "warmup_cosine")
+
+
 def backfill(config: ml_collections.ConfigDict) -> None:
   """Adds, in place, the fields of configs written before they existed, with the values those runs had."""
   if "num_seeds" not in config:
@@ -65,8 +79,14 @@ def backfill(config: ml_collections.ConfigDict) -> None:
     config.evals = ml_collections.ConfigDict()
   if "final_report" not in config:
     config.final_report = ""
-  if "optimizer" in config and "decay_epochs" not in config.optimizer:
-    config.optimizer.decay_epochs = ()
+  optimizer = config.get("optimizer")
+  if optimizer is not None:
+    # Before the schedule option and Adam's moment fields: step decay, optax's (= PyTorch's) Adam defaults.
+    for key, value in _OPTIMIZER_BACKFILL.items():
+      if key not in optimizer:
+        optimizer[key] = value
+  if "checkpoint" in config and "best_rule" not in config.checkpoint:
+    config.checkpoint.best_rule = best_tracker.TIES_KEEP_LATER  # the tracker's only rule then
 
 
 def backfilled(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -102,6 +122,9 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   models.resolve_dtype(config.compute_dtype, "config.compute_dtype")
   if config.num_epochs <= 0:
     raise InputError(f"config.num_epochs={config.num_epochs} must be positive.")
+  _check_optimizer(config.optimizer)
+  if "checkpoint" in config:
+    best_tracker.check_rule(config.checkpoint.best_rule)
   _warn_ignored_fields(config)
   task.check_config(config)
   eval_splits = task.meta(config).eval_splits
@@ -209,13 +232,67 @@ def peak_learning_rate(config: ml_collections.ConfigDict) -> float:
   return tasks.of(config).recipe(config).learning_rate
 
 
+def _check_optimizer(opt: ml_collections.ConfigDict) -> None:
+  """The schedule and Adam fields of `config.optimizer` that cannot work, as one-line InputErrors."""
+  if opt.schedule not in SCHEDULES:
+    raise InputError(
+        f"config.optimizer.schedule {opt.schedule!r} is unknown: use 'step' (StepLR / MultiStepLR per "
+        "epoch) or 'warmup_cosine' (linear warm-up, then cosine per epoch)."
+    )
+  if opt.schedule == "warmup_cosine":
+    if opt.warmup_epochs < 0:
+      raise InputError(f"config.optimizer.warmup_epochs={opt.warmup_epochs} must be 0 or more.")
+    if opt.final_lr_divisor < 1:
+      raise InputError(
+          f"config.optimizer.final_lr_divisor={opt.final_lr_divisor} must be at least 1 (the cosine "
+          "ends at learning_rate / final_lr_divisor)."
+      )
+  if not (0 <= opt.b1 < 1 and 0 <= opt.b2 < 1) or opt.eps <= 0:
+    raise InputError(
+        f"config.optimizer b1={opt.b1}, b2={opt.b2}, eps={opt.eps}: Adam needs 0 <= b1, b2 < 1 and "
+        "eps > 0."
+    )
+
+
+def warmup_cosine_rate(
+    epoch: jax.Array | int,
+    peak: float,
+    warmup_epochs: int,
+    num_epochs: int,
+    final_lr_divisor: float,
+) -> jax.Array:
+  """The learning rate of 1-based `epoch` (of `num_epochs`): `epoch / warmup_epochs * peak` while `epoch <
+  warmup_epochs`, then a cosine from `peak` (at `warmup_epochs`) to `peak / final_lr_divisor` (at
+  `num_epochs`). This is VALOR's `lr_warm_up_cos_anneal` (Franklin905/VALOR `main_avvp.py`, set before
+  each epoch with cur_epoch = 1, 2, ...; its `lr_min` is our peak / final_lr_divisor). Where `num_epochs ==
+  warmup_epochs` the official code divides by zero at the last epoch; here that epoch runs at `peak`.
+  """
+  epoch = jnp.asarray(epoch, jnp.float32)
+  low = peak / final_lr_divisor
+  progress = (epoch - warmup_epochs) / max(num_epochs - warmup_epochs, 1)
+  cosine = low + 0.5 * (peak - low) * (1.0 + jnp.cos(progress * jnp.pi))
+  warmup = epoch / max(warmup_epochs, 1) * peak
+  return jnp.where(epoch < warmup_epochs, warmup, cosine)
+
+
 def learning_rate_schedule(
     config: ml_collections.ConfigDict, steps_per_epoch: int
 ) -> optax.Schedule:
-  """Adam's learning rate per step: PyTorch's per-epoch StepLR (x decay_factor every N epochs), or its
-  MultiStepLR (x decay_factor after each epoch of `decay_epochs`)."""
+  """The learning rate per step, constant within an epoch (the official codes set it per epoch).
+
+  `config.optimizer.schedule`:
+    "step":          PyTorch's StepLR (x decay_factor every `decay_every_epochs`; 0: constant), or its
+                     MultiStepLR (x decay_factor after each epoch of `decay_epochs`, when given);
+    "warmup_cosine": `warmup_cosine_rate` of the epoch (1-based), over the run's epochs (the task's recipe:
+                     the reduced one on the synthetic data).
+  """
   opt = config.optimizer
   peak = peak_learning_rate(config)
+  if opt.schedule == "warmup_cosine":
+    num_epochs = num_train_epochs(config)
+    return lambda step: warmup_cosine_rate(
+        step // steps_per_epoch + 1, peak, int(opt.warmup_epochs), num_epochs, opt.final_lr_divisor
+    )
   milestones = tuple(opt.get("decay_epochs", ()))
   if milestones:
     if any(int(e) <= 0 for e in milestones) or list(milestones) != sorted(set(milestones)):
@@ -241,10 +318,11 @@ def make_optimizer(
   """The optimizer of `config.optimizer` and its learning-rate schedule."""
   opt = config.optimizer
   schedule = learning_rate_schedule(config, max(steps_per_epoch, 1))
+  moments = dict(b1=opt.b1, b2=opt.b2, eps=opt.eps)
   if opt.name == "adam":
-    tx = optax.adam(schedule)
-  elif opt.name == "adamw":
-    tx = optax.adamw(schedule, weight_decay=opt.weight_decay)
+    tx = optax.adam(schedule, **moments)
+  elif opt.name == "adamw":  # PyTorch's AdamW: decoupled decay lr * weight_decay * param
+    tx = optax.adamw(schedule, weight_decay=opt.weight_decay, **moments)
   elif opt.name == "sgd":
     tx = optax.sgd(schedule)
   else:

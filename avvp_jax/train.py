@@ -285,7 +285,10 @@ def _train(
       ).items()
   }
   best = best_tracker.BestTracker(
-      config.checkpoint.best_metric, seeds, evals[evaluate_lib.VALIDATION][0].keys
+      config.checkpoint.best_metric,
+      seeds,
+      evals[evaluate_lib.VALIDATION][0].keys,
+      rule=config.checkpoint.best_rule,
   )
 
   chrono = reporting.Chrono(num_epochs * steps_per_epoch, config.batch_size * len(seeds))

@@ -75,11 +75,15 @@ MUST_MATCH = {
     "synthetic_learning_rate": "the peak learning rate on the synthetic data",
     "synthetic_label_embeddings": "LEAP's label table on the synthetic data (a model input)",
     "checkpoint.best_metric": "the ranking the stored best save and best scores were chosen by",
+    "checkpoint.best_rule": "how ties ranked when the stored best save was chosen",
 }
 # ... and may differ in these: they change how long the run trains and what it reports or saves, not the
 # steps it takes. Each change is recorded in WORKDIR/config_history.jsonl.
 MAY_CHANGE = {
-    "num_epochs": "trains longer (or stops earlier); the schedule is per epoch and does not depend on it",
+    "num_epochs": (
+        "trains longer (or stops earlier); the step schedule is per epoch and does not depend on it "
+        "(optimizer.schedule='warmup_cosine' anneals over the run's epochs: `check` refuses a change there)"
+    ),
     "synthetic_num_epochs": "the same, on the synthetic data",
     "eval_batch_size": "evaluation pads and masks: every clip counts once whatever the batch",
     "eval_every_epochs": "when validation runs (and so which epochs may become the best)",
@@ -217,6 +221,10 @@ def check(workdir: str, config: ml_collections.ConfigDict) -> dict[str, tuple[An
       for name, c in differences(stored, config).items()
       if not may_change(name) and name.split(".")[:2] not in unread
   }
+  if stored.optimizer.get("schedule") == "warmup_cosine":  # its cosine spans the run's epochs
+    epochs = state_lib.num_train_epochs(stored), state_lib.num_train_epochs(config)
+    if epochs[0] != epochs[1]:
+      refused["the epochs optimizer.schedule='warmup_cosine' anneals over"] = epochs
   if refused:
     workdir = checkpoint_lib.absolute(workdir)
     shown = "; ".join(

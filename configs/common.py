@@ -282,6 +282,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # PyTorch's MultiStepLR stepped per epoch: lr x decay_factor after each of these epochs (e.g. (60, 120));
   # when given, it replaces decay_every_epochs.
   config.optimizer.decay_epochs = ()
+  # The learning rate per epoch: "step" (the StepLR / MultiStepLR fields above) or "warmup_cosine" (VALOR's
+  # lr_warm_up_cos_anneal: epoch e/warmup_epochs x peak for e < warmup_epochs, then a cosine from the peak
+  # down to learning_rate / final_lr_divisor at the run's last epoch; see avvp_jax/state.py).
+  config.optimizer.schedule = "step"
+  config.optimizer.warmup_epochs = 0  # warmup_cosine only: epochs of linear warm-up (VALOR: 10)
+  # warmup_cosine only: the last epoch's learning rate is the peak / this.
+  config.optimizer.final_lr_divisor = 100.0
+  # Adam's moment decays and epsilon (adam and adamw; PyTorch's and optax's defaults; VALOR: b1 0.5).
+  config.optimizer.b1 = 0.9
+  config.optimizer.b2 = 0.999
+  config.optimizer.eps = 1e-8
   config.optimizer.weight_decay = 0.0  # decoupled weight decay (adamw only)
   config.optimizer.grad_clip_norm = 0.0  # clip the global gradient norm to this; 0: no clipping
 
@@ -295,6 +306,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint.keep = 1  # latest saves kept in WORKDIR/checkpoints
   # Validation metric that selects the separate full-state "best" save in WORKDIR/best (higher is better).
   config.checkpoint.best_metric = "segment/type"
+  # How a tie with the best so far counts: ">=" (the later epoch becomes the best, as HAN's official code)
+  # or ">" (strict: the first best is kept, as VALOR's).
+  config.checkpoint.best_rule = ">="
   # More evaluations at every validation, beside "val" (which ranks the epochs): {name: {split, type}}, the
   # task's default evaluator unless `type` names another. Entries are added in a config file (a locked config
   # takes no new keys on the command line), e.g. `config.evals.test = dict(split="test")` to follow the test

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from avvp_jax import best_tracker
+from avvp_jax.errors import InputError
 
 KEYS = ("segment/type", "event/type")
 
@@ -34,6 +35,33 @@ class BestTrackerTest(absltest.TestCase):
     self.assertEqual(tracker.metrics[1], {"segment/type": 40.0, "event/type": 7.0})
     self.assertIn("seeds 4, 5: ", tracker.describe(improved))
     self.assertIn("for seed 4: 40.00 at step 20", tracker.describe(np.array([False, True, False])))
+
+  def test_strict_rule_keeps_the_first_best(self):
+    """VALOR's `if F > best_F`: a tie keeps the earlier epoch and its state; ">=" takes the later one."""
+    later = best_tracker.BestTracker("segment/type", seeds=[0, 1], keys=KEYS)
+    first = best_tracker.BestTracker("segment/type", seeds=[0, 1], keys=KEYS, rule=">")
+    epochs = [  # (step, per-replica scores): replica 0 ties its best at step 30, replica 1 improves
+        (10, [scores(50.0, 1.0), scores(20.0)]),
+        (20, [scores(49.0), scores(25.0)]),
+        (30, [scores(50.0, 2.0), scores(26.0)]),
+    ]
+    for step, per_seed in epochs:
+      state = {"w": jnp.full((2, 1), float(step))}
+      improved_later = later.update(step, per_seed, state)
+      improved_first = first.update(step, per_seed, state)
+    np.testing.assert_array_equal(improved_later, [True, True])
+    np.testing.assert_array_equal(improved_first, [False, True])
+    self.assertEqual(later.steps, [30, 30])
+    self.assertEqual(first.steps, [10, 30])
+    self.assertEqual(first.metrics[0], {"segment/type": 50.0, "event/type": 1.0})
+    np.testing.assert_array_equal(first.state["w"], [[10.0], [30.0]])
+    np.testing.assert_array_equal(later.state["w"], [[30.0], [30.0]])
+
+  def test_unknown_rule_is_one_line(self):
+    with self.assertRaisesRegex(
+        InputError, r"^config.checkpoint.best_rule '>>' is unknown: use '>='"
+    ):
+      best_tracker.BestTracker("segment/type", seeds=[0], keys=KEYS, rule=">>")
 
   def test_json_round_trip(self):
     tracker = best_tracker.BestTracker("segment/type", seeds=[0, 1], keys=KEYS)

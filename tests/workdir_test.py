@@ -199,6 +199,31 @@ class WorkdirContractTest(absltest.TestCase):
     self.assertNotIn("--config", " ".join(third["argv"]))
     self.assertEqual(open(os.path.join(workdir, "config.json"), "rb").read(), config_bytes)
 
+  def test_workdir_of_an_older_config_evaluates_and_continues(self):
+    """A config.json written before the schedule, Adam-moment and tie-rule fields: backfilled as it ran."""
+    workdir = self._copy("older")
+    path = os.path.join(workdir, "config.json")
+    stored = json.load(open(path))
+    for key in ("schedule", "warmup_epochs", "final_lr_divisor", "b1", "b2", "eps"):
+      del stored["optimizer"][key]
+    del stored["checkpoint"]["best_rule"]
+    with open(path, "w") as f:
+      json.dump(stored, f)
+    report = evaluate_checkpoint.evaluate_checkpoint(
+        None, workdir, "val", out=os.path.join(self.root, "older_eval.json")
+    )
+    self.assertEqual(
+        {k: report[k] for k in metrics.KEYS}, {k: self.scores[k] for k in metrics.KEYS}
+    )
+    train.train_and_evaluate(tiny_config(synthetic_num_epochs=2), workdir)
+    self.assertEqual(
+        os.path.basename(checkpoint.find_state_checkpoint(workdir, which="latest")), "16"
+    )
+    self.assertEqual(
+        workdir_lib.history(workdir)[-1]["changed"],
+        {"synthetic_num_epochs": {"old": 1, "new": 2}},
+    )
+
   def test_a_held_lock_refuses_a_second_trainer_and_a_stale_one_is_taken_over(self):
     workdir = self._copy("locked")
     holder = subprocess.Popen(

@@ -14,8 +14,8 @@ with audio [B, T, Da], frames [B, T, Df] (pooled) or [B, 8T, Df] (raw), motion [
   audio_filter_prob, visual_filter_prob     [B, C] what the official evaluation of the model gates segment
                                predictions with (HAN/MMIL: video_prob; LEAP: see leap.py)
   audio_embedding, visual_embedding         [B, T, D] encoder outputs
-  plus decoder extras (MMIL: temporal_attention, modality_attention [B, T, 2, C]; LEAP: video_prob_soft,
-  segment_*_logits, *_label_embedding).
+  plus decoder extras (MMIL: segment_*_logits [B, T, C], temporal_attention, modality_attention [B, T, 2, C];
+  LEAP: video_prob_soft, segment_*_logits, *_label_embedding).
 
 Registries map a config name to a `Part`: a builder `(model_config, meta, dtype) -> nn.Module` ("none"
 refiner: None) and the config sections it reads (which the workdir contract and the ignored-field warning ask).

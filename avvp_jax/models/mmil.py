@@ -3,6 +3,7 @@
 With f[t, m] the encoded segment t of modality m (audio, visual) stacked into [B, T, 2, D]:
 
   P[t, m]  = sigmoid(fc_prob(f[t, m]))                          segment probabilities   (eq. 5)
+                                                                (fc_prob(f[t, m]): segment_*_logits)
   Wt[t, m] = softmax over t of fc_frame_att(f[t, m])            temporal attention      (eq. 6)
   Wm[t, m] = softmax over m of fc_av_att(f[t, m])               audio-visual attention  (eq. 7)
   p        = sum_t sum_m Wt[t, m] * Wm[t, m] * P[t, m]          video-level             (eq. 8)
@@ -43,7 +44,8 @@ class MMILDecoder(nn.Module):
     head = lambda name: layers.torch_dense(self.num_classes, dim, name=name, dtype=self.dtype)(
         segments_BxTxMxD
     ).astype(jnp.float32)
-    segment_prob_BxTxMxC = jax.nn.sigmoid(head("fc_prob"))
+    segment_logits_BxTxMxC = head("fc_prob")
+    segment_prob_BxTxMxC = jax.nn.sigmoid(segment_logits_BxTxMxC)
     temporal_att_BxTxMxC = jax.nn.softmax(head("fc_frame_att"), axis=1)
     modality_att_BxTxMxC = jax.nn.softmax(head("fc_av_att"), axis=2)
     weighted_BxTxMxC = temporal_att_BxTxMxC * segment_prob_BxTxMxC
@@ -55,6 +57,9 @@ class MMILDecoder(nn.Module):
         "visual_prob": modality_prob_BxMxC[:, 1],
         "segment_audio_prob": segment_prob_BxTxMxC[:, :, 0],
         "segment_visual_prob": segment_prob_BxTxMxC[:, :, 1],
+        # [B, T, C] fc_prob before the sigmoid (VALOR's loss takes BCE-with-logits of them)
+        "segment_audio_logits": segment_logits_BxTxMxC[:, :, 0],
+        "segment_visual_logits": segment_logits_BxTxMxC[:, :, 1],
         "audio_filter_prob": video_prob_BxC,
         "visual_filter_prob": video_prob_BxC,
         "temporal_attention": temporal_att_BxTxMxC,  # [B, T, 2, C], sums to 1 over T

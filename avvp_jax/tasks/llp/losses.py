@@ -1,4 +1,4 @@
-"""Training losses of HAN and LEAP: `compute_loss(config.loss, outputs, batch) -> (loss, terms)`.
+"""Training losses of HAN, LEAP, LINK and VALOR: `compute_loss(config.loss, outputs, batch) -> (loss, terms)`.
 
 `outputs` is a model's output dict (`avvp_jax.models`), `batch` a batch dict (`avvp_jax.tasks.llp.batch_keys`).
 Every loss is the mean over the real clips of the batch (weighted by `batch["mask"]` when present),
@@ -23,6 +23,13 @@ LEAP (Zhou et al., ECCV 2024; jasongief/LEAP `main_leap.py:train`, `avss_loss`):
     "official": x_ij = <Pa_i, Pv_j> / max(max_i |Pa_i|, max_j |Pv_j|), target = x / (1 + x) + avss_eps
                 (the official sigmoid(log x) + eps; 0 + eps when neither modality has an event);
     "paper":    target = |Pa_i & Pv_j| / |Pa_i | Pv_j|, the per-pair event IoU (0 when both are empty).
+
+VALOR (Lai, Chen and Wang, NeurIPS 2023; Franklin905/VALOR `main_avvp.py:train`):
+  BCE(video_prob, y) + segment_weight * [BCEWithLogits(segment_audio_logits, Pa)
+                                         + BCEWithLogits(segment_visual_logits, Pv)]
+  with Pa / Pv the segment pseudo labels (CLAP / CLIP in the paper) and the logits the decoder's segment
+  scores before the sigmoid (MMIL's fc_prob); official: segment_weight 1, both terms on. No per-modality
+  video-level term. `audio_segment_loss` / `visual_segment_loss` switch a term off (reported as 0).
 
 LINK (Wang et al., arXiv 2412.20872, eq. 7-12): LEAP's L_basic (video, per-modality and pseudo-label terms,
 with the same fallbacks) + avss_weight * S-LOSS, where S-LOSS is the avss loss above with each pair's squared
@@ -79,6 +86,14 @@ def _bce_per_clip(prob: Array, target: Array) -> Array:
   """Binary cross-entropy of clamped `prob` and `target` (same shape `[B, ...]`), averaged per clip `[B]`."""
   target = jax.lax.stop_gradient(_f32(target))
   return _per_clip_mean(-(target * jnp.log(prob) + (1.0 - target) * jnp.log1p(-prob)))
+
+
+def _bce_with_logits_per_clip(logits: Array, target: Array) -> Array:
+  """PyTorch's `binary_cross_entropy_with_logits` of `logits` and `target` `[B, ...]`, averaged per clip `[B]`,
+  in its stable form max(x, 0) - x y + log(1 + exp(-|x|))."""
+  x = _f32(logits)
+  target = jax.lax.stop_gradient(_f32(target))
+  return _per_clip_mean(jnp.maximum(x, 0.0) - x * target + jnp.log1p(jnp.exp(-jnp.abs(x))))
 
 
 def _batch_mean(per_clip: Array, batch: Mapping[str, Any]) -> Array:
@@ -172,7 +187,10 @@ def _pseudo_label_flags(config: ml_collections.ConfigDict) -> dict[str, bool]:
 
 
 def needs_pseudo_labels(config: ml_collections.ConfigDict) -> list[str]:
-  """The `config.loss` flags (LEAP and LINK losses) that read segment pseudo labels; empty: none does."""
+  """The `config.loss` flags (LEAP, LINK and VALOR losses) that read segment pseudo labels; empty: none does."""
+  if config.name == "valor":
+    flags = _pseudo_label_flags(config)
+    return [name for name in ("audio_segment_loss", "visual_segment_loss") if flags[name]]
   if config.name not in ("leap", "link"):
     return []
   flags = _pseudo_label_flags(config)
@@ -330,10 +348,48 @@ def link_loss(
   return loss, terms
 
 
+def valor_loss(
+    config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
+) -> tuple[Array, Terms]:
+  """VALOR's loss: video BCE + segment_weight * the segment BCE-with-logits per modality (module docstring)."""
+  label = _f32(batch[batch_keys.LABEL])
+  terms = {
+      "video": _batch_mean(
+          _bce_per_clip(_clamp(outputs["video_prob"], config.clamp_eps), label), batch
+      )
+  }
+  keys = {"audio": batch_keys.AUDIO_PSEUDO_LABEL, "visual": batch_keys.VISUAL_PSEUDO_LABEL}
+  for m in ("audio", "visual"):
+    if not config.get(f"{m}_segment_loss", False):
+      terms[f"{m}_segment"] = jnp.zeros((), jnp.float32)
+      continue
+    if keys[m] not in batch:
+      raise InputError(
+          f"config.loss.name='valor' with {m}_segment_loss=True but the batch has no {m} segment pseudo "
+          "labels: set --config.data.pseudo_labels (VALOR's folder, one made by launch/make_pseudo_labels.py, "
+          f"or 'simulated' on the embedded synthetic data), or set --config.loss.{m}_segment_loss=False."
+      )
+    if f"segment_{m}_logits" not in outputs:
+      raise InputError(
+          f"config.loss.name='valor' needs the model's segment_{m}_logits output, which this decoder does "
+          "not give: use config.model.decoder='mmil' (or 'leap')."
+      )
+    terms[f"{m}_segment"] = _batch_mean(
+        _bce_with_logits_per_clip(outputs[f"segment_{m}_logits"], batch[keys[m]]), batch
+    )
+  loss = terms["video"] + config.segment_weight * (terms["audio_segment"] + terms["visual_segment"])
+  return loss, terms
+
+
 LossFn = Callable[
     [ml_collections.ConfigDict, Mapping[str, Array], Mapping[str, Any]], tuple[Array, Terms]
 ]
-LOSSES: dict[str, LossFn] = {"han": han_loss, "leap": leap_loss, "link": link_loss}
+LOSSES: dict[str, LossFn] = {
+    "han": han_loss,
+    "leap": leap_loss,
+    "link": link_loss,
+    "valor": valor_loss,
+}
 
 
 def compute_loss(
@@ -342,7 +398,7 @@ def compute_loss(
   """The loss named by `config.name` (a key of `LOSSES`).
 
   Args:
-    config: `config.loss`; `config.name` in {"han", "leap", "link"}.
+    config: `config.loss`; `config.name` in {"han", "leap", "link", "valor"}.
     outputs: the model's output dict (`video_prob [B, C]`, `audio_prob`, `visual_prob [B, C]`,
       `segment_audio_prob`, `segment_visual_prob [B, T, C]`, `audio_embedding`, `visual_embedding
       [B, T, D]`), any float dtype.
@@ -353,7 +409,7 @@ def compute_loss(
     `(loss, terms)`: the float32 scalar to minimise and a dict of its named float32 scalar terms
     (unweighted): HAN `video`, `audio`, `visual`; LEAP also `audio_segment`, `visual_segment`, `avss`;
     LINK `video`, `audio`, `visual`, `audio_segment`, `visual_segment`, `similarity` (unless off) and
-    `first_pass` (with PLSIM).
+    `first_pass` (with PLSIM); VALOR `video`, `audio_segment`, `visual_segment`.
   """
   if config.name not in LOSSES:
     raise InputError(f"config.loss.name {config.name!r} is unknown: use one of {sorted(LOSSES)}.")
