@@ -18,9 +18,9 @@ Run card
              training on 2 shared CPU cores; three seeds in one process (--config.num_seeds=3) 27 min 5 s on a
              2-core x86-64 CPU shared with other jobs (19 min 38 s of training, validation every epoch, the
              test report), the 512-clip synthetic build already made.
-  Expected:  paper (LLP test, real features, VALOR's CLAP/CLIP labels; Table 1 of the paper), percent:
-               VALOR:   segment audio 61.8, visual 65.9, AV 58.4, Type@AV 62.0, Event@AV 61.5
-                        event   audio 55.4, visual 62.6, AV 52.2, Type@AV 56.7, Event@AV 54.2
+  Expected:  paper (LLP test, real features, VALOR's CLAP/CLIP labels): the abstract of Lai et al. (NeurIPS
+             2023) gives +8.0 segment Type@AV over HAN and +5.4 over the previous best (VALOR++); read the
+             per-metric figures from its Table 1 (not copied here: not checked against the paper).
              SYNTHETIC data, three seeds (--config.num_seeds=3, seeds 1000-1002; test split, 1,200 clips, each
              seed's best validation state), with the SIMULATED VALOR-like segment labels, percent:
                segment: audio 67.5 ± 0.6, visual 73.5 ± 0.8, audio-visual 60.9 ± 1.3, Type@AV 67.3 ± 0.9,
