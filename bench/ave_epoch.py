@@ -27,12 +27,13 @@ For each model, at its official batch size (A+V-att and DMRN 64, PSP 128, CMBS 6
     cycled. Timing does not depend on the values (no data-dependent shapes).
   * interleaving: step i of ours, then step i of each official variant, then step i + 1 ..., each timed to
     completion (wall and process CPU time), so load from other jobs on a shared machine falls on all alike;
-    an untimed compile / warm-up step each first. The epoch time is the sum of its steps' times.
+    untimed warm-up steps of each first (`WARMUP_STEPS`). The epoch time is the sum of its steps' times.
 
 Parameter counts: the official ones include the modules its forward never calls (PSP's `v_classify`,
 `a_classify`, `linear_v`; CMBS's `encoder_layer`, `decoder_layer`, ...), which ours leaves out.
 
-`--steps=N` times only the first N steps of each and extrapolates the epoch from their mean (a smoke run).
+`--steps=N` times only the first N steps of each and extrapolates the epoch from their median (a smoke run, or
+the CMBS figures, whose whole interleaved epoch takes about 40 minutes on a 2-core CPU).
 
 Prints a markdown table per model and variant: steps per epoch, epoch seconds, steps/s, clips/s, the speed
 ratio ours / official (clips/s over clips/s: above 1, ours is faster), median step (wall and CPU), FLOPs per
@@ -62,6 +63,9 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 
 AVE_TRAIN_CLIPS = 3_339  # the rows of train_order.h5
 NUM_DISTINCT = 3  # distinct batches per side, cycled through the epoch
+# Untimed steps of each side first: XLA's first run of the compiled step, PyTorch's Adam state and oneDNN's
+# kernels (its first few steps run up to 2x slower).
+WARMUP_STEPS = 2
 
 # name -> (run card, official batch, whether the official loader drops the last partial batch)
 MODELS = {
@@ -194,18 +198,17 @@ class Official:
     self.clips_per_epoch = full * self.batch_size + (0 if drop_last else rest)
     self.last_real = rest if (rest and not drop_last) else None
     torch.manual_seed(0)
-    self.model, self.loss_fn, self.optimizer, self.after = self._build()
+    self.model, self.loss_fn, make_optimizer, self.after = self._build()
     self.model.to(self.dtype).train()
-    self.optimizer = self.optimizer(self.model.parameters())
+    self.optimizer = make_optimizer(self.model.parameters())
     self.scheduler = (
         torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=15000, gamma=0.1)
         if name in ("ave", "dmrn")
         else None
     )
     self.num_params = sum(p.numel() for p in self.model.parameters())
-    if (
-        name == "psp"
-    ):  # the official loader's targets for successive batches, its stale buffer included
+    # PSP: the official loader's AVPS targets for successive batches, its stale buffer included.
+    if name == "psp":
       import ave_torch_oracles  # pylint: disable=g-import-not-at-top  (tests/: the official code)
 
       targets = ave_torch_oracles.official_avps_targets([b["segment_label"] for b in batches])
@@ -234,9 +237,8 @@ class Official:
 
       def loss(out, b):
         _, score, cross_att, _, _ = out
-        return criterion(
-            score.permute(0, 2, 1), b["segment_class"]
-        ) + 100 * ave_torch_oracles.avps_loss(cross_att, b["avps_target"])
+        cross_entropy = criterion(score.permute(0, 2, 1), b["segment_class"])
+        return cross_entropy + 100 * ave_torch_oracles.avps_loss(cross_att, b["avps_target"])
 
       return model, loss, lambda p: torch.optim.Adam(p, lr=1e-3), None
     model = cmbs_torch_oracle.SupvMainModel()  # supv_main.py with configs/main.json
@@ -268,9 +270,8 @@ class Official:
     loss = self.loss_fn(out, b)
     loss.backward()
     if self.scheduler is not None:
-      with (
-          warnings.catch_warnings()
-      ):  # torch warns of this order; the official script silences warnings too
+      # torch warns of this order (scheduler before optimizer); the official script silences warnings too.
+      with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         self.scheduler.step()  # AVE-ECCV18 steps its StepLR before the optimizer, per iteration
     if self.after is not None:
@@ -303,10 +304,11 @@ def _timed_step(runner, i: int) -> None:
   runner.cpu.append(time.process_time() - cpu_start)
 
 
-def time_interleaved(runners: list, steps: int) -> None:
-  """One untimed step of each, then step i of each in turn (a whole epoch each, or the first `steps`)."""
-  for runner in runners:
-    runner.step(0)
+def time_interleaved(runners: list, steps: int, warmup: int = WARMUP_STEPS) -> None:
+  """`warmup` untimed steps of each, then step i of each in turn (a whole epoch each, or the first `steps`)."""
+  for i in range(warmup):
+    for runner in runners:
+      runner.step(i)
   for i in range(max(steps or r.steps_per_epoch for r in runners)):
     for runner in runners:
       if i < (min(steps, runner.steps_per_epoch) if steps else runner.steps_per_epoch):
@@ -319,7 +321,7 @@ def time_interleaved(runners: list, steps: int) -> None:
 def summary(name: str, runner, ours: Ours, peak_gflops: float) -> dict:
   timed = len(runner.wall)
   whole = timed == runner.steps_per_epoch
-  epoch_s = sum(runner.wall) if whole else float(np.mean(runner.wall)) * runner.steps_per_epoch
+  epoch_s = sum(runner.wall) if whole else float(np.median(runner.wall)) * runner.steps_per_epoch
   clips_s = runner.clips_per_epoch / epoch_s
   flop_per_clip = ours.cost["flops"] / ours.batch_size
   return dict(
