@@ -455,10 +455,6 @@ def main():
   parser.add_argument("--peak_only", action="store_true")
   parser.add_argument("--no_measure_fma", action="store_true", help="skip the compiled FMA kernel")
   args = parser.parse_args()
-  if bench_train._stub_data_without_tensorflow():  # pylint: disable=protected-access
-    print(
-        "TensorFlow is not installed: the trainer's input pipeline is stubbed out (not used here)."
-    )
   device = jax.devices()[0]
   print(
       f"devices: {jax.device_count()} x {device.device_kind} ({device.platform}), {os.cpu_count()} CPU cores; "
