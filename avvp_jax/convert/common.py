@@ -61,8 +61,8 @@ def _numpy_globals() -> list[Any]:
   ]
 
 
-def _torch_load(path: str) -> Any:
-  """`torch.load` without running pickled code: tensors, containers and numpy arrays only."""
+def import_torch() -> Any:
+  """torch, imported on first use (the core install has none), or a one-line InputError naming the extra."""
   try:
     import torch  # pylint: disable=g-import-not-at-top  (lazy: keeps the core install free of torch)
   except ImportError as error:
@@ -70,6 +70,12 @@ def _torch_load(path: str) -> Any:
         "reading an official PyTorch checkpoint needs torch: install the parity extra "
         "(pip install -e '.[parity]', which pins torch==2.13.0)."
     ) from error
+  return torch
+
+
+def _torch_load(path: str) -> Any:
+  """`torch.load` without running pickled code: tensors, containers and numpy arrays only."""
+  torch = import_torch()
   try:
     try:
       return torch.load(path, map_location="cpu", weights_only=True)

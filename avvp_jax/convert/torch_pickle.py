@@ -40,6 +40,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from avvp_jax.convert import common
 from avvp_jax.errors import InputError
 
 # Modules of the official repositories whose classes a pickled model names (YapengTian/AVE-ECCV18: models.py,
@@ -257,13 +258,7 @@ def read_module_state(path: str | os.PathLike[str]) -> PickledModel:
         f"checkpoint {path!r} does not exist: pass the .pt (or .pth.tar) file the official training "
         "script saved."
     )
-  try:
-    import torch  # pylint: disable=g-import-not-at-top  (lazy: keeps the core install free of torch)
-  except ImportError as error:
-    raise InputError(
-        "reading an official PyTorch checkpoint needs torch: install the parity extra "
-        "(pip install -e '.[parity]', which pins torch==2.13.0)."
-    ) from error
+  torch = common.import_torch()
   try:
     with (
         warnings.catch_warnings()

@@ -18,23 +18,17 @@ official weights were trained so.
 re-initialises them, torch's default otherwise).
 """
 
-import math
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from avvp_jax.models import layers
+
 Dtype = Any
 
 NUM_REGIONS = 49  # 7 x 7
-
-
-def _uniform(limit: float) -> nn.initializers.Initializer:
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -limit, limit)
-
-  return init
 
 
 def linear(
@@ -58,16 +52,15 @@ def linear(
     zero_bias: a zero bias (the official `bias.data.fill_(0)`); else torch's default +-1/sqrt(fan_in).
     dtype: computation dtype (None: that of the inputs).
   """
-  limit = math.sqrt(6.0 / (fan_in + features)) if xavier else 1.0 / math.sqrt(fan_in)
-  bias_init = nn.initializers.zeros if zero_bias else _uniform(1.0 / math.sqrt(fan_in))
-  return nn.Dense(
+  return layers.torch_dense(
       features,
-      use_bias=use_bias,
-      dtype=dtype,
-      param_dtype=jnp.float32,
-      kernel_init=_uniform(limit),
-      bias_init=bias_init,
+      fan_in,
       name=name,
+      dtype=dtype,
+      xavier=xavier,
+      xavier_fan_out=features,
+      zero_bias=zero_bias,
+      use_bias=use_bias,
   )
 
 

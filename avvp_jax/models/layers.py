@@ -41,6 +41,7 @@ def torch_dense(
     xavier: bool = False,
     zero_bias: bool = False,
     use_bias: bool = True,
+    xavier_fan_out: int | None = None,
 ) -> nn.Dense:
   """A Dense initialised like `torch.nn.Linear(fan_in, features)`; params stay float32.
 
@@ -53,9 +54,12 @@ def torch_dense(
       the packed [3 * fan_in, fan_in] matrix, i.e. fan_in + fan_out = 4 * fan_in).
     zero_bias: zero bias (`nn.MultiheadAttention`'s projections).
     use_bias: False: no bias (e.g. a bias-free `nn.Conv1d` of kernel size 1, initialised the same way).
+    xavier_fan_out: the fan-out Xavier counts (default 3 * features, the packed matrix above; `features` for
+      a plain `init.xavier_uniform` of this layer's weight).
   """
   if xavier:
-    kernel_init = _uniform(math.sqrt(6.0 / (fan_in + 3 * features)))
+    fan_out = 3 * features if xavier_fan_out is None else xavier_fan_out
+    kernel_init = _uniform(math.sqrt(6.0 / (fan_in + fan_out)))
   else:
     kernel_init = _uniform(1.0 / math.sqrt(fan_in))
   bias_init = nn.initializers.zeros if zero_bias else _uniform(1.0 / math.sqrt(fan_in))
