@@ -165,7 +165,11 @@ def _validate(config, evals, state, data, mesh, seeds, log=None, step=0) -> dict
   for name, report in reports.items() if log is not None else ():
     per_seed = report.get("per_seed", [report])
     keys = evals[name][0].keys
-    log.scalars(step, {f"{name}/{k}": np.array([s[k] for s in per_seed]) for k in keys})
+    log.scalars(
+        step,
+        {f"{name}/{k}": np.array([s[k] for s in per_seed]) for k in keys},
+        {"epoch": step // data.steps_per_epoch},  # validation runs at epoch ends: counted from 1
+    )
   return reports[evaluate_lib.VALIDATION]
 
 

@@ -54,6 +54,7 @@ _MULTIHOST = flags.DEFINE_bool(
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
   from avvp_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from avvp_jax import followed_evals  # pylint: disable=g-import-not-at-top
   from avvp_jax import tasks  # pylint: disable=g-import-not-at-top
   from avvp_jax.tools import evaluate_checkpoint  # pylint: disable=g-import-not-at-top
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
@@ -84,6 +85,8 @@ def main(argv: list[str]) -> None:
   task = tasks.get(report["task"])
   keys = task.evaluators[task.default_evaluator].keys
   print("\n".join(evaluate.report_lines(report, keys)))
+  for entry in report.get("best_followed_epoch", {}).values():
+    print(followed_evals.line(entry))
   print(f"wrote {path}")
 
 

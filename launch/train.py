@@ -85,6 +85,7 @@ def _main(argv: list[str]) -> None:
     )
   import jax  # pylint: disable=g-import-not-at-top
   from avvp_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from avvp_jax import followed_evals  # pylint: disable=g-import-not-at-top
   from avvp_jax import interrupts  # pylint: disable=g-import-not-at-top
   from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
   from avvp_jax import tasks  # pylint: disable=g-import-not-at-top
@@ -137,6 +138,8 @@ def _main(argv: list[str]) -> None:
   if jax.process_index() == 0:
     print(f"{split}, best state ({report['num_clips']} clips; {report['headline']}):")
     print("\n".join(evaluate.report_lines(report, keys)))
+    for entry in report.get("best_followed_epoch", {}).values():
+      print(followed_evals.line(entry))
     print(
         f"workdir {os.path.abspath(workdir)}; wrote {os.path.join(workdir, f'eval_{split}.json')}"
     )

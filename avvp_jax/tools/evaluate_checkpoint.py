@@ -19,6 +19,7 @@ import ml_collections
 
 from avvp_jax import checkpoint as checkpoint_lib
 from avvp_jax import evaluate
+from avvp_jax import followed_evals
 from avvp_jax import provenance
 from avvp_jax import sharding
 from avvp_jax import state as state_lib
@@ -120,7 +121,9 @@ def evaluate_checkpoint(
     "per_class", "num_clips". A multi-seed workdir: the evaluator's keys hold the mean over the seeds, plus
     "std" (sample standard deviation, same keys), "per_seed" (one dict per seed, with its "seed") and
     "ensemble" (the scores of the outputs averaged over the seeds; LLP: the probabilities, before
-    thresholding).
+    thresholding). A workdir's run that followed `split` along training (`config.evals`) adds
+    "best_followed_epoch": {name: `followed_evals.best_followed_epoch`}, the papers' best-`split`-epoch
+    figure, labelled as such (the headline stays the validation-selected state's).
 
   Raises:
     InputError: a bad split, no checkpoint at the path, or a config that does not fit the checkpoint.
@@ -178,8 +181,30 @@ def evaluate_checkpoint(
       synthetic=bool(data.synthetic) or "SYNTHETIC" in data.description,
       **provenance.package(),
   )
+  followed = _followed(config, workdir if not checkpoint else None, split, seeds)
+  if followed:
+    report["best_followed_epoch"] = followed
   if jax.process_index() == 0:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))
   logging.info("Wrote %s", path)
   return report
+
+
+def _followed(
+    config: ml_collections.ConfigDict, workdir: str | None, split: str, seeds: list[int]
+) -> dict[str, Any]:
+  """{name: `followed_evals.best_followed_epoch`} of each `config.evals` entry on `split` that the training
+  run in `workdir` logged (none for another checkpoint than the workdir's own)."""
+  if workdir is None:
+    return {}
+  out = {}
+  for name, entry in dict(config.get("evals") or {}).items():
+    if entry.get("split", name) != split:
+      continue
+    best = followed_evals.best_followed_epoch(
+        checkpoint_lib.absolute(workdir), seeds, name, split, config.checkpoint.best_metric
+    )
+    if best is not None:
+      out[name] = best
+  return out
