@@ -277,17 +277,25 @@ _COMPILATION_CACHE = flags.DEFINE_string(
 
 def use_compilation_cache(folder: str) -> str | None:
   """Points JAX's persistent compilation cache at `folder` (`~` expanded; "off" or "": none) unless the
-  environment already names one (`JAX_COMPILATION_CACHE_DIR`). Returns the folder in use, or None.
+  environment already names one (`JAX_COMPILATION_CACHE_DIR`), keeping every compiled program unless
+  `JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS` says otherwise. Returns the folder in use, or None.
   """
   if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-    return os.environ["JAX_COMPILATION_CACHE_DIR"]
-  if folder in ("", "off"):
+    folder = os.environ["JAX_COMPILATION_CACHE_DIR"]
+  elif folder in ("", "off"):
     return None
   folder = os.path.expanduser(folder)
+  # Every program is kept, however quickly it compiled (JAX's default keeps those over 1 s), so the
+  # evaluation step the trainer compiled is the one `evaluate.py` loads: it compiles nothing new.
+  min_seconds = os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
   if "jax" in sys.modules:  # imported already: its config was read from the environment
     sys.modules["jax"].config.update("jax_compilation_cache_dir", folder)
+    sys.modules["jax"].config.update(
+        "jax_persistent_cache_min_compile_time_secs", float(min_seconds)
+    )
   else:  # read when jax is imported (launchers import it after their flags are checked)
     os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = min_seconds
   return folder
 
 
