@@ -85,6 +85,8 @@ def backfill(config: ml_collections.ConfigDict) -> None:
     for key, value in _OPTIMIZER_BACKFILL.items():
       if key not in optimizer:
         optimizer[key] = value
+  if "data" in config and "eval_in_memory_mb" not in config.data:
+    config.data.eval_in_memory_mb = 0  # evaluation batches were streamed every time
   if "checkpoint" in config and "best_rule" not in config.checkpoint:
     config.checkpoint.best_rule = best_tracker.TIES_KEEP_LATER  # the tracker's only rule then
 

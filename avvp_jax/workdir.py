@@ -94,6 +94,7 @@ MAY_CHANGE = {
     "debug": "test hooks",
     "profile": "a trace of some steps; no effect on training",
     "data.data_dir": "where the data build is cached; a build is keyed by its inputs",
+    "data.eval_in_memory_mb": "whether evaluation batches are read again or kept in memory; same batches",
     "evals": "what else is scored at each validation; the steps and the ranking do not change",
     "final_report": "what is scored after training; the training does not change",
 }

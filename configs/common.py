@@ -94,6 +94,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Train on the last, smaller batch of each epoch too (padded and masked), as the official loaders do
   # (PyTorch DataLoader drop_last=False: 313 steps of 32 over LLP's 10,000 clips). False: drop it (312).
   config.data.keep_partial_batch = True
+  # Evaluation splits whose padded batches take at most this many MiB on a host are kept in its memory after
+  # their first pass, so later validations read no file (LLP val with pooled frames: ~70 MiB; AVE val: ~400
+  # MiB). 0: always stream from the build.
+  config.data.eval_in_memory_mb = 1024
   # The embedded SYNTHETIC data (`features_dir` empty): training clips (a seeded subset of the 10,000 real
   # ones), the generator's seed, and how many of the first validation / test clips to keep (0: all 649 /
   # 1,200). A build is keyed by these, so changing them builds anew.

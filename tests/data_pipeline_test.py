@@ -164,6 +164,42 @@ class PipelineTest(parameterized.TestCase):
     self.assertEqual(self.data.num_eval_clips("val"), 11)
     self.assertEqual(self.data.filenames("val"), labels.filenames)
 
+  def test_an_eval_split_within_the_memory_budget_is_read_once(self):
+    kept = pipeline.prepare(
+        data_config(self.config, eval_in_memory_mb=16),
+        batch_size=4,
+        eval_batch_size=6,
+        seed=7,
+        process_index=0,
+        process_count=1,
+    )
+    next(kept.eval_batches("val"))  # a pass left after one batch is not kept
+    first = list(kept.eval_batches("val"))
+    streamed = kept.eval_dataset
+    kept.eval_dataset = lambda split: self.fail(f"{split} read from the build again")
+    for again in (list(kept.eval_batches("val")), list(kept.eval_batches("val"))):
+      self.assertLen(again, len(first))
+      for a, b in zip(again, first):
+        self.assertEqual(a.keys(), b.keys())
+        for key in a:
+          np.testing.assert_array_equal(a[key], b[key])
+    kept.eval_dataset = streamed
+    over = pipeline.prepare(
+        data_config(self.config, eval_in_memory_mb=0),  # 0: never kept
+        batch_size=4,
+        eval_batch_size=6,
+        seed=7,
+        process_index=0,
+        process_count=1,
+    )
+    calls = []
+    read = over.eval_dataset
+    over.eval_dataset = lambda split: calls.append(split) or read(split)
+    for _ in range(2):
+      self.assertLen(list(over.eval_batches("val")), len(first))
+    self.assertEqual(calls, ["val", "val"])  # streamed every time
+    self.assertEqual(self.data.eval_in_memory_mb, 1024)  # the default budget reaches the streams
+
   def test_two_hosts_train_on_disjoint_slices_that_cover_the_split(self):
     hosts = [self.host(i, 2) for i in range(2)]
     slices = [set(np.concatenate([b["index"] for b in h.train_batches(0)]).tolist()) for h in hosts]

@@ -165,6 +165,8 @@ class Streams:
     clip_id: a build's clip name (`builder.filenames`) -> the id that names the clip in messages.
     description: what the data are, for the logs.
     synthetic: whether the data are synthetic (said in every report).
+    eval_in_memory_mb: an evaluation split whose padded batches take at most this many MiB on this host is
+      kept in memory after its first pass (`eval_batches` then reads no file); 0: always streamed.
   """
 
   builder: Any
@@ -183,6 +185,10 @@ class Streams:
   clip_id: Callable[[str], str] = str
   description: str = ""
   synthetic: bool = False
+  eval_in_memory_mb: float = 0.0
+  _eval_kept: dict[str, list[dict[str, np.ndarray]]] = dataclasses.field(
+      default_factory=dict, init=False, repr=False
+  )
 
   def __post_init__(self):
     if not 0 <= self.process_index < self.process_count:
@@ -405,6 +411,19 @@ class Streams:
     """This host's `num_eval_batches(split)` padded evaluation batches of `split`, every clip once.
 
     Each dict: the features, `label`, `audio_label`/`visual_label` (val/test), `mask` [B] float32 (0 on
-    padding) and `index` [B] int32 (-1 on padding), B = `eval_batch_size // process_count`.
+    padding) and `index` [B] int32 (-1 on padding), B = `eval_batch_size // process_count`. A split within
+    `eval_in_memory_mb` is read once and then served from memory (the same arrays: do not modify them).
     """
-    yield from self.eval_dataset(split).as_numpy_iterator()
+    if split in self._eval_kept:
+      yield from self._eval_kept[split]
+      return
+    kept, size = [], 0
+    for batch in self.eval_dataset(split).as_numpy_iterator():
+      yield batch
+      if kept is not None:
+        kept.append(batch)
+        size += sum(v.nbytes for v in batch.values())
+        if size > self.eval_in_memory_mb * 2**20:
+          kept = None  # too large to keep: streamed every time
+    if kept is not None:  # a whole pass, within the budget
+      self._eval_kept[split] = kept

@@ -166,4 +166,5 @@ def prepare(
       process_index=int(process_index),
       process_count=int(process_count),
       keep_partial_batch=bool(data_config.keep_partial_batch),
+      eval_in_memory_mb=float(data_config.get("eval_in_memory_mb", 0)),
   )
