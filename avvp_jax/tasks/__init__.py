@@ -16,6 +16,8 @@ DEFAULT = "llp"  # the task of configs written before tasks existed
 TASKS: dict[str, str] = {
     "llp": "avvp_jax.tasks.llp.task",  # audio-visual video parsing on LLP (avvp_jax/tasks/llp/)
     "ave": "avvp_jax.tasks.ave.task",  # audio-visual event localization on AVE (avvp_jax/tasks/ave/)
+    # AVE's cross-modality localization (A2V / V2A), a variant of the AVE task (avvp_jax/tasks/ave/cmm_task.py)
+    "ave_cmm": "avvp_jax.tasks.ave.cmm_task",
 }
 
 
