@@ -305,6 +305,17 @@ class MatchSplitTest(absltest.TestCase):
 
 class TaskTest(absltest.TestCase):
 
+  def test_a_matcher_loads_as_an_ave_model(self):
+    from avvp_jax.tasks.ave import inference  # pylint: disable=g-import-not-at-top
+
+    config = _config()
+    audio = np.ones((2, 10, 128), np.float32)
+    visual = np.ones((2, 10, 7, 7, 512), np.float32)
+    params = cmm.CrossModalMatcher(**config.model.cmm).init(jax.random.key(0), audio, visual)
+    out = inference.Localizer(config, params["params"]).predict(audio[0], visual[0])
+    self.assertEqual(out["cross_distance"].shape, (10, 10))
+    self.assertNotIn("segment_class", out)
+
   def test_checks_are_one_line(self):
     config = _config()
     cmm_task.TASK.check_config(config)
