@@ -9,6 +9,7 @@ import pathlib
 from absl.testing import absltest
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import torch
 
@@ -315,6 +316,22 @@ class TaskTest(absltest.TestCase):
     out = inference.Localizer(config, params["params"]).predict(audio[0], visual[0])
     self.assertEqual(out["cross_distance"].shape, (10, 10))
     self.assertNotIn("segment_class", out)
+
+  def test_workdir_contract(self):
+    """A variant's data section is its family's (a change there is refused on a continued run), and configs
+    written before the split sets and the margin read as they ran."""
+    from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
+    from avvp_jax import workdir  # pylint: disable=g-import-not-at-top
+
+    config = _config()
+    exempt = workdir._other_tasks_data_sections(config, config)  # pylint: disable=protected-access
+    self.assertNotIn(["data", "ave"], exempt)
+    self.assertNotIn(["data", "ave_cmm"], exempt)
+    old = _config().to_dict()
+    old["task"] = "ave"
+    del old["data"]["ave"]["splits"], old["loss"]["cmm_margin"]
+    read = state_lib.backfilled(ml_collections.ConfigDict(old))
+    self.assertEqual((read.data.ave.splits, read.loss.cmm_margin), ("standard", 2.0))
 
   def test_checks_are_one_line(self):
     config = _config()

@@ -21,6 +21,17 @@ TASKS: dict[str, str] = {
 }
 
 
+# The section of `config.data` a family reads, where it is not the family's own name: a variant reads its
+# family's (the workdir contract compares that section, `workdir._other_tasks_data_sections`).
+DATA_SECTIONS: dict[str, str] = {"ave_cmm": "ave"}
+
+
+def data_section(name: str | None) -> str:
+  """The `config.data` section of task `name` (None or empty: `DEFAULT`'s)."""
+  name = name or DEFAULT
+  return DATA_SECTIONS.get(name, name)
+
+
 def get(name: str | None) -> task_lib.Task:
   """The task family `name` (None or empty: `DEFAULT`): a key of `TASKS`, or the (dotted) name of an
   importable module of one's own that defines `TASK` (`--config.task=my_package.my_task`).
