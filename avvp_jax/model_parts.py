@@ -21,6 +21,8 @@ ENCODERS: dict[str, tuple[str, ...]] = {
     "ave": ("ave",),
     "psp": ("psp",),
     "cmbs": ("cmbs", "cmbs_weak"),
+    # AVE's cross-modal matcher (config.task "ave_cmm"): a whole model too, its "head" the distance.
+    "cmm": ("cmm",),
 }
 DECODERS: dict[str, tuple[str, ...]] = {
     "mmil": ("mmil",),
@@ -28,7 +30,7 @@ DECODERS: dict[str, tuple[str, ...]] = {
     "dch": (),  # a localizer's own official head (the LEAP paper's "default classification head")
 }
 # The encoders that are whole localizers: they take the "dch" decoder and no refiner, and only they do.
-LOCALIZERS = ("ave", "psp", "cmbs")
+LOCALIZERS = ("ave", "psp", "cmbs", "cmm")
 REFINERS: dict[str, tuple[str, ...]] = {
     "none": (),
     "plsim": ("plsim",),

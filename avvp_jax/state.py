@@ -89,6 +89,12 @@ def backfill(config: ml_collections.ConfigDict) -> None:
     config.data.eval_in_memory_mb = 0  # evaluation batches were streamed every time
   if "checkpoint" in config and "best_rule" not in config.checkpoint:
     config.checkpoint.best_rule = best_tracker.TIES_KEEP_LATER  # the tracker's only rule then
+  # Before AVE's cross-modality localization: the standard split set, and the margin no earlier loss reads.
+  ave = config.get("data", {}).get("ave")
+  if ave is not None and "splits" not in ave:
+    ave.splits = "standard"
+  if "loss" in config and "cmm_margin" not in config.loss:
+    config.loss.cmm_margin = 2.0
 
 
 def backfilled(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

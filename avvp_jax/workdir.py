@@ -265,7 +265,10 @@ def _other_tasks_data_sections(
   both configs): another family's fields change nothing in this run."""
   if stored.get("task") != config.get("task"):
     return []
-  return [["data", name] for name in sorted(tasks.TASKS) if name != config.get("task")]
+  own = tasks.data_section(config.get("task"))  # a variant (ave_cmm) reads its family's section (ave)
+  return [
+      ["data", name] for name in sorted({tasks.data_section(n) for n in tasks.TASKS}) if name != own
+  ]
 
 
 def _now() -> str:

@@ -121,6 +121,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # segments of each video) as the training batches' `prob_label`, which PSP's weak loss reads. It leaks each
   # event's duration into weak training (more than video labels). Empty: none.
   config.data.ave.prob_labels = ""
+  # The split set: "standard" ({train,val,test}_order.h5, event localization's) or "match"
+  # ({train,val,test}_order_match.h5, the cross-modality localization task's, config.task "ave_cmm").
+  config.data.ave.splits = "standard"
 
   # --- model ----------------------------------------------------------------------------------------
   config.model = ml_collections.ConfigDict()
@@ -156,6 +159,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           dropout=0.1,
           every_segment_foreground=True,
       )
+  )
+  # AVE's cross-modal matcher (encoder "cmm", config.task "ave_cmm"; AVE-ECCV18 cmm_train.py): each tower's
+  # Dense widths, the LeakyReLU slope (Keras alpha) and the floor of the squared distance (Keras K.epsilon()).
+  config.model.cmm = ml_collections.ConfigDict(
+      dict(hidden_dim=128, embed_dim=64, negative_slope=0.3, epsilon=1e-7)
   )
   config.model.hidden_dim = 512  # width of the embedded segments and of the encoder
   # HAN encoder (avvp_jax/models/han.py); defaults are the official model's (YapengTian/AVVP-ECCV20).
@@ -275,6 +283,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # LINK with PLSIM only. Weight of the video-level BCEs of the un-modulated first pass (its segment
   # predictions are PLSIM's labels at test time); 0: not trained directly.
   config.loss.link_first_pass_weight = 1.0
+  # AVE's cross-modal matcher only (loss "cmm"): the contrastive loss's margin (cmm_train.py: 2.0).
+  config.loss.cmm_margin = 2.0
 
   # --- optimizer ------------------------------------------------------------------------------------
   config.optimizer = ml_collections.ConfigDict()
@@ -351,7 +361,7 @@ def apply_preset(
   (The AVE run cards' weak presets are theirs; `tiny` and `weak_tiny` end here.)
   """
   check_preset(arg, presets)
-  if arg and arg.endswith("tiny") and config.task == "ave":
+  if arg and arg.endswith("tiny") and config.task in ("ave", "ave_cmm"):
     config.num_epochs = 1
     config.synthetic_num_epochs = 1
     config.batch_size = 8

@@ -243,6 +243,25 @@ class RealFeaturesBuildTest(absltest.TestCase):
 
 class SyntheticBuildTest(absltest.TestCase):
 
+  def test_match_split_set_build(self):
+    """`config.data.ave.splits = "match"`: the cross-modality task's order files, in their own build."""
+    config = data_config(splits="match", synthetic_train_clips=8, synthetic_eval_clips=3)
+    self.assertNotEqual(
+        pipeline.build_key(config),
+        pipeline.build_key(data_config(synthetic_train_clips=8, synthetic_eval_clips=3)),
+    )
+    data = prepare(config, batch_size=4, eval_batch_size=4)
+    self.assertIn("'match' split set", data.description)
+    rows, orders = annotations.load_splits(split_set="match")
+    self.assertEqual({s: data.num_clips(s) for s in data.splits}, {"train": 8, "val": 3, "test": 3})
+    test = all_batches(data.eval_batches("test"))
+    real = test["mask"] > 0
+    np.testing.assert_array_equal(test["event_mask"][real], rows.event_mask()[orders["test"][:3]])
+    generator = synthetic.SyntheticAVE(0, rows)
+    np.testing.assert_array_equal(
+        test["audio"][real][2], generator.features(int(orders["test"][2]))["audio"]
+    )
+
   def test_synthetic_weak_build(self):
     config = data_config(supervision="weak", synthetic_train_clips=40, synthetic_eval_clips=5)
     data = prepare(config, batch_size=8, eval_batch_size=4)

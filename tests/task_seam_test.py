@@ -111,7 +111,9 @@ class EvalsTest(absltest.TestCase):
 class RegistryTest(absltest.TestCase):
 
   def test_unknown_task_is_one_line(self):
-    with self.assertRaisesRegex(InputError, "config.task 'nope' is unknown: use one of ave, llp"):
+    with self.assertRaisesRegex(
+        InputError, "config.task 'nope' is unknown: use one of ave, ave_cmm, llp"
+    ):
       tasks.get("nope")
     with self.assertRaisesRegex(InputError, "is unknown"):
       tasks.get("no_such_package.no_task")
@@ -134,8 +136,8 @@ class RegistryTest(absltest.TestCase):
     self.assertEqual(result.returncode, 2)
     self.assertEqual(
         result.stderr.strip().splitlines()[-1],
-        "error: config.task 'nope' is unknown: use one of ave, llp, or the dotted path of an importable "
-        "module that defines TASK (an avvp_jax.task.Task).",
+        "error: config.task 'nope' is unknown: use one of ave, ave_cmm, llp, or the dotted path of an "
+        "importable module that defines TASK (an avvp_jax.task.Task).",
     )
     self.assertNotIn("Traceback", result.stderr)
 

@@ -53,7 +53,9 @@ and no refiner, built for the task's `meta.supervision` ("full" or "weak"):
   CMBS(**config.model.cmbs) or, weak, WeakCMBS(**config.model.cmbs_weak)
 
 They map (audio [B, T, 128], visual [B, T, 7, 7, 512]) to their official outputs plus `segment_class` [B, T]
-(0-27 an event, 28 background) by their official decision rule.
+(0-27 an event, 28 background) by their official decision rule. AVE's cross-modal matcher (`config.task =
+"ave_cmm"`) is built the same way, encoder "cmm" with decoder "dch": `CrossModalMatcher(**config.model.cmm)`
+(models/cmm.py), whose outputs are distances (`pair_distance`, `cross_distance`), not classes.
 
 Compute dtype: `build_model(config.model, dtype=jnp.bfloat16)` (or the name "bfloat16"; None: float32) runs the
 Dense layers and attention products in bfloat16 while params stay float32; softmax, sigmoid and all outputs
@@ -73,6 +75,7 @@ from avvp_jax import model_parts
 from avvp_jax.errors import InputError
 from avvp_jax.models import ave
 from avvp_jax.models import cmbs
+from avvp_jax.models import cmm
 from avvp_jax.models import embed
 from avvp_jax.models import han
 from avvp_jax.models import label_embeddings
@@ -206,6 +209,11 @@ def _cmbs_localizer(model_config: ml_collections.ConfigDict, meta: Any, dtype: A
   return _splat(cmbs.CMBS, "cmbs", model_config, dtype=dtype)
 
 
+def _cmm_matcher(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+  del meta
+  return _splat(cmm.CrossModalMatcher, "cmm", model_config, dtype=dtype)
+
+
 def _official_head(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> None:
   """ "dch": a localizer's head is part of its model (`build_model` builds the localizer alone)."""
   del model_config, meta, dtype
@@ -249,6 +257,7 @@ ENCODERS: dict[str, Part] = _registry(
         "ave": _ave_localizer,
         "psp": _psp_localizer,
         "cmbs": _cmbs_localizer,
+        "cmm": _cmm_matcher,
     },
 )
 DECODERS: dict[str, Part] = _registry(
@@ -267,6 +276,7 @@ SECTION_MODULES: dict[str, type[nn.Module]] = {
     "psp": psp.PSPNet,
     "cmbs": cmbs.CMBS,
     "cmbs_weak": cmbs.WeakCMBS,
+    "cmm": cmm.CrossModalMatcher,
 }
 sections_read = model_parts.sections_read  # the sections of config.model its parts read
 

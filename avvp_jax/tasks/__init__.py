@@ -16,7 +16,20 @@ DEFAULT = "llp"  # the task of configs written before tasks existed
 TASKS: dict[str, str] = {
     "llp": "avvp_jax.tasks.llp.task",  # audio-visual video parsing on LLP (avvp_jax/tasks/llp/)
     "ave": "avvp_jax.tasks.ave.task",  # audio-visual event localization on AVE (avvp_jax/tasks/ave/)
+    # AVE's cross-modality localization (A2V / V2A), a variant of the AVE task (avvp_jax/tasks/ave/cmm_task.py)
+    "ave_cmm": "avvp_jax.tasks.ave.cmm_task",
 }
+
+
+# The section of `config.data` a family reads, where it is not the family's own name: a variant reads its
+# family's (the workdir contract compares that section, `workdir._other_tasks_data_sections`).
+DATA_SECTIONS: dict[str, str] = {"ave_cmm": "ave"}
+
+
+def data_section(name: str | None) -> str:
+  """The `config.data` section of task `name` (None or empty: `DEFAULT`'s)."""
+  name = name or DEFAULT
+  return DATA_SECTIONS.get(name, name)
 
 
 def get(name: str | None) -> task_lib.Task:

@@ -8,6 +8,10 @@ ECCV 2018), commit 93f843f.
                          copy in the repository has no header, the one in the dataset zip has one (both read)
   {train,val,test}_order.h5   dataset `order`, int64: rows of Annotations.txt (0-based), unsorted; every method
                          trains and scores on these splits (3,339 / 402 / 402 rows, disjoint, all rows)
+  {train,val,test}_order_match.h5   the split set "match" of the cross-modality localization task (cmm_train.py,
+                         cmm_test.py): 3,339 / 402 / 402 rows, disjoint, all rows, another partition (train
+                         and val sorted, test not). Its test rows all hold an event of 2 to 9 segments; val
+                         holds row 26 (no event segment) and 203 rows whose event fills all 10 segments.
 
 Labels of row i (class c = `CLASS_INDEX[Category]`, `BACKGROUND` = 28):
   segment j is the event when `StartTime <= j < EndTime`, else background;
@@ -75,7 +79,25 @@ CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
 ANNOTATIONS_FILE = "Annotations.txt"
 HEADER = ("Category", "VideoID", "Quality", "StartTime", "EndTime")
 SPLITS = ("train", "val", "test")
-ORDER_FILES = {split: f"{split}_order.h5" for split in SPLITS}
+# The split sets (`config.data.ave.splits`): "standard", the localization splits every method uses, and
+# "match", the cross-modality localization task's (A2V / V2A).
+SPLIT_SETS = {"standard": "_order.h5", "match": "_order_match.h5"}
+ORDER_FILES = {split: f"{split}{SPLIT_SETS['standard']}" for split in SPLITS}
+
+
+def order_files(split_set: str = "standard") -> dict[str, str]:
+  """{split: order file name} of `split_set` (a key of `SPLIT_SETS`).
+
+  Raises:
+    InputError: an unknown split set.
+  """
+  if split_set not in SPLIT_SETS:
+    raise InputError(
+        f"config.data.ave.splits={split_set!r} is unknown: use one of {', '.join(SPLIT_SETS)}."
+    )
+  return {split: f"{split}{SPLIT_SETS[split_set]}" for split in SPLITS}
+
+
 ORDER_DATASET = "order"
 PACKAGED_DIR = pathlib.Path(__file__).parent / "data"
 
@@ -193,13 +215,20 @@ def load_annotations(folder: str | os.PathLike | None = None) -> Annotations:
   return _load(os.fspath(path), (info.st_size, info.st_mtime_ns) if info else None)
 
 
-def load_order(split: str, folder: str | os.PathLike | None = None, num_rows: int | None = None):
-  """[n] int64: the rows of Annotations.txt in `split`, in the order file's order (`{split}_order.h5`).
+def load_order(
+    split: str,
+    folder: str | os.PathLike | None = None,
+    num_rows: int | None = None,
+    split_set: str = "standard",
+):
+  """[n] int64: the rows of Annotations.txt in `split`, in the order file's order (`{split}_order.h5`, or
+  `{split}_order_match.h5` for the split set "match").
 
   Args:
     split: "train", "val" or "test".
     folder: the folder of the order files; None: the packaged ones.
     num_rows: the number of annotation rows; an index outside [0, num_rows) is an error.
+    split_set: "standard" or "match" (`SPLIT_SETS`).
 
   Raises:
     InputError: an unknown split, a missing or unreadable file, no `order` dataset, or an index out of range.
@@ -208,7 +237,7 @@ def load_order(split: str, folder: str | os.PathLike | None = None, num_rows: in
     raise InputError(f"unknown AVE split {split!r}: use one of {', '.join(SPLITS)}.")
   import h5py  # pylint: disable=g-import-not-at-top  (only when the splits are read)
 
-  path = resolve_dir(folder) / ORDER_FILES[split]
+  path = resolve_dir(folder) / order_files(split_set)[split]
   if not path.is_file():
     raise InputError(f"{path} does not exist: AVE's {split} split needs its order file.")
   try:
@@ -232,35 +261,39 @@ def load_order(split: str, folder: str | os.PathLike | None = None, num_rows: in
 
 
 def load_splits(
-    folder: str | os.PathLike | None = None,
+    folder: str | os.PathLike | None = None, split_set: str = "standard"
 ) -> tuple[Annotations, dict[str, np.ndarray]]:
-  """The annotations and each split's rows, checked: in range and no row in two splits.
+  """The annotations and each split's rows of `split_set` ("standard" or "match"), checked: in range and no
+  row in two splits.
 
   Raises:
     InputError: as `load_annotations` and `load_order`, or a row in two splits.
   """
   rows = load_annotations(folder)
-  orders = {split: load_order(split, folder, len(rows)) for split in SPLITS}
+  orders = {split: load_order(split, folder, len(rows), split_set) for split in SPLITS}
   seen: dict[int, str] = {}
   for split, order in orders.items():
     for row in order.tolist():
       if row in seen:
         raise InputError(
-            f"{resolve_dir(folder) / ORDER_FILES[split]}: row {row} is also in the {seen[row]} split."
+            f"{resolve_dir(folder) / order_files(split_set)[split]}: row {row} is also in the "
+            f"{seen[row]} split."
         )
       seen[row] = split
   return rows, orders
 
 
-def fingerprint(folder: str | os.PathLike | None = None) -> str:
-  """sha256 of Annotations.txt and the three order files of `folder`: what a build's key depends on."""
+def fingerprint(folder: str | os.PathLike | None = None, split_set: str = "standard") -> str:
+  """sha256 of Annotations.txt and the three order files of `split_set` in `folder`: what a build's key
+  depends on."""
   digest = hashlib.sha256()
   base = resolve_dir(folder)
-  for name in (ANNOTATIONS_FILE, *ORDER_FILES.values()):
+  for name in (ANNOTATIONS_FILE, *order_files(split_set).values()):
     path = base / name
     if not path.is_file():
       raise InputError(
-          f"{path} does not exist: AVE needs Annotations.txt and the three order files."
+          f"{path} does not exist: AVE needs Annotations.txt and the three order files of the split "
+          f"set {split_set!r}."
       )
     digest.update(name.encode() + b"\0" + path.read_bytes())
   return digest.hexdigest()

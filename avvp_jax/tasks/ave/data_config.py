@@ -3,7 +3,9 @@ before any data are read).
 
 `config.data.features_dir` (empty: the embedded SYNTHETIC set), `synthetic_seed`, and the section
 `config.data.ave` (configs/common.py documents every field): `supervision` ("full" | "weak"), `labels_dir`,
-`synthetic_train_clips`, `synthetic_eval_clips`, `prob_labels` (PSP's weak target, weak only).
+`synthetic_train_clips`, `synthetic_eval_clips`, `prob_labels` (PSP's weak target, weak only), `splits` (the
+split set: "standard", or "match" for the cross-modality localization task; absent in older configs:
+"standard").
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ def settings(data_config: ml_collections.ConfigDict) -> dict[str, Any]:
   out = dict(
       supervision=ave.supervision, synthetic=is_synthetic(data_config), labels_dir=labels_dir
   )
+  split_set = ave.get("splits", "standard")
+  annotations.order_files(split_set)  # an unknown name raises here
+  if (
+      split_set != "standard"
+  ):  # absent for the standard set, so the builds made before split sets keep their key
+    out["splits"] = split_set
   prob_labels = ave.get("prob_labels", "")
   if prob_labels:
     path = pathlib.Path(prob_labels).expanduser()

@@ -32,6 +32,9 @@ every segment foreground, as its official evaluation has it). `launch/evaluate.p
 
 A multi-seed workdir holds several replicas; their decisions cannot be averaged (a mean of classes is no
 class), so `load_localizer(path, seed=k)` picks one (a 1-seed run needs no seed).
+
+A cross-modal matcher's workdir (`config.task = "ave_cmm"`) loads the same way; its `predict` returns the
+matcher's embeddings and distances (`pair_distance` [B, T], `cross_distance` [B, T, T]), no `segment_class`.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ from avvp_jax.tasks.ave import features as features_lib
 
 PyTree = Any
 SHAPES = {name: features_lib.SHAPES[name] for name in batch_keys.FEATURE_KEYS}
+# The tasks whose models take AVE's inputs: event localization, and cross-modality localization, whose
+# matcher (models/cmm.py) returns distances (`pair_distance`, `cross_distance`) and no `segment_class`.
+AVE_TASKS = ("ave", "ave_cmm")
 
 
 def _model_key(config: ml_collections.ConfigDict) -> str:
@@ -137,7 +143,7 @@ class Localizer:
   """
 
   def __init__(self, config: ml_collections.ConfigDict, params: PyTree, source: str | None = None):
-    if config.get("task", "llp") != "ave":
+    if config.get("task", "llp") not in AVE_TASKS:
       raise InputError(
           f"the config is an {config.get('task', 'llp')!r} config, not an AVE localizer's: use "
           "avvp_jax.load_parser for LLP models."
@@ -177,7 +183,7 @@ def load_localizer(path: str | os.PathLike[str], seed: int | None = None) -> Loc
   path = os.path.abspath(os.path.expanduser(os.fspath(path)))
   source = checkpoint.resolve(path)
   config = checkpoint.checkpoint_config(source, None, None)
-  if config.get("task", "llp") != "ave":
+  if config.get("task", "llp") not in AVE_TASKS:
     raise InputError(
         f"{path} holds an LLP model ({config.model.encoder}/{config.model.decoder}), not an AVE "
         "localizer: load it with avvp_jax.load_parser."

@@ -1,7 +1,8 @@
 """AVE's input pipeline: build `avvp_ave` once (TFDS), then stream per-host batches (`streams.Streams`).
 
 `prepare(config.data, batch_size=, eval_batch_size=, seed=)` picks the builder config from `config.data`
-(`features_dir` empty: the embedded SYNTHETIC set; `ave.supervision`: full or weak), builds it on first use into
+(`features_dir` empty: the embedded SYNTHETIC set; `ave.supervision`: full or weak; `ave.splits`: the order
+files, standard or match), builds it on first use into
 `<data_dir>/<config name>-<key>/`, where the key hashes what the build is made of (the features folder's path
 and its files' sizes and modification times, or the synthetic sizes and seed; the annotations' and splits'
 fingerprint; the builder version), and returns this host's `streams.Streams`.
@@ -36,7 +37,7 @@ def build_key(data_config: ml_collections.ConfigDict) -> str:
   """`<config name>-<hash>`: the sub-folder of `data_dir` holding the build of `data_config`."""
   s = data_config_lib.settings(data_config)
   identity = {k: v for k, v in s.items() if k != "labels_dir"}
-  identity["labels"] = annotations.fingerprint(s["labels_dir"])
+  identity["labels"] = annotations.fingerprint(s["labels_dir"], s.get("splits", "standard"))
   identity["version"] = str(tfds_ave.AvvpAve.VERSION)
   if "prob_labels" in s:
     info = pathlib.Path(s["prob_labels"]).stat()
@@ -64,6 +65,7 @@ def make_builder(data_config: ml_collections.ConfigDict) -> tfds_ave.AvvpAve:
       config=tfds_ave.config_name(s["supervision"], s["synthetic"]),
       data_dir=str(data_root(data_config) / build_key(data_config)),
       labels_dir=s["labels_dir"],
+      split_set=s.get("splits", "standard"),
       prob_labels=s.get("prob_labels"),
       **kwargs,
   )

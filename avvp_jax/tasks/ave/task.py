@@ -90,6 +90,11 @@ class AVETask(task_lib.Task):
     return dataclasses.replace(META, supervision=supervision)
 
   def check_config(self, config: ml_collections.ConfigDict) -> None:
+    if self.name == "ave" and config.model.get("encoder") == "cmm":
+      raise InputError(
+          "config.model.encoder 'cmm' is the cross-modal matcher (no event classes): train it with "
+          "--config.task=ave_cmm (configs/ave_cmm.py)."
+      )
     data = config.data
     if "ave" not in data:
       raise InputError(
@@ -97,7 +102,9 @@ class AVETask(task_lib.Task):
           "(configs/common.py sets every data field)."
       )
     settings = data_config_lib.settings(data)
-    rows, orders = annotations.load_splits(settings["labels_dir"])
+    rows, orders = annotations.load_splits(
+        settings["labels_dir"], settings.get("splits", "standard")
+    )
     if settings["synthetic"]:
       synthetic_lib.split_rows(
           orders,

@@ -115,6 +115,7 @@ class AvvpAve(tfds.core.GeneratorBasedBuilder):
       self,
       *,
       labels_dir: str | os.PathLike | None = None,
+      split_set: str = "standard",
       synthetic_train_clips: int = 800,
       synthetic_eval_clips: int = 0,
       synthetic_seed: int = 0,
@@ -122,9 +123,10 @@ class AvvpAve(tfds.core.GeneratorBasedBuilder):
       **kwargs: Any,
   ):
     """Args as `tfds.core.DatasetBuilder` plus the folder of Annotations.txt and the order files (None: the
-    packaged ones), the SYNTHETIC set's sizes and seed (`synthetic.split_rows`), and PSP's prob_label.h5
+    packaged ones), which order files (`split_set`: "standard" or "match", `annotations.SPLIT_SETS`), the SYNTHETIC set's sizes and seed (`synthetic.split_rows`), and PSP's prob_label.h5
     (`prob_label` of every example; None: zeros)."""
     self._labels_dir = labels_dir or None
+    self._split_set = split_set
     self._synthetic_train_clips = int(synthetic_train_clips)
     self._synthetic_eval_clips = int(synthetic_eval_clips)
     self._synthetic_seed = int(synthetic_seed)
@@ -160,7 +162,7 @@ class AvvpAve(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     config = self.builder_config
-    rows, orders = annotations.load_splits(self._labels_dir)
+    rows, orders = annotations.load_splits(self._labels_dir, self._split_set)
     if config.synthetic:
       orders = synthetic_lib.split_rows(
           orders, self._synthetic_train_clips, self._synthetic_eval_clips, self._synthetic_seed
@@ -204,7 +206,8 @@ class AvvpAve(tfds.core.GeneratorBasedBuilder):
     names["train"] += [f"noisy_{k}" for k in range(noisy)]
     sizes = ", ".join(f"{split} {len(n)}" for split, n in names.items())
     weak = f", {noisy} background-only videos in train" if noisy else ""
-    description = f"{what}, {config.name} ({sizes}{weak}), labels from {rows.source}"
+    splits = "" if self._split_set == "standard" else f", the {self._split_set!r} split set"
+    description = f"{what}, {config.name} ({sizes}{weak}{splits}), labels from {rows.source}"
     self.info.metadata["description"] = description
     self.info.metadata["filenames"] = names
     logging.info("Building %s: %s", config.name, description)
