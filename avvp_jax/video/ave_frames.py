@@ -81,14 +81,14 @@ def segment_frame_indices(
 def _linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
   """cv2's INTER_LINEAR source taps along one axis: (left index [out], right weight [out]).
 
-  Source coordinate of output pixel d: (d + 0.5) * in / out - 0.5; its floor is the left tap and the
+  Source coordinate of output pixel d: (d + 0.5) * in / out - 0.5 (in float32, as cv2 has it); its floor is the left tap and the
   fraction the right tap's weight; left of the first pixel the first is taken whole, at or past the last
   pixel the last is.
   """
-  scale = in_size / out_size
-  coord = (np.arange(out_size, dtype=np.float64) + 0.5) * scale - 0.5
+  scale = 1.0 / (out_size / in_size)  # cv2: scale_x = 1. / inv_scale_x, inv_scale_x = dst / src
+  coord = ((np.arange(out_size, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
   left = np.floor(coord).astype(np.int64)
-  frac = coord - left
+  frac = (coord - left.astype(np.float32)).astype(np.float64)  # cv2: float fx = ...; fx -= sx
   frac = np.where(left < 0, 0.0, frac)
   left = np.maximum(left, 0)
   at_end = left >= in_size - 1
