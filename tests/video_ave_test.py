@@ -12,8 +12,11 @@ INTER_LINEAR rule per output pixel (source coordinate (d + 0.5) * scale - 0.5, c
 as a Python loop over pixels.
 """
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 from absl.testing import absltest
@@ -23,15 +26,26 @@ import numpy as np
 import torch
 from torch import nn
 
+from avvp_jax import checkpoint
+from avvp_jax import state as state_lib
+from avvp_jax import train
 from avvp_jax.errors import InputError
 from avvp_jax.tasks.ave import annotations
 from avvp_jax.tasks.ave import features as ave_features
 from avvp_jax.video import ave_extract
 from avvp_jax.video import ave_frames
+from avvp_jax.video import ave_parse
+from avvp_jax.video import parse as llp_parse
 from avvp_jax.video import synthetic
 from avvp_jax.video import vgg19
 
 NARROW = dict(widths=(8, 8, 16, 16, 32))
+# A cheap VGG with AVE's output width (one convolution per block): the extraction tests' network.
+SMOKE = dict(blocks=(1, 1, 1, 1, 1), widths=(4, 4, 8, 8, 512))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from configs import han  # pylint: disable=g-import-not-at-top,wrong-import-position
+from configs import psp  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 class TorchVGG(nn.Module):
@@ -47,7 +61,9 @@ class TorchVGG(nn.Module):
       layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
     self.features = nn.Sequential(*layers)
     self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-    self.classifier = nn.Sequential(nn.Linear(in_channels * 49, 16), nn.ReLU(True), nn.Linear(16, 10))
+    self.classifier = nn.Sequential(
+        nn.Linear(in_channels * 49, 16), nn.ReLU(True), nn.Linear(16, 10)
+    )
 
   def pool5(self, x):
     return self.features(x)
@@ -81,7 +97,9 @@ class VGG19Test(absltest.TestCase):
     module = vgg19.VGG(**variant)
     variables = vgg19.params_from_state_dict(_state_dict(model), module)
     got = np.asarray(vgg19.embed(variables, images, module=module))
-    self.assertEqual(got.shape, (2, size // 32, size // 32, variant.get("widths", vgg19.WIDTHS)[-1]))
+    self.assertEqual(
+        got.shape, (2, size // 32, size // 32, variant.get("widths", vgg19.WIDTHS)[-1])
+    )
     self.assertLess(_relative_error(got, want), 1e-5)
 
   def test_narrow_variant_matches_torch(self):
@@ -208,9 +226,7 @@ class AveExtractTest(absltest.TestCase):
     # SYNTHETIC: 12 s at 10 fps (two windows: 10 s and 2 s) and 3 s at 8 fps without audio (skipped).
     synthetic.make_video(os.path.join(cls.folder, "bars.mp4"), seconds=12, fps=10)
     synthetic.make_video(os.path.join(cls.folder, "mute.mp4"), seconds=3, fps=8, audio=False)
-    cls.extractor = ave_extract.AveExtractor(
-        "random", module=vgg19.VGG(blocks=(1, 1, 1, 1, 1), widths=(4, 4, 8, 8, 512)), frame_batch=160
-    )
+    cls.extractor = ave_extract.AveExtractor("random", module=vgg19.VGG(**SMOKE), frame_batch=160)
 
   @classmethod
   def tearDownClass(cls):
@@ -256,6 +272,105 @@ class AveExtractTest(absltest.TestCase):
     with self.assertRaisesRegex(InputError, "holds no video file") as caught:
       ave_extract.extract_folder(empty, os.path.join(empty, "out"), self.extractor)
     self.assertNotIn("\n", str(caught.exception))
+
+
+class AveParseTest(absltest.TestCase):
+  """parse_video with a tiny PSP localizer trained here (configs/psp.py:tiny) on a SYNTHETIC video."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.root = tempfile.mkdtemp(prefix="avvp_jax_ave_parse_")
+    cls.workdir = os.path.join(cls.root, "psp_tiny")
+    train.train_and_evaluate(state_lib.resolve_config(psp.get_config("tiny")), cls.workdir)
+    cls.video = synthetic.make_video(os.path.join(cls.root, "bars.mp4"), seconds=12, fps=10)
+    cls.extractor = ave_extract.AveExtractor("random", module=vgg19.VGG(**SMOKE))
+    # An LLP model's checkpoint: its config is what the AVE path reads first.
+    cls.llp = checkpoint.save_params_checkpoint(
+        os.path.join(cls.root, "han_export"),
+        state_lib.resolve_config(han.get_config("tiny")),
+        {"w": np.zeros((1, 2), np.float32)},
+    )
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.root, ignore_errors=True)
+    super().tearDownClass()
+
+  def test_writes_json_events_and_a_png(self):
+    plot = os.path.join(self.root, "timeline.png")
+    records = ave_parse.parse_video(self.workdir, [self.video], extractor=self.extractor, plot=plot)
+    out = llp_parse.write_records(records, os.path.join(self.root, "events.json"))
+    with open(out) as f:
+      (record,) = json.load(f)
+    self.assertEqual(record["num_windows"], 2)
+    self.assertEqual([w["valid_seconds"] for w in record["windows"]], [10, 2])
+    self.assertIn("RANDOM WEIGHTS", record["features"])
+    self.assertEqual(record["provenance"]["task"], "ave")
+    labels = [label for w in record["windows"] for label in w["segment_labels"]]
+    self.assertEqual(labels[12:], [None] * 8)  # past the video's end
+    # The events are the runs of each second's event class (an independent re-reading of the windows).
+    runs = []
+    for second, label in enumerate(labels[:12]):
+      if runs and runs[-1][0] == label and runs[-1][2] == second:
+        runs[-1][2] = second + 1
+      else:
+        runs.append([label, second, second + 1])
+    want = [(l, a, b) for l, a, b in runs if l != "background"]
+    got = [(e["label"], e["onset"], e["offset"]) for e in record["events"]]
+    self.assertEqual(got, want)
+    self.assertTrue(all(e["modality"] == "audio-visual" for e in record["events"]))
+    with open(plot, "rb") as f:
+      self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+  def test_video_events_hand_worked(self):
+    background = annotations.BACKGROUND
+    classes = np.array([[3, 3, background, 5, 5, 5, 5, 5, 5, 5], [5, 0, 0, 0, 0, 0, 0, 0, 0, 0]])
+    mask = np.array([[True] * 10, [True, True, True] + [False] * 7])
+    events = ave_parse.video_events(classes, mask)
+    self.assertEqual(
+        [(e["label"], e["onset"], e["offset"]) for e in events],
+        [
+            (annotations.CLASSES[3], 0, 2),
+            (annotations.CLASSES[5], 3, 11),  # across the window boundary: one event
+            (annotations.CLASSES[0], 11, 13),  # cut at the video's end
+        ],
+    )
+    prob = np.full((2, 10, 29), 0.1, np.float32)
+    prob[0, 0, 3], prob[0, 1, 3] = 0.5, 0.7
+    self.assertAlmostEqual(ave_parse.video_events(classes, mask, prob)[0]["score"], 0.6, places=6)
+
+  def test_llp_checkpoint_on_the_ave_path_is_one_line(self):
+    with self.assertRaisesRegex(InputError, "holds an LLP model .*not an AVE localizer") as caught:
+      ave_parse.parse_video(self.llp, [self.video], extractor=self.extractor)
+    self.assertNotIn("\n", str(caught.exception))
+
+  def test_ave_checkpoint_on_the_llp_path_is_one_line(self):
+    with self.assertRaisesRegex(InputError, "parses no LLP events") as caught:
+      llp_parse.parse_video(self.workdir, [self.video])
+    self.assertNotIn("\n", str(caught.exception))
+
+  def test_launcher_refuses_llp_thresholds_for_an_ave_checkpoint(self):
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "launch", "parse_video.py"),
+            f"--checkpoint={self.workdir}",
+            f"--videos={self.video}",
+            f"--out={os.path.join(self.root, 'x.json')}",
+            "--class_thresholds=Bus=0.3",
+            "--weights=random",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    self.assertEqual(result.returncode, 2)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    self.assertLen(errors, 1)
+    self.assertIn("is an AVE localizer", errors[0])
 
 
 if __name__ == "__main__":

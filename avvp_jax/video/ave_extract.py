@@ -242,7 +242,10 @@ def extract_folder(
   }
   if extractor.random:
     manifest["note"] = weights_lib.RANDOM_WEIGHTS_NOTE
-  tmp = {name: os.path.join(out, f"{file}.tmp-{os.getpid()}") for name, file in ave_features.FILES.items()}
+  tmp = {
+      name: os.path.join(out, f"{file}.tmp-{os.getpid()}")
+      for name, file in ave_features.FILES.items()
+  }
   files = {name: h5py.File(path, "w") for name, path in tmp.items()}
   datasets = {
       name: files[name].create_dataset(

@@ -30,7 +30,7 @@ training of the network), though the layout, frames and pooling are the same.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import av
 import numpy as np
@@ -42,7 +42,9 @@ from avvp_jax.video import image_transforms
 SECONDS = 10  # `t = 10`: an AVE video
 FRAMES_PER_SECOND = 16  # `sample_num = 16`
 IMAGE_SIZE = 224  # `cv2.resize(im, (224, 224))`
-MERGE_SECONDS = 0.5  # a last window under this long joins the one before (a 10.2-s AVE video is one window)
+MERGE_SECONDS = (
+    0.5  # a last window under this long joins the one before (a 10.2-s AVE video is one window)
+)
 TORCHVISION_MEAN = image_transforms.RESNET_MEAN  # ImageNet, RGB, on [0, 1]
 TORCHVISION_STD = image_transforms.RESNET_STD
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # Keras `preprocess_input(mode="caffe")`
@@ -70,7 +72,9 @@ def segment_frame_indices(
     last frame (the official script would fail there; a full window never gets them).
   """
   if num_frames < 1:
-    raise InputError(f"segment_frame_indices needs at least one frame, got num_frames={num_frames}.")
+    raise InputError(
+        f"segment_frame_indices needs at least one frame, got num_frames={num_frames}."
+    )
   interval = num_frames // seconds if frame_interval is None else int(frame_interval)
   second = np.arange(seconds, dtype=np.float64)[:, None]
   step = np.arange(per_second, dtype=np.float64)[None, :] * 1.0 / per_second
@@ -97,7 +101,9 @@ def _linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
   return left, frac
 
 
-def cv2_linear_resize(frames: np.ndarray, height: int = IMAGE_SIZE, width: int = IMAGE_SIZE) -> np.ndarray:
+def cv2_linear_resize(
+    frames: np.ndarray, height: int = IMAGE_SIZE, width: int = IMAGE_SIZE
+) -> np.ndarray:
   """`cv2.resize(frame, (width, height))` (INTER_LINEAR) of uint8 frames, in floating point, rounded.
 
   Args:
