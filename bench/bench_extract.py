@@ -3,7 +3,7 @@ their official depths (RANDOM weights: the same arithmetic as the pretrained one
 clip beside the achieved rate.
 
   python bench/bench_extract.py [--repeats=2] [--frame_batch=80]
-  python bench/bench_extract.py --layout=ave [--repeats=1] [--frame_batch=160]
+  python bench/bench_extract.py --layout=ave [--repeats=1] [--frame_batch=16]
 
 --layout=ave times AVE's layout instead (`avvp_jax.video.ave_extract`): the native frames decoded and each
 resized to 224x224 (cv2's rule), VGGish, and VGG-19 to pool5 on the window's 160 selected frames (16 per
@@ -41,7 +41,7 @@ import video_samples  # pylint: disable=g-import-not-at-top,wrong-import-positio
 
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Timed repeats per stage (after one warm-up).")
 _FRAME_BATCH = flags.DEFINE_integer(
-    "frame_batch", None, "ResNet-152 (VGG-19) frames per call; default 80 (160 with --layout=ave)."
+    "frame_batch", None, "ResNet-152 (VGG-19) frames per call; default 80 (16 with --layout=ave)."
 )
 _LAYOUT = flags.DEFINE_enum("layout", "official", ["official", "ave"], "LLP's layout or AVE's.")
 
@@ -83,7 +83,9 @@ def ave_main(repeats):
   path = video_samples.sample("long")
   window = next(ave_frames.iter_native_windows(path))
   waveform = decode.read_audio(path)[: decode.SAMPLE_RATE * ave_frames.SECONDS]
-  extractor = ave_extract.AveExtractor("random", frame_batch=_FRAME_BATCH.value or 160)
+  extractor = ave_extract.AveExtractor(
+      "random", frame_batch=_FRAME_BATCH.value or ave_extract.FRAME_BATCH
+  )
   selected = window.selected().reshape(-1, ave_frames.IMAGE_SIZE, ave_frames.IMAGE_SIZE, 3)
   images = ave_frames.normalize(selected)
   examples = vggish.waveform_to_examples(waveform, alignment=vggish.LLP_ALIGNMENT)

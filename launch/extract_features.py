@@ -34,8 +34,9 @@ Flags:
   --weights_dir  a folder with resnet152-b121ed2d.pth, r2plus1d_18-91a641e6.pth and the VGGish file
                  (vgg19-dcbb9e9d.pth and the VGGish file with --layout=ave) (offline hosts; see the
                  README's "Videos" section for the URLs).
-  --frame_batch  ResNet-152 (VGG-19) frames per accelerator call (default 80: a whole window; 160 is a
-                 whole AVE window).
+  --frame_batch  ResNet-152 frames per accelerator call (default 80: a whole window); with --layout=ave
+                 VGG-19's (default 16 of a window's 160: VGG-19's first maps are 224x224x64 per frame,
+                 about 13 MB, so 80 frames need several GB; raise it on an accelerator).
 
 A video that cannot be used (unreadable, no video stream, no audio track, no frames) is reported and
 skipped; the rest go on. Bad flags print one line `error: ...` and exit with status 2.
@@ -63,7 +64,9 @@ _WEIGHTS_DIR = flags.DEFINE_string(
     "weights_dir", None, "Folder with the weight files (default: torch's download cache)."
 )
 _FRAME_BATCH = flags.DEFINE_integer(
-    "frame_batch", 80, "ResNet-152 (VGG-19 with --layout=ave) frames per call."
+    "frame_batch",
+    None,
+    "ResNet-152 frames per call (default 80); VGG-19's with --layout=ave (default 16).",
 )
 _LAYOUT = flags.DEFINE_string(
     "layout", "official", "official (LLP's official layout) or ave (AVE's released layout)."
@@ -74,6 +77,8 @@ cli.required(_VIDEOS, _OUT)
 
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
+  if _FRAME_BATCH.value is not None and _FRAME_BATCH.value < 1:
+    cli.fail(f"--frame_batch={_FRAME_BATCH.value} must be positive.")
   if _LAYOUT.value not in LAYOUTS:
     cli.fail(f"--layout={_LAYOUT.value!r} is unknown: use {' or '.join(LAYOUTS)}.")
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top  (after flag checks)
@@ -84,12 +89,14 @@ def main(argv: list[str]) -> None:
     if _LAYOUT.value == "ave":
       ave_extract = cli.video_module("ave_extract")
       extractor = ave_extract.AveExtractor(
-          _WEIGHTS.value, weights_dir=_WEIGHTS_DIR.value, frame_batch=_FRAME_BATCH.value
+          _WEIGHTS.value,
+          weights_dir=_WEIGHTS_DIR.value,
+          frame_batch=_FRAME_BATCH.value or ave_extract.FRAME_BATCH,
       )
       summary = ave_extract.extract_folder(_VIDEOS.value, _OUT.value, extractor)
     else:
       extractor = extract.FeatureExtractor(
-          _WEIGHTS.value, weights_dir=_WEIGHTS_DIR.value, frame_batch=_FRAME_BATCH.value
+          _WEIGHTS.value, weights_dir=_WEIGHTS_DIR.value, frame_batch=_FRAME_BATCH.value or 80
       )
       summary = extract.extract_folder(_VIDEOS.value, _OUT.value, extractor)
   except InputError as error:

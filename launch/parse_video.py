@@ -75,7 +75,11 @@ _WEIGHTS = flags.DEFINE_enum(
     "weights", "pretrained", ["pretrained", "random"], "Official weights, or random networks."
 )
 _WEIGHTS_DIR = flags.DEFINE_string("weights_dir", None, "Folder with the weight files.")
-_FRAME_BATCH = flags.DEFINE_integer("frame_batch", 80, "ResNet-152 frames per call.")
+_FRAME_BATCH = flags.DEFINE_integer(
+    "frame_batch",
+    None,
+    "ResNet-152 frames per call (default 80); VGG-19's for an AVE model (default 16).",
+)
 cli.required(_CHECKPOINT, _OUT)  # --videos too, unless the deprecated positional videos are given
 
 
@@ -100,11 +104,14 @@ def main(argv: list[str]) -> None:
   videos = videos_from(argv)
   if _BATCH_SIZE.value < 1:
     cli.fail(f"--batch_size={_BATCH_SIZE.value} must be positive.")
+  if _FRAME_BATCH.value is not None and _FRAME_BATCH.value < 1:
+    cli.fail(f"--frame_batch={_FRAME_BATCH.value} must be positive.")
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top  (after flag checks)
 
   parse = cli.video_module("parse")
   extract = cli.video_module("extract")
   ave_parse = cli.video_module("ave_parse")
+  ave_extract = cli.video_module("ave_extract")
   try:
     paths = extract.list_videos(videos)
     task = ave_parse.checkpoint_task(_CHECKPOINT.value)  # the checkpoint's task picks the path
@@ -131,7 +138,7 @@ def main(argv: list[str]) -> None:
           seed=_REPLICA.value,
           weights=_WEIGHTS.value,
           weights_dir=_WEIGHTS_DIR.value,
-          frame_batch=_FRAME_BATCH.value,
+          frame_batch=_FRAME_BATCH.value or ave_extract.FRAME_BATCH,
           plot=_PLOT.value,
           plot_dir=_PLOT_DIR.value,
           title=_TITLE.value or os.path.basename(os.path.normpath(_CHECKPOINT.value)),
@@ -144,7 +151,7 @@ def main(argv: list[str]) -> None:
           batch_size=_BATCH_SIZE.value,
           weights=_WEIGHTS.value,
           weights_dir=_WEIGHTS_DIR.value,
-          frame_batch=_FRAME_BATCH.value,
+          frame_batch=_FRAME_BATCH.value or 80,
           threshold=thresholds,
           gate_threshold=_GATE_THRESHOLD.value,
           plot=_PLOT.value,

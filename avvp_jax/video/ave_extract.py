@@ -50,6 +50,9 @@ CLIPS_TXT = "clips.txt"
 TEMPLATE = "Annotations.template.txt"
 MANIFEST = "extraction.json"
 DTYPE = np.float32
+# VGG-19 frames per call: its first maps are 224x224x64 float32 per frame (12.8 MB), so a whole window's 160
+# at once needs several GB on a CPU host; an accelerator takes more (frame_batch=160).
+FRAME_BATCH = 16
 
 
 class AveExtractor:
@@ -68,7 +71,7 @@ class AveExtractor:
       *,
       weights_dir: str | os.PathLike[str] | None = None,
       download: bool = True,
-      frame_batch: int = 160,
+      frame_batch: int = FRAME_BATCH,
       seed: int = 0,
       module: nn.Module | None = None,
       preprocessing: str = "torchvision",
@@ -79,7 +82,8 @@ class AveExtractor:
       weights: "pretrained" or "random".
       weights_dir: a folder holding the weight files; None: torch's cache (see `weights.find`).
       download: whether a missing file may be downloaded.
-      frame_batch: frames per VGG-19 call (a window's 160 in ceil(160 / frame_batch) calls of one shape).
+      frame_batch: frames per VGG-19 call (a window's 160 in ceil(160 / frame_batch) calls of one shape;
+        `FRAME_BATCH` by default, for a CPU host's memory).
       seed: the random networks' seed.
       module: another VGG (narrow, for tests); random weights only.
       preprocessing: "torchvision" or "caffe" (`ave_frames.normalize`).

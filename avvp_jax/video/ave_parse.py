@@ -28,8 +28,10 @@ from avvp_jax import reporting
 from avvp_jax.errors import InputError
 from avvp_jax.tasks.ave import annotations
 from avvp_jax.tasks.ave import inference
+from avvp_jax.tasks.llp import timelines
 from avvp_jax.video import ave_extract
 from avvp_jax.video import decode
+from avvp_jax.video import parse as llp_parse
 from avvp_jax.video import weights as weights_lib
 
 MODALITY = "audio-visual"
@@ -128,7 +130,7 @@ def parse_video(
     weights: str = "pretrained",
     weights_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
-    frame_batch: int = 160,
+    frame_batch: int = ave_extract.FRAME_BATCH,
     extractor: ave_extract.AveExtractor | None = None,
     plot: str | os.PathLike[str] | None = None,
     plot_dir: str | os.PathLike[str] | None = None,
@@ -152,9 +154,6 @@ def parse_video(
   Raises:
     InputError: no video, a bad video, a checkpoint of an LLP model, a missing weight file.
   """
-  from avvp_jax.tasks.llp import timelines  # pylint: disable=g-import-not-at-top  (light; drawing only)
-  from avvp_jax.video import parse as llp_parse  # pylint: disable=g-import-not-at-top  (shared plotting)
-
   if not paths:
     raise InputError("no video given: pass one or more video files.")
   if plot:
