@@ -53,6 +53,13 @@ DTYPE = np.float32
 # VGG-19 frames per call: its first maps are 224x224x64 float32 per frame (12.8 MB), so a whole window's 160
 # at once needs several GB on a CPU host; an accelerator takes more (frame_batch=160).
 FRAME_BATCH = 16
+# The VGG-19 weights: name -> (its file, its input normalisation, `ave_frames.normalize`). "keras" is the
+# network of the released AVE features (Keras's VGG19, the Caffe weights); "torchvision" its PyTorch
+# counterpart (trained anew by torchvision: another network of the same architecture).
+VGG_NETWORKS = {
+    "torchvision": (vgg19.WEIGHT_FILE, "torchvision"),
+    "keras": (vgg19.KERAS_WEIGHT_FILE, "caffe"),
+}
 
 
 class AveExtractor:
@@ -62,7 +69,8 @@ class AveExtractor:
     weights: "pretrained" (VGGish's file and torchvision's VGG-19) or "random".
     params: {"audio": VGGish params, "visual": VGG-19 variables}.
     sources: where each came from.
-    preprocessing: VGG-19's input normalisation (`ave_frames.normalize`): "torchvision" for its weights.
+    network: whose VGG-19 weights ("torchvision" or "keras", `VGG_NETWORKS`).
+    preprocessing: VGG-19's input normalisation for them (`ave_frames.normalize`).
   """
 
   def __init__(
@@ -74,7 +82,7 @@ class AveExtractor:
       frame_batch: int = FRAME_BATCH,
       seed: int = 0,
       module: nn.Module | None = None,
-      preprocessing: str = "torchvision",
+      network: str = "torchvision",
   ):
     """Loads (or randomly initialises) the two networks.
 
@@ -86,13 +94,17 @@ class AveExtractor:
         `FRAME_BATCH` by default, for a CPU host's memory).
       seed: the random networks' seed.
       module: another VGG (narrow, for tests); random weights only.
-      preprocessing: "torchvision" or "caffe" (`ave_frames.normalize`).
+      network: whose VGG-19 weights (`VGG_NETWORKS`): "torchvision" (vgg19-dcbb9e9d.pth, torchvision's
+        normalisation) or "keras" (Keras's h5, the Caffe weights the released features came from, with
+        Keras's "caffe" preprocessing).
 
     Raises:
       InputError: an unknown `weights`, a missing or unreadable weight file, `module` with pretrained weights.
     """
     weights_lib.check_mode(weights)
-    ave_frames.normalize(np.zeros((1, 1, 1, 3), np.uint8), preprocessing)  # checks the name
+    if network not in VGG_NETWORKS:
+      raise InputError(f"unknown VGG-19 network {network!r}: use one of {', '.join(VGG_NETWORKS)}.")
+    vgg_file, preprocessing = VGG_NETWORKS[network]
     if frame_batch < 1:
       raise InputError(f"frame_batch={frame_batch} must be positive.")
     if module is not None and weights != "random":
@@ -100,6 +112,7 @@ class AveExtractor:
     self.weights = weights
     self.frame_batch = int(frame_batch)
     self.module = module or vgg19.MODEL
+    self.network = network
     self.preprocessing = preprocessing
     audio_key, visual_key = jax.random.split(jax.random.key(seed))
     if weights == "random":
@@ -111,13 +124,17 @@ class AveExtractor:
     else:
       paths = {
           "audio": weights_lib.find(vggish.WEIGHT_FILE, weights_dir, download=download),
-          "visual": weights_lib.find(vgg19.WEIGHT_FILE, weights_dir, download=download),
+          "visual": weights_lib.find(vgg_file, weights_dir, download=download),
       }
+      if network == "keras":
+        visual = vgg19.params_from_keras_h5(paths["visual"], self.module)
+      else:
+        visual = vgg19.params_from_state_dict(
+            weights_lib.load_state_dict(paths["visual"]), self.module
+        )
       self.params = {
           "audio": vggish.params_from_state_dict(weights_lib.load_state_dict(paths["audio"])),
-          "visual": vgg19.params_from_state_dict(
-              weights_lib.load_state_dict(paths["visual"]), self.module
-          ),
+          "visual": visual,
       }
       self.sources = paths
 
@@ -241,6 +258,7 @@ def extract_folder(
   manifest: dict[str, Any] = {
       "layout": "ave",
       "weights": "random" if extractor.random else "pretrained",
+      "network": extractor.network,
       "preprocessing": extractor.preprocessing,
       "videos": {},
   }

@@ -14,19 +14,23 @@ norm), whose weights are converted at load time as the ResNet-152's are:
 Images are NHWC; Flax kernels HWIO are torch's OIHW transposed. `init_params(rng)` draws torchvision's random
 init (kaiming normal, fan out; biases 0) for `--weights=random` (the architecture is real, the features are
 not). NOTE: the official AVE features came from Keras's `VGG19(weights='imagenet')` (the original Caffe
-weights, converted) with Caffe's BGR mean-subtraction preprocessing, not from torchvision's weights; see
-`ave_frames` and docs/videos.md for what that means for parity.
+weights, converted) with Caffe's BGR mean-subtraction preprocessing, not from torchvision's weights:
+`params_from_keras_h5` reads Keras's file into the same port (`AveExtractor(network="keras")`), the path
+for features like the released ones; see `ave_frames` and docs/videos.md.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, Mapping, Sequence
 
 from flax import linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from avvp_jax.errors import InputError
 from avvp_jax.video import resnet
 from avvp_jax.video import weights
 
@@ -38,6 +42,17 @@ WEIGHT_FILE = weights.WeightFile(
     name="vgg19-dcbb9e9d.pth",
     url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
     source="torchvision's ImageNet-1k VGG-19 (configuration E, no batch norm), about 548 MB",
+)
+# The official AVE features' network: Keras's `VGG19(weights='imagenet')` (the original Caffe weights of
+# Simonyan & Zisserman, converted), read here without Keras by `params_from_keras_h5`; its input is
+# `ave_frames.normalize(..., "caffe")`. The file without the classifier, about 80 MB.
+KERAS_WEIGHT_FILE = weights.WeightFile(
+    name="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    url=(
+        "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
+        "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    ),
+    source="Keras's ImageNet VGG-19 without its classifier (the Caffe weights), about 80 MB",
 )
 IMAGE_SIZE = 224
 MAP_SIZE = IMAGE_SIZE // 32  # 7
@@ -122,6 +137,52 @@ def params_from_state_dict(state_dict: Mapping[str, Any], module: nn.Module = MO
   return resnet.variables_from_state_dict(
       state_dict, template(module), IGNORED_PREFIXES, f"VGG-19 ({WEIGHT_FILE.name})"
   )
+
+
+def keras_layer_names(blocks: Sequence[int] = BLOCKS) -> list[str]:
+  """Keras's names of the convolutions, in order: block1_conv1, block1_conv2, block2_conv1, ..."""
+  return [f"block{b + 1}_conv{c + 1}" for b, convs in enumerate(blocks) for c in range(convs)]
+
+
+def params_from_keras_h5(path: str | os.PathLike[str], module: nn.Module = MODEL) -> Variables:
+  """Flax variables of `module` from a Keras VGG-19 weight file in HDF5 (`KERAS_WEIGHT_FILE`, or any
+  `save_weights` h5 of `keras.applications.VGG19`): per convolution `blockB_convC`, the group of that name
+  holds (at any depth) its 4-d kernel `[3, 3, in, out]`, already HWIO as Flax's, and its 1-d bias.
+
+  Raises:
+    InputError: the file cannot be read, a layer is missing, or a shape does not match.
+  """
+  import h5py  # pylint: disable=g-import-not-at-top  (h5py only for this file format)
+
+  path = os.fspath(path)
+  model = f"VGG-19 ({os.path.basename(path)})"
+  shapes = template(module)["params"]
+  params = {}
+  try:
+    h5 = h5py.File(path, "r")
+  except OSError as error:
+    raise InputError(f"{path} cannot be opened as HDF5 ({error}): download it again.") from None
+  with h5:
+    root = h5["model_weights"] if "model_weights" in h5 else h5
+    for layer, index in zip(keras_layer_names(module.blocks), torch_layer_indices(module.blocks)):
+      if layer not in root:
+        raise InputError(f"{model}: no layer {layer!r}; is this Keras's VGG-19 weight file?")
+      arrays = []
+      root[layer].visititems(
+          lambda _, item: arrays.append(item) if isinstance(item, h5py.Dataset) else None
+      )
+      by_rank = {item.ndim: np.asarray(item, np.float32) for item in arrays}
+      name = f"features_{index}"
+      for rank, leaf in ((4, "kernel"), (1, "bias")):
+        expected = tuple(shapes[name][leaf].shape)
+        if rank not in by_rank or by_rank[rank].shape != expected:
+          found = by_rank[rank].shape if rank in by_rank else None
+          raise InputError(
+              f"{model}: {layer!r} {leaf} has shape {found}, expected {expected}; is this Keras's "
+              "VGG-19 weight file?"
+          )
+      params[name] = {"kernel": by_rank[4], "bias": by_rank[1]}
+  return jax.device_put({"params": params})
 
 
 def init_params(rng: jax.Array, module: nn.Module = MODEL) -> Variables:
