@@ -58,6 +58,7 @@ FLAG_NAMES = {
     "layout": "a features folder's layout: LLP's official one (default), clip_clap, or AVE's released one (ave)",
     "weights": "the feature extractor's weights: pretrained or random",
     "weights_dir": "a folder with the feature extractor's weight files",
+    "vgg": "AVE's VGG-19 weights: torchvision (default) or keras (the released features' network)",
     "frame_batch": "ResNet-152 (LLP) or VGG-19 (AVE) frames per accelerator call",
     "multihost": "join the other hosts with jax.distributed.initialize()",
 }

@@ -34,6 +34,9 @@ Flags:
   --weights_dir  a folder with resnet152-b121ed2d.pth, r2plus1d_18-91a641e6.pth and the VGGish file
                  (vgg19-dcbb9e9d.pth and the VGGish file with --layout=ave) (offline hosts; see the
                  README's "Videos" section for the URLs).
+  --vgg          with --layout=ave, whose VGG-19 weights: torchvision (default, vgg19-dcbb9e9d.pth, ImageNet
+                 mean/std) or keras (vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 with Keras's caffe
+                 preprocessing: the network the released AVE features came from).
   --frame_batch  ResNet-152 frames per accelerator call (default 80: a whole window); with --layout=ave
                  VGG-19's (default 16 of a window's 160: VGG-19's first maps are 224x224x64 per frame,
                  about 13 MB, so 80 frames need several GB; raise it on an accelerator).
@@ -60,6 +63,11 @@ _OUT = flags.DEFINE_string("out", None, "Features folder to write (official layo
 _WEIGHTS = flags.DEFINE_enum(
     "weights", "pretrained", ["pretrained", "random"], "Official weights, or random networks."
 )
+_VGG = flags.DEFINE_string(
+    "vgg",
+    "torchvision",
+    "AVE's VGG-19 weights: torchvision or keras (the released features' network).",
+)
 _WEIGHTS_DIR = flags.DEFINE_string(
     "weights_dir", None, "Folder with the weight files (default: torch's download cache)."
 )
@@ -81,6 +89,8 @@ def main(argv: list[str]) -> None:
     cli.fail(f"--frame_batch={_FRAME_BATCH.value} must be positive.")
   if _LAYOUT.value not in LAYOUTS:
     cli.fail(f"--layout={_LAYOUT.value!r} is unknown: use {' or '.join(LAYOUTS)}.")
+  if _LAYOUT.value != "ave" and _VGG.value != "torchvision":
+    cli.fail(f"--vgg={_VGG.value} picks AVE's VGG-19: it goes with --layout=ave.")
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top  (after flag checks)
 
   extract = cli.video_module("extract")
@@ -92,6 +102,7 @@ def main(argv: list[str]) -> None:
           _WEIGHTS.value,
           weights_dir=_WEIGHTS_DIR.value,
           frame_batch=_FRAME_BATCH.value or ave_extract.FRAME_BATCH,
+          network=_VGG.value,
       )
       summary = ave_extract.extract_folder(_VIDEOS.value, _OUT.value, extractor)
     else:

@@ -35,7 +35,8 @@ Flags:
   --plot         a timeline picture over each whole video (.png, .pdf or .svg), with --title (default: the
                  checkpoint folder's name).
   --plot_dir     a folder for one PNG per video (<video file stem>.png).
-  --weights, --weights_dir, --frame_batch   the feature extractor's (see launch/extract_features.py);
+  --weights, --weights_dir, --frame_batch, --vgg   the feature extractor's (see
+                 launch/extract_features.py; --vgg for an AVE model: the VGG-19 its features came from);
                  with --weights=random the events mean nothing, and the JSON and the plot say RANDOM
                  WEIGHTS.
 
@@ -73,6 +74,11 @@ _PLOT_DIR = flags.DEFINE_string("plot_dir", None, cli.PARSING_HELP["plot_dir"])
 _TITLE = flags.DEFINE_string("title", None, cli.PARSING_HELP["title"])
 _WEIGHTS = flags.DEFINE_enum(
     "weights", "pretrained", ["pretrained", "random"], "Official weights, or random networks."
+)
+_VGG = flags.DEFINE_string(
+    "vgg",
+    "torchvision",
+    "AVE's VGG-19 weights: torchvision or keras (the released features' network).",
 )
 _WEIGHTS_DIR = flags.DEFINE_string("weights_dir", None, "Folder with the weight files.")
 _FRAME_BATCH = flags.DEFINE_integer(
@@ -126,6 +132,8 @@ def main(argv: list[str]) -> None:
         f"{_CHECKPOINT.value} is an AVE localizer, which labels each second by its own official rule: "
         "drop --threshold, --gate_threshold and --class_thresholds (LLP parsers' options)."
     )
+  if task != "ave" and _VGG.value != "torchvision":
+    cli.fail(f"--vgg={_VGG.value} picks AVE's VGG-19; {_CHECKPOINT.value} is an LLP model.")
   try:
     thresholds = cli.segment_thresholds(_THRESHOLD.value, _CLASS_THRESHOLDS.value)
   except InputError as error:
@@ -139,6 +147,7 @@ def main(argv: list[str]) -> None:
           weights=_WEIGHTS.value,
           weights_dir=_WEIGHTS_DIR.value,
           frame_batch=_FRAME_BATCH.value or ave_extract.FRAME_BATCH,
+          network=_VGG.value,
           plot=_PLOT.value,
           plot_dir=_PLOT_DIR.value,
           title=_TITLE.value or os.path.basename(os.path.normpath(_CHECKPOINT.value)),

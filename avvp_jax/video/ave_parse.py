@@ -131,6 +131,7 @@ def parse_video(
     weights_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
     frame_batch: int = ave_extract.FRAME_BATCH,
+    network: str = "torchvision",
     extractor: ave_extract.AveExtractor | None = None,
     plot: str | os.PathLike[str] | None = None,
     plot_dir: str | os.PathLike[str] | None = None,
@@ -142,8 +143,8 @@ def parse_video(
   Args:
     checkpoint: an AVE workdir or checkpoint folder (`inference.load_localizer`), or a loaded `Localizer`.
     paths: the video files.
-    weights, weights_dir, download, frame_batch: the extractor's (`ave_extract.AveExtractor`); ignored when
-      `extractor` is given.
+    weights, weights_dir, download, frame_batch, network: the extractor's (`ave_extract.AveExtractor`;
+      `network` the VGG-19 the model's training features came from); ignored when `extractor` is given.
     extractor: a loaded extractor to reuse.
     plot, plot_dir, title: as in `avvp_jax.video.parse.parse_video` (one audio-visual track per class).
     seed: for a multi-seed run, the replica to use (required there: AVE decisions are not averaged).
@@ -168,10 +169,15 @@ def parse_video(
   )
   if extractor is None:
     extractor = ave_extract.AveExtractor(
-        weights, weights_dir=weights_dir, download=download, frame_batch=frame_batch
+        weights,
+        weights_dir=weights_dir,
+        download=download,
+        frame_batch=frame_batch,
+        network=network,
     )
   source = {
       "checkpoint": localizer.source,
+      "vgg": extractor.network,
       "step": provenance.checkpoint_step(localizer.source),
       "seed": seed,
       "task": "ave",
