@@ -55,9 +55,11 @@ FLAG_NAMES = {
     "plot": "a timeline picture (.png, .pdf or .svg)",
     "plot_dir": "a folder for one timeline PNG per clip or video",
     "title": "the title of the --plot picture",
+    "layout": "a features folder's layout: LLP's official one (default), clip_clap, or AVE's released one (ave)",
     "weights": "the feature extractor's weights: pretrained or random",
     "weights_dir": "a folder with the feature extractor's weight files",
-    "frame_batch": "ResNet-152 frames per accelerator call",
+    "vgg": "AVE's VGG-19 weights: torchvision (default) or keras (the released features' network)",
+    "frame_batch": "ResNet-152 (LLP) or VGG-19 (AVE) frames per accelerator call",
     "multihost": "join the other hosts with jax.distributed.initialize()",
 }
 
@@ -69,7 +71,6 @@ OWN_FLAGS = {
     "make_synthetic": (
         "num_train_clips",
         "num_eval_clips",
-        "layout",
         "write_labels",
         "pseudo_labels",
         "video",

@@ -1,10 +1,19 @@
-r"""Parses videos into audio, visual and audio-visual events: decode, extract features, parse, draw.
+r"""Parses videos into audio, visual and audio-visual events (LLP) or audio-visual events (AVE): decode,
+extract features, parse, draw.
 
   python launch/parse_video.py --checkpoint=W --videos=video.mp4[,more.mp4 | DIR] --out=events.json \
       [--plot=timeline.png] [--weights_dir=DIR | --weights=random]
 
-Needs the `video` extra: pip install -e ".[video]". The checkpoint must take the official LLP features
-(VGGish [10, 128], ResNet-152 [80, 2048], R(2+1)D-18 [10, 512]): HAN, LEAP, LINK trained on them.
+Needs the `video` extra: pip install -e ".[video]". The checkpoint's task picks the path:
+
+  an LLP parser (HAN, LEAP, LINK trained on the official LLP features: VGGish [10, 128], ResNet-152
+    [80, 2048], R(2+1)D-18 [10, 512]): audio, visual and audio-visual events, as below;
+  an AVE localizer (A+V-att, DMRN, PSP, CMBS, on AVE's released layout: VGGish [10, 128], VGG-19 pool5
+    [10, 7, 7, 512], extracted as launch/extract_features.py --layout=ave does): one audio-visual track,
+    each second an event class or background by the model's official rule, runs of a class the events
+    ({"modality": "audio-visual", "label", "onset", "offset", "score"}); background gives no event; the
+    windows list each second's label. --threshold, --gate_threshold, --class_thresholds and --batch_size
+    are LLP's (the first three are refused here); see avvp_jax/video/ave_parse.py.
 
 Each video is cut into 10-s windows; each window is parsed as an LLP clip, and events are reported in
 seconds of the whole video (an event crossing a window boundary is one event; nothing is reported past the
@@ -26,7 +35,8 @@ Flags:
   --plot         a timeline picture over each whole video (.png, .pdf or .svg), with --title (default: the
                  checkpoint folder's name).
   --plot_dir     a folder for one PNG per video (<video file stem>.png).
-  --weights, --weights_dir, --frame_batch   the feature extractor's (see launch/extract_features.py);
+  --weights, --weights_dir, --frame_batch, --vgg   the feature extractor's (see
+                 launch/extract_features.py; --vgg for an AVE model: the VGG-19 its features came from);
                  with --weights=random the events mean nothing, and the JSON and the plot say RANDOM
                  WEIGHTS.
 
@@ -65,8 +75,17 @@ _TITLE = flags.DEFINE_string("title", None, cli.PARSING_HELP["title"])
 _WEIGHTS = flags.DEFINE_enum(
     "weights", "pretrained", ["pretrained", "random"], "Official weights, or random networks."
 )
+_VGG = flags.DEFINE_string(
+    "vgg",
+    "torchvision",
+    "AVE's VGG-19 weights: torchvision or keras (the released features' network).",
+)
 _WEIGHTS_DIR = flags.DEFINE_string("weights_dir", None, "Folder with the weight files.")
-_FRAME_BATCH = flags.DEFINE_integer("frame_batch", 80, "ResNet-152 frames per call.")
+_FRAME_BATCH = flags.DEFINE_integer(
+    "frame_batch",
+    None,
+    "ResNet-152 frames per call (default 80); VGG-19's for an AVE model (default 16).",
+)
 cli.required(_CHECKPOINT, _OUT)  # --videos too, unless the deprecated positional videos are given
 
 
@@ -91,30 +110,63 @@ def main(argv: list[str]) -> None:
   videos = videos_from(argv)
   if _BATCH_SIZE.value < 1:
     cli.fail(f"--batch_size={_BATCH_SIZE.value} must be positive.")
+  if _FRAME_BATCH.value is not None and _FRAME_BATCH.value < 1:
+    cli.fail(f"--frame_batch={_FRAME_BATCH.value} must be positive.")
   from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top  (after flag checks)
 
+  parse = cli.video_module("parse")
+  extract = cli.video_module("extract")
+  ave_parse = cli.video_module("ave_parse")
+  ave_extract = cli.video_module("ave_extract")
+  try:
+    paths = extract.list_videos(videos)
+    task = ave_parse.checkpoint_task(_CHECKPOINT.value)  # the checkpoint's task picks the path
+  except InputError as error:
+    cli.fail(str(error))
+  if task == "ave" and (
+      _CLASS_THRESHOLDS.value
+      or _GATE_THRESHOLD.value is not None
+      or _THRESHOLD.value != official.THRESHOLD
+  ):
+    cli.fail(
+        f"{_CHECKPOINT.value} is an AVE localizer, which labels each second by its own official rule: "
+        "drop --threshold, --gate_threshold and --class_thresholds (LLP parsers' options)."
+    )
+  if task != "ave" and _VGG.value != "torchvision":
+    cli.fail(f"--vgg={_VGG.value} picks AVE's VGG-19; {_CHECKPOINT.value} is an LLP model.")
   try:
     thresholds = cli.segment_thresholds(_THRESHOLD.value, _CLASS_THRESHOLDS.value)
   except InputError as error:
     cli.fail(str(error))
-  parse = cli.video_module("parse")
-  extract = cli.video_module("extract")
   try:
-    paths = extract.list_videos(videos)
-    records = parse.parse_video(
-        _CHECKPOINT.value,
-        paths,
-        seed=_REPLICA.value,
-        batch_size=_BATCH_SIZE.value,
-        weights=_WEIGHTS.value,
-        weights_dir=_WEIGHTS_DIR.value,
-        frame_batch=_FRAME_BATCH.value,
-        threshold=thresholds,
-        gate_threshold=_GATE_THRESHOLD.value,
-        plot=_PLOT.value,
-        plot_dir=_PLOT_DIR.value,
-        title=_TITLE.value or os.path.basename(os.path.normpath(_CHECKPOINT.value)),
-    )
+    if task == "ave":
+      records = ave_parse.parse_video(
+          _CHECKPOINT.value,
+          paths,
+          seed=_REPLICA.value,
+          weights=_WEIGHTS.value,
+          weights_dir=_WEIGHTS_DIR.value,
+          frame_batch=_FRAME_BATCH.value or ave_extract.FRAME_BATCH,
+          network=_VGG.value,
+          plot=_PLOT.value,
+          plot_dir=_PLOT_DIR.value,
+          title=_TITLE.value or os.path.basename(os.path.normpath(_CHECKPOINT.value)),
+      )
+    else:
+      records = parse.parse_video(
+          _CHECKPOINT.value,
+          paths,
+          seed=_REPLICA.value,
+          batch_size=_BATCH_SIZE.value,
+          weights=_WEIGHTS.value,
+          weights_dir=_WEIGHTS_DIR.value,
+          frame_batch=_FRAME_BATCH.value or 80,
+          threshold=thresholds,
+          gate_threshold=_GATE_THRESHOLD.value,
+          plot=_PLOT.value,
+          plot_dir=_PLOT_DIR.value,
+          title=_TITLE.value or os.path.basename(os.path.normpath(_CHECKPOINT.value)),
+      )
     written = [parse.write_records(records, _OUT.value)]
     if _PLOT.value:
       written.append(os.path.abspath(_PLOT.value))

@@ -10,6 +10,8 @@ official weight files). The networks are Flax ports run by JAX on whatever accel
 Modules: `decode` (read_clip, iter_windows, frame_indices), `vggish`, `resnet`, `r2plus1d` (the networks
 and their preprocessing), `weights` (finding and reading the weight files), `extract` (FeatureExtractor,
 extract_folder), `parse` (parse_video), `synthetic` (SYNTHETIC videos for trying the path and for tests).
+AVE's layout: `vgg19` (VGG-19 to pool5), `ave_frames` (AVE's frame selection and resize), `ave_extract`
+(AveExtractor, extract_folder for `--layout=ave`), `ave_parse` (parse_video with an AVE localizer).
 """
 
 import importlib

@@ -230,14 +230,20 @@ def plot_video_timelines(
     *,
     thumbnails: Sequence[Sequence[tuple[float, np.ndarray]]] | None = None,
     title: str | None = None,
+    classes: Sequence[str] | None = None,
+    tracks: Sequence[str] = timelines.TRACKS,
 ) -> tuple[int, int]:
   """One timeline per parsed video over the whole video (`timelines.plot_timelines`), with `thumbnails`
-  (per video, `extract.VideoFeatures.thumbnails`) along the top: as many as fit side by side."""
+  (per video, `extract.VideoFeatures.thumbnails`) along the top: as many as fit side by side. `classes` and
+  `tracks` are the rows' vocabulary and the legend's modalities (LLP's by default; AVE's parse passes its
+  28 classes and its one audio-visual track)."""
   num_seconds = max(r["num_windows"] * annotations.NUM_SECONDS for r in records)
   width_in = timelines.panel_width_in(num_seconds)
   panels = []
   for k, record in enumerate(records):
     panel = {"clip": os.path.basename(record["video"]), "events": record["events"], "truth": None}
+    if classes is not None:
+      panel["classes"] = tuple(classes)
     frames = thumbnails[k] if thumbnails else []
     if frames:
       height, width = frames[0][1].shape[:2]
@@ -247,7 +253,7 @@ def plot_video_timelines(
       every = max(1, int(np.ceil(span_s / max(gap_s, 1e-9))))
       panel["thumbnails"] = [(t, t + span_s, image) for t, image in frames[::every]]
     panels.append(panel)
-  return timelines.plot_timelines(path, panels, title=title, num_seconds=num_seconds)
+  return timelines.plot_timelines(path, panels, title=title, num_seconds=num_seconds, tracks=tracks)
 
 
 def write_records(records: Sequence[dict[str, Any]], out: str | os.PathLike[str]) -> str:

@@ -39,6 +39,7 @@ _MAX_PANEL_WIDTH_IN = 16.0
 _TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)  # seconds between x ticks
 
 
+TRACKS = ("audio", "visual", "audio-visual")  # LLP's event modalities; AVE has the last only
 PLOT_FORMATS = ("png", "pdf", "svg")  # picture formats by file extension
 
 
@@ -56,9 +57,10 @@ def plot_format(path: str | os.PathLike[str], flag: str = "--plot") -> str:
 
 
 def _timeline_rows(clip: Mapping[str, Any]) -> list[str]:
-  """Classes shown for a clip: those in its predicted or true events, in class order (may be empty)."""
+  """Classes shown for a clip: those in its predicted or true events, in class order (may be empty); the
+  clip's "classes" (e.g. AVE's 28) or LLP's."""
   labels = {e["label"] for e in clip["events"]} | {e["label"] for e in (clip.get("truth") or [])}
-  return [c for c in annotations.CLASSES if c in labels]
+  return [c for c in clip.get("classes") or annotations.CLASSES if c in labels]
 
 
 def panel_width_in(num_seconds: int) -> float:
@@ -138,6 +140,7 @@ def plot_timelines(
     *,
     title: str | None = None,
     num_seconds: int = annotations.NUM_SECONDS,
+    tracks: Sequence[str] = TRACKS,
 ) -> tuple[int, int]:
   """Writes a picture of clips' event timelines; returns its (width, height) in pixels.
 
@@ -146,9 +149,11 @@ def plot_timelines(
       .pdf or .svg (`plot_format`; anything else is an InputError, raised before drawing).
     clips: per clip a mapping with "clip" (its id, the panel title), "events" (predicted events) and
       optionally "truth" (ground-truth events, e.g. `events.extract_events` of the dense labels) or None,
-      and "thumbnails" ((start_s, end_s, image) triples drawn above the prediction).
+      and "thumbnails" ((start_s, end_s, image) triples drawn above the prediction), and "classes" (the
+      row order and vocabulary; default LLP's 25 classes).
     title: the figure title.
     num_seconds: the clips' length (the x axis).
+    tracks: the event modalities the legend explains: LLP's three, or ("audio-visual",) for AVE's one.
 
   Returns:
     (width, height) in pixels, `timeline_figure_size(clips, num_seconds)`.
@@ -221,17 +226,21 @@ def plot_timelines(
               color="#777777",
           )
       top -= block_in / height_in
-    handles = [
-        patches.Patch(facecolor=AUDIO_COLOR, label="audio"),
-        patches.Patch(facecolor=VISUAL_COLOR, label="visual"),
-        patches.Patch(
-            facecolor="none", edgecolor=OVERLAP_COLOR, hatch="///", label="audio-visual (both)"
+    legend = {
+        "audio": patches.Patch(facecolor=AUDIO_COLOR, label="audio"),
+        "visual": patches.Patch(facecolor=VISUAL_COLOR, label="visual"),
+        "audio-visual": patches.Patch(
+            facecolor="none",
+            edgecolor=OVERLAP_COLOR,
+            hatch="///",
+            label="audio-visual (both)" if len(tracks) > 1 else "audio-visual event",
         ),
-    ]
+    }
+    handles = [legend[track] for track in tracks]
     fig.legend(
         handles=handles,
         loc="upper right",
-        ncol=3,
+        ncol=len(handles),
         fontsize=8,
         frameon=False,
         bbox_to_anchor=(1.0 - 0.02, 1.0 - 0.26 / height_in),
