@@ -7,6 +7,7 @@ inference_test.py) and synthetic validation features written in the official lay
 import functools
 import json
 import os
+import tempfile
 import struct
 import subprocess
 import sys
@@ -62,7 +63,8 @@ def _fixture():
   from avvp_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from avvp_jax import models  # pylint: disable=g-import-not-at-top
 
-  root = os.path.join(absltest.get_default_test_tmpdir(), "parse_cli_fixture")
+  # one folder per process: pytest-xdist workers building it side by side must not share it
+  root = tempfile.mkdtemp(prefix="parse_cli_fixture_", dir=absltest.get_default_test_tmpdir())
   config = han.get_config("tiny")
   dims = config.model.input_dims
   dummy = (
