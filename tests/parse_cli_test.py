@@ -7,10 +7,10 @@ inference_test.py) and synthetic validation features written in the official lay
 import functools
 import json
 import os
-import tempfile
 import struct
 import subprocess
 import sys
+import tempfile
 import types
 
 from absl.testing import absltest
