@@ -67,6 +67,22 @@ _OPTIMIZER_BACKFILL = {
     "eps": 1e-8,
 }
 SCHEDULES = ("step", "warmup_cosine")
+# Model and loss fields of configs/common.py added with JoMoLD's recipe, with the values older runs had.
+_SECTION_BACKFILL = {
+    "model": {"han.cross_attention": True, "mmil.visual_dropout": 0.0, "mmil.filter": "union"},
+    "loss": {
+        "audio_weight": 1.0,
+        "visual_weight": 1.0,
+        "video_weight": 1.0,
+        "nce_weight": 1.0,
+        "nce_temperature": 0.2,
+        "nce_smoothing": 0.1,
+        "denoise": False,
+        "noise_ratios": "",
+        "denoise_warm_up": "official",
+        "denoise_warm_up_epochs": 0.9,
+    },
+}
 
 
 def backfill(config: ml_collections.ConfigDict) -> None:
@@ -85,6 +101,13 @@ def backfill(config: ml_collections.ConfigDict) -> None:
     for key, value in _OPTIMIZER_BACKFILL.items():
       if key not in optimizer:
         optimizer[key] = value
+  for section, fields in _SECTION_BACKFILL.items():
+    part = config.get(section)
+    for key, value in fields.items() if part is not None else ():
+      head, _, leaf = key.rpartition(".")
+      holder = part.get(head) if head else part
+      if holder is not None and leaf not in holder:
+        holder[leaf] = value
   if "checkpoint" in config and "best_rule" not in config.checkpoint:
     config.checkpoint.best_rule = best_tracker.TIES_KEEP_LATER  # the tracker's only rule then
 
