@@ -278,6 +278,58 @@ def _bce(prob: jax.Array, target: jax.Array) -> jax.Array:
   return -(target * jnp.log(prob) + (1.0 - target) * jnp.log1p(-prob))
 
 
+def denoised_targets(
+    audio_prob_BxC: jax.Array,
+    visual_prob_BxC: jax.Array,
+    label_BxC: jax.Array,
+    real_B: jax.Array,
+    tables: Mapping[str, jax.Array],
+    ratios: Mapping[str, jax.Array],
+    factor: jax.Array,
+    *,
+    clamp_eps: float,
+    audio_smoothing: float,
+    visual_smoothing: float,
+) -> dict[str, jax.Array]:
+  """One batch's denoised targets from the selection forward's p_a, p_v (module docstring).
+
+  Args:
+    audio_prob_BxC, visual_prob_BxC: the no-cross-attention forward's video-level probabilities.
+    label_BxC: 0/1 weak labels; real_B: bool, False on padding clips.
+    tables, ratios: per modality `count_table` `[C, B + 1]` and the ratios `[C]`; factor: `ratio_factor`.
+    clamp_eps, audio_smoothing, visual_smoothing: `config.loss`'s.
+
+  Returns:
+    {"audio_target", "visual_target": [B, C] the smoothed labels with dropped ones 0, "audio_drop",
+    "visual_drop": bool [B, C]}.
+  """
+  probs = {"audio": audio_prob_BxC, "visual": visual_prob_BxC}
+  smoothing = {"audio": audio_smoothing, "visual": visual_smoothing}
+  label = jnp.asarray(label_BxC, jnp.float32)
+  targets, loss, positive, counts = {}, {}, {}, {}
+  for m in MODALITIES:
+    targets[m] = losses.smooth(label, smoothing[m])
+    loss[m] = _bce(jnp.clip(probs[m], clamp_eps, 1.0 - clamp_eps), targets[m])
+    positive[m] = (targets[m] > 0.5) & real_B[:, None]
+    counts[m] = noisy_counts(
+        tables[m], ratios[m], positive[m].sum(axis=0).astype(jnp.int32), factor
+    )
+  drop_audio, drop_visual = select_noisy(
+      loss["audio"],
+      loss["visual"],
+      positive["audio"],
+      positive["visual"],
+      counts["audio"],
+      counts["visual"],
+  )
+  return {
+      "audio_target": jnp.where(drop_audio, 0.0, targets["audio"]),
+      "visual_target": jnp.where(drop_visual, 0.0, targets["visual"]),
+      "audio_drop": drop_audio,
+      "visual_drop": drop_visual,
+  }
+
+
 def make_denoiser(
     loss_config: Any,
     model: Any,
@@ -312,45 +364,36 @@ def make_denoiser(
         "forward runs it without cross-modal attention."
     )
   selector = model.clone(encoder=model.encoder.clone(cross_attention=False))
-  eps = loss_config.clamp_eps
-  smoothing = {"audio": loss_config.audio_smoothing, "visual": loss_config.visual_smoothing}
+  if steps_per_epoch < 1:
+    raise InputError("JoMoLD's denoising needs the run's steps per epoch (make_train_step's argument).")
 
   def denoise(params, batch, rng, step):
     label = jnp.asarray(batch[batch_keys.LABEL], jnp.float32)
     real = (
-        jnp.asarray(batch[batch_keys.MASK], jnp.float32)[:, None] > 0
+        jnp.asarray(batch[batch_keys.MASK], jnp.float32) > 0
         if batch_keys.MASK in batch
-        else jnp.ones_like(label, bool)
+        else jnp.ones(label.shape[:1], bool)
     )
     outputs = jax.lax.stop_gradient(apply(selector, params, batch, rng))
-    targets, loss, positive = {}, {}, {}
-    for m in MODALITIES:
-      targets[m] = losses.smooth(label, smoothing[m])
-      prob = jnp.clip(outputs[f"{m}_prob"], eps, 1.0 - eps)
-      loss[m] = _bce(prob, targets[m])
-      positive[m] = (targets[m] > 0.5) & real
     factor = ratio_factor(
         step, steps_per_epoch, loss_config.denoise_warm_up, loss_config.denoise_warm_up_epochs
     )
-    counts = {
-        m: noisy_counts(
-            tables[m], ratio_arrays[m], positive[m].sum(axis=0).astype(jnp.int32), factor
-        )
-        for m in MODALITIES
-    }
-    drop_audio, drop_visual = select_noisy(
-        loss["audio"],
-        loss["visual"],
-        positive["audio"],
-        positive["visual"],
-        counts["audio"],
-        counts["visual"],
+    result = denoised_targets(
+        outputs["audio_prob"],
+        outputs["visual_prob"],
+        label,
+        real,
+        tables,
+        ratio_arrays,
+        factor,
+        clamp_eps=loss_config.clamp_eps,
+        audio_smoothing=loss_config.audio_smoothing,
+        visual_smoothing=loss_config.visual_smoothing,
     )
     out = dict(batch)
-    out["audio_target"] = jnp.where(drop_audio, 0.0, targets["audio"])
-    out["visual_target"] = jnp.where(drop_visual, 0.0, targets["visual"])
-    out["audio_dropped"] = drop_audio.sum().astype(jnp.float32)
-    out["visual_dropped"] = drop_visual.sum().astype(jnp.float32)
+    for m in MODALITIES:
+      out[f"{m}_target"] = result[f"{m}_target"]
+      out[f"{m}_dropped"] = result[f"{m}_drop"].sum().astype(jnp.float32)
     return out
 
   return denoise
