@@ -55,7 +55,9 @@ _REPLICA = flags.DEFINE_integer(
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Clips per batch of the class means.")
 _ORDER_SEED = flags.DEFINE_integer("order_seed", 0, "Seed of the clip order of those batches.")
 _AUDIO_THRESHOLD = flags.DEFINE_float("audio_threshold", 0.6, "Audio threshold on p / class mean.")
-_VISUAL_THRESHOLD = flags.DEFINE_float("visual_threshold", 1.8, "Visual threshold on p / class mean.")
+_VISUAL_THRESHOLD = flags.DEFINE_float(
+    "visual_threshold", 1.8, "Visual threshold on p / class mean."
+)
 cli.required(_CHECKPOINT, _OUT)
 
 

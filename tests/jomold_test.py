@@ -97,7 +97,13 @@ def official_noise_ratio(a_probs, v_probs, labels, batches, v_thres=1.8, a_thres
     a_prob_list.append(torch.mean(a_prob, dim=0).numpy())
     v_prob_list.append(torch.mean(v_prob, dim=0).numpy())
     datas.append(
-        {"a": a_prob, "v": v_prob, "label": target, "Pa": torch.from_numpy(Pa), "Pv": torch.from_numpy(Pv)}
+        {
+            "a": a_prob,
+            "v": v_prob,
+            "label": target,
+            "Pa": torch.from_numpy(Pa),
+            "Pv": torch.from_numpy(Pv),
+        }
     )
   a_prob_mean = np.mean(a_prob_list, axis=0)
   v_prob_mean = np.mean(v_prob_list, axis=0)
@@ -167,7 +173,10 @@ class SelectionTest(parameterized.TestCase):
         v_prob,
         labels,
         jnp.ones(b, bool),
-        {m: jnp.asarray(denoising.count_table(r, b)) for m, r in (("audio", ratios_a), ("visual", ratios_v))},
+        {
+            m: jnp.asarray(denoising.count_table(r, b))
+            for m, r in (("audio", ratios_a), ("visual", ratios_v))
+        },
         {"audio": jnp.asarray(ratios_a, jnp.float32), "visual": jnp.asarray(ratios_v, jnp.float32)},
         jnp.float32(1.0),
         clamp_eps=1e-7,
@@ -226,7 +235,9 @@ class ScheduleTest(parameterized.TestCase):
       for n in range(batch + 1):  # the counts int(r x n) the official code takes
         official = np.trunc(expected[step] * n).astype(np.int32)
         got = np.asarray(
-            denoising.noisy_counts(table, jnp.asarray(init, jnp.float32), jnp.full(25, n, jnp.int32), f)
+            denoising.noisy_counts(
+                table, jnp.asarray(init, jnp.float32), jnp.full(25, n, jnp.int32), f
+            )
         )
         if warm_up < 1:  # factor 0 or 1 at every step: exact
           np.testing.assert_array_equal(got, official)
@@ -267,7 +278,9 @@ class NoiseRatioTest(absltest.TestCase):
     noisy = np.array([[True, False, False], [True, False, True]])
     present = np.array([[False, True, False], [True, True, False]])
     q = denoising.ratio_quality(noisy, present, labels)
-    self.assertEqual((q["flagged"], q["correct"], q["wrong"], q["truly_noisy"], q["missed"]), (3, 2, 1, 2, 0))
+    self.assertEqual(
+        (q["flagged"], q["correct"], q["wrong"], q["truly_noisy"], q["missed"]), (3, 2, 1, 2, 0)
+    )
 
 
 class RatioFileTest(absltest.TestCase):
@@ -391,13 +404,21 @@ class LossAndModelTest(absltest.TestCase):
     out = jomold.apply({"params": params}, audio, visual, train=False)
     ref = plain.apply({"params": params}, audio, visual, train=False)
     np.testing.assert_allclose(np.asarray(out["video_prob"]), np.asarray(ref["video_prob"]))
-    np.testing.assert_array_equal(np.asarray(out["audio_filter_prob"]), np.asarray(out["audio_prob"]))
-    np.testing.assert_array_equal(np.asarray(out["visual_filter_prob"]), np.asarray(out["visual_prob"]))
-    np.testing.assert_array_equal(np.asarray(ref["audio_filter_prob"]), np.asarray(ref["video_prob"]))
+    np.testing.assert_array_equal(
+        np.asarray(out["audio_filter_prob"]), np.asarray(out["audio_prob"])
+    )
+    np.testing.assert_array_equal(
+        np.asarray(out["visual_filter_prob"]), np.asarray(out["visual_prob"])
+    )
+    np.testing.assert_array_equal(
+        np.asarray(ref["audio_filter_prob"]), np.asarray(ref["video_prob"])
+    )
     dropped = jomold.apply(
         {"params": params}, audio, visual, train=True, rngs={"dropout": jax.random.key(1)}
     )
-    np.testing.assert_allclose(np.asarray(dropped["audio_prob"]), np.asarray(ref["audio_prob"]), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(dropped["audio_prob"]), np.asarray(ref["audio_prob"]), atol=1e-6
+    )
     self.assertGreater(float(jnp.abs(dropped["visual_prob"] - ref["visual_prob"]).max()), 1e-4)
     with self.assertRaisesRegex(InputError, "config.model.mmil.filter"):
       mmil.MMILDecoder(num_classes=25, filter="both").init(
@@ -418,7 +439,12 @@ class StagesTest(absltest.TestCase):
     train.train_and_evaluate(jomold.get_config("estimator_tiny"), estimator)
     out = os.path.join(folder, "ratios", "noise_ratios.npz")
     run = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "launch", "make_noise_ratios.py"), f"--checkpoint={estimator}", f"--out={out}"],
+        [
+            sys.executable,
+            os.path.join(ROOT, "launch", "make_noise_ratios.py"),
+            f"--checkpoint={estimator}",
+            f"--out={out}",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -443,7 +469,12 @@ class StagesTest(absltest.TestCase):
     self.assertNotEmpty(lines)
     self.assertGreater(sum(line["train/denoise/visual_dropped"] for line in lines), 0)
     bad = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "launch", "make_noise_ratios.py"), f"--checkpoint={estimator}", f"--out={folder}/x.txt"],
+        [
+            sys.executable,
+            os.path.join(ROOT, "launch", "make_noise_ratios.py"),
+            f"--checkpoint={estimator}",
+            f"--out={folder}/x.txt",
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -77,8 +77,12 @@ class MMILDecoder(nn.Module):
         # [B, T, C] fc_prob before the sigmoid (VALOR's loss takes BCE-with-logits of them)
         "segment_audio_logits": segment_logits_BxTxMxC[:, :, 0],
         "segment_visual_logits": segment_logits_BxTxMxC[:, :, 1],
-        "audio_filter_prob": video_prob_BxC if self.filter == "union" else modality_prob_BxMxC[:, 0],
-        "visual_filter_prob": video_prob_BxC if self.filter == "union" else modality_prob_BxMxC[:, 1],
+        "audio_filter_prob": video_prob_BxC
+        if self.filter == "union"
+        else modality_prob_BxMxC[:, 0],
+        "visual_filter_prob": video_prob_BxC
+        if self.filter == "union"
+        else modality_prob_BxMxC[:, 1],
         "temporal_attention": temporal_att_BxTxMxC,  # [B, T, 2, C], sums to 1 over T
         "modality_attention": modality_att_BxTxMxC,  # [B, T, 2, C], sums to 1 over the two modalities
     }

@@ -135,7 +135,9 @@ def make_noise_ratios(
       "flagged": {m: int(result[f"{m}_noisy"].sum()) for m in denoising.MODALITIES},
   }
   if source.synthetic and not features_dir:
-    report["against_hidden_dense_labels"] = _synthetic_quality(config.data, labels_dir, result, labels)
+    report["against_hidden_dense_labels"] = _synthetic_quality(
+        config.data, labels_dir, result, labels
+    )
   with open(report_path(out), "w") as f:
     json.dump(report, f, indent=1)
   return report
@@ -146,7 +148,9 @@ def _synthetic_quality(
 ) -> dict[str, Any]:
   """Per modality, the flagged labels against the SYNTHETIC set's hidden dense training labels."""
   data = synthetic.SyntheticLLP(
-      num_train_clips=int(data_config.get("synthetic_train_clips") or synthetic.DEFAULT_NUM_TRAIN_CLIPS),
+      num_train_clips=int(
+          data_config.get("synthetic_train_clips") or synthetic.DEFAULT_NUM_TRAIN_CLIPS
+      ),
       seed=int(data_config.get("synthetic_seed") or 0),
       layout=data_config.get("layout", "official"),
       frames="pooled",

@@ -63,7 +63,9 @@ def load_noise_ratios(path: str | os.PathLike[str], num_classes: int = 25) -> di
   """
   path = os.fspath(path)
   if not os.path.isfile(path):
-    raise InputError(f"noise ratios {path!r}: no such file (launch/make_noise_ratios.py writes one).")
+    raise InputError(
+        f"noise ratios {path!r}: no such file (launch/make_noise_ratios.py writes one)."
+    )
   try:
     with np.load(path, allow_pickle=False) as data:
       arrays = {key: np.asarray(data[key]) for key in data.files}
@@ -365,7 +367,9 @@ def make_denoiser(
     )
   selector = model.clone(encoder=model.encoder.clone(cross_attention=False))
   if steps_per_epoch < 1:
-    raise InputError("JoMoLD's denoising needs the run's steps per epoch (make_train_step's argument).")
+    raise InputError(
+        "JoMoLD's denoising needs the run's steps per epoch (make_train_step's argument)."
+    )
 
   def denoise(params, batch, rng, step):
     label = jnp.asarray(batch[batch_keys.LABEL], jnp.float32)
