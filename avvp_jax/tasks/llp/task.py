@@ -114,7 +114,7 @@ class LLPTask(task_lib.Task):
             "config.loss.denoise is True but config.loss.noise_ratios is empty: give a noise_ratios.npz "
             "(stage 2, launch/make_noise_ratios.py, or JoMoLD's released file; docs/recipes.md)."
         )
-      denoising.load_noise_ratios(loss.noise_ratios, annotations.NUM_CLASSES)
+      # The file itself is read when the train step is made (evaluating a workdir does not need it).
       denoising.ratio_factor(0, 1, loss.denoise_warm_up, loss.denoise_warm_up_epochs)
     if data.features_dir:  # the folder and its layout, before TFDS is asked
       features_lib.check_layout_folders(data.features_dir, data.layout)
