@@ -48,6 +48,12 @@ Where this card differs from the official code, and why
   * The counts of labels to examine, int(ratio x positives), are computed in float64 as the official code
     does whenever the warm-up factor is 0 or 1 (every step of the default); the "linear" ramp (an option,
     not the released behaviour) computes them in float32.
+  * Stage 2 of a multi-seed estimator uses the seeds' ensemble (the mean of their probabilities) unless
+    --replica picks one; the official estimator is one model. Stage 3's replicas then share one ratio file.
+  * The denoising forward and the training forward draw their dropout from JAX keys (fold_in of the step
+    key), not torch's stream; both run in training mode, as the official ones.
+  * A class with no weak label among the training clips gets ratio 0 (the official 0 / 0 is NaN, which drops
+    nothing either), so every file this writes reads back in [0, 1].
   * The noise ratios are a file path in the loss section (official --noise_ratio_file); the released file
     of CMPAE / CoLeaF reads as is (avvp_jax/tasks/llp/denoising.py `load_noise_ratios`).
 """
