@@ -52,6 +52,8 @@ FLAG_NAMES = {
     "threshold": "the segment probability threshold (official 0.5)",
     "gate_threshold": "the video-level gate threshold",
     "class_thresholds": "per-class thresholds, CLASS=VALUE,...",
+    "audio_threshold": "the audio modality's threshold (of what, the launcher says)",
+    "visual_threshold": "the visual modality's threshold (of what, the launcher says)",
     "plot": "a timeline picture (.png, .pdf or .svg)",
     "plot_dir": "a folder for one timeline PNG per clip or video",
     "title": "the title of the --plot picture",
@@ -67,7 +69,8 @@ FLAG_NAMES = {
 OWN_FLAGS = {
     "convert_official": ("model", "label_embeddings", "num_heads"),
     "make_label_embeddings": ("source",),
-    "make_pseudo_labels": ("audio_threshold", "visual_threshold", "tune_on_val"),
+    "make_noise_ratios": ("order_seed",),
+    "make_pseudo_labels": ("tune_on_val",),
     "make_synthetic": (
         "num_train_clips",
         "num_eval_clips",

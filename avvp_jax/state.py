@@ -67,6 +67,26 @@ _OPTIMIZER_BACKFILL = {
     "eps": 1e-8,
 }
 SCHEDULES = ("step", "warmup_cosine")
+# Fields of a section added later (a dotted key names a subsection's field, filled when the subsection is
+# there), with the value every run before them had.
+_SECTION_BACKFILL = {
+    "model": {"han.cross_attention": True, "mmil.visual_dropout": 0.0, "mmil.filter": "union"},
+    # evaluation batches were streamed every time; AVE's standard splits (before cross-modal matching)
+    "data": {"eval_in_memory_mb": 0, "ave.splits": "standard"},
+    "loss": {
+        "cmm_margin": 2.0,
+        "audio_weight": 1.0,
+        "visual_weight": 1.0,
+        "video_weight": 1.0,
+        "nce_weight": 1.0,
+        "nce_temperature": 0.2,
+        "nce_smoothing": 0.1,
+        "denoise": False,
+        "noise_ratios": "",
+        "denoise_warm_up": "official",
+        "denoise_warm_up_epochs": 0.9,
+    },
+}
 
 
 def backfill(config: ml_collections.ConfigDict) -> None:
@@ -85,16 +105,15 @@ def backfill(config: ml_collections.ConfigDict) -> None:
     for key, value in _OPTIMIZER_BACKFILL.items():
       if key not in optimizer:
         optimizer[key] = value
-  if "data" in config and "eval_in_memory_mb" not in config.data:
-    config.data.eval_in_memory_mb = 0  # evaluation batches were streamed every time
+  for section, fields in _SECTION_BACKFILL.items():
+    part = config.get(section)
+    for key, value in fields.items() if part is not None else ():
+      head, _, leaf = key.rpartition(".")
+      holder = part.get(head) if head else part
+      if holder is not None and leaf not in holder:
+        holder[leaf] = value
   if "checkpoint" in config and "best_rule" not in config.checkpoint:
     config.checkpoint.best_rule = best_tracker.TIES_KEEP_LATER  # the tracker's only rule then
-  # Before AVE's cross-modality localization: the standard split set, and the margin no earlier loss reads.
-  ave = config.get("data", {}).get("ave")
-  if ave is not None and "splits" not in ave:
-    ave.splits = "standard"
-  if "loss" in config and "cmm_margin" not in config.loss:
-    config.loss.cmm_margin = 2.0
 
 
 def backfilled(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -10,6 +10,7 @@ The trainer's layer (`state`, `train`, `evaluate`, `checkpoint`, `workdir`) know
   prepare_data(config, train=) this host's `streams.Streams`: padded, masked, resumable, seed-stacked batches
   input_keys                   the batch entries the model reads, in the order the model takes them
   guidance(batch)              what a training batch also tells the model (e.g. labels for a refiner)
+  label_denoiser(...)          an online relabelling of each training batch before the loss (JoMoLD), or None
   dummy_batch(meta, n)         zeros of the model inputs' shapes, for initialisation
   loss(loss_config, outputs, batch)  (scalar loss, {term: value})
   evaluators                   {type name: Evaluator class}, built as `Evaluator(meta)`
@@ -184,6 +185,16 @@ class Task:
     """Model keyword inputs a training batch gives (never at evaluation); default none."""
     del batch
     return {}
+
+  def label_denoiser(self, config, model, apply, steps_per_epoch: int):
+    """An online relabelling of each training batch before the loss, or None (the default: none).
+
+    When given, the train step calls `denoiser(params, batch, rng, step)` and trains on the batch it returns
+    (LLP: JoMoLD's joint modality label denoising); `apply(model, params, batch, rng)` runs a model in
+    training mode. Scalar entries of the returned batch named `*_dropped` are logged as `denoise/<name>`.
+    """
+    del config, model, apply, steps_per_epoch
+    return None
 
   def dummy_batch(self, meta: Meta, batch_size: int = 1) -> dict[str, np.ndarray]:
     """Zeros of the model inputs' shapes `[batch_size, ...]` (streams the data lack are left out)."""

@@ -72,18 +72,34 @@ NonFiniteLossError = train_log.NonFiniteLossError
 
 
 def make_train_step(
-    config: ml_collections.ConfigDict, model: nn.Module, tx: optax.GradientTransformation
+    config: ml_collections.ConfigDict,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    steps_per_epoch: int = 0,
 ) -> Callable[[state_lib.TrainState, Batch], tuple[state_lib.TrainState, dict[str, jax.Array]]]:
   """The pure train step of one replica, `(state, batch) -> (state, metrics)` (see `jit_train_step`).
 
   Dropout uses `fold_in(state.rng, state.step)`. `metrics` holds the loss, its terms and the gradient norm.
   The task (`config.task`) says which batch entries the model reads, what a training batch also tells it
-  (`guidance`) and the loss.
+  (`guidance`), an online relabelling of the batch (`label_denoiser`, e.g. JoMoLD's, which counts in
+  `steps_per_epoch`; its forward's dropout key is `fold_in(step key, 1)`) and the loss.
   """
   task = tasks.of(config)
+  denoiser = task.label_denoiser(
+      config,
+      model,
+      lambda module, params, batch, rng: state_lib.apply_model(
+          module, params, batch, input_keys=task.input_keys, train=True, rng=rng
+      ),
+      steps_per_epoch,
+  )
 
   def train_step(state: state_lib.TrainState, batch: Batch):
     step_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    denoised = {}
+    if denoiser is not None:
+      batch = denoiser(state.params, batch, jax.random.fold_in(step_rng, 1), state.step)
+      denoised = {f"denoise/{k}": v for k, v in batch.items() if k.endswith("_dropped")}
 
     def loss_fn(params):
       outputs = state_lib.apply_model(
@@ -104,6 +120,7 @@ def make_train_step(
         "loss": loss,
         "grad_norm": optax.tree.norm(grads),
         **{f"loss/{name}": value for name, value in terms.items()},
+        **denoised,
     }
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
@@ -275,7 +292,9 @@ def _train(
       recipe.note,
   )
   run.record_start()
-  train_step = jit_train_step(make_train_step(config, model, tx), mesh, abstract_state)
+  train_step = jit_train_step(
+      make_train_step(config, model, tx, steps_per_epoch), mesh, abstract_state
+  )
   evals = {
       name: (
           evaluator,

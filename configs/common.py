@@ -184,8 +184,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.han.share_modalities = (
       True  # official: the same layer weights update audio and visual
   )
-  # MMIL decoder (avvp_jax/models/mmil.py): no hyper-parameters (its class count is LLP's 25).
+  # Cross-modal attention in every layer (official); False: self-attention only (JoMoLD's noise estimator).
+  config.model.han.cross_attention = True
+  # MMIL decoder (avvp_jax/models/mmil.py); its class count is the task's (LLP: 25).
   config.model.mmil = ml_collections.ConfigDict()
+  # Dropout on the encoded visual segments before the pooling, in training (official 0; JoMoLD 0.5).
+  config.model.mmil.visual_dropout = 0.0
+  # Which video-level probabilities gate segment predictions at evaluation: "union" (official: the
+  # whole-video prediction for both modalities) or "modality" (each its own: JoMoLD's and MA's evaluation).
+  config.model.mmil.filter = "union"
   # LEAP decoder (avvp_jax/models/leap.py); defaults are the official code's (jasongief/LEAP).
   config.model.leap = ml_collections.ConfigDict()
   config.model.leap.num_blocks = 2  # N label-to-segment blocks per modality
@@ -285,6 +292,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss.link_first_pass_weight = 1.0
   # AVE's cross-modal matcher only (loss "cmm"): the contrastive loss's margin (cmm_train.py: 2.0).
   config.loss.cmm_margin = 2.0
+  # JoMoLD only (MCG-NJU/JoMoLD main.py; avvp_jax/tasks/llp/denoising.py). Weights of the terms
+  # audio_weight * BCE(p_a, Pa) + visual_weight * BCE(p_v, Pv) + video_weight * BCE(p, y) + nce_weight * NCE.
+  config.loss.audio_weight = 1.0  # official --audio_weight 2 in stage 3; 1 in the noise estimator
+  config.loss.visual_weight = 1.0  # official --visual_weight 1
+  config.loss.video_weight = 1.0  # official --video_weight 1
+  config.loss.nce_weight = 1.0  # official --nce_weight 1
+  # The label-smoothed NCE of each audio segment against the 10 visual segments of its clip (HAN outputs,
+  # cosine / temperature): official --temperature 0.2, --nce_smooth 0.1.
+  config.loss.nce_temperature = 0.2
+  config.loss.nce_smoothing = 0.1
+  # Joint modality label denoising (stage 3): drop per batch and class the modality labels that the
+  # student's own no-cross-attention forward flags, at the per-class ratios of `noise_ratios` (an .npz with
+  # `audio` and `visual`, 25 floats each: launch/make_noise_ratios.py writes one, JoMoLD's release is one).
+  config.loss.denoise = False
+  config.loss.noise_ratios = ""
+  # How the ratios start: "official" (the released code: no denoising in the first epoch, full ratios
+  # after, for warm-up epochs below 1), "linear" (the intended ramp: ratio x min(1, step / (warm-up epochs
+  # x steps per epoch))) or "none" (full ratios from the first step).
+  config.loss.denoise_warm_up = "official"
+  config.loss.denoise_warm_up_epochs = 0.9  # official --warm_up_epoch 0.9
 
   # --- optimizer ------------------------------------------------------------------------------------
   config.optimizer = ml_collections.ConfigDict()

@@ -17,7 +17,11 @@ kept here by default:
     (JoMoLD); `stacking="sequential"` chains them too, and within a layer the visual update attends to the
     audio that the same layer has just updated (VALOR, Franklin905/VALOR `main_network.py` `Encoder`);
   * the encoder's own `norm1`/`norm2` exist in the checkpoint but are never applied (norm=None): not
-    created here.
+    created here;
+  * `cross_attention=False` drops the cross-modal term, x <- LayerNorm(x + Dropout(SelfAttention(x))), as
+    JoMoLD's `HANLayer(..., with_ca=False)` (MCG-NJU/JoMoLD `nets/net_audiovisual.py`): its noise estimator
+    trains so, and its denoising forward runs so on the parameters of a model built with it (the unused
+    `cm_attn` weights are then simply not read).
 
 Param names mirror the official ones: `layers_{i}/{self_attn,cm_attn}/{query,key,value,out}`,
 `layers_{i}/{linear1,linear2,norm1,norm2}` (with `share_modalities=False`: `audio_layers_{i}` and
@@ -41,6 +45,7 @@ class HANLayer(nn.Module):
     ffn_dim: hidden width of the feed-forward block; 0: the input width D (official, 512).
     dropout: dropout on both attention outputs, inside and after the feed-forward block (official 0.1).
     attention_dropout: dropout on the attention weights (official 0.1).
+    cross_attention: attend to the other modality (official); False: self-attention only (JoMoLD's with_ca).
     dtype: computation dtype.
   """
 
@@ -48,6 +53,7 @@ class HANLayer(nn.Module):
   ffn_dim: int = 0
   dropout: float = 0.1
   attention_dropout: float = 0.1
+  cross_attention: bool = True
   dtype: layers.Dtype | None = None
 
   @nn.compact
@@ -58,9 +64,12 @@ class HANLayer(nn.Module):
         self.num_heads, self.attention_dropout, packed_init=True, dtype=self.dtype, name=name
     )
     drop = lambda y: nn.Dropout(self.dropout)(y, deterministic=not train)
-    cross_BxTxD, _ = attention("cm_attn")(x_BxTxD, other_BxSxD, other_BxSxD, train=train)
+    residual_BxTxD = x_BxTxD
+    if self.cross_attention:
+      cross_BxTxD, _ = attention("cm_attn")(x_BxTxD, other_BxSxD, other_BxSxD, train=train)
+      residual_BxTxD = residual_BxTxD + drop(cross_BxTxD)
     self_BxTxD, _ = attention("self_attn")(x_BxTxD, x_BxTxD, x_BxTxD, train=train)
-    x_BxTxD = layers.layer_norm("norm1", self.dtype)(x_BxTxD + drop(cross_BxTxD) + drop(self_BxTxD))
+    x_BxTxD = layers.layer_norm("norm1", self.dtype)(residual_BxTxD + drop(self_BxTxD))
     hidden_BxTxF = nn.relu(
         layers.torch_dense(ffn_dim, dim, name="linear1", dtype=self.dtype)(x_BxTxD)
     )
@@ -82,6 +91,7 @@ class HANEncoder(nn.Module):
       "stacked" (each layer reads the previous layer's outputs) or "sequential" (as "stacked", but the visual
       update reads the audio the same layer has just updated: VALOR).
     share_modalities: one set of layer weights for both modalities (official) or one per modality.
+    cross_attention: per layer, see `HANLayer` (False: JoMoLD's noise estimator, self-attention only).
     dtype: computation dtype.
   """
 
@@ -92,6 +102,7 @@ class HANEncoder(nn.Module):
   attention_dropout: float = 0.1
   stacking: str = "official"
   share_modalities: bool = True
+  cross_attention: bool = True
   dtype: layers.Dtype | None = None
 
   @nn.compact
@@ -110,6 +121,7 @@ class HANEncoder(nn.Module):
         ffn_dim=self.ffn_dim,
         dropout=self.dropout,
         attention_dropout=self.attention_dropout,
+        cross_attention=self.cross_attention,
         dtype=self.dtype,
         name=name,
     )

@@ -13,14 +13,21 @@ With f[t, m] the encoded segment t of modality m (audio, visual) stacked into [B
 every product being per class. The three Dense layers (D -> 25 each) keep the official names fc_prob,
 fc_frame_att and fc_av_att (YapengTian/AVVP-ECCV20 `MMIL_Net`), and both modalities share them. The official
 evaluation gates the segment predictions of both modalities by the thresholded video-level output, so
-`audio_filter_prob` and `visual_filter_prob` are `video_prob`.
+`audio_filter_prob` and `visual_filter_prob` are `video_prob` (`filter="union"`); `filter="modality"` gates
+each modality by its own video-level probability, p_a or p_v, as JoMoLD's `eval` (and MA's) do.
+
+JoMoLD (MCG-NJU/JoMoLD `MMIL_Net(cls_dropout=0.5)`) drops the encoded visual segments with p = 0.5 in
+training before the pooling (`visual_dropout`); the encoder's outputs (`visual_embedding`) stay undropped.
 """
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from avvp_jax.errors import InputError
 from avvp_jax.models import layers
+
+FILTERS = ("union", "modality")
 
 
 class MMILDecoder(nn.Module):
@@ -28,17 +35,27 @@ class MMILDecoder(nn.Module):
 
   Attributes:
     num_classes: C, the task's classes (`models.build_model` gives them).
+    visual_dropout: dropout on the visual segments entering the pooling, in training (official 0; JoMoLD 0.5).
+    filter: which video-level probabilities gate the segment predictions at evaluation: "union" (official:
+      `video_prob` for both) or "modality" (each modality its own, JoMoLD's and MA's evaluation).
     dtype: computation dtype of the Dense layers; probabilities are float32.
   """
 
   num_classes: int = 0
+  visual_dropout: float = 0.0
+  filter: str = "union"
   dtype: layers.Dtype | None = None
 
   @nn.compact
   def __call__(
       self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool
   ) -> dict[str, jax.Array]:
-    del train  # no dropout here
+    if self.filter not in FILTERS:
+      raise InputError(
+          f"config.model.mmil.filter {self.filter!r} is unknown: use one of {FILTERS}."
+      )
+    if self.visual_dropout:
+      visual_BxTxD = nn.Dropout(self.visual_dropout)(visual_BxTxD, deterministic=not train)
     dim = audio_BxTxD.shape[-1]
     segments_BxTxMxD = jnp.stack([audio_BxTxD, visual_BxTxD], axis=2)
     head = lambda name: layers.torch_dense(self.num_classes, dim, name=name, dtype=self.dtype)(
@@ -60,8 +77,12 @@ class MMILDecoder(nn.Module):
         # [B, T, C] fc_prob before the sigmoid (VALOR's loss takes BCE-with-logits of them)
         "segment_audio_logits": segment_logits_BxTxMxC[:, :, 0],
         "segment_visual_logits": segment_logits_BxTxMxC[:, :, 1],
-        "audio_filter_prob": video_prob_BxC,
-        "visual_filter_prob": video_prob_BxC,
+        "audio_filter_prob": video_prob_BxC
+        if self.filter == "union"
+        else modality_prob_BxMxC[:, 0],
+        "visual_filter_prob": video_prob_BxC
+        if self.filter == "union"
+        else modality_prob_BxMxC[:, 1],
         "temporal_attention": temporal_att_BxTxMxC,  # [B, T, 2, C], sums to 1 over T
         "modality_attention": modality_att_BxTxMxC,  # [B, T, 2, C], sums to 1 over the two modalities
     }

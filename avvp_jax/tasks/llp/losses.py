@@ -1,4 +1,4 @@
-"""Training losses of HAN, LEAP, LINK and VALOR: `compute_loss(config.loss, outputs, batch) -> (loss, terms)`.
+"""Training losses of HAN, LEAP, LINK, VALOR and JoMoLD: `compute_loss(config.loss, outputs, batch) -> (loss, terms)`.
 
 `outputs` is a model's output dict (`avvp_jax.models`), `batch` a batch dict (`avvp_jax.tasks.llp.batch_keys`).
 Every loss is the mean over the real clips of the batch (weighted by `batch["mask"]` when present),
@@ -30,6 +30,16 @@ VALOR (Lai, Chen and Wang, NeurIPS 2023; Franklin905/VALOR `main_avvp.py:train`)
   with Pa / Pv the segment pseudo labels (CLAP / CLIP in the paper) and the logits the decoder's segment
   scores before the sigmoid (MMIL's fc_prob); official: segment_weight 1, both terms on. No per-modality
   video-level term. `audio_segment_loss` / `visual_segment_loss` switch a term off (reported as 0).
+
+JoMoLD (Cheng et al., ECCV 2022; MCG-NJU/JoMoLD `main.py`, `nets/net_audiovisual.py`):
+  audio_weight * BCE(audio_prob, Pa) + visual_weight * BCE(visual_prob, Pv) + video_weight * BCE(video_prob, y)
+  + nce_weight * NCE, with Pa / Pv the smoothed weak labels (HAN's s_a, s_v), or the denoised targets
+  `batch["audio_target"]` / `batch["visual_target"]` [B, C] when the trainer's denoiser put them there
+  (`avvp_jax.tasks.llp.denoising`: a dropped label is 0). NCE (`label_smoothed_nce`) is the official
+  `LabelSmoothingNCELoss` of the cosine similarities of the encoded audio and visual segments over the
+  temperature: for each audio segment i, -log(sum_j q_ij softmax_j(s_ij)) with q_ii = 1 - smoothing and
+  q_ij = smoothing / (T - 1), averaged over the clip's T segments. Official: stage 1 weights 1, 1, 1, 1;
+  stage 3 2, 1, 1, 1; temperature 0.2, smoothing 0.1.
 
 LINK (Wang et al., arXiv 2412.20872, eq. 7-12): LEAP's L_basic (video, per-modality and pseudo-label terms,
 with the same fallbacks) + avss_weight * S-LOSS, where S-LOSS is the avss loss above with each pair's squared
@@ -381,6 +391,55 @@ def valor_loss(
   return loss, terms
 
 
+def label_smoothed_nce(
+    audio_embedding: Array, visual_embedding: Array, temperature: float, smoothing: float
+) -> Array:
+  """JoMoLD's label-smoothed NCE per clip `[B]` (module docstring) of `[B, T, D]` encoded segments.
+
+  The official `LabelSmoothingNCELoss(classes=10)` takes the log of the smoothed target's expected softmax
+  probability (not a cross-entropy), one row per audio segment, the matching visual segment its class.
+  """
+  logits_BxTxT = cosine_similarity(audio_embedding, visual_embedding) / temperature
+  prob_BxTxT = jax.nn.softmax(logits_BxTxT, axis=-1)
+  t = logits_BxTxT.shape[-1]
+  eye = jnp.eye(t, dtype=jnp.float32)
+  target_TxT = eye * (1.0 - smoothing) + (1.0 - eye) * (smoothing / (t - 1))
+  return -jnp.log(jnp.sum(prob_BxTxT * target_TxT, axis=-1)).mean(axis=-1)
+
+
+DENOISED_TARGETS = ("audio_target", "visual_target")  # [B, C] batch keys the denoiser adds
+
+
+def jomold_loss(
+    config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
+) -> tuple[Array, Terms]:
+  """JoMoLD's loss: weighted modality, video and NCE terms (module docstring), on denoised targets if given."""
+  eps = config.clamp_eps
+  label = _f32(batch[batch_keys.LABEL])
+  smoothing = {"audio": config.audio_smoothing, "visual": config.visual_smoothing}
+  terms = {"video": _batch_mean(_bce_per_clip(_clamp(outputs["video_prob"], eps), label), batch)}
+  for m in ("audio", "visual"):
+    target = batch.get(f"{m}_target")
+    target = smooth(label, smoothing[m]) if target is None else _f32(target)
+    terms[m] = _batch_mean(_bce_per_clip(_clamp(outputs[f"{m}_prob"], eps), target), batch)
+  terms["nce"] = _batch_mean(
+      label_smoothed_nce(
+          outputs["audio_embedding"],
+          outputs["visual_embedding"],
+          config.nce_temperature,
+          config.nce_smoothing,
+      ),
+      batch,
+  )
+  loss = (
+      config.audio_weight * terms["audio"]
+      + config.visual_weight * terms["visual"]
+      + config.video_weight * terms["video"]
+      + config.nce_weight * terms["nce"]
+  )
+  return loss, terms
+
+
 LossFn = Callable[
     [ml_collections.ConfigDict, Mapping[str, Array], Mapping[str, Any]], tuple[Array, Terms]
 ]
@@ -389,6 +448,7 @@ LOSSES: dict[str, LossFn] = {
     "leap": leap_loss,
     "link": link_loss,
     "valor": valor_loss,
+    "jomold": jomold_loss,
 }
 
 

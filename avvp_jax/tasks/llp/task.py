@@ -24,6 +24,7 @@ from avvp_jax.tasks.llp import losses as losses_lib
 from avvp_jax import task as task_lib
 from avvp_jax.tasks.llp import annotations
 from avvp_jax.tasks.llp import batch_keys
+from avvp_jax.tasks.llp import denoising
 from avvp_jax.tasks.llp import features as features_lib
 from avvp_jax.tasks.llp import simulated_teacher
 from avvp_jax.tasks.llp import synthetic as synthetic_lib
@@ -101,6 +102,20 @@ class LLPTask(task_lib.Task):
           "labels (VALOR's folder, one made by launch/make_pseudo_labels.py, or 'simulated' on the "
           f"embedded synthetic data), or set --config.loss.{'=False --config.loss.'.join(needed)}=False."
       )
+    loss = config.loss
+    if loss.get("denoise", False):  # JoMoLD's stage 3: the ratio file, its warm-up, the HAN encoder
+      if loss.name != "jomold" or config.model.encoder != "han":
+        raise InputError(
+            "config.loss.denoise is JoMoLD's: use config.loss.name='jomold' with config.model.encoder='han' "
+            "(or set --config.loss.denoise=False)."
+        )
+      if not loss.noise_ratios:
+        raise InputError(
+            "config.loss.denoise is True but config.loss.noise_ratios is empty: give a noise_ratios.npz "
+            "(stage 2, launch/make_noise_ratios.py, or JoMoLD's released file; docs/recipes.md)."
+        )
+      # The file itself is read when the train step is made (evaluating a workdir does not need it).
+      denoising.ratio_factor(0, 1, loss.denoise_warm_up, loss.denoise_warm_up_epochs)
     if data.features_dir:  # the folder and its layout, before TFDS is asked
       features_lib.check_layout_folders(data.features_dir, data.layout)
     _input_dims_from_layout(config)
@@ -120,6 +135,19 @@ class LLPTask(task_lib.Task):
     if all(key in batch for key in batch_keys.PSEUDO_LABELS):
       guidance["segment_labels"] = tuple(batch[key] for key in batch_keys.PSEUDO_LABELS)
     return guidance
+
+  def label_denoiser(self, config, model, apply, steps_per_epoch):
+    """JoMoLD's stage-3 relabelling (`denoising.make_denoiser`) when `config.loss.denoise`, else None."""
+    if not config.loss.get("denoise", False):
+      return None
+    return denoising.make_denoiser(
+        config.loss,
+        model,
+        apply,
+        steps_per_epoch,
+        config.batch_size,
+        self.meta(config).num_classes,
+    )
 
   def loss(self, loss_config, outputs, batch):
     return losses_lib.compute_loss(loss_config, outputs, batch)
