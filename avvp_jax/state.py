@@ -67,6 +67,12 @@ _OPTIMIZER_BACKFILL = {
     "eps": 1e-8,
 }
 SCHEDULES = ("step", "warmup_cosine")
+_MA_LOSS_BACKFILL = {
+    "ma_contrastive_weight": 1.0,
+    "ma_temperature": 0.2,
+    "ma_smoothing": 0.1,
+    "ma_drop_clears_video": True,
+}
 
 
 def backfill(config: ml_collections.ConfigDict) -> None:
@@ -85,6 +91,16 @@ def backfill(config: ml_collections.ConfigDict) -> None:
     for key, value in _OPTIMIZER_BACKFILL.items():
       if key not in optimizer:
         optimizer[key] = value
+  # Before MA's refined labels and loss (configs/ma.py): none, and the loss fields' defaults (unread by others).
+  if "data" in config and "refined_labels" not in config.data:
+    config.data.refined_labels = ""
+  if "loss" in config:
+    for key, value in _MA_LOSS_BACKFILL.items():
+      if key not in config.loss:
+        config.loss[key] = value
+  mmil = (config.get("model") or {}).get("mmil")
+  if mmil is not None and "filter" not in mmil:
+    mmil.filter = "video"  # MMIL's only gate then
   if "checkpoint" in config and "best_rule" not in config.checkpoint:
     config.checkpoint.best_rule = best_tracker.TIES_KEEP_LATER  # the tracker's only rule then
 

@@ -11,16 +11,20 @@ With f[t, m] the encoded segment t of modality m (audio, visual) stacked into [B
   p_v      = sum_t Wt[t, visual] * P[t, visual]                 visual-level            (eq. 10)
 
 every product being per class. The three Dense layers (D -> 25 each) keep the official names fc_prob,
-fc_frame_att and fc_av_att (YapengTian/AVVP-ECCV20 `MMIL_Net`), and both modalities share them. The official
+fc_frame_att and fc_av_att (YapengTian/AVVP-ECCV20 `MMIL_Net`), and both modalities share them. HAN's official
 evaluation gates the segment predictions of both modalities by the thresholded video-level output, so
-`audio_filter_prob` and `visual_filter_prob` are `video_prob`.
+`audio_filter_prob` and `visual_filter_prob` are `video_prob` (`filter="video"`); MA's (and JoMoLD's) gates each
+modality by its own video-level output, `p_a` and `p_v` (`filter="modality"`).
 """
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from avvp_jax.errors import InputError
 from avvp_jax.models import layers
+
+FILTERS = ("video", "modality")
 
 
 class MMILDecoder(nn.Module):
@@ -28,10 +32,13 @@ class MMILDecoder(nn.Module):
 
   Attributes:
     num_classes: C, the task's classes (`models.build_model` gives them).
+    filter: which video-level probabilities gate segment predictions at evaluation: "video" (HAN's official:
+      the whole-video `video_prob` for both modalities) or "modality" (MA's: `audio_prob` and `visual_prob`).
     dtype: computation dtype of the Dense layers; probabilities are float32.
   """
 
   num_classes: int = 0
+  filter: str = "video"
   dtype: layers.Dtype | None = None
 
   @nn.compact
@@ -39,6 +46,10 @@ class MMILDecoder(nn.Module):
       self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool
   ) -> dict[str, jax.Array]:
     del train  # no dropout here
+    if self.filter not in FILTERS:
+      raise InputError(
+          f"config.model.mmil.filter {self.filter!r} is unknown: use one of {FILTERS}."
+      )
     dim = audio_BxTxD.shape[-1]
     segments_BxTxMxD = jnp.stack([audio_BxTxD, visual_BxTxD], axis=2)
     head = lambda name: layers.torch_dense(self.num_classes, dim, name=name, dtype=self.dtype)(
@@ -60,8 +71,12 @@ class MMILDecoder(nn.Module):
         # [B, T, C] fc_prob before the sigmoid (VALOR's loss takes BCE-with-logits of them)
         "segment_audio_logits": segment_logits_BxTxMxC[:, :, 0],
         "segment_visual_logits": segment_logits_BxTxMxC[:, :, 1],
-        "audio_filter_prob": video_prob_BxC,
-        "visual_filter_prob": video_prob_BxC,
+        "audio_filter_prob": video_prob_BxC
+        if self.filter == "video"
+        else modality_prob_BxMxC[:, 0],
+        "visual_filter_prob": video_prob_BxC
+        if self.filter == "video"
+        else modality_prob_BxMxC[:, 1],
         "temporal_attention": temporal_att_BxTxMxC,  # [B, T, 2, C], sums to 1 over T
         "modality_attention": modality_att_BxTxMxC,  # [B, T, 2, C], sums to 1 over the two modalities
     }
