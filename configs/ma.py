@@ -39,7 +39,7 @@ Where this card differs from the official code, and why
   * Checkpoints: full train states (params, optimizer state, data position) instead of a weights-only save.
   * The last partial batch of an epoch trains, masked, as PyTorch's drop_last=False does; the contrastive term
     is the mean over the real clips' segments, as the official mean over the smaller batch's segments.
-  * Stage 2's partners are drawn once from --seed and stored (official: Python's unseeded `random`); its
+  * Stage 2's partners are drawn once from --partner_seed and stored (official: Python's unseeded `random`); its
     pickle holds sorted plain ints (official: 0-d torch tensors in the shuffled loader's order); see
     avvp_jax/tools/ma_refine.py.
   * SYNTHETIC data (features_dir empty): 2,000 training clips (data.synthetic_train_clips), the official 12

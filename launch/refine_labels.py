@@ -1,13 +1,13 @@
 r"""MA's stage 2: refines the training clips' weak labels into modality-level labels by the modality exchange.
 
   python launch/refine_labels.py --checkpoint=WORKDIR --out=DIR [--features=DIR] [--labels_dir=DIR] \
-      [--seed=0] [--replica=] [--batch_size=64]
+      [--partner_seed=0] [--replica=] [--batch_size=64]
 
 Then retrain on them (stage 3): `python launch/train.py --config=configs/ma.py:retrain
 --config.data.refined_labels=DIR` (with the same --config.data.features_dir / labels_dir). The recipe, all three
 stages: docs/recipes.md, "MA".
 
-Each training clip gets a partner whose weak labels share no class with its own (drawn from --seed, stored);
+Each training clip gets a partner whose weak labels share no class with its own (drawn from --partner_seed, stored);
 the frozen stage-1 model runs on the clip, on the clip with the partner's visual streams, and on the clip with
 the partner's audio; MA's `estimate_label` rule then drops the weak labels neither modality recovers once the
 other track is exchanged (avvp_jax/tools/ma_refine.py).
@@ -22,7 +22,7 @@ Flags:
   --features     a features folder (either layout); empty: the embedded SYNTHETIC data the checkpoint's config
                  describes, whose hidden dense training labels then score the dropped labels.
   --labels_dir   the AVVP_*.csv files; default: the checkpoint's config.data.labels_dir, else the packaged LLP.
-  --seed         the partners' draw.
+  --partner_seed the partners' draw.
   --replica      a multi-seed stage-1 run's replica (the seed it was trained with); default: its first.
   --batch_size   clips per jitted call (three forwards each).
 
@@ -56,7 +56,7 @@ _FEATURES = flags.DEFINE_string(
 _LABELS_DIR = flags.DEFINE_string(
     "labels_dir", "", "Folder with AVVP_*.csv; default: the checkpoint's, else packaged."
 )
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the exchange partners' draw.")
+_PARTNER_SEED = flags.DEFINE_integer("partner_seed", 0, "Seed of the exchange partners' draw.")
 _REPLICA = flags.DEFINE_integer(
     "replica", None, "Multi-seed stage-1 run: the replica to use (default: its first seed)."
 )
@@ -75,7 +75,7 @@ def main(argv: list[str]) -> None:
         _OUT.value,
         features_dir=_FEATURES.value,
         labels_dir=_LABELS_DIR.value,
-        seed=_SEED.value,
+        seed=_PARTNER_SEED.value,
         replica=_REPLICA.value,
         batch_size=_BATCH_SIZE.value,
     )
