@@ -10,6 +10,7 @@
 
 import os
 import pickle
+import subprocess
 import sys
 
 from absl.testing import absltest
@@ -514,6 +515,30 @@ class StagesTest(absltest.TestCase):
     han.loss.name = "han"
     with self.assertRaisesRegex(InputError, "reads no modality-level labels"):
       state_lib.resolve_config(han)
+
+
+class LauncherTest(absltest.TestCase):
+
+  def test_bad_checkpoint_is_one_line(self):
+    out = os.path.join(self.create_tempdir().full_path, "refined")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "launch/refine_labels.py",
+            "--checkpoint=/no/such/workdir",
+            f"--out={out}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    self.assertEqual(result.returncode, 2, result.stderr[-2000:])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    self.assertLen(errors, 1)
+    self.assertIn("/no/such/workdir", errors[0])
+    self.assertFalse(os.path.exists(out))
 
 
 if __name__ == "__main__":
