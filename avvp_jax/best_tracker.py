@@ -4,7 +4,8 @@ A run of S replicas keeps S bests, each by its own validation `config.checkpoint
 its own best epoch; `BestTracker.state` is the seed-stacked train state whose row s is replica s's best,
 kept in device memory (a second copy of the train state) so a later improvement of some replicas merges
 into it on the device (`keep_best`). `config.checkpoint.best_rule` decides ties: ">=" (default) keeps the
-later epoch, as HAN's official code; ">" keeps the first best, as VALOR's (`if F > best_F`).
+later epoch, as HAN's official code; ">" keeps the first best, as VALOR's (`if F > best_F`); "last" replaces the
+best at every validation, so the last validated epoch is kept, as MA's code does (it saves after its last epoch).
 
 `state_dict()` is the JSON the checkpointer saves with the best state (and with every latest save, so a
 resumed run knows what to beat); `load_state_dict` restores it; `metrics_record()` is the best save's
@@ -28,15 +29,18 @@ TIES_KEEP_LATER = ">="  # a tie replaces the best (HAN: AVVP-ECCV20 main_avvp.py
 TIES_KEEP_FIRST = (
     ">"  # strict: a tie keeps the earlier best (VALOR: Franklin905/VALOR main_avvp.py)
 )
-RULES = (TIES_KEEP_LATER, TIES_KEEP_FIRST)
+LAST_EPOCH = (
+    "last"  # every validation replaces the best: the last epoch is kept (MA's official code)
+)
+RULES = (TIES_KEEP_LATER, TIES_KEEP_FIRST, LAST_EPOCH)
 
 
 def check_rule(rule: str) -> None:
   """Raises a one-line InputError for a `config.checkpoint.best_rule` other than ">=" or ">"."""
   if rule not in RULES:
     raise InputError(
-        f"config.checkpoint.best_rule {rule!r} is unknown: use '>=' (a tie keeps the later epoch) or "
-        "'>' (a tie keeps the first best)."
+        f"config.checkpoint.best_rule {rule!r} is unknown: use '>=' (a tie keeps the later epoch), "
+        "'>' (a tie keeps the first best) or 'last' (the last validated epoch is kept)."
     )
 
 
@@ -87,7 +91,11 @@ class BestTracker:
     improved = np.zeros(len(self.seeds), bool)
     for k, scores in enumerate(per_seed):
       score = float(scores[self.metric])
-      if score > self.scores[k] or (self.rule == TIES_KEEP_LATER and score == self.scores[k]):
+      if (
+          self.rule == LAST_EPOCH
+          or score > self.scores[k]
+          or (self.rule == TIES_KEEP_LATER and score == self.scores[k])
+      ):
         improved[k] = True
         self.scores[k], self.steps[k] = score, int(step)
         self.metrics[k] = {key: float(scores[key]) for key in self.keys}

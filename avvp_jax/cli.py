@@ -80,6 +80,7 @@ OWN_FLAGS = {
         "video_seconds",
     ),
     "parse": ("clips", "clip_list", "plot_clips", "plot_max"),
+    "refine_labels": ("partner_seed",),
     "train": ("coordinator_address", "num_processes", "process_id"),
 }
 

@@ -72,7 +72,7 @@ SCHEDULES = ("step", "warmup_cosine")
 _SECTION_BACKFILL = {
     "model": {"han.cross_attention": True, "mmil.visual_dropout": 0.0, "mmil.filter": "union"},
     # evaluation batches were streamed every time; AVE's standard splits (before cross-modal matching)
-    "data": {"eval_in_memory_mb": 0, "ave.splits": "standard"},
+    "data": {"eval_in_memory_mb": 0, "ave.splits": "standard", "refined_labels": ""},
     "loss": {
         "cmm_margin": 2.0,
         "audio_weight": 1.0,
@@ -85,6 +85,10 @@ _SECTION_BACKFILL = {
         "noise_ratios": "",
         "denoise_warm_up": "official",
         "denoise_warm_up_epochs": 0.9,
+        "ma_contrastive_weight": 1.0,
+        "ma_temperature": 0.2,
+        "ma_smoothing": 0.1,
+        "ma_drop_clears_video": True,
     },
 }
 

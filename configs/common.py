@@ -87,6 +87,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # "simulated": on the embedded synthetic data only, SIMULATED VALOR-like pseudo labels made from the set's
   # hidden dense labels (avvp_jax/tasks/llp/synthetic.py; official segment F1 audio 80.5, visual 71.0).
   config.data.pseudo_labels = ""
+  # Modality-level video labels for training (MA's refined labels, the stage 3 of configs/ma.py): a folder
+  # written by launch/refine_labels.py (its refined_labels.npz), such a .npz, or a file in MA's
+  # need_to_change.pkl layout (per modality, per class, the training-split rows whose label is dropped; e.g.
+  # CVCM's release). Read by the "ma" loss (avvp_jax/tasks/llp/refined_labels.py). Empty: none.
+  config.data.refined_labels = ""
   # Training clips in the shuffle buffer (LLP train has 10,000): the order of an epoch depends only on
   # (seed, epoch), so a resumed run sees exactly the same batches. Decoded clips are held in memory (~105 KB
   # each with pooled frames, ~680 KB raw): lower it for raw frames on small hosts.
@@ -312,6 +317,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # x steps per epoch))) or "none" (full ratios from the first step).
   config.loss.denoise_warm_up = "official"
   config.loss.denoise_warm_up_epochs = 0.9  # official --warm_up_epoch 0.9
+  # MA only (loss "ma", configs/ma.py). Weight, temperature and label smoothing of the audio-visual contrastive
+  # term (encoded audio segments against the visual segments before the encoder; official 1, 0.2, 0.1).
+  config.loss.ma_contrastive_weight = 1.0
+  config.loss.ma_temperature = 0.2
+  config.loss.ma_smoothing = 0.1
+  # With refined labels: a dropped audio label also clears the video-level target (the official loader's
+  # quirk: its audio target aliases the video label). False: the video target stays the weak label.
+  config.loss.ma_drop_clears_video = True
 
   # --- optimizer ------------------------------------------------------------------------------------
   config.optimizer = ml_collections.ConfigDict()
@@ -348,7 +361,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Validation metric that selects the separate full-state "best" save in WORKDIR/best (higher is better).
   config.checkpoint.best_metric = "segment/type"
   # How a tie with the best so far counts: ">=" (the later epoch becomes the best, as HAN's official code)
-  # or ">" (strict: the first best is kept, as VALOR's).
+  # or ">" (strict: the first best is kept, as VALOR's); "last": every validation replaces it, so the "best"
+  # save is the last epoch's (MA's official code keeps the last epoch).
   config.checkpoint.best_rule = ">="
   # More evaluations at every validation, beside "val" (which ranks the epochs): {name: {split, type}}, the
   # task's default evaluator unless `type` names another. Entries are added in a config file (a locked config

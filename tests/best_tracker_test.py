@@ -57,6 +57,17 @@ class BestTrackerTest(absltest.TestCase):
     np.testing.assert_array_equal(first.state["w"], [[10.0], [30.0]])
     np.testing.assert_array_equal(later.state["w"], [[30.0], [30.0]])
 
+  def test_last_rule_keeps_the_last_epoch(self):
+    """MA's code saves the model after its last epoch, whatever the validation said: "last"."""
+    tracker = best_tracker.BestTracker("segment/type", seeds=[0, 1], keys=KEYS, rule="last")
+    for step, values in ((10, (50.0, 20.0)), (20, (40.0, 30.0)), (30, (10.0, 25.0))):
+      improved = tracker.update(
+          step, [scores(v) for v in values], {"w": jnp.full((2, 1), 1.0 * step)}
+      )
+      np.testing.assert_array_equal(improved, [True, True])
+    self.assertEqual((tracker.steps, tracker.scores), ([30, 30], [10.0, 25.0]))
+    np.testing.assert_array_equal(tracker.state["w"], [[30.0], [30.0]])
+
   def test_unknown_rule_is_one_line(self):
     with self.assertRaisesRegex(
         InputError, r"^config.checkpoint.best_rule '>>' is unknown: use '>='"

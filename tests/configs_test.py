@@ -94,6 +94,23 @@ class ConfigsTest(parameterized.TestCase):
         ("adam", 1e-4, 32, 20),
     )
 
+  def test_ma_recipe(self):
+    """MA's official recipe (step1_train_base_model / step3_retrain main_avvp.py) and its stage presets."""
+    ma = _load("ma")
+    self.assertEqual(
+        (ma.optimizer.name, ma.optimizer.learning_rate, ma.batch_size, ma.num_epochs),
+        ("adam", 3e-4, 16, 12),
+    )
+    self.assertEqual((ma.optimizer.decay_every_epochs, ma.optimizer.decay_factor), (10, 0.1))
+    self.assertEqual((ma.loss.name, ma.loss.ma_temperature, ma.loss.ma_smoothing), ("ma", 0.2, 0.1))
+    self.assertEqual((ma.loss.audio_smoothing, ma.loss.visual_smoothing), (1.0, 0.9))
+    self.assertEqual((ma.checkpoint.best_rule, ma.model.mmil.filter), ("last", "modality"))
+    self.assertEqual(ma.data.refined_labels, "")
+    for preset in ("retrain", "retrain_tiny"):  # stage 3 stops until the refined labels are named
+      with self.assertRaisesRegex(InputError, "config.data.refined_labels is required"):
+        llp_task.TASK.check_config(_load("ma", preset))
+    self.assertEqual(_load("ma", "retrain_tiny").model.hidden_dim, 16)
+
   @parameterized.parameters(*CONFIG_NAMES)
   def test_every_field_is_documented(self, name):
     """Each field is set somewhere in configs/ with a comment on its line or above its block of lines."""

@@ -14,6 +14,8 @@ with audio [B, T, Da], frames [B, T, Df] (pooled) or [B, 8T, Df] (raw), motion [
   audio_filter_prob, visual_filter_prob     [B, C] what the official evaluation of the model gates segment
                                predictions with (HAN/MMIL: video_prob; LEAP: see leap.py)
   audio_embedding, visual_embedding         [B, T, D] encoder outputs
+  audio_input_embedding, visual_input_embedding   [B, T, D] the embedded segments before the encoder (MA's
+                               contrastive term pairs the encoded audio with the embedded visual segments)
   plus decoder extras (MMIL: segment_*_logits [B, T, C], temporal_attention, modality_attention [B, T, 2, C];
   LEAP: video_prob_soft, segment_*_logits, *_label_embedding).
 
@@ -308,6 +310,7 @@ class AVVPModel(nn.Module):
     """`segment_labels` ((audio, visual) [B, T, C] pseudo labels) and `video_label` ([B, C] weak labels) are
     training-time inputs of a refiner; models without one ignore them."""
     audio_BxTxD, visual_BxTxD = self.embed(audio, frames, motion)
+    inputs = {"audio_input_embedding": audio_BxTxD, "visual_input_embedding": visual_BxTxD}
     encoded = self.encoder(audio_BxTxD, visual_BxTxD, train=train)
     audio_BxTxD, visual_BxTxD = encoded[0], encoded[1]
     extras = dict(encoded[2]) if len(encoded) > 2 else {}
@@ -328,6 +331,7 @@ class AVVPModel(nn.Module):
     outputs.update(extras)
     outputs["audio_embedding"] = audio_BxTxD
     outputs["visual_embedding"] = visual_BxTxD
+    outputs.update(inputs)
     return {key: value.astype(jnp.float32) for key, value in outputs.items()}
 
 

@@ -11,7 +11,7 @@ With f[t, m] the encoded segment t of modality m (audio, visual) stacked into [B
   p_v      = sum_t Wt[t, visual] * P[t, visual]                 visual-level            (eq. 10)
 
 every product being per class. The three Dense layers (D -> 25 each) keep the official names fc_prob,
-fc_frame_att and fc_av_att (YapengTian/AVVP-ECCV20 `MMIL_Net`), and both modalities share them. The official
+fc_frame_att and fc_av_att (YapengTian/AVVP-ECCV20 `MMIL_Net`), and both modalities share them. HAN's official
 evaluation gates the segment predictions of both modalities by the thresholded video-level output, so
 `audio_filter_prob` and `visual_filter_prob` are `video_prob` (`filter="union"`); `filter="modality"` gates
 each modality by its own video-level probability, p_a or p_v, as JoMoLD's `eval` (and MA's) do.

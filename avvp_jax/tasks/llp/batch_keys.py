@@ -13,6 +13,10 @@ C = 25 classes (`avvp_jax.tasks.llp.annotations`); float32 unless said otherwise
   visual_label          [B, T, C]    dense visual labels, 0/1: val and test batches only
   audio_pseudo_label    [B, T, C]    segment pseudo labels, 0/1: training batches of a run with
   visual_pseudo_label   [B, T, C]      `config.data.pseudo_labels` (`avvp_jax.tasks.llp.pseudo_labels`)
+  audio_modality_label  [B, C]       modality-level video labels, 0/1 (MA's refined labels: the weak label with
+  visual_modality_label [B, C]         the classes a refinement dropped from that modality cleared): training
+                                       batches of a run with `config.data.refined_labels`
+                                       (`avvp_jax.tasks.llp.refined_labels`)
   mask                  [B]          1 on a real clip, 0 on padding (the last, padded batch of a split)
   index                 [B] int32    the clip's row in its split, -1 on padding
 
@@ -33,6 +37,10 @@ DENSE_LABELS = (AUDIO_LABEL, VISUAL_LABEL)
 AUDIO_PSEUDO_LABEL = "audio_pseudo_label"  # segment pseudo labels [B, T, C], training
 VISUAL_PSEUDO_LABEL = "visual_pseudo_label"
 PSEUDO_LABELS = (AUDIO_PSEUDO_LABEL, VISUAL_PSEUDO_LABEL)
+
+AUDIO_MODALITY_LABEL = "audio_modality_label"  # modality-level video labels [B, C], training
+VISUAL_MODALITY_LABEL = "visual_modality_label"
+MODALITY_LABELS = (AUDIO_MODALITY_LABEL, VISUAL_MODALITY_LABEL)
 
 MASK = "mask"  # [B] float32, 1 on real clips
 INDEX = "index"  # [B] int32, -1 on padding

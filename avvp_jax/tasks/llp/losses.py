@@ -1,4 +1,4 @@
-"""Training losses of HAN, LEAP, LINK, VALOR and JoMoLD: `compute_loss(config.loss, outputs, batch) -> (loss, terms)`.
+"""Training losses of HAN, MA, LEAP, LINK, VALOR and JoMoLD: `compute_loss(config.loss, outputs, batch) -> (loss, terms)`.
 
 `outputs` is a model's output dict (`avvp_jax.models`), `batch` a batch dict (`avvp_jax.tasks.llp.batch_keys`).
 Every loss is the mean over the real clips of the batch (weighted by `batch["mask"]` when present),
@@ -8,6 +8,20 @@ Probabilities are clamped to `[clamp_eps, 1 - clamp_eps]` before any log, as bot
 HAN (Tian, Li and Xu, ECCV 2020; YapengTian/AVVP-ECCV20 `main_avvp.py:train`):
   BCE(video_prob, y) + BCE(audio_prob, s_a y + (1 - s_a) / 2) + BCE(visual_prob, s_v y + (1 - s_v) / 2)
   with the label smoothing of individual guided learning, s_a = 1.0 and s_v = 0.9.
+
+MA (Wu and Yang, CVPR 2021; Yu-Wu/Modaily-Aware-Audio-Visual-Video-Parsing `step1_train_base_model` and
+`step3_retrain`, `main_avvp.py:train`, `nets/net_audiovisual.py`):
+  BCE(video_prob, y') + BCE(audio_prob, pa) + BCE(visual_prob, pv) + ma_contrastive_weight * L_con
+  with pa = s_a y + (1 - s_a) / 2 and pv = s_v y + (1 - s_v) / 2 (HAN's targets), y' = y. With refined labels
+  in the batch (`batch_keys.MODALITY_LABELS`, stage 3) a class dropped from a modality gets target 0 there
+  (exactly 0, not the smoothed (1 - s) / 2: the official loader writes pv[c] = 0), and with
+  `ma_drop_clears_video` a dropped audio class also clears y'[c] (the official loader's `pa = label` aliases
+  the video label, so `pa[c] = 0` clears both). L_con, the audio-visual contrastive term: for each clip the
+  [T, T] cosine similarities of the encoded audio segments (`audio_embedding`) with the embedded visual
+  segments before the encoder (`visual_input_embedding`), divided by `ma_temperature` (0.2), are T logits per
+  audio segment i whose target is visual segment i, label-smoothed as the official `LabelSmoothingLoss(10,
+  0.1)`: cross-entropy against 1 - ma_smoothing on i and ma_smoothing / (T - 1) elsewhere, averaged over the
+  segments.
 
 LEAP (Zhou et al., ECCV 2024; jasongief/LEAP `main_leap.py:train`, `avss_loss`):
   L_basic = BCE(video_prob, y)
@@ -182,6 +196,90 @@ def han_loss(
       ),
   }
   return terms["video"] + terms["audio"] + terms["visual"], terms
+
+
+def segment_match(
+    audio_embedding: Array, visual_embedding: Array, temperature: float, smoothing: float
+) -> tuple[Array, Array]:
+  """Audio segment i of a clip matched against its T visual segments, visual segment i the right one.
+
+  Returns the logits `[B, T, T]` (the cosine similarities over `temperature`) and the label-smoothed target
+  `[T, T]`: `1 - smoothing` on the matching segment and `smoothing / (T - 1)` on each other one. MA's
+  contrastive term takes their cross-entropy, JoMoLD's NCE the log of the target's expected probability.
+  """
+  logits_BxTxT = cosine_similarity(audio_embedding, visual_embedding) / temperature
+  num_segments = logits_BxTxT.shape[-1]
+  eye_TxT = jnp.eye(num_segments, dtype=jnp.float32)
+  target_TxT = eye_TxT * (1.0 - smoothing) + (1.0 - eye_TxT) * (
+      smoothing / max(num_segments - 1, 1)
+  )
+  return logits_BxTxT, target_TxT
+
+
+def ma_contrastive_per_clip(
+    audio_embedding: Array, visual_embedding: Array, temperature: float, smoothing: float
+) -> Array:
+  """MA's label-smoothed audio-to-visual segment contrastive loss per clip `[B]` (module docstring): the
+  cross-entropy of `segment_match`'s target and softmax, averaged over the segments.
+
+  Args:
+    audio_embedding: `[B, T, D]` the encoded audio segments (the queries).
+    visual_embedding: `[B, T, D]` the visual segments they are matched against (MA: before the encoder).
+    temperature: the similarities are divided by it (MA: 0.2).
+    smoothing: the target's mass off the matching segment, spread evenly over the other T - 1 (MA: 0.1).
+  """
+  logits_BxTxT, target_TxT = segment_match(
+      audio_embedding, visual_embedding, temperature, smoothing
+  )
+  cross_entropy_BxT = -(target_TxT * jax.nn.log_softmax(logits_BxTxT, axis=-1)).sum(axis=-1)
+  return cross_entropy_BxT.mean(axis=-1)
+
+
+def ma_loss(
+    config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
+) -> tuple[Array, Terms]:
+  """MA's loss: HAN's three BCEs on (refined) modality labels + the contrastive term (module docstring)."""
+  eps = config.clamp_eps
+  label = _f32(batch[batch_keys.LABEL])
+  targets = {
+      "audio": smooth(label, config.audio_smoothing),
+      "visual": smooth(label, config.visual_smoothing),
+  }
+  video_target = label
+  if all(key in batch for key in batch_keys.MODALITY_LABELS):
+    dropped = {
+        "audio": label * (1.0 - _f32(batch[batch_keys.AUDIO_MODALITY_LABEL])),
+        "visual": label * (1.0 - _f32(batch[batch_keys.VISUAL_MODALITY_LABEL])),
+    }
+    targets = {m: targets[m] * (1.0 - dropped[m]) for m in targets}
+    if config.ma_drop_clears_video:
+      video_target = label * (1.0 - dropped["audio"])
+  terms = {
+      "video": _batch_mean(_bce_per_clip(_clamp(outputs["video_prob"], eps), video_target), batch)
+  }
+  for m in ("audio", "visual"):
+    terms[m] = _batch_mean(_bce_per_clip(_clamp(outputs[f"{m}_prob"], eps), targets[m]), batch)
+  if "visual_input_embedding" not in outputs:
+    raise InputError(
+        "config.loss.name='ma' needs the model's visual_input_embedding output (the embedded visual "
+        "segments before the encoder): use a model built by avvp_jax.models.build_model."
+    )
+  terms["contrastive"] = _batch_mean(
+      ma_contrastive_per_clip(
+          outputs["audio_embedding"],
+          outputs["visual_input_embedding"],
+          config.ma_temperature,
+          config.ma_smoothing,
+      ),
+      batch,
+  )
+  loss = (
+      terms["video"]
+      + terms["audio"]
+      + terms["visual"]
+      + config.ma_contrastive_weight * terms["contrastive"]
+  )
+  return loss, terms
 
 
 def _fallback_segments(segment_prob: Array, video_prob: Array) -> Array:
@@ -399,11 +497,10 @@ def label_smoothed_nce(
   The official `LabelSmoothingNCELoss(classes=10)` takes the log of the smoothed target's expected softmax
   probability (not a cross-entropy), one row per audio segment, the matching visual segment its class.
   """
-  logits_BxTxT = cosine_similarity(audio_embedding, visual_embedding) / temperature
+  logits_BxTxT, target_TxT = segment_match(
+      audio_embedding, visual_embedding, temperature, smoothing
+  )
   prob_BxTxT = jax.nn.softmax(logits_BxTxT, axis=-1)
-  t = logits_BxTxT.shape[-1]
-  eye = jnp.eye(t, dtype=jnp.float32)
-  target_TxT = eye * (1.0 - smoothing) + (1.0 - eye) * (smoothing / (t - 1))
   return -jnp.log(jnp.sum(prob_BxTxT * target_TxT, axis=-1)).mean(axis=-1)
 
 
@@ -445,6 +542,7 @@ LossFn = Callable[
 ]
 LOSSES: dict[str, LossFn] = {
     "han": han_loss,
+    "ma": ma_loss,
     "leap": leap_loss,
     "link": link_loss,
     "valor": valor_loss,
@@ -458,7 +556,7 @@ def compute_loss(
   """The loss named by `config.name` (a key of `LOSSES`).
 
   Args:
-    config: `config.loss`; `config.name` in {"han", "leap", "link", "valor"}.
+    config: `config.loss`; `config.name` in {"han", "ma", "leap", "link", "valor"}.
     outputs: the model's output dict (`video_prob [B, C]`, `audio_prob`, `visual_prob [B, C]`,
       `segment_audio_prob`, `segment_visual_prob [B, T, C]`, `audio_embedding`, `visual_embedding
       [B, T, D]`), any float dtype.
@@ -467,7 +565,7 @@ def compute_loss(
 
   Returns:
     `(loss, terms)`: the float32 scalar to minimise and a dict of its named float32 scalar terms
-    (unweighted): HAN `video`, `audio`, `visual`; LEAP also `audio_segment`, `visual_segment`, `avss`;
+    (unweighted): HAN `video`, `audio`, `visual`; MA also `contrastive`; LEAP also `audio_segment`, `visual_segment`, `avss`;
     LINK `video`, `audio`, `visual`, `audio_segment`, `visual_segment`, `similarity` (unless off) and
     `first_pass` (with PLSIM); VALOR `video`, `audio_segment`, `visual_segment`.
   """

@@ -20,6 +20,7 @@ from avvp_jax.tasks.llp import losses as losses_lib
 from avvp_jax.tasks.llp import annotations
 from avvp_jax.tasks.llp import pipeline
 from avvp_jax.tasks.llp import pseudo_labels
+from avvp_jax.tasks.llp import refined_labels as refined_labels_lib
 from avvp_jax.tasks.llp import simulated_teacher
 from avvp_jax.data import streams
 from avvp_jax.errors import InputError
@@ -53,7 +54,41 @@ def prepare_run(config: ml_collections.ConfigDict, *, train: bool = True) -> str
     data.train_extras = training_pseudo_labels(config, data.filenames("train"))
   if train:
     logging.info("%s", pseudo_label_line(config, data.train_extras, data.num_train_clips))
+  if train and config.data.get("refined_labels", ""):
+    refined = training_refined_labels(config, data.filenames("train"))
+    logging.info("Modality-level labels for training: %s.", refined.describe())
+    data.train_extras = (
+        refined if data.train_extras is None else _Extras((data.train_extras, refined))
+    )
   return data
+
+
+class _Extras:
+  """Several per-clip side data of the training clips, their batch entries merged."""
+
+  def __init__(self, parts):
+    self.parts = tuple(parts)
+
+  def batch(self, index: np.ndarray) -> dict[str, np.ndarray]:
+    return {key: value for part in self.parts for key, value in part.batch(index).items()}
+
+
+def training_refined_labels(
+    config: ml_collections.ConfigDict, filenames: Sequence[str]
+) -> refined_labels_lib.RefinedLabels:
+  """The modality-level labels (`config.data.refined_labels`) of the training clips `filenames`, checked
+  against their weak labels (MA's pickle indexes exactly this list: the training split in label-file order).
+  """
+  weak = annotations.load_split("train", config.data.labels_dir or None)[0]
+  row = {name: i for i, name in enumerate(weak.filenames)}
+  missing = [name for name in filenames if name not in row]
+  if missing:
+    raise InputError(
+        f"{len(missing)} training clips (e.g. {missing[0]}) are not in the training label file: read the "
+        "clips and the labels from the same config.data."
+    )
+  weak_labels = weak.weak_labels[[row[name] for name in filenames]]
+  return refined_labels_lib.load_refined_labels(config.data.refined_labels, filenames, weak_labels)
 
 
 def pseudo_label_line(

@@ -26,6 +26,7 @@ from avvp_jax.tasks.llp import annotations
 from avvp_jax.tasks.llp import batch_keys
 from avvp_jax.tasks.llp import denoising
 from avvp_jax.tasks.llp import features as features_lib
+from avvp_jax.tasks.llp import refined_labels
 from avvp_jax.tasks.llp import simulated_teacher
 from avvp_jax.tasks.llp import synthetic as synthetic_lib
 from avvp_jax.errors import InputError
@@ -116,6 +117,22 @@ class LLPTask(task_lib.Task):
         )
       # The file itself is read when the train step is made (evaluating a workdir does not need it).
       denoising.ratio_factor(0, 1, loss.denoise_warm_up, loss.denoise_warm_up_epochs)
+    if data.get("refined_labels", "") == refined_labels.REQUIRED:
+      raise InputError(
+          "config.data.refined_labels is required by this config (MA's retraining, configs/ma.py:retrain): "
+          "pass --config.data.refined_labels=DIR, a folder written by launch/refine_labels.py (or MA's "
+          "need_to_change.pkl)."
+      )
+    if data.get("refined_labels", ""):
+      if config.loss.name != "ma":
+        raise InputError(
+            f"config.data.refined_labels is set but the {config.loss.name!r} loss reads no modality-level "
+            "labels: use --config.loss.name=ma (configs/ma.py:retrain), or leave config.data.refined_labels "
+            "empty."
+        )
+      refined_labels.resolve_file(
+          data.refined_labels
+      )  # a missing file fails before the data are built
     if data.features_dir:  # the folder and its layout, before TFDS is asked
       features_lib.check_layout_folders(data.features_dir, data.layout)
     _input_dims_from_layout(config)
