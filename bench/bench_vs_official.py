@@ -568,10 +568,10 @@ def main(argv: list[str]) -> None:
         sides[side] = phases(read_events(events), start, end)
       print(f"  run {repeat + 1} {side}: {sides[side]['total']:.1f} s; {uptime()}", flush=True)
     rows.append((f"run {repeat + 1}", sides["official"], sides["ours"]))
-  steps_per_epoch = counts["train"] // (16 if model == "han" else 32)
+  steps_per_epoch = -(-counts["train"] // (16 if model == "han" else 32))  # the last batch too
   print(
       f"\n{model}: {epochs} epoch(s) of {counts['train']} "
-      f"{'SYNTHETIC ' if synthetic else ''}training clips (~{steps_per_epoch} steps each), "
+      f"{'SYNTHETIC ' if synthetic else ''}training clips ({steps_per_epoch} steps each), "
       f"validation on {counts['val']} clips every epoch"
       + (f", test report on {counts['test']} clips" if f.test else "")
       + f"; torch {f.threads} threads, both sides on cores {cores}; seconds:"
