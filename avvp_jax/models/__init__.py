@@ -78,6 +78,7 @@ from avvp_jax.models import han
 from avvp_jax.models import label_embeddings
 from avvp_jax.models import leap
 from avvp_jax.models import link
+from avvp_jax.models import localizer_leap
 from avvp_jax.models import mmil
 from avvp_jax.models import mmpyramid
 from avvp_jax.models import psp
@@ -154,18 +155,25 @@ def _mmil_decoder(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any
   return _splat(mmil.MMILDecoder, "mmil", model_config, num_classes=meta.num_classes, dtype=dtype)
 
 
-def _leap_decoder(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+def _leap_decoder(
+    model_config: ml_collections.ConfigDict,
+    meta: Any,
+    dtype: Any,
+    class_names: tuple[str, ...] | None = None,
+) -> nn.Module:
+  """LEAP's decoder with one label query per class of `class_names` (None: the task's classes)."""
+  class_names = tuple(meta.class_names if class_names is None else class_names)
   source = _field(model_config, "leap").get("label_embeddings", label_embeddings.PACKAGED)
   table = (
       None
       if source == label_embeddings.LEARNED
-      else label_embeddings.load_label_embeddings(source, meta.class_names)
+      else label_embeddings.load_label_embeddings(source, class_names, meta.class_names)
   )
   return _splat(
       leap.LEAPDecoder,
       "leap",
       model_config,
-      num_classes=meta.num_classes,
+      num_classes=len(class_names),
       label_table=table,
       dtype=dtype,
   )
@@ -178,7 +186,9 @@ def _no_refiner(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) 
 # --- event localizers (the AVE task): whole models with their official head -------------------------------
 
 
-def _ave_localizer(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+def _ave_localizer(
+    model_config: ml_collections.ConfigDict, meta: Any, dtype: Any, **fixed: Any
+) -> nn.Module:
   return _splat(
       ave.AVENet,
       "ave",
@@ -186,10 +196,13 @@ def _ave_localizer(model_config: ml_collections.ConfigDict, meta: Any, dtype: An
       supervision=meta.supervision,
       num_classes=meta.num_classes,
       dtype=dtype,
+      **fixed,
   )
 
 
-def _psp_localizer(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+def _psp_localizer(
+    model_config: ml_collections.ConfigDict, meta: Any, dtype: Any, **fixed: Any
+) -> nn.Module:
   return _splat(
       psp.PSPNet,
       "psp",
@@ -197,13 +210,36 @@ def _psp_localizer(model_config: ml_collections.ConfigDict, meta: Any, dtype: An
       supervision=meta.supervision,
       num_classes=meta.num_classes,
       dtype=dtype,
+      **fixed,
   )
 
 
-def _cmbs_localizer(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+def _cmbs_localizer(
+    model_config: ml_collections.ConfigDict, meta: Any, dtype: Any, **fixed: Any
+) -> nn.Module:
   if meta.supervision == "weak":  # another network in the weak setting (models/cmbs.py)
-    return _splat(cmbs.WeakCMBS, "cmbs_weak", model_config, dtype=dtype)
-  return _splat(cmbs.CMBS, "cmbs", model_config, dtype=dtype)
+    return _splat(cmbs.WeakCMBS, "cmbs_weak", model_config, dtype=dtype, **fixed)
+  return _splat(cmbs.CMBS, "cmbs", model_config, dtype=dtype, **fixed)
+
+
+def _localizer_with_leap(
+    model_config: ml_collections.ConfigDict, meta: Any, dtype: Any
+) -> nn.Module:
+  """A localizer's trunk with the LEAP decoder as its head (`localizer_leap.LocalizerLEAP`): label queries for
+  the event classes (all of `meta.class_names` but the last, background), plus one for background with
+  `localizer_leap.background = "query"`."""
+  section = _field(model_config, "localizer_leap")
+  num_events = len(meta.class_names) - 1
+  queries = num_events + (section.get("background", "threshold") == "query")
+  trunk = ENCODERS[model_config.encoder].build(model_config, meta, dtype, trunk_only=True)
+  return _splat(
+      localizer_leap.LocalizerLEAP,
+      "localizer_leap",
+      model_config,
+      trunk=trunk,
+      decoder=_leap_decoder(model_config, meta, dtype, meta.class_names[:queries]),
+      num_event_classes=num_events,
+  )
 
 
 def _official_head(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> None:
@@ -267,6 +303,7 @@ SECTION_MODULES: dict[str, type[nn.Module]] = {
     "psp": psp.PSPNet,
     "cmbs": cmbs.CMBS,
     "cmbs_weak": cmbs.WeakCMBS,
+    "localizer_leap": localizer_leap.LocalizerLEAP,
 }
 sections_read = model_parts.sections_read  # the sections of config.model its parts read
 
@@ -362,8 +399,10 @@ def build_model(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any =
   pairing = model_parts.pairing_line(model_config)
   if pairing:
     raise InputError(pairing)
-  if model_config.encoder in model_parts.LOCALIZERS:  # a whole model, its head included
-    return encoder(model_config, meta, dtype)
+  if model_config.encoder in model_parts.LOCALIZERS:
+    if model_config.decoder == "leap":  # the localizer's trunk, LEAP as its head
+      return _localizer_with_leap(model_config, meta, dtype)
+    return encoder(model_config, meta, dtype)  # a whole model, its head included
   embedding = _splat(
       embed.InputEmbedding,
       "input_dims",
