@@ -104,9 +104,7 @@ class LocalizersTest(parameterized.TestCase):
   def test_parts_that_do_not_go_together_are_one_line(self):
     config = _config("psp").model
     config.decoder = "mmil"
-    with self.assertRaisesRegex(
-        InputError, r"^config.model.encoder 'psp' is an event localizer"
-    ):
+    with self.assertRaisesRegex(InputError, r"^config.model.encoder 'psp' is an event localizer"):
       model_parts.check_names(config)
     config = _config("han").model
     config.decoder = "dch"

@@ -62,11 +62,19 @@ def _wide(outputs: dict[str, jax.Array]) -> dict[str, jax.Array]:
 
 
 def _trunk(
-    audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, fused_BxTxD: jax.Array, event_gate_BxT: jax.Array
+    audio_BxTxD: jax.Array,
+    visual_BxTxD: jax.Array,
+    fused_BxTxD: jax.Array,
+    event_gate_BxT: jax.Array,
 ) -> dict[str, jax.Array]:
   """The `trunk_only` outputs (module docstring)."""
   return _wide(
-      {"audio": audio_BxTxD, "visual": visual_BxTxD, "fusion": fused_BxTxD, "event_gate": event_gate_BxT}
+      {
+          "audio": audio_BxTxD,
+          "visual": visual_BxTxD,
+          "fusion": fused_BxTxD,
+          "event_gate": event_gate_BxT,
+      }
   )
 
 
