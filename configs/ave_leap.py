@@ -8,7 +8,7 @@ Run card
              weak: 250 epochs): LEAP needs no other here (the LEAP paper says it used the encoders' official codes).
              SYNTHETIC data (features_dir empty): 20 epochs on the 800-clip SYNTHETIC training subset, as the DCH row.
   Head:      configs/common.py's `model.localizer_leap` and `model.leap` (2 blocks, 8 heads, official variant), the
-             packaged AVE label table (MiniLM, 28 event rows), loss `leap` (tasks/ave/losses/leap.py). The choices
+             packaged AVE label table (MiniLM, 28 event rows and Background), loss `leap` (tasks/ave/losses/leap.py). The choices
              and why: configs/psp_leap.py, which holds them for all three cards.
   Hardware:  2 CPU cores are enough.
   Expected:  paper figures (AVE test, real features, supervised), the LEAP paper's Table 5: DCH 68.2, LEAP 68.8

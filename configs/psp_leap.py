@@ -18,13 +18,16 @@ The LEAP head on AVE (`with_leap_head`, shared by configs/ave_leap.py and cmbs_l
 these; each is a config option, measured on the SYNTHETIC set (docs/ave.md, "Choosing the LEAP head"):
   streams     "modality": LEAP's audio branch reads the encoder's audio stream, its visual branch the visual
               stream, as LEAP does in AVVP (alternative "fused": both read the stream the official head reads).
-  background  "threshold": 28 event queries, a segment is background where its best class scores below 0.5
-              (alternative "query": a 29th query, background as a class; the packaged table has its row).
+  background  "query": a 29th query, background as a class (the packaged table has its row), so a segment's
+              label is the argmax of 29 scores as in the encoders' own heads (alternative "threshold": 28 event
+              queries, background where the best class scores below 0.5). Why: with "threshold" and LEAP's BCE
+              the head predicted background everywhere for as long as it was measured (docs/ave.md).
   decision    "segment": each segment's best class, or background (alternative "video": AVE videos hold one
               event, so every segment gets the video's best class or background, as CMBS decides).
   combine     "mean" of the two branches' probabilities (alternative "product": audible AND visible).
-  loss        video-level BCE per branch + segment BCE per branch ("bce"; alternative "ce") + avss (weight 1,
-              LEAP's): in AVE the two modalities share one label, but the avss target is not constant (event
+  loss        video-level BCE per branch + segment cross-entropy over the 29 queries of the branches' mean
+              logit ("ce": AVE has one label per segment, and PSP and A+V-att train with it; alternative "bce",
+              LEAP's per-branch BCE) + avss (weight 1, LEAP's): in AVE the two modalities share one label, but the avss target is not constant (event
               pairs of a clip against background pairs), so it still says something; weak: the video-level BCEs
               only (no segment labels, as LEAP's LLP path without pseudo labels).
   labels      the packaged AVE table (MiniLM sentence embeddings of the class names, as LLP's; alternatives a
@@ -43,17 +46,15 @@ from configs import psp
 def with_leap_head(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """An AVE localizer's run card with the LEAP head and loss in place of its own (see the module docstring)."""
   config.model.decoder = "leap"  # the localizer's trunk, LEAP's decoder as its head
-  config.model.localizer_leap.streams = (
-      "modality"  # LEAP's branches read the audio and visual streams
-  )
-  config.model.localizer_leap.background = (
-      "threshold"  # 28 event queries, background below the threshold
-  )
-  config.model.localizer_leap.decision = "segment"  # each segment's best class
-  config.model.localizer_leap.combine = "mean"  # of the audio and visual branches' probabilities
-  config.model.leap.label_embeddings = "packaged"  # AVE's packaged MiniLM table (28 event rows)
+  # LEAP's branches read the audio and visual streams; a 29th, background query (docs/ave.md: why); each
+  # segment's best class; the mean of the two branches' probabilities.
+  config.model.localizer_leap.streams = "modality"
+  config.model.localizer_leap.background = "query"
+  config.model.localizer_leap.decision = "segment"
+  config.model.localizer_leap.combine = "mean"
+  config.model.leap.label_embeddings = "packaged"  # AVE's packaged MiniLM table (29 rows)
   config.loss.name = "leap"  # tasks/ave/losses/leap.py
-  config.loss.ave_leap_segment_loss = "bce"  # LEAP's per-branch segment BCE
+  config.loss.ave_leap_segment_loss = "ce"  # one class per segment: softmax over the 29 queries
   config.loss.avss_weight = 1.0  # LEAP's avss term, weight 1 (its official run script)
   return config
 

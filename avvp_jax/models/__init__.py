@@ -53,7 +53,13 @@ and no refiner, built for the task's `meta.supervision` ("full" or "weak"):
   CMBS(**config.model.cmbs) or, weak, WeakCMBS(**config.model.cmbs_weak)
 
 They map (audio [B, T, 128], visual [B, T, 7, 7, 512]) to their official outputs plus `segment_class` [B, T]
-(0-27 an event, 28 background) by their official decision rule.
+(0-27 an event, 28 background) by their official decision rule. With `config.model.decoder = "leap"` a localizer
+is built with `trunk_only=True` (its streams, no head) inside
+
+  LocalizerLEAP(**config.model.localizer_leap, trunk=..., decoder=LEAPDecoder(**config.model.leap,
+                num_classes=28 or 29, label_table=...), num_event_classes=28)     (localizer_leap.py)
+
+which returns LEAP's outputs and `segment_class` by its own rule.
 
 Compute dtype: `build_model(config.model, dtype=jnp.bfloat16)` (or the name "bfloat16"; None: float32) runs the
 Dense layers and attention products in bfloat16 while params stay float32; softmax, sigmoid and all outputs
