@@ -29,8 +29,16 @@ DECODERS: dict[str, tuple[str, ...]] = {
     "leap": ("leap",),
     "dch": (),  # a localizer's own official head (the LEAP paper's "default classification head")
 }
-# The encoders that are whole localizers: they take the "dch" decoder and no refiner, and only they do.
+# The encoders that are whole localizers: they take the "dch" decoder (only they do) or "leap" (their trunk with
+# LEAP as the head, which also reads LOCALIZER_LEAP_SECTIONS), and no refiner.
 LOCALIZERS = ("ave", "psp", "cmbs", "cmm")
+LOCALIZER_DECODERS = ("dch", "leap")
+LEAP_LOCALIZERS = (
+    "ave",
+    "psp",
+    "cmbs",
+)  # those LEAP can head (AVE's matcher "cmm" has no classes: "dch" only)
+LOCALIZER_LEAP_SECTIONS = ("localizer_leap",)
 REFINERS: dict[str, tuple[str, ...]] = {
     "none": (),
     "plsim": ("plsim",),
@@ -59,14 +67,16 @@ def check_names(model_config: Any) -> None:
 
 
 def pairing_line(model_config: Any) -> str | None:
-  """The error of parts that do not go together (a localizer takes the "dch" decoder and no refiner, and the
-  "dch" decoder only a localizer), else None."""
+  """The error of parts that do not go together (a localizer takes the "dch" or "leap" decoder and no refiner,
+  and the "dch" decoder only a localizer), else None."""
   encoder, decoder = model_config.get("encoder"), model_config.get("decoder")
   refiner = model_config.get("refiner", "none")
-  if encoder in LOCALIZERS and (decoder != "dch" or refiner != "none"):
+  decoders = LOCALIZER_DECODERS if encoder in LEAP_LOCALIZERS else ("dch",)
+  if encoder in LOCALIZERS and (decoder not in decoders or refiner != "none"):
     return (
-        f"config.model.encoder {encoder!r} is a whole event localizer with its official head: set "
-        f"--config.model.decoder=dch and --config.model.refiner=none (got {decoder!r}, {refiner!r})."
+        f"config.model.encoder {encoder!r} is an event localizer: set --config.model.decoder=dch (its "
+        f"official head){' or leap' if len(decoders) > 1 else ''}, and --config.model.refiner=none (got "
+        f"{decoder!r}, {refiner!r})."
     )
   if decoder == "dch" and encoder not in LOCALIZERS:
     return (
@@ -81,4 +91,6 @@ def sections_read(model_config: Any) -> tuple[str, ...]:
   read = []
   for field, names in PARTS.items():
     read.extend(names.get(model_config.get(field, "none"), ()))
+  if model_config.get("encoder") in LEAP_LOCALIZERS and model_config.get("decoder") == "leap":
+    read.extend(LOCALIZER_LEAP_SECTIONS)
   return tuple(dict.fromkeys(read))

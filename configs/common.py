@@ -169,6 +169,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Dense widths, the LeakyReLU slope (Keras alpha) and the floor of the squared distance (Keras K.epsilon()).
   config.model.cmm = ml_collections.ConfigDict(
       dict(hidden_dim=128, embed_dim=64, negative_slope=0.3, epsilon=1e-7)
+  # LEAP as the head of an AVE localizer (encoder ave/psp/cmbs with decoder "leap"; models/localizer_leap.py;
+  # LEAP's own fields are config.model.leap's). streams: "modality" (LEAP's audio / visual branches read the
+  # localizer's audio / visual streams) or "fused" (both read the stream its official head reads); background:
+  # "threshold" (28 event queries, background below `threshold`) or "query" (a 29th, background query);
+  # combine: "mean" or "product" of the two branches' probabilities; decision: "segment" (each segment's best
+  # class) or "video" (the video's one class, or background, on every segment).
+  config.model.localizer_leap = ml_collections.ConfigDict(
+      dict(
+          streams="modality",
+          background="threshold",
+          combine="mean",
+          decision="segment",
+          threshold=0.5,
+      )
   )
   config.model.hidden_dim = 512  # width of the embedded segments and of the encoder
   # HAN encoder (avvp_jax/models/han.py); defaults are the official model's (YapengTian/AVVP-ECCV20).
@@ -283,6 +297,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # segment predictions, kept where its video-level probability is >= 0.5.
   config.loss.avss_from_pseudo_labels = True
   config.loss.segment_weight = 1.0  # weight of the segment-level BCEs (official run script: 1)
+  # AVE with the LEAP head only (tasks/ave/losses/leap.py): the segment term, "bce" (per branch, LEAP's) or "ce"
+  # (softmax over the queries of the branches' mean logit).
+  config.loss.ave_leap_segment_loss = "bce"
   # LEAP only. Weight of the audio-visual semantic similarity (avss) loss, and its EIoU target:
   # "official" (the released code: x / (1 + x) + avss_eps, x = shared events / most events in a
   # segment) or "paper" (per-pair event IoU). Official run card: weights 1, eps 0.01.

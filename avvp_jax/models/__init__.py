@@ -55,8 +55,14 @@ and no refiner, built for the task's `meta.supervision` ("full" or "weak"):
   CMBS(**config.model.cmbs) or, weak, WeakCMBS(**config.model.cmbs_weak)
 
 They map (audio [B, T, 128], visual [B, T, 7, 7, 512]) to their official outputs plus `segment_class` [B, T]
-(0-27 an event, 28 background) by their official decision rule. AVE's cross-modal matcher (`config.task =
-"ave_cmm"`) is built the same way, encoder "cmm" with decoder "dch": `CrossModalMatcher(**config.model.cmm)`
+(0-27 an event, 28 background) by their official decision rule. With `config.model.decoder = "leap"` a localizer
+is built with `trunk_only=True` (its streams, no head) inside
+
+  LocalizerLEAP(**config.model.localizer_leap, trunk=..., decoder=LEAPDecoder(**config.model.leap,
+                num_classes=28 or 29, label_table=...), num_event_classes=28)     (localizer_leap.py)
+
+which returns LEAP's outputs and `segment_class` by its own rule. AVE's cross-modal matcher (`config.task =
+"ave_cmm"`) is built as a localizer, encoder "cmm" with decoder "dch": `CrossModalMatcher(**config.model.cmm)`
 (models/cmm.py), whose outputs are distances (`pair_distance`, `cross_distance`), not classes.
 
 Compute dtype: `build_model(config.model, dtype=jnp.bfloat16)` (or the name "bfloat16"; None: float32) runs the
@@ -83,6 +89,7 @@ from avvp_jax.models import han
 from avvp_jax.models import label_embeddings
 from avvp_jax.models import leap
 from avvp_jax.models import link
+from avvp_jax.models import localizer_leap
 from avvp_jax.models import mmil
 from avvp_jax.models import mmpyramid
 from avvp_jax.models import psp
@@ -159,18 +166,25 @@ def _mmil_decoder(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any
   return _splat(mmil.MMILDecoder, "mmil", model_config, num_classes=meta.num_classes, dtype=dtype)
 
 
-def _leap_decoder(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+def _leap_decoder(
+    model_config: ml_collections.ConfigDict,
+    meta: Any,
+    dtype: Any,
+    class_names: tuple[str, ...] | None = None,
+) -> nn.Module:
+  """LEAP's decoder with one label query per class of `class_names` (None: the task's classes)."""
+  class_names = tuple(meta.class_names if class_names is None else class_names)
   source = _field(model_config, "leap").get("label_embeddings", label_embeddings.PACKAGED)
   table = (
       None
       if source == label_embeddings.LEARNED
-      else label_embeddings.load_label_embeddings(source, meta.class_names)
+      else label_embeddings.load_label_embeddings(source, class_names, meta.class_names)
   )
   return _splat(
       leap.LEAPDecoder,
       "leap",
       model_config,
-      num_classes=meta.num_classes,
+      num_classes=len(class_names),
       label_table=table,
       dtype=dtype,
   )
@@ -183,7 +197,9 @@ def _no_refiner(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) 
 # --- event localizers (the AVE task): whole models with their official head -------------------------------
 
 
-def _ave_localizer(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+def _ave_localizer(
+    model_config: ml_collections.ConfigDict, meta: Any, dtype: Any, **fixed: Any
+) -> nn.Module:
   return _splat(
       ave.AVENet,
       "ave",
@@ -191,10 +207,13 @@ def _ave_localizer(model_config: ml_collections.ConfigDict, meta: Any, dtype: An
       supervision=meta.supervision,
       num_classes=meta.num_classes,
       dtype=dtype,
+      **fixed,
   )
 
 
-def _psp_localizer(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+def _psp_localizer(
+    model_config: ml_collections.ConfigDict, meta: Any, dtype: Any, **fixed: Any
+) -> nn.Module:
   return _splat(
       psp.PSPNet,
       "psp",
@@ -202,13 +221,36 @@ def _psp_localizer(model_config: ml_collections.ConfigDict, meta: Any, dtype: An
       supervision=meta.supervision,
       num_classes=meta.num_classes,
       dtype=dtype,
+      **fixed,
   )
 
 
-def _cmbs_localizer(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
+def _cmbs_localizer(
+    model_config: ml_collections.ConfigDict, meta: Any, dtype: Any, **fixed: Any
+) -> nn.Module:
   if meta.supervision == "weak":  # another network in the weak setting (models/cmbs.py)
-    return _splat(cmbs.WeakCMBS, "cmbs_weak", model_config, dtype=dtype)
-  return _splat(cmbs.CMBS, "cmbs", model_config, dtype=dtype)
+    return _splat(cmbs.WeakCMBS, "cmbs_weak", model_config, dtype=dtype, **fixed)
+  return _splat(cmbs.CMBS, "cmbs", model_config, dtype=dtype, **fixed)
+
+
+def _localizer_with_leap(
+    model_config: ml_collections.ConfigDict, meta: Any, dtype: Any
+) -> nn.Module:
+  """A localizer's trunk with the LEAP decoder as its head (`localizer_leap.LocalizerLEAP`): label queries for
+  the event classes (all of `meta.class_names` but the last, background), plus one for background with
+  `localizer_leap.background = "query"`."""
+  section = _field(model_config, "localizer_leap")
+  num_events = len(meta.class_names) - 1
+  queries = num_events + (section.get("background", "threshold") == "query")
+  trunk = ENCODERS[model_config.encoder].build(model_config, meta, dtype, trunk_only=True)
+  return _splat(
+      localizer_leap.LocalizerLEAP,
+      "localizer_leap",
+      model_config,
+      trunk=trunk,
+      decoder=_leap_decoder(model_config, meta, dtype, meta.class_names[:queries]),
+      num_event_classes=num_events,
+  )
 
 
 def _cmm_matcher(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any) -> nn.Module:
@@ -279,6 +321,7 @@ SECTION_MODULES: dict[str, type[nn.Module]] = {
     "cmbs": cmbs.CMBS,
     "cmbs_weak": cmbs.WeakCMBS,
     "cmm": cmm.CrossModalMatcher,
+    "localizer_leap": localizer_leap.LocalizerLEAP,
 }
 sections_read = model_parts.sections_read  # the sections of config.model its parts read
 
@@ -376,8 +419,10 @@ def build_model(model_config: ml_collections.ConfigDict, meta: Any, dtype: Any =
   pairing = model_parts.pairing_line(model_config)
   if pairing:
     raise InputError(pairing)
-  if model_config.encoder in model_parts.LOCALIZERS:  # a whole model, its head included
-    return encoder(model_config, meta, dtype)
+  if model_config.encoder in model_parts.LOCALIZERS:
+    if model_config.decoder == "leap":  # the localizer's trunk, LEAP as its head
+      return _localizer_with_leap(model_config, meta, dtype)
+    return encoder(model_config, meta, dtype)  # a whole model, its head included
   embedding = _splat(
       embed.InputEmbedding,
       "input_dims",

@@ -26,6 +26,11 @@ and by `supervision`:
 Outputs (float32): `segment_logits` s [B, T, 29]; `segment_prob` softmax_c(s) [B, T, 29]; `video_prob`
 [B, 29] (weak only); `visual_attention` [B, T, 49], AVGA's map; `segment_class` int32 [B, T], the argmax of s
 over the 29 classes (0-27 an event, 28 background), the official decision rule of all three. No dropout.
+
+With `trunk_only=True` (another head on the network, `models.localizer_leap`) the head (L2) is not
+built and the outputs are the streams it would read, float32 [B, T, D]: `audio` a and
+`visual` v (the LSTM outputs, D = 2H) and `fusion`, the head's input (relu(L1(relu([a, v]))), D = 64, for
+"concat"; the DMRN output, D = 2H, for "dmrn"), plus `visual_attention`.
 """
 
 from typing import Any
@@ -89,6 +94,7 @@ class AVENet(nn.Module):
     hidden_size: AVGA's width.
     num_blocks: DMRN's blocks.
     num_classes: 29 (AVE); the last is background.
+    trunk_only: return the streams the head reads instead of the head's outputs (module docstring).
     dtype: computation dtype of the Dense and LSTM products; softmax and outputs float32.
   """
 
@@ -98,6 +104,7 @@ class AVENet(nn.Module):
   hidden_size: int = 512
   num_blocks: int = 1
   num_classes: int = NUM_CLASSES
+  trunk_only: bool = False
   dtype: Dtype | None = None
 
   @nn.compact
@@ -131,6 +138,10 @@ class AVENet(nn.Module):
     else:
       head_input = DMRN(self.num_blocks, self.dtype, name="dmrn")(audio_BxTxD, visual_BxTxD)
       fan_in = width
+    if self.trunk_only:
+      streams = {"audio": audio_BxTxD, "visual": visual_BxTxD, "fusion": head_input}
+      streams = {key: value.astype(jnp.float32) for key, value in streams.items()}
+      return {**streams, "visual_attention": attention_BxTxR}
     logits_BxTxC = avga.linear(self.num_classes, fan_in, name="L2", xavier=True, dtype=self.dtype)(
         head_input
     ).astype(jnp.float32)

@@ -21,6 +21,11 @@ by the rule of the official evaluation (`compute_accuracy_supervised` in supv_ma
 segment is an event where sigmoid(event score) > 0.5, and every event segment gets the video's one class, the
 argmax of the class logits.
 
+With `trunk_only=True` (another head on the network, `models.localizer_leap`) neither model builds its class
+heads (`video_cas`, `audio_cas`, `localize_module`, `CAS_model`): the outputs are the streams after the
+interactions, float32 [B, T, D]: `audio` (the audio query after `VAInter`), `visual` (the video query after
+`AVInter`) and `fusion`, their mean, plus `event_gate` [B, T].
+
 Params mirror the official names (the released DataParallel state_dict's keys minus `module.`); modules the
 official forward never calls are not created (`avvp_jax.convert.cmbs` lists and drops them).
 """
@@ -54,6 +59,23 @@ def _wide(outputs: dict[str, jax.Array]) -> dict[str, jax.Array]:
       else value
       for key, value in outputs.items()
   }
+
+
+def _trunk(
+    audio_BxTxD: jax.Array,
+    visual_BxTxD: jax.Array,
+    fused_BxTxD: jax.Array,
+    event_gate_BxT: jax.Array,
+) -> dict[str, jax.Array]:
+  """The `trunk_only` outputs (module docstring)."""
+  return _wide(
+      {
+          "audio": audio_BxTxD,
+          "visual": visual_BxTxD,
+          "fusion": fused_BxTxD,
+          "event_gate": event_gate_BxT,
+      }
+  )
 
 
 def segment_classes(is_event_BxT: jax.Array, class_logits_BxK: jax.Array) -> jax.Array:
@@ -165,6 +187,7 @@ class WeakCMBS(nn.Module):
   top_k: int = 4
   dropout: float = 0.1
   every_segment_foreground: bool = True
+  trunk_only: bool = False
   dtype: layers.Dtype | None = None
 
   @nn.compact
@@ -214,13 +237,16 @@ class WeakCMBS(nn.Module):
     video_query_BxTxD = gated(video_query_BxTxD, audio_gate_BxTx1)
     audio_query_BxTxD = gated(audio_query_BxTxD, video_gate_BxTx1)
 
+    inter = lambda name: AudioVideoInter(num_heads=2, dtype=self.dtype, name=name)
+    video_inter_BxTxD = inter("AVInter")(video_query_BxTxD, audio_query_BxTxD, train=train)
+    audio_inter_BxTxD = inter("VAInter")(audio_query_BxTxD, video_inter_BxTxD, train=train)
+    fused_BxTxD = (video_inter_BxTxD + audio_inter_BxTxD) / 2
+    event_gate_BxT = av_gate_BxTx1[..., 0]
+    if self.trunk_only:
+      return _trunk(audio_inter_BxTxD, video_inter_BxTxD, fused_BxTxD, event_gate_BxT)
+
     video_cas_BxTxK = dense(num_classes, self.d_model, "video_cas")(video_query_BxTxD)
     audio_cas_BxTxK = dense(num_classes, self.d_model, "audio_cas")(audio_query_BxTxD)
-
-    inter = lambda name: AudioVideoInter(num_heads=2, dtype=self.dtype, name=name)
-    video_query_BxTxD = inter("AVInter")(video_query_BxTxD, audio_query_BxTxD, train=train)
-    audio_query_BxTxD = inter("VAInter")(audio_query_BxTxD, video_query_BxTxD, train=train)
-    fused_BxTxD = (video_query_BxTxD + audio_query_BxTxD) / 2
 
     cas_BxTxK = dense(num_classes, self.d_model, "CAS_model", use_bias=False)(fused_BxTxD)
     cas_BxTxK = (
@@ -229,7 +255,6 @@ class WeakCMBS(nn.Module):
     )
     class_logits_BxK = top_k_mean(cas_BxTxK, self.top_k)
     video_logits_BxK = (av_gate_BxTx1 * class_logits_BxK[:, None, :]).max(axis=1)
-    event_gate_BxT = av_gate_BxTx1[..., 0]
     video_logits_BxK = video_logits_BxK.astype(
         jnp.promote_types(video_logits_BxK.dtype, jnp.float32)
     )
@@ -301,6 +326,7 @@ class CMBS(nn.Module):
     d_model: model width (official 256).
     top_k: segments pooled for `av_class_logits` (official 4).
     dropout: dropout after `v_fc` (official 0.2).
+    trunk_only: return the streams the heads read instead of their outputs (module docstring).
     dtype: computation dtype.
   """
 
@@ -310,6 +336,7 @@ class CMBS(nn.Module):
   d_model: int = 256
   top_k: int = 4
   dropout: float = 0.2
+  trunk_only: bool = False
   dtype: layers.Dtype | None = None
 
   @nn.compact
@@ -359,18 +386,22 @@ class CMBS(nn.Module):
     video_query_BxTxD = video_query_BxTxD + audio_gate_BxTx1 * video_query_BxTxD * self.alpha
     audio_query_BxTxD = audio_query_BxTxD + video_gate_BxTx1 * audio_query_BxTxD * self.alpha
 
-    video_cas_BxTxK = dense(NUM_EVENT_CLASSES, self.d_model, "video_cas")(video_query_BxTxD)
-    audio_cas_BxTxK = dense(NUM_EVENT_CLASSES, self.d_model, "audio_cas")(audio_query_BxTxD)
-    av_class_logits_BxK = (
-        top_k_mean(video_cas_BxTxK, self.top_k) + top_k_mean(audio_cas_BxTxK, self.top_k)
-    ) / 2
+    gated_video_BxTxD, gated_audio_BxTxD = video_query_BxTxD, audio_query_BxTxD
 
     inter = lambda name: AudioVideoInter(num_heads=4, dtype=self.dtype, name=name)
     video_query_BxTxD = inter("AVInter")(video_query_BxTxD, audio_query_BxTxD, train=train)
     audio_query_BxTxD = inter("VAInter")(audio_query_BxTxD, video_query_BxTxD, train=train)
+    fused_BxTxD = (video_query_BxTxD + audio_query_BxTxD) / 2
+    if self.trunk_only:
+      return _trunk(audio_query_BxTxD, video_query_BxTxD, fused_BxTxD, event_gate_BxT)
+    video_cas_BxTxK = dense(NUM_EVENT_CLASSES, self.d_model, "video_cas")(gated_video_BxTxD)
+    audio_cas_BxTxK = dense(NUM_EVENT_CLASSES, self.d_model, "audio_cas")(gated_audio_BxTxD)
+    av_class_logits_BxK = (
+        top_k_mean(video_cas_BxTxK, self.top_k) + top_k_mean(audio_cas_BxTxK, self.top_k)
+    ) / 2
     event_logits_BxT, class_logits_BxK = SupvLocalizeModule(
         dtype=self.dtype, name="localize_module"
-    )((video_query_BxTxD + audio_query_BxTxD) / 2)
+    )(fused_BxTxD)
     class_logits_BxK = class_logits_BxK + self.gamma * av_class_logits_BxK
     return _wide(
         {

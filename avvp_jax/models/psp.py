@@ -33,6 +33,10 @@ gamma_va and `psp_audio_weights` gamma_av [B, T, T]; full: `av_similarity` [B, T
 (the official `cross_att`); weak: `temporal_weight` w [B, T] and `video_prob` [B, 29]. `segment_class` int32
 [B, T] is the argmax over the 29 classes of s (full) or of softmax(s) (weak), as `measure.compute_acc` decides
 on the official outputs (0-27 an event, 28 background).
+
+With `trunk_only=True` (another head on the network, `models.localizer_leap`) the head (L1, L2, W3) is not
+built and the outputs are the streams it would read, float32 [B, T, 256]: `audio` a', `visual` v' and
+`fusion`, plus `visual_attention`, `psp_visual_weights`, `psp_audio_weights` and (full) `av_similarity`.
 """
 
 from typing import Any
@@ -128,6 +132,7 @@ class PSPNet(nn.Module):
     hidden_dim: each LSTM direction's width (official 128; the PSP width is twice it).
     dropout: PSP's dropout rate.
     num_classes: 29 (AVE); the last is background.
+    trunk_only: return the streams the head reads instead of the head's outputs (module docstring).
     dtype: computation dtype; softmax and outputs float32.
   """
 
@@ -136,6 +141,7 @@ class PSPNet(nn.Module):
   hidden_dim: int = 128
   dropout: float = 0.1
   num_classes: int = NUM_CLASSES
+  trunk_only: bool = False
   dtype: Dtype | None = None
 
   @nn.compact
@@ -172,6 +178,16 @@ class PSPNet(nn.Module):
     psp = PSPModule(
         threshold, renormalize=full, dropout=self.dropout, dtype=self.dtype, name="psp"
     )(rnn("lstm_audio")(audio_BxTxA), rnn("lstm_video")(visual_BxTxE), train=train)
+    if self.trunk_only:
+      outputs = {key: psp[key].astype(jnp.float32) for key in ("audio", "visual", "fusion")}
+      outputs.update(
+          visual_attention=attention_BxTxR,
+          psp_visual_weights=psp["visual_weights"],
+          psp_audio_weights=psp["audio_weights"],
+      )
+      if full:
+        outputs["av_similarity"] = _cosine(psp["visual"], psp["audio"]).astype(jnp.float32)
+      return outputs
     width = 2 * hidden
     hidden_BxTxE = nn.relu(dense(64, width, "L1", use_bias=False, xavier=True)(psp["fusion"]))
     logits_BxTxC = dense(self.num_classes, 64, "L2", use_bias=False, xavier=True)(hidden_BxTxE)

@@ -1,0 +1,64 @@
+r"""PSP with the LEAP head: PSP up to its head (after positive sample propagation), LEAP's label-query decoder on
+its audio and visual streams (the LEAP paper's Table 5, "PSP + LEAP"; models/localizer_leap.py, docs/ave.md).
+
+Run card
+  Command:   python launch/train.py --config=configs/psp_leap.py [--workdir=./workdir/psp_leap]
+             (real features: add --config.data.features_dir=/path/to/ave_features; docs/ave.md)
+  Recipe:    the encoder's official recipe (configs/psp.py: Adam 1e-3, batch 128, 300 epochs, x0.8 after epochs 60
+             and 120; weak: x0.8 after 80 and 160): the LEAP paper says it used the encoders' official codes, and
+             nothing here needed another. PSP's cross-entropy and AVPS terms go with its head; the loss is
+             LEAP's (`leap`, tasks/ave/losses/leap.py). SYNTHETIC data: 30 epochs on the 800-clip subset, as the
+             DCH row.
+  Hardware:  2 CPU cores are enough.
+  Expected:  paper figures (AVE test, real features, supervised), the LEAP paper's Table 5: DCH 74.3, LEAP 76.6
+             segment accuracy. SYNTHETIC: docs/ave.md, "DCH vs LEAP".
+  Evaluate:  python launch/evaluate.py --workdir=./workdir/psp_leap --split=test
+
+The LEAP head on AVE (`with_leap_head`, shared by configs/ave_leap.py and cmbs_leap.py). The paper fixes none of
+these; each is a config option, measured on the SYNTHETIC set (docs/ave.md, "Choosing the LEAP head"):
+  streams     "modality": LEAP's audio branch reads the encoder's audio stream, its visual branch the visual
+              stream, as LEAP does in AVVP (alternative "fused": both read the stream the official head reads).
+  background  "query": a 29th query, background as a class (the packaged table has its row), so a segment's
+              label is the argmax of 29 scores as in the encoders' own heads (alternative "threshold": 28 event
+              queries, background where the best class scores below 0.5). Why: with "threshold" and LEAP's BCE
+              the head predicted background everywhere for as long as it was measured (docs/ave.md).
+  decision    "segment": each segment's best class, or background (alternative "video": AVE videos hold one
+              event, so every segment gets the video's best class or background, as CMBS decides).
+  combine     "mean" of the two branches' probabilities (alternative "product": audible AND visible).
+  loss        video-level BCE per branch + segment cross-entropy over the 29 queries of the branches' mean
+              logit ("ce": AVE has one label per segment, and PSP and A+V-att train with it; alternative "bce",
+              LEAP's per-branch BCE) + avss (weight 1, LEAP's): in AVE the two modalities share one label, but the avss target is not constant (event
+              pairs of a clip against background pairs), so it still says something; weak: the video-level BCEs
+              only (no segment labels, as LEAP's LLP path without pseudo labels).
+  labels      the packaged AVE table (MiniLM sentence embeddings of the class names, as LLP's; alternatives a
+              GloVe text file, a [28, D] / [29, D] .npy, or "learned").
+
+Presets (the string after the colon):
+  weak       weakly supervised PSP's recipe and network with the LEAP head (video-level terms only).
+  tiny, weak_tiny   a micro run on a few SYNTHETIC clips for one epoch (tests train them).
+"""
+
+import ml_collections
+
+from configs import psp
+
+
+def with_leap_head(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """An AVE localizer's run card with the LEAP head and loss in place of its own (see the module docstring)."""
+  config.model.decoder = "leap"  # the localizer's trunk, LEAP's decoder as its head
+  # LEAP's branches read the audio and visual streams; a 29th, background query (docs/ave.md: why); each
+  # segment's best class; the mean of the two branches' probabilities.
+  config.model.localizer_leap.streams = "modality"
+  config.model.localizer_leap.background = "query"
+  config.model.localizer_leap.decision = "segment"
+  config.model.localizer_leap.combine = "mean"
+  config.model.leap.label_embeddings = "packaged"  # AVE's packaged MiniLM table (29 rows)
+  config.loss.name = "leap"  # tasks/ave/losses/leap.py
+  config.loss.ave_leap_segment_loss = "ce"  # one class per segment: softmax over the 29 queries
+  config.loss.avss_weight = 1.0  # LEAP's avss term, weight 1 (its official run script)
+  return config
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The PSP + LEAP config; `arg` picks a preset (see the module docstring)."""
+  return with_leap_head(psp.get_config(arg))
