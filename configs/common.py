@@ -169,6 +169,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Dense widths, the LeakyReLU slope (Keras alpha) and the floor of the squared distance (Keras K.epsilon()).
   config.model.cmm = ml_collections.ConfigDict(
       dict(hidden_dim=128, embed_dim=64, negative_slope=0.3, epsilon=1e-7)
+  )
   # LEAP as the head of an AVE localizer (encoder ave/psp/cmbs with decoder "leap"; models/localizer_leap.py;
   # LEAP's own fields are config.model.leap's). streams: "modality" (LEAP's audio / visual branches read the
   # localizer's audio / visual streams) or "fused" (both read the stream its official head reads); background:
