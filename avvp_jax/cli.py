@@ -68,7 +68,7 @@ FLAG_NAMES = {
 # Flags only one launcher has (by the launcher's file name); a new one goes here or in FLAG_NAMES.
 OWN_FLAGS = {
     "convert_official": ("model", "label_embeddings", "num_heads"),
-    "make_label_embeddings": ("source",),
+    "make_label_embeddings": ("source", "task"),
     "make_noise_ratios": ("order_seed",),
     "make_pseudo_labels": ("tune_on_val",),
     "make_synthetic": (

@@ -16,8 +16,6 @@ from avvp_jax.tasks.ave import decisions
 from avvp_jax.tasks.ave import evaluator as evaluator_lib
 from avvp_jax.tasks.ave import metrics
 
-jax.config.update("jax_numpy_rank_promotion", "raise")
-
 
 def official_compute_acc(labels, x_labels, nb_batch):
   """AVE-ECCV18 / PSP `compute_acc`, in numpy: the fraction of segments whose argmaxes agree."""
@@ -57,7 +55,16 @@ def _labels(rng, batch):
   return np.eye(29, dtype=np.float32)[np.where(event, classes[:, None], 28)], classes
 
 
-class RulesTest(absltest.TestCase):
+class _StrictShapes(absltest.TestCase):
+  """Implicit rank promotion is an error inside these tests (and only there: a module-level setting would
+  reach every test a pytest worker runs after collecting this file)."""
+
+  def setUp(self):
+    super().setUp()
+    self.enter_context(jax.numpy_rank_promotion("raise"))
+
+
+class RulesTest(_StrictShapes):
 
   def test_argmax_rule_scores_as_compute_acc(self):
     rng = np.random.default_rng(0)
@@ -109,7 +116,7 @@ class RulesTest(absltest.TestCase):
     )
 
 
-class EvaluatorTest(absltest.TestCase):
+class EvaluatorTest(_StrictShapes):
 
   def test_padded_batches_sum_to_the_whole_split(self):
     rng = np.random.default_rng(3)

@@ -183,9 +183,9 @@ class MetaTest(absltest.TestCase):
     params = model.init(jax.random.key(0), audio, frames, train=False)["params"]
     outputs = model.apply({"params": params}, audio, frames, train=False)
     self.assertEqual(outputs["segment_audio_prob"].shape, (2, 5, 3))
-    # A file table must have one row per class of the task: the packaged LLP table has 25.
+    # The packaged tables hold LLP's and AVE's classes only: another task names its own table.
     config.leap.label_embeddings = "packaged"
-    with self.assertRaisesRegex(InputError, "25"):
+    with self.assertRaisesRegex(InputError, "hold the LLP and AVE classes, not 'a', 'b', 'c'"):
       models.build_model(config, meta)
 
 

@@ -156,8 +156,8 @@ def estimate_label(
   label = jnp.asarray(label, jnp.float32)
   v_err = 1.0 - jnp.asarray(v_acc, jnp.float32)
   a_err = 1.0 - jnp.asarray(a_acc, jnp.float32)
-  v_class = v_err / jnp.max(v_err)
-  a_class = a_err / jnp.max(a_err)
+  v_class = (v_err / jnp.max(v_err))[None]  # [1, C]: per class, for every clip
+  a_class = (a_err / jnp.max(a_err))[None]
   positive = label != 0
   # Comparisons with nan (0 / 0) are False, as torch's are: a class with no error drops nothing.
   drop_visual = (
@@ -205,7 +205,7 @@ def exchange_probabilities(
   """{PROB_KEYS: `[N, C]` float32} of the three forwards over every training clip, `batch_size` at a time
   (padded to one size: one compilation)."""
   from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top  (flax: only when refining)
-  from avvp_jax import tasks  # pylint: disable=g-import-not-at-top
+  from avvp_jax import tasks  # pylint: disable=g-import-not-at-top  (as state above)
 
   config = parser.config
   forward = make_exchange_forward(state_lib.build_model(config), tasks.of(config).input_keys)

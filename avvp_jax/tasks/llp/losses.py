@@ -60,6 +60,9 @@ with the same fallbacks) + avss_weight * S-LOSS, where S-LOSS is the avss loss a
 error weighted by eq. 11 (`similarity_weight`, with the model's learnable `similarity_mu`). With PLSIM the model
 also returns its un-modulated first pass (`first_pass_*`), whose video-level BCEs are added with weight
 `link_first_pass_weight` (an addition of avvp_jax: its segment predictions are PLSIM's test-time labels).
+
+Length: every LLP loss is here, beside the pieces they share (the guided BCEs, the smoothing, the cosine
+segment matching, the avss target), so one registry names them all and a recipe's loss reuses, not copies.
 """
 
 from __future__ import annotations
@@ -231,7 +234,7 @@ def ma_contrastive_per_clip(
   logits_BxTxT, target_TxT = segment_match(
       audio_embedding, visual_embedding, temperature, smoothing
   )
-  cross_entropy_BxT = -(target_TxT * jax.nn.log_softmax(logits_BxTxT, axis=-1)).sum(axis=-1)
+  cross_entropy_BxT = -(target_TxT[None] * jax.nn.log_softmax(logits_BxTxT, axis=-1)).sum(axis=-1)
   return cross_entropy_BxT.mean(axis=-1)
 
 
@@ -501,7 +504,7 @@ def label_smoothed_nce(
       audio_embedding, visual_embedding, temperature, smoothing
   )
   prob_BxTxT = jax.nn.softmax(logits_BxTxT, axis=-1)
-  return -jnp.log(jnp.sum(prob_BxTxT * target_TxT, axis=-1)).mean(axis=-1)
+  return -jnp.log(jnp.sum(prob_BxTxT * target_TxT[None], axis=-1)).mean(axis=-1)
 
 
 DENOISED_TARGETS = ("audio_target", "visual_target")  # [B, C] batch keys the denoiser adds
