@@ -32,7 +32,6 @@ from typing import Any, Callable
 
 from flax import linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from avvp_jax import reporting
@@ -144,15 +143,7 @@ class AveExtractor:
 
   def audio(self, waveform: np.ndarray) -> np.ndarray:
     """VGGish of one window: `[160000]` float32 16-kHz mono -> `[10, 128]` float32 (as for LLP)."""
-    examples = vggish.waveform_to_examples(
-        np.asarray(waveform, np.float32), alignment=vggish.LLP_ALIGNMENT
-    )
-    examples, _ = extract._ensure_size(  # pylint: disable=protected-access
-        np.asarray(examples, np.float32), ave_frames.SECONDS
-    )
-    return np.asarray(
-        vggish.embed(self.params["audio"], jnp.asarray(examples[: ave_frames.SECONDS])), np.float32
-    )
+    return extract.window_vggish(self.params["audio"], waveform)
 
   def maps(self, frames: np.ndarray) -> np.ndarray:
     """VGG-19 pool5 maps of 224x224 uint8 frames `[N, 224, 224, 3]` -> `[N, 7, 7, 512]` float32."""

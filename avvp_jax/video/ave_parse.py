@@ -20,11 +20,9 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from absl import logging
 import numpy as np
 
 from avvp_jax import provenance
-from avvp_jax import reporting
 from avvp_jax.errors import InputError
 from avvp_jax.tasks.ave import annotations
 from avvp_jax.tasks.ave import inference
@@ -32,7 +30,6 @@ from avvp_jax.tasks.llp import timelines
 from avvp_jax.video import ave_extract
 from avvp_jax.video import decode
 from avvp_jax.video import parse as llp_parse
-from avvp_jax.video import weights as weights_lib
 
 MODALITY = "audio-visual"
 
@@ -185,38 +182,21 @@ def parse_video(
       "synthetic": False,
       **provenance.package(),
   }
-  records, thumbnails = [], []
-  progress = reporting.VideoProgress(len(paths), logging.info)
-  for path in paths:
-    video = ave_extract.video_features(path, extractor)
-    thumbnails.append(video.thumbnails)
-    record = parse_features(localizer, video)
-    record["features"] = weights_lib.RANDOM_WEIGHTS_NOTE if extractor.random else "pretrained"
-    record["audio"] = (
-        "the video's audio track" if video.has_audio else "none: the VGGish features of silence"
-    )
-    record["provenance"] = source
-    records.append(record)
-    progress.done(
-        os.path.basename(path),
-        f"{reporting.counted(record['num_windows'], 'window')}, "
-        f"{reporting.counted(len(record['events']), 'event')}",
-    )
-  if extractor.random and (plot or plot_dir):
-    title = f"{title or ''} [RANDOM WEIGHTS: the events mean nothing]".strip()
-  draw = lambda target, chosen, frames: llp_parse.plot_video_timelines(
-      target,
-      chosen,
-      thumbnails=frames,
+  return llp_parse.parse_each_video(
+      paths,
+      lambda path: ave_extract.video_features(path, extractor),
+      lambda video: parse_features(localizer, video),
+      random=extractor.random,
+      source=source,
+      plot=plot,
+      plot_dir=plot_dir,
       title=title,
-      classes=annotations.CLASSES,
-      tracks=(MODALITY,),
+      draw=lambda target, records, thumbnails, title: llp_parse.plot_video_timelines(
+          target,
+          records,
+          thumbnails=thumbnails,
+          title=title,
+          classes=annotations.CLASSES,
+          tracks=(MODALITY,),
+      ),
   )
-  if plot:
-    draw(plot, records, thumbnails)
-  if plot_dir:
-    os.makedirs(plot_dir, exist_ok=True)
-    for record, frames in zip(records, thumbnails):
-      stem = os.path.splitext(os.path.basename(record["video"]))[0]
-      draw(os.path.join(plot_dir, f"{stem}.png"), [record], [frames])
-  return records

@@ -75,6 +75,17 @@ def _ensure_size(x: np.ndarray, size: int) -> tuple[np.ndarray, int]:
   return np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)]), n
 
 
+def window_vggish(params: Any, waveform: np.ndarray) -> np.ndarray:
+  """VGGish embeddings of one 10-s window, LLP's way (and AVE's): `[160000]` float32 16-kHz mono ->
+  `[10, 128]` float32, one per second (a short window's missing seconds zero-padded)."""
+  examples = vggish.waveform_to_examples(
+      np.asarray(waveform, np.float32), alignment=vggish.LLP_ALIGNMENT
+  )
+  examples, _ = _ensure_size(np.asarray(examples, np.float32), CLIPS_PER_WINDOW)
+  out = vggish.embed(params, jnp.asarray(examples[:CLIPS_PER_WINDOW]))
+  return np.asarray(out, np.float32)
+
+
 class FeatureExtractor:
   """The three official-layout feature networks, ready to embed decoded windows.
 
@@ -146,12 +157,7 @@ class FeatureExtractor:
 
   def audio(self, waveform: np.ndarray) -> np.ndarray:
     """VGGish features of one window: `[160000]` float32 16-kHz mono -> `[10, 128]` float32."""
-    examples = vggish.waveform_to_examples(
-        np.asarray(waveform, np.float32), alignment=vggish.LLP_ALIGNMENT
-    )
-    examples, _ = _ensure_size(np.asarray(examples, np.float32), CLIPS_PER_WINDOW)
-    out = vggish.embed(self.params["audio"], jnp.asarray(examples[:CLIPS_PER_WINDOW]))
-    return np.asarray(out, np.float32)
+    return window_vggish(self.params["audio"], waveform)
 
   def frames(self, frames: np.ndarray) -> np.ndarray:
     """ResNet-152 features of one window's frames: uint8 `[80, H, W, 3]` -> `[80, 2048]` float32."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import logging
 import numpy as np
@@ -191,15 +191,47 @@ def parse_video(
         weights, weights_dir=weights_dir, download=download, frame_batch=frame_batch
     )
   source = provenance.parse_record(parser, threshold, gate_threshold, synthetic=False)
+  return parse_each_video(
+      paths,
+      lambda path: extract.video_features(path, extractor),
+      lambda video: parse_features(
+          parser, video, threshold=threshold, gate_threshold=gate_threshold, batch_size=batch_size
+      ),
+      random=extractor.random,
+      source=source,
+      plot=plot,
+      plot_dir=plot_dir,
+      title=title,
+      draw=lambda target, records, thumbnails, title: plot_video_timelines(
+          target, records, thumbnails=thumbnails, title=title
+      ),
+  )
+
+
+def parse_each_video(
+    paths: Sequence[str],
+    features_of: Callable[[str], Any],
+    parse: Callable[[Any], dict[str, Any]],
+    *,
+    random: bool,
+    source: dict[str, Any],
+    plot: str | os.PathLike[str] | None,
+    plot_dir: str | os.PathLike[str] | None,
+    title: str | None,
+    draw: Callable[..., Any],
+) -> list[dict[str, Any]]:
+  """The per-video loop of `parse_video` (and of AVE's, `ave_parse.parse_video`): each video's features
+  (`features_of(path)`, with `thumbnails` and `has_audio`), its record (`parse(video)`) with "features",
+  "audio" and "provenance" (`source`) added, a progress line per video, then the pictures:
+  `draw(target, records, thumbnails, title)` for `plot` (all videos) and for each video in `plot_dir`
+  (`<video file stem>.png`), the title marked when the features come from `random` weights."""
   records, thumbnails = [], []
   progress = reporting.VideoProgress(len(paths), logging.info)
   for path in paths:
-    video = extract.video_features(path, extractor)
+    video = features_of(path)
     thumbnails.append(video.thumbnails)
-    record = parse_features(
-        parser, video, threshold=threshold, gate_threshold=gate_threshold, batch_size=batch_size
-    )
-    record["features"] = weights_lib.RANDOM_WEIGHTS_NOTE if extractor.random else "pretrained"
+    record = parse(video)
+    record["features"] = weights_lib.RANDOM_WEIGHTS_NOTE if random else "pretrained"
     record["audio"] = (
         "the video's audio track" if video.has_audio else "none: the VGGish features of silence"
     )
@@ -210,17 +242,15 @@ def parse_video(
         f"{reporting.counted(record['num_windows'], 'window')}, "
         f"{reporting.counted(len(record['events']), 'event')}",
     )
-  if extractor.random and (plot or plot_dir):
+  if random and (plot or plot_dir):
     title = f"{title or ''} [RANDOM WEIGHTS: the events mean nothing]".strip()
   if plot:
-    plot_video_timelines(plot, records, thumbnails=thumbnails, title=title)
+    draw(plot, records, thumbnails, title)
   if plot_dir:
     os.makedirs(plot_dir, exist_ok=True)
     for record, frames in zip(records, thumbnails):
       stem = os.path.splitext(os.path.basename(record["video"]))[0]
-      plot_video_timelines(
-          os.path.join(plot_dir, f"{stem}.png"), [record], thumbnails=[frames], title=title
-      )
+      draw(os.path.join(plot_dir, f"{stem}.png"), [record], [frames], title)
   return records
 
 

@@ -170,14 +170,9 @@ def clips_from_frames(frames: np.ndarray | jax.Array) -> np.ndarray | jax.Array:
   return frames.reshape((frames.shape[0] // CLIP_FRAMES, CLIP_FRAMES) + tuple(frames.shape[1:]))
 
 
-def _example(batch: int = 1) -> jax.ShapeDtypeStruct:
-  return jax.ShapeDtypeStruct((batch, CLIP_FRAMES, IMAGE_SIZE, IMAGE_SIZE, 3), jnp.float32)
-
-
-@functools.lru_cache(maxsize=8)
 def template(module: nn.Module = MODEL) -> Variables:
-  """The variables' shapes (`jax.ShapeDtypeStruct` leaves) of `module`, without computing anything."""
-  return jax.eval_shape(functools.partial(module.init, jax.random.key(0)), _example())
+  """`resnet.variable_shapes` of `module` (R(2+1)D-18) on one clip of 8 112x112 RGB frames."""
+  return resnet.variable_shapes(module, (1, CLIP_FRAMES, IMAGE_SIZE, IMAGE_SIZE, 3))
 
 
 def params_from_state_dict(state_dict: Mapping[str, Any], module: nn.Module = MODEL) -> Variables:

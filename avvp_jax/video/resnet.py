@@ -288,14 +288,17 @@ def random_variables(template_variables: Variables, rng: jax.Array) -> Variables
   return jax.device_put(flax.traverse_util.unflatten_dict(flat))
 
 
-def _example(batch: int = 1) -> jax.ShapeDtypeStruct:
-  return jax.ShapeDtypeStruct((batch, IMAGE_SIZE, IMAGE_SIZE, 3), jnp.float32)
+@functools.lru_cache(maxsize=16)
+def variable_shapes(module: nn.Module, input_shape: tuple[int, ...]) -> Variables:
+  """The variables' shapes (`jax.ShapeDtypeStruct` leaves) of `module` on a float32 input of `input_shape`,
+  without computing anything (the template every converter of this package fills)."""
+  example = jax.ShapeDtypeStruct(input_shape, jnp.float32)
+  return jax.eval_shape(functools.partial(module.init, jax.random.key(0)), example)
 
 
-@functools.lru_cache(maxsize=8)
 def template(module: nn.Module = MODEL) -> Variables:
-  """The variables' shapes (`jax.ShapeDtypeStruct` leaves) of `module`, without computing anything."""
-  return jax.eval_shape(functools.partial(module.init, jax.random.key(0)), _example())
+  """`variable_shapes` of `module` (ResNet-152) on one 224x224 RGB image."""
+  return variable_shapes(module, (1, IMAGE_SIZE, IMAGE_SIZE, 3))
 
 
 def params_from_state_dict(state_dict: Mapping[str, Any], module: nn.Module = MODEL) -> Variables:

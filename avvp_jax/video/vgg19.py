@@ -27,7 +27,6 @@ from typing import Any, Mapping, Sequence
 
 from flax import linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from avvp_jax.errors import InputError
@@ -121,14 +120,9 @@ class VGG(nn.Module):
 MODEL = VGG()
 
 
-def _example(batch: int = 1) -> jax.ShapeDtypeStruct:
-  return jax.ShapeDtypeStruct((batch, IMAGE_SIZE, IMAGE_SIZE, 3), jnp.float32)
-
-
-@functools.lru_cache(maxsize=8)
 def template(module: nn.Module = MODEL) -> Variables:
-  """The variables' shapes (`jax.ShapeDtypeStruct` leaves) of `module`, without computing anything."""
-  return jax.eval_shape(functools.partial(module.init, jax.random.key(0)), _example())
+  """`resnet.variable_shapes` of `module` (VGG-19) on one 224x224 RGB image."""
+  return resnet.variable_shapes(module, (1, IMAGE_SIZE, IMAGE_SIZE, 3))
 
 
 def params_from_state_dict(state_dict: Mapping[str, Any], module: nn.Module = MODEL) -> Variables:

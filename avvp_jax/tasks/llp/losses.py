@@ -179,25 +179,35 @@ def avss_target(
   raise InputError(f"config.loss.avss_target {kind!r} is unknown: use one of {AVSS_TARGETS}.")
 
 
+def guided_terms(
+    config: ml_collections.ConfigDict,
+    outputs: Mapping[str, Array],
+    batch: Mapping[str, Any],
+    **targets: Array,
+) -> Terms:
+  """The clamped BCE of each `<name>_prob` output `[B, C]` against `targets[name]`, a batch mean per name
+  (`video`, `audio`, `visual`: HAN's terms, which MA and JoMoLD take with other targets)."""
+  return {
+      name: _batch_mean(
+          _bce_per_clip(_clamp(outputs[f"{name}_prob"], config.clamp_eps), target), batch
+      )
+      for name, target in targets.items()
+  }
+
+
 def han_loss(
     config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
 ) -> tuple[Array, Terms]:
   """HAN's loss: video BCE plus the smoothed audio and visual guided BCEs (module docstring)."""
-  eps = config.clamp_eps
   label = _f32(batch[batch_keys.LABEL])
-  terms = {
-      "video": _batch_mean(_bce_per_clip(_clamp(outputs["video_prob"], eps), label), batch),
-      "audio": _batch_mean(
-          _bce_per_clip(_clamp(outputs["audio_prob"], eps), smooth(label, config.audio_smoothing)),
-          batch,
-      ),
-      "visual": _batch_mean(
-          _bce_per_clip(
-              _clamp(outputs["visual_prob"], eps), smooth(label, config.visual_smoothing)
-          ),
-          batch,
-      ),
-  }
+  terms = guided_terms(
+      config,
+      outputs,
+      batch,
+      video=label,
+      audio=smooth(label, config.audio_smoothing),
+      visual=smooth(label, config.visual_smoothing),
+  )
   return terms["video"] + terms["audio"] + terms["visual"], terms
 
 
@@ -242,7 +252,6 @@ def ma_loss(
     config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
 ) -> tuple[Array, Terms]:
   """MA's loss: HAN's three BCEs on (refined) modality labels + the contrastive term (module docstring)."""
-  eps = config.clamp_eps
   label = _f32(batch[batch_keys.LABEL])
   targets = {
       "audio": smooth(label, config.audio_smoothing),
@@ -257,11 +266,7 @@ def ma_loss(
     targets = {m: targets[m] * (1.0 - dropped[m]) for m in targets}
     if config.ma_drop_clears_video:
       video_target = label * (1.0 - dropped["audio"])
-  terms = {
-      "video": _batch_mean(_bce_per_clip(_clamp(outputs["video_prob"], eps), video_target), batch)
-  }
-  for m in ("audio", "visual"):
-    terms[m] = _batch_mean(_bce_per_clip(_clamp(outputs[f"{m}_prob"], eps), targets[m]), batch)
+  terms = guided_terms(config, outputs, batch, video=video_target, **targets)
   if "visual_input_embedding" not in outputs:
     raise InputError(
         "config.loss.name='ma' needs the model's visual_input_embedding output (the embedded visual "
@@ -514,14 +519,13 @@ def jomold_loss(
     config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
 ) -> tuple[Array, Terms]:
   """JoMoLD's loss: weighted modality, video and NCE terms (module docstring), on denoised targets if given."""
-  eps = config.clamp_eps
   label = _f32(batch[batch_keys.LABEL])
   smoothing = {"audio": config.audio_smoothing, "visual": config.visual_smoothing}
-  terms = {"video": _batch_mean(_bce_per_clip(_clamp(outputs["video_prob"], eps), label), batch)}
+  targets = {}
   for m in ("audio", "visual"):
     target = batch.get(f"{m}_target")
-    target = smooth(label, smoothing[m]) if target is None else _f32(target)
-    terms[m] = _batch_mean(_bce_per_clip(_clamp(outputs[f"{m}_prob"], eps), target), batch)
+    targets[m] = smooth(label, smoothing[m]) if target is None else _f32(target)
+  terms = guided_terms(config, outputs, batch, video=label, **targets)
   terms["nce"] = _batch_mean(
       label_smoothed_nce(
           outputs["audio_embedding"],
