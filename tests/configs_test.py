@@ -48,6 +48,16 @@ def _tiny_presets(name):
   return ("tiny", "weak_tiny") if _load(name).task == "ave" else ("tiny",)
 
 
+def _trained_presets(name):
+  """The micro presets a test trains: all of `_tiny_presets`, except the LEAP-headed AVE cards' weak_tiny
+  (their weak network takes a LEAP gradient step on every encoder in tests/ave_leap_test.py, and the
+  trainer's weak AVE path is trained here by the DCH cards' weak_tiny: CMBS's alone compiles for a minute).
+  """
+  if name.endswith("_leap") and _load(name).task == "ave":
+    return ("tiny",)
+  return _tiny_presets(name)
+
+
 def _with_inputs(config, folder):
   """A stage's inputs a preset cannot name: JoMoLD's stage-3 noise ratios (0.3 everywhere, written here)."""
   if config.loss.get("denoise", False) and not config.loss.noise_ratios:
@@ -174,7 +184,7 @@ class ConfigsTest(parameterized.TestCase):
 
   @parameterized.parameters(*CONFIG_NAMES)
   def test_tiny_preset_trains_end_to_end(self, name):
-    for preset in _tiny_presets(name):
+    for preset in _trained_presets(name):
       workdir = self.create_tempdir().full_path
       config = _with_inputs(_load(name, preset), self.create_tempdir().full_path)
       scores = train.train_and_evaluate(config, workdir)

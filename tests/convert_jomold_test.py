@@ -149,6 +149,8 @@ class ParityTest(parameterized.TestCase):
         (num_layers, 1),
     )
     self.assertEqual(converted.config.model.han.stacking, "stacked")
+    # JoMoLD's evaluation gates each modality's segments by that modality's video prediction.
+    self.assertEqual(converted.config.model.mmil.filter, "modality")
     audio, frames, motion = _inputs()
     with torch.no_grad():
       expected = {
@@ -163,6 +165,8 @@ class ParityTest(parameterized.TestCase):
     )
     for key, value in expected.items():
       np.testing.assert_allclose(np.asarray(got[key]), value, atol=1e-5, rtol=1e-5, err_msg=key)
+    for modality in ("audio", "visual"):
+      np.testing.assert_array_equal(got[f"{modality}_filter_prob"], got[f"{modality}_prob"])
 
   def test_bare_model_state_dict_is_jomold_too(self):
     directory = self.create_tempdir().full_path
