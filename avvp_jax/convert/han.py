@@ -214,9 +214,7 @@ def official_config(
   section.han.ffn_dim = 0 if dims["ffn"] == dims["hidden"] else dims["ffn"]
   section.han.stacking = STACKING[model]
   section.han.share_modalities = True  # one layer serves both modalities in all three
-  if (
-      model == "jomold"
-  ):  # JoMoLD's evaluation gates each modality's segments by its own video prediction
+  if model == "jomold":  # its evaluation gates each modality by that modality's video prediction
     section.mmil.filter = "modality"
   layout = features.layout_of_dims(dims)
   if layout is not None and layout != config.data.layout:
