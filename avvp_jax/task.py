@@ -166,8 +166,11 @@ class Task:
     if not self.synthetic(config):
       return Recipe(epochs, rate)
     replaced = {field: self.replacement(config, field) for field in self.recipe_replacements}
+    own = (epochs, rate)
     epochs = int(replaced.get("num_epochs") or epochs)
     rate = float(replaced.get("optimizer.learning_rate") or rate)
+    if (epochs, rate) == own:  # nothing reduced (a micro preset, or replacements switched off)
+      return Recipe(epochs, rate)
     return Recipe(
         epochs,
         rate,

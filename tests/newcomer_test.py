@@ -34,6 +34,7 @@ from avvp_jax.tasks.llp import metrics
 from avvp_jax import reporting
 from avvp_jax import sharding
 from avvp_jax import state as state_lib
+from avvp_jax import tasks
 from avvp_jax.tasks.llp import timelines
 from avvp_jax.tasks.llp import features
 from avvp_jax.tasks.llp import pseudo_labels
@@ -251,6 +252,13 @@ class ExplicitOverRecipeTest(absltest.TestCase):
     )  # config.json says so
     both = self._resolved("han.py", "--config.num_epochs=1", "--config.synthetic_num_epochs=3")
     self.assertEqual(state_lib.num_train_epochs(both), 3)  # the replacement itself was set
+
+  def test_the_log_says_reduced_only_when_something_is(self):
+    reduced = self._resolved("han.py")
+    self.assertIn("reduced recipe (4 epochs", tasks.of(reduced).recipe(reduced).note)
+    for name in ("han.py:tiny", "cmbs.py:tiny"):  # one epoch asked, one epoch trained
+      config = self._resolved(name)
+      self.assertEqual(tasks.of(config).recipe(config).note, "", name)
 
   def test_explicit_learning_rate_and_label_table_win(self):
     default = self._resolved("leap_mmpyr.py")
