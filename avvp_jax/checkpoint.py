@@ -46,6 +46,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 from typing import Any, Callable, Collection
 
 from absl import logging
@@ -63,9 +64,8 @@ LATEST_DIRNAME = "checkpoints"
 BEST_DIRNAME = "best"
 PARAMS_DIRNAME = "params"
 STATE_ITEM = "state"  # the TrainState item of a training save
-COMMIT_SUCCESS_FILE = (
-    "commit_success.txt"  # Orbax's marker of a committed item (written at its commit)
-)
+# Orbax's marker of a committed item, written at its commit.
+COMMIT_SUCCESS_FILE = "commit_success.txt"
 WORKDIR, STEP, PARAMS = "workdir", "step", "params"  # the kinds of `CheckpointSource`
 
 
@@ -178,10 +178,12 @@ class StateHandler(ocp.StandardCheckpointHandler):
       target = os.path.join(str(directory), os.path.relpath(root, args.source))
       os.makedirs(target, exist_ok=True)
       for name in files:
-        if (
-            name != COMMIT_SUCCESS_FILE
-        ):  # rewritten in place by Orbax's commit: each save has its own
+        if name == COMMIT_SUCCESS_FILE:  # each save's own: Orbax's commit rewrites it in place
+          continue
+        try:
           os.link(os.path.join(root, name), os.path.join(target, name))
+        except OSError:  # a file system without hard links: a copy
+          shutil.copy2(os.path.join(root, name), os.path.join(target, name))
 
   def finalize(self, directory: epath.Path) -> None:
     if self._linked:  # the linked files were finalized with the save they belong to

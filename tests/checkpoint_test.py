@@ -7,6 +7,7 @@ The saves are written directly (a 2-seed `configs/han.py:tiny` state, seeds 3 an
 import os
 import sys
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 import jax
@@ -335,4 +336,15 @@ class NothingSavedTwiceTest(absltest.TestCase):
     self.assertEqual(source.step, 8)
     _, params = checkpoint.restore_params(source)
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(self.state.params)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+  def test_without_hard_links_the_best_save_is_a_copy(self):
+    workdir = os.path.join(self.root, "no_links")
+    with mock.patch.object(os, "link", side_effect=OSError("hard links not supported")):
+      with checkpoint.Checkpointer(workdir) as checkpointer:
+        checkpointer.save(8, self.state, {"epoch": 1})
+        checkpointer.save_best(8, self.state, {"epoch": 1}, {"per_seed": []}, same_as_latest=True)
+    with checkpoint.Checkpointer(workdir) as checkpointer:
+      best, _ = checkpointer.restore_best(self.abstract_state)
+    for a, b in zip(jax.tree.leaves(best), jax.tree.leaves(self.state)):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
