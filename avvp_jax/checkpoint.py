@@ -166,9 +166,8 @@ class StateHandler(ocp.StandardCheckpointHandler):
 
   def __init__(self):
     super().__init__()
-    self._linked = (
-        False  # the pending save links: its finalization must not rewrite the shared files
-    )
+    # Whether the pending save links: its finalization must not rewrite the shared files.
+    self._linked = False
 
   async def _link(self, args: LinkSave, directory: Any) -> None:
     await asyncio.to_thread(args.finished)
@@ -231,9 +230,8 @@ class Checkpointer:
     self.workdir = absolute(workdir)
     self.latest = _manager(os.path.join(self.workdir, LATEST_DIRNAME), keep)
     self.best = _best_manager(os.path.join(self.workdir, BEST_DIRNAME))
-    self._linking = (
-        False  # a best save links a latest save's files: it must end before that is deleted
-    )
+    # A pending best save links a latest save's files: it must end before that save is deleted.
+    self._linking = False
 
   def __enter__(self) -> "Checkpointer":
     return self
