@@ -11,7 +11,9 @@ Workdir layout written by `avvp_jax.train.train_and_evaluate`:
                               and `progress` (JSON: epoch, batches done in it, each replica's best score)
   WORKDIR/best/<step>/        the best state of every replica by its own validation
                               `config.checkpoint.best_metric`, each from its own best epoch (items `state`,
-                              `progress`, and `metrics`: JSON, per replica its seed, step and 10 metrics)
+                              `progress`, and `metrics`: JSON, per replica its seed, step and 10 metrics);
+                              when every replica's best is the latest save of its step, `state` is hard
+                              links to that save's files (on a local disk: nothing is written twice)
 
 Params-only layout (what `save_params_checkpoint` writes; `avvp_jax.convert` writes converted official
 checkpoints with it):
@@ -40,10 +42,12 @@ the partial params restore with its fit check), so that one file changes when Or
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
-from typing import Any, Collection
+import shutil
+from typing import Any, Callable, Collection
 
 from absl import logging
 from etils import epath
@@ -60,6 +64,8 @@ LATEST_DIRNAME = "checkpoints"
 BEST_DIRNAME = "best"
 PARAMS_DIRNAME = "params"
 STATE_ITEM = "state"  # the TrainState item of a training save
+# Orbax's marker of a committed item, written at its commit.
+COMMIT_SUCCESS_FILE = "commit_success.txt"
 WORKDIR, STEP, PARAMS = "workdir", "step", "params"  # the kinds of `CheckpointSource`
 
 
@@ -140,17 +146,92 @@ def _read_only_manager(directory: str) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(directory, options=options)
 
 
+@dataclasses.dataclass
+class LinkSave(ocp.args.CheckpointArgs):
+  """Save args of a linked state item: `source`, the finished item folder to link; `finished()`, blocks
+  until the save writing `source` is finalized."""
+
+  source: str
+  finished: Callable[[], None]
+
+
+class StateHandler(ocp.StandardCheckpointHandler):
+  """The best save's `state` item: written as `StandardCheckpointHandler` writes it, or, for `LinkSave`
+  args, made of hard links to the files of another save's finished item (no array bytes written again).
+
+  A linked item holds the very files of the latest save of the same step (the same inodes), so it restores
+  with `StandardRestore` as a written one does and outlives that save's deletion. The links are made in
+  Orbax's background commit once `LinkSave.finished()` returns; the best save is finalized after them.
+  """
+
+  def __init__(self):
+    super().__init__()
+    # Whether the pending save links: its finalization must not rewrite the shared files.
+    self._linked = False
+
+  async def _link(self, args: LinkSave, directory: Any) -> None:
+    await asyncio.to_thread(args.finished)
+    if hasattr(directory, "await_creation"):  # Orbax's deferred path
+      directory = await directory.await_creation()
+    for root, _, files in os.walk(args.source):
+      target = os.path.join(str(directory), os.path.relpath(root, args.source))
+      os.makedirs(target, exist_ok=True)
+      for name in files:
+        if name == COMMIT_SUCCESS_FILE:  # each save's own: Orbax's commit rewrites it in place
+          continue
+        try:
+          os.link(os.path.join(root, name), os.path.join(target, name))
+        except OSError:  # a file system without hard links: a copy
+          shutil.copy2(os.path.join(root, name), os.path.join(target, name))
+
+  def finalize(self, directory: epath.Path) -> None:
+    if self._linked:  # the linked files were finalized with the save they belong to
+      self._linked = False
+      return
+    super().finalize(directory)
+
+  async def async_save(self, directory, item=None, save_args=None, args=None):
+    self._linked = isinstance(args, LinkSave)
+    if not self._linked:
+      return await super().async_save(directory, item, save_args, args)
+    return [
+        ocp.future.CommitFutureAwaitingContractedSignals(
+            self._link(args, directory), name="link_save"
+        )
+    ]
+
+
+def _best_manager(directory: str) -> ocp.CheckpointManager:
+  """The best save's manager: as `_manager(directory, 1)`, its `state` item written by `StateHandler`."""
+  registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+  handler = StateHandler()
+  for args in (ocp.args.StandardSave, ocp.args.StandardRestore, LinkSave):
+    registry.add(STATE_ITEM, args, handler)
+  options = ocp.CheckpointManagerOptions(preservation_policy=ocp.checkpoint_managers.LatestN(n=1))
+  return ocp.CheckpointManager(directory, options=options, handler_registry=registry)
+
+
+def _can_link(directory: str) -> bool:
+  """Hard links serve one process on a local disk (object stores and multi-host saves write copies)."""
+  return "://" not in directory and jax.process_count() == 1
+
+
 class Checkpointer:
   """The latest saves (`WORKDIR/checkpoints`) and the best save (`WORKDIR/best`) of one training run.
 
   Every process must call `save` (Orbax writes each process's shards and synchronises); only process 0
   writes metadata. Use as a context manager, or call `close()`, so asynchronous saves are finished.
+
+  Nothing is written twice: a best save of the state that the latest save of the same step holds
+  (`save_best(..., same_as_latest=True)`) links that save's files (`StateHandler`) on a local disk.
   """
 
   def __init__(self, workdir: str, *, keep: int = 1):
     self.workdir = absolute(workdir)
     self.latest = _manager(os.path.join(self.workdir, LATEST_DIRNAME), keep)
-    self.best = _manager(os.path.join(self.workdir, BEST_DIRNAME), 1)
+    self.best = _best_manager(os.path.join(self.workdir, BEST_DIRNAME))
+    # A pending best save links a latest save's files: it must end before that save is deleted.
+    self._linking = False
 
   def __enter__(self) -> "Checkpointer":
     return self
@@ -169,6 +250,9 @@ class Checkpointer:
       state: the seed-stacked `TrainState` (jax.Arrays).
       progress: JSON-able data position and bookkeeping (epoch, batches done, best scores so far).
     """
+    if self._linking:  # this save may delete the save a pending best save links
+      self.best.wait_until_finished()
+      self._linking = False
     self.latest.save(
         step,
         args=ocp.args.Composite(
@@ -177,7 +261,13 @@ class Checkpointer:
     )
 
   def save_best(
-      self, step: int, best_state: Any, progress: dict[str, Any], metrics: dict[str, Any]
+      self,
+      step: int,
+      best_state: Any,
+      progress: dict[str, Any],
+      metrics: dict[str, Any],
+      *,
+      same_as_latest: bool = False,
   ) -> None:
     """Replaces the best save with `best_state` (each replica's best), saved at `step`.
 
@@ -186,11 +276,20 @@ class Checkpointer:
       best_state: the seed-stacked `TrainState` whose replica s is replica s's best state.
       progress: as in `save`.
       metrics: JSON-able: per replica its seed, the step of its best state and its validation metrics.
+      same_as_latest: `best_state` is the state that `save` saved at `step` (every replica improved at
+        it): on a local disk the best save's state links that save's files instead of writing them again.
     """
+    state = ocp.args.StandardSave(best_state)
+    if same_as_latest and _can_link(self.workdir):
+      source = ocp.step.standard_name_format().build_name(step)
+      state = LinkSave(
+          os.path.join(self.latest.directory, source, STATE_ITEM), self.latest.wait_until_finished
+      )
+      self._linking = True
     self.best.save(
         step,
         args=ocp.args.Composite(
-            state=ocp.args.StandardSave(best_state),
+            state=state,
             progress=ocp.args.JsonSave(_jsonable(progress)),
             metrics=ocp.args.JsonSave(_jsonable(metrics)),
         ),

@@ -401,8 +401,14 @@ def _train(
               or improved.any()
           ):
             save(progress(epoch + 1, 0))
-          if improved.any():
-            checkpointer.save_best(step, best.state, progress(epoch + 1, 0), best.metrics_record())
+          if improved.any():  # every replica improved: the best state is the one just saved
+            checkpointer.save_best(
+                step,
+                best.state,
+                progress(epoch + 1, 0),
+                best.metrics_record(),
+                same_as_latest=bool(improved.all()) and saved_step == step,
+            )
         signum = stop.check()  # a signal during the validation or the saves
         if signum and not last:
           stop_here(signum, lambda: progress(epoch + 1, 0))

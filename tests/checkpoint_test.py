@@ -7,6 +7,7 @@ The saves are written directly (a 2-seed `configs/han.py:tiny` state, seeds 3 an
 import os
 import sys
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 import jax
@@ -269,3 +270,81 @@ class CheckpointTest(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+def _bytes_on_disk(*directories):
+  """The bytes of the files under `directories`, each file (inode) counted once: what was written there."""
+  seen, total = set(), 0
+  for root, _, files in (walked for d in directories for walked in os.walk(d)):
+    for name in files:
+      info = os.stat(os.path.join(root, name))
+      if info.st_ino not in seen:
+        seen.add(info.st_ino)
+        total += info.st_size
+  return total
+
+
+class NothingSavedTwiceTest(absltest.TestCase):
+  """An epoch whose best state is its latest save writes the train state once: the best save links it."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    config = state_lib.resolve_config(_tiny())
+    mesh = sharding.make_mesh(num_seeds=1)
+    model = state_lib.build_model(config)
+    tx, _ = state_lib.make_optimizer(config, 1)
+    cls.state, cls.abstract_state = state_lib.create_train_state(config, model, tx, mesh, [0])
+    cls.later_state = cls.state.replace(params=jax.tree.map(lambda x: x + 1.0, cls.state.params))
+    cls.bytes_per_epoch, cls.latest_bytes, cls.state_bytes = {}, {}, {}
+    for linked in (False, True):  # the epoch's saves as the trainer makes them, before and after
+      workdir = os.path.join(cls.root, f"linked_{linked}")
+      checkpoint.save_config(workdir, config)
+      with checkpoint.Checkpointer(workdir) as checkpointer:
+        checkpointer.save(8, cls.state, {"epoch": 1})
+        checkpointer.save_best(8, cls.state, {"epoch": 1}, {"per_seed": []}, same_as_latest=linked)
+        checkpointer.wait_until_finished()
+        latest = os.path.join(workdir, checkpoint.LATEST_DIRNAME, "8")
+        cls.latest_bytes[linked] = _bytes_on_disk(latest)
+        cls.state_bytes[linked] = _bytes_on_disk(os.path.join(latest, checkpoint.STATE_ITEM))
+        cls.bytes_per_epoch[linked] = _bytes_on_disk(
+            *(
+                os.path.join(workdir, d)
+                for d in (checkpoint.LATEST_DIRNAME, checkpoint.BEST_DIRNAME)
+            )
+        )
+        checkpointer.save(16, cls.later_state, {"epoch": 2})  # deletes the latest save of step 8
+      cls.workdir = workdir
+
+  def test_the_best_save_of_the_latest_state_writes_no_second_copy(self):
+    # (Orbax's OCDBT files of one state differ by some KiB from save to save: each save is its own unit.)
+    written_twice, written_once = self.bytes_per_epoch[False], self.bytes_per_epoch[True]
+    # Before: the latest save and, in the best save, a second copy of its state item.
+    self.assertGreater(written_twice, self.latest_bytes[False] + 0.95 * self.state_bytes[False])
+    # After: the latest save, and of the best save only its JSON items and commit markers (a few KiB).
+    self.assertLess(written_once - self.latest_bytes[True], 0.05 * self.state_bytes[True])
+
+  def test_a_linked_best_save_outlives_the_latest_save_it_links(self):
+    self.assertEqual(os.listdir(os.path.join(self.workdir, checkpoint.LATEST_DIRNAME)), ["16"])
+    with checkpoint.Checkpointer(self.workdir) as checkpointer:
+      best, progress = checkpointer.restore_best(self.abstract_state)
+    self.assertEqual(progress, {"epoch": 1})
+    for a, b in zip(jax.tree.leaves(best), jax.tree.leaves(self.state)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    source = checkpoint.resolve(self.workdir)
+    self.assertEqual(source.step, 8)
+    _, params = checkpoint.restore_params(source)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(self.state.params)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+  def test_without_hard_links_the_best_save_is_a_copy(self):
+    workdir = os.path.join(self.root, "no_links")
+    with mock.patch.object(os, "link", side_effect=OSError("hard links not supported")):
+      with checkpoint.Checkpointer(workdir) as checkpointer:
+        checkpointer.save(8, self.state, {"epoch": 1})
+        checkpointer.save_best(8, self.state, {"epoch": 1}, {"per_seed": []}, same_as_latest=True)
+    with checkpoint.Checkpointer(workdir) as checkpointer:
+      best, _ = checkpointer.restore_best(self.abstract_state)
+    for a, b in zip(jax.tree.leaves(best), jax.tree.leaves(self.state)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -4,6 +4,7 @@ atomic writer, and `quality` against a hand-worked pair of clips."""
 import json
 import os
 import pathlib
+import time
 from unittest import mock
 
 from absl.testing import absltest
@@ -60,6 +61,36 @@ class LoadTest(absltest.TestCase):
     np.testing.assert_array_equal(batch["visual_pseudo_label"][1], written[self.clip_ids[0]][1])
     np.testing.assert_array_equal(batch["audio_pseudo_label"][2], np.zeros((10, 25)))
     self.assertEqual(batch["visual_pseudo_label"].dtype, np.float32)
+
+  def test_a_stacked_copy_is_read_while_the_files_are_unchanged(self):
+    written = _write_folder(self.root, self.clip_ids, np.random.default_rng(11))
+    cache = pathlib.Path(self.create_tempdir().full_path)
+
+    def assert_labels(labels, expected):
+      self.assertEqual(labels.audio.dtype, np.float32)
+      for i, clip in enumerate(self.clip_ids):
+        np.testing.assert_array_equal(labels.audio[i], expected[clip][0])
+        np.testing.assert_array_equal(labels.visual[i], expected[clip][1])
+
+    assert_labels(pseudo_labels.load_pseudo_labels(self.root, FILENAMES, cache_dir=cache), written)
+    self.assertLen(list(cache.glob(f"{pseudo_labels.CACHE_PREFIX}*.npz")), 1)
+    with mock.patch.object(
+        pseudo_labels, "_read_one", side_effect=AssertionError("a file was read")
+    ):
+      assert_labels(
+          pseudo_labels.load_pseudo_labels(self.root, FILENAMES, cache_dir=cache), written
+      )
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    changed = (1 - written[self.clip_ids[1]][0], written[self.clip_ids[1]][1])  # rewritten in place
+    np.save(self.root / pseudo_labels.AUDIO_SUBDIR / f"{self.clip_ids[1]}.npy", changed[0])
+    written[self.clip_ids[1]] = changed
+    assert_labels(pseudo_labels.load_pseudo_labels(self.root, FILENAMES, cache_dir=cache), written)
+    time.sleep(0.05)
+    np.save(
+        self.root / pseudo_labels.VISUAL_SUBDIR / f"{self.clip_ids[2]}.npy", np.full((10, 25), 2)
+    )
+    with self.assertRaisesRegex(InputError, r"-0A9suni5YA\.npy.*holds 2"):
+      pseudo_labels.load_pseudo_labels(self.root, FILENAMES, cache_dir=cache)
 
   def test_missing_clip_is_named(self):
     _write_folder(

@@ -37,6 +37,7 @@ together when the format does.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import pathlib
@@ -67,6 +68,9 @@ STAMP_FILE = "avvp_jax_pseudo_labels.json"
 MARKER_FILE = synthetic_lib.MARKER_FILE  # the synthetic data marker
 FILE_DTYPE = np.int64  # VALOR's files
 _PARTIAL_PREFIX = ".avvp_jax_pseudo_labels.partial-"  # a write in progress; never read
+CACHE_PREFIX = (
+    "pseudo_labels-"  # a stacked copy of checked labels in a cache folder (`_read_cached`)
+)
 
 _SHOW_AT_MOST = 5  # clip ids named in a message
 
@@ -216,8 +220,71 @@ def _read_modality(folder: pathlib.Path, clip_ids: Sequence[str], modality: str)
   )
 
 
+def _files_key(folders: Sequence[pathlib.Path], clip_ids: Sequence[str]) -> str | None:
+  """A digest of the label files' identities (inode, size, change times), read with one `stat` per file;
+  None when a file is missing (the file-by-file read then names it)."""
+  digest = hashlib.sha256()
+  for folder in folders:
+    digest.update(f"{folder.resolve()}\n".encode())
+    for clip in clip_ids:
+      try:
+        info = os.stat(folder / f"{clip}.npy")
+      except OSError:
+        return None
+      digest.update(
+          f"{clip} {info.st_ino} {info.st_size} {info.st_mtime_ns} {info.st_ctime_ns}\n".encode()
+      )
+  return digest.hexdigest()
+
+
+def _read_cached(
+    cache_dir: pathlib.Path | None, folders: Sequence[pathlib.Path], clip_ids: Sequence[str]
+) -> list[np.ndarray]:
+  """The two modalities' `[N, T, C]` labels: from `cache_dir`'s stacked copy when the files are unchanged
+  since it was written, else read file by file (`_read_modality`: every check) and the copy (re)written.
+
+  The copy (`CACHE_PREFIX<digest of the folders and clip ids>.npz`, uint8 0/1) holds `_files_key` of the
+  files it was read from; any file replaced, rewritten or touched since gives another key, so it is read
+  again. A cache folder that cannot be written is skipped (logged).
+  """
+  key = _files_key(folders, clip_ids) if cache_dir is not None else None
+  if key is None:
+    return [_read_modality(f, clip_ids, m) for f, m in zip(folders, annotations.LABEL_MODALITIES)]
+  name = hashlib.sha256("\n".join([*map(str, folders), *clip_ids]).encode()).hexdigest()[:24]
+  path = pathlib.Path(cache_dir) / f"{CACHE_PREFIX}{name}.npz"
+  try:
+    with np.load(path, allow_pickle=False) as cached:
+      if str(cached["key"]) == key:
+        return [cached[m].astype(np.float32) for m in annotations.LABEL_MODALITIES]
+  except (OSError, ValueError, KeyError):
+    pass  # none yet, or unreadable: read the files
+  labels = [_read_modality(f, clip_ids, m) for f, m in zip(folders, annotations.LABEL_MODALITIES)]
+  temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(temporary, "wb") as f:
+      np.savez(
+          f,
+          key=np.asarray(key),
+          **{m: x.astype(np.uint8) for m, x in zip(annotations.LABEL_MODALITIES, labels)},
+      )
+    os.replace(temporary, path)
+  except OSError as error:
+    temporary.unlink(missing_ok=True)
+    logging.warning(
+        "Pseudo labels: no stacked copy written in %s (%s); files are read each start.",
+        cache_dir,
+        error,
+    )
+  return labels
+
+
 def load_pseudo_labels(
-    root: str | pathlib.Path, filenames: Sequence[str], weak_labels: np.ndarray | None = None
+    root: str | pathlib.Path,
+    filenames: Sequence[str],
+    weak_labels: np.ndarray | None = None,
+    *,
+    cache_dir: str | pathlib.Path | None = None,
 ) -> PseudoLabels:
   """Reads the pseudo labels of `filenames` (a split's `filename` column) from VALOR's folder `root`.
 
@@ -226,6 +293,9 @@ def load_pseudo_labels(
     filenames: `[N]` LLP filenames (or clip ids); row i of the result belongs to `filenames[i]`.
     weak_labels: optional `[N, C]` 0/1 weak labels of those clips. Positive seconds of a class outside a
       clip's weak label are then counted and logged as a warning (they are kept: the loss sees them).
+    cache_dir: where a stacked copy of the checked labels is kept (the trainer's: its TFDS build folder),
+      read instead of the files at the next start while the files are unchanged (`_read_cached`); None:
+      the files are read each time.
 
   Returns:
     `PseudoLabels` with `[N, T, C]` float32 audio and visual arrays and the counts.
@@ -243,10 +313,16 @@ def load_pseudo_labels(
         f"pseudo_labels folder {str(root)!r} holds audio and visual labels from two different writes "
         "(one was interrupted): write the folder again with launch/make_pseudo_labels.py."
     )
-  labels = {
-      "audio": _read_modality(audio_dir, clip_ids, "audio"),
-      "visual": _read_modality(visual_dir, clip_ids, "visual"),
-  }
+  labels = dict(
+      zip(
+          annotations.LABEL_MODALITIES,
+          _read_cached(
+              None if cache_dir is None else pathlib.Path(cache_dir),
+              [audio_dir, visual_dir],
+              clip_ids,
+          ),
+      )
+  )
   synthetic = any(
       (folder / MARKER_FILE).is_file()
       for folder in (pathlib.Path(root).expanduser(), audio_dir, visual_dir)

@@ -6,6 +6,8 @@ training, when `config.data.pseudo_labels` is set) the training clips' segment p
 that `seed_train_batches` yields them beside the features: VALOR's folder or one made by
 `launch/make_pseudo_labels.py`, or on the embedded synthetic data the SIMULATED ones ("simulated"), which
 the synthetic build stores (computed once when it is made, `tfds_llp.AvvpLlp.simulated_pseudo_labels`).
+Label files are checked and read one by one on the first start only: the build's folder keeps a stacked copy,
+read while the files are unchanged (`pseudo_labels.load_pseudo_labels`' `cache_dir`).
 """
 
 from __future__ import annotations
@@ -134,7 +136,12 @@ def training_pseudo_labels(
         if all(n in row for n in filenames)
         else None
     )
-    labels = pseudo_labels.load_pseudo_labels(source, filenames, weak_labels=weak_labels)
+    labels = pseudo_labels.load_pseudo_labels(
+        source,
+        filenames,
+        weak_labels=weak_labels,
+        cache_dir=pipeline.data_root(config.data) / pipeline.build_key(config.data),
+    )
     logging.info("Segment pseudo labels for training: %s.", labels.describe())
     return labels
   builder = pipeline.make_builder(config.data)
