@@ -318,10 +318,11 @@ class NothingSavedTwiceTest(absltest.TestCase):
       cls.workdir = workdir
 
   def test_the_best_save_of_the_latest_state_writes_no_second_copy(self):
-    # (Orbax's OCDBT files of one state differ by some KiB from save to save: each save is its own unit.)
+    # (Orbax's OCDBT files of one state differ by up to ~10% from save to save, as it splits them: each
+    # save of the same state is its own unit.)
     written_twice, written_once = self.bytes_per_epoch[False], self.bytes_per_epoch[True]
     # Before: the latest save and, in the best save, a second copy of its state item.
-    self.assertGreater(written_twice, self.latest_bytes[False] + 0.95 * self.state_bytes[False])
+    self.assertGreater(written_twice, self.latest_bytes[False] + 0.8 * self.state_bytes[False])
     # After: the latest save, and of the best save only its JSON items and commit markers (a few KiB).
     self.assertLess(written_once - self.latest_bytes[True], 0.05 * self.state_bytes[True])
 
