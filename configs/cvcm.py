@@ -27,9 +27,11 @@ Run card (docs/recipes.md, "CVCM", has the whole sequence of commands)
              validation-selected one, labelled as a selection on test (avvp_jax/followed_evals.py).
   Hardware:  real features: one GPU/TPU core (10,000 training clips, 157 steps of 64 per epoch, each 128 rows).
              Embedded SYNTHETIC data: 2 CPU cores.
-  Wall time: not measured yet (see docs/recipes.md, "CVCM").
+  Wall time: SYNTHETIC, 512 training clips (8 steps an epoch), on a 2-core x86-64 CPU shared with other jobs:
+             10 to 18 s a step (64 clips and their 64 pairs), 15 to 45 s per evaluated split: the 40 epochs
+             would take well over an hour per seed; stopped after 3 epochs, so no synthetic figure yet.
   Expected:  paper (LLP test, real features): read Table 1 of Lin et al. (NeurIPS 2021); not copied here (not
-             checked against the paper).
+             checked against the paper). No measured figure of this card yet, real or SYNTHETIC.
   Evaluate:  python launch/evaluate.py --workdir=./workdir/cvcm --split=test
 
 Presets (the string after the colon):
@@ -40,6 +42,8 @@ Presets (the string after the colon):
 Where this card differs from the official code, and why
   * Selection on validation, not test (above); no early stop (official: stop after 10 epochs without a better
     test score; every one of the 40 epochs trains here, and the best validation epoch is kept).
+  * The followed best-test-epoch figure takes the first of equal maxima (avvp_jax/followed_evals.py), the
+    official `>=` the last: they differ only on an exact tie.
   * Seeds: per-replica bests over --config.num_seeds seeds (official: torch.manual_seed(0), one run).
   * Checkpoints: full train states (the official save is commented out: nothing is saved).
   * Cross-video partners are drawn from JAX keys (fold_in of the step key) among the batch's real clips

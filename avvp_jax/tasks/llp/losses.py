@@ -706,7 +706,8 @@ def compute_loss(
     `(loss, terms)`: the float32 scalar to minimise and a dict of its named float32 scalar terms
     (unweighted): HAN `video`, `audio`, `visual`; MA also `contrastive`; LEAP also `audio_segment`, `visual_segment`, `avss`;
     LINK `video`, `audio`, `visual`, `audio_segment`, `visual_segment`, `similarity` (unless off) and
-    `first_pass` (with PLSIM); VALOR `video`, `audio_segment`, `visual_segment`.
+    `first_pass` (with PLSIM); VALOR `video`, `audio_segment`, `visual_segment`; CVCM `video`, `audio`,
+    `visual`, `contrastive`.
   """
   if config.name not in LOSSES:
     raise InputError(f"config.loss.name {config.name!r} is unknown: use one of {sorted(LOSSES)}.")
