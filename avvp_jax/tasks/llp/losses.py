@@ -631,15 +631,9 @@ def cvcm_loss(
       "visual": jnp.where(warm > 0, config.cvcm_warm_up_visual_smoothing, config.visual_smoothing),
   }
   first = {f"{m}_prob": outputs[f"{m}_prob"][:num_clips] for m in ("video", "audio", "visual")}
-  terms = guided_terms(
-      config,
-      first,
-      batch,
-      video=jnp.maximum(
-          labels["audio"], labels["visual"]
-      ),  # official logical_or(a_refine, v_refine)
-      **{m: smooth(labels[m], smoothing[m]) for m in labels},
-  )
+  video = jnp.maximum(labels["audio"], labels["visual"])  # official logical_or(a_refine, v_refine)
+  targets = {m: smooth(labels[m], smoothing[m]) for m in labels}
+  terms = guided_terms(config, first, batch, video=video, **targets)
   mask = _f32(batch[batch_keys.MASK]) if batch_keys.MASK in batch else jnp.ones(num_clips)
   rows = labels
   if CVCM_PARTNER in batch:  # the mixed half: own audio labels, the partner's visual labels
