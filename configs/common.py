@@ -345,7 +345,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss.ma_temperature = 0.2
   config.loss.ma_smoothing = 0.1
   # With refined labels: a dropped audio label also clears the video-level target (the official loader's
-  # quirk: its audio target aliases the video label). False: the video target stays the weak label.
+  # quirk: its audio target aliases the video label). False: the video target stays the weak label (the "cvcm"
+  # loss: the OR of the modality labels, CVCM's; configs/cvcm.py sets False).
   config.loss.ma_drop_clears_video = True
   # CVCM only (loss "cvcm", configs/cvcm.py; GenjiB/CM-Co-Occurrence-AVVP run.sh). The cross-video contrastive
   # term's weight (--delta 0.85) and temperature (--tmp 1); the warm-up epochs without it (--init_epoch 2), in

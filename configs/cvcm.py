@@ -52,7 +52,7 @@ Where this card differs from the official code, and why
     one real clip pairs it with itself (the official draw would loop forever).
   * The video-level target is the OR of the modality labels, as CVCM's loader (it copies the label per
     modality): MA's loader quirk, where a dropped audio label also clears the video target
-    (configs/ma.py:retrain, loss.ma_drop_clears_video), is not CVCM's and is not applied.
+    (configs/ma.py:retrain), is not CVCM's; --config.loss.ma_drop_clears_video=True applies it instead.
   * The official module also holds layers its forward never calls (`co_occurrence`, `fc_prob`, ...): not
     created here.
   * SYNTHETIC data (features_dir empty): data.synthetic_train_clips clips with the official 40 epochs.
@@ -110,6 +110,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss.cvcm_warm_up_audio_smoothing = 1.0  # official --before_audio_smoothing 1
   config.loss.cvcm_warm_up_visual_smoothing = 0.9  # official --before_vis_smoothing 0.9
   config.loss.cvcm_mix = True  # official --augment 1
+  # The video target: the OR of the modality labels (CVCM's loader copies the label per modality); True: MA's
+  # stage-3 quirk instead, the weak label with each dropped audio class cleared (configs/ma.py:retrain).
+  config.loss.ma_drop_clears_video = False
 
   # --- optimizer -------------------------------------------------------------------------------------
   config.optimizer.name = "adam"

@@ -279,6 +279,20 @@ class ParityTest(absltest.TestCase):
     terms = self._compare(step=25, epoch=3)
     self.assertGreater(float(terms["contrastive"]), 0.0)
 
+  def test_ma_quirk_option_clears_the_dropped_audio_classes(self):
+    batch = self._batch_and_partners(25)
+    outputs = self.apply(
+        self.params, batch[batch_keys.AUDIO], batch[batch_keys.FRAMES], batch[batch_keys.MOTION]
+    )
+    config = cvcm_config.get_config()
+    self.assertFalse(config.loss.ma_drop_clears_video)  # the official OR by default
+    config.loss.ma_drop_clears_video = True
+    _, terms = losses.compute_loss(config.loss, outputs, batch)
+    target = self.weak * self.audio_label  # clip 0's Dog (dropped from audio only) cleared too
+    video = np.clip(np.asarray(outputs["video_prob"][:4]), 1e-7, 1 - 1e-7)
+    want = -(target * np.log(video) + (1 - target) * np.log1p(-video)).mean()
+    np.testing.assert_allclose(float(terms["video"]), want, rtol=2e-5)
+
   def test_loss_during_the_warm_up_matches_the_official(self):
     self._compare(step=19, epoch=2)  # smoothed visual targets, no contrastive term
 

@@ -58,7 +58,8 @@ JoMoLD (Cheng et al., ECCV 2022; MCG-NJU/JoMoLD `main.py`, `nets/net_audiovisual
 CVCM (Lin et al., NeurIPS 2021; GenjiB/CM-Co-Occurrence-AVVP `main_trans.py:train`, `nets/net_trans.py`), on
 MA's modality labels ya, yv (`batch_keys.MODALITY_LABELS`; the weak labels without them):
   BCE(video_prob, ya | yv) + BCE(audio_prob, s_a ya + (1 - s_a) / 2) + BCE(visual_prob, s_v yv + (1 - s_v) / 2)
-  + cvcm_weight * L_cv after the first `cvcm_warm_up_epochs` epochs (official --init_epoch 2; during them s_a,
+  + cvcm_weight * L_cv after the first `cvcm_warm_up_epochs` epochs (the video target ya | yv is CVCM's loader's;
+  `ma_drop_clears_video` takes MA's stage-3 one instead, y with the dropped audio classes cleared) (official --init_epoch 2; during them s_a,
   s_v are `cvcm_warm_up_{audio,visual}_smoothing`, 1.0 / 0.9, and L_cv is left out; after them
   `{audio,visual}_smoothing`, 1.0 / 1.0). The BCEs read the B clips of the batch. L_cv, the cross-video term,
   reads 2B rows: the clips, then each clip's audio with a partner clip's visual streams (a random other clip
@@ -632,6 +633,10 @@ def cvcm_loss(
   }
   first = {f"{m}_prob": outputs[f"{m}_prob"][:num_clips] for m in ("video", "audio", "visual")}
   video = jnp.maximum(labels["audio"], labels["visual"])  # official logical_or(a_refine, v_refine)
+  if (
+      config.ma_drop_clears_video
+  ):  # MA's stage-3 quirk instead: the weak label less the dropped audio
+    video = label * labels["audio"]
   targets = {m: smooth(labels[m], smoothing[m]) for m in labels}
   terms = guided_terms(config, first, batch, video=video, **targets)
   mask = _f32(batch[batch_keys.MASK]) if batch_keys.MASK in batch else jnp.ones(num_clips)
