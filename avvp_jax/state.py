@@ -70,7 +70,13 @@ SCHEDULES = ("step", "warmup_cosine")
 # Fields of a section added later (a dotted key names a subsection's field, filled when the subsection is
 # there), with the value every run before them had.
 _SECTION_BACKFILL = {
-    "model": {"han.cross_attention": True, "mmil.visual_dropout": 0.0, "mmil.filter": "union"},
+    "model": {
+        "han.cross_attention": True,
+        "mmil.visual_dropout": 0.0,
+        "mmil.filter": "union",
+        "mmil.class_token_dim": 0,
+        "mmil.class_token_dropout": 0.25,
+    },
     # evaluation batches were streamed every time; AVE's standard splits (before cross-modal matching)
     "data": {"eval_in_memory_mb": 0, "ave.splits": "standard", "refined_labels": ""},
     "loss": {
@@ -89,6 +95,12 @@ _SECTION_BACKFILL = {
         "ma_temperature": 0.2,
         "ma_smoothing": 0.1,
         "ma_drop_clears_video": True,
+        "cvcm_weight": 0.85,
+        "cvcm_temperature": 1.0,
+        "cvcm_warm_up_epochs": 2,
+        "cvcm_warm_up_audio_smoothing": 1.0,
+        "cvcm_warm_up_visual_smoothing": 0.9,
+        "cvcm_mix": True,
     },
 }
 

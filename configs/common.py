@@ -90,7 +90,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Modality-level video labels for training (MA's refined labels, the stage 3 of configs/ma.py): a folder
   # written by launch/refine_labels.py (its refined_labels.npz), such a .npz, or a file in MA's
   # need_to_change.pkl layout (per modality, per class, the training-split rows whose label is dropped; e.g.
-  # CVCM's release). Read by the "ma" loss (avvp_jax/tasks/llp/refined_labels.py). Empty: none.
+  # CVCM's release). Read by the "ma" and "cvcm" losses (avvp_jax/tasks/llp/refined_labels.py). Empty: none.
   config.data.refined_labels = ""
   # Training clips in the shuffle buffer (LLP train has 10,000): the order of an epoch depends only on
   # (seed, epoch), so a resumed run sees exactly the same batches. Decoded clips are held in memory (~105 KB
@@ -213,6 +213,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Which video-level probabilities gate segment predictions at evaluation: "union" (official: the
   # whole-video prediction for both modalities) or "modality" (each its own: JoMoLD's and MA's evaluation).
   config.model.mmil.filter = "union"
+  # Segment scores from CVCM's class-token co-occurrence head (avvp_jax/models/cvcm.py) with tokens of this
+  # width instead of fc_prob (CVCM: --occ_dim 128); 0: fc_prob (HAN). Its dropout (CVCM: --prob_drop_occ 0.25).
+  config.model.mmil.class_token_dim = 0
+  config.model.mmil.class_token_dropout = 0.25
   # LEAP decoder (avvp_jax/models/leap.py); defaults are the official code's (jasongief/LEAP).
   config.model.leap = ml_collections.ConfigDict()
   config.model.leap.num_blocks = 2  # N label-to-segment blocks per modality
@@ -341,8 +345,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss.ma_temperature = 0.2
   config.loss.ma_smoothing = 0.1
   # With refined labels: a dropped audio label also clears the video-level target (the official loader's
-  # quirk: its audio target aliases the video label). False: the video target stays the weak label.
+  # quirk: its audio target aliases the video label). False: the video target stays the weak label (the "cvcm"
+  # loss: the OR of the modality labels, CVCM's; configs/cvcm.py sets False).
   config.loss.ma_drop_clears_video = True
+  # CVCM only (loss "cvcm", configs/cvcm.py; GenjiB/CM-Co-Occurrence-AVVP run.sh). The cross-video contrastive
+  # term's weight (--delta 0.85) and temperature (--tmp 1); the warm-up epochs without it (--init_epoch 2), in
+  # which the audio / visual smoothing are these (--before_audio_smoothing 1, --before_vis_smoothing 0.9;
+  # after them: audio_smoothing / visual_smoothing); and the cross-video pairs, each clip's audio with another
+  # clip's visual streams as extra rows of the batch (--augment 1; avvp_jax/tasks/llp/cvcm_mix.py).
+  config.loss.cvcm_weight = 0.85
+  config.loss.cvcm_temperature = 1.0
+  config.loss.cvcm_warm_up_epochs = 2
+  config.loss.cvcm_warm_up_audio_smoothing = 1.0
+  config.loss.cvcm_warm_up_visual_smoothing = 0.9
+  config.loss.cvcm_mix = True
 
   # --- optimizer ------------------------------------------------------------------------------------
   config.optimizer = ml_collections.ConfigDict()

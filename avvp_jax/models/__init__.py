@@ -16,7 +16,8 @@ with audio [B, T, Da], frames [B, T, Df] (pooled) or [B, 8T, Df] (raw), motion [
   audio_embedding, visual_embedding         [B, T, D] encoder outputs
   audio_input_embedding, visual_input_embedding   [B, T, D] the embedded segments before the encoder (MA's
                                contrastive term pairs the encoded audio with the embedded visual segments)
-  plus decoder extras (MMIL: segment_*_logits [B, T, C], temporal_attention, modality_attention [B, T, 2, C];
+  plus decoder extras (MMIL: segment_*_logits [B, T, C], temporal_attention, temporal_attention_logits,
+  modality_attention [B, T, 2, C], its segment scores from CVCM's class tokens with `class_token_dim`;
   LEAP: video_prob_soft, segment_*_logits, *_label_embedding).
 
 Registries map a config name to a `Part`: a builder `(model_config, meta, dtype) -> nn.Module` ("none"

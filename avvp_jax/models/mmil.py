@@ -18,6 +18,11 @@ each modality by its own video-level probability, p_a or p_v, as JoMoLD's `eval`
 
 JoMoLD (MCG-NJU/JoMoLD `MMIL_Net(cls_dropout=0.5)`) drops the encoded visual segments with p = 0.5 in
 training before the pooling (`visual_dropout`); the encoder's outputs (`visual_embedding`) stay undropped.
+
+CVCM (GenjiB/CM-Co-Occurrence-AVVP `nets/net_trans.py`) scores the segments by class tokens instead of
+`fc_prob` (`class_token_dim` > 0: `cvcm.ClassTokenCoOccurrence`, named "class_tokens"); the pooling is the same.
+`temporal_attention_logits` (fc_frame_att before its softmax) is what CVCM's cross-video contrastive term
+pools the segments with (avvp_jax/tasks/llp/losses.py, "cvcm").
 """
 
 import flax.linen as nn
@@ -25,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from avvp_jax.errors import InputError
+from avvp_jax.models import cvcm
 from avvp_jax.models import layers
 
 FILTERS = ("union", "modality")
@@ -38,12 +44,17 @@ class MMILDecoder(nn.Module):
     visual_dropout: dropout on the visual segments entering the pooling, in training (official 0; JoMoLD 0.5).
     filter: which video-level probabilities gate the segment predictions at evaluation: "union" (official:
       `video_prob` for both) or "modality" (each modality its own, JoMoLD's and MA's evaluation).
+    class_token_dim: 0: segment logits from `fc_prob` (HAN's); K > 0: from CVCM's class-token
+      co-occurrence head with tokens of width K (official --occ_dim 128).
+    class_token_dropout: that head's dropout (official --prob_drop_occ 0.25); unused without it.
     dtype: computation dtype of the Dense layers; probabilities are float32.
   """
 
   num_classes: int = 0
   visual_dropout: float = 0.0
   filter: str = "union"
+  class_token_dim: int = 0
+  class_token_dropout: float = 0.25
   dtype: layers.Dtype | None = None
 
   @nn.compact
@@ -61,9 +72,19 @@ class MMILDecoder(nn.Module):
     head = lambda name: layers.torch_dense(self.num_classes, dim, name=name, dtype=self.dtype)(
         segments_BxTxMxD
     ).astype(jnp.float32)
-    segment_logits_BxTxMxC = head("fc_prob")
+    if self.class_token_dim:
+      segment_logits_BxTxMxC = cvcm.ClassTokenCoOccurrence(
+          num_classes=self.num_classes,
+          token_dim=self.class_token_dim,
+          dropout=self.class_token_dropout,
+          dtype=self.dtype,
+          name="class_tokens",
+      )(audio_BxTxD, visual_BxTxD, train=train)
+    else:
+      segment_logits_BxTxMxC = head("fc_prob")
     segment_prob_BxTxMxC = jax.nn.sigmoid(segment_logits_BxTxMxC)
-    temporal_att_BxTxMxC = jax.nn.softmax(head("fc_frame_att"), axis=1)
+    temporal_logits_BxTxMxC = head("fc_frame_att")
+    temporal_att_BxTxMxC = jax.nn.softmax(temporal_logits_BxTxMxC, axis=1)
     modality_att_BxTxMxC = jax.nn.softmax(head("fc_av_att"), axis=2)
     weighted_BxTxMxC = temporal_att_BxTxMxC * segment_prob_BxTxMxC
     video_prob_BxC = (weighted_BxTxMxC * modality_att_BxTxMxC).sum(axis=(1, 2))
@@ -84,5 +105,6 @@ class MMILDecoder(nn.Module):
         if self.filter == "union"
         else modality_prob_BxMxC[:, 1],
         "temporal_attention": temporal_att_BxTxMxC,  # [B, T, 2, C], sums to 1 over T
+        "temporal_attention_logits": temporal_logits_BxTxMxC,  # [B, T, 2, C], before that softmax
         "modality_attention": modality_att_BxTxMxC,  # [B, T, 2, C], sums to 1 over the two modalities
     }

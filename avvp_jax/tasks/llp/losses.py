@@ -1,4 +1,4 @@
-"""Training losses of HAN, MA, LEAP, LINK, VALOR and JoMoLD: `compute_loss(config.loss, outputs, batch) -> (loss, terms)`.
+"""Training losses of HAN, MA, LEAP, LINK, VALOR, JoMoLD and CVCM: `compute_loss(config.loss, outputs, batch) -> (loss, terms)`.
 
 `outputs` is a model's output dict (`avvp_jax.models`), `batch` a batch dict (`avvp_jax.tasks.llp.batch_keys`).
 Every loss is the mean over the real clips of the batch (weighted by `batch["mask"]` when present),
@@ -54,6 +54,22 @@ JoMoLD (Cheng et al., ECCV 2022; MCG-NJU/JoMoLD `main.py`, `nets/net_audiovisual
   temperature: for each audio segment i, -log(sum_j q_ij softmax_j(s_ij)) with q_ii = 1 - smoothing and
   q_ij = smoothing / (T - 1), averaged over the clip's T segments. Official: stage 1 weights 1, 1, 1, 1;
   stage 3 2, 1, 1, 1; temperature 0.2, smoothing 0.1.
+
+CVCM (Lin et al., NeurIPS 2021; GenjiB/CM-Co-Occurrence-AVVP `main_trans.py:train`, `nets/net_trans.py`), on
+MA's modality labels ya, yv (`batch_keys.MODALITY_LABELS`; the weak labels without them):
+  BCE(video_prob, ya | yv) + BCE(audio_prob, s_a ya + (1 - s_a) / 2) + BCE(visual_prob, s_v yv + (1 - s_v) / 2)
+  + cvcm_weight * L_cv after the first `cvcm_warm_up_epochs` epochs (the video target ya | yv is CVCM's loader's;
+  `ma_drop_clears_video` takes MA's stage-3 one instead, y with the dropped audio classes cleared) (official --init_epoch 2; during them s_a,
+  s_v are `cvcm_warm_up_{audio,visual}_smoothing`, 1.0 / 0.9, and L_cv is left out; after them
+  `{audio,visual}_smoothing`, 1.0 / 1.0). The BCEs read the B clips of the batch. L_cv, the cross-video term,
+  reads 2B rows: the clips, then each clip's audio with a partner clip's visual streams (a random other clip
+  of the batch, `avvp_jax.tasks.llp.cvcm_mix`; its visual labels the partner's). Each row's audio is pooled
+  over time with softmax_t(sum_c fc_frame_att[t, audio, c] ya[c]) (`temporal_attention_logits`), its visual
+  likewise with yv, both L2-normalised; audio i against all 2B visual rows j, cosine / cvcm_temperature, is a
+  softmax whose target spreads evenly over the rows j whose visual labels share a class with row i's audio
+  labels (the official `LabelSmoothingLoss` of main_trans.py: (P != 0) of the smoothed targets, so during the
+  warm-up every row is a positive, though then unused); averaged over the 2B rows, a row without a positive
+  counting 0.
 
 LINK (Wang et al., arXiv 2412.20872, eq. 7-12): LEAP's L_basic (video, per-modality and pseudo-label terms,
 with the same fallbacks) + avss_weight * S-LOSS, where S-LOSS is the avss loss above with each pair's squared
@@ -136,15 +152,16 @@ def smooth(label: Array, smoothing: float) -> Array:
   return smoothing * _f32(label) + (1.0 - smoothing) * 0.5
 
 
+def unit(x: Array) -> Array:
+  """`x / max(|x|, eps)` over the last axis (torch's `F.normalize`), float32."""
+  x = _f32(x)
+  # max(|x|, eps) written so that a zero vector has a zero gradient, not NaN.
+  squared = jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), NORMALIZE_EPS**2)
+  return x * jax.lax.rsqrt(squared)
+
+
 def cosine_similarity(audio_embedding: Array, visual_embedding: Array) -> Array:
   """`[B, T, D]` x `[B, T, D]` -> `[B, T, T]` cosine similarity of audio segment i and visual segment j."""
-
-  def unit(x):
-    x = _f32(x)
-    # max(|x|, eps) written so that a zero vector has a zero gradient, not NaN.
-    squared = jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), NORMALIZE_EPS**2)
-    return x * jax.lax.rsqrt(squared)
-
   return jnp.einsum("bid,bjd->bij", unit(audio_embedding), unit(visual_embedding))
 
 
@@ -544,6 +561,119 @@ def jomold_loss(
   return loss, terms
 
 
+# The batch entries CVCM's per-step preparation adds (`avvp_jax.tasks.llp.cvcm_mix`): the warm-up flag (a
+# float32 scalar, 1 in the first `cvcm_warm_up_epochs` epochs) and each clip's cross-video partner [B] int32.
+CVCM_WARM_UP = "cvcm_warm_up"
+CVCM_PARTNER = "cvcm_partner"
+
+
+def cvcm_contrastive_per_row(
+    audio_embedding: Array,
+    visual_embedding: Array,
+    temporal_logits: Array,
+    audio_labels: Array,
+    visual_labels: Array,
+    audio_positive: Array,
+    visual_positive: Array,
+    temperature: float,
+    column_mask: Array,
+) -> Array:
+  """CVCM's cross-video audio-visual contrastive loss of each of N clips `[N]` (module docstring).
+
+  Args:
+    audio_embedding: `[N, T, D]` the encoded audio segments.
+    visual_embedding: `[N, T, D]` the encoded visual segments.
+    temporal_logits: `[N, T, 2, C]` MMIL's fc_frame_att before its softmax (audio, visual).
+    audio_labels: `[N, C]` 0/1 audio labels: the classes whose attention logits pool a clip's audio.
+    visual_labels: `[N, C]` 0/1 visual labels, likewise.
+    audio_positive: `[N, C]` 0/1: audio i and visual j are a positive pair when they share a class of
+      `audio_positive[i]` and `visual_positive[j]`.
+    visual_positive: `[N, C]` 0/1, likewise.
+    temperature: the cosine similarities are divided by it (official --tmp 1).
+    column_mask: `[N]` 1 on real clips; padding is no candidate.
+
+  Returns:
+    `[N]` the cross-entropy of each audio row against its row-normalised positive targets (0 for a row
+    without positives).
+  """
+
+  def pooled(segments_NxTxD, logits_NxTxC, labels_NxC):
+    weight_NxT = jax.nn.softmax(
+        jnp.einsum("ntc,nc->nt", _f32(logits_NxTxC), jax.lax.stop_gradient(_f32(labels_NxC))),
+        axis=1,
+    )
+    return unit(jnp.einsum("nt,ntd->nd", weight_NxT, _f32(segments_NxTxD)))
+
+  audio_NxD = pooled(audio_embedding, temporal_logits[:, :, 0], audio_labels)
+  visual_NxD = pooled(visual_embedding, temporal_logits[:, :, 1], visual_labels)
+  valid_1xN = (_f32(column_mask) > 0)[None, :]
+  logits_NxN = jnp.where(valid_1xN, audio_NxD @ visual_NxD.T / temperature, -1e30)
+  shared_NxN = _f32(audio_positive) @ _f32(visual_positive).T
+  target_NxN = jnp.where(valid_1xN, jnp.minimum(shared_NxN, 1.0), 0.0)
+  target_NxN = jax.lax.stop_gradient(target_NxN / (target_NxN.sum(-1, keepdims=True) + 1e-10))
+  return -(target_NxN * jax.nn.log_softmax(logits_NxN, axis=-1)).sum(axis=-1)
+
+
+def cvcm_loss(
+    config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
+) -> tuple[Array, Terms]:
+  """CVCM's loss: HAN's three BCEs on MA's modality labels + the cross-video contrastive term (module
+  docstring). With `batch[CVCM_PARTNER]` the outputs hold 2B rows (the B clips, then each clip's audio with
+  its partner's visual streams) and the BCEs read the first B."""
+  label = _f32(batch[batch_keys.LABEL])
+  num_clips = label.shape[0]
+  labels = {
+      m: _f32(batch[key]) if key in batch else label
+      for m, key in zip(("audio", "visual"), batch_keys.MODALITY_LABELS)
+  }
+  warm = _f32(batch.get(CVCM_WARM_UP, 0.0))
+  smoothing = {
+      "audio": jnp.where(warm > 0, config.cvcm_warm_up_audio_smoothing, config.audio_smoothing),
+      "visual": jnp.where(warm > 0, config.cvcm_warm_up_visual_smoothing, config.visual_smoothing),
+  }
+  first = {f"{m}_prob": outputs[f"{m}_prob"][:num_clips] for m in ("video", "audio", "visual")}
+  video = jnp.maximum(labels["audio"], labels["visual"])  # official logical_or(a_refine, v_refine)
+  if (
+      config.ma_drop_clears_video
+  ):  # MA's stage-3 quirk instead: the weak label less the dropped audio
+    video = label * labels["audio"]
+  targets = {m: smooth(labels[m], smoothing[m]) for m in labels}
+  terms = guided_terms(config, first, batch, video=video, **targets)
+  mask = _f32(batch[batch_keys.MASK]) if batch_keys.MASK in batch else jnp.ones(num_clips)
+  rows = labels
+  if CVCM_PARTNER in batch:  # the mixed half: own audio labels, the partner's visual labels
+    partner = batch[CVCM_PARTNER]
+    rows = {
+        "audio": jnp.concatenate([labels["audio"], labels["audio"]]),
+        "visual": jnp.concatenate([labels["visual"], labels["visual"][partner]]),
+    }
+    mask = jnp.concatenate([mask, mask])
+  if outputs["audio_embedding"].shape[0] != mask.shape[0]:
+    raise InputError(
+        f"config.loss.name='cvcm' got {outputs['audio_embedding'].shape[0]} model rows for "
+        f"{mask.shape[0]} contrastive rows: train it through the task's step (its cross-video batch)."
+    )
+  per_row = cvcm_contrastive_per_row(
+      outputs["audio_embedding"],
+      outputs["visual_embedding"],
+      outputs["temporal_attention_logits"],
+      rows["audio"],
+      rows["visual"],
+      smooth(rows["audio"], smoothing["audio"]) != 0,  # official (Pa != 0), (Pv != 0)
+      smooth(rows["visual"], smoothing["visual"]) != 0,
+      config.cvcm_temperature,
+      mask,
+  )
+  terms["contrastive"] = (per_row * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+  loss = (
+      terms["video"]
+      + terms["audio"]
+      + terms["visual"]
+      + (1.0 - warm) * config.cvcm_weight * terms["contrastive"]
+  )
+  return loss, terms
+
+
 LossFn = Callable[
     [ml_collections.ConfigDict, Mapping[str, Array], Mapping[str, Any]], tuple[Array, Terms]
 ]
@@ -554,6 +684,7 @@ LOSSES: dict[str, LossFn] = {
     "link": link_loss,
     "valor": valor_loss,
     "jomold": jomold_loss,
+    "cvcm": cvcm_loss,
 }
 
 
@@ -574,7 +705,8 @@ def compute_loss(
     `(loss, terms)`: the float32 scalar to minimise and a dict of its named float32 scalar terms
     (unweighted): HAN `video`, `audio`, `visual`; MA also `contrastive`; LEAP also `audio_segment`, `visual_segment`, `avss`;
     LINK `video`, `audio`, `visual`, `audio_segment`, `visual_segment`, `similarity` (unless off) and
-    `first_pass` (with PLSIM); VALOR `video`, `audio_segment`, `visual_segment`.
+    `first_pass` (with PLSIM); VALOR `video`, `audio_segment`, `visual_segment`; CVCM `video`, `audio`,
+    `visual`, `contrastive`.
   """
   if config.name not in LOSSES:
     raise InputError(f"config.loss.name {config.name!r} is unknown: use one of {sorted(LOSSES)}.")

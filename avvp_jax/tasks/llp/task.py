@@ -9,7 +9,8 @@ What the trainer asks of it (`avvp_jax.task`):
                 `synthetic_learning_rate`), else the config's own epochs and learning rate
   prepare_data  `run_data.prepare_run`: the TFDS build's per-host streams, pseudo labels attached
   guidance      the weak labels and segment pseudo labels of a training batch (LINK's PLSIM reads them)
-  loss          `losses.compute_loss` (HAN, LEAP, LINK)
+  loss          `losses.compute_loss` (HAN, LEAP, LINK, VALOR, MA, JoMoLD, CVCM)
+  label_denoiser JoMoLD's per-batch denoising, CVCM's cross-video batch (`cvcm_mix`)
   evaluators    "parsing": the official segment- and event-level F1s (`evaluator.ParsingEvaluator`)
 """
 
@@ -24,6 +25,7 @@ from avvp_jax.tasks.llp import losses as losses_lib
 from avvp_jax import task as task_lib
 from avvp_jax.tasks.llp import annotations
 from avvp_jax.tasks.llp import batch_keys
+from avvp_jax.tasks.llp import cvcm_mix
 from avvp_jax.tasks.llp import denoising
 from avvp_jax.tasks.llp import features as features_lib
 from avvp_jax.tasks.llp import refined_labels
@@ -33,6 +35,7 @@ from avvp_jax.errors import InputError
 from avvp_jax.tasks.llp import evaluator as evaluator_lib
 
 INPUT_KEYS = batch_keys.FEATURE_KEYS  # the model's positional inputs (motion absent: None)
+REFINED_LABEL_LOSSES = ("ma", "cvcm")  # the losses that read config.data.refined_labels
 
 
 def _meta(layout: str, frames: str, input_dims: Mapping[str, int]) -> task_lib.Meta:
@@ -119,16 +122,17 @@ class LLPTask(task_lib.Task):
       denoising.ratio_factor(0, 1, loss.denoise_warm_up, loss.denoise_warm_up_epochs)
     if data.get("refined_labels", "") == refined_labels.REQUIRED:
       raise InputError(
-          "config.data.refined_labels is required by this config (MA's retraining, configs/ma.py:retrain): "
+          "config.data.refined_labels is required by this config (MA's retraining, configs/ma.py:retrain, "
+          "or CVCM, configs/cvcm.py): "
           "pass --config.data.refined_labels=DIR, a folder written by launch/refine_labels.py (or MA's "
           "need_to_change.pkl)."
       )
     if data.get("refined_labels", ""):
-      if config.loss.name != "ma":
+      if config.loss.name not in REFINED_LABEL_LOSSES:
         raise InputError(
             f"config.data.refined_labels is set but the {config.loss.name!r} loss reads no modality-level "
-            "labels: use --config.loss.name=ma (configs/ma.py:retrain), or leave config.data.refined_labels "
-            "empty."
+            "labels: use --config.loss.name=ma (configs/ma.py:retrain) or cvcm (configs/cvcm.py), or leave "
+            "config.data.refined_labels empty."
         )
       refined_labels.resolve_file(
           data.refined_labels
@@ -154,7 +158,11 @@ class LLPTask(task_lib.Task):
     return guidance
 
   def label_denoiser(self, config, model, apply, steps_per_epoch):
-    """JoMoLD's stage-3 relabelling (`denoising.make_denoiser`) when `config.loss.denoise`, else None."""
+    """JoMoLD's stage-3 relabelling (`denoising.make_denoiser`) when `config.loss.denoise`; CVCM's per-step
+    batch (`cvcm_mix.make_mixer`: its warm-up flag and cross-video pairs) for the "cvcm" loss; else None.
+    """
+    if config.loss.name == "cvcm":
+      return cvcm_mix.make_mixer(config.loss, steps_per_epoch)
     if not config.loss.get("denoise", False):
       return None
     return denoising.make_denoiser(
