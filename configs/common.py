@@ -343,6 +343,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # With refined labels: a dropped audio label also clears the video-level target (the official loader's
   # quirk: its audio target aliases the video label). False: the video target stays the weak label.
   config.loss.ma_drop_clears_video = True
+  # UWAV only (loss "uwav", configs/uwav.py; avvp_jax/tasks/llp/uwav.py). Soft segment targets from the
+  # teacher's logits (official --apply_uncertainty) and in the mixup term (--apply_uncertainty_mixup); False:
+  # the hard segment labels.
+  config.loss.uwav_soft_targets = True
+  config.loss.uwav_soft_mixup = True
+  # Segment-loss weights: "inverse_freq" (official --reweight_type inverse_freq), "fixed" or "off".
+  config.loss.uwav_reweight = "inverse_freq"
+  config.loss.uwav_positive_weight = 0.5  # official --pos_weight (LLP script 0.5)
+  config.loss.uwav_negative_weight = 1.0  # official --neg_weight ("fixed" only)
+  config.loss.uwav_mixup_weight = 1.0  # official --mixup_loss_weight; 0: no mixup term
+  config.loss.uwav_mixup_alpha = 1.7  # lambda ~ Beta(alpha, alpha) (official LLP script --alpha 1.7)
 
   # --- optimizer ------------------------------------------------------------------------------------
   config.optimizer = ml_collections.ConfigDict()

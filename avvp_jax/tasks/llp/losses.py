@@ -75,6 +75,7 @@ import ml_collections
 
 from avvp_jax.tasks.llp import metrics
 from avvp_jax.tasks.llp import batch_keys
+from avvp_jax.tasks.llp import uwav
 from avvp_jax.errors import InputError
 
 Array = jax.Array
@@ -544,6 +545,77 @@ def jomold_loss(
   return loss, terms
 
 
+
+def uwav_loss(
+    config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
+) -> tuple[Array, Terms]:
+  """UWAV's student loss (`avvp_jax.tasks.llp.uwav`): video BCE + segment_weight x the class-balanced segment
+  BCE-with-logits against the teacher's soft targets + uwav_mixup_weight x the mixup terms, per modality.
+
+  `uwav_soft_targets` (official `--apply_uncertainty`) and `uwav_soft_mixup` (`--apply_uncertainty_mixup`)
+  choose the soft targets over the hard segment labels; `uwav_reweight` the weights ("inverse_freq", "fixed",
+  "off"); the mixup draws (`uwav.MIXUP_KEYS`) come from the train step's hook (`uwav.make_mixup_step`).
+  """
+  label = _f32(batch[batch_keys.LABEL])
+  mask = batch.get(batch_keys.MASK)
+  real = _f32(mask) > 0 if mask is not None else jnp.ones(label.shape[:1], bool)
+  terms = {
+      "video": _batch_mean(
+          _bce_per_clip(_clamp(outputs["video_prob"], config.clamp_eps), label), batch
+      )
+  }
+  hard_keys = {"audio": batch_keys.AUDIO_PSEUDO_LABEL, "visual": batch_keys.VISUAL_PSEUDO_LABEL}
+  mixup = []
+  for m in uwav.MODALITIES:
+    logit_key, threshold_key, frequency_key = uwav.BATCH_KEYS[m]
+    needed = [logit_key, threshold_key, frequency_key, hard_keys[m]]
+    if config.uwav_mixup_weight:
+      needed += list(uwav.MIXUP_KEYS[m])
+    missing = [key for key in needed if key not in batch]
+    if missing:
+      raise InputError(
+          f"config.loss.name='uwav' but the batch has no {missing[0]}: give the teacher's folder "
+          "(--config.data.pseudo_labels, made by launch/make_pseudo_labels.py --uwav) and train with "
+          "launch/train.py, whose step adds the mixup draws."
+      )
+    if f"segment_{m}_logits" not in outputs:
+      raise InputError(
+          f"config.loss.name='uwav' needs the model's segment_{m}_logits output: use "
+          "config.model.decoder='mmil'."
+      )
+    thresholds = jnp.max(jnp.where(real[:, None], _f32(batch[threshold_key]), -jnp.inf), axis=0)
+    frequency = jnp.max(jnp.where(real, _f32(batch[frequency_key]), -jnp.inf))
+    soft = uwav.soft_targets(batch[logit_key], thresholds, label, mask)
+    hard = _f32(batch[hard_keys[m]])
+    logits = outputs[f"segment_{m}_logits"]
+    weights = uwav.segment_weights(
+        label,
+        frequency,
+        config.uwav_reweight,
+        config.uwav_positive_weight,
+        config.uwav_negative_weight,
+        logits.shape[1],
+    )
+    target = soft if config.uwav_soft_targets else hard
+    terms[f"{m}_segment"] = _batch_mean(
+        _per_clip_mean(weights * uwav.bce_with_logits(logits, target)), batch
+    )
+    if config.uwav_mixup_weight:
+      lam_key, perm_key = uwav.MIXUP_KEYS[m]
+      terms[f"{m}_mixup"] = uwav.mixup_term(
+          logits, soft if config.uwav_soft_mixup else hard, batch[lam_key], batch[perm_key], mask
+      )
+    else:
+      terms[f"{m}_mixup"] = jnp.zeros((), jnp.float32)
+    mixup.append(terms[f"{m}_mixup"])
+  loss = (
+      terms["video"]
+      + config.segment_weight * (terms["audio_segment"] + terms["visual_segment"])
+      + config.uwav_mixup_weight * (mixup[0] + mixup[1])
+  )
+  return loss, terms
+
+
 LossFn = Callable[
     [ml_collections.ConfigDict, Mapping[str, Array], Mapping[str, Any]], tuple[Array, Terms]
 ]
@@ -554,6 +626,7 @@ LOSSES: dict[str, LossFn] = {
     "link": link_loss,
     "valor": valor_loss,
     "jomold": jomold_loss,
+    "uwav": uwav_loss,
 }
 
 
