@@ -9,7 +9,8 @@ What the trainer asks of it (`avvp_jax.task`):
                 `synthetic_learning_rate`), else the config's own epochs and learning rate
   prepare_data  `run_data.prepare_run`: the TFDS build's per-host streams, pseudo labels attached
   guidance      the weak labels and segment pseudo labels of a training batch (LINK's PLSIM reads them)
-  loss          `losses.compute_loss` (HAN, LEAP, LINK)
+  label_denoiser JoMoLD's relabelling, or UWAV's per-step mixup draws (`uwav.make_mixup_step`)
+  loss          `losses.compute_loss` (HAN, LEAP, LINK, VALOR, JoMoLD, MA, UWAV)
   evaluators    "parsing": the official segment- and event-level F1s (`evaluator.ParsingEvaluator`)
 """
 
@@ -29,6 +30,7 @@ from avvp_jax.tasks.llp import features as features_lib
 from avvp_jax.tasks.llp import refined_labels
 from avvp_jax.tasks.llp import simulated_teacher
 from avvp_jax.tasks.llp import synthetic as synthetic_lib
+from avvp_jax.tasks.llp import uwav
 from avvp_jax.errors import InputError
 from avvp_jax.tasks.llp import evaluator as evaluator_lib
 
@@ -96,6 +98,19 @@ class LLPTask(task_lib.Task):
           "simulates a teacher from the set's hidden dense labels): with real features point it at "
           "VALOR's pseudo-label folder or at one made by launch/make_pseudo_labels.py."
       )
+    if config.loss.name == "uwav":  # a UWAV student: segment labels with the teacher's logits beside them
+      if config.model.decoder != "mmil":
+        raise InputError(
+            "config.loss.name='uwav' trains the segment classifier's logits (MMIL's fc_prob): use "
+            "config.model.decoder='mmil'."
+        )
+      if not data.pseudo_labels:
+        raise InputError(
+            "config.loss.name='uwav' needs its teacher: set --config.data.pseudo_labels to a folder made by "
+            "launch/make_pseudo_labels.py --uwav (or 'simulated' on the embedded synthetic data)."
+        )
+      if data.pseudo_labels != simulated_teacher.SIMULATED:
+        uwav.check_folder(data.pseudo_labels)
     needed = losses_lib.needs_pseudo_labels(config.loss)
     if needed and not data.pseudo_labels:
       raise InputError(
@@ -154,7 +169,10 @@ class LLPTask(task_lib.Task):
     return guidance
 
   def label_denoiser(self, config, model, apply, steps_per_epoch):
-    """JoMoLD's stage-3 relabelling (`denoising.make_denoiser`) when `config.loss.denoise`, else None."""
+    """JoMoLD's stage-3 relabelling (`denoising.make_denoiser`) when `config.loss.denoise`; UWAV's per-step
+    mixup draws (`uwav.make_mixup_step`) for the "uwav" loss with a mixup term; else None."""
+    if config.loss.name == "uwav" and config.loss.uwav_mixup_weight:
+      return uwav.make_mixup_step(config.loss, self.meta(config).num_segments)
     if not config.loss.get("denoise", False):
       return None
     return denoising.make_denoiser(

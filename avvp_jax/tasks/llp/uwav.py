@@ -46,8 +46,10 @@ Where this differs from the official code, and why:
     official teacher saves its raw logits.
   * SIMULATED teacher (`config.data.pseudo_labels="simulated"`, the embedded SYNTHETIC data only): the
     simulated teacher gives labels, not scores, so its logits are +2 on a simulated positive second and -2
-    elsewhere (`SIMULATED_LOGIT`), and the thresholds are fitted on the simulated validation labels with the
-    same rule: the soft targets are then two values, a smoothed copy of the simulated labels.
+    elsewhere (`SIMULATED_LOGIT`) and its thresholds 0, their midpoint (the synthetic build stores simulated
+    labels of the training clips only, so there is nothing to fit them on): the soft targets are then two
+    values, sigmoid(+-1) = 0.73 / 0.27 on weak-positive classes, a smoothed copy of the simulated labels. It
+    exercises the code path on the SYNTHETIC data; it is not UWAV's teacher.
 
 This module is numpy and jax.numpy only (no model code); the loss itself lives with the others in `losses`.
 """
@@ -176,6 +178,16 @@ def logits_from_prob(prob: Any) -> np.ndarray:
 def simulated_logits(labels: Any) -> np.ndarray:
   """The SIMULATED teacher's logits `[N, T, C]`: +SIMULATED_LOGIT on a 0/1 label's positives, - elsewhere."""
   return np.where(np.asarray(labels) > 0, SIMULATED_LOGIT, -SIMULATED_LOGIT).astype(np.float32)
+
+
+def simulated_teacher(hard: Mapping[str, np.ndarray]) -> "TeacherLogits":
+  """The SIMULATED teacher of the SYNTHETIC data from its simulated 0/1 labels {modality: `[N, T, C]`}."""
+  return TeacherLogits(
+      logits={m: simulated_logits(hard[m]) for m in MODALITIES},
+      thresholds={m: np.zeros(annotations.NUM_CLASSES, np.float32) for m in MODALITIES},
+      frequency={m: positive_frequency(hard[m]) for m in MODALITIES},
+      synthetic=True,
+  )
 
 
 def positive_frequency(hard: Any) -> float:
