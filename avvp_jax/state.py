@@ -89,6 +89,13 @@ _SECTION_BACKFILL = {
         "ma_temperature": 0.2,
         "ma_smoothing": 0.1,
         "ma_drop_clears_video": True,
+        "uwav_soft_targets": True,
+        "uwav_soft_mixup": True,
+        "uwav_reweight": "inverse_freq",
+        "uwav_positive_weight": 0.5,
+        "uwav_negative_weight": 1.0,
+        "uwav_mixup_weight": 1.0,
+        "uwav_mixup_alpha": 1.7,
     },
 }
 

@@ -111,6 +111,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # --- checkpoints -----------------------------------------------------------------------------------
   config.checkpoint.best_metric = "segment/type"  # official: best val Seg-type
-  config.checkpoint.best_rule = ">"  # official `if avvp_F_scores_dict['Seg-type'] > best_metrics['Seg-type']`
+  config.checkpoint.best_rule = (
+      ">"  # official `if avvp_F_scores_dict['Seg-type'] > best_metrics['Seg-type']`
+  )
 
   return common.apply_preset(config, arg)

@@ -292,7 +292,8 @@ class MakePseudoLabelsTest(absltest.TestCase):
         )
       thresholds = np.load(pathlib.Path(out, uwav.THRESHOLD_FILES[m]))
       np.testing.assert_array_equal(
-          thresholds, uwav.fit_thresholds(logits["val"], getattr(val, f"{m}_labels"), val.weak_labels)
+          thresholds,
+          uwav.fit_thresholds(logits["val"], getattr(val, f"{m}_labels"), val.weak_labels),
       )
       for split in ("train", "val"):
         loaded = pseudo_labels.load_pseudo_labels(out, self.fixture.splits[split].filenames)
@@ -308,8 +309,11 @@ class MakePseudoLabelsTest(absltest.TestCase):
     llp_task.TASK.check_config(config)
     with self.assertRaisesRegex(InputError, "drop tune_on_val"):
       pseudo_label_maker.make_pseudo_labels(
-          self.fixture.teacher, os.path.join(self.fixture.root, "never_uwav"), tune_on_val=True,
-          uwav_layout=True, progress=False
+          self.fixture.teacher,
+          os.path.join(self.fixture.root, "never_uwav"),
+          tune_on_val=True,
+          uwav_layout=True,
+          progress=False,
       )
 
   def test_uwav_student_trains_on_our_teacher(self):
@@ -317,7 +321,9 @@ class MakePseudoLabelsTest(absltest.TestCase):
     from avvp_jax import train  # pylint: disable=g-import-not-at-top
 
     out = os.path.join(self.fixture.root, "embedded_uwav")
-    pseudo_label_maker.make_pseudo_labels(self.fixture.teacher, out, progress=False, uwav_layout=True)
+    pseudo_label_maker.make_pseudo_labels(
+        self.fixture.teacher, out, progress=False, uwav_layout=True
+    )
     config = uwav_config.get_config("tiny")
     config.data.pseudo_labels = out
     scores = train.train_and_evaluate(config, os.path.join(self.fixture.root, "uwav_student"))

@@ -19,6 +19,9 @@ from torch.nn import functional as F
 
 from avvp_jax.errors import InputError
 from avvp_jax.tasks.llp import batch_keys
+from avvp_jax.tasks.llp import evaluator as evaluator_lib
+from avvp_jax.tasks.llp import metrics
+from avvp_jax.tasks.llp import task as llp_task
 from avvp_jax.tasks.llp import losses
 from avvp_jax.tasks.llp import uwav
 
@@ -105,7 +108,10 @@ def _batch(seed=0):
   thresholds = {m: rng.normal(0.0, 1.0, C).astype(np.float32) for m in uwav.MODALITIES}
   thresholds["audio"][[1, 4]] = -np.inf
   thresholds["visual"][0] = -np.inf
-  hard = {m: (uwav.hard_labels(teacher[m], weak, thresholds[m])).astype(np.float32) for m in uwav.MODALITIES}
+  hard = {
+      m: (uwav.hard_labels(teacher[m], weak, thresholds[m])).astype(np.float32)
+      for m in uwav.MODALITIES
+  }
   frequency = {m: 0.3 + 0.1 * i for i, m in enumerate(uwav.MODALITIES)}
   batch = {batch_keys.LABEL: weak, batch_keys.MASK: np.ones(B, np.float32)}
   for m in uwav.MODALITIES:
@@ -183,7 +189,9 @@ class ThresholdFitTest(absltest.TestCase):
 
   def test_positive_frequency_is_the_official_sum(self):
     hard = (np.random.default_rng(1).random((7, T, C)) < 0.1).astype(np.float32)
-    self.assertAlmostEqual(uwav.positive_frequency(hard), float(official_class_freq(hard).sum()), places=6)
+    self.assertAlmostEqual(
+        uwav.positive_frequency(hard), float(official_class_freq(hard).sum()), places=6
+    )
 
 
 class StudentLossTest(absltest.TestCase):
@@ -200,13 +208,20 @@ class StudentLossTest(absltest.TestCase):
     }
     loss, terms = jax.jit(lambda o, b: losses.compute_loss(_loss_config(0.0), o, b))(outputs, batch)
     weak = torch.tensor(batch[batch_keys.LABEL])
-    expected = {"video": F.binary_cross_entropy(torch.tensor(video_prob).clamp(1e-7, 1 - 1e-7), weak).item()}
+    expected = {
+        "video": F.binary_cross_entropy(torch.tensor(video_prob).clamp(1e-7, 1 - 1e-7), weak).item()
+    }
     for m in uwav.MODALITIES:
       # class_freq with the given sum (only the sum enters): one class carries it
       class_freq = torch.zeros(C, dtype=torch.float64)
       class_freq[0] = frequency[m]
       expected[f"{m}_segment"] = official_segment_loss(
-          torch.tensor(student[m]), weak, torch.tensor(teacher[m]), torch.tensor(thresholds[m]), class_freq, 0.5
+          torch.tensor(student[m]),
+          weak,
+          torch.tensor(teacher[m]),
+          torch.tensor(thresholds[m]),
+          class_freq,
+          0.5,
       ).item()
     for name, value in expected.items():
       np.testing.assert_allclose(float(terms[name]), value, rtol=2e-5, err_msg=name)
@@ -217,12 +232,17 @@ class StudentLossTest(absltest.TestCase):
     batch, teacher, thresholds, _ = _batch(1)
     weak = batch[batch_keys.LABEL]
     ours = uwav.soft_targets(teacher["audio"], thresholds["audio"], weak)
-    theirs = official_soft_labels(torch.tensor(teacher["audio"]), torch.tensor(weak), torch.tensor(thresholds["audio"]))
+    theirs = official_soft_labels(
+        torch.tensor(teacher["audio"]), torch.tensor(weak), torch.tensor(thresholds["audio"])
+    )
     np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), rtol=1e-6, atol=1e-7)
     # padding rows are left out of the -inf replacement's minimum
     padded = np.concatenate([teacher["audio"], np.full((1, T, C), -100.0, np.float32)])
     with_pad = uwav.soft_targets(
-        padded, thresholds["audio"], np.concatenate([weak, np.ones((1, C), np.float32)]), np.array([1, 1, 1, 1, 0])
+        padded,
+        thresholds["audio"],
+        np.concatenate([weak, np.ones((1, C), np.float32)]),
+        np.array([1, 1, 1, 1, 0]),
     )
     np.testing.assert_allclose(np.asarray(with_pad)[:B], np.asarray(ours), rtol=1e-6)
 
@@ -238,8 +258,13 @@ class StudentLossTest(absltest.TestCase):
       student = {m: classifier(features[m]).float().numpy() for m in uwav.MODALITIES}
       expected = {
           m: official_mixup_loss(
-              features[m], weak, torch.tensor(teacher[m], dtype=torch.float64),
-              torch.tensor(thresholds[m], dtype=torch.float64), classifier, lam, index[m]
+              features[m],
+              weak,
+              torch.tensor(teacher[m], dtype=torch.float64),
+              torch.tensor(thresholds[m], dtype=torch.float64),
+              classifier,
+              lam,
+              index[m],
           ).item()
           for m in uwav.MODALITIES
       }
@@ -267,7 +292,9 @@ class StudentLossTest(absltest.TestCase):
         "segment_audio_logits": np.zeros((B, T, C), np.float32),
         "segment_visual_logits": np.zeros((B, T, C), np.float32),
     }
-    with self.assertRaisesRegex(InputError, "no visual_teacher_logits.*make_pseudo_labels.py --uwav"):
+    with self.assertRaisesRegex(
+        InputError, "no visual_teacher_logits.*make_pseudo_labels.py --uwav"
+    ):
       losses.compute_loss(_loss_config(0.0), outputs, batch)
 
 
@@ -288,7 +315,12 @@ class MixupDrawTest(absltest.TestCase):
       self.assertTrue((perm[: 3 * T] < 3 * T).all())  # real rows mix with real rows
       np.testing.assert_array_equal(perm[3 * T :], np.arange(3 * T, 4 * T))
       self.assertFalse(np.array_equal(perm, np.asarray(other[perm_key])))
-    self.assertFalse(np.array_equal(np.asarray(one[uwav.MIXUP_KEYS["audio"][1]]), np.asarray(one[uwav.MIXUP_KEYS["visual"][1]])))
+    self.assertFalse(
+        np.array_equal(
+            np.asarray(one[uwav.MIXUP_KEYS["audio"][1]]),
+            np.asarray(one[uwav.MIXUP_KEYS["visual"][1]]),
+        )
+    )
 
   def test_lambda_follows_beta(self):
     lams = jax.vmap(lambda k: uwav.draw_mixup(k, jnp.ones(2), T, 1.7)["uwav_mixup_lambda_audio"])(
@@ -331,6 +363,98 @@ class FilesTest(absltest.TestCase):
       root = self._folder(tmp, ids, with_logits=False)
       with self.assertRaisesRegex(InputError, r"UWAV/a_segmentwise_logits' is missing.*--uwav"):
         uwav.load_teacher(root, ids, hard)
+
+
+class EvaluationSwitchesTest(absltest.TestCase):
+
+  def _outputs(self, seed=0, n=6):
+    rng = np.random.default_rng(seed)
+    video = rng.uniform(0, 1, (n, C)).astype(np.float32)
+    modality = {m: rng.uniform(0, 1, (n, C)).astype(np.float32) for m in uwav.MODALITIES}
+    outputs = {
+        f"segment_{m}_prob": rng.uniform(0, 1, (n, T, C)).astype(np.float32)
+        for m in uwav.MODALITIES
+    }
+    outputs.update(audio_filter_prob=video, visual_filter_prob=video)
+    batch = {
+        batch_keys.AUDIO_LABEL: (rng.random((n, T, C)) < 0.1).astype(np.float32),
+        batch_keys.VISUAL_LABEL: (rng.random((n, T, C)) < 0.1).astype(np.float32),
+        batch_keys.MASK: np.ones(n, np.float32),
+    }
+    return outputs, batch, modality
+
+  def test_per_class_thresholds_against_a_numpy_rule(self):
+    outputs, batch, _ = self._outputs()
+    thresholds = {
+        "audio": np.linspace(0.1, 0.9, C).astype(np.float32),
+        "visual": np.linspace(0.9, 0.1, C).astype(np.float32),
+    }
+    evaluator = evaluator_lib.ParsingEvaluator(llp_task.META, thresholds=thresholds)
+    scores = evaluator.scores(
+        jax.tree.map(lambda x: np.asarray(x, np.float64), evaluator.batch_sums(outputs, batch))
+    )
+    pred = {
+        m: (
+            (outputs[f"segment_{m}_prob"] >= thresholds[m])
+            & (outputs[f"{m}_filter_prob"] >= 0.5)[:, None, :]
+        ).astype(np.float32)
+        for m in uwav.MODALITIES
+    }
+    expected = metrics.parsing_scores(
+        pred["audio"], pred["visual"], batch[batch_keys.AUDIO_LABEL], batch[batch_keys.VISUAL_LABEL]
+    )
+    for key in metrics.KEYS:
+      if key.endswith("/type"):
+        continue
+      self.assertAlmostEqual(scores[key], expected[key], places=4, msg=key)
+    # 0.5 everywhere is the official evaluation
+    half = {m: np.full(C, 0.5, np.float32) for m in uwav.MODALITIES}
+    official = evaluator_lib.ParsingEvaluator(llp_task.META)
+    same = evaluator_lib.ParsingEvaluator(llp_task.META, thresholds=half)
+    a = jax.tree.map(np.asarray, official.batch_sums(outputs, batch))
+    b = jax.tree.map(np.asarray, same.batch_sums(outputs, batch))
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    self.assertNotEqual(
+        scores["segment/audio"], official.scores(jax.tree.map(np.float64, a))["segment/audio"]
+    )
+
+  def test_threshold_files_and_settings(self):
+    with tempfile.TemporaryDirectory() as tmp:
+      folder = pathlib.Path(tmp, "UWAV")
+      folder.mkdir()
+      logits = np.linspace(-3, 3, C).astype(np.float32)
+      logits[2] = -np.inf
+      np.save(folder / "a_classwise_threhsolds.npy", logits)
+      np.save(folder / "v_classwise_threhsolds.npy", np.zeros(C, np.float32))
+      loaded = evaluator_lib.load_thresholds(str(folder), C)
+      np.testing.assert_allclose(
+          loaded["audio"],
+          np.where(np.isneginf(logits), 0.0, 1 / (1 + np.exp(-logits.astype(np.float64)))),
+          rtol=1e-6,
+      )
+      np.testing.assert_array_equal(loaded["visual"], np.full(C, 0.5, np.float32))
+      np.savez(pathlib.Path(tmp, "probs.npz"), audio=np.full(C, 0.3), visual=np.full(C, 1.3))
+      with self.assertRaisesRegex(
+          InputError, r"probs.npz' 'visual' holds .* probabilities in \[0, 1\]"
+      ):
+        evaluator_lib.load_thresholds(str(pathlib.Path(tmp, "probs.npz")), C)
+      (folder / "v_classwise_threhsolds.npy").unlink()
+      with self.assertRaisesRegex(InputError, r"v_classwise_threhsolds.npy' is missing"):
+        evaluator_lib.load_thresholds(str(folder), C)
+      from configs import uwav as uwav_config  # pylint: disable=g-import-not-at-top
+
+      config = uwav_config.get_config("tiny")
+      config.model.mmil.filter = "modality"
+      config.eval_thresholds = str(pathlib.Path(tmp, "probs.npz"))
+      np.savez(pathlib.Path(tmp, "probs.npz"), audio=np.full(C, 0.3), visual=np.full(C, 0.7))
+      made = llp_task.TASK.make_evaluator("parsing", llp_task.META, config)
+      np.testing.assert_array_equal(made.thresholds["visual"], np.full(C, 0.7, np.float32))
+      self.assertEqual(
+          made.settings["segment_gate"], "each modality's video prediction (MA's, JoMoLD's)"
+      )
+      self.assertEqual(made.settings["selection"], "best val segment/type (>)")
+      self.assertIn("probs.npz", made.settings["segment_thresholds"])
+      self.assertEqual(llp_task.TASK.make_evaluator("parsing", llp_task.META).settings, {})
 
 
 if __name__ == "__main__":

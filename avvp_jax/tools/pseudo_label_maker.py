@@ -446,14 +446,21 @@ def make_pseudo_labels(
   )
   thresholds = given
   teacher_logits = {}
-  if uwav_layout:  # UWAV's teacher: logits, thresholds fitted on them on val, labels weak & logit > threshold
+  if (
+      uwav_layout
+  ):  # UWAV's teacher: logits, thresholds fitted on them on val, labels weak & logit > threshold
     teacher_logits = {
-        name: {m: uwav.logits_from_prob(probs[name][f"segment_{m}_prob"]) for m in annotations.LABEL_MODALITIES}
+        name: {
+            m: uwav.logits_from_prob(probs[name][f"segment_{m}_prob"])
+            for m in annotations.LABEL_MODALITIES
+        }
         for name in split_names
     }
     val = source.splits["val"]
     thresholds = {
-        m: uwav.fit_thresholds(teacher_logits["val"][m], getattr(val, f"{m}_labels"), val.weak_labels)
+        m: uwav.fit_thresholds(
+            teacher_logits["val"][m], getattr(val, f"{m}_labels"), val.weak_labels
+        )
         for m in annotations.LABEL_MODALITIES
     }
   elif tune_on_val:
@@ -469,7 +476,9 @@ def make_pseudo_labels(
     }
   labels = {
       name: {
-          m: uwav.hard_labels(teacher_logits[name][m], source.splits[name].weak_labels, thresholds[m])
+          m: uwav.hard_labels(
+              teacher_logits[name][m], source.splits[name].weak_labels, thresholds[m]
+          )
           if uwav_layout
           else apply_rule(
               probs[name][f"segment_{m}_prob"], source.splits[name].weak_labels, thresholds[m]

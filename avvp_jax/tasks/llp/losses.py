@@ -545,7 +545,6 @@ def jomold_loss(
   return loss, terms
 
 
-
 def uwav_loss(
     config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
 ) -> tuple[Array, Terms]:

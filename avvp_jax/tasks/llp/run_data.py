@@ -100,7 +100,8 @@ def training_teacher(
     config: ml_collections.ConfigDict, labels: pseudo_labels.PseudoLabels
 ) -> uwav.TeacherLogits:
   """A UWAV student's teacher logits, thresholds and class frequencies of the training clips of `labels`:
-  read from `config.data.pseudo_labels/UWAV/`, or SIMULATED from the simulated labels (`uwav` docstring)."""
+  read from `config.data.pseudo_labels/UWAV/`, or SIMULATED from the simulated labels (`uwav` docstring).
+  """
   hard = {"audio": labels.audio, "visual": labels.visual}
   if config.data.pseudo_labels == simulated_teacher.SIMULATED:
     return uwav.simulated_teacher(hard)

@@ -33,6 +33,7 @@ from avvp_jax.tasks.llp import synthetic as synthetic_lib
 from avvp_jax.tasks.llp import uwav
 from avvp_jax.errors import InputError
 from avvp_jax.tasks.llp import evaluator as evaluator_lib
+from avvp_jax.tasks.llp import metrics as metrics_lib
 
 INPUT_KEYS = batch_keys.FEATURE_KEYS  # the model's positional inputs (motion absent: None)
 
@@ -98,7 +99,9 @@ class LLPTask(task_lib.Task):
           "simulates a teacher from the set's hidden dense labels): with real features point it at "
           "VALOR's pseudo-label folder or at one made by launch/make_pseudo_labels.py."
       )
-    if config.loss.name == "uwav":  # a UWAV student: segment labels with the teacher's logits beside them
+    if (
+        config.loss.name == "uwav"
+    ):  # a UWAV student: segment labels with the teacher's logits beside them
       if config.model.decoder != "mmil":
         raise InputError(
             "config.loss.name='uwav' trains the segment classifier's logits (MMIL's fc_prob): use "
@@ -183,6 +186,30 @@ class LLPTask(task_lib.Task):
         config.batch_size,
         self.meta(config).num_classes,
     )
+
+  def make_evaluator(self, kind, meta, config=None):
+    """The parsing evaluator with `config.eval_thresholds` (per-class segment thresholds; empty: the official
+    0.5) and `settings` naming the thresholds, the decoder's segment gating and the selection rule.
+    """
+    if config is None:
+      return super().make_evaluator(kind, meta)
+    path = config.get("eval_thresholds", "")
+    thresholds = evaluator_lib.load_thresholds(path, meta.num_classes) if path else None
+    decoder = config.model.decoder
+    gate = (
+        config.model.get(decoder, {}).get("filter", "union")
+        if decoder in ("mmil", "leap")
+        else None
+    )
+    settings = {
+        "segment_thresholds": path or f"official {metrics_lib.OFFICIAL_THRESHOLD}",
+        "segment_gate": {
+            "union": "whole-video prediction (official AVVP)",
+            "modality": "each modality's video prediction (MA's, JoMoLD's)",
+        }.get(gate, f"the {decoder} decoder's"),
+        "selection": f"best val {config.checkpoint.best_metric} ({config.checkpoint.best_rule})",
+    }
+    return self.evaluators[kind](meta, thresholds=thresholds, settings=settings)
 
   def loss(self, loss_config, outputs, batch):
     return losses_lib.compute_loss(loss_config, outputs, batch)

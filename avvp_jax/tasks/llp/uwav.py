@@ -147,9 +147,14 @@ def fit_thresholds(logits: Any, true_labels: Any, weak_labels: Any) -> np.ndarra
   logits = np.asarray(logits, np.float32)
   true = np.asarray(true_labels, np.float32)
   weak = np.asarray(weak_labels) > 0
-  if logits.ndim != 3 or true.shape != logits.shape or weak.shape != (
-      logits.shape[0],
-      logits.shape[2],
+  if (
+      logits.ndim != 3
+      or true.shape != logits.shape
+      or weak.shape
+      != (
+          logits.shape[0],
+          logits.shape[2],
+      )
   ):
     raise InputError(
         f"fit_thresholds got logits {logits.shape}, dense labels {true.shape} and weak labels "
@@ -157,7 +162,10 @@ def fit_thresholds(logits: Any, true_labels: Any, weak_labels: Any) -> np.ndarra
     )
   masked = np.where(weak[:, None, :], logits, -np.inf).astype(np.float32)
   return np.array(
-      [best_f_threshold(true[..., c].ravel(), masked[..., c].ravel())[0] for c in range(logits.shape[2])],
+      [
+          best_f_threshold(true[..., c].ravel(), masked[..., c].ravel())[0]
+          for c in range(logits.shape[2])
+      ],
       np.float32,
   )
 
@@ -194,7 +202,9 @@ def positive_frequency(hard: Any) -> float:
   """`get_class_freq` summed over the classes: sum_c (positive segments of c) / (segments), `[N, T, C]` 0/1."""
   hard = np.asarray(hard, np.float64)
   if hard.ndim != 3 or not hard.shape[0]:
-    raise InputError(f"positive_frequency got labels of shape {hard.shape}: pass [N, T, C], N >= 1.")
+    raise InputError(
+        f"positive_frequency got labels of shape {hard.shape}: pass [N, T, C], N >= 1."
+    )
   return float((hard.sum(axis=(0, 1)) / (hard.shape[0] * hard.shape[1])).sum())
 
 
@@ -267,9 +277,13 @@ class TeacherLogits:
     out = {}
     for m in MODALITIES:
       logit_key, threshold_key, frequency_key = BATCH_KEYS[m]
-      out[logit_key] = np.where(valid[..., None, None], self.logits[m][rows], 0.0).astype(np.float32)
+      out[logit_key] = np.where(valid[..., None, None], self.logits[m][rows], 0.0).astype(
+          np.float32
+      )
       out[threshold_key] = np.where(
-          valid[..., None], np.broadcast_to(self.thresholds[m], (*index.shape, self.thresholds[m].size)), 0.0
+          valid[..., None],
+          np.broadcast_to(self.thresholds[m], (*index.shape, self.thresholds[m].size)),
+          0.0,
       ).astype(np.float32)
       out[frequency_key] = np.where(valid, self.frequency[m], 0.0).astype(np.float32)
     return out
@@ -284,7 +298,9 @@ class TeacherLogits:
     )
 
 
-def load_teacher(root: str | pathlib.Path, clip_ids: Sequence[str], hard: Mapping[str, np.ndarray]) -> TeacherLogits:
+def load_teacher(
+    root: str | pathlib.Path, clip_ids: Sequence[str], hard: Mapping[str, np.ndarray]
+) -> TeacherLogits:
   """Reads a UWAV folder's logits of `clip_ids` and its thresholds; `hard` ({modality: `[N, T, C]`}) are the
   segment labels read beside them (their class frequencies weight the loss).
 
@@ -298,7 +314,12 @@ def load_teacher(root: str | pathlib.Path, clip_ids: Sequence[str], hard: Mappin
   for m in MODALITIES:
     folder = root / LOGIT_DIRS[m]
     logits[m] = (
-        np.stack([_read_array(folder / f"{annotations.clip_id(clip)}.npy", (t, c), f"{m} logit") for clip in clip_ids])
+        np.stack(
+            [
+                _read_array(folder / f"{annotations.clip_id(clip)}.npy", (t, c), f"{m} logit")
+                for clip in clip_ids
+            ]
+        )
         if len(clip_ids)
         else np.zeros((0, t, c), np.float32)
     )
@@ -328,7 +349,10 @@ def _real(mask_B: jax.Array | None, batch_size: int) -> jax.Array:
 
 
 def soft_targets(
-    logits_BxTxC: jax.Array, thresholds_C: jax.Array, weak_BxC: jax.Array, mask_B: jax.Array | None = None
+    logits_BxTxC: jax.Array,
+    thresholds_C: jax.Array,
+    weak_BxC: jax.Array,
+    mask_B: jax.Array | None = None,
 ) -> jax.Array:
   """`[B, T, C]` float32: sigmoid((z - theta) / 2) on weak-positive classes, 0 elsewhere (module docstring).
 
@@ -356,7 +380,9 @@ def segment_weights(
   negative_weight; "off" 1."""
   if reweight not in REWEIGHTS:
     raise InputError(f"config.loss.uwav_reweight {reweight!r} is unknown: use one of {REWEIGHTS}.")
-  weak = jnp.broadcast_to((jnp.asarray(weak_BxC) > 0)[:, None, :], (weak_BxC.shape[0], num_segments, weak_BxC.shape[1]))
+  weak = jnp.broadcast_to(
+      (jnp.asarray(weak_BxC) > 0)[:, None, :], (weak_BxC.shape[0], num_segments, weak_BxC.shape[1])
+  )
   if reweight == "off":
     return jnp.ones(weak.shape, jnp.float32)
   if reweight == "fixed":
@@ -368,7 +394,11 @@ def segment_weights(
 def bce_with_logits(x: jax.Array, y: jax.Array) -> jax.Array:
   """Elementwise `binary_cross_entropy_with_logits`: max(x, 0) - x y + log(1 + exp(-|x|))."""
   x = jnp.asarray(x, jnp.float32)
-  return jnp.maximum(x, 0.0) - x * jax.lax.stop_gradient(jnp.asarray(y, jnp.float32)) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+  return (
+      jnp.maximum(x, 0.0)
+      - x * jax.lax.stop_gradient(jnp.asarray(y, jnp.float32))
+      + jnp.log1p(jnp.exp(-jnp.abs(x)))
+  )
 
 
 def mixup_term(
@@ -399,9 +429,12 @@ def mixup_term(
   return (per_row * weight).sum() / jnp.maximum(weight.sum(), 1.0)
 
 
-def draw_mixup(rng: jax.Array, mask_B: jax.Array, num_segments: int, alpha: float) -> dict[str, jax.Array]:
+def draw_mixup(
+    rng: jax.Array, mask_B: jax.Array, num_segments: int, alpha: float
+) -> dict[str, jax.Array]:
   """One step's mixup draws, a pure function of `rng`: per modality lambda ~ Beta(alpha, alpha) and a random
-  permutation of the `[B * T]` segment rows that maps real clips' rows among themselves (padding rows stay)."""
+  permutation of the `[B * T]` segment rows that maps real clips' rows among themselves (padding rows stay).
+  """
   real_rows = jnp.repeat(jnp.asarray(mask_B) > 0, num_segments)
   canonical = jnp.argsort(jnp.where(real_rows, 0, 1), stable=True)  # real rows first, in order
   out = {}
