@@ -1,4 +1,4 @@
-"""Training losses of HAN, MA, LEAP, LINK, VALOR and JoMoLD: `compute_loss(config.loss, outputs, batch) -> (loss, terms)`.
+"""Training losses of HAN, MA, LEAP, LINK, VALOR, JoMoLD and UWAV: `compute_loss(config.loss, outputs, batch) -> (loss, terms)`.
 
 `outputs` is a model's output dict (`avvp_jax.models`), `batch` a batch dict (`avvp_jax.tasks.llp.batch_keys`).
 Every loss is the mean over the real clips of the batch (weighted by `batch["mask"]` when present),
@@ -54,6 +54,12 @@ JoMoLD (Cheng et al., ECCV 2022; MCG-NJU/JoMoLD `main.py`, `nets/net_audiovisual
   temperature: for each audio segment i, -log(sum_j q_ij softmax_j(s_ij)) with q_ii = 1 - smoothing and
   q_ij = smoothing / (T - 1), averaged over the clip's T segments. Official: stage 1 weights 1, 1, 1, 1;
   stage 3 2, 1, 1, 1; temperature 0.2, smoothing 0.1.
+
+UWAV (Lai et al., CVPR 2025; its student HAN's `calculate_loss`; `avvp_jax.tasks.llp.uwav`):
+  BCE(video_prob, y)
+  + segment_weight * [sum_m mean(w * BCEWithLogits(segment_m_logits, sigmoid((z_m - theta_m) / 2) y))]
+  + uwav_mixup_weight * [sum_m mixup_m], with z_m / theta_m a teacher's segment logits and fitted thresholds,
+  w the class-balanced weights and mixup_m the segment mixup term (the step's draws in the batch).
 
 LINK (Wang et al., arXiv 2412.20872, eq. 7-12): LEAP's L_basic (video, per-modality and pseudo-label terms,
 with the same fallbacks) + avss_weight * S-LOSS, where S-LOSS is the avss loss above with each pair's squared
@@ -646,7 +652,8 @@ def compute_loss(
     `(loss, terms)`: the float32 scalar to minimise and a dict of its named float32 scalar terms
     (unweighted): HAN `video`, `audio`, `visual`; MA also `contrastive`; LEAP also `audio_segment`, `visual_segment`, `avss`;
     LINK `video`, `audio`, `visual`, `audio_segment`, `visual_segment`, `similarity` (unless off) and
-    `first_pass` (with PLSIM); VALOR `video`, `audio_segment`, `visual_segment`.
+    `first_pass` (with PLSIM); VALOR `video`, `audio_segment`, `visual_segment`; UWAV those and
+    `audio_mixup`, `visual_mixup`.
   """
   if config.name not in LOSSES:
     raise InputError(f"config.loss.name {config.name!r} is unknown: use one of {sorted(LOSSES)}.")

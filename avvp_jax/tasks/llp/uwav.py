@@ -1,10 +1,10 @@
-"""UWAV's student targets: a teacher's segment logits turned into soft, class-balanced targets, and feature mixup.
+"""UWAV's student targets: a teacher's segment logits as soft, class-balanced targets; feature mixup.
 
 UWAV (Lai et al., "Uncertainty-weighted Weakly-supervised Audio-Visual Video Parsing", CVPR 2025, arXiv
 2505.09615). The official code was read from the public code index (its repository name was not shown there):
-the teacher's `main.py` (`pseudo_label_generation` mode), `utils/eval_utils.py` (`calculate_classwise_thresholds`,
-`get_best_f_threshold`), the student's `main.py`, `dataloader.py` (`LLP_dataset.get_class_freq`) and its HAN's
-`calculate_loss`, `calculate_segment_loss`, `calculate_mixup_loss` and `mixup_data`; its LLP test script sets
+the teacher's `main.py` (`pseudo_label_generation` mode), `utils/eval_utils.py`
+(`calculate_classwise_thresholds`, `get_best_f_threshold`), the student's `main.py`, `dataloader.py`
+(`LLP_dataset.get_class_freq`) and its HAN's `calculate_loss`, `calculate_segment_loss`, `calculate_mixup_loss` and `mixup_data`; its LLP test script sets
 `--apply_uncertainty --apply_reweighting --reweight_type inverse_freq --pos_weight 0.5 --cal_mixup_loss
 --alpha 1.7 --apply_uncertainty_mixup`.
 
@@ -33,7 +33,8 @@ The student's loss (`losses.uwav_loss`), per modality m, with z the teacher's lo
 
 Where this differs from the official code, and why:
   * Mixup is applied to the segment logits, not to the features: the segment classifier (MMIL's fc_prob) is
-    affine and lambda + (1 - lambda) = 1, so fc(lambda x + (1 - lambda) x') = lambda fc(x) + (1 - lambda) fc(x')
+    affine and lambda + (1 - lambda) = 1, so fc(lambda x + (1 - lambda) x') equals
+    lambda fc(x) + (1 - lambda) fc(x')
     exactly (value and gradient); the model needs no second classifier call. The tests check it against the
     official feature mixup.
   * Padding: the last, padded batch of an epoch leaves its padding clips out of the means, of the -inf
@@ -199,7 +200,8 @@ def simulated_teacher(hard: Mapping[str, np.ndarray]) -> "TeacherLogits":
 
 
 def positive_frequency(hard: Any) -> float:
-  """`get_class_freq` summed over the classes: sum_c (positive segments of c) / (segments), `[N, T, C]` 0/1."""
+  """`get_class_freq` summed over the classes: sum_c (positive segments of c) / (segments) of `[N, T, C]`
+  0/1 labels."""
   hard = np.asarray(hard, np.float64)
   if hard.ndim != 3 or not hard.shape[0]:
     raise InputError(
@@ -214,7 +216,8 @@ def positive_frequency(hard: Any) -> float:
 def array_files(
     clip_ids: Sequence[str], logits: Mapping[str, np.ndarray], thresholds: Mapping[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-  """{path under the pseudo-label root: array} of UWAV's layout (module docstring), for `write_pseudo_labels`."""
+  """{path under the pseudo-label root: array} of UWAV's layout (module docstring), for
+  `write_pseudo_labels`."""
   files = {}
   for m in MODALITIES:
     for clip, row in zip(clip_ids, np.asarray(logits[m], np.float32)):
@@ -326,13 +329,14 @@ def load_teacher(
     if not np.isfinite(logits[m]).all():
       row = int(np.argwhere(~np.isfinite(logits[m]))[0][0])
       raise InputError(
-          f"{m} logit file {str(folder / (annotations.clip_id(clip_ids[row]) + '.npy'))!r} holds a non-finite "
-          "value: the teacher's logits are finite (only thresholds may be -inf)."
+          f"{m} logit file {str(folder / (annotations.clip_id(clip_ids[row]) + '.npy'))!r} holds a "
+          "non-finite value: the teacher's logits are finite (only thresholds may be -inf)."
       )
     thresholds[m] = _read_array(root / THRESHOLD_FILES[m], (c,), f"{m} threshold")
     if np.isnan(thresholds[m]).any() or (thresholds[m] == np.inf).any():
       raise InputError(
-          f"{m} threshold file {str(root / THRESHOLD_FILES[m])!r} holds NaN or +inf: thresholds are finite or -inf."
+          f"{m} threshold file {str(root / THRESHOLD_FILES[m])!r} holds NaN or +inf: thresholds are "
+          "finite or -inf."
       )
   return TeacherLogits(
       logits=logits,
