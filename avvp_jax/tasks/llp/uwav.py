@@ -4,7 +4,8 @@ UWAV (Lai et al., "Uncertainty-weighted Weakly-supervised Audio-Visual Video Par
 2505.09615). The official code was read from the public code index (its repository name was not shown there):
 the teacher's `main.py` (`pseudo_label_generation` mode), `utils/eval_utils.py`
 (`calculate_classwise_thresholds`, `get_best_f_threshold`), the student's `main.py`, `dataloader.py`
-(`LLP_dataset.get_class_freq`) and its HAN's `calculate_loss`, `calculate_segment_loss`, `calculate_mixup_loss` and `mixup_data`; its LLP test script sets
+(`LLP_dataset.get_class_freq`) and its HAN's `calculate_loss`, `calculate_segment_loss`,
+`calculate_mixup_loss` and `mixup_data`; its LLP test script sets
 `--apply_uncertainty --apply_reweighting --reweight_type inverse_freq --pos_weight 0.5 --cal_mixup_loss
 --alpha 1.7 --apply_uncertainty_mixup`.
 
