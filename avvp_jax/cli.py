@@ -70,7 +70,7 @@ OWN_FLAGS = {
     "convert_official": ("model", "label_embeddings", "num_heads"),
     "make_label_embeddings": ("source", "task"),
     "make_noise_ratios": ("order_seed",),
-    "make_pseudo_labels": ("tune_on_val",),
+    "make_pseudo_labels": ("tune_on_val", "uwav"),
     "make_synthetic": (
         "num_train_clips",
         "num_eval_clips",

@@ -43,7 +43,7 @@ def run_evaluators(
   Raises:
     InputError: an entry naming an evaluator type the task lacks or a split it cannot score.
   """
-  out = {VALIDATION: (task.evaluators[task.default_evaluator](meta), VALIDATION)}
+  out = {VALIDATION: (task.make_evaluator(task.default_evaluator, meta, config), VALIDATION)}
   for name, entry in dict(config.get("evals") or {}).items():
     kind = entry.get("type") or task.default_evaluator
     split = entry.get("split", name)
@@ -57,7 +57,7 @@ def run_evaluators(
           f"config.evals.{name} scores split {split!r}: use a name other than {VALIDATION!r} and a "
           f"split of {', '.join(meta.eval_splits)}."
       )
-    out[name] = (task.evaluators[kind](meta), split)
+    out[name] = (task.make_evaluator(kind, meta, config), split)
   return out
 
 

@@ -101,6 +101,13 @@ _SECTION_BACKFILL = {
         "cvcm_warm_up_audio_smoothing": 1.0,
         "cvcm_warm_up_visual_smoothing": 0.9,
         "cvcm_mix": True,
+        "uwav_soft_targets": True,
+        "uwav_soft_mixup": True,
+        "uwav_reweight": "inverse_freq",
+        "uwav_positive_weight": 0.5,
+        "uwav_negative_weight": 1.0,
+        "uwav_mixup_weight": 1.0,
+        "uwav_mixup_alpha": 1.7,
     },
 }
 

@@ -13,7 +13,7 @@ The trainer's layer (`state`, `train`, `evaluate`, `checkpoint`, `workdir`) know
   label_denoiser(...)          an online relabelling of each training batch before the loss (JoMoLD), or None
   dummy_batch(meta, n)         zeros of the model inputs' shapes, for initialisation
   loss(loss_config, outputs, batch)  (scalar loss, {term: value})
-  evaluators                   {type name: Evaluator class}, built as `Evaluator(meta)`
+  evaluators                   {type name: Evaluator class}, built by `make_evaluator(kind, meta, config)`
   default_evaluator, default_best_metric
 
 An `Evaluator` has big_vision's shape: `batch_sums(outputs, batch)` is jittable and turns one batch into
@@ -110,6 +110,9 @@ class Evaluator:
   """Scores model outputs on padded batches (see the module docstring); subclasses set `keys`."""
 
   keys: tuple[str, ...] = ()
+  # What the evaluation used beyond the official defaults, named in every report (`settings` in
+  # eval_<split>.json), e.g. LLP's thresholds and segment gating; {} when nothing is configurable.
+  settings: Mapping[str, Any] = {}
   # Whether the replicas' outputs averaged are a model to score (a seed ensemble): true of probabilities
   # (LLP's), not of outputs that are already decisions (AVE's `segment_class`).
   ensemble: bool = True
@@ -183,6 +186,12 @@ class Task:
 
   def prepare_data(self, config, *, train: bool = True):
     raise NotImplementedError
+
+  def make_evaluator(self, kind: str, meta: Meta, config=None) -> Evaluator:
+    """The evaluator `kind` of a run `config` (None: its defaults); a task whose evaluation has settings in
+    the config (LLP's per-class thresholds) reads them here. Default: `evaluators[kind](meta)`."""
+    del config
+    return self.evaluators[kind](meta)
 
   def guidance(self, batch: Batch) -> dict[str, Any]:
     """Model keyword inputs a training batch gives (never at evaluation); default none."""

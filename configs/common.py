@@ -36,6 +36,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.synthetic_label_embeddings = ""
   config.batch_size = 16  # global training batch, over all devices of all hosts
   config.eval_batch_size = 64  # global evaluation batch; the last one is padded and masked
+  # LLP: per-class segment thresholds at evaluation instead of the official 0.5: a folder with UWAV's
+  # a_/v_classwise_threhsolds.npy (logits; e.g. make_pseudo_labels.py --uwav's OUT/UWAV) or a .npz of audio /
+  # visual [25] probabilities (avvp_jax/tasks/llp/evaluator.py). Empty: official. Named in the eval reports.
+  config.eval_thresholds = ""
   config.log_every_steps = (
       50  # loss/lr/throughput lines and summaries (device metrics fetched only then)
   )
@@ -359,6 +363,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss.cvcm_warm_up_audio_smoothing = 1.0
   config.loss.cvcm_warm_up_visual_smoothing = 0.9
   config.loss.cvcm_mix = True
+  # UWAV only (loss "uwav", configs/uwav.py; avvp_jax/tasks/llp/uwav.py). Soft segment targets from the
+  # teacher's logits (official --apply_uncertainty) and in the mixup term (--apply_uncertainty_mixup); False:
+  # the hard segment labels.
+  config.loss.uwav_soft_targets = True
+  config.loss.uwav_soft_mixup = True
+  # Segment-loss weights: "inverse_freq" (official --reweight_type inverse_freq), "fixed" or "off".
+  config.loss.uwav_reweight = "inverse_freq"
+  config.loss.uwav_positive_weight = 0.5  # official --pos_weight (LLP script 0.5)
+  config.loss.uwav_negative_weight = 1.0  # official --neg_weight ("fixed" only)
+  config.loss.uwav_mixup_weight = 1.0  # official --mixup_loss_weight; 0: no mixup term
+  config.loss.uwav_mixup_alpha = (
+      1.7  # lambda ~ Beta(alpha, alpha) (official LLP script --alpha 1.7)
+  )
 
   # --- optimizer ------------------------------------------------------------------------------------
   config.optimizer = ml_collections.ConfigDict()

@@ -2,7 +2,8 @@ r"""Makes segment pseudo labels with a trained parser (the teacher), in VALOR's 
 
   python launch/make_pseudo_labels.py --checkpoint=WORKDIR --features=DIR --out=DIR \
       [--labels_dir=] [--threshold=0.5] [--audio_threshold=] [--visual_threshold=] \
-      [--class_thresholds=audio:Speech=0.4,Dog=0.6] [--tune_on_val] [--splits=train,val,test] [--replica=]
+      [--class_thresholds=audio:Speech=0.4,Dog=0.6] [--tune_on_val] [--uwav] [--splits=train,val,test]
+      [--replica=]
 
 Then train on them: `python launch/train.py --config=configs/leap.py --config.data.pseudo_labels=OUT` (with
 the same --config.data.features_dir / labels_dir as the features labelled here).
@@ -32,6 +33,12 @@ Flags:
                        one (a bare entry after a prefixed one keeps its prefix: audio:Speech=0.4,Dog=0.6).
   --tune_on_val        choose every (modality, class) threshold on the val split's dense labels (maximising
                        its pooled F1; the given thresholds break ties). Val figures are then optimistic.
+  --uwav               for a UWAV student (configs/uwav.py): also write the teacher's segment logits,
+                       OUT/UWAV/a_segmentwise_logits/<id>.npy and OUT/UWAV/v_segmentwise_logits/<id>.npy
+                       ([10, 25] float32, log(p / (1 - p)) of its probabilities), and per-class thresholds
+                       fitted on them on val with UWAV's get_best_f_threshold rule (-inf allowed),
+                       OUT/UWAV/a_classwise_threhsolds.npy and v_... ([25] float32, the official names);
+                       the labels are then weak and logit > threshold (the threshold flags are not used).
   --splits             splits to label (train is required; val and test get quality figures).
   --batch_size         clips per jitted call.
 
@@ -89,6 +96,11 @@ _CLASS_THRESHOLDS = flags.DEFINE_list(
 _TUNE_ON_VAL = flags.DEFINE_bool(
     "tune_on_val", False, "Choose per-class thresholds on the val split's dense labels."
 )
+_UWAV = flags.DEFINE_bool(
+    "uwav",
+    False,
+    "Also write the teacher's logits and val-fitted thresholds in UWAV's layout (OUT/UWAV/), labels by its rule.",
+)
 _SPLITS = flags.DEFINE_list("splits", ["train", "val", "test"], "Splits to label (train required).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Clips per jitted call.")
 cli.deprecated_alias("features_dir", "features")
@@ -136,6 +148,7 @@ def main(argv: list[str]) -> None:
         splits=_SPLITS.value,
         batch_size=_BATCH_SIZE.value,
         seed=_REPLICA.value,
+        uwav_layout=_UWAV.value,
     )
   except InputError as error:
     cli.fail(str(error))

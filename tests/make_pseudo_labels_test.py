@@ -27,6 +27,8 @@ from avvp_jax.tasks.llp import annotations
 from avvp_jax.tasks.llp import features as features_lib
 from avvp_jax.tasks.llp import pseudo_labels
 from avvp_jax.tasks.llp import synthetic
+from avvp_jax.tasks.llp import task as llp_task
+from avvp_jax.tasks.llp import uwav
 from avvp_jax.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,6 +36,7 @@ sys.path.insert(0, ROOT)
 
 from configs import han  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import leap  # pylint: disable=g-import-not-at-top,wrong-import-position
+from configs import uwav as uwav_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 NUM_TRAIN, NUM_EVAL = 16, 8  # clips of the features folder per split
 SPLITS = ("train", "val", "test")
@@ -255,6 +258,76 @@ class MakePseudoLabelsTest(absltest.TestCase):
           [report["thresholds"][m][c] for c in annotations.CLASSES], expected, atol=1e-4
       )
     self.assertLen(pseudo_labels.load_pseudo_labels(out, val.filenames), NUM_EVAL)
+
+  def test_uwav_layout(self):
+    """--uwav: the teacher's logits (of its probabilities), thresholds fitted on val by the official rule, the
+    labels by UWAV's rule, all read back; a folder without them is one line for a UWAV student."""
+    out = os.path.join(self.fixture.root, "uwav")
+    report = pseudo_label_maker.make_pseudo_labels(
+        self.fixture.teacher,
+        out,
+        features_dir=self.fixture.features,
+        labels_dir=self.fixture.labels,
+        splits=("train", "val"),
+        progress=False,
+        uwav_layout=True,
+    )
+    self.assertIn("UWAV", report["rule"])
+    val = self.fixture.splits["val"]
+    for m in ("audio", "visual"):
+      logits = {
+          split: np.stack(
+              [
+                  np.load(pathlib.Path(out, uwav.LOGIT_DIRS[m], f"{clip}.npy"))
+                  for clip in self.fixture.splits[split].clip_ids
+              ]
+          )
+          for split in ("train", "val")
+      }
+      for split in ("train", "val"):
+        np.testing.assert_allclose(
+            logits[split],
+            uwav.logits_from_prob(self.fixture.probs[split][f"segment_{m}_prob"]),
+            atol=1e-3,
+        )
+      thresholds = np.load(pathlib.Path(out, uwav.THRESHOLD_FILES[m]))
+      np.testing.assert_array_equal(
+          thresholds,
+          uwav.fit_thresholds(logits["val"], getattr(val, f"{m}_labels"), val.weak_labels),
+      )
+      for split in ("train", "val"):
+        loaded = pseudo_labels.load_pseudo_labels(out, self.fixture.splits[split].filenames)
+        np.testing.assert_array_equal(
+            getattr(loaded, m),
+            uwav.hard_labels(logits[split], self.fixture.splits[split].weak_labels, thresholds),
+        )
+    config = uwav_config.get_config("tiny")
+    config.data.pseudo_labels = self.fixture.out  # VALOR's layout only: no logits
+    with self.assertRaisesRegex(InputError, r"UWAV/a_segmentwise_logits' is missing.*--uwav"):
+      llp_task.TASK.check_config(config)
+    config.data.pseudo_labels = out
+    llp_task.TASK.check_config(config)
+    with self.assertRaisesRegex(InputError, "drop tune_on_val"):
+      pseudo_label_maker.make_pseudo_labels(
+          self.fixture.teacher,
+          os.path.join(self.fixture.root, "never_uwav"),
+          tune_on_val=True,
+          uwav_layout=True,
+          progress=False,
+      )
+
+  def test_uwav_student_trains_on_our_teacher(self):
+    """The UWAV recipe end to end on the embedded SYNTHETIC data: HAN teacher -> --uwav -> configs/uwav.py:tiny."""
+    from avvp_jax import train  # pylint: disable=g-import-not-at-top
+
+    out = os.path.join(self.fixture.root, "embedded_uwav")
+    pseudo_label_maker.make_pseudo_labels(
+        self.fixture.teacher, out, progress=False, uwav_layout=True
+    )
+    config = uwav_config.get_config("tiny")
+    config.data.pseudo_labels = out
+    scores = train.train_and_evaluate(config, os.path.join(self.fixture.root, "uwav_student"))
+    self.assertBetween(scores["segment/type"], 0.0, 100.0)
 
   def test_embedded_synthetic_data_and_leap_trains_on_them(self):
     from avvp_jax import train  # pylint: disable=g-import-not-at-top

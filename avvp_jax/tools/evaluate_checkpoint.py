@@ -141,7 +141,7 @@ def evaluate_checkpoint(
     raise InputError(
         f"--split={split!r} is not an evaluation split: use {' or '.join(meta.eval_splits)}."
     )
-  evaluator = task.evaluators[task.default_evaluator](meta)
+  evaluator = task.make_evaluator(task.default_evaluator, meta, config)
   seeds = state_lib.run_seeds(config)
   mesh = sharding.make_mesh(num_seeds=len(seeds))
   data = task.prepare_data(config, train=False)
@@ -174,6 +174,8 @@ def evaluate_checkpoint(
       evaluate.summary_line(report, evaluator.keys),
   )
   report.update(split=split, checkpoint=source.path, data=data.description, task=task.name)
+  if evaluator.settings:  # thresholds, gating and the selection rule the scores were made with
+    report["settings"] = dict(evaluator.settings)
   report.update(
       step=source.step,
       seeds=list(seeds),

@@ -61,10 +61,16 @@ from avvp_jax.tasks.llp import annotations
 from avvp_jax.tasks.llp import features as features_lib
 from avvp_jax.tasks.llp import pseudo_labels
 from avvp_jax.tasks.llp import synthetic
+from avvp_jax.tasks.llp import uwav
 from avvp_jax.errors import InputError
 
 TUNING_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05, 0.10, ..., 0.95
 QUALITY_FILE = "quality.json"
+UWAV_RULE = (
+    "UWAV: a second of class c is a pseudo label of modality m when c is in the clip's weak label and the "
+    "teacher's segment logit of m is > the threshold of (m, c) fitted on val (get_best_f_threshold); every split "
+    "is filtered by its weak labels"
+)
 RULE = (
     "a second of class c is a pseudo label of modality m when c is in the clip's weak label and the teacher's "
     "segment probability of m is >= the threshold of (m, c); every split is filtered by its weak labels"
@@ -356,8 +362,14 @@ def make_pseudo_labels(
     batch_size: int = 64,
     seed: int | None = None,
     progress: bool | None = None,
+    uwav_layout: bool = False,
 ) -> dict[str, Any]:
   """Runs the teacher over every clip of `splits`, writes its pseudo labels to `out`; returns quality.json's dict.
+
+  With `uwav_layout` (a UWAV student's teacher, `avvp_jax.tasks.llp.uwav`): the teacher's segment logits of every
+  clip and the per-class thresholds fitted on them on val (`uwav.fit_thresholds`, `get_best_f_threshold`'s
+  rule, -inf allowed) are written in UWAV's layout under `out/UWAV/`, and the segment labels follow UWAV's
+  rule, weak and logit > threshold (the given thresholds are not used).
 
   Args:
     checkpoint: the teacher: a training workdir (a multi-seed one is its ensemble) or a checkpoint folder.
@@ -385,6 +397,12 @@ def make_pseudo_labels(
     )
   if tune_on_val and "val" not in split_names:
     raise InputError("tune_on_val needs the val split: add val to the splits.")
+  if uwav_layout and "val" not in split_names:
+    raise InputError("uwav fits its thresholds on the val split: add val to the splits.")
+  if uwav_layout and tune_on_val:
+    raise InputError(
+        "uwav and tune_on_val both choose the thresholds: UWAV fits them on the val logits; drop tune_on_val."
+    )
   if batch_size < 1:
     raise InputError(f"batch_size={batch_size} must be positive.")
   if not out or not str(out).strip():
@@ -427,7 +445,25 @@ def make_pseudo_labels(
       parser, source, split_names, batch_size=batch_size, progress=progress
   )
   thresholds = given
-  if tune_on_val:
+  teacher_logits = {}
+  if (
+      uwav_layout
+  ):  # UWAV's teacher: logits, thresholds fitted on them on val, labels weak & logit > threshold
+    teacher_logits = {
+        name: {
+            m: uwav.logits_from_prob(probs[name][f"segment_{m}_prob"])
+            for m in annotations.LABEL_MODALITIES
+        }
+        for name in split_names
+    }
+    val = source.splits["val"]
+    thresholds = {
+        m: uwav.fit_thresholds(
+            teacher_logits["val"][m], getattr(val, f"{m}_labels"), val.weak_labels
+        )
+        for m in annotations.LABEL_MODALITIES
+    }
+  elif tune_on_val:
     val = source.splits["val"]
     thresholds = {
         m: tune_thresholds(
@@ -440,7 +476,11 @@ def make_pseudo_labels(
     }
   labels = {
       name: {
-          m: apply_rule(
+          m: uwav.hard_labels(
+              teacher_logits[name][m], source.splits[name].weak_labels, thresholds[m]
+          )
+          if uwav_layout
+          else apply_rule(
               probs[name][f"segment_{m}_prob"], source.splits[name].weak_labels, thresholds[m]
           )
           for m in annotations.LABEL_MODALITIES
@@ -459,12 +499,17 @@ def make_pseudo_labels(
           else [seed if seed is not None else int(config.get("seed", 0))],
           "ensemble": parser.seeds is not None,
       },
-      "rule": RULE,
+      "rule": UWAV_RULE if uwav_layout else RULE,
       "thresholds": {
-          m: dict(zip(annotations.CLASSES, (round(float(v), 4) for v in thresholds[m])))
+          m: dict(
+              zip(
+                  annotations.CLASSES,
+                  (round(float(v), 4) if np.isfinite(v) else str(v) for v in thresholds[m]),
+              )
+          )
           for m in annotations.LABEL_MODALITIES
       },
-      "thresholds_tuned_on": "val" if tune_on_val else None,
+      "thresholds_tuned_on": "val" if tune_on_val or uwav_layout else None,
       "splits": {},
   }
   for name in split_names:
@@ -490,8 +535,14 @@ def make_pseudo_labels(
           {m: scores[f"segment/{m}"] for m in annotations.LABEL_MODALITIES}
       )
     report["splits"][name] = entry
-  if tune_on_val:
+  if tune_on_val or uwav_layout:
     report["note"] = "thresholds tuned on val: its figures are optimistic, test is held out"
+  if uwav_layout:
+    report["uwav"] = {
+        "logits": dict(uwav.LOGIT_DIRS),
+        "thresholds": dict(uwav.THRESHOLD_FILES),
+        "logits_from": "log(p / (1 - p)) of the teacher's segment probabilities",
+    }
 
   audio = np.concatenate([labels[name]["audio"] for name in split_names])
   visual = np.concatenate([labels[name]["visual"] for name in split_names])
@@ -502,6 +553,16 @@ def make_pseudo_labels(
       visual,
       marker_text=marker_text(source.description, checkpoint) if source.synthetic else None,
       extra_files={QUALITY_FILE: json.dumps(report, indent=2) + "\n"},
+      array_files=uwav.array_files(
+          ids,
+          {
+              m: np.concatenate([teacher_logits[name][m] for name in split_names])
+              for m in annotations.LABEL_MODALITIES
+          },
+          thresholds,
+      )
+      if uwav_layout
+      else None,
   )
   report["out"] = str(pathlib.Path(out).expanduser().absolute())
   return report

@@ -17,6 +17,12 @@ C = 25 classes (`avvp_jax.tasks.llp.annotations`); float32 unless said otherwise
   visual_modality_label [B, C]         the classes a refinement dropped from that modality cleared): training
                                        batches of a run with `config.data.refined_labels`
                                        (`avvp_jax.tasks.llp.refined_labels`)
+  audio_teacher_logits  [B, T, C]    a UWAV teacher's segment logits, its fitted [C] thresholds (-inf allowed;
+  visual_teacher_logits                the same row for every clip) and the summed class frequencies of the hard
+  audio_teacher_threshold [B, C]       labels ([B], one value): training batches of a run with
+  visual_teacher_threshold             `config.loss.name="uwav"` (`avvp_jax.tasks.llp.uwav`)
+  audio_positive_frequency [B]
+  visual_positive_frequency
   mask                  [B]          1 on a real clip, 0 on padding (the last, padded batch of a split)
   index                 [B] int32    the clip's row in its split, -1 on padding
 
@@ -41,6 +47,14 @@ PSEUDO_LABELS = (AUDIO_PSEUDO_LABEL, VISUAL_PSEUDO_LABEL)
 AUDIO_MODALITY_LABEL = "audio_modality_label"  # modality-level video labels [B, C], training
 VISUAL_MODALITY_LABEL = "visual_modality_label"
 MODALITY_LABELS = (AUDIO_MODALITY_LABEL, VISUAL_MODALITY_LABEL)
+
+# A UWAV teacher's side data (`avvp_jax.tasks.llp.uwav`), training batches of a "uwav" run.
+AUDIO_TEACHER_LOGITS = "audio_teacher_logits"  # [B, T, C]
+VISUAL_TEACHER_LOGITS = "visual_teacher_logits"
+AUDIO_TEACHER_THRESHOLD = "audio_teacher_threshold"  # [B, C]
+VISUAL_TEACHER_THRESHOLD = "visual_teacher_threshold"
+AUDIO_POSITIVE_FREQUENCY = "audio_positive_frequency"  # [B]
+VISUAL_POSITIVE_FREQUENCY = "visual_positive_frequency"
 
 MASK = "mask"  # [B] float32, 1 on real clips
 INDEX = "index"  # [B] int32, -1 on padding

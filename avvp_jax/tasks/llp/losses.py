@@ -1,4 +1,4 @@
-"""Training losses of HAN, MA, LEAP, LINK, VALOR, JoMoLD and CVCM: `compute_loss(config.loss, outputs, batch) -> (loss, terms)`.
+"""Training losses of HAN, MA, LEAP, LINK, VALOR, JoMoLD, CVCM and UWAV: `compute_loss(config.loss, outputs, batch) -> (loss, terms)`.
 
 `outputs` is a model's output dict (`avvp_jax.models`), `batch` a batch dict (`avvp_jax.tasks.llp.batch_keys`).
 Every loss is the mean over the real clips of the batch (weighted by `batch["mask"]` when present),
@@ -70,6 +70,11 @@ MA's modality labels ya, yv (`batch_keys.MODALITY_LABELS`; the weak labels witho
   labels (the official `LabelSmoothingLoss` of main_trans.py: (P != 0) of the smoothed targets, so during the
   warm-up every row is a positive, though then unused); averaged over the 2B rows, a row without a positive
   counting 0.
+UWAV (Lai et al., CVPR 2025; its student HAN's `calculate_loss`; `avvp_jax.tasks.llp.uwav`):
+  BCE(video_prob, y)
+  + segment_weight * [sum_m mean(w * BCEWithLogits(segment_m_logits, sigmoid((z_m - theta_m) / 2) y))]
+  + uwav_mixup_weight * [sum_m mixup_m], with z_m / theta_m a teacher's segment logits and fitted thresholds,
+  w the class-balanced weights and mixup_m the segment mixup term (the step's draws in the batch).
 
 LINK (Wang et al., arXiv 2412.20872, eq. 7-12): LEAP's L_basic (video, per-modality and pseudo-label terms,
 with the same fallbacks) + avss_weight * S-LOSS, where S-LOSS is the avss loss above with each pair's squared
@@ -91,6 +96,7 @@ import ml_collections
 
 from avvp_jax.tasks.llp import metrics
 from avvp_jax.tasks.llp import batch_keys
+from avvp_jax.tasks.llp import uwav
 from avvp_jax.errors import InputError
 
 Array = jax.Array
@@ -670,6 +676,72 @@ def cvcm_loss(
       + terms["audio"]
       + terms["visual"]
       + (1.0 - warm) * config.cvcm_weight * terms["contrastive"]
+def uwav_loss(
+    config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
+) -> tuple[Array, Terms]:
+  """UWAV's student loss (`avvp_jax.tasks.llp.uwav`): video BCE + segment_weight x the class-balanced segment
+  BCE-with-logits against the teacher's soft targets + uwav_mixup_weight x the mixup terms, per modality.
+
+  `uwav_soft_targets` (official `--apply_uncertainty`) and `uwav_soft_mixup` (`--apply_uncertainty_mixup`)
+  choose the soft targets over the hard segment labels; `uwav_reweight` the weights ("inverse_freq", "fixed",
+  "off"); the mixup draws (`uwav.MIXUP_KEYS`) come from the train step's hook (`uwav.make_mixup_step`).
+  """
+  label = _f32(batch[batch_keys.LABEL])
+  mask = batch.get(batch_keys.MASK)
+  real = _f32(mask) > 0 if mask is not None else jnp.ones(label.shape[:1], bool)
+  terms = {
+      "video": _batch_mean(
+          _bce_per_clip(_clamp(outputs["video_prob"], config.clamp_eps), label), batch
+      )
+  }
+  hard_keys = {"audio": batch_keys.AUDIO_PSEUDO_LABEL, "visual": batch_keys.VISUAL_PSEUDO_LABEL}
+  mixup = []
+  for m in uwav.MODALITIES:
+    logit_key, threshold_key, frequency_key = uwav.BATCH_KEYS[m]
+    needed = [logit_key, threshold_key, frequency_key, hard_keys[m]]
+    if config.uwav_mixup_weight:
+      needed += list(uwav.MIXUP_KEYS[m])
+    missing = [key for key in needed if key not in batch]
+    if missing:
+      raise InputError(
+          f"config.loss.name='uwav' but the batch has no {missing[0]}: give the teacher's folder "
+          "(--config.data.pseudo_labels, made by launch/make_pseudo_labels.py --uwav) and train with "
+          "launch/train.py, whose step adds the mixup draws."
+      )
+    if f"segment_{m}_logits" not in outputs:
+      raise InputError(
+          f"config.loss.name='uwav' needs the model's segment_{m}_logits output: use "
+          "config.model.decoder='mmil'."
+      )
+    thresholds = jnp.max(jnp.where(real[:, None], _f32(batch[threshold_key]), -jnp.inf), axis=0)
+    frequency = jnp.max(jnp.where(real, _f32(batch[frequency_key]), -jnp.inf))
+    soft = uwav.soft_targets(batch[logit_key], thresholds, label, mask)
+    hard = _f32(batch[hard_keys[m]])
+    logits = outputs[f"segment_{m}_logits"]
+    weights = uwav.segment_weights(
+        label,
+        frequency,
+        config.uwav_reweight,
+        config.uwav_positive_weight,
+        config.uwav_negative_weight,
+        logits.shape[1],
+    )
+    target = soft if config.uwav_soft_targets else hard
+    terms[f"{m}_segment"] = _batch_mean(
+        _per_clip_mean(weights * uwav.bce_with_logits(logits, target)), batch
+    )
+    if config.uwav_mixup_weight:
+      lam_key, perm_key = uwav.MIXUP_KEYS[m]
+      terms[f"{m}_mixup"] = uwav.mixup_term(
+          logits, soft if config.uwav_soft_mixup else hard, batch[lam_key], batch[perm_key], mask
+      )
+    else:
+      terms[f"{m}_mixup"] = jnp.zeros((), jnp.float32)
+    mixup.append(terms[f"{m}_mixup"])
+  loss = (
+      terms["video"]
+      + config.segment_weight * (terms["audio_segment"] + terms["visual_segment"])
+      + config.uwav_mixup_weight * (mixup[0] + mixup[1])
   )
   return loss, terms
 
@@ -685,6 +757,7 @@ LOSSES: dict[str, LossFn] = {
     "valor": valor_loss,
     "jomold": jomold_loss,
     "cvcm": cvcm_loss,
+    "uwav": uwav_loss,
 }
 
 
@@ -707,6 +780,8 @@ def compute_loss(
     LINK `video`, `audio`, `visual`, `audio_segment`, `visual_segment`, `similarity` (unless off) and
     `first_pass` (with PLSIM); VALOR `video`, `audio_segment`, `visual_segment`; CVCM `video`, `audio`,
     `visual`, `contrastive`.
+    `first_pass` (with PLSIM); VALOR `video`, `audio_segment`, `visual_segment`; UWAV those and
+    `audio_mixup`, `visual_mixup`.
   """
   if config.name not in LOSSES:
     raise InputError(f"config.loss.name {config.name!r} is unknown: use one of {sorted(LOSSES)}.")

@@ -487,6 +487,7 @@ def write_pseudo_labels(
     *,
     marker_text: str | None = None,
     extra_files: Mapping[str, str] | None = None,
+    array_files: Mapping[str, np.ndarray] | None = None,
 ) -> pathlib.Path:
   """Writes segment pseudo labels in VALOR's layout, atomically: `load_pseudo_labels(root, ...)` reads them.
 
@@ -512,6 +513,8 @@ def write_pseudo_labels(
     audio, visual: `[N, 10, 25]` 0/1 (bool, integer or float) labels of those clips.
     marker_text: when given, the folder is SYNTHETIC: the text of its `SYNTHETIC.txt`.
     extra_files: {file name: text} written at `root` beside the labels (e.g. `quality.json`).
+    array_files: {relative path: array} saved as .npy under `root` with the labels (a UWAV teacher's logits and
+      thresholds, `avvp_jax.tasks.llp.uwav.array_files`); only when `root` is written as a whole.
 
   Returns:
     The folder written.
@@ -545,8 +548,26 @@ def write_pseudo_labels(
   if root.exists() and not root.is_dir():
     raise InputError(f"pseudo-label folder {str(root)!r} is a file: pick a folder path.")
   write_id = uuid.uuid4().hex
+  array_files = dict(array_files or {})
+  bad_paths = [
+      name
+      for name in array_files
+      if not name.endswith(".npy")
+      or name.startswith(("/", "."))
+      or ".." in pathlib.PurePosixPath(name).parts
+      or pathlib.PurePosixPath(name).parts[0] in reserved
+  ]
+  if bad_paths:
+    raise InputError(
+        f"array_files path {bad_paths[0]!r} is not a relative .npy path outside the label folders: use e.g. "
+        "'UWAV/a_classwise_threhsolds.npy'."
+    )
   if replaceable(root):
-    _write_whole_root(root, ids, arrays, write_id, marker_text, extra_files)
+    _write_whole_root(root, ids, arrays, write_id, marker_text, extra_files, array_files)
+  elif array_files:
+    raise InputError(
+        f"{str(root)!r} holds other files: write the teacher's logits and thresholds into a new or empty folder."
+    )
   else:
     _write_into_folder(root, ids, arrays, write_id, marker_text, extra_files)
   logging.info(
@@ -558,7 +579,9 @@ def write_pseudo_labels(
   return root
 
 
-def _write_whole_root(root: pathlib.Path, ids, arrays, write_id, marker_text, extra_files) -> None:
+def _write_whole_root(
+    root: pathlib.Path, ids, arrays, write_id, marker_text, extra_files, array_files
+) -> None:
   root.parent.mkdir(parents=True, exist_ok=True)
   partial = root.with_name(
       f".{root.name}.partial-{write_id[:12]}"
@@ -567,7 +590,11 @@ def _write_whole_root(root: pathlib.Path, ids, arrays, write_id, marker_text, ex
   old = None
   try:
     _fill_label_folders(partial, ids, arrays, write_id, marker_text)
-    entries = ["CLAP", "CLIP", STAMP_FILE, *extra_files] + (
+    for name, array in array_files.items():
+      (partial / name).parent.mkdir(parents=True, exist_ok=True)
+      np.save(partial / name, array)
+    top = sorted({pathlib.PurePosixPath(name).parts[0] for name in array_files})
+    entries = ["CLAP", "CLIP", STAMP_FILE, *extra_files, *top] + (
         [MARKER_FILE] if marker_text is not None else []
     )
     for name, text in extra_files.items():

@@ -24,6 +24,7 @@ from avvp_jax.tasks.llp import pipeline
 from avvp_jax.tasks.llp import pseudo_labels
 from avvp_jax.tasks.llp import refined_labels as refined_labels_lib
 from avvp_jax.tasks.llp import simulated_teacher
+from avvp_jax.tasks.llp import uwav
 from avvp_jax.data import streams
 from avvp_jax.errors import InputError
 
@@ -56,6 +57,10 @@ def prepare_run(config: ml_collections.ConfigDict, *, train: bool = True) -> str
     data.train_extras = training_pseudo_labels(config, data.filenames("train"))
   if train:
     logging.info("%s", pseudo_label_line(config, data.train_extras, data.num_train_clips))
+  if train and data.train_extras is not None and config.loss.name == "uwav":
+    teacher = training_teacher(config, data.train_extras)  # logits and thresholds beside the labels
+    logging.info("%s", teacher.describe())
+    data.train_extras = _Extras((data.train_extras, teacher))
   if train and config.data.get("refined_labels", ""):
     refined = training_refined_labels(config, data.filenames("train"))
     logging.info("Modality-level labels for training: %s.", refined.describe())
@@ -93,6 +98,18 @@ def training_refined_labels(
   return refined_labels_lib.load_refined_labels(config.data.refined_labels, filenames, weak_labels)
 
 
+def training_teacher(
+    config: ml_collections.ConfigDict, labels: pseudo_labels.PseudoLabels
+) -> uwav.TeacherLogits:
+  """A UWAV student's teacher logits, thresholds and class frequencies of the training clips of `labels`:
+  read from `config.data.pseudo_labels/UWAV/`, or SIMULATED from the simulated labels (`uwav` docstring).
+  """
+  hard = {"audio": labels.audio, "visual": labels.visual}
+  if config.data.pseudo_labels == simulated_teacher.SIMULATED:
+    return uwav.simulated_teacher(hard)
+  return uwav.load_teacher(config.data.pseudo_labels, labels.clip_ids, hard)
+
+
 def pseudo_label_line(
     config: ml_collections.ConfigDict,
     labels: pseudo_labels.PseudoLabels | None,
@@ -111,7 +128,9 @@ def pseudo_label_line(
   else:
     kind = f"{'SYNTHETIC ' if labels.synthetic else ''}VALOR-layout files from {source}"
   positive = (labels.audio.max(axis=(1, 2)) > 0) | (labels.visual.max(axis=(1, 2)) > 0)
-  used = losses_lib.needs_pseudo_labels(config.loss)
+  used = losses_lib.needs_pseudo_labels(config.loss) or (
+      ["name='uwav'"] if config.loss.name == "uwav" else []
+  )
   reader = (
       f"read by the loss ({', '.join(f'config.loss.{name}' for name in used)})"
       if used

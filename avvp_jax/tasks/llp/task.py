@@ -9,8 +9,9 @@ What the trainer asks of it (`avvp_jax.task`):
                 `synthetic_learning_rate`), else the config's own epochs and learning rate
   prepare_data  `run_data.prepare_run`: the TFDS build's per-host streams, pseudo labels attached
   guidance      the weak labels and segment pseudo labels of a training batch (LINK's PLSIM reads them)
-  loss          `losses.compute_loss` (HAN, LEAP, LINK, VALOR, MA, JoMoLD, CVCM)
-  label_denoiser JoMoLD's per-batch denoising, CVCM's cross-video batch (`cvcm_mix`)
+  loss          `losses.compute_loss` (HAN, LEAP, LINK, VALOR, MA, JoMoLD, CVCM, UWAV)
+  label_denoiser JoMoLD's per-batch denoising, CVCM's cross-video batch (`cvcm_mix`), UWAV's per-step mixup
+                draws (`uwav.make_mixup_step`)
   evaluators    "parsing": the official segment- and event-level F1s (`evaluator.ParsingEvaluator`)
 """
 
@@ -31,8 +32,10 @@ from avvp_jax.tasks.llp import features as features_lib
 from avvp_jax.tasks.llp import refined_labels
 from avvp_jax.tasks.llp import simulated_teacher
 from avvp_jax.tasks.llp import synthetic as synthetic_lib
+from avvp_jax.tasks.llp import uwav
 from avvp_jax.errors import InputError
 from avvp_jax.tasks.llp import evaluator as evaluator_lib
+from avvp_jax.tasks.llp import metrics as metrics_lib
 
 INPUT_KEYS = batch_keys.FEATURE_KEYS  # the model's positional inputs (motion absent: None)
 REFINED_LABEL_LOSSES = ("ma", "cvcm")  # the losses that read config.data.refined_labels
@@ -99,6 +102,21 @@ class LLPTask(task_lib.Task):
           "simulates a teacher from the set's hidden dense labels): with real features point it at "
           "VALOR's pseudo-label folder or at one made by launch/make_pseudo_labels.py."
       )
+    if (
+        config.loss.name == "uwav"
+    ):  # a UWAV student: segment labels with the teacher's logits beside them
+      if config.model.decoder != "mmil":
+        raise InputError(
+            "config.loss.name='uwav' trains the segment classifier's logits (MMIL's fc_prob): use "
+            "config.model.decoder='mmil'."
+        )
+      if not data.pseudo_labels:
+        raise InputError(
+            "config.loss.name='uwav' needs its teacher: set --config.data.pseudo_labels to a folder made by "
+            "launch/make_pseudo_labels.py --uwav (or 'simulated' on the embedded synthetic data)."
+        )
+      if data.pseudo_labels != simulated_teacher.SIMULATED:
+        uwav.check_folder(data.pseudo_labels)
     needed = losses_lib.needs_pseudo_labels(config.loss)
     if needed and not data.pseudo_labels:
       raise InputError(
@@ -159,10 +177,13 @@ class LLPTask(task_lib.Task):
 
   def label_denoiser(self, config, model, apply, steps_per_epoch):
     """JoMoLD's stage-3 relabelling (`denoising.make_denoiser`) when `config.loss.denoise`; CVCM's per-step
-    batch (`cvcm_mix.make_mixer`: its warm-up flag and cross-video pairs) for the "cvcm" loss; else None.
+    batch (`cvcm_mix.make_mixer`: its warm-up flag and cross-video pairs) for the "cvcm" loss; UWAV's per-step
+    mixup draws (`uwav.make_mixup_step`) for the "uwav" loss with a mixup term; else None.
     """
     if config.loss.name == "cvcm":
       return cvcm_mix.make_mixer(config.loss, steps_per_epoch)
+    if config.loss.name == "uwav" and config.loss.uwav_mixup_weight:
+      return uwav.make_mixup_step(config.loss, self.meta(config).num_segments)
     if not config.loss.get("denoise", False):
       return None
     return denoising.make_denoiser(
@@ -173,6 +194,30 @@ class LLPTask(task_lib.Task):
         config.batch_size,
         self.meta(config).num_classes,
     )
+
+  def make_evaluator(self, kind, meta, config=None):
+    """The parsing evaluator with `config.eval_thresholds` (per-class segment thresholds; empty: the official
+    0.5) and `settings` naming the thresholds, the decoder's segment gating and the selection rule.
+    """
+    if config is None:
+      return super().make_evaluator(kind, meta)
+    path = config.get("eval_thresholds", "")
+    thresholds = evaluator_lib.load_thresholds(path, meta.num_classes) if path else None
+    decoder = config.model.decoder
+    gate = (
+        config.model.get(decoder, {}).get("filter", "union")
+        if decoder in ("mmil", "leap")
+        else None
+    )
+    settings = {
+        "segment_thresholds": path or f"official {metrics_lib.OFFICIAL_THRESHOLD}",
+        "segment_gate": {
+            "union": "whole-video prediction (official AVVP)",
+            "modality": "each modality's video prediction (MA's, JoMoLD's)",
+        }.get(gate, f"the {decoder} decoder's"),
+        "selection": f"best val {config.checkpoint.best_metric} ({config.checkpoint.best_rule})",
+    }
+    return self.evaluators[kind](meta, thresholds=thresholds, settings=settings)
 
   def loss(self, loss_config, outputs, batch):
     return losses_lib.compute_loss(loss_config, outputs, batch)
