@@ -676,6 +676,10 @@ def cvcm_loss(
       + terms["audio"]
       + terms["visual"]
       + (1.0 - warm) * config.cvcm_weight * terms["contrastive"]
+  )
+  return loss, terms
+
+
 def uwav_loss(
     config: ml_collections.ConfigDict, outputs: Mapping[str, Array], batch: Mapping[str, Any]
 ) -> tuple[Array, Terms]:
