@@ -117,9 +117,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
 
   config = common.apply_preset(config, arg)
-  if (
-      arg == "tiny"
-  ):  # 5 layers of 16 heads compile for minutes; two layers keep the sequential stacking
+  # 5 layers of 16 heads compile for minutes; two layers keep the sequential stacking.
+  if arg == "tiny":
     config.model.han.num_layers = 2
     config.model.han.num_heads = 2
     config.model.han.ffn_dim = 32
