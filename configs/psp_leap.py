@@ -52,6 +52,9 @@ def with_leap_head(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   config.model.localizer_leap.background = "query"
   config.model.localizer_leap.decision = "segment"
   config.model.localizer_leap.combine = "mean"
+  # LEAP's segment logits x 30, the factor learned from there (docs/ave.md, "Why LEAP learned slowly").
+  config.model.localizer_leap.logit_scale = 30.0
+  config.model.localizer_leap.learn_logit_scale = True
   config.model.leap.label_embeddings = "packaged"  # AVE's packaged MiniLM table (29 rows)
   config.loss.name = "leap"  # tasks/ave/losses/leap.py
   config.loss.ave_leap_segment_loss = "ce"  # one class per segment: softmax over the 29 queries
