@@ -179,7 +179,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # localizer's audio / visual streams) or "fused" (both read the stream its official head reads); background:
   # "threshold" (28 event queries, background below `threshold`) or "query" (a 29th, background query);
   # combine: "mean" or "product" of the two branches' probabilities; decision: "segment" (each segment's best
-  # class) or "video" (the video's one class, or background, on every segment).
+  # class) or "video" (the video's one class, or background, on every segment). logit_scale: the factor on
+  # LEAP's segment logits (1: LEAP's own), learned from there with learn_logit_scale.
   config.model.localizer_leap = ml_collections.ConfigDict(
       dict(
           streams="modality",
@@ -187,6 +188,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           combine="mean",
           decision="segment",
           threshold=0.5,
+          logit_scale=1.0,
+          learn_logit_scale=False,
       )
   )
   config.model.hidden_dim = 512  # width of the embedded segments and of the encoder

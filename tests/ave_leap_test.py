@@ -329,6 +329,45 @@ class ModelTest(parameterized.TestCase):
     )
     self.assertEqual(outputs["segment_event_prob"].shape, (1, 10, 29))
 
+  @parameterized.parameters(False, True)
+  def test_logit_scale_multiplies_leaps_segment_logits(self, learn):
+    config = ave_leap.get_config("tiny").model
+    config.localizer_leap.logit_scale = 1.0
+    config.localizer_leap.learn_logit_scale = False
+    inputs = (jnp.ones((1, 10, 128)), 0.5 * jnp.ones((1, 10, 7, 7, 512)))
+    plain_model = models.build_model(config, _meta())
+    plain, params = plain_model.init_with_output(jax.random.PRNGKey(0), *inputs)
+    config.localizer_leap.logit_scale = 7.0
+    config.localizer_leap.learn_logit_scale = learn
+    scaled_model = models.build_model(config, _meta())
+    scaled_params = scaled_model.init(jax.random.PRNGKey(0), *inputs)["params"]
+    if learn:
+      for modality in ("audio", "visual"):
+        np.testing.assert_allclose(
+            scaled_params.pop(f"{modality}_log_logit_scale"), np.log(7.0), rtol=1e-6
+        )
+    self.assertEqual(jax.tree.structure(scaled_params), jax.tree.structure(params["params"]))
+    given = dict(params["params"])  # the same weights; with `learn`, the two scales at log 7
+    if learn:
+      given.update(audio_log_logit_scale=jnp.log(7.0), visual_log_logit_scale=jnp.log(7.0))
+    scaled = scaled_model.apply({"params": given}, *inputs)
+    for modality in ("audio", "visual"):
+      logits = np.asarray(plain[f"segment_{modality}_logits"])
+      np.testing.assert_allclose(scaled[f"segment_{modality}_logits"], 7.0 * logits, rtol=1e-5)
+      np.testing.assert_allclose(
+          scaled[f"segment_{modality}_prob"], 1.0 / (1.0 + np.exp(-7.0 * logits)), rtol=1e-5
+      )
+    np.testing.assert_array_equal(
+        scaled["audio_prob"], plain["audio_prob"]
+    )  # video level untouched
+
+  def test_bad_logit_scale_is_one_line(self):
+    config = ave_leap.get_config("tiny").model
+    config.localizer_leap.logit_scale = 0.0
+    model = models.build_model(config, _meta())
+    with self.assertRaisesRegex(InputError, "logit_scale is 0.0"):
+      model.init(jax.random.PRNGKey(0), jnp.ones((1, 10, 128)), jnp.ones((1, 10, 7, 7, 512)))
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -10,6 +10,10 @@ with a localizer encoder), each choice an attribute of `LocalizerLEAP` (`config.
              "fused": both branches read `fusion`, the tensor the official head reads
   decoder    the LLP `LEAPDecoder` unchanged (leap.py), its K label queries the class names' embeddings:
              background "threshold": K = 28 (the events); "query": K = 29, a 29th query for background
+  scale      LEAP's segment logits (attention logits, mean over heads) times `logit_scale` (1: LEAP's own), a
+             constant or, with `learn_logit_scale`, a learned scalar per branch started there (stored as its log,
+             as CLIP's temperature): the attention logits of the untrained head spread over the classes by about
+             0.002 (docs/ave.md, "Why LEAP learned slowly"), so the segment term barely moves them
   score      p [B, T, K] from the segment probabilities of the two branches, `combine`:
              "mean": (p_a + p_v) / 2; "product": p_a * p_v (an AVE event is audible AND visible)
   decision   one label per segment, `segment_class` int32 [B, T] (0-27 an event, 28 background), by
@@ -17,7 +21,8 @@ with a localizer encoder), each choice an attribute of `LocalizerLEAP` (`config.
              AVE's videos have one event, and each segment is that class or background)
 
 The video-level scores `video_event_prob` [B, K] combine LEAP's `audio_prob` and `visual_prob` the same way.
-Outputs: LEAP's output dict (leap.py: `audio_prob`, `visual_prob`, `segment_{audio,visual}_logits`, ...), the
+Outputs: LEAP's output dict (leap.py: `audio_prob`, `visual_prob`, ...; `segment_{audio,visual}_logits` and
+`segment_{audio,visual}_prob` scaled), the
 streams LEAP read as `audio_embedding` / `visual_embedding` (the avss loss's input), `segment_event_prob` p,
 `video_event_prob` and `segment_class`; float32. The loss is `avvp_jax.tasks.ave.losses.leap`.
 """
@@ -112,6 +117,9 @@ class LocalizerLEAP(nn.Module):
     combine: "mean" or "product".
     decision: "segment" or "video".
     threshold: background "threshold"'s event threshold on the combined score.
+    logit_scale: the factor on LEAP's segment logits (1: LEAP's own), > 0.
+    learn_logit_scale: learn the factor (one scalar per branch, `{audio,visual}_log_logit_scale`, started at
+      log(logit_scale)).
   """
 
   trunk: nn.Module
@@ -122,6 +130,8 @@ class LocalizerLEAP(nn.Module):
   combine: str = "mean"
   decision: str = "segment"
   threshold: float = 0.5
+  logit_scale: float = 1.0
+  learn_logit_scale: bool = False
 
   @nn.compact
   def __call__(
@@ -139,12 +149,24 @@ class LocalizerLEAP(nn.Module):
           f"the LEAP head has {self.decoder.num_classes} label queries: background "
           f"{self.background!r} needs {expected}."
       )
+    if not self.logit_scale > 0:
+      raise InputError(
+          f"config.model.localizer_leap.logit_scale is {self.logit_scale}: use a number above 0."
+      )
     trunk = self.trunk(audio, visual, train=train)
     if self.streams == "modality":
       audio_BxTxD, visual_BxTxD = trunk["audio"], trunk["visual"]
     else:
       audio_BxTxD = visual_BxTxD = trunk["fusion"]
     outputs = dict(self.decoder(audio_BxTxD, visual_BxTxD, train=train))
+    for modality in ("audio", "visual"):
+      scale = jnp.float32(self.logit_scale)
+      if self.learn_logit_scale:
+        init = lambda _, shape: jnp.full(shape, jnp.log(self.logit_scale), jnp.float32)
+        scale = jnp.exp(self.param(f"{modality}_log_logit_scale", init, ()))
+      logits_BxTxK = outputs[f"segment_{modality}_logits"].astype(jnp.float32) * scale
+      outputs[f"segment_{modality}_logits"] = logits_BxTxK
+      outputs[f"segment_{modality}_prob"] = jax.nn.sigmoid(logits_BxTxK)
     segment_prob_BxTxK = combine_probs(
         outputs["segment_audio_prob"], outputs["segment_visual_prob"], self.combine
     )
