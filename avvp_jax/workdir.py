@@ -76,6 +76,7 @@ MUST_MATCH = {
     "synthetic_label_embeddings": "LEAP's label table on the synthetic data (a model input)",
     "checkpoint.best_metric": "the ranking the stored best save and best scores were chosen by",
     "checkpoint.best_rule": "how ties ranked when the stored best save was chosen",
+    "eval_thresholds": "the segment thresholds validation scored with, so which epoch is the best",
 }
 # ... and may differ in these: they change how long the run trains and what it reports or saves, not the
 # steps it takes. Each change is recorded in WORKDIR/config_history.jsonl.
@@ -265,7 +266,9 @@ def _other_tasks_data_sections(
   both configs): another family's fields change nothing in this run."""
   if stored.get("task") != config.get("task"):
     return []
-  own = tasks.data_section(config.get("task"))  # a variant (ave_cmm) reads its family's section (ave)
+  own = tasks.data_section(
+      config.get("task")
+  )  # a variant (ave_cmm) reads its family's section (ave)
   return [
       ["data", name] for name in sorted({tasks.data_section(n) for n in tasks.TASKS}) if name != own
   ]

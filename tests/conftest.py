@@ -8,6 +8,7 @@ folder is new every session, so no executable outlives the code it was compiled 
 
 import atexit
 import functools
+import gc
 import os
 import shutil
 import tempfile
@@ -28,6 +29,21 @@ if "TEST_TMPDIR" not in os.environ:
   atexit.register(functools.partial(shutil.rmtree, _TMP, ignore_errors=True))
 
 from absl import flags  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
 
 if not flags.FLAGS.is_parsed():
   flags.FLAGS.mark_as_parsed()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+  """Each test file's compiled programs and traces go when the file ends: a worker that runs many files
+  otherwise keeps every one of them (about 7 GB by the end of a full run). A later file that needs one again
+  loads it from the session's persistent cache."""
+  yield
+  # Imported here, after the file ran: this module leaves JAX's first import to the tests (and its
+  # environment settings with it).
+  import jax  # pylint: disable=g-import-not-at-top
+
+  jax.clear_caches()
+  gc.collect()

@@ -9,11 +9,13 @@ and per-class F1s (a diagnostic, from the pooled counts).
 
 from __future__ import annotations
 
+import pathlib
 from typing import Any, Mapping
 
 import jax
 import numpy as np
 
+from avvp_jax.errors import InputError
 from avvp_jax.tasks.llp import metrics as metrics_lib
 from avvp_jax import task as task_lib
 from avvp_jax.tasks.llp import batch_keys
@@ -108,10 +110,6 @@ def load_thresholds(path: str, num_classes: int) -> dict[str, np.ndarray]:
   Raises:
     InputError: one line naming the file: missing, unreadable, of the wrong length, or out of range.
   """
-  import pathlib  # pylint: disable=g-import-not-at-top
-
-  from avvp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
-
   root = pathlib.Path(path).expanduser()
   names = {"audio": "a_classwise_threhsolds.npy", "visual": "v_classwise_threhsolds.npy"}
   out = {}
