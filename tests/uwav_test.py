@@ -441,6 +441,13 @@ class EvaluationSwitchesTest(absltest.TestCase):
       (folder / "v_classwise_threhsolds.npy").unlink()
       with self.assertRaisesRegex(InputError, r"v_classwise_threhsolds.npy' is missing"):
         evaluator_lib.load_thresholds(str(folder), C)
+      with self.assertRaises(InputError) as caught:  # one message, not wrapped in another
+        evaluator_lib.load_thresholds(str(pathlib.Path(tmp, "absent.npz")), C)
+      self.assertEqual(
+          str(caught.exception),
+          f"config.eval_thresholds {str(pathlib.Path(tmp, 'absent.npz'))!r} is neither a folder of "
+          "UWAV's threshold files nor a .npz file.",
+      )
       from configs import uwav as uwav_config  # pylint: disable=g-import-not-at-top
 
       config = uwav_config.get_config("tiny")

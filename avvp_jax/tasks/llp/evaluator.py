@@ -144,6 +144,8 @@ def load_thresholds(path: str, num_classes: int) -> dict[str, np.ndarray]:
       raise InputError(
           f"config.eval_thresholds {str(root)!r} is neither a folder of UWAV's threshold files nor a .npz file."
       )
+  except InputError:
+    raise  # already one line naming the file
   except (OSError, ValueError) as error:
     raise InputError(f"config.eval_thresholds {str(root)!r} could not be read ({error}).") from None
   return out
