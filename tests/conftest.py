@@ -1,5 +1,6 @@
 """pytest glue: absl flags are parsed once so `self.create_tempdir()` works, one JAX compilation cache
-serves the whole session, and the session's test files go to a fresh folder (`TEST_TMPDIR`).
+serves the whole session, and the session's temporary files go to a fresh folder (`TEST_TMPDIR`, also
+TMPDIR), removed when the session ends.
 
 Many tests train the same tiny programs (in this process and in launcher subprocesses, which inherit the
 environment); a persistent compilation cache in a fresh folder per session compiles each only once. The
@@ -27,6 +28,10 @@ if "TEST_TMPDIR" not in os.environ:
   _TMP = tempfile.mkdtemp(prefix="avvp_jax_test_tmp_")
   os.environ["TEST_TMPDIR"] = _TMP
   atexit.register(functools.partial(shutil.rmtree, _TMP, ignore_errors=True))
+# Every other temporary file of the session goes there too (tests' `tempfile.mkdtemp()` fixtures, launcher
+# subprocesses through TMPDIR), so a run leaves nothing behind in /tmp.
+os.environ["TMPDIR"] = os.environ["TEST_TMPDIR"]
+tempfile.tempdir = os.environ["TEST_TMPDIR"]
 
 from absl import flags  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
