@@ -454,8 +454,8 @@ def load_parser(path: str | os.PathLike[str], seed: int | None = None) -> Parser
   task = checkpoint.checkpoint_config(source).get("task", "llp")
   if task != "llp":
     raise InputError(
-        f"{path} holds a model of the {task!r} task, which parses no LLP events: load it with "
-        "avvp_jax.load_localizer (AVE) instead."
+        f"{path} holds an AVE localizer (task {task!r}), not an LLP parser: it parses no LLP events "
+        "(AVE models load with avvp_jax.load_localizer)."
     )
   config, params = checkpoint.restore_params(source)
   seeds = state_lib.run_seeds(config)

@@ -346,7 +346,7 @@ class AveParseTest(absltest.TestCase):
     self.assertNotIn("\n", str(caught.exception))
 
   def test_ave_checkpoint_on_the_llp_path_is_one_line(self):
-    with self.assertRaisesRegex(InputError, "parses no LLP events") as caught:
+    with self.assertRaisesRegex(InputError, "holds an AVE localizer .*not an LLP parser") as caught:
       llp_parse.parse_video(self.workdir, [self.video])
     self.assertNotIn("\n", str(caught.exception))
 
