@@ -103,6 +103,7 @@ def main():
   parser.add_argument(
       "--steps_per_epoch", type=int, default=8, help="8: the 512-clip SYNTHETIC set"
   )
+  parser.add_argument("--profile", action="store_true", help="then profile the new step (CPU)")
   args = parser.parse_args()
 
   from avvp_jax import sharding  # pylint: disable=g-import-not-at-top
