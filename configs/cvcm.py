@@ -28,10 +28,12 @@ Run card (docs/recipes.md, "CVCM", has the whole sequence of commands)
   Hardware:  real features: one GPU/TPU core (10,000 training clips, 157 steps of 64 per epoch, each 128 rows).
              Embedded SYNTHETIC data: 2 CPU cores.
   Wall time: SYNTHETIC, 512 training clips (8 steps an epoch), on a 2-core x86-64 CPU shared with other jobs:
-             10 to 18 s a step (64 clips and their 64 pairs), 15 to 45 s per evaluated split: the 40 epochs
-             would take well over an hour per seed; stopped after 3 epochs, so no synthetic figure yet.
-  Expected:  paper (LLP test, real features): read Table 1 of Lin et al. (NeurIPS 2021); not copied here (not
-             checked against the paper). No measured figure of this card yet, real or SYNTHETIC.
+             one process per seed, 8 min 7 s, 7 min 29 s, 5 min 51 s for 6 epochs (the step scores only the batch's clips:
+             bench/bench_cvcm.py); the official 40 epochs with both splits evaluated after each: about an hour
+             per seed there.
+  Expected:  paper (LLP test, real features): Table 1 of Lin et al. (NeurIPS 2021), not found in a source
+             checkable here. SYNTHETIC, 6 of the 40 epochs, seeds 1-3 on MA's labels of the same seed (the
+             README's recipe table; docs/recipes.md, "CVCM"): test segment Type@AV 24.1 ± 2.0, event 21.0 ± 1.5.
   Evaluate:  python launch/evaluate.py --workdir=./workdir/cvcm --split=test
 
 Presets (the string after the colon):

@@ -19,9 +19,11 @@ Run card
              epochs, then cosine to 1e-6 (= lr / 100); the best validation segment Type@AV kept with `>`.
              Evaluation: the official AVVP rule (segment and whole-video probabilities >= 0.5).
   Hardware:  real features: one GPU/TPU core. SYNTHETIC: 2 CPU cores.
-  Wall time: not measured here for the full recipe.
-  Expected:  paper (LLP test, its CLAP/CLIP-based teacher): read UWAV's Table 1 (not copied here: not checked
-             against the paper). No SYNTHETIC figure has been measured for this card yet.
+  Wall time: not measured here for the full recipe. SYNTHETIC, 1 layer, 20 epochs of 512 clips, 3 seeds in one
+             process on a 2-core x86-64 CPU shared with other jobs: 22 min 2 s.
+  Expected:  paper (LLP test, its CLAP/CLIP-based teacher; UWAV's Table 1): segment Type@AV 65.9, event 60.9.
+             SYNTHETIC on the README's 3-seed HAN as teacher, 1 layer, 20 epochs (README's recipe table;
+             docs/recipes.md, "UWAV"): test segment Type@AV 59.0 ± 0.5, event 54.0 ± 0.6.
   Evaluate:  python launch/evaluate.py --workdir=./workdir/uwav --split=test
 
 Presets (the string after the colon):

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from avvp_jax import models
+from avvp_jax import tasks
 from avvp_jax import state as state_lib
 from avvp_jax import train
 from avvp_jax.convert import common as convert_common
@@ -275,6 +276,49 @@ class ParityTest(absltest.TestCase):
     np.testing.assert_allclose(float(loss), float(want_loss), rtol=2e-5)
     return terms
 
+  def test_scoring_only_the_clips_changes_no_output(self):
+    """The train step's forward scores the B clips alone (`scored_rows=B`, the task's guidance for a batch with
+    cross-video pairs): its outputs are the full 2B-row forward's first B rows (the embeddings and the
+    temporal-attention logits: all 2B), its loss the same, and its program does less work."""
+    batch = self._batch_and_partners(25)
+    task = tasks.of(self.config)
+    self.assertEqual(task.guidance(batch)["scored_rows"], 4)
+    forward = jax.jit(
+        lambda params, batch, rows: state_lib.apply_model(
+            self.model,
+            params,
+            batch,
+            input_keys=task.input_keys,
+            train=False,
+            guidance={} if rows is None else {"scored_rows": rows},
+        ),
+        static_argnums=2,
+    )
+    full, scored = forward(self.params, batch, None), forward(self.params, batch, 4)
+    every_row = (
+        "temporal_attention_logits",
+        "audio_embedding",
+        "visual_embedding",
+        "audio_input_embedding",
+        "visual_input_embedding",
+    )
+    self.assertEqual(set(scored), set(full))
+    for key, value in scored.items():
+      want = full[key] if key in every_row else full[key][:4]
+      self.assertEqual(value.shape, want.shape, key)
+      np.testing.assert_allclose(value, want, rtol=1e-5, atol=1e-6, err_msg=key)
+    for step in (19, 25):  # during and after the warm-up
+      batch = self._batch_and_partners(step)
+      want_loss, want = losses.compute_loss(
+          self.config.loss, forward(self.params, batch, None), batch
+      )
+      loss, terms = losses.compute_loss(self.config.loss, forward(self.params, batch, 4), batch)
+      np.testing.assert_allclose(float(loss), float(want_loss), rtol=1e-6)
+      for key, value in want.items():
+        np.testing.assert_allclose(float(terms[key]), float(value), rtol=1e-6, err_msg=key)
+    flops = lambda rows: forward.lower(self.params, batch, rows).compile().cost_analysis()["flops"]
+    self.assertLess(flops(4), flops(None))
+
   def test_loss_after_the_warm_up_matches_the_official(self):
     terms = self._compare(step=25, epoch=3)
     self.assertGreater(float(terms["contrastive"]), 0.0)
@@ -362,6 +406,19 @@ class RunTest(absltest.TestCase):
     config.loss.name = "han"
     with self.assertRaisesRegex(InputError, "reads no modality-level labels.*cvcm"):
       state_lib.resolve_config(config)
+
+  def test_scored_rows_out_of_range_or_without_mmil_is_one_line(self):
+    config = cvcm_config.get_config("tiny")
+    inputs = [np.zeros((4, *spec.shape), np.float32) for spec in llp_task.META.features]
+    model = models.build_model(config.model, llp_task.META)
+    variables = model.init(jax.random.key(0), *inputs, train=False)
+    with self.assertRaisesRegex(InputError, "scored_rows=5 must be between 1 and the 4 rows"):
+      model.apply(variables, *inputs, train=False, scored_rows=5)
+    config = cvcm_config.get_config("tiny")
+    config.model.decoder = "leap"
+    model = models.build_model(config.model, llp_task.META)
+    with self.assertRaisesRegex(InputError, "scored_rows.*needs config.model.decoder='mmil'"):
+      model.init(jax.random.key(0), *inputs, train=False, scored_rows=2)
 
   def test_tiny_trains_on_refined_labels(self):
     train_split = annotations.load_split("train")[0]

@@ -350,9 +350,20 @@ class AVVPModel(nn.Module):
       train: bool = False,
       segment_labels: tuple[jax.Array, jax.Array] | None = None,
       video_label: jax.Array | None = None,
+      scored_rows: int | None = None,
   ) -> dict[str, jax.Array]:
     """`segment_labels` ((audio, visual) [B, T, C] pseudo labels) and `video_label` ([B, C] weak labels) are
-    training-time inputs of a refiner; models without one ignore them."""
+    training-time inputs of a refiner; models without one ignore them. `scored_rows=B` (training, CVCM's
+    cross-video step): the MMIL decoder scores the first B rows only (mmil.py); the embeddings and the
+    temporal-attention logits keep every row."""
+    decoder_kwargs = {}
+    if scored_rows is not None:
+      if not isinstance(self.decoder, mmil.MMILDecoder) or self.refiner is not None:
+        raise InputError(
+            "scored_rows (CVCM's cross-video step, config.loss.name='cvcm') needs "
+            "config.model.decoder='mmil' and config.model.refiner='none'."
+        )
+      decoder_kwargs["scored_rows"] = scored_rows
     audio_BxTxD, visual_BxTxD = self.embed(audio, frames, motion)
     inputs = {"audio_input_embedding": audio_BxTxD, "visual_input_embedding": visual_BxTxD}
     encoded = self.encoder(audio_BxTxD, visual_BxTxD, train=train)
@@ -371,7 +382,7 @@ class AVVPModel(nn.Module):
           video_label=video_label,
       )
       extras.update(refiner_extras)
-    outputs = dict(self.decoder(decoder_audio, decoder_visual, train=train))
+    outputs = dict(self.decoder(decoder_audio, decoder_visual, train=train, **decoder_kwargs))
     outputs.update(extras)
     outputs["audio_embedding"] = audio_BxTxD
     outputs["visual_embedding"] = visual_BxTxD

@@ -23,6 +23,12 @@ CVCM (GenjiB/CM-Co-Occurrence-AVVP `nets/net_trans.py`) scores the segments by c
 `fc_prob` (`class_token_dim` > 0: `cvcm.ClassTokenCoOccurrence`, named "class_tokens"); the pooling is the same.
 `temporal_attention_logits` (fc_frame_att before its softmax) is what CVCM's cross-video contrastive term
 pools the segments with (avvp_jax/tasks/llp/losses.py, "cvcm").
+
+`scored_rows=R` (training only; CVCM's step, avvp_jax/tasks/llp/cvcm_mix.py) scores the first R of the N rows
+only: the segment scores, the poolings and every output but `temporal_attention_logits` ([N, T, 2, C]) have
+R rows. CVCM's rows after the batch (a clip's audio with another clip's visual streams) feed its contrastive
+term alone, which reads the encoded segments and those logits, so scoring them (the class-token head, the
+step's costliest part) was work whose result nothing read; row by row the outputs are the same.
 """
 
 import flax.linen as nn
@@ -59,18 +65,32 @@ class MMILDecoder(nn.Module):
 
   @nn.compact
   def __call__(
-      self, audio_BxTxD: jax.Array, visual_BxTxD: jax.Array, *, train: bool
+      self,
+      audio_NxTxD: jax.Array,
+      visual_NxTxD: jax.Array,
+      *,
+      train: bool,
+      scored_rows: int | None = None,
   ) -> dict[str, jax.Array]:
+    """The output dict of N rows; with `scored_rows=B`, of the first B rows (but the temporal-attention
+    logits, of all N: module docstring)."""
     if self.filter not in FILTERS:
       raise InputError(
           f"config.model.mmil.filter {self.filter!r} is unknown: use one of {FILTERS}."
       )
+    num_rows = audio_NxTxD.shape[0]
+    batch = num_rows if scored_rows is None else int(scored_rows)
+    if not 0 < batch <= num_rows:
+      raise InputError(
+          f"MMILDecoder: scored_rows={scored_rows} must be between 1 and the {num_rows} rows given."
+      )
     if self.visual_dropout:
-      visual_BxTxD = nn.Dropout(self.visual_dropout)(visual_BxTxD, deterministic=not train)
-    dim = audio_BxTxD.shape[-1]
-    segments_BxTxMxD = jnp.stack([audio_BxTxD, visual_BxTxD], axis=2)
-    head = lambda name: layers.torch_dense(self.num_classes, dim, name=name, dtype=self.dtype)(
-        segments_BxTxMxD
+      visual_NxTxD = nn.Dropout(self.visual_dropout)(visual_NxTxD, deterministic=not train)
+    dim = audio_NxTxD.shape[-1]
+    segments_NxTxMxD = jnp.stack([audio_NxTxD, visual_NxTxD], axis=2)
+    segments_BxTxMxD = segments_NxTxMxD[:batch]
+    head = lambda name, x: layers.torch_dense(self.num_classes, dim, name=name, dtype=self.dtype)(
+        x
     ).astype(jnp.float32)
     if self.class_token_dim:
       segment_logits_BxTxMxC = cvcm.ClassTokenCoOccurrence(
@@ -79,13 +99,14 @@ class MMILDecoder(nn.Module):
           dropout=self.class_token_dropout,
           dtype=self.dtype,
           name="class_tokens",
-      )(audio_BxTxD, visual_BxTxD, train=train)
+      )(audio_NxTxD[:batch], visual_NxTxD[:batch], train=train)
     else:
-      segment_logits_BxTxMxC = head("fc_prob")
+      segment_logits_BxTxMxC = head("fc_prob", segments_BxTxMxD)
     segment_prob_BxTxMxC = jax.nn.sigmoid(segment_logits_BxTxMxC)
-    temporal_logits_BxTxMxC = head("fc_frame_att")
+    temporal_logits_NxTxMxC = head("fc_frame_att", segments_NxTxMxD)
+    temporal_logits_BxTxMxC = temporal_logits_NxTxMxC[:batch]
     temporal_att_BxTxMxC = jax.nn.softmax(temporal_logits_BxTxMxC, axis=1)
-    modality_att_BxTxMxC = jax.nn.softmax(head("fc_av_att"), axis=2)
+    modality_att_BxTxMxC = jax.nn.softmax(head("fc_av_att", segments_BxTxMxD), axis=2)
     weighted_BxTxMxC = temporal_att_BxTxMxC * segment_prob_BxTxMxC
     video_prob_BxC = (weighted_BxTxMxC * modality_att_BxTxMxC).sum(axis=(1, 2))
     modality_prob_BxMxC = weighted_BxTxMxC.sum(axis=1)
@@ -105,6 +126,7 @@ class MMILDecoder(nn.Module):
         if self.filter == "union"
         else modality_prob_BxMxC[:, 1],
         "temporal_attention": temporal_att_BxTxMxC,  # [B, T, 2, C], sums to 1 over T
-        "temporal_attention_logits": temporal_logits_BxTxMxC,  # [B, T, 2, C], before that softmax
+        # [N, T, 2, C], before that softmax: every row, also beyond `scored_rows`
+        "temporal_attention_logits": temporal_logits_NxTxMxC,
         "modality_attention": modality_att_BxTxMxC,  # [B, T, 2, C], sums to 1 over the two modalities
     }

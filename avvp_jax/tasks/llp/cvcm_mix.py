@@ -5,7 +5,9 @@ Every step the official code draws, for each clip i of the batch, a partner j !=
 other clips, and runs the model on 2B clips: the batch, then each clip's audio with its partner's visual
 streams (ResNet frames and R(2+1)D motion; `audio[sample_idx]` with `sample_idx = arange(B)` is the clip's
 own audio). The losses' BCEs read the first B outputs, the cross-video contrastive term all 2B
-(avvp_jax/tasks/llp/losses.py, "cvcm"). Its epoch-dependent parts (the label smoothing and the contrastive
+(avvp_jax/tasks/llp/losses.py, "cvcm"). As that term reads only the pair rows' encoded segments and MMIL
+temporal-attention logits, the task's guidance for such a batch has the decoder score the B clips alone
+(`scored_rows`, avvp_jax/models/mmil.py): the class-token head runs on B rows, not 2B (bench/bench_cvcm.py). Its epoch-dependent parts (the label smoothing and the contrastive
 term switched on after `--init_epoch`) need the epoch, which the loss reads as a flag the step sets here.
 
 `make_mixer(loss_config, steps_per_epoch)` gives `mix(params, batch, rng, step) -> batch`, the task's

@@ -169,10 +169,15 @@ class LLPTask(task_lib.Task):
 
   def guidance(self, batch: Mapping[str, Any]) -> dict[str, Any]:
     """The weak labels as `video_label` and (when the batch has them) the segment pseudo labels as
-    `segment_labels`: training-time inputs of LINK's PLSIM, ignored by every other model."""
+    `segment_labels`: training-time inputs of LINK's PLSIM, ignored by every other model. A CVCM batch with
+    cross-video pairs (`cvcm_mix`: B clips, then B pair rows) adds `scored_rows=B`: its loss reads the pair
+    rows' encoded segments and temporal-attention logits only, so the decoder scores the B clips alone.
+    """
     guidance = {"video_label": batch[batch_keys.LABEL]}
     if all(key in batch for key in batch_keys.PSEUDO_LABELS):
       guidance["segment_labels"] = tuple(batch[key] for key in batch_keys.PSEUDO_LABELS)
+    if losses_lib.CVCM_PARTNER in batch:
+      guidance["scored_rows"] = int(batch[losses_lib.CVCM_PARTNER].shape[0])
     return guidance
 
   def label_denoiser(self, config, model, apply, steps_per_epoch):
