@@ -98,7 +98,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.refined_labels = ""
   # Training clips in the shuffle buffer (LLP train has 10,000): the order of an epoch depends only on
   # (seed, epoch), so a resumed run sees exactly the same batches. Decoded clips are held in memory (~105 KB
-  # each with pooled frames, ~680 KB raw): lower it for raw frames on small hosts.
+  # each with pooled frames, ~680 KB raw): lower it for raw frames on small hosts. A buffer that covers the
+  # host's training clips keeps them decoded for the whole run (read once; the same batches, faster epochs).
   config.data.shuffle_buffer = 10_000
   # Train on the last, smaller batch of each epoch too (padded and masked), as the official loaders do
   # (PyTorch DataLoader drop_last=False: 313 steps of 32 over LLP's 10,000 clips). False: drop it (312).

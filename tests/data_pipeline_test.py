@@ -148,6 +148,48 @@ class PipelineTest(parameterized.TestCase):
       for key in a:
         np.testing.assert_array_equal(a[key], b[key])
 
+  @parameterized.parameters((1, True, 4), (1, False, 4), (2, False, 2), (2, True, 1), (3, True, 2))
+  def test_training_split_in_memory_gives_the_streamed_batches(
+      self, hosts, keep_partial_batch, per_host
+  ):
+    # The streamed tf.data pipeline (`train_dataset`: shuffling the serialized clips themselves) is the
+    # oracle of the batches gathered from memory, for every host, epoch, resume point and seed.
+    for index in range(hosts):
+      # 23 clips: partial last batches; with 1 clip a host, the shorter slice's whole padding batch.
+      data = self.host(
+          index, hosts, keep_partial_batch=keep_partial_batch, batch_size=per_host * hosts
+      )
+      self.assertTrue(data.train_in_memory)  # a buffer of 100 covers the slice
+      for epoch, skip in ((0, 0), (4, 2)):
+        for seed in (7, 8):
+          streamed = list(data.train_dataset(epoch, skip, seed=seed).as_numpy_iterator())
+          if seed == 7:
+            kept = list(data.train_batches(epoch, skip))
+          else:
+            kept = [
+                {k: v[1] for k, v in b.items()}
+                for b in data.seed_train_batches([7, 8], epoch, skip)
+            ]
+          self.assertLen(kept, len(streamed))
+          self.assertLen(kept, data.steps_per_epoch - skip)
+          for a, b in zip(kept, streamed):
+            self.assertEqual(sorted(a), sorted(b))
+            for key in a:
+              self.assertEqual(a[key].dtype, b[key].dtype, key)
+              np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    # A buffer smaller than the slice streams every epoch (what it costs in memory is the user's choice).
+    small = pipeline.prepare(
+        data_config(self.config, shuffle_buffer=5),
+        batch_size=4,
+        eval_batch_size=6,
+        seed=7,
+        process_index=0,
+        process_count=1,
+    )
+    self.assertFalse(small.train_in_memory)
+    small._train_rows = lambda: self.fail("the training split kept in memory")
+    self.assertLen(list(small.train_batches(0)), 6)
+
   def test_eval_counts_every_clip_once(self):
     labels = annotations.load_split("val", self.labels_dir)[0]
     batches = list(self.data.eval_batches("val"))

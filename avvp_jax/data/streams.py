@@ -23,6 +23,13 @@ function of (seed, epoch, process index/count): a run resumed at batch k of epoc
 `seed_train_batches(seeds, e, k)` zips one such stream per seed into batches with a leading `[S]` axis, for
 replicas trained side by side (`config.num_seeds`).
 
+Training split in memory: when the shuffle buffer covers the host's slice (the default: it would hold every
+clip of each epoch anyway), the slice is decoded once, at the first epoch, and kept; each epoch then takes its
+order from tf.data's shuffle of the slice's positions with the same buffer and seed (that order depends only
+on the number of elements, the buffer and the seed, never on the elements) and gathers its batches from
+memory: the same batches as the streamed pipeline (`train_dataset`, tested equal), without re-reading,
+re-parsing and refilling the buffer with the whole split at every epoch start.
+
 Evaluation counts every clip exactly once: each host reads its own slice, pads its last batch (and adds
 whole padding batches so every host runs the same `num_eval_batches(split)`), and marks real clips with
 `mask` 1 and their row in `index`; padding has `mask` 0 and `index` -1.
@@ -189,6 +196,9 @@ class Streams:
   _eval_kept: dict[str, list[dict[str, np.ndarray]]] = dataclasses.field(
       default_factory=dict, init=False, repr=False
   )
+  _train_kept: dict[str, np.ndarray] | None = dataclasses.field(
+      default=None, init=False, repr=False
+  )
 
   def __post_init__(self):
     if not 0 <= self.process_index < self.process_count:
@@ -344,12 +354,72 @@ class Streams:
     dataset = self._padded(dataset, "train", self.host_batch_size, self.steps_per_epoch)
     return dataset.take(self.steps_per_epoch).skip(skip).prefetch(tf.data.AUTOTUNE)
 
+  @property
+  def train_in_memory(self) -> bool:
+    """Whether training batches come from this host's slice kept in memory (see the module docstring): the
+    shuffle buffer covers the slice, so every epoch holds all of its clips anyway."""
+    return int(self.shuffle_buffer) >= self.host_num_clips("train")
+
+  def _train_rows(self) -> dict[str, np.ndarray]:
+    """This host's training slice decoded once, in `index` order: `{key: [N + 1, ...]}`, the last row the
+    padding row (zeros, `index` -1)."""
+    if self._train_kept is None:
+      n = self.host_num_clips("train")
+      rows: dict[str, np.ndarray] = {}
+      done = 0
+      parsed = self._serialized("train").batch(256).map(self._decoder("train"))
+      for part in parsed.as_numpy_iterator():
+        for key, value in part.items():
+          if key not in rows:
+            rows[key] = np.zeros((n + 1, *value.shape[1:]), value.dtype)
+          rows[key][done : done + len(value)] = value
+        done += len(part["index"])
+      if done != n:
+        raise InputError(f"the training split's build holds {done} clips on this host, not {n}.")
+      rows["index"][n] = -1
+      self._train_kept = rows
+    return self._train_kept
+
+  def _epoch_positions(self, epoch: int, seed: int) -> np.ndarray:
+    """`[steps_per_epoch, B]` positions in this host's slice (N, the padding row, where a batch runs out) in
+    the order of `train_dataset(epoch, seed=seed)`: tf.data's shuffle of `range(N)` with its buffer and seed.
+    """
+    n = self.host_num_clips("train")
+    buffer = max(1, min(int(self.shuffle_buffer), n))
+    order = tf.data.Dataset.range(n).shuffle(
+        buffer, seed=_epoch_seed(seed, epoch, self.process_index), reshuffle_each_iteration=False
+    )
+    positions = np.concatenate([np.zeros(0, np.int64), *order.batch(max(n, 1)).as_numpy_iterator()])
+    size, steps = self.host_batch_size, self.steps_per_epoch
+    padded = np.full(steps * size, n, np.int64)
+    kept = min(len(positions), steps * size)  # without `keep_partial_batch`: the remainder dropped
+    padded[:kept] = positions[:kept]
+    return padded.reshape(steps, size)
+
+  def _memory_batches(
+      self, seeds: Sequence[int], epoch: int, skip: int, stacked: bool
+  ) -> Iterator[dict[str, np.ndarray]]:
+    """Batches gathered from the kept slice: `[S, B, ...]` entries if `stacked`, else `[B, ...]` (one seed)."""
+    if not 0 <= skip <= self.steps_per_epoch:
+      raise InputError(f"cannot skip {skip} batches of an epoch of {self.steps_per_epoch}.")
+    rows = self._train_rows()
+    n = self.host_num_clips("train")
+    positions = np.stack([self._epoch_positions(epoch, s) for s in seeds], axis=1)  # [steps, S, B]
+    for where in positions[skip:]:
+      where = where if stacked else where[0]
+      batch = {key: rows[key][where] for key in sorted(rows)}
+      batch["mask"] = (where < n).astype(np.float32)
+      yield batch
+
   def train_batches(self, epoch: int, skip: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """This host's training batches of `epoch` (0-based), from batch `skip` on.
 
     Yields `steps_per_epoch - skip` dicts: `audio`, `frames`, (`motion`), `label`, `index` [B] int32 (rows
     of the training split) and `mask` [B] float32 ones, with B = `batch_size // process_count`.
     """
+    if self.train_in_memory:
+      yield from self._memory_batches([self.seed], epoch, skip, stacked=False)
+      return
     yield from self.train_dataset(epoch, skip).as_numpy_iterator()
 
   def seed_train_batches(
@@ -358,16 +428,21 @@ class Streams:
     """The training batches of several seeds side by side, each entry stacked on a leading `[S]` axis.
 
     Row `s` of every entry is exactly the batch `train_batches` yields for `seed=seeds[s]` (one shuffled
-    stream per seed, zipped in tf.data): replicas trained together see what separate runs would. Memory:
-    one shuffle buffer per seed. With `train_extras` set, each batch also holds the clips' side data.
+    stream per seed): replicas trained together see what separate runs would. Memory: the kept slice once
+    (`train_in_memory`), else one shuffle buffer per seed (streams zipped in tf.data). With `train_extras`
+    set, each batch also holds the clips' side data.
     """
     if not seeds:
       raise InputError("seed_train_batches needs at least one seed.")
-    streams = tuple(self.train_dataset(epoch, skip, seed=seed) for seed in seeds)
-    stacked = tf.data.Dataset.zip(streams).map(
-        lambda *batches: {key: tf.stack([b[key] for b in batches]) for key in batches[0]}
-    )
-    for batch in stacked.prefetch(2).as_numpy_iterator():
+    if self.train_in_memory:
+      batches = self._memory_batches(seeds, epoch, skip, stacked=True)
+    else:
+      streams = tuple(self.train_dataset(epoch, skip, seed=seed) for seed in seeds)
+      stacked = tf.data.Dataset.zip(streams).map(
+          lambda *batches: {key: tf.stack([b[key] for b in batches]) for key in batches[0]}
+      )
+      batches = stacked.prefetch(2).as_numpy_iterator()
+    for batch in batches:
       if self.train_extras is not None:
         batch.update(self.train_extras.batch(batch["index"]))
       yield batch
