@@ -88,6 +88,26 @@ class DecisionTest(parameterized.TestCase):
     a, v = jnp.asarray([0.8, 0.2]), jnp.asarray([0.4, 0.6])
     np.testing.assert_allclose(localizer_leap.combine_probs(a, v, "mean"), [0.6, 0.4])
     np.testing.assert_allclose(localizer_leap.combine_probs(a, v, "product"), [0.32, 0.12])
+    np.testing.assert_allclose(
+        localizer_leap.combine_probs(a, v, "softmax"), [0.6, 0.4]
+    )  # video level
+
+  def test_softmax_scores_follow_the_mean_logit_whatever_the_offsets(self):
+    # Audio logits [4, 0] (a large class-common offset), visual [-10, -5]: the mean logit (-3, -2.5) favours
+    # class 1, and so does its softmax, 1 / (1 + e^-0.5) = 0.6225 on class 1; the mean of the sigmoids, (0.982 +
+    # 4.5e-5) / 2 against (0.5 + 0.0067) / 2, favours class 0 (the saturated audio branch decides).
+    a, v = jnp.asarray([[[4.0, 0.0]]]), jnp.asarray([[[-10.0, -5.0]]])
+    sigmoid = lambda x: 1.0 / (1.0 + np.exp(-np.asarray(x)))
+    softmax = localizer_leap.segment_scores(a, v, "softmax")
+    np.testing.assert_allclose(softmax[0, 0], [1 - 0.622459, 0.622459], rtol=1e-5)
+    mean = localizer_leap.segment_scores(a, v, "mean")
+    np.testing.assert_allclose(mean, (sigmoid(a) + sigmoid(v)) / 2, rtol=1e-6)
+    self.assertEqual(int(np.argmax(mean[0, 0])), 0)
+    np.testing.assert_allclose(  # a per-segment constant on both branches changes no softmax score
+        localizer_leap.segment_scores(a + 7.0, v + 7.0, "softmax"), softmax, rtol=1e-5
+    )
+    with self.assertRaisesRegex(InputError, r"^config.model.localizer_leap.combine 'x' is unknown"):
+      localizer_leap.segment_scores(a, v, "x")
 
   def test_unknown_option_is_one_line(self):
     with self.assertRaisesRegex(
@@ -197,6 +217,30 @@ class LossTest(parameterized.TestCase):
     self.assertEqual(float(terms["segment"]), 0.0)
     self.assertEqual(float(terms["avss"]), 0.0)
     self.assertAlmostEqual(float(total), float(terms["video"]), places=6)
+
+  def test_psp_avps_term_by_hand(self):
+    # PSP's AVPS target of this clip: its event is class 4, on segment 0 only, so q = [1, 0]. Similarities
+    # [0.3, -0.2, ...]: relu -> [0.3, 0], L1-normalised -> [1, 0] (sum + 1e-8): error ~0; [0.3, 0.3] -> [1/2, 1/2]:
+    # ((1/2 - 1)^2 + (1/2)^2) / 2 = 1/4. Zero logits and equal embeddings as in the avss case above.
+    outputs = _outputs(BG, jnp.ones((1, 2, 4)))
+    config = _loss_config(ave_leap_avps_weight=100.0)
+    without, _ = leap_loss.compute_loss(_loss_config(), outputs, self.batch)
+    outputs["av_similarity"] = jnp.asarray([[0.3, -0.2]])
+    total, terms = leap_loss.compute_loss(config, outputs, self.batch)
+    self.assertLess(float(terms["avps"]), 1e-12)
+    outputs["av_similarity"] = jnp.asarray([[0.3, 0.3]])
+    total, terms = leap_loss.compute_loss(config, outputs, self.batch)
+    self.assertAlmostEqual(float(terms["avps"]), 0.25, places=6)
+    self.assertAlmostEqual(float(total), float(without) + 25.0, places=4)
+    _, terms = leap_loss.compute_loss(_loss_config(), outputs, self.batch)  # weight 0: off
+    self.assertEqual(float(terms["avps"]), 0.0)
+
+  def test_avps_without_psps_similarity_is_one_line(self):
+    config = _loss_config(ave_leap_avps_weight=100.0)
+    with self.assertRaisesRegex(
+        InputError, r"^config.loss.ave_leap_avps_weight is 100.0: PSP's AVPS"
+    ):
+      leap_loss.compute_loss(config, _outputs(BG, jnp.ones((1, 2, 4))), self.batch)
 
   def test_dch_outputs_are_refused_in_one_line(self):
     with self.assertRaisesRegex(InputError, r"^config.loss.name 'leap' on AVE reads the LEAP head"):
@@ -309,6 +353,48 @@ class ModelTest(parameterized.TestCase):
         "cmbs": "localize_module" if supervision == "full" else "CAS_model",
     }
     self.assertNotIn(head_names[encoder], params["trunk"])  # the official head is not built
+
+  def test_psp_trunk_hands_its_av_similarity_to_the_loss(self):
+    # PSP's per-segment cos(v', a'), its AVPS term's input, comes through the LEAP head: the cosine of the
+    # streams LEAP reads (modality streams: a' and v').
+    model = models.build_model(psp_leap.get_config("tiny").model, _meta())
+    rng = np.random.RandomState(0)
+    inputs = (
+        jnp.asarray(rng.rand(2, 10, 128).astype(np.float32)),
+        jnp.asarray(rng.rand(2, 10, 7, 7, 512).astype(np.float32)),
+    )
+    outputs, _ = model.init_with_output(jax.random.PRNGKey(0), *inputs)
+    audio, visual = np.asarray(outputs["audio_embedding"]), np.asarray(outputs["visual_embedding"])
+    cosine = (
+        (audio * visual).sum(-1) / np.linalg.norm(audio, axis=-1) / np.linalg.norm(visual, axis=-1)
+    )
+    np.testing.assert_allclose(outputs["av_similarity"], cosine, rtol=1e-4, atol=1e-6)
+    ave_model = models.build_model(ave_leap.get_config("tiny").model, _meta())
+    ave_outputs, _ = ave_model.init_with_output(jax.random.PRNGKey(0), *inputs)
+    self.assertNotIn("av_similarity", ave_outputs)
+
+  def test_softmax_combine_decides_by_the_mean_logit(self):
+    # configs/psp_leap.py: combine "softmax", 29 queries, each segment's own class: the argmax of l_a + l_v.
+    config = psp_leap.get_config("tiny").model
+    self.assertEqual(config.localizer_leap.combine, "softmax")
+    model = models.build_model(config, _meta())
+    rng = np.random.RandomState(1)
+    inputs = (
+        jnp.asarray(rng.rand(2, 10, 128).astype(np.float32)),
+        jnp.asarray(rng.rand(2, 10, 7, 7, 512).astype(np.float32)),
+    )
+    outputs, _ = model.init_with_output(jax.random.PRNGKey(0), *inputs)
+    logits = np.asarray(outputs["segment_audio_logits"]) + np.asarray(
+        outputs["segment_visual_logits"]
+    )
+    np.testing.assert_array_equal(outputs["segment_class"], logits.argmax(-1))
+    shifted = np.exp(logits / 2 - (logits / 2).max(-1, keepdims=True))
+    np.testing.assert_allclose(
+        outputs["segment_event_prob"],
+        shifted / shifted.sum(-1, keepdims=True),
+        rtol=1e-5,
+        atol=1e-7,
+    )
 
   def test_fused_streams_feed_both_branches(self):
     config = psp_leap.get_config("tiny").model

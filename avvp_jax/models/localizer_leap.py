@@ -15,16 +15,22 @@ with a localizer encoder), each choice an attribute of `LocalizerLEAP` (`config.
              as CLIP's temperature): the attention logits of the untrained head spread over the classes by about
              0.002 (docs/ave.md, "Why LEAP learned slowly"), so the segment term barely moves them
   score      p [B, T, K] from the segment probabilities of the two branches, `combine`:
-             "mean": (p_a + p_v) / 2; "product": p_a * p_v (an AVE event is audible AND visible)
+             "mean": (p_a + p_v) / 2; "product": p_a * p_v (an AVE event is audible AND visible);
+             "softmax": softmax over the K queries of the branches' mean (scaled) logit (l_a + l_v) / 2, the
+             score the "ce" segment loss trains (losses/leap.py), so the decision is the loss's argmax. The
+             sigmoid scores of "mean" and "product" depend on each segment's class-common logit offset, which
+             that softmax loss leaves free; on PSP's streams it drifts (docs/ave.md, "Why LEAP lost on PSP")
   decision   one label per segment, `segment_class` int32 [B, T] (0-27 an event, 28 background), by
              `segment_classes` below: "segment" (each segment's best class) or "video" (the video's one class,
              AVE's videos have one event, and each segment is that class or background)
 
-The video-level scores `video_event_prob` [B, K] combine LEAP's `audio_prob` and `visual_prob` the same way.
+The video-level scores `video_event_prob` [B, K] combine LEAP's `audio_prob` and `visual_prob` the same way
+("softmax": their mean, as the video-level terms are per-class BCEs).
 Outputs: LEAP's output dict (leap.py: `audio_prob`, `visual_prob`, ...; `segment_{audio,visual}_logits` and
 `segment_{audio,visual}_prob` scaled), the
 streams LEAP read as `audio_embedding` / `visual_embedding` (the avss loss's input), `segment_event_prob` p,
-`video_event_prob` and `segment_class`; float32. The loss is `avvp_jax.tasks.ave.losses.leap`.
+`video_event_prob` and `segment_class`, and the trunk's `av_similarity` where it gives one (PSP; its AVPS
+term's input); float32. The loss is `avvp_jax.tasks.ave.losses.leap`.
 """
 
 import flax.linen as nn
@@ -35,18 +41,31 @@ from avvp_jax.errors import InputError
 
 STREAMS = ("modality", "fused")
 BACKGROUNDS = ("threshold", "query")
-COMBINES = ("mean", "product")
+COMBINES = ("mean", "product", "softmax")
 DECISIONS = ("segment", "video")
 
 
 def combine_probs(audio_prob: jax.Array, visual_prob: jax.Array, combine: str) -> jax.Array:
-  """The audio-visual score of per-modality probabilities of one shape: their mean or product."""
-  if combine == "mean":
+  """The audio-visual score of per-modality probabilities of one shape: their mean or product ("softmax", which
+  combines segment logits, `segment_scores`: the mean)."""
+  if combine in ("mean", "softmax"):
     return (audio_prob + visual_prob) * 0.5
   if combine == "product":
     return audio_prob * visual_prob
   raise InputError(
       f"config.model.localizer_leap.combine {combine!r} is unknown: use one of {COMBINES}."
+  )
+
+
+def segment_scores(
+    audio_logits_BxTxK: jax.Array, visual_logits_BxTxK: jax.Array, combine: str
+) -> jax.Array:
+  """p [B, T, K], the audio-visual segment scores of the two branches' (scaled) segment logits (module
+  docstring): "mean" / "product" of their sigmoids, or "softmax" over K of their mean."""
+  if combine == "softmax":
+    return jax.nn.softmax((audio_logits_BxTxK + visual_logits_BxTxK) * 0.5, axis=-1)
+  return combine_probs(
+      jax.nn.sigmoid(audio_logits_BxTxK), jax.nn.sigmoid(visual_logits_BxTxK), combine
   )
 
 
@@ -114,7 +133,7 @@ class LocalizerLEAP(nn.Module):
     num_event_classes: the task's event classes (AVE 28); the label `num_event_classes` is background.
     streams: "modality" or "fused" (module docstring).
     background: "threshold" or "query".
-    combine: "mean" or "product".
+    combine: "mean", "product" or "softmax".
     decision: "segment" or "video".
     threshold: background "threshold"'s event threshold on the combined score.
     logit_scale: the factor on LEAP's segment logits (1: LEAP's own), > 0.
@@ -167,8 +186,8 @@ class LocalizerLEAP(nn.Module):
       logits_BxTxK = outputs[f"segment_{modality}_logits"].astype(jnp.float32) * scale
       outputs[f"segment_{modality}_logits"] = logits_BxTxK
       outputs[f"segment_{modality}_prob"] = jax.nn.sigmoid(logits_BxTxK)
-    segment_prob_BxTxK = combine_probs(
-        outputs["segment_audio_prob"], outputs["segment_visual_prob"], self.combine
+    segment_prob_BxTxK = segment_scores(
+        outputs["segment_audio_logits"], outputs["segment_visual_logits"], self.combine
     )
     video_prob_BxK = combine_probs(outputs["audio_prob"], outputs["visual_prob"], self.combine)
     outputs.update(
@@ -177,6 +196,10 @@ class LocalizerLEAP(nn.Module):
         segment_event_prob=segment_prob_BxTxK,
         video_event_prob=video_prob_BxK,
     )
+    if (
+        "av_similarity" in trunk
+    ):  # PSP's per-segment cos(v', a'), for its AVPS term (losses/leap.py)
+      outputs["av_similarity"] = trunk["av_similarity"]
     outputs = {key: value.astype(jnp.float32) for key, value in outputs.items()}
     outputs["segment_class"] = segment_classes(
         segment_prob_BxTxK,

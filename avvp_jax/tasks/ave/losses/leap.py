@@ -1,6 +1,6 @@
 """The loss of an AVE localizer with the LEAP head (`avvp_jax.models.localizer_leap`), `config.loss.name = "leap"`.
 
-  compute_loss(loss_config, outputs, batch) -> (scalar, {"video", "segment", "avss"})
+  compute_loss(loss_config, outputs, batch) -> (scalar, {"video", "segment", "avss", "avps"})
 
 K = the LEAP head's label queries (28 events; 29 with the background query, background last), read from the
 outputs' shape; the targets are the batch's 29-column labels cut to K columns, so with 28 queries a background
@@ -25,6 +25,11 @@ visible at once (audio and visual labels are the same):
            official: 1/2 + eps) and leaves background pairs at 0 (+ eps): it is not constant, and pulls the
            audio and visual streams of the event together. Weak: none (no segment labels).
 
+  avps     (supervised, PSP's trunk only) PSP's own AVPS term (`losses.psp.avps_term`: the relu'd, L1-normalised
+           cosine of PSP's a' and v' per segment, `av_similarity`, against 1/n on the n event segments), weighted
+           by `ave_leap_avps_weight` (0: off; PSP's official weight is 100). It trains PSP's propagation the way
+           PSP's own recipe does (docs/ave.md, "Why LEAP lost on PSP"). Weak: none.
+
 Every term is a mean over the real clips (`batch["mask"]`). A term that does not apply is reported as 0.
 """
 
@@ -37,6 +42,7 @@ import jax.numpy as jnp
 
 from avvp_jax.errors import InputError
 from avvp_jax.tasks.ave.losses import ave as ave_loss
+from avvp_jax.tasks.ave.losses import psp as psp_loss
 from avvp_jax.tasks.llp import losses as llp_losses
 
 Array = jax.Array
@@ -88,7 +94,7 @@ def loss(
   else:
     video_BxK = batch["video_label"].astype(jnp.float32)[..., :num_queries]
   video = sum(_bce(outputs[f"{m}_prob"], video_BxK, eps).mean(axis=-1) for m in ("audio", "visual"))
-  terms = {"video": ave_loss.masked_mean(video, batch), "segment": zero, "avss": zero}
+  terms = {"video": ave_loss.masked_mean(video, batch), "segment": zero, "avss": zero, "avps": zero}
   total = terms["video"]
   if supervised:
     kind = loss_config.get("ave_leap_segment_loss", "bce")
@@ -110,6 +116,15 @@ def loss(
         + loss_config.segment_weight * terms["segment"]
         + loss_config.avss_weight * terms["avss"]
     )
+    avps_weight = loss_config.get("ave_leap_avps_weight", 0.0)
+    if avps_weight:
+      if "av_similarity" not in outputs:
+        raise InputError(
+            f"config.loss.ave_leap_avps_weight is {avps_weight}: PSP's AVPS term reads PSP's av_similarity, "
+            "which this encoder does not give; use 0 with encoders other than psp."
+        )
+      terms["avps"] = psp_loss.avps_term(outputs, batch)
+      total = total + avps_weight * terms["avps"]
   return total, terms
 
 

@@ -90,12 +90,12 @@ class OfficialAVPSTargets:
     return self._buffer.copy()
 
 
-def _full(
-    outputs: Mapping[str, Array], batch: Mapping[str, Array], avps_weight: float, avps_targets: str
-) -> tuple[Array, dict[str, Array]]:
+def avps_term(
+    outputs: Mapping[str, Array], batch: Mapping[str, Array], avps_targets: str = "clean"
+) -> Array:
+  """The AVPS term (unweighted; module docstring) of `outputs["av_similarity"]` [B, T] against the batch's
+  targets: the MSE of the relu'd, L1-normalised similarities and q, a mean over the real clips."""
   labels_BxTxC = batch["segment_label"].astype(jnp.float32)
-  log_prob_BxTxC = jax.nn.log_softmax(outputs["segment_logits"].astype(jnp.float32), axis=-1)
-  cross_entropy = ave_loss.masked_mean(-(labels_BxTxC * log_prob_BxTxC).sum(-1).mean(-1), batch)
   if avps_targets == "clean":
     target_BxT = avps_target(labels_BxTxC)
   elif avps_targets == "official":
@@ -109,7 +109,16 @@ def _full(
     raise InputError(f"PSP avps_targets {avps_targets!r} is unknown: use one of {AVPS_TARGETS}.")
   similarity_BxT = jax.nn.relu(outputs["av_similarity"].astype(jnp.float32))
   similarity_BxT = similarity_BxT / (similarity_BxT.sum(axis=-1, keepdims=True) + SUM_EPSILON)
-  avps = ave_loss.masked_mean(((similarity_BxT - target_BxT) ** 2).mean(-1), batch)
+  return ave_loss.masked_mean(((similarity_BxT - target_BxT) ** 2).mean(-1), batch)
+
+
+def _full(
+    outputs: Mapping[str, Array], batch: Mapping[str, Array], avps_weight: float, avps_targets: str
+) -> tuple[Array, dict[str, Array]]:
+  labels_BxTxC = batch["segment_label"].astype(jnp.float32)
+  log_prob_BxTxC = jax.nn.log_softmax(outputs["segment_logits"].astype(jnp.float32), axis=-1)
+  cross_entropy = ave_loss.masked_mean(-(labels_BxTxC * log_prob_BxTxC).sum(-1).mean(-1), batch)
+  avps = avps_term(outputs, batch, avps_targets)
   return cross_entropy + avps_weight * avps, {"cross_entropy": cross_entropy, "avps": avps}
 
 
