@@ -1,6 +1,6 @@
 """pytest glue: absl flags are parsed once so `self.create_tempdir()` works, one JAX compilation cache
-serves the whole session, and the session's temporary files go to a fresh folder (`TEST_TMPDIR`, also
-TMPDIR), removed when the session ends.
+serves the whole session, its programs are compiled without LLVM's optimisations, and the session's temporary
+files go to a fresh folder (`TEST_TMPDIR`, also TMPDIR), removed when the session ends.
 
 Many tests train the same tiny programs (in this process and in launcher subprocesses, which inherit the
 environment); a persistent compilation cache in a fresh folder per session compiles each only once. The
@@ -14,6 +14,8 @@ import os
 import shutil
 import tempfile
 
+OPT_LEVEL_FLAG = "--xla_backend_optimization_level=0"
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
@@ -21,6 +23,13 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
   atexit.register(functools.partial(shutil.rmtree, _CACHE, ignore_errors=True))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# The suite's programs are compiled far more than they run (a micro model's train step runs 8 times), so they
+# are compiled without LLVM's optimisations: leap:tiny's training takes 19 s of CPU instead of 41 s.
+# XLA's own (HLO) passes still run; results move by float rounding only (about 1e-7 relative), as between
+# machines. Launcher subprocesses inherit the flag (tests/launch_env.py keeps it), so a run continued in a
+# subprocess stays bit for bit the same program.
+if OPT_LEVEL_FLAG not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {OPT_LEVEL_FLAG}".strip()
 # Tests keep fixtures under absltest's default folder (TEST_TMPDIR, else /tmp/absl_testing, shared by every
 # run on the machine): a fresh one per session, so no fixture of an earlier run or an older commit is reused.
 # pytest-xdist's workers inherit it from the controlling process, as they do the cache.

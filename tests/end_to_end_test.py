@@ -15,6 +15,7 @@ import tempfile
 from absl.testing import absltest
 import numpy as np
 
+import launch_env
 from avvp_jax.tasks.llp import metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,7 +25,7 @@ NUM_TRAIN, NUM_EVAL = 16, 12  # 2 training steps of 8; one full and one padded e
 
 def _launch(script, *flags):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
+  launch_env.without_forced_devices(env)
   return subprocess.run(
       [sys.executable, os.path.join(ROOT, "launch", script), *flags],
       cwd=ROOT,

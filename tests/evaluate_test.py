@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 import avvp_jax
+import launch_env
 from avvp_jax import checkpoint
 from avvp_jax import evaluate
 from avvp_jax.errors import InputError
@@ -36,7 +37,7 @@ TIMEOUT_S = 240
 
 def _env() -> dict[str, str]:
   env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)
+  launch_env.without_forced_devices(env)
   env.update(
       PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
       TF_CPP_MIN_LOG_LEVEL="2",

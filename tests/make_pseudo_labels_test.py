@@ -22,6 +22,7 @@ from absl.testing import absltest
 import numpy as np
 
 import avvp_jax
+import launch_env
 from avvp_jax.tools import pseudo_label_maker
 from avvp_jax.tasks.llp import annotations
 from avvp_jax.tasks.llp import features as features_lib
@@ -46,7 +47,7 @@ NEAR = 1e-5  # probabilities this close to a threshold may flip with the batch's
 
 def _launch(*flags):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
-  env.pop("XLA_FLAGS", None)
+  launch_env.without_forced_devices(env)
   return subprocess.run(
       [sys.executable, os.path.join(ROOT, "launch", "make_pseudo_labels.py"), *flags],
       cwd=ROOT,

@@ -16,6 +16,7 @@ from absl.testing import absltest
 import jax
 import numpy as np
 
+import launch_env
 import train_parallel_worker as worker
 from avvp_jax import state as state_lib
 from avvp_jax import sharding
@@ -27,7 +28,7 @@ TIMEOUT_S = 240
 
 def _env(**extra: str) -> dict[str, str]:
   env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)
+  launch_env.without_forced_devices(env)
   env.update(
       PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
       TF_CPP_MIN_LOG_LEVEL="2",
@@ -50,7 +51,7 @@ class TrainDataParallelTest(absltest.TestCase):
     result = subprocess.run(
         [sys.executable, WORKER, "devices", f"--out={out}"],
         cwd=ROOT,
-        env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"),
+        env=_env(XLA_FLAGS=launch_env.xla_flags(device_count=8)),
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,

@@ -15,6 +15,7 @@ from absl.testing import absltest
 import jax
 import numpy as np
 
+import launch_env
 from avvp_jax import checkpoint
 from avvp_jax import cli
 from avvp_jax import state as state_lib
@@ -44,7 +45,7 @@ def tiny_config(**overrides):
 
 def _env() -> dict[str, str]:
   env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)
+  launch_env.without_forced_devices(env)
   env.update(
       PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
       TF_CPP_MIN_LOG_LEVEL="2",
