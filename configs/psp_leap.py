@@ -13,8 +13,8 @@ Run card
   Expected:  paper figures (AVE test, real features, supervised), the LEAP paper's Table 5: DCH 74.3, LEAP 76.6
              segment accuracy. SYNTHETIC (30 epochs x 800 clips, seed 0 only): 56.8 test accuracy (the best
              validation epoch of a run decided by combine "mean", where it scored 45.6, re-decided as this card
-             decides), against 81.9 for configs/psp.py's seed 0: LEAP loses here. Three seeds, through epoch 19 of
-             30 (unfinished): 37.8 ± 5.6. docs/ave.md, "DCH vs LEAP".
+             decides), against 81.9 for configs/psp.py's seed 0: LEAP loses here. Three seeds: 65.6 ± 5.1 against
+             DCH's 84.2 ± 2.4, still rising at epoch 30. docs/ave.md, "DCH vs LEAP".
   Evaluate:  python launch/evaluate.py --workdir=./workdir/psp_leap --split=test
 
 The LEAP head on AVE (`with_leap_head`, shared by configs/ave_leap.py and cmbs_leap.py). The paper fixes none of
