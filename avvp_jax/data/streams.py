@@ -36,6 +36,9 @@ whole padding batches so every host runs the same `num_eval_batches(split)`), an
 
 Batches are dicts of numpy arrays (`avvp_jax.tasks.llp.batch_keys` names the LLP ones): the feature keys, the
 label keys (plus the evaluation labels in evaluation splits), `mask` [B] float32 and `index` [B] int32.
+
+Length: one contract (which clips each host sees, in which order, padded how); its streamed and kept training
+paths must yield the same batches, so they stay side by side.
 """
 
 from __future__ import annotations
