@@ -22,15 +22,9 @@ numbers are for the machine it runs on.
 """
 
 import argparse
-import collections
-import glob
-import gzip
-import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -64,24 +58,8 @@ def _part(instruction: dict) -> str:
 def profile(step, state, batches, steps=3):
   """Rows (part, ms per step) of XLA op time in a `jax.profiler` trace of `steps` steps, and the wall ms."""
   compiled = step.lower(state, batches[0]).compile()
-  instructions = bench_flops._parse_hlo(compiled.as_text())  # pylint: disable=protected-access
-  folder = tempfile.mkdtemp(prefix="bench_cvcm_trace_")
-  try:
-    with jax.profiler.trace(folder, create_perfetto_trace=True):
-      start = time.perf_counter()
-      for i in range(steps):
-        state, metrics = compiled(state, batches[i % len(batches)])
-        jax.block_until_ready(metrics)
-      wall = (time.perf_counter() - start) / steps
-    trace = glob.glob(os.path.join(folder, "**", "perfetto_trace.json.gz"), recursive=True)
-    events = json.load(gzip.open(trace[0]))["traceEvents"] if trace else []
-  finally:
-    shutil.rmtree(folder, ignore_errors=True)
-  totals = collections.defaultdict(float)
-  for event in events:
-    if event.get("ph") == "X" and event.get("name") in instructions:
-      totals[_part(instructions[event["name"]])] += event.get("dur", 0.0) / 1e3 / steps
-  return sorted(totals.items(), key=lambda kv: -kv[1]), 1e3 * wall
+  totals, wall_ms, _ = bench_flops.traced_op_ms(compiled, state, batches, steps, _part)
+  return sorted(totals.items(), key=lambda kv: -kv[1]), wall_ms
 
 
 class EveryRowScored:

@@ -402,19 +402,29 @@ def _category(instruction: dict) -> str:
   return f"optimizer update, gradient norm ({kind})"
 
 
-def profile_step(v: dict, steps: int = 5) -> tuple[list[tuple[str, float, float]], float, float]:
-  """(category, ms per step, share) of the step's XLA op time in a profiler trace, the op time and the wall."""
-  instructions = _parse_hlo(v["compiled"].as_text())
-  folder = tempfile.mkdtemp(prefix="bench_flops_trace_")
+def traced_op_ms(
+    compiled, state, batches, steps: int, classify
+) -> tuple[dict[str, float], float, object]:
+  """Runs `steps` steps of `compiled` under `jax.profiler` and sums its XLA ops' time per class.
+
+  Args:
+    compiled: a compiled train step `(state, batch) -> (state, metrics)`.
+    state, batches: its inputs (the batches cycled).
+    steps: timed steps.
+    classify: maps an instruction record (`opcode`, `op_name`, `dot`, of `_parse_hlo`) to a class name.
+
+  Returns:
+    ({class: ms per step}, wall ms per step, the state after the steps).
+  """
+  instructions = _parse_hlo(compiled.as_text())
+  folder = tempfile.mkdtemp(prefix="bench_trace_")
   try:
-    state = v["state"]
     with jax.profiler.trace(folder, create_perfetto_trace=True):
       start = time.perf_counter()
       for i in range(steps):
-        state, metrics = v["compiled"](state, v["batches"][i % 2])
+        state, metrics = compiled(state, batches[i % len(batches)])
         jax.block_until_ready(metrics)
       wall = (time.perf_counter() - start) / steps
-    v["state"] = state
     trace = glob.glob(os.path.join(folder, "**", "perfetto_trace.json.gz"), recursive=True)
     events = json.load(gzip.open(trace[0]))["traceEvents"] if trace else []
   finally:
@@ -422,13 +432,21 @@ def profile_step(v: dict, steps: int = 5) -> tuple[list[tuple[str, float, float]
   totals = collections.defaultdict(float)
   for event in events:
     if event.get("ph") == "X" and event.get("name") in instructions:
-      totals[_category(instructions[event["name"]])] += event.get("dur", 0.0) / 1e3 / steps
+      totals[classify(instructions[event["name"]])] += event.get("dur", 0.0) / 1e3 / steps
+  return dict(totals), 1e3 * wall, state
+
+
+def profile_step(v: dict, steps: int = 5) -> tuple[list[tuple[str, float, float]], float, float]:
+  """(category, ms per step, share) of the step's XLA op time in a profiler trace, the op time and the wall."""
+  totals, wall_ms, v["state"] = traced_op_ms(
+      v["compiled"], v["state"], v["batches"][:2], steps, _category
+  )
   op_ms = sum(totals.values())
   rows = [
       (k, ms, ms / op_ms if op_ms else 0.0)
       for k, ms in sorted(totals.items(), key=lambda kv: -kv[1])
   ]
-  return rows, op_ms, 1e3 * wall
+  return rows, op_ms, wall_ms
 
 
 # --- main ------------------------------------------------------------------------------------------------
