@@ -11,7 +11,8 @@ first): the generic fields here, the task's (`config.task`, `avvp_jax.tasks`) by
 an empty or wrongly laid out features folder are one-line InputErrors before any data is built; fields the
 chosen model never reads (`ignored_fields`) are one warning. The rest builds from a checked config:
 `build_model` (sized by the task's `Meta`), `make_optimizer` (the task's recipe gives the peak learning rate),
-`create_train_state` / `abstract_train_state` (for restoring), and `apply_model`, the one way training,
+`create_train_state` (or `train_state_init`, which compiles the initialisation only when asked) /
+`abstract_train_state` (for restoring), and `apply_model`, the one way training,
 evaluation, parsing and ensembles run a model on a batch. Nothing here knows a dataset.
 """
 
@@ -412,6 +413,33 @@ def _with_sharding(abstract: PyTree, target: NamedSharding) -> PyTree:
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=target), abstract)
 
 
+def train_state_init(
+    config: ml_collections.ConfigDict,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    seeds: Iterable[int],
+) -> tuple[Callable[[], TrainState], PyTree]:
+  """(`make()` -> the initial state, its abstract state with shardings); see `create_train_state`.
+
+  Only `make()` compiles and runs the initialisation, so a resumed run, which restores its state into the
+  abstract one, never pays for it (a first-run compile of tens of seconds for the largest models).
+  """
+  init = jax.vmap(_init_fn(config, model, tx))
+  seeds = jnp.asarray(list(seeds), jnp.int32)
+  abstract = jax.eval_shape(init, seeds)
+
+  def make() -> TrainState:
+    compiled = (
+        jax.jit(init, out_shardings=sharding.seed_sharded(mesh))
+        .lower(seeds)
+        .compile({"xla_backend_optimization_level": 0})
+    )
+    return compiled(seeds)
+
+  return make, _with_sharding(abstract, sharding.seed_sharded(mesh))
+
+
 def create_train_state(
     config: ml_collections.ConfigDict,
     model: nn.Module,
@@ -426,15 +454,8 @@ def create_train_state(
   compiled without XLA's backend optimisations: it runs once, and the dozens of unrolled threefry
   initialisers otherwise take longer to optimise than to run.
   """
-  init = jax.vmap(_init_fn(config, model, tx))
-  seeds = jnp.asarray(list(seeds), jnp.int32)
-  abstract = jax.eval_shape(init, seeds)
-  compiled = (
-      jax.jit(init, out_shardings=sharding.seed_sharded(mesh))
-      .lower(seeds)
-      .compile({"xla_backend_optimization_level": 0})
-  )
-  return compiled(seeds), _with_sharding(abstract, sharding.seed_sharded(mesh))
+  make, abstract = train_state_init(config, model, tx, mesh, seeds)
+  return make(), abstract
 
 
 def abstract_train_state(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> TrainState:

@@ -280,14 +280,14 @@ def _train(
   num_epochs, steps_per_epoch = recipe.num_epochs, data.steps_per_epoch
   model = state_lib.build_model(config)
   tx, schedule = state_lib.make_optimizer(config, steps_per_epoch)
-  state, abstract_state = state_lib.create_train_state(config, model, tx, mesh, seeds)
+  initial_state, abstract_state = state_lib.train_state_init(config, model, tx, mesh, seeds)
   _log_run(
       config,
       data,
       mesh,
       workdir,
       num_epochs,
-      sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state.params)),
+      sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(abstract_state.params)),
       seeds,
       recipe.note,
   )
@@ -318,7 +318,9 @@ def _train(
   start_epoch, batches_done = 0, 0
   with checkpoint_lib.Checkpointer(workdir, keep=config.checkpoint.keep) as checkpointer:
     restored = checkpointer.restore_latest(abstract_state)
-    if restored is not None:
+    if restored is None:
+      state = initial_state()  # compiled and run only for a fresh start
+    else:
       state, position = restored
       start_epoch, batches_done = int(position["epoch"]), int(position["batches_done"])
       chrono.load_state_dict(position.get("chrono"))

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 import jax
@@ -355,7 +356,18 @@ class TrainAndEvaluateTest(absltest.TestCase):
     self.assertEqual(result.returncode, -9, result.stderr[-3000:])  # SIGKILL: no clean shutdown
     self.assertEqual(checkpoint.Checkpointer(workdir).latest_step(), self.steps_per_epoch)
 
-    resumed_scores = train.train_and_evaluate(self.seeds_config, workdir)  # resumes in this process
+    # A resumed run restores into the abstract state: no initialisation is compiled or run.
+    asked, made = [], []
+    real_init = state_lib.train_state_init
+
+    def counted_init(*args, **kwargs):
+      asked.append(1)
+      make, abstract = real_init(*args, **kwargs)
+      return (lambda: made.append(1) or make()), abstract
+
+    with mock.patch.object(state_lib, "train_state_init", counted_init):
+      resumed_scores = train.train_and_evaluate(self.seeds_config, workdir)  # resumes here
+    self.assertEqual((len(asked), made), (1, []))
     for which in ("latest", "best"):  # the best save holds each replica's own best
       step, resumed = _latest_params(workdir, which)
       expected_step, uninterrupted = _latest_params(self.seeds_workdir, which)
