@@ -420,10 +420,8 @@ def train_state_init(
     mesh: Mesh,
     seeds: Iterable[int],
 ) -> tuple[Callable[[], TrainState], PyTree]:
-  """(`make()` -> the initial state, its abstract state with shardings); see `create_train_state`.
-
-  Only `make()` compiles and runs the initialisation, so a resumed run, which restores its state into the
-  abstract one, never pays for it (a first-run compile of tens of seconds for the largest models).
+  """(`make()` -> the initial state, its abstract state with shardings), as `create_train_state`; only
+  `make()` compiles and runs the initialisation, so a resumed run (restored into the abstract state) skips it.
   """
   init = jax.vmap(_init_fn(config, model, tx))
   seeds = jnp.asarray(list(seeds), jnp.int32)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from absl.testing import absltest
@@ -165,23 +166,33 @@ class CleanStopTest(absltest.TestCase):
     self.assertResumesBitForBit(workdir)
 
 
+def _signal_this_thread(signum: int) -> None:
+  """Sends `signum` to the calling (main) thread, so its Python handler runs before the next line.
+
+  `os.kill(os.getpid(), ...)` lets the kernel hand the signal to any thread of the process (JAX's and
+  TensorFlow's have many); the main thread then runs the handler a moment later, which on a busy machine can
+  fall outside the `with` block that expects it.
+  """
+  signal.pthread_kill(threading.get_ident(), signum)
+
+
 class StopRequestTest(absltest.TestCase):
 
   def test_first_signal_is_a_request_second_ctrl_c_aborts(self):
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with interrupts.StopRequest(immediate=False) as stop:
       self.assertIsNone(stop.check())
-      os.kill(os.getpid(), signal.SIGINT)
+      _signal_this_thread(signal.SIGINT)
       self.assertEqual(stop.check(), signal.SIGINT)
       self.assertEqual({s: signal.getsignal(s) for s in before}, before)  # back at once
       with self.assertRaises(KeyboardInterrupt):
-        os.kill(os.getpid(), signal.SIGINT)
+        _signal_this_thread(signal.SIGINT)
     self.assertEqual({s: signal.getsignal(s) for s in before}, before)
 
   def test_sigterm_is_a_request(self):
     before = signal.getsignal(signal.SIGTERM)
     with interrupts.StopRequest(immediate=False) as stop:
-      os.kill(os.getpid(), signal.SIGTERM)
+      _signal_this_thread(signal.SIGTERM)
       self.assertEqual(stop.check(), signal.SIGTERM)
       # Back to the previous handler (SIG_DFL under pytest): a second SIGTERM ends the process.
       self.assertEqual(signal.getsignal(signal.SIGTERM), before)
@@ -191,7 +202,7 @@ class StopRequestTest(absltest.TestCase):
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with self.assertRaises(interrupts.TrainingInterrupted) as caught:
       with interrupts.StopRequest():
-        os.kill(os.getpid(), signal.SIGTERM)
+        _signal_this_thread(signal.SIGTERM)
         time.sleep(5)  # never reached: the handler raises where the signal lands
     self.assertEqual((caught.exception.step, caught.exception.exit_status), (None, 143))
     self.assertEqual(
