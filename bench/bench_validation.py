@@ -120,6 +120,10 @@ def main():
   parser.add_argument("--features", default="", help="an LLP features folder (default: SYNTHETIC)")
   parser.add_argument("--repeats", type=int, default=7)
   args = parser.parse_args()
+  if not os.path.isfile(
+      os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", f"{args.config}.py")
+  ):
+    parser.error(f"--config={args.config}: no configs/{args.config}.py")
   load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
   print(
       f"validation of configs/{args.config}.py ({jax.default_backend()}, {os.cpu_count()} CPU cores, "
