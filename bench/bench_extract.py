@@ -16,9 +16,7 @@ the total in clips/s.
 """
 
 import os
-import statistics
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -37,6 +35,7 @@ from avvp_jax.video import r2plus1d
 from avvp_jax.video import resnet
 from avvp_jax.video import vgg19
 from avvp_jax.video import vggish
+import timing  # pylint: disable=g-import-not-at-top,wrong-import-position  (bench/, the script's folder)
 import video_samples  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Timed repeats per stage (after one warm-up).")
@@ -44,16 +43,6 @@ _FRAME_BATCH = flags.DEFINE_integer(
     "frame_batch", None, "ResNet-152 (VGG-19) frames per call; default 80 (16 with --layout=ave)."
 )
 _LAYOUT = flags.DEFINE_enum("layout", "official", ["official", "ave"], "LLP's layout or AVE's.")
-
-
-def _timed(fn, repeats):
-  fn()  # warm-up: compilation
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def _flops(fn, *args, **static):
@@ -67,7 +56,7 @@ def _report(stages, flops, repeats, decode_windows=3):
   print(f"backend {jax.default_backend()}, {jax.device_count()} device(s), {os.cpu_count()} CPUs")
   total = 0.0
   for name, fn in stages.items():
-    seconds = _timed(fn, repeats)
+    seconds = timing.median_seconds(fn, repeats, warmup=1)  # the warm-up compiles
     if name.startswith("decode"):
       seconds /= decode_windows
     total += seconds

@@ -31,18 +31,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from avvp_jax.tasks.llp import metrics  # pylint: disable=g-import-not-at-top
 from avvp_jax.tasks.llp import annotations  # pylint: disable=g-import-not-at-top
 import metrics_test  # pylint: disable=g-import-not-at-top
+import timing  # pylint: disable=g-import-not-at-top  (bench/, the script's folder)
 
 _OURS_REPEATS = 50
 _OFFICIAL_REPEATS = 3
-
-
-def _median_seconds(fn, repeats):
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
 
 
 def main():
@@ -59,8 +51,8 @@ def main():
   start = time.perf_counter()
   ours = metrics.parsing_scores(*labels)
   compile_s = time.perf_counter() - start
-  ours_s = _median_seconds(lambda: metrics.parsing_scores(*labels), _OURS_REPEATS)
-  official_s = _median_seconds(
+  ours_s = timing.median_seconds(lambda: metrics.parsing_scores(*labels), _OURS_REPEATS)
+  official_s = timing.median_seconds(
       lambda: metrics_test.official_loop_scores(*labels), _OFFICIAL_REPEATS
   )
   official = metrics_test.official_loop_scores(*labels)

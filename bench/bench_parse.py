@@ -24,7 +24,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 import jax
-import numpy as np
 
 import avvp_jax  # pylint: disable=g-import-not-at-top
 from avvp_jax.tasks.llp import batch_keys  # pylint: disable=g-import-not-at-top
@@ -32,21 +31,13 @@ from avvp_jax.tasks.llp import synthetic  # pylint: disable=g-import-not-at-top
 from avvp_jax.tasks.llp import task as llp_task
 from configs import han  # pylint: disable=g-import-not-at-top
 from configs import leap  # pylint: disable=g-import-not-at-top
+import timing  # pylint: disable=g-import-not-at-top  (bench/, the script's folder)
 
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "A workdir or checkpoint to time instead of HAN and LEAP."
 )
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "16", "64", "256"], "Batch sizes to time.")
 _REPEATS = flags.DEFINE_integer("repeats", 20, "Timed calls per batch size (median reported).")
-
-
-def _median_ms(fn, repeats):
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return 1000.0 * float(np.median(times))
 
 
 def _untrained_parser(config):
@@ -94,8 +85,8 @@ def main(argv):
       start = time.perf_counter()
       parser.predict(*inputs)
       first_ms = 1000.0 * (time.perf_counter() - start)
-      predict_ms = _median_ms(lambda: parser.predict(*inputs), _REPEATS.value)  # pylint: disable=cell-var-from-loop
-      parse_ms = _median_ms(lambda: parser.parse(*inputs), _REPEATS.value)  # pylint: disable=cell-var-from-loop
+      predict_ms = 1e3 * timing.median_seconds(lambda: parser.predict(*inputs), _REPEATS.value)  # pylint: disable=cell-var-from-loop
+      parse_ms = 1e3 * timing.median_seconds(lambda: parser.parse(*inputs), _REPEATS.value)  # pylint: disable=cell-var-from-loop
       print(
           f"{name:<18} {batch:>5} {first_ms:>13.1f} {predict_ms:>10.2f} {1000 * batch / predict_ms:>15.0f} "
           f"{parse_ms:>9.2f} {1000 * batch / parse_ms:>13.0f}",

@@ -18,7 +18,6 @@ import argparse
 import importlib
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,16 +29,7 @@ from avvp_jax import evaluate as evaluate_lib  # pylint: disable=g-import-not-at
 from avvp_jax import sharding  # pylint: disable=g-import-not-at-top
 from avvp_jax import state as state_lib  # pylint: disable=g-import-not-at-top
 from avvp_jax import tasks  # pylint: disable=g-import-not-at-top
-
-
-def _median_s(fn, repeats: int) -> float:
-  fn()  # compiles, fills caches
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+import timing  # pylint: disable=g-import-not-at-top  (bench/, the script's folder)
 
 
 def time_validation(
@@ -107,7 +97,7 @@ def time_validation(
       ),
       "host totals and scores": host_totals,
   }
-  out = {part: _median_s(fn, repeats) for part, fn in parts.items()}
+  out = {part: timing.median_seconds(fn, repeats, warmup=1) for part, fn in parts.items()}
   out["batches"] = len(host_batches)
   out["clips"] = data.num_eval_clips(split)
   return out
