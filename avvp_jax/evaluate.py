@@ -119,17 +119,25 @@ def run_evaluation(
   ]
   if not pending:
     raise RuntimeError("evaluation saw no batches")
-  # float64 accumulation on the host: {"seeds": {...: [S, ...]}, "ensemble": {...}} summed over batches
+  per_seed, ensemble = scores_of_batch_sums(evaluator, pending)
+  if num_clips is not None and per_seed[0]["num_clips"] != num_clips:
+    raise RuntimeError(f"evaluation scored {per_seed[0]['num_clips']} clips, expected {num_clips}")
+  return {"per_seed": per_seed, "ensemble": ensemble}
+
+
+def scores_of_batch_sums(
+    evaluator: task_lib.Evaluator, batch_sums: Sequence[Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+  """(every replica's scores, the ensemble's or None) from the eval step's outputs of a split's batches,
+  fetched and summed over the batches in float64 on the host."""
   totals = jax.tree.map(
-      lambda *xs: np.sum([np.asarray(x, np.float64) for x in xs], axis=0), *jax.device_get(pending)
+      lambda *xs: np.sum([np.asarray(x, np.float64) for x in xs], axis=0),
+      *jax.device_get(batch_sums),
   )
   seeds = totals["seeds"]
   num_seeds = len(jax.tree.leaves(seeds)[0])
   per_seed = [evaluator.scores(jax.tree.map(lambda x: x[s], seeds)) for s in range(num_seeds)]
-  ensemble = evaluator.scores(totals["ensemble"]) if "ensemble" in totals else None
-  if num_clips is not None and per_seed[0]["num_clips"] != num_clips:
-    raise RuntimeError(f"evaluation scored {per_seed[0]['num_clips']} clips, expected {num_clips}")
-  return {"per_seed": per_seed, "ensemble": ensemble}
+  return per_seed, evaluator.scores(totals["ensemble"]) if "ensemble" in totals else None
 
 
 def seed_report(

@@ -23,7 +23,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top
-import numpy as np  # pylint: disable=g-import-not-at-top
 
 from avvp_jax import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
 from avvp_jax import sharding  # pylint: disable=g-import-not-at-top
@@ -70,16 +69,6 @@ def time_validation(
   pending = [eval_step(state.params, b) for b in device_batches]
   jax.block_until_ready((outputs, pending))
 
-  def host_totals():
-    totals = jax.tree.map(
-        lambda *xs: np.sum([np.asarray(x, np.float64) for x in xs], axis=0),
-        *jax.device_get(pending),
-    )
-    return [
-        evaluator.scores(jax.tree.map(lambda x, s=s: x[s], totals["seeds"]))
-        for s in range(len(seeds))
-    ]
-
   params = state.params
   parts = {
       "whole pass (run_evaluation)": lambda: evaluate_lib.run_evaluation(
@@ -95,7 +84,7 @@ def time_validation(
       "input (global_batch)": lambda: jax.block_until_ready(
           [sharding.global_batch(mesh, b) for b in host_batches]
       ),
-      "host totals and scores": host_totals,
+      "host totals and scores": lambda: evaluate_lib.scores_of_batch_sums(evaluator, pending),
   }
   out = {part: timing.median_seconds(fn, repeats, warmup=1) for part, fn in parts.items()}
   out["batches"] = len(host_batches)

@@ -9,7 +9,7 @@ Run card
              heads and their four-term loss are replaced by LEAP's head and loss (its gates still modulate the
              queries, trained through LEAP's loss). SYNTHETIC data: 20 epochs on the 800-clip subset.
   Head:      as configs/psp_leap.py (which says why).
-  Hardware:  2 CPU cores are enough; three seeds at once peaked at 15.7 GB of memory (one seed: about a third).
+  Hardware:  2 CPU cores are enough; three seeds at once peaked at 15.7 GB of memory.
   Expected:  paper figures (AVE test, real features, supervised), the LEAP paper's Table 5: DCH 74.5, LEAP 77.9
              segment accuracy. SYNTHETIC, 3 seeds: test 50.9 ± 4.4 against DCH's 86.6 ± 1.4, still rising at
              epoch 20 (docs/ave.md, "DCH vs LEAP").

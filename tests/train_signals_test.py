@@ -169,9 +169,9 @@ class CleanStopTest(absltest.TestCase):
 def _signal_this_thread(signum: int) -> None:
   """Sends `signum` to the calling (main) thread, so its Python handler runs before the next line.
 
-  `os.kill(os.getpid(), ...)` lets the kernel hand the signal to any thread of the process (JAX's and
-  TensorFlow's have many); the main thread then runs the handler a moment later, which on a busy machine can
-  fall outside the `with` block that expects it.
+  `os.kill(os.getpid(), ...)` sends it to the process, whose threads (JAX's and TensorFlow's) may take it
+  first; one suite run under load saw the handler miss the `with` block that expects it (the cause is likely
+  this, not proven). Sent to this thread, it lands here.
   """
   signal.pthread_kill(threading.get_ident(), signum)
 
